@@ -1,0 +1,15 @@
+//! ember's execution engine: compiles DStream plans onto timely dataflow.
+//!
+//! This is the only crate that imports timely. The timely timestamp of every stream is the
+//! batch time in milliseconds; each message is one partition of a batch or an in-band marker
+//! ([`Msg`]). Operators that need whole batches ([`ops::PerBatch`]) enumerate every batch time
+//! their input frontier passes, so empty batches are seen too.
+
+pub mod clock;
+pub mod msg;
+pub mod ops;
+pub mod runtime;
+
+pub use clock::{Clock, ManualClock};
+pub use msg::{Data, JobFailure, Key, Msg, Part, PartId};
+pub use runtime::{BuildPlan, ClusterConfig, Compiler, EStream, RunConfig, RunShared, Runtime, WorkerEnv};

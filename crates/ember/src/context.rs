@@ -1,0 +1,481 @@
+//! `StreamingContext`: configuration, lifecycle (start, await, stop) and the registry of the
+//! plan's outputs and receivers.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use ember_engine::{BuildPlan, Clock, ClusterConfig, Compiler, Data, RunConfig, RunShared, Runtime};
+
+use crate::batch::Batch;
+use crate::dstream::DStream;
+use crate::error::{Error, Result};
+use crate::time::{Duration, Time};
+
+/// Registers one output on a worker being compiled.
+pub(crate) type OutputBuild = Arc<dyn for<'s> Fn(&mut Compiler<'s>) + Send + Sync>;
+
+/// A receiver's driver-side half: started with the context (on the process that hosts worker 0)
+/// and stopped before the last batch is cut.
+pub(crate) trait ReceiverHost: Send + Sync {
+    /// Starts the receiver's thread.
+    fn start(&self, ctx: Arc<ContextInner>) -> Result<JoinHandle<()>>;
+    /// Asks the receiver to stop; its thread exits soon after.
+    fn request_stop(&self);
+}
+
+const INITIALIZED: u8 = 0;
+const ACTIVE: u8 = 1;
+const STOPPED: u8 = 2;
+
+/// Settings of a context, fixed at construction.
+#[derive(Clone, Debug)]
+struct Settings {
+    batch_interval: Duration,
+    workers: usize,
+    cluster: Option<ClusterConfig>,
+    clock: Clock,
+    max_batches_in_flight: u64,
+}
+
+struct Running {
+    runtime: Runtime,
+    receivers: Vec<JoinHandle<()>>,
+}
+
+pub(crate) struct ContextInner {
+    settings: Settings,
+    next_id: AtomicU64,
+    phase: AtomicU8,
+    outputs: Mutex<Vec<OutputBuild>>,
+    receivers: Mutex<Vec<Arc<dyn ReceiverHost>>>,
+    running: Mutex<Option<Running>>,
+    shared: Mutex<Option<Arc<RunShared>>>,
+    source_errors: Mutex<Vec<Error>>,
+    reported_failures: AtomicUsize,
+    remember: Mutex<Option<Duration>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ContextInner {
+    pub(crate) fn next_operator_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether this process runs the receivers (it hosts worker 0).
+    pub(crate) fn hosts_receivers(&self) -> bool {
+        self.settings.cluster.as_ref().is_none_or(|c| c.process == 0)
+    }
+
+    pub(crate) fn add_output(&self, build: OutputBuild) -> Result<()> {
+        self.check_not_started("add an output operation")?;
+        lock(&self.outputs).push(build);
+        Ok(())
+    }
+
+    pub(crate) fn add_receiver(&self, receiver: Arc<dyn ReceiverHost>) {
+        lock(&self.receivers).push(receiver);
+    }
+
+    /// Records an error of an input source; `await_termination` reports it.
+    pub(crate) fn report_source_error(&self, error: Error) {
+        tracing::error!(%error, "An input source reported an error.");
+        lock(&self.source_errors).push(error);
+    }
+
+    fn check_not_started(&self, what: &str) -> Result<()> {
+        match self.phase.load(Ordering::Acquire) {
+            INITIALIZED => Ok(()),
+            ACTIVE => Err(Error::IllegalState(format!("cannot {what} after the StreamingContext has been started"))),
+            _ => Err(Error::IllegalState(format!("cannot {what} after the StreamingContext has been stopped"))),
+        }
+    }
+}
+
+/// The entry point of an ember program (Spark's `StreamingContext`): creates input streams,
+/// and starts, awaits and stops the computation.
+///
+/// # Examples
+///
+/// ```
+/// use ember::prelude::*;
+///
+/// # fn main() -> ember::Result<()> {
+/// let clock = ManualClock::new();
+/// let ssc = StreamingContext::builder(milliseconds(100)).manual_clock(&clock).build()?;
+/// let queue = BatchQueue::new();
+/// queue.push(vec![1, 2, 3]);
+/// let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+/// let sink = seen.clone();
+/// ssc.queue_stream(&queue, true, None).count().foreach_rdd(move |b, _| sink.lock().unwrap().extend(b.collect()))?;
+/// ssc.start()?;
+/// clock.advance(milliseconds(200));
+/// ssc.await_batch(Time::from_millis(200), seconds(10))?;
+/// ssc.stop(true)?;
+/// assert_eq!(*seen.lock().unwrap(), vec![3, 0]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct StreamingContext {
+    inner: Arc<ContextInner>,
+}
+
+impl std::fmt::Debug for StreamingContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingContext").field("settings", &self.inner.settings).finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`StreamingContext`].
+#[derive(Clone, Debug)]
+pub struct StreamingContextBuilder {
+    settings: Settings,
+}
+
+impl StreamingContextBuilder {
+    /// Number of worker threads in this process (default 1).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.settings.workers = n;
+        self
+    }
+
+    /// Joins a cluster as process `process` of `addresses.len()` (each `host:port`), as timely's
+    /// `-n/-p/-h` do. Every process runs the same program; receivers and outputs that gather a
+    /// batch run on process 0.
+    pub fn cluster(mut self, process: usize, addresses: Vec<String>) -> Self {
+        self.settings.cluster = Some(ClusterConfig { process, addresses });
+        self
+    }
+
+    /// Reads timely-style arguments: `-w N` worker threads, `-n N` processes, `-p I` this
+    /// process's index, `-h FILE` a file of `host:port` lines (default: localhost ports from
+    /// 2101). Unknown arguments are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a malformed value or an unreadable host file.
+    pub fn from_args<I: IntoIterator<Item = String>>(mut self, args: I) -> Result<Self> {
+        let bad = |message: String| Error::InvalidArgument { operation: "StreamingContextBuilder::from_args", message };
+        let (mut processes, mut process, mut hostfile) = (1usize, 0usize, None::<String>);
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| args.next().ok_or_else(|| bad(format!("{name} needs a value")));
+            match arg.as_str() {
+                "-w" | "--threads" => self.settings.workers = value("-w")?.parse().map_err(|e| bad(format!("-w: {e}")))?,
+                "-n" | "--processes" => processes = value("-n")?.parse().map_err(|e| bad(format!("-n: {e}")))?,
+                "-p" | "--process" => process = value("-p")?.parse().map_err(|e| bad(format!("-p: {e}")))?,
+                "-h" | "--hostfile" => hostfile = Some(value("-h")?),
+                _ => {}
+            }
+        }
+        if processes > 1 {
+            let addresses = match hostfile {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|e| bad(format!("cannot read host file {path}: {e}")))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                None => (0..processes).map(|i| format!("localhost:{}", 2101 + i)).collect::<Vec<_>>(),
+            };
+            if addresses.len() < processes || process >= processes {
+                return Err(bad(format!("process {process} of {processes} with {} addresses", addresses.len())));
+            }
+            self.settings.cluster = Some(ClusterConfig { process, addresses: addresses.into_iter().take(processes).collect() });
+        }
+        Ok(self)
+    }
+
+    /// Uses `clock` to decide when batches are due.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.settings.clock = clock;
+        self
+    }
+
+    /// Uses a manual clock that the caller advances (tests).
+    pub fn manual_clock(self, clock: &crate::ManualClock) -> Self {
+        self.clock(Clock::Manual(clock.clone()))
+    }
+
+    /// Cuts batches as fast as the engine absorbs them (replayable input, benchmarks,
+    /// backfills). Batch times stay `zero + k * interval`.
+    pub fn no_wait(self) -> Self {
+        self.clock(Clock::NoWait)
+    }
+
+    /// How many batches sources may run ahead of the slowest output (default 2).
+    pub fn max_batches_in_flight(mut self, n: u64) -> Self {
+        self.settings.max_batches_in_flight = n.max(1);
+        self
+    }
+
+    /// Creates the context.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the batch interval is zero or there are no workers.
+    pub fn build(self) -> Result<StreamingContext> {
+        if self.settings.batch_interval.as_millis() == 0 {
+            return Err(Error::InvalidArgument { operation: "StreamingContext::new", message: "the batch interval must be at least 1 ms".into() });
+        }
+        if self.settings.workers == 0 {
+            return Err(Error::InvalidArgument { operation: "StreamingContext::builder", message: "there must be at least one worker".into() });
+        }
+        Ok(StreamingContext {
+            inner: Arc::new(ContextInner {
+                settings: self.settings,
+                next_id: AtomicU64::new(1),
+                phase: AtomicU8::new(INITIALIZED),
+                outputs: Mutex::new(Vec::new()),
+                receivers: Mutex::new(Vec::new()),
+                running: Mutex::new(None),
+                shared: Mutex::new(None),
+                source_errors: Mutex::new(Vec::new()),
+                reported_failures: AtomicUsize::new(0),
+                remember: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+impl StreamingContext {
+    /// A context with batches every `batch_interval`, one worker thread and the system clock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the interval is zero.
+    pub fn new(batch_interval: Duration) -> Result<Self> {
+        Self::builder(batch_interval).build()
+    }
+
+    /// A builder for a context with batches every `batch_interval`.
+    pub fn builder(batch_interval: Duration) -> StreamingContextBuilder {
+        StreamingContextBuilder {
+            settings: Settings { batch_interval, workers: 1, cluster: None, clock: Clock::System, max_batches_in_flight: 2 },
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<ContextInner> {
+        &self.inner
+    }
+
+    /// The batch interval.
+    pub fn batch_interval(&self) -> Duration {
+        self.inner.settings.batch_interval
+    }
+
+    /// Accepted for compatibility with Spark (`remember`): ember keeps no generated batches
+    /// beyond what windows need, so there is nothing to keep longer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalState`] after start.
+    pub fn remember(&self, duration: Duration) -> Result<()> {
+        self.inner.check_not_started("set the remember duration")?;
+        *lock(&self.inner.remember) = Some(duration);
+        Ok(())
+    }
+
+    /// The union of several streams of the same type and slide, partitions in list order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for an empty list or streams with different slides.
+    pub fn union<T: Data>(&self, streams: &[DStream<T>]) -> Result<DStream<T>> {
+        crate::dstream::union_all(streams)
+    }
+
+    /// A stream computed batch by batch from several streams (Spark's
+    /// `StreamingContext.transform`): `f` gets their batches in list order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for an empty list or streams with different slides.
+    pub fn transform<T: Data, U: Data, F>(&self, streams: &[DStream<T>], f: F) -> Result<DStream<U>>
+    where
+        F: Fn(Vec<Batch<T>>) -> Batch<U> + Send + Sync + 'static,
+    {
+        crate::dstream::transform_all(streams, f)
+    }
+
+    /// Starts the computation: launches the workers and receivers. Batches are generated at
+    /// every multiple of the batch interval after the current time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalState`] when no output operation was registered, or the context was
+    /// already started or stopped (Spark ignores a second `start`; ember reports it).
+    pub fn start(&self) -> Result<()> {
+        match self.inner.phase.compare_exchange(INITIALIZED, ACTIVE, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {}
+            Err(ACTIVE) => return Err(Error::IllegalState("StreamingContext has already been started".into())),
+            Err(_) => return Err(Error::IllegalState("StreamingContext has already been stopped and cannot be started again".into())),
+        }
+        let outputs = lock(&self.inner.outputs).clone();
+        if outputs.is_empty() {
+            self.inner.phase.store(STOPPED, Ordering::Release);
+            return Err(Error::IllegalState("No output operations registered, so nothing to execute".into()));
+        }
+        let settings = &self.inner.settings;
+        let interval = settings.batch_interval.as_millis();
+        let now = settings.clock.now_ms().unwrap_or(0);
+        let first = (now / interval + 1) * interval;
+        let config = RunConfig {
+            workers: settings.workers,
+            cluster: settings.cluster.clone(),
+            clock: settings.clock.clone(),
+            zero_ms: first - interval,
+            interval_ms: interval,
+            max_batches_in_flight: settings.max_batches_in_flight,
+        };
+        let mut receivers = Vec::new();
+        if self.inner.hosts_receivers() {
+            for receiver in lock(&self.inner.receivers).iter() {
+                match receiver.start(Arc::clone(&self.inner)) {
+                    Ok(handle) => receivers.push(handle),
+                    Err(e) => {
+                        self.inner.phase.store(STOPPED, Ordering::Release);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let build: BuildPlan = Arc::new(move |c: &mut Compiler<'_>| {
+            for output in &outputs {
+                output(c);
+            }
+        });
+        let runtime = Runtime::launch(config, build).map_err(|e| {
+            self.inner.phase.store(STOPPED, Ordering::Release);
+            Error::Internal(format!("cannot start the workers: {e}"))
+        })?;
+        *lock(&self.inner.shared) = Some(Arc::clone(runtime.shared()));
+        *lock(&self.inner.running) = Some(Running { runtime, receivers });
+        tracing::info!(batch_interval_ms = interval, first_batch_ms = first, "StreamingContext started.");
+        Ok(())
+    }
+
+    /// Stops the computation. With `graceful`, receivers are stopped first and everything they
+    /// received is processed before `stop` returns (Spark's `stopGracefully`); otherwise
+    /// batches still in flight are dropped. Stopping twice, or before start, is allowed.
+    ///
+    /// The final batch is cut right away instead of waiting for its boundary on the clock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when a worker thread panicked.
+    pub fn stop(&self, graceful: bool) -> Result<()> {
+        let previous = self.inner.phase.swap(STOPPED, Ordering::AcqRel);
+        if previous != ACTIVE {
+            return Ok(());
+        }
+        let Some(mut running) = lock(&self.inner.running).take() else { return Ok(()) };
+        for receiver in lock(&self.inner.receivers).iter() {
+            receiver.request_stop();
+        }
+        for handle in running.receivers.drain(..) {
+            if handle.join().is_err() {
+                tracing::error!("A receiver thread panicked while stopping.");
+            }
+        }
+        running.runtime.request_stop(!graceful);
+        running.runtime.join().map_err(|e| Error::Internal(format!("a worker thread failed: {e}")))?;
+        tracing::info!(graceful, "StreamingContext stopped.");
+        Ok(())
+    }
+
+    /// Waits until the context is stopped, or returns the first failure not reported yet (a
+    /// failed batch job or a source error), as Spark's `awaitTermination` throws it. The
+    /// computation goes on after a failure; call again to keep waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobFailed`] or [`Error::Source`] for the failure.
+    pub fn await_termination(&self) -> Result<()> {
+        self.await_until(None).map(|_| ())
+    }
+
+    /// Like [`StreamingContext::await_termination`], giving up after `timeout`; returns whether
+    /// the context stopped.
+    ///
+    /// # Errors
+    ///
+    /// As [`StreamingContext::await_termination`].
+    pub fn await_termination_or_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.await_until(Some(Instant::now() + timeout.to_std()))
+    }
+
+    fn await_until(&self, deadline: Option<Instant>) -> Result<bool> {
+        loop {
+            if let Some(error) = self.take_failure() {
+                return Err(error);
+            }
+            let finished = match self.inner.phase.load(Ordering::Acquire) {
+                STOPPED => true,
+                INITIALIZED => false,
+                _ => lock(&self.inner.shared).as_ref().is_some_and(|s| s.all_exited()),
+            };
+            if finished {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// Waits until every output has run for batch `time` (and all before it); returns `false`
+    /// on timeout. An ember extension for tests and drivers that feed a manual clock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalState`] when the context is not started.
+    pub fn await_batch(&self, time: Time, timeout: Duration) -> Result<bool> {
+        let shared = lock(&self.inner.shared).clone().ok_or_else(|| Error::IllegalState("StreamingContext has not been started".into()))?;
+        let deadline = Instant::now() + timeout.to_std();
+        loop {
+            if shared.processed_through().is_some_and(|t| t >= time.milliseconds()) {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+    }
+
+    /// Every batch failure reported so far (including ones already returned by
+    /// `await_termination`).
+    pub fn failures(&self) -> Vec<Error> {
+        let shared = lock(&self.inner.shared).clone();
+        shared.map(|s| s.failures().into_iter().map(Error::from).collect()).unwrap_or_default()
+    }
+
+    fn take_failure(&self) -> Option<Error> {
+        if let Some(error) = {
+            let mut errors = lock(&self.inner.source_errors);
+            (!errors.is_empty()).then(|| errors.remove(0))
+        } {
+            return Some(error);
+        }
+        let shared = lock(&self.inner.shared).clone()?;
+        let failures = shared.failures();
+        let seen = self.inner.reported_failures.load(Ordering::Acquire);
+        let failure = failures.get(seen)?.clone();
+        self.inner.reported_failures.store(seen + 1, Ordering::Release);
+        Some(failure.into())
+    }
+
+    /// A source stream built from a per-worker generator.
+    pub(crate) fn source<T: Data>(&self, name: &str, build: impl FnOnce(Arc<str>) -> crate::dstream::BuildFn<T>) -> DStream<T> {
+        DStream::node(&self.inner, name, self.inner.settings.batch_interval, build)
+    }
+}
+

@@ -1,0 +1,140 @@
+//! Output operations: `print`, `foreach_rdd`, `try_foreach_rdd`.
+
+use std::fmt::Display;
+use std::io::Write;
+use std::sync::Arc;
+
+use ember_engine::Data;
+
+use crate::batch::Batch;
+use crate::display::SparkDisplay;
+use crate::dstream::{DStream, sorted_partitions};
+use crate::error::Result;
+use crate::time::Time;
+
+const RULE: &str = "-------------------------------------------";
+
+/// Spark's `print` text for one batch: a header for every batch (empty ones too), up to `num`
+/// elements, and `...` when there are more.
+pub fn format_batch<T: SparkDisplay>(time: Time, elements: &[T], num: usize) -> String {
+    let mut s = format!("{RULE}\nTime: {time}\n{RULE}\n");
+    for x in elements.iter().take(num) {
+        x.fmt_spark(&mut s);
+        s.push('\n');
+    }
+    if elements.len() > num {
+        s.push_str("...\n");
+    }
+    s.push('\n');
+    s
+}
+
+impl<T: Data> DStream<T> {
+    /// Prints the first ten elements of every batch, in Spark's format:
+    ///
+    /// ```text
+    /// -------------------------------------------
+    /// Time: 1000 ms
+    /// -------------------------------------------
+    /// (hello,1)
+    /// (world,1)
+    ///
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalState`](crate::Error::IllegalState) when the context was already started
+    /// or stopped.
+    pub fn print(&self) -> Result<()>
+    where
+        T: SparkDisplay,
+    {
+        self.print_n(10)
+    }
+
+    /// Prints the first `num` elements of every batch (Spark's `print(num)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`DStream::print`].
+    pub fn print_n(&self, num: usize) -> Result<()>
+    where
+        T: SparkDisplay,
+    {
+        self.register_output("print", move |batch: Batch<T>| {
+            let first: Vec<T> = batch.iter().take(num + 1).cloned().collect();
+            let text = format_batch(batch.time(), &first, num);
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(|e| format!("cannot write to standard output: {e}"))
+        })
+    }
+
+    /// Runs `f` on every batch, on one worker, in batch order (Spark's `foreachRDD`).
+    ///
+    /// A panic in `f` fails that batch's job; the failure is reported by
+    /// [`StreamingContext::await_termination`](crate::StreamingContext::await_termination)
+    /// and later batches go on.
+    ///
+    /// # Errors
+    ///
+    /// As [`DStream::print`].
+    pub fn foreach_rdd<F>(&self, f: F) -> Result<()>
+    where
+        F: Fn(Batch<T>, Time) + Send + Sync + 'static,
+    {
+        self.register_output("foreach_rdd", move |batch: Batch<T>| {
+            let time = batch.time();
+            f(batch, time);
+            Ok(())
+        })
+    }
+
+    /// Like [`DStream::foreach_rdd`], for a function that can fail: an `Err` fails the batch's
+    /// job with the error's message.
+    ///
+    /// # Errors
+    ///
+    /// As [`DStream::print`].
+    pub fn try_foreach_rdd<E: Display, F>(&self, f: F) -> Result<()>
+    where
+        F: Fn(Batch<T>, Time) -> std::result::Result<(), E> + Send + Sync + 'static,
+    {
+        self.register_output("foreach_rdd", move |batch: Batch<T>| {
+            let time = batch.time();
+            f(batch, time).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Registers an output that runs `action` on every gathered batch.
+    pub(crate) fn register_output<F>(&self, name: &str, action: F) -> Result<()>
+    where
+        F: Fn(Batch<T>) -> std::result::Result<(), String> + Send + Sync + 'static,
+    {
+        let action = Arc::new(action);
+        let input = self.clone();
+        let id = self.ctx.next_operator_id();
+        let label = format!("{name}#{id}");
+        self.ctx.add_output(Arc::new(move |c| {
+            let stream = input.stream(c);
+            let action = Arc::clone(&action);
+            ember_engine::ops::output(c, stream, &label, move |time, parts| {
+                action(Batch::from_partitions(Time::from_millis(time), sorted_partitions(parts)))
+            });
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn print_format_is_sparks() {
+        let text = format_batch(Time::from_millis(1000), &[("a".to_owned(), 1), ("b".to_owned(), 2)], 10);
+        assert_eq!(text, "-------------------------------------------\nTime: 1000 ms\n-------------------------------------------\n(a,1)\n(b,2)\n\n");
+        let text = format_batch::<i32>(Time::from_millis(2000), &[], 10);
+        assert_eq!(text, "-------------------------------------------\nTime: 2000 ms\n-------------------------------------------\n\n");
+        let text = format_batch(Time::from_millis(3000), &[1, 2, 3], 2);
+        assert_eq!(text, "-------------------------------------------\nTime: 3000 ms\n-------------------------------------------\n1\n2\n...\n\n");
+    }
+}

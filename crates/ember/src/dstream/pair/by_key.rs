@@ -1,0 +1,202 @@
+//! Per-key operations: `map_values`, `flat_map_values`, `combine_by_key`, `reduce_by_key`,
+//! `group_by_key`.
+//!
+//! Keyed aggregations combine locally on each worker first (map-side combine), then exchange
+//! one partial result per key, hashed to `num_partitions` shuffle partitions.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use ember_engine::ops::{PerBatch, PerPart};
+use ember_engine::{Data, Key, Msg, Part, PartId};
+
+use crate::dstream::ops::partitions::{assemble_owned, partition_of};
+use crate::dstream::{DStream, owned_partitions, spread};
+
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// Folds `(k, v)` into `map` with `create`/`merge`.
+#[inline]
+fn fold_into<K: Key, V, C>(map: &mut FastMap<K, C>, k: K, v: V, create: &impl Fn(V) -> C, merge: &impl Fn(&mut C, V)) {
+    match map.entry(k) {
+        Entry::Occupied(mut e) => merge(e.get_mut(), v),
+        Entry::Vacant(e) => {
+            e.insert(create(v));
+        }
+    }
+}
+
+/// Splits a combined map into one partition per shuffle target.
+fn split_by_partition<K: Key, C>(map: FastMap<K, C>, n: usize) -> Vec<Part<(K, C)>> {
+    let mut targets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
+    for (k, c) in map {
+        targets[partition_of(&k, n) as usize].push((k, c));
+    }
+    targets.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(p, data)| Part { id: PartId::new(p as u32), data }).collect()
+}
+
+impl<K: Key, V: Data> DStream<(K, V)> {
+    /// A stream with `f` applied to every value, keys unchanged.
+    pub fn map_values<U: Data, F>(&self, f: F) -> DStream<(K, U)>
+    where
+        F: Fn(V) -> U + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        self.derive("map_values", move |_c, s, label| {
+            let f = Arc::clone(&f);
+            s.per_part(label, move |p: Part<(K, V)>| Part { id: p.id, data: p.data.into_iter().map(|(k, v)| (k, f(v))).collect() })
+        })
+    }
+
+    /// A stream with every value replaced by the values `f` returns, each with its key.
+    pub fn flat_map_values<U: Data, I, F>(&self, f: F) -> DStream<(K, U)>
+    where
+        I: IntoIterator<Item = U>,
+        F: Fn(V) -> I + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        self.derive("flat_map_values", move |_c, s, label| {
+            let f = Arc::clone(&f);
+            s.per_part(label, move |p: Part<(K, V)>| Part {
+                id: p.id,
+                data: p.data.into_iter().flat_map(|(k, v)| f(v).into_iter().map(move |u| (k.clone(), u))).collect(),
+            })
+        })
+    }
+
+    /// Combines the values of each key per batch with `create`, `merge_value` and
+    /// `merge_combiners` (Spark's `combineByKey`), into as many partitions as there are workers.
+    pub fn combine_by_key<C: Data, F1, F2, F3>(&self, create: F1, merge_value: F2, merge_combiners: F3) -> DStream<(K, C)>
+    where
+        F1: Fn(V) -> C + Send + Sync + 'static,
+        F2: Fn(C, V) -> C + Send + Sync + 'static,
+        F3: Fn(C, C) -> C + Send + Sync + 'static,
+    {
+        self.combine_by_key_impl("combine_by_key", None, create, merge_value, merge_combiners)
+    }
+
+    /// [`DStream::combine_by_key`] into `num_partitions` partitions.
+    pub fn combine_by_key_with_partitions<C: Data, F1, F2, F3>(&self, create: F1, merge_value: F2, merge_combiners: F3, num_partitions: usize) -> DStream<(K, C)>
+    where
+        F1: Fn(V) -> C + Send + Sync + 'static,
+        F2: Fn(C, V) -> C + Send + Sync + 'static,
+        F3: Fn(C, C) -> C + Send + Sync + 'static,
+    {
+        self.combine_by_key_impl("combine_by_key", Some(num_partitions), create, merge_value, merge_combiners)
+    }
+
+    /// A stream of `(key, combined value)` per batch: the values of each key combined with `f`
+    /// (Spark's `reduceByKey`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ember::prelude::*;
+    /// use ember::testing::run_batches;
+    ///
+    /// let mut out = run_batches(vec![vec![('a', 1), ('b', 1), ('a', 1)]], |s| s.reduce_by_key(|x, y| x + y)).unwrap();
+    /// out[0].sort();
+    /// assert_eq!(out, vec![vec![('a', 2), ('b', 1)]]);
+    /// ```
+    pub fn reduce_by_key<F>(&self, f: F) -> DStream<(K, V)>
+    where
+        F: Fn(V, V) -> V + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let g = Arc::clone(&f);
+        self.combine_by_key_impl("reduce_by_key", None, |v| v, move |a, b| f(a, b), move |a, b| g(a, b))
+    }
+
+    /// [`DStream::reduce_by_key`] into `num_partitions` partitions.
+    pub fn reduce_by_key_with_partitions<F>(&self, f: F, num_partitions: usize) -> DStream<(K, V)>
+    where
+        F: Fn(V, V) -> V + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let g = Arc::clone(&f);
+        self.combine_by_key_impl("reduce_by_key", Some(num_partitions), |v| v, move |a, b| f(a, b), move |a, b| g(a, b))
+    }
+
+    /// A stream of `(key, values)` per batch (Spark's `groupByKey`); values keep arrival order
+    /// within a worker.
+    pub fn group_by_key(&self) -> DStream<(K, Vec<V>)> {
+        self.group_by_key_impl(None)
+    }
+
+    /// [`DStream::group_by_key`] into `num_partitions` partitions.
+    pub fn group_by_key_with_partitions(&self, num_partitions: usize) -> DStream<(K, Vec<V>)> {
+        self.group_by_key_impl(Some(num_partitions))
+    }
+
+    fn group_by_key_impl(&self, partitions: Option<usize>) -> DStream<(K, Vec<V>)> {
+        self.combine_by_key_impl(
+            "group_by_key",
+            partitions,
+            |v| vec![v],
+            |mut c: Vec<V>, v| {
+                c.push(v);
+                c
+            },
+            |mut a: Vec<V>, b| {
+                a.extend(b);
+                a
+            },
+        )
+    }
+
+    pub(crate) fn combine_by_key_impl<C: Data, F1, F2, F3>(
+        &self,
+        name: &str,
+        partitions: Option<usize>,
+        create: F1,
+        merge_value: F2,
+        merge_combiners: F3,
+    ) -> DStream<(K, C)>
+    where
+        F1: Fn(V) -> C + Send + Sync + 'static,
+        F2: Fn(C, V) -> C + Send + Sync + 'static,
+        F3: Fn(C, C) -> C + Send + Sync + 'static,
+    {
+        let fns = Arc::new((create, merge_value, merge_combiners));
+        self.derive(name, move |c, s, label| {
+            let n = partitions.unwrap_or(c.env.peers).max(1);
+            let (local_fns, final_fns) = (Arc::clone(&fns), Arc::clone(&fns));
+            // `Option` lets a combiner be taken out and merged by value in place.
+            let local = s.per_batch(
+                &c.env,
+                label,
+                move |acc: &mut FastMap<K, Option<C>>, p: Part<(K, V)>| {
+                    let (create, merge_value, _) = &*local_fns;
+                    for (k, v) in p.data {
+                        fold_into(acc, k, v, &|v| Some(create(v)), &|c: &mut Option<C>, v| *c = c.take().map(|c| merge_value(c, v)));
+                    }
+                },
+                move |info, acc, out| {
+                    if info.no_rdd[0] {
+                        out.push(Msg::NoRdd);
+                    }
+                    let map: FastMap<K, C> = acc.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))).collect();
+                    out.extend(split_by_partition(map, n).into_iter().map(Msg::Part));
+                },
+            );
+            let owned: Vec<u32> = owned_partitions(c, n).collect();
+            spread(c, local).per_batch(
+                &c.env,
+                label,
+                move |acc: &mut HashMap<u32, FastMap<K, Option<C>>>, p: Part<(K, C)>| {
+                    let merge_combiners = &final_fns.2;
+                    let map = acc.entry(p.id.head()).or_default();
+                    for (k, c) in p.data {
+                        fold_into(map, k, c, &Some, &|a: &mut Option<C>, b| *a = a.take().map(|a| merge_combiners(a, b)));
+                    }
+                },
+                move |info, acc, out| {
+                    let acc: HashMap<u32, Vec<(K, C)>> =
+                        acc.into_iter().map(|(p, m)| (p, m.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))).collect())).collect();
+                    assemble_owned(&owned, acc, info.no_rdd[0], out)
+                },
+            )
+        })
+    }
+}

@@ -1,0 +1,4 @@
+//! Operations on pair streams, `DStream<(K, V)>` (Spark's `PairDStreamFunctions`).
+
+mod by_key;
+mod cogroup;

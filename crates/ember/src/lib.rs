@@ -1,0 +1,64 @@
+//! ember: Spark Streaming's discretized streams (DStreams) in Rust, on timely dataflow.
+//!
+//! A Spark Streaming program reads almost the same in ember: create a [`StreamingContext`],
+//! build [`DStream`]s from sources, transform them with Spark's operations (in snake_case),
+//! register outputs, then `start` and `await_termination`.
+//!
+//! ```no_run
+//! use ember::prelude::*;
+//!
+//! fn main() -> ember::Result<()> {
+//!     let ssc = StreamingContext::new(seconds(1))?;
+//!     let lines = ssc.socket_text_stream("localhost", 9999);
+//!     let counts = lines
+//!         .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+//!         .map(|w| (w, 1u64))
+//!         .reduce_by_key(|a, b| a + b);
+//!     counts.print()?;
+//!     ssc.start()?;
+//!     ssc.await_termination()
+//! }
+//! ```
+//!
+//! Where ember differs from Spark on purpose, the item's docs say so (for example, any
+//! batch interval down to 1 ms is allowed).
+#![deny(missing_docs)]
+
+mod batch;
+mod context;
+mod display;
+mod dstream;
+mod error;
+mod sources;
+pub mod testing;
+mod time;
+
+pub use batch::Batch;
+pub use context::{StreamingContext, StreamingContextBuilder};
+pub use display::SparkDisplay;
+pub use dstream::{DStream, format_batch};
+pub use ember_engine::{Clock, Data, Key, ManualClock};
+pub use error::{Error, Result};
+pub use sources::{BatchQueue, Utf8Policy};
+pub use time::{Duration, Time, milliseconds, minutes, seconds};
+
+/// Everything a program needs, in one import.
+pub mod prelude {
+    pub use crate::{
+        Batch, BatchQueue, Clock, DStream, Duration, ManualClockExt, SparkDisplay, StreamingContext, Time, Utf8Policy, milliseconds, minutes,
+        seconds,
+    };
+    pub use ember_engine::ManualClock;
+}
+
+/// Advancing a [`ManualClock`] by an ember [`Duration`].
+pub trait ManualClockExt {
+    /// Moves the clock forward by `d`.
+    fn advance(&self, d: Duration);
+}
+
+impl ManualClockExt for ManualClock {
+    fn advance(&self, d: Duration) {
+        self.advance_ms(d.as_millis());
+    }
+}

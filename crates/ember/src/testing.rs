@@ -1,0 +1,43 @@
+//! Helpers for tests and examples: feed a few batches, get each batch's output.
+
+use std::sync::{Arc, Mutex};
+
+use crate::prelude::*;
+use crate::{Data, Result};
+
+/// Runs `pipeline` over `batches` (one per 1 s interval, on a manual clock, one worker) and
+/// returns the output of every batch, empty ones included.
+///
+/// # Errors
+///
+/// The first failure of a batch job, or an error building the pipeline.
+pub fn run_batches<T: Data, U: Data>(batches: Vec<Vec<T>>, pipeline: impl FnOnce(DStream<T>) -> DStream<U>) -> Result<Vec<Vec<U>>> {
+    run_batches_on(1, batches, pipeline)
+}
+
+/// [`run_batches`] on `workers` worker threads.
+///
+/// # Errors
+///
+/// As [`run_batches`].
+pub fn run_batches_on<T: Data, U: Data>(workers: usize, batches: Vec<Vec<T>>, pipeline: impl FnOnce(DStream<T>) -> DStream<U>) -> Result<Vec<Vec<U>>> {
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::builder(seconds(1)).workers(workers).manual_clock(&clock).build()?;
+    let n = batches.len() as u64;
+    let input = ssc.replay_stream(batches.into_iter().map(Some).collect(), 1);
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&out);
+    pipeline(input).foreach_rdd(move |b, _| sink.lock().unwrap_or_else(|e| e.into_inner()).push(b.into_vec()))?;
+    ssc.start()?;
+    clock.advance(seconds(n));
+    let done = ssc.await_batch(Time::from_millis(n * 1000), seconds(60))?;
+    ssc.stop(false)?;
+    if let Some(e) = ssc.failures().into_iter().next() {
+        return Err(e);
+    }
+    if !done {
+        return Err(crate::Error::Internal("the batches did not complete within 60 s".into()));
+    }
+    let out = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(out)
+}
