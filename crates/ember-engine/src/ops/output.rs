@@ -44,6 +44,10 @@ where
             });
             let frontier = frontier_min(&[frontier]);
             walker.complete(frontier, |_cap, info, failed, mut parts| {
+                // Batches are gathered on worker 0; the other workers only track progress.
+                if env.index != 0 {
+                    return;
+                }
                 if !failed.is_empty() {
                     for failure in failed {
                         env.shared.report(failure);

@@ -1,0 +1,390 @@
+//! Runs one vector: builds its sources and pipeline on a manual clock, runs `num_batches`
+//! batches, and compares every emission of the final stream with `expected`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ember::prelude::*;
+use serde_json::Value as Json;
+
+use crate::value::V;
+use crate::vocabulary::{bin_fn, elem_fn, flat_fn, multi_fn, part_fn, pred, rdd_fn, rdd2_fn};
+
+/// How a vector ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every check held.
+    Pass,
+    /// A check failed; the text says which and shows the difference.
+    Fail(String),
+    /// The vector needs something this build does not implement yet.
+    Skip(String),
+}
+
+/// Why building a pipeline stopped.
+enum BuildError {
+    Skip(String),
+    Invalid(String),
+    Construction(ember::Error),
+}
+
+type Built<T> = Result<T, BuildError>;
+
+fn invalid<T>(msg: impl Into<String>) -> Built<T> {
+    Err(BuildError::Invalid(msg.into()))
+}
+
+/// Operations whose semantics arrive with the windows-and-state issue.
+const NOT_YET: &[&str] = &[
+    "window",
+    "countByWindow",
+    "reduceByWindow",
+    "reduceByKeyAndWindow",
+    "countByValueAndWindow",
+    "groupByKeyAndWindow",
+    "updateStateByKey",
+    "mapWithState",
+    "stateSnapshots",
+];
+
+struct Builder<'a> {
+    ssc: &'a StreamingContext,
+    vector: &'a Json,
+    sources: HashMap<String, DStream<V>>,
+}
+
+fn field<'j>(j: &'j Json, name: &str) -> Built<&'j Json> {
+    j.get(name).ok_or_else(|| BuildError::Invalid(format!("missing field `{name}`")))
+}
+
+fn func_name<'j>(stage: &'j Json, name: &str) -> Built<&'j str> {
+    field(stage, name)?.as_str().ok_or_else(|| BuildError::Invalid(format!("`{name}` must be a function name")))
+}
+
+fn pairs(s: &DStream<V>) -> DStream<(V, V)> {
+    s.map(V::into_pair)
+}
+
+fn unpairs(s: &DStream<(V, V)>) -> DStream<V> {
+    s.map(|(k, v)| V::pair(k, v))
+}
+
+impl Builder<'_> {
+    fn source(&mut self, name: &str) -> Built<DStream<V>> {
+        if let Some(s) = self.sources.get(name) {
+            return Ok(s.clone());
+        }
+        let batches = field(self.vector, name)?.as_array().ok_or_else(|| BuildError::Invalid(format!("`{name}` must be a list")))?;
+        let partitions = self.vector.get("input_partitions").and_then(Json::as_u64).unwrap_or(1) as usize;
+        let mut parsed: Vec<Option<Vec<V>>> = Vec::new();
+        for b in batches {
+            parsed.push(match b {
+                Json::Null => None,
+                Json::Array(items) => Some(items.iter().map(V::from_json).collect::<Result<_, _>>().map_err(BuildError::Invalid)?),
+                _ => return invalid(format!("a batch of `{name}` must be a list or null")),
+            });
+        }
+        let stream = if self.vector.get("input_kind").and_then(Json::as_str) == Some("queue") {
+            let queue = BatchQueue::new();
+            for b in parsed {
+                let items = b.unwrap_or_default();
+                let n = partitions.max(1);
+                let len = items.len();
+                let mut it = items.into_iter();
+                queue.push_partitions((0..n).map(|i| it.by_ref().take((i + 1) * len / n - i * len / n).collect()).collect());
+            }
+            self.ssc.queue_stream(&queue, true, None)
+        } else {
+            self.ssc.replay_stream(parsed, partitions)
+        };
+        self.sources.insert(name.to_owned(), stream.clone());
+        Ok(stream)
+    }
+
+    fn expr(&mut self, e: &Json) -> Built<DStream<V>> {
+        if let Json::Array(stages) = e {
+            let input = self.source("input")?;
+            return self.pipeline(input, stages);
+        }
+        let base = if let Some(name) = e.get("source").and_then(Json::as_str) {
+            self.source(name)?
+        } else if let Some(list) = e.get("ssc_union").and_then(Json::as_array) {
+            let streams = list.iter().map(|x| self.expr(x)).collect::<Built<Vec<_>>>()?;
+            self.ssc.union(&streams).map_err(BuildError::Construction)?
+        } else if let Some(list) = e.get("ssc_transform").and_then(Json::as_array) {
+            let streams = list.iter().map(|x| self.expr(x)).collect::<Built<Vec<_>>>()?;
+            let name = func_name(e, "func")?;
+            let f = multi_fn(name).ok_or_else(|| BuildError::Invalid(format!("unknown MultiFn {name}")))?;
+            self.ssc.transform(&streams, f).map_err(BuildError::Construction)?
+        } else {
+            return invalid("a stream expression needs `source`, `ssc_union` or `ssc_transform`");
+        };
+        let stages = e.get("pipeline").and_then(Json::as_array).cloned().unwrap_or_default();
+        self.pipeline(base, &stages)
+    }
+
+    fn pipeline(&mut self, mut s: DStream<V>, stages: &[Json]) -> Built<DStream<V>> {
+        for stage in stages {
+            s = self.stage(s, stage)?;
+        }
+        Ok(s)
+    }
+
+    fn stage(&mut self, s: DStream<V>, stage: &Json) -> Built<DStream<V>> {
+        let op = func_name(stage, "op")?;
+        if NOT_YET.contains(&op) {
+            return Err(BuildError::Skip(format!("`{op}` (windowed and stateful operations) is not implemented yet")));
+        }
+        let unknown = |kind: &str, name: &str| BuildError::Invalid(format!("unknown {kind} `{name}`"));
+        let partitions = stage.get("num_partitions").and_then(Json::as_u64).map(|n| n as usize);
+        Ok(match op {
+            "map" => {
+                let f = elem_fn(func_name(stage, "func")?).ok_or_else(|| unknown("ElemFn", op))?;
+                s.map(f)
+            }
+            "filter" => {
+                let name = func_name(stage, "func")?;
+                let f = pred(name).ok_or_else(|| unknown("Pred", name))?;
+                s.filter(f)
+            }
+            "flatMap" => {
+                let name = func_name(stage, "func")?;
+                let f = flat_fn(name).ok_or_else(|| unknown("FlatFn", name))?;
+                s.flat_map(f)
+            }
+            "mapPartitions" => {
+                let name = func_name(stage, "func")?;
+                let f = part_fn(name).ok_or_else(|| unknown("PartFn", name))?;
+                s.map_partitions(move |it| f(it.collect()))
+            }
+            "glom" => s.glom().map(V::List),
+            "repartition" => s.repartition(partitions.unwrap_or(1)).map_err(BuildError::Construction)?,
+            "transform" => {
+                let name = func_name(stage, "func")?;
+                let f = rdd_fn(name).ok_or_else(|| unknown("RddFn", name))?;
+                s.try_transform(f)
+            }
+            "transformWith" => {
+                let name = func_name(stage, "func")?;
+                let f = rdd2_fn(name).ok_or_else(|| unknown("Rdd2Fn", name))?;
+                let other = self.expr(field(stage, "other")?)?;
+                s.transform_with(&other, f)
+            }
+            "union" => {
+                let other = self.expr(field(stage, "other")?)?;
+                s.union(&other).map_err(BuildError::Construction)?
+            }
+            "count" => s.count().map(|n| V::Int(n as i64)),
+            "reduce" => {
+                let name = func_name(stage, "func")?;
+                s.reduce(bin_fn(name).ok_or_else(|| unknown("BinFn", name))?)
+            }
+            "countByValue" => s.count_by_value().map(|(v, n)| V::pair(v, V::Int(n as i64))),
+            "mapValues" => {
+                let f = elem_fn(func_name(stage, "func")?).ok_or_else(|| unknown("ElemFn", op))?;
+                unpairs(&pairs(&s).map_values(f))
+            }
+            "flatMapValues" => {
+                let name = func_name(stage, "func")?;
+                let f = flat_fn(name).ok_or_else(|| unknown("FlatFn", name))?;
+                unpairs(&pairs(&s).flat_map_values(f))
+            }
+            "groupByKey" => {
+                let p = pairs(&s);
+                let grouped = match partitions {
+                    Some(n) => p.group_by_key_with_partitions(n),
+                    None => p.group_by_key(),
+                };
+                grouped.map(|(k, vs)| V::pair(k, V::List(vs)))
+            }
+            "reduceByKey" => {
+                let name = func_name(stage, "func")?;
+                let f = bin_fn(name).ok_or_else(|| unknown("BinFn", name))?;
+                let p = pairs(&s);
+                unpairs(&match partitions {
+                    Some(n) => p.reduce_by_key_with_partitions(f, n),
+                    None => p.reduce_by_key(f),
+                })
+            }
+            "combineByKey" => {
+                let create = elem_fn(func_name(stage, "create")?).ok_or_else(|| unknown("ElemFn", "create"))?;
+                let mv = bin_fn(func_name(stage, "merge_value")?).ok_or_else(|| unknown("BinFn", "merge_value"))?;
+                let mc = bin_fn(func_name(stage, "merge_combiners")?).ok_or_else(|| unknown("BinFn", "merge_combiners"))?;
+                let p = pairs(&s);
+                unpairs(&match partitions {
+                    Some(n) => p.combine_by_key_with_partitions(create, mv, mc, n),
+                    None => p.combine_by_key(create, mv, mc),
+                })
+            }
+            "join" | "leftOuterJoin" | "rightOuterJoin" | "fullOuterJoin" | "cogroup" => {
+                let other = pairs(&self.expr(field(stage, "other")?)?);
+                let p = pairs(&s);
+                let opt = |x: Option<V>| x.unwrap_or(V::Null);
+                match op {
+                    "join" => p.join(&other).map(|(k, (v, w))| V::pair(k, V::pair(v, w))),
+                    "leftOuterJoin" => p.left_outer_join(&other).map(move |(k, (v, w))| V::pair(k, V::pair(v, opt(w)))),
+                    "rightOuterJoin" => p.right_outer_join(&other).map(move |(k, (v, w))| V::pair(k, V::pair(opt(v), w))),
+                    "fullOuterJoin" => p.full_outer_join(&other).map(move |(k, (v, w))| V::pair(k, V::pair(opt(v), opt(w)))),
+                    _ => p.cogroup(&other).map(|(k, (vs, ws))| V::pair(k, V::pair(V::List(vs), V::List(ws)))),
+                }
+            }
+            "checkpoint" | "persist" => s.persist(),
+            other => return Err(BuildError::Skip(format!("stage `{other}` is not in this runner's vocabulary"))),
+        })
+    }
+}
+
+/// One emission of the final stream: its time and partitions.
+type Emission = (u64, Vec<Vec<V>>);
+
+/// Sorts grouped collections inside an item (for `nested_unordered`).
+fn normalize_nested(item: &V) -> V {
+    match item {
+        V::List(l) if l.len() == 2 && matches!(l[1], V::List(_)) => {
+            let V::List(inner) = &l[1] else { return item.clone() };
+            let inner = if !inner.is_empty() && inner.iter().all(|x| matches!(x, V::List(_))) {
+                inner.iter().map(sort_list).collect()
+            } else {
+                let mut v = inner.clone();
+                v.sort();
+                v
+            };
+            V::pair(l[0].clone(), V::List(inner))
+        }
+        V::List(_) => sort_list(item),
+        other => other.clone(),
+    }
+}
+
+fn sort_list(v: &V) -> V {
+    match v {
+        V::List(l) => {
+            let mut l = l.clone();
+            l.sort();
+            V::List(l)
+        }
+        other => other.clone(),
+    }
+}
+
+fn render(items: &[V]) -> String {
+    V::List(items.to_vec()).to_string()
+}
+
+/// Runs one vector on `workers` worker threads.
+pub fn run_vector(vector: &Json, workers: usize) -> Outcome {
+    match run_inner(vector, workers) {
+        Ok(outcome) => outcome,
+        Err(message) => Outcome::Fail(message),
+    }
+}
+
+fn run_inner(vector: &Json, workers: usize) -> Result<Outcome, String> {
+    if vector.get("recovery").is_some() {
+        return Ok(Outcome::Skip("recovery from a checkpoint is not implemented yet".into()));
+    }
+    let batch_ms = vector.get("batch_ms").and_then(Json::as_u64).ok_or("missing batch_ms")?;
+    let num_batches = vector.get("num_batches").and_then(Json::as_u64).ok_or("missing num_batches")?;
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::builder(milliseconds(batch_ms)).workers(workers).manual_clock(&clock).build().map_err(|e| e.to_string())?;
+    let mut builder = Builder { ssc: &ssc, vector, sources: HashMap::new() };
+    let expect_error = vector.get("expect_error");
+    let phase = expect_error.and_then(|e| e.get("phase")).and_then(Json::as_str);
+    let built = builder.expr(field(vector, "op").map_err(|_| "missing op")?);
+    let stream = match built {
+        Ok(s) => s,
+        Err(BuildError::Skip(reason)) => return Ok(Outcome::Skip(reason)),
+        Err(BuildError::Invalid(reason)) => return Err(format!("malformed vector: {reason}")),
+        Err(BuildError::Construction(e)) => {
+            return Ok(if phase == Some("construction") {
+                check_message(expect_error, &e.to_string())
+            } else {
+                Outcome::Fail(format!("building the pipeline failed: {e}"))
+            });
+        }
+    };
+    if phase == Some("construction") {
+        return Ok(Outcome::Fail("building the pipeline should have failed".into()));
+    }
+    let emissions: Arc<Mutex<Vec<Emission>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&emissions);
+    stream
+        .foreach_rdd(move |b, t| sink.lock().unwrap_or_else(|e| e.into_inner()).push((t.milliseconds(), b.into_partitions())))
+        .map_err(|e| e.to_string())?;
+    ssc.start().map_err(|e| e.to_string())?;
+    clock.advance(milliseconds(num_batches * batch_ms));
+    let done = ssc.await_batch(Time::from_millis(num_batches * batch_ms), seconds(60)).map_err(|e| e.to_string())?;
+    ssc.stop(false).map_err(|e| e.to_string())?;
+    if !done {
+        return Ok(Outcome::Fail("the batches did not complete within 60 s".into()));
+    }
+    let failures = ssc.failures();
+    let emissions = std::mem::take(&mut *emissions.lock().unwrap_or_else(|e| e.into_inner()));
+    compare(vector, batch_ms, emissions, &failures)
+}
+
+fn check_message(expect_error: Option<&Json>, message: &str) -> Outcome {
+    let wanted = expect_error.and_then(|e| e.get("message_contains")).and_then(Json::as_str).unwrap_or("");
+    if message.contains(wanted) { Outcome::Pass } else { Outcome::Fail(format!("error `{message}` does not contain `{wanted}`")) }
+}
+
+fn compare(vector: &Json, batch_ms: u64, mut emissions: Vec<Emission>, failures: &[ember::Error]) -> Result<Outcome, String> {
+    let expected: Vec<Vec<V>> = field(vector, "expected")
+        .map_err(|_| "missing expected")?
+        .as_array()
+        .ok_or("expected must be a list")?
+        .iter()
+        .map(|b| b.as_array().ok_or("each expected batch must be a list".to_owned()).and_then(|items| items.iter().map(V::from_json).collect()))
+        .collect::<Result<_, _>>()?;
+    let ordered = vector.get("ordered").and_then(Json::as_bool).unwrap_or(true);
+    let nested = vector.get("nested_unordered").and_then(Json::as_bool).unwrap_or(false);
+    let nonempty = vector.get("output_mode").and_then(Json::as_str) == Some("nonempty");
+
+    if let Some(err) = vector.get("expect_error") {
+        let at = err.get("at_batch").and_then(Json::as_u64).unwrap_or(0) * batch_ms;
+        let wanted = err.get("message_contains").and_then(Json::as_str).unwrap_or("");
+        let found = failures.iter().any(|f| matches!(f, ember::Error::JobFailed { time, message, .. } if time.milliseconds() == at && message.contains(wanted)));
+        if !found {
+            let seen: Vec<String> = failures.iter().map(ToString::to_string).collect();
+            return Ok(Outcome::Fail(format!("expected a failure at {at} ms containing `{wanted}`, got {seen:?}")));
+        }
+        if !err.get("stream_continues").and_then(Json::as_bool).unwrap_or(false) {
+            emissions.retain(|(t, _)| *t < at);
+        }
+    } else if let Some(f) = failures.first() {
+        return Ok(Outcome::Fail(format!("unexpected failure: {f}")));
+    }
+
+    if let Some(parts) = vector.get("expected_partitions").and_then(Json::as_array) {
+        for (i, want) in parts.iter().enumerate() {
+            let got = emissions.get(i).map(|(_, p)| p.len() as u64);
+            if got != want.as_u64() {
+                return Ok(Outcome::Fail(format!("emission {i}: expected {want} partitions, got {got:?}")));
+            }
+        }
+    }
+
+    let mut actual: Vec<(u64, Vec<V>)> = emissions.into_iter().map(|(t, parts)| (t, parts.into_iter().flatten().collect())).collect();
+    if nonempty {
+        actual.retain(|(_, items)| !items.is_empty());
+        actual.truncate(expected.len());
+    }
+    if actual.len() != expected.len() {
+        let got: Vec<String> = actual.iter().map(|(t, items)| format!("{t}: {}", render(items))).collect();
+        return Ok(Outcome::Fail(format!("expected {} emissions, got {}: {got:?}", expected.len(), actual.len())));
+    }
+    for (i, ((time, got), want)) in actual.into_iter().zip(expected).enumerate() {
+        let prepare = |items: Vec<V>| -> Vec<V> {
+            let mut items: Vec<V> = if nested { items.iter().map(normalize_nested).collect() } else { items };
+            if !ordered {
+                items.sort();
+            }
+            items
+        };
+        let (got_n, want_n) = (prepare(got.clone()), prepare(want.clone()));
+        if got_n != want_n {
+            return Ok(Outcome::Fail(format!("emission {i} (time {time} ms): expected {}, got {}", render(&want), render(&got))));
+        }
+    }
+    Ok(Outcome::Pass)
+}
