@@ -104,6 +104,7 @@ impl<T: Data> SocketWorker<T> {
                     connection += 1;
                     tracing::info!(source = %self.name, connection, "Receiver connected.");
                     match self.read_connection(stream, connection) {
+                        Ok(()) if self.stopping() => break,
                         Ok(()) => tracing::warn!(source = %self.name, "The server closed the connection; reconnecting."),
                         Err(e) => tracing::warn!(source = %self.name, error = %e, "The connection failed; reconnecting."),
                     }

@@ -1,0 +1,81 @@
+//! `ember`: runs ember's built-in jobs.
+//!
+//! `ember wordcount` is the main job: a streaming word count over a real local TCP socket,
+//! fed by the built-in generator, printing every batch in Spark's format. It stops by itself
+//! after `--batches` batches, or on Ctrl-C.
+
+mod generator;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use ember::prelude::*;
+
+const USAGE: &str = "usage: ember wordcount [--batches N] [--interval-ms MS] [--workers W] [--lines-per-sec R]";
+
+struct Options {
+    batches: u64,
+    interval_ms: u64,
+    workers: usize,
+    lines_per_sec: u64,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Options> {
+    let mut o = Options { batches: 5, interval_ms: 1000, workers: 2, lines_per_sec: 2000 };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || -> anyhow::Result<u64> {
+            let v = it.next().with_context(|| format!("{a} needs a value\n{USAGE}"))?;
+            v.parse().with_context(|| format!("{a}: `{v}` is not a number"))
+        };
+        match a.as_str() {
+            "--batches" => o.batches = value()?,
+            "--interval-ms" => o.interval_ms = value()?,
+            "--workers" => o.workers = value()? as usize,
+            "--lines-per-sec" => o.lines_per_sec = value()?,
+            other => bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    Ok(o)
+}
+
+fn wordcount(o: &Options) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot open the generator's socket")?;
+    let addr = generator::serve(listener, o.lines_per_sec, Arc::clone(&stop))?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || flag.store(true, Ordering::Release)).context("cannot install the Ctrl-C handler")?;
+
+    let ssc = StreamingContext::builder(milliseconds(o.interval_ms)).workers(o.workers).build()?;
+    let lines = ssc.socket_text_stream("127.0.0.1", addr.port());
+    let counts = lines
+        .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64))
+        .reduce_by_key(|a, b| a + b);
+    counts.print()?;
+    ssc.start()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(o.batches * o.interval_ms);
+    while std::time::Instant::now() < deadline && !interrupted.load(Ordering::Acquire) {
+        if ssc.await_termination_or_timeout(milliseconds(50))? {
+            break;
+        }
+    }
+    ssc.stop(true)?;
+    stop.store(true, Ordering::Release);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("wordcount") => wordcount(&parse(&args[1..])?),
+        _ => bail!("{USAGE}"),
+    }
+}
