@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const WORDS: &[&str] = &["spark", "ember", "stream", "batch", "window", "state", "timely", "rust", "hello", "world", "data", "flow"];
+const WORDS: &[&str] = &[
+    "spark", "ember", "stream", "batch", "window", "state", "timely", "rust", "hello", "world", "data", "flow",
+];
 
 /// A small deterministic generator (xorshift), so runs are reproducible.
 pub struct Words {

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 use ember::prelude::*;
 
-const USAGE: &str = "usage: ember wordcount [--batches N] [--interval-ms MS] [--workers W] [--lines-per-sec R]";
+const USAGE: &str =
+    "usage: ember wordcount [--batches N] [--interval-ms MS] [--workers W] [--lines-per-sec R]\n       ember queue-wordcount";
 
 struct Options {
     batches: u64,
@@ -23,7 +24,12 @@ struct Options {
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options { batches: 5, interval_ms: 1000, workers: 2, lines_per_sec: 2000 };
+    let mut o = Options {
+        batches: 5,
+        interval_ms: 1000,
+        workers: 2,
+        lines_per_sec: 2000,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || -> anyhow::Result<u64> {
@@ -68,6 +74,32 @@ fn wordcount(o: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The seeds' RDD-queue word count on a manual clock, so its output is the same on every run:
+/// batch `i` (from 0) holds the numbers `0..i`, counted by `x % 10`; a sixth batch holds
+/// `0..25` counted by `x % 20`, which shows the `...` line.
+fn queue_wordcount() -> anyhow::Result<()> {
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::builder(seconds(1)).manual_clock(&clock).build()?;
+    let queue = BatchQueue::new();
+    for i in 0..5i64 {
+        queue.push((0..i).map(|x| x % 10).collect());
+    }
+    queue.push((0..25i64).map(|x| x % 20).collect());
+    let counts = ssc
+        .queue_stream(&queue, true, None)
+        .map(|k| (k, 1u64))
+        .reduce_by_key(|a, b| a + b)
+        .transform(|b| b.sort_by_key());
+    counts.print()?;
+    ssc.start()?;
+    clock.advance(seconds(7));
+    if !ssc.await_batch(Time::from_millis(7000), seconds(60))? {
+        bail!("the batches did not complete within 60 s");
+    }
+    ssc.stop(true)?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
@@ -76,6 +108,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("wordcount") => wordcount(&parse(&args[1..])?),
+        Some("queue-wordcount") => queue_wordcount(),
         _ => bail!("{USAGE}"),
     }
 }

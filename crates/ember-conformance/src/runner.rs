@@ -58,7 +58,9 @@ fn field<'j>(j: &'j Json, name: &str) -> Built<&'j Json> {
 }
 
 fn func_name<'j>(stage: &'j Json, name: &str) -> Built<&'j str> {
-    field(stage, name)?.as_str().ok_or_else(|| BuildError::Invalid(format!("`{name}` must be a function name")))
+    field(stage, name)?
+        .as_str()
+        .ok_or_else(|| BuildError::Invalid(format!("`{name}` must be a function name")))
 }
 
 fn pairs(s: &DStream<V>) -> DStream<(V, V)> {
@@ -74,13 +76,21 @@ impl Builder<'_> {
         if let Some(s) = self.sources.get(name) {
             return Ok(s.clone());
         }
-        let batches = field(self.vector, name)?.as_array().ok_or_else(|| BuildError::Invalid(format!("`{name}` must be a list")))?;
+        let batches = field(self.vector, name)?
+            .as_array()
+            .ok_or_else(|| BuildError::Invalid(format!("`{name}` must be a list")))?;
         let partitions = self.vector.get("input_partitions").and_then(Json::as_u64).unwrap_or(1) as usize;
         let mut parsed: Vec<Option<Vec<V>>> = Vec::new();
         for b in batches {
             parsed.push(match b {
                 Json::Null => None,
-                Json::Array(items) => Some(items.iter().map(V::from_json).collect::<Result<_, _>>().map_err(BuildError::Invalid)?),
+                Json::Array(items) => Some(
+                    items
+                        .iter()
+                        .map(V::from_json)
+                        .collect::<Result<_, _>>()
+                        .map_err(BuildError::Invalid)?,
+                ),
                 _ => return invalid(format!("a batch of `{name}` must be a list or null")),
             });
         }
@@ -91,7 +101,11 @@ impl Builder<'_> {
                 let n = partitions.max(1);
                 let len = items.len();
                 let mut it = items.into_iter();
-                queue.push_partitions((0..n).map(|i| it.by_ref().take((i + 1) * len / n - i * len / n).collect()).collect());
+                queue.push_partitions(
+                    (0..n)
+                        .map(|i| it.by_ref().take((i + 1) * len / n - i * len / n).collect())
+                        .collect(),
+                );
             }
             self.ssc.queue_stream(&queue, true, None)
         } else {
@@ -133,7 +147,9 @@ impl Builder<'_> {
     fn stage(&mut self, s: DStream<V>, stage: &Json) -> Built<DStream<V>> {
         let op = func_name(stage, "op")?;
         if NOT_YET.contains(&op) {
-            return Err(BuildError::Skip(format!("`{op}` (windowed and stateful operations) is not implemented yet")));
+            return Err(BuildError::Skip(format!(
+                "`{op}` (windowed and stateful operations) is not implemented yet"
+            )));
         }
         let unknown = |kind: &str, name: &str| BuildError::Invalid(format!("unknown {kind} `{name}`"));
         let partitions = stage.get("num_partitions").and_then(Json::as_u64).map(|n| n as usize);
@@ -224,7 +240,9 @@ impl Builder<'_> {
                     "join" => p.join(&other).map(|(k, (v, w))| V::pair(k, V::pair(v, w))),
                     "leftOuterJoin" => p.left_outer_join(&other).map(move |(k, (v, w))| V::pair(k, V::pair(v, opt(w)))),
                     "rightOuterJoin" => p.right_outer_join(&other).map(move |(k, (v, w))| V::pair(k, V::pair(opt(v), w))),
-                    "fullOuterJoin" => p.full_outer_join(&other).map(move |(k, (v, w))| V::pair(k, V::pair(opt(v), opt(w)))),
+                    "fullOuterJoin" => p
+                        .full_outer_join(&other)
+                        .map(move |(k, (v, w))| V::pair(k, V::pair(opt(v), opt(w)))),
                     _ => p.cogroup(&other).map(|(k, (vs, ws))| V::pair(k, V::pair(V::List(vs), V::List(ws)))),
                 }
             }
@@ -286,8 +304,16 @@ fn run_inner(vector: &Json, workers: usize) -> Result<Outcome, String> {
     let batch_ms = vector.get("batch_ms").and_then(Json::as_u64).ok_or("missing batch_ms")?;
     let num_batches = vector.get("num_batches").and_then(Json::as_u64).ok_or("missing num_batches")?;
     let clock = ManualClock::new();
-    let ssc = StreamingContext::builder(milliseconds(batch_ms)).workers(workers).manual_clock(&clock).build().map_err(|e| e.to_string())?;
-    let mut builder = Builder { ssc: &ssc, vector, sources: HashMap::new() };
+    let ssc = StreamingContext::builder(milliseconds(batch_ms))
+        .workers(workers)
+        .manual_clock(&clock)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut builder = Builder {
+        ssc: &ssc,
+        vector,
+        sources: HashMap::new(),
+    };
     let expect_error = vector.get("expect_error");
     let phase = expect_error.and_then(|e| e.get("phase")).and_then(Json::as_str);
     let built = builder.expr(field(vector, "op").map_err(|_| "missing op")?);
@@ -309,11 +335,17 @@ fn run_inner(vector: &Json, workers: usize) -> Result<Outcome, String> {
     let emissions: Arc<Mutex<Vec<Emission>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&emissions);
     stream
-        .foreach_rdd(move |b, t| sink.lock().unwrap_or_else(|e| e.into_inner()).push((t.milliseconds(), b.into_partitions())))
+        .foreach_rdd(move |b, t| {
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((t.milliseconds(), b.into_partitions()))
+        })
         .map_err(|e| e.to_string())?;
     ssc.start().map_err(|e| e.to_string())?;
     clock.advance(milliseconds(num_batches * batch_ms));
-    let done = ssc.await_batch(Time::from_millis(num_batches * batch_ms), seconds(60)).map_err(|e| e.to_string())?;
+    let done = ssc
+        .await_batch(Time::from_millis(num_batches * batch_ms), seconds(60))
+        .map_err(|e| e.to_string())?;
     ssc.stop(false).map_err(|e| e.to_string())?;
     if !done {
         return Ok(Outcome::Fail("the batches did not complete within 60 s".into()));
@@ -324,8 +356,15 @@ fn run_inner(vector: &Json, workers: usize) -> Result<Outcome, String> {
 }
 
 fn check_message(expect_error: Option<&Json>, message: &str) -> Outcome {
-    let wanted = expect_error.and_then(|e| e.get("message_contains")).and_then(Json::as_str).unwrap_or("");
-    if message.contains(wanted) { Outcome::Pass } else { Outcome::Fail(format!("error `{message}` does not contain `{wanted}`")) }
+    let wanted = expect_error
+        .and_then(|e| e.get("message_contains"))
+        .and_then(Json::as_str)
+        .unwrap_or("");
+    if message.contains(wanted) {
+        Outcome::Pass
+    } else {
+        Outcome::Fail(format!("error `{message}` does not contain `{wanted}`"))
+    }
 }
 
 fn compare(vector: &Json, batch_ms: u64, mut emissions: Vec<Emission>, failures: &[ember::Error]) -> Result<Outcome, String> {
@@ -334,7 +373,11 @@ fn compare(vector: &Json, batch_ms: u64, mut emissions: Vec<Emission>, failures:
         .as_array()
         .ok_or("expected must be a list")?
         .iter()
-        .map(|b| b.as_array().ok_or("each expected batch must be a list".to_owned()).and_then(|items| items.iter().map(V::from_json).collect()))
+        .map(|b| {
+            b.as_array()
+                .ok_or("each expected batch must be a list".to_owned())
+                .and_then(|items| items.iter().map(V::from_json).collect())
+        })
         .collect::<Result<_, _>>()?;
     let ordered = vector.get("ordered").and_then(Json::as_bool).unwrap_or(true);
     let nested = vector.get("nested_unordered").and_then(Json::as_bool).unwrap_or(false);
@@ -343,10 +386,14 @@ fn compare(vector: &Json, batch_ms: u64, mut emissions: Vec<Emission>, failures:
     if let Some(err) = vector.get("expect_error") {
         let at = err.get("at_batch").and_then(Json::as_u64).unwrap_or(0) * batch_ms;
         let wanted = err.get("message_contains").and_then(Json::as_str).unwrap_or("");
-        let found = failures.iter().any(|f| matches!(f, ember::Error::JobFailed { time, message, .. } if time.milliseconds() == at && message.contains(wanted)));
+        let found = failures
+            .iter()
+            .any(|f| matches!(f, ember::Error::JobFailed { time, message, .. } if time.milliseconds() == at && message.contains(wanted)));
         if !found {
             let seen: Vec<String> = failures.iter().map(ToString::to_string).collect();
-            return Ok(Outcome::Fail(format!("expected a failure at {at} ms containing `{wanted}`, got {seen:?}")));
+            return Ok(Outcome::Fail(format!(
+                "expected a failure at {at} ms containing `{wanted}`, got {seen:?}"
+            )));
         }
         if !err.get("stream_continues").and_then(Json::as_bool).unwrap_or(false) {
             emissions.retain(|(t, _)| *t < at);
@@ -364,18 +411,29 @@ fn compare(vector: &Json, batch_ms: u64, mut emissions: Vec<Emission>, failures:
         }
     }
 
-    let mut actual: Vec<(u64, Vec<V>)> = emissions.into_iter().map(|(t, parts)| (t, parts.into_iter().flatten().collect())).collect();
+    let mut actual: Vec<(u64, Vec<V>)> = emissions
+        .into_iter()
+        .map(|(t, parts)| (t, parts.into_iter().flatten().collect()))
+        .collect();
     if nonempty {
         actual.retain(|(_, items)| !items.is_empty());
         actual.truncate(expected.len());
     }
     if actual.len() != expected.len() {
         let got: Vec<String> = actual.iter().map(|(t, items)| format!("{t}: {}", render(items))).collect();
-        return Ok(Outcome::Fail(format!("expected {} emissions, got {}: {got:?}", expected.len(), actual.len())));
+        return Ok(Outcome::Fail(format!(
+            "expected {} emissions, got {}: {got:?}",
+            expected.len(),
+            actual.len()
+        )));
     }
     for (i, ((time, got), want)) in actual.into_iter().zip(expected).enumerate() {
         let prepare = |items: Vec<V>| -> Vec<V> {
-            let mut items: Vec<V> = if nested { items.iter().map(normalize_nested).collect() } else { items };
+            let mut items: Vec<V> = if nested {
+                items.iter().map(normalize_nested).collect()
+            } else {
+                items
+            };
             if !ordered {
                 items.sort();
             }
@@ -383,7 +441,11 @@ fn compare(vector: &Json, batch_ms: u64, mut emissions: Vec<Emission>, failures:
         };
         let (got_n, want_n) = (prepare(got.clone()), prepare(want.clone()));
         if got_n != want_n {
-            return Ok(Outcome::Fail(format!("emission {i} (time {time} ms): expected {}, got {}", render(&want), render(&got))));
+            return Ok(Outcome::Fail(format!(
+                "emission {i} (time {time} ms): expected {}, got {}",
+                render(&want),
+                render(&got)
+            )));
         }
     }
     Ok(Outcome::Pass)

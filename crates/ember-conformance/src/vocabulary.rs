@@ -135,7 +135,11 @@ pub fn rdd_fn(name: &str) -> Option<fn(Batch<V>) -> RddResult> {
 /// Batch functions for `transformWith`.
 pub fn rdd2_fn(name: &str) -> Option<fn(Batch<V>, Batch<V>) -> Batch<V>> {
     Some(match name {
-        "rdd_join" => |a, b| a.map(V::into_pair).join(b.map(V::into_pair)).map(|(k, (v, w))| V::pair(k, V::pair(v, w))),
+        "rdd_join" => |a, b| {
+            a.map(V::into_pair)
+                .join(b.map(V::into_pair))
+                .map(|(k, (v, w))| V::pair(k, V::pair(v, w)))
+        },
         "rdd_union" => |a, b| a.union(b),
         _ => return None,
     })

@@ -29,7 +29,10 @@ impl Clock {
 
 /// Milliseconds since the Unix epoch.
 pub fn system_now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A clock that tests advance explicitly. Clones share the same time.

@@ -296,7 +296,11 @@ impl Runtime {
                 scheduler: RefCell::new(OutputScheduler::default()),
             });
             worker.dataflow::<u64, _, _>(|scope| {
-                let mut compiler = Compiler { scope, env: Rc::clone(&env), memo: HashMap::new() };
+                let mut compiler = Compiler {
+                    scope,
+                    env: Rc::clone(&env),
+                    memo: HashMap::new(),
+                };
                 build(&mut compiler);
             });
             let park = Duration::from_millis(10);
@@ -310,7 +314,10 @@ impl Runtime {
             env.shared.progress[env.local_index].store(u64::MAX, Ordering::Release);
             worker_shared.exited.fetch_add(1, Ordering::AcqRel);
         })?;
-        Ok(Runtime { guards: Some(guards), shared })
+        Ok(Runtime {
+            guards: Some(guards),
+            shared,
+        })
     }
 
     /// State shared with the workers.

@@ -15,7 +15,10 @@ fn main() -> ember::Result<()> {
         queue.push((0..i).collect());
     }
     let input = ssc.queue_stream(&queue, true, None);
-    let reduced = input.map(|x| (x % 10, 1u64)).reduce_by_key(|a, b| a + b).transform(|b| b.sort_by_key());
+    let reduced = input
+        .map(|x| (x % 10, 1u64))
+        .reduce_by_key(|a, b| a + b)
+        .transform(|b| b.sort_by_key());
     reduced.print()?;
     ssc.start()?;
     ssc.await_termination_or_timeout(milliseconds(550))?;

@@ -78,7 +78,10 @@ fn main() -> ember::Result<()> {
         if !rdd.is_empty() {
             let total: u64 = rdd.iter().map(|s| s.price).sum();
             let count = rdd.count();
-            println!("batch total: ${total} over {count} records (average ${:.2})", total as f64 / count as f64);
+            println!(
+                "batch total: ${total} over {count} records (average ${:.2})",
+                total as f64 / count as f64
+            );
         }
     })?;
     ssc.start()?;

@@ -34,12 +34,18 @@ impl<T> Batch<T> {
 
     /// A batch with a single partition.
     pub fn from_vec(time: Time, data: Vec<T>) -> Self {
-        Batch { time, partitions: vec![data] }
+        Batch {
+            time,
+            partitions: vec![data],
+        }
     }
 
     /// An empty batch (no partitions).
     pub fn empty(time: Time) -> Self {
-        Batch { time, partitions: Vec::new() }
+        Batch {
+            time,
+            partitions: Vec::new(),
+        }
     }
 
     /// The batch time.
@@ -97,19 +103,28 @@ impl<T> Batch<T> {
     /// A new batch with `f` applied to every element; partitions are kept.
     pub fn map<U>(self, f: impl Fn(T) -> U) -> Batch<U> {
         let partitions = self.partitions.into_iter().map(|p| p.into_iter().map(&f).collect()).collect();
-        Batch { time: self.time, partitions }
+        Batch {
+            time: self.time,
+            partitions,
+        }
     }
 
     /// A new batch with the elements for which `f` holds.
     pub fn filter(self, f: impl Fn(&T) -> bool) -> Batch<T> {
         let partitions = self.partitions.into_iter().map(|p| p.into_iter().filter(&f).collect()).collect();
-        Batch { time: self.time, partitions }
+        Batch {
+            time: self.time,
+            partitions,
+        }
     }
 
     /// A new batch with every element replaced by the items `f` returns.
     pub fn flat_map<U, I: IntoIterator<Item = U>>(self, f: impl Fn(T) -> I) -> Batch<U> {
         let partitions = self.partitions.into_iter().map(|p| p.into_iter().flat_map(&f).collect()).collect();
-        Batch { time: self.time, partitions }
+        Batch {
+            time: self.time,
+            partitions,
+        }
     }
 
     /// This batch's partitions followed by `other`'s.
@@ -156,7 +171,10 @@ impl<T: Clone> Batch<T> {
 
     /// Every pair of an element of this batch with an element of `other`.
     pub fn cartesian<U: Clone>(&self, other: &Batch<U>) -> Batch<(T, U)> {
-        let data = self.iter().flat_map(|a| other.iter().map(move |b| (a.clone(), b.clone()))).collect();
+        let data = self
+            .iter()
+            .flat_map(|a| other.iter().map(move |b| (a.clone(), b.clone())))
+            .collect();
         Batch::from_vec(self.time, data)
     }
 }

@@ -90,8 +90,12 @@ impl ContextInner {
     fn check_not_started(&self, what: &str) -> Result<()> {
         match self.phase.load(Ordering::Acquire) {
             INITIALIZED => Ok(()),
-            ACTIVE => Err(Error::IllegalState(format!("cannot {what} after the StreamingContext has been started"))),
-            _ => Err(Error::IllegalState(format!("cannot {what} after the StreamingContext has been stopped"))),
+            ACTIVE => Err(Error::IllegalState(format!(
+                "cannot {what} after the StreamingContext has been started"
+            ))),
+            _ => Err(Error::IllegalState(format!(
+                "cannot {what} after the StreamingContext has been stopped"
+            ))),
         }
     }
 }
@@ -127,7 +131,9 @@ pub struct StreamingContext {
 
 impl std::fmt::Debug for StreamingContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamingContext").field("settings", &self.inner.settings).finish_non_exhaustive()
+        f.debug_struct("StreamingContext")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -160,7 +166,10 @@ impl StreamingContextBuilder {
     ///
     /// [`Error::InvalidArgument`] for a malformed value or an unreadable host file.
     pub fn from_args<I: IntoIterator<Item = String>>(mut self, args: I) -> Result<Self> {
-        let bad = |message: String| Error::InvalidArgument { operation: "StreamingContextBuilder::from_args", message };
+        let bad = |message: String| Error::InvalidArgument {
+            operation: "StreamingContextBuilder::from_args",
+            message,
+        };
         let (mut processes, mut process, mut hostfile) = (1usize, 0usize, None::<String>);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -187,7 +196,10 @@ impl StreamingContextBuilder {
             if addresses.len() < processes || process >= processes {
                 return Err(bad(format!("process {process} of {processes} with {} addresses", addresses.len())));
             }
-            self.settings.cluster = Some(ClusterConfig { process, addresses: addresses.into_iter().take(processes).collect() });
+            self.settings.cluster = Some(ClusterConfig {
+                process,
+                addresses: addresses.into_iter().take(processes).collect(),
+            });
         }
         Ok(self)
     }
@@ -222,10 +234,16 @@ impl StreamingContextBuilder {
     /// [`Error::InvalidArgument`] when the batch interval is zero or there are no workers.
     pub fn build(self) -> Result<StreamingContext> {
         if self.settings.batch_interval.as_millis() == 0 {
-            return Err(Error::InvalidArgument { operation: "StreamingContext::new", message: "the batch interval must be at least 1 ms".into() });
+            return Err(Error::InvalidArgument {
+                operation: "StreamingContext::new",
+                message: "the batch interval must be at least 1 ms".into(),
+            });
         }
         if self.settings.workers == 0 {
-            return Err(Error::InvalidArgument { operation: "StreamingContext::builder", message: "there must be at least one worker".into() });
+            return Err(Error::InvalidArgument {
+                operation: "StreamingContext::builder",
+                message: "there must be at least one worker".into(),
+            });
         }
         Ok(StreamingContext {
             inner: Arc::new(ContextInner {
@@ -257,7 +275,13 @@ impl StreamingContext {
     /// A builder for a context with batches every `batch_interval`.
     pub fn builder(batch_interval: Duration) -> StreamingContextBuilder {
         StreamingContextBuilder {
-            settings: Settings { batch_interval, workers: 1, cluster: None, clock: Clock::System, max_batches_in_flight: 2 },
+            settings: Settings {
+                batch_interval,
+                workers: 1,
+                cluster: None,
+                clock: Clock::System,
+                max_batches_in_flight: 2,
+            },
         }
     }
 
@@ -312,10 +336,18 @@ impl StreamingContext {
     /// [`Error::IllegalState`] when no output operation was registered, or the context was
     /// already started or stopped (Spark ignores a second `start`; ember reports it).
     pub fn start(&self) -> Result<()> {
-        match self.inner.phase.compare_exchange(INITIALIZED, ACTIVE, Ordering::AcqRel, Ordering::Acquire) {
+        match self
+            .inner
+            .phase
+            .compare_exchange(INITIALIZED, ACTIVE, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => {}
             Err(ACTIVE) => return Err(Error::IllegalState("StreamingContext has already been started".into())),
-            Err(_) => return Err(Error::IllegalState("StreamingContext has already been stopped and cannot be started again".into())),
+            Err(_) => {
+                return Err(Error::IllegalState(
+                    "StreamingContext has already been stopped and cannot be started again".into(),
+                ));
+            }
         }
         let outputs = lock(&self.inner.outputs).clone();
         if outputs.is_empty() {
@@ -375,7 +407,9 @@ impl StreamingContext {
         if previous != ACTIVE {
             return Ok(());
         }
-        let Some(mut running) = lock(&self.inner.running).take() else { return Ok(()) };
+        let Some(mut running) = lock(&self.inner.running).take() else {
+            return Ok(());
+        };
         for receiver in lock(&self.inner.receivers).iter() {
             receiver.request_stop();
         }
@@ -385,7 +419,10 @@ impl StreamingContext {
             }
         }
         running.runtime.request_stop(!graceful);
-        running.runtime.join().map_err(|e| Error::Internal(format!("a worker thread failed: {e}")))?;
+        running
+            .runtime
+            .join()
+            .map_err(|e| Error::Internal(format!("a worker thread failed: {e}")))?;
         tracing::info!(graceful, "StreamingContext stopped.");
         Ok(())
     }
@@ -438,7 +475,9 @@ impl StreamingContext {
     ///
     /// [`Error::IllegalState`] when the context is not started.
     pub fn await_batch(&self, time: Time, timeout: Duration) -> Result<bool> {
-        let shared = lock(&self.inner.shared).clone().ok_or_else(|| Error::IllegalState("StreamingContext has not been started".into()))?;
+        let shared = lock(&self.inner.shared)
+            .clone()
+            .ok_or_else(|| Error::IllegalState("StreamingContext has not been started".into()))?;
         let deadline = Instant::now() + timeout.to_std();
         loop {
             if shared.processed_through().is_some_and(|t| t >= time.milliseconds()) {
@@ -455,7 +494,9 @@ impl StreamingContext {
     /// `await_termination`).
     pub fn failures(&self) -> Vec<Error> {
         let shared = lock(&self.inner.shared).clone();
-        shared.map(|s| s.failures().into_iter().map(Error::from).collect()).unwrap_or_default()
+        shared
+            .map(|s| s.failures().into_iter().map(Error::from).collect())
+            .unwrap_or_default()
     }
 
     fn take_failure(&self) -> Option<Error> {
@@ -478,4 +519,3 @@ impl StreamingContext {
         DStream::node(&self.inner, name, self.inner.settings.batch_interval, build)
     }
 }
-

@@ -31,7 +31,9 @@ macro_rules! impl_spark_display_via_display {
     };
 }
 
-impl_spark_display_via_display!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, bool, char, str, String);
+impl_spark_display_via_display!(
+    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, bool, char, str, String
+);
 
 macro_rules! float_display {
     ($($t:ty),*) => {

@@ -56,6 +56,10 @@ pub enum Error {
 
 impl From<ember_engine::JobFailure> for Error {
     fn from(failure: ember_engine::JobFailure) -> Self {
-        Error::JobFailed { operator: failure.operator, time: Time::from_millis(failure.time), message: failure.message }
+        Error::JobFailed {
+            operator: failure.operator,
+            time: Time::from_millis(failure.time),
+            message: failure.message,
+        }
     }
 }

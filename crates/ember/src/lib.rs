@@ -45,8 +45,8 @@ pub use time::{Duration, Time, milliseconds, minutes, seconds};
 /// Everything a program needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Batch, BatchQueue, Clock, DStream, Duration, ManualClockExt, SparkDisplay, StreamingContext, Time, Utf8Policy, milliseconds, minutes,
-        seconds,
+        Batch, BatchQueue, Clock, DStream, Duration, ManualClockExt, SparkDisplay, StreamingContext, Time, Utf8Policy, milliseconds,
+        minutes, seconds,
     };
     pub use ember_engine::ManualClock;
 }

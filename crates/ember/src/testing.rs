@@ -20,9 +20,16 @@ pub fn run_batches<T: Data, U: Data>(batches: Vec<Vec<T>>, pipeline: impl FnOnce
 /// # Errors
 ///
 /// As [`run_batches`].
-pub fn run_batches_on<T: Data, U: Data>(workers: usize, batches: Vec<Vec<T>>, pipeline: impl FnOnce(DStream<T>) -> DStream<U>) -> Result<Vec<Vec<U>>> {
+pub fn run_batches_on<T: Data, U: Data>(
+    workers: usize,
+    batches: Vec<Vec<T>>,
+    pipeline: impl FnOnce(DStream<T>) -> DStream<U>,
+) -> Result<Vec<Vec<U>>> {
     let clock = ManualClock::new();
-    let ssc = StreamingContext::builder(seconds(1)).workers(workers).manual_clock(&clock).build()?;
+    let ssc = StreamingContext::builder(seconds(1))
+        .workers(workers)
+        .manual_clock(&clock)
+        .build()?;
     let n = batches.len() as u64;
     let input = ssc.replay_stream(batches.into_iter().map(Some).collect(), 1);
     let out = Arc::new(Mutex::new(Vec::new()));

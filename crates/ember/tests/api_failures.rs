@@ -8,7 +8,11 @@ use ember::prelude::*;
 #[test]
 fn failing_user_function_names_operator_and_batch_time() {
     let clock = ManualClock::new();
-    let ssc = StreamingContext::builder(seconds(1)).workers(2).manual_clock(&clock).build().unwrap();
+    let ssc = StreamingContext::builder(seconds(1))
+        .workers(2)
+        .manual_clock(&clock)
+        .build()
+        .unwrap();
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&out);
     let input = ssc.replay_stream(vec![Some(vec![1]), Some(vec![2]), Some(vec![3])], 1);
@@ -17,7 +21,9 @@ fn failing_user_function_names_operator_and_batch_time() {
         x * 10
     });
     let op = mapped.operator_name().to_owned();
-    mapped.foreach_rdd(move |b, t| sink.lock().unwrap().push((t.milliseconds(), b.collect()))).unwrap();
+    mapped
+        .foreach_rdd(move |b, t| sink.lock().unwrap().push((t.milliseconds(), b.collect())))
+        .unwrap();
     ssc.start().unwrap();
     clock.advance(seconds(3));
     assert!(ssc.await_batch(Time::from_millis(3000), seconds(30)).unwrap());

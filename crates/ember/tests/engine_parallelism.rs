@@ -17,12 +17,18 @@ fn lines(batches: usize, per_batch: usize, seed: u64) -> Vec<Vec<String>> {
         state
     };
     (0..batches)
-        .map(|_| (0..per_batch).map(|_| (0..6).map(|_| format!("w{}", next() % 50)).collect::<Vec<_>>().join(" ")).collect())
+        .map(|_| {
+            (0..per_batch)
+                .map(|_| (0..6).map(|_| format!("w{}", next() % 50)).collect::<Vec<_>>().join(" "))
+                .collect()
+        })
         .collect()
 }
 
 fn word_count(s: DStream<String>) -> DStream<(String, u64)> {
-    s.flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>()).map(|w| (w, 1u64)).reduce_by_key(|a, b| a + b)
+    s.flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64))
+        .reduce_by_key(|a, b| a + b)
 }
 
 /// The naive recomputation: counts per batch from scratch.
@@ -73,7 +79,10 @@ fn joins_and_groups_are_identical_on_1_and_3_threads() {
                 v
             });
             let joined = s.join(&s.map_values(|v| v * 2)).count();
-            grouped.map(|(k, v)| (k, v.len() as u64)).union(&joined.map(|n| (u32::MAX, n))).unwrap()
+            grouped
+                .map(|(k, v)| (k, v.len() as u64))
+                .union(&joined.map(|n| (u32::MAX, n)))
+                .unwrap()
         })
         .unwrap()
         .into_iter()
@@ -90,12 +99,23 @@ fn joins_and_groups_are_identical_on_1_and_3_threads() {
 /// below starts this test binary twice); otherwise does nothing.
 #[test]
 fn cluster_child() {
-    let Ok(process) = std::env::var("EMBER_CLUSTER_PROCESS") else { return };
+    let Ok(process) = std::env::var("EMBER_CLUSTER_PROCESS") else {
+        return;
+    };
     let process: usize = process.parse().unwrap();
-    let addresses: Vec<String> = std::env::var("EMBER_CLUSTER_ADDRESSES").unwrap().split(',').map(str::to_owned).collect();
+    let addresses: Vec<String> = std::env::var("EMBER_CLUSTER_ADDRESSES")
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     let input = lines(5, 100, 11);
     let clock = ManualClock::new();
-    let ssc = StreamingContext::builder(seconds(1)).workers(2).cluster(process, addresses).manual_clock(&clock).build().unwrap();
+    let ssc = StreamingContext::builder(seconds(1))
+        .workers(2)
+        .cluster(process, addresses)
+        .manual_clock(&clock)
+        .build()
+        .unwrap();
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&out);
     word_count(ssc.replay_stream(input.into_iter().map(Some).collect(), 3))

@@ -78,7 +78,10 @@ fn invalid_utf8_is_decoded_lossily_by_default() {
     ssc.start().unwrap();
     wait_for(&out, 3);
     ssc.stop(true).unwrap();
-    assert_eq!(*out.lock().unwrap(), vec!["ok".to_owned(), "\u{FFFD}\u{FFFD}bad".to_owned(), "fine".to_owned()]);
+    assert_eq!(
+        *out.lock().unwrap(),
+        vec!["ok".to_owned(), "\u{FFFD}\u{FFFD}bad".to_owned(), "fine".to_owned()]
+    );
 }
 
 #[test]
@@ -91,6 +94,9 @@ fn invalid_utf8_is_reported_with_its_position_under_the_strict_policy() {
     let err = ssc.await_termination_or_timeout(seconds(10)).unwrap_err();
     ssc.stop(true).unwrap();
     let text = err.to_string();
-    assert!(text.contains("line 2") && text.contains("byte offset 3") && text.contains("UTF-8"), "{text}");
+    assert!(
+        text.contains("line 2") && text.contains("byte offset 3") && text.contains("UTF-8"),
+        "{text}"
+    );
     assert_eq!(*out.lock().unwrap(), vec!["ok".to_owned(), "fine".to_owned()]);
 }

@@ -36,7 +36,11 @@ pub(super) struct Pending<A> {
 
 impl<A: Default> Default for Pending<A> {
     fn default() -> Self {
-        Pending { acc: A::default(), no_rdd: [false; 2], failed: Vec::new() }
+        Pending {
+            acc: A::default(),
+            no_rdd: [false; 2],
+            failed: Vec::new(),
+        }
     }
 }
 
@@ -94,7 +98,11 @@ impl<A: Default> Walker<A> {
                 continue;
             }
             let at = cap.delayed(&time);
-            let info = BatchInfo { time, no_rdd: slot.no_rdd, failed: !slot.failed.is_empty() };
+            let info = BatchInfo {
+                time,
+                no_rdd: slot.no_rdd,
+                failed: !slot.failed.is_empty(),
+            };
             on_batch(&at, info, slot.failed, slot.acc);
         }
         match frontier {

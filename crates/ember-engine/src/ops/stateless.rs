@@ -4,8 +4,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::Concatenate;
+use timely::dataflow::operators::Operator;
 
 use crate::msg::{Data, JobFailure, Msg, Part, panic_message};
 use crate::runtime::EStream;
@@ -128,7 +128,10 @@ impl<'s, T: Data> PerPart<'s, T> for EStream<'s, T> {
                     let mut session = output.session(&time);
                     for msg in data.drain(..) {
                         session.give(match msg {
-                            Msg::Part(Part { id, data }) => Msg::Part(Part { id: id.prefixed(prefix), data }),
+                            Msg::Part(Part { id, data }) => Msg::Part(Part {
+                                id: id.prefixed(prefix),
+                                data,
+                            }),
                             Msg::NoRdd => Msg::Failed(JobFailure {
                                 operator: operator.clone(),
                                 time: t,

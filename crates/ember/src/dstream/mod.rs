@@ -54,7 +54,10 @@ impl<T> Clone for DStream<T> {
 
 impl<T> std::fmt::Debug for DStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DStream").field("operator", &self.label).field("slide", &self.slide).finish()
+        f.debug_struct("DStream")
+            .field("operator", &self.label)
+            .field("slide", &self.slide)
+            .finish()
     }
 }
 
@@ -63,7 +66,13 @@ impl<T: Data> DStream<T> {
     pub(crate) fn node(ctx: &Arc<ContextInner>, name: &str, slide: Duration, build: impl FnOnce(Arc<str>) -> BuildFn<T>) -> Self {
         let id = ctx.next_operator_id();
         let label: Arc<str> = Arc::from(format!("{name}#{id}"));
-        DStream { ctx: Arc::clone(ctx), id, label: Arc::clone(&label), slide, build: build(label) }
+        DStream {
+            ctx: Arc::clone(ctx),
+            id,
+            label: Arc::clone(&label),
+            slide,
+            build: build(label),
+        }
     }
 
     /// This node's stream on the worker being compiled (built once per worker).
@@ -105,7 +114,11 @@ pub(crate) fn gather<'s, T: Data>(c: &Compiler<'s>, stream: EStream<'s, T>) -> E
 
 /// Spreads partitions over the workers by their first id component (a no-op on one worker).
 pub(crate) fn spread<'s, T: Data>(c: &Compiler<'s>, stream: EStream<'s, T>) -> EStream<'s, T> {
-    if c.env.peers > 1 { stream.exchange_parts(|p| u64::from(p.id.head())) } else { stream }
+    if c.env.peers > 1 {
+        stream.exchange_parts(|p| u64::from(p.id.head()))
+    } else {
+        stream
+    }
 }
 
 /// The partitions owned by this worker among `n` shuffle partitions.
@@ -122,8 +135,10 @@ pub(crate) fn sorted_partitions<T>(mut parts: Vec<ember_engine::Part<T>>) -> Vec
 
 /// Turns a user batch back into engine partitions.
 pub(crate) fn batch_parts<T>(partitions: Vec<Vec<T>>) -> impl Iterator<Item = ember_engine::Msg<T>> {
-    partitions
-        .into_iter()
-        .enumerate()
-        .map(|(i, data)| ember_engine::Msg::Part(ember_engine::Part { id: PartId::new(i as u32), data }))
+    partitions.into_iter().enumerate().map(|(i, data)| {
+        ember_engine::Msg::Part(ember_engine::Part {
+            id: PartId::new(i as u32),
+            data,
+        })
+    })
 }

@@ -25,7 +25,16 @@ pub(crate) fn parallelize<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
 
 /// Messages for a batch made of `partitions`, numbered from 0.
 pub(crate) fn partition_msgs<T>(partitions: Vec<Vec<T>>) -> Vec<Msg<T>> {
-    partitions.into_iter().enumerate().map(|(i, data)| Msg::Part(Part { id: PartId::new(i as u32), data })).collect()
+    partitions
+        .into_iter()
+        .enumerate()
+        .map(|(i, data)| {
+            Msg::Part(Part {
+                id: PartId::new(i as u32),
+                data,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -20,13 +20,17 @@ pub struct BatchQueue<T> {
 
 impl<T> Clone for BatchQueue<T> {
     fn clone(&self) -> Self {
-        BatchQueue { inner: Arc::clone(&self.inner) }
+        BatchQueue {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 
 impl<T> Default for BatchQueue<T> {
     fn default() -> Self {
-        BatchQueue { inner: Arc::new(Mutex::new(VecDeque::new())) }
+        BatchQueue {
+            inner: Arc::new(Mutex::new(VecDeque::new())),
+        }
     }
 }
 

@@ -66,7 +66,10 @@ impl<T: Data> ReceiverHost for SocketReceiver<T> {
         std::thread::Builder::new()
             .name(format!("ember-receiver-{}", self.address))
             .spawn(move || worker.run())
-            .map_err(|e| Error::Io { context: format!("cannot start the receiver thread of {}", self.name), source: e })
+            .map_err(|e| Error::Io {
+                context: format!("cannot start the receiver thread of {}", self.name),
+                source: e,
+            })
     }
 
     fn request_stop(&self) {
@@ -109,7 +112,9 @@ impl<T: Data> SocketWorker<T> {
                         Err(e) => tracing::warn!(source = %self.name, error = %e, "The connection failed; reconnecting."),
                     }
                 }
-                Err(e) => tracing::warn!(source = %self.name, error = %e, delay_ms = self.reconnect_delay.as_millis() as u64, "Cannot connect; retrying."),
+                Err(e) => {
+                    tracing::warn!(source = %self.name, error = %e, delay_ms = self.reconnect_delay.as_millis() as u64, "Cannot connect; retrying.")
+                }
             }
             let wake = Instant::now() + self.reconnect_delay;
             while !self.stopping() && Instant::now() < wake {
@@ -123,7 +128,11 @@ impl<T: Data> SocketWorker<T> {
         stream.set_read_timeout(Some(POLL))?;
         let mut buf = vec![0u8; 256 * 1024];
         let mut filled = 0usize;
-        let mut pos = Position { connection, line: 0, offset: 0 };
+        let mut pos = Position {
+            connection,
+            line: 0,
+            offset: 0,
+        };
         loop {
             if self.stopping() {
                 self.flush_partial(&buf[..filled], &mut pos);
@@ -183,7 +192,10 @@ impl<T: Data> SocketWorker<T> {
             Ok(record) => block.push(record),
             Err(message) => self.ctx.report_source_error(Error::Source {
                 source_name: self.name.clone(),
-                message: format!("line {} (byte offset {}) of connection {}: {message}; the line was skipped", pos.line, pos.offset, pos.connection),
+                message: format!(
+                    "line {} (byte offset {}) of connection {}: {message}; the line was skipped",
+                    pos.line, pos.offset, pos.connection
+                ),
             }),
         }
     }
@@ -262,12 +274,21 @@ impl StreamingContext {
         self.source("socket_text_stream", move |label| {
             source_build_fn(move |c| {
                 // Only worker 0 reads the receiver's channel; the others produce nothing.
-                let rx = if c.env.index == 0 { slot.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
+                let rx = if c.env.index == 0 {
+                    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+                } else {
+                    None
+                };
                 let stream = batch_source(c, &label, true, move |_batch| -> Vec<Msg<T>> {
                     let Some(rx) = rx.as_ref() else { return Vec::new() };
                     rx.try_iter()
                         .enumerate()
-                        .map(|(i, data)| Msg::Part(Part { id: PartId::new(i as u32), data }))
+                        .map(|(i, data)| {
+                            Msg::Part(Part {
+                                id: PartId::new(i as u32),
+                                data,
+                            })
+                        })
                         .collect()
                 });
                 spread(c, stream)

@@ -30,7 +30,12 @@ impl<T: Data> DStream<T> {
                 &c.env,
                 label,
                 |n: &mut u64, p: Part<T>| *n += p.data.len() as u64,
-                |info, n, out| out.push(Msg::Part(Part { id: PartId::new(0), data: vec![(n, info.no_rdd[0])] })),
+                |info, n, out| {
+                    out.push(Msg::Part(Part {
+                        id: PartId::new(0),
+                        data: vec![(n, info.no_rdd[0])],
+                    }))
+                },
             );
             gather(c, local).per_batch(
                 &c.env,
@@ -48,9 +53,16 @@ impl<T: Data> DStream<T> {
                     // As in Spark, `count` goes through `transform`, which needs an RDD.
                     if no_rdd {
                         let message = format!("{NO_RDD_FROM_PARENT} at time {} ms", info.time);
-                        out.push(Msg::Failed(JobFailure { operator: operator.clone(), time: info.time, message }));
+                        out.push(Msg::Failed(JobFailure {
+                            operator: operator.clone(),
+                            time: info.time,
+                            message,
+                        }));
                     } else {
-                        out.push(Msg::Part(Part { id: PartId::new(0), data: vec![n] }));
+                        out.push(Msg::Part(Part {
+                            id: PartId::new(0),
+                            data: vec![n],
+                        }));
                     }
                 },
             )
@@ -83,7 +95,12 @@ impl<T: Data> DStream<T> {
                     if info.no_rdd[0] {
                         out.push(Msg::NoRdd);
                     }
-                    out.extend(acc.map(|v| Msg::Part(Part { id: PartId::new(0), data: vec![v] })));
+                    out.extend(acc.map(|v| {
+                        Msg::Part(Part {
+                            id: PartId::new(0),
+                            data: vec![v],
+                        })
+                    }));
                 },
             );
             gather(c, local).per_batch(
@@ -97,7 +114,10 @@ impl<T: Data> DStream<T> {
                     if info.no_rdd[0] && acc.is_none() {
                         out.push(Msg::NoRdd);
                     }
-                    out.push(Msg::Part(Part { id: PartId::new(0), data: acc.into_iter().collect() }));
+                    out.push(Msg::Part(Part {
+                        id: PartId::new(0),
+                        data: acc.into_iter().collect(),
+                    }));
                 },
             )
         })

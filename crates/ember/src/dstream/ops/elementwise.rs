@@ -27,7 +27,10 @@ impl<T: Data> DStream<T> {
         let f = Arc::new(f);
         self.derive("map", move |_c, s, label| {
             let f = Arc::clone(&f);
-            s.per_part(label, move |p: Part<T>| Part { id: p.id, data: p.data.into_iter().map(|x| f(x)).collect() })
+            s.per_part(label, move |p: Part<T>| Part {
+                id: p.id,
+                data: p.data.into_iter().map(|x| f(x)).collect(),
+            })
         })
     }
 
@@ -53,7 +56,10 @@ impl<T: Data> DStream<T> {
         let f = Arc::new(f);
         self.derive("flat_map", move |_c, s, label| {
             let f = Arc::clone(&f);
-            s.per_part(label, move |p: Part<T>| Part { id: p.id, data: p.data.into_iter().flat_map(|x| f(x)).collect() })
+            s.per_part(label, move |p: Part<T>| Part {
+                id: p.id,
+                data: p.data.into_iter().flat_map(|x| f(x)).collect(),
+            })
         })
     }
 
@@ -81,13 +87,21 @@ impl<T: Data> DStream<T> {
         let f = Arc::new(f);
         self.derive("map_partitions", move |_c, s, label| {
             let f = Arc::clone(&f);
-            s.per_part(label, move |p: Part<T>| Part { id: p.id, data: f(p.data.into_iter()).into_iter().collect() })
+            s.per_part(label, move |p: Part<T>| Part {
+                id: p.id,
+                data: f(p.data.into_iter()).into_iter().collect(),
+            })
         })
     }
 
     /// A stream whose elements are the partitions of this one, each as a `Vec` (Spark's `glom`).
     pub fn glom(&self) -> DStream<Vec<T>> {
-        self.derive("glom", move |_c, s, label| s.per_part(label, |p: Part<T>| Part { id: p.id, data: vec![p.data] }))
+        self.derive("glom", move |_c, s, label| {
+            s.per_part(label, |p: Part<T>| Part {
+                id: p.id,
+                data: vec![p.data],
+            })
+        })
     }
 
     /// Accepted for compatibility with Spark: ember keeps batches in memory only as long as an

@@ -65,7 +65,10 @@ impl<T: Data> DStream<T> {
             let first: Vec<T> = batch.iter().take(num + 1).cloned().collect();
             let text = format_batch(batch.time(), &first, num);
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(|e| format!("cannot write to standard output: {e}"))
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|e| format!("cannot write to standard output: {e}"))
         })
     }
 
@@ -131,10 +134,19 @@ mod tests {
     #[test]
     fn print_format_is_sparks() {
         let text = format_batch(Time::from_millis(1000), &[("a".to_owned(), 1), ("b".to_owned(), 2)], 10);
-        assert_eq!(text, "-------------------------------------------\nTime: 1000 ms\n-------------------------------------------\n(a,1)\n(b,2)\n\n");
+        assert_eq!(
+            text,
+            "-------------------------------------------\nTime: 1000 ms\n-------------------------------------------\n(a,1)\n(b,2)\n\n"
+        );
         let text = format_batch::<i32>(Time::from_millis(2000), &[], 10);
-        assert_eq!(text, "-------------------------------------------\nTime: 2000 ms\n-------------------------------------------\n\n");
+        assert_eq!(
+            text,
+            "-------------------------------------------\nTime: 2000 ms\n-------------------------------------------\n\n"
+        );
         let text = format_batch(Time::from_millis(3000), &[1, 2, 3], 2);
-        assert_eq!(text, "-------------------------------------------\nTime: 3000 ms\n-------------------------------------------\n1\n2\n...\n\n");
+        assert_eq!(
+            text,
+            "-------------------------------------------\nTime: 3000 ms\n-------------------------------------------\n1\n2\n...\n\n"
+        );
     }
 }

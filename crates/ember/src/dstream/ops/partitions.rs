@@ -24,7 +24,10 @@ pub(crate) fn assemble_owned<T>(owned: &[u32], mut acc: HashMap<u32, Vec<T>>, no
         out.push(Msg::NoRdd);
     }
     for &p in owned {
-        out.push(Msg::Part(Part { id: PartId::new(p), data: acc.remove(&p).unwrap_or_default() }));
+        out.push(Msg::Part(Part {
+            id: PartId::new(p),
+            data: acc.remove(&p).unwrap_or_default(),
+        }));
     }
 }
 
@@ -37,7 +40,10 @@ impl<T: Data> DStream<T> {
     /// [`Error::InvalidArgument`] when `num_partitions` is 0.
     pub fn repartition(&self, num_partitions: usize) -> Result<DStream<T>> {
         if num_partitions == 0 {
-            return Err(Error::InvalidArgument { operation: "repartition", message: "the number of partitions must be positive".into() });
+            return Err(Error::InvalidArgument {
+                operation: "repartition",
+                message: "the number of partitions must be positive".into(),
+            });
         }
         let n = num_partitions;
         Ok(self.derive("repartition", move |c, s, label| {
@@ -49,7 +55,14 @@ impl<T: Data> DStream<T> {
                     targets[(start + i) % n].push(x);
                 }
                 out.extend(
-                    targets.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(t, data)| Part { id: PartId::new(t as u32), data }),
+                    targets
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(_, d)| !d.is_empty())
+                        .map(|(t, data)| Part {
+                            id: PartId::new(t as u32),
+                            data,
+                        }),
                 );
             });
             let owned: Vec<u32> = owned_partitions(c, n).collect();

@@ -18,12 +18,20 @@ use crate::time::Time;
 pub(crate) fn emit_result<U, E: Display>(operator: &str, time: u64, result: Result<Batch<U>, E>, out: &mut Vec<Msg<U>>) {
     match result {
         Ok(batch) => out.extend(batch_parts(batch.into_partitions())),
-        Err(e) => out.push(Msg::Failed(JobFailure { operator: operator.to_owned(), time, message: e.to_string() })),
+        Err(e) => out.push(Msg::Failed(JobFailure {
+            operator: operator.to_owned(),
+            time,
+            message: e.to_string(),
+        })),
     }
 }
 
 pub(crate) fn no_rdd_failure<U>(operator: &str, time: u64) -> Msg<U> {
-    Msg::Failed(JobFailure { operator: operator.to_owned(), time, message: format!("{NO_RDD_FROM_PARENT} at time {time} ms") })
+    Msg::Failed(JobFailure {
+        operator: operator.to_owned(),
+        time,
+        message: format!("{NO_RDD_FROM_PARENT} at time {time} ms"),
+    })
 }
 
 impl<T: Data> DStream<T> {
@@ -100,7 +108,10 @@ impl<T: Data> DStream<T> {
                         return;
                     }
                     let time = Time::from_millis(info.time);
-                    let result = f(Batch::from_partitions(time, sorted_partitions(left)), Batch::from_partitions(time, sorted_partitions(right)));
+                    let result = f(
+                        Batch::from_partitions(time, sorted_partitions(left)),
+                        Batch::from_partitions(time, sorted_partitions(right)),
+                    );
                     out.extend(batch_parts(result.into_partitions()));
                 },
             )
@@ -137,7 +148,10 @@ where
                         slot.push(p);
                     }
                 }
-                let batches = per_stream.into_iter().map(|parts| Batch::from_partitions(time, sorted_partitions(parts))).collect();
+                let batches = per_stream
+                    .into_iter()
+                    .map(|parts| Batch::from_partitions(time, sorted_partitions(parts)))
+                    .collect();
                 emit_result(&operator, info.time, Ok::<_, std::convert::Infallible>(f(batches)), out);
             },
         )

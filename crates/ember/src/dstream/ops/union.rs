@@ -23,15 +23,24 @@ impl<T: Data> DStream<T> {
 
 /// The union of `streams`, in order (also `StreamingContext::union`).
 pub(crate) fn union_all<T: Data>(streams: &[DStream<T>]) -> Result<DStream<T>> {
-    let first = streams.first().ok_or_else(|| Error::InvalidArgument { operation: "union", message: "there must be at least one stream".into() })?;
+    let first = streams.first().ok_or_else(|| Error::InvalidArgument {
+        operation: "union",
+        message: "there must be at least one stream".into(),
+    })?;
     for s in streams {
         if !std::sync::Arc::ptr_eq(&s.ctx, &first.ctx) {
-            return Err(Error::InvalidArgument { operation: "union", message: "all streams must belong to the same StreamingContext".into() });
+            return Err(Error::InvalidArgument {
+                operation: "union",
+                message: "all streams must belong to the same StreamingContext".into(),
+            });
         }
         if s.slide != first.slide {
             return Err(Error::InvalidArgument {
                 operation: "union",
-                message: format!("all streams must have the same slide duration, found {} and {}", first.slide, s.slide),
+                message: format!(
+                    "all streams must have the same slide duration, found {} and {}",
+                    first.slide, s.slide
+                ),
             });
         }
     }

@@ -33,7 +33,15 @@ fn split_by_partition<K: Key, C>(map: FastMap<K, C>, n: usize) -> Vec<Part<(K, C
     for (k, c) in map {
         targets[partition_of(&k, n) as usize].push((k, c));
     }
-    targets.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(p, data)| Part { id: PartId::new(p as u32), data }).collect()
+    targets
+        .into_iter()
+        .enumerate()
+        .filter(|(_, d)| !d.is_empty())
+        .map(|(p, data)| Part {
+            id: PartId::new(p as u32),
+            data,
+        })
+        .collect()
 }
 
 impl<K: Key, V: Data> DStream<(K, V)> {
@@ -45,7 +53,10 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let f = Arc::new(f);
         self.derive("map_values", move |_c, s, label| {
             let f = Arc::clone(&f);
-            s.per_part(label, move |p: Part<(K, V)>| Part { id: p.id, data: p.data.into_iter().map(|(k, v)| (k, f(v))).collect() })
+            s.per_part(label, move |p: Part<(K, V)>| Part {
+                id: p.id,
+                data: p.data.into_iter().map(|(k, v)| (k, f(v))).collect(),
+            })
         })
     }
 
@@ -60,7 +71,11 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             let f = Arc::clone(&f);
             s.per_part(label, move |p: Part<(K, V)>| Part {
                 id: p.id,
-                data: p.data.into_iter().flat_map(|(k, v)| f(v).into_iter().map(move |u| (k.clone(), u))).collect(),
+                data: p
+                    .data
+                    .into_iter()
+                    .flat_map(|(k, v)| f(v).into_iter().map(move |u| (k.clone(), u)))
+                    .collect(),
             })
         })
     }
@@ -77,7 +92,13 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     /// [`DStream::combine_by_key`] into `num_partitions` partitions.
-    pub fn combine_by_key_with_partitions<C: Data, F1, F2, F3>(&self, create: F1, merge_value: F2, merge_combiners: F3, num_partitions: usize) -> DStream<(K, C)>
+    pub fn combine_by_key_with_partitions<C: Data, F1, F2, F3>(
+        &self,
+        create: F1,
+        merge_value: F2,
+        merge_combiners: F3,
+        num_partitions: usize,
+    ) -> DStream<(K, C)>
     where
         F1: Fn(V) -> C + Send + Sync + 'static,
         F2: Fn(C, V) -> C + Send + Sync + 'static,
@@ -115,7 +136,13 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     {
         let f = Arc::new(f);
         let g = Arc::clone(&f);
-        self.combine_by_key_impl("reduce_by_key", Some(num_partitions), |v| v, move |a, b| f(a, b), move |a, b| g(a, b))
+        self.combine_by_key_impl(
+            "reduce_by_key",
+            Some(num_partitions),
+            |v| v,
+            move |a, b| f(a, b),
+            move |a, b| g(a, b),
+        )
     }
 
     /// A stream of `(key, values)` per batch (Spark's `groupByKey`); values keep arrival order
@@ -169,7 +196,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 move |acc: &mut FastMap<K, Option<C>>, p: Part<(K, V)>| {
                     let (create, merge_value, _) = &*local_fns;
                     for (k, v) in p.data {
-                        fold_into(acc, k, v, &|v| Some(create(v)), &|c: &mut Option<C>, v| *c = c.take().map(|c| merge_value(c, v)));
+                        fold_into(acc, k, v, &|v| Some(create(v)), &|c: &mut Option<C>, v| {
+                            *c = c.take().map(|c| merge_value(c, v))
+                        });
                     }
                 },
                 move |info, acc, out| {
@@ -188,12 +217,16 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     let merge_combiners = &final_fns.2;
                     let map = acc.entry(p.id.head()).or_default();
                     for (k, c) in p.data {
-                        fold_into(map, k, c, &Some, &|a: &mut Option<C>, b| *a = a.take().map(|a| merge_combiners(a, b)));
+                        fold_into(map, k, c, &Some, &|a: &mut Option<C>, b| {
+                            *a = a.take().map(|a| merge_combiners(a, b))
+                        });
                     }
                 },
                 move |info, acc, out| {
-                    let acc: HashMap<u32, Vec<(K, C)>> =
-                        acc.into_iter().map(|(p, m)| (p, m.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))).collect())).collect();
+                    let acc: HashMap<u32, Vec<(K, C)>> = acc
+                        .into_iter()
+                        .map(|(p, m)| (p, m.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))).collect()))
+                        .collect();
                     assemble_owned(&owned, acc, info.no_rdd[0], out)
                 },
             )
