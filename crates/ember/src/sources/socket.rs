@@ -15,12 +15,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ember_engine::ops::batch_source;
-use ember_engine::{Data, Msg, Part, PartId};
+use ember_engine::{Data, Msg};
 
 use crate::context::{ContextInner, ReceiverHost, StreamingContext};
 use crate::dstream::build_fn as source_build_fn;
 use crate::dstream::{DStream, spread};
 use crate::error::{Error, Result};
+use crate::sources::partition_msgs;
 
 /// What `socket_text_stream` does with a line that is not valid UTF-8.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -281,15 +282,7 @@ impl StreamingContext {
                 };
                 let stream = batch_source(c, &label, true, move |_batch| -> Vec<Msg<T>> {
                     let Some(rx) = rx.as_ref() else { return Vec::new() };
-                    rx.try_iter()
-                        .enumerate()
-                        .map(|(i, data)| {
-                            Msg::Part(Part {
-                                id: PartId::new(i as u32),
-                                data,
-                            })
-                        })
-                        .collect()
+                    partition_msgs(rx.try_iter().collect())
                 });
                 spread(c, stream)
             })

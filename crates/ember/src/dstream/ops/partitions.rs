@@ -17,6 +17,18 @@ pub(crate) fn partition_of<K: Hash + ?Sized>(key: &K, partitions: usize) -> u32 
     (BuildHasher::hash_one(state, key) % partitions.max(1) as u64) as u32
 }
 
+/// One partition per non-empty shuffle target, its id the target's index.
+pub(crate) fn target_parts<T>(targets: Vec<Vec<T>>) -> impl Iterator<Item = Part<T>> {
+    targets
+        .into_iter()
+        .enumerate()
+        .filter(|(_, d)| !d.is_empty())
+        .map(|(t, data)| Part {
+            id: PartId::new(t as u32),
+            data,
+        })
+}
+
 /// Collects the shuffled partitions a worker owns and emits every one of them, empty ones
 /// too, so a batch always has exactly `n` partitions.
 pub(crate) fn assemble_owned<T>(owned: &[u32], mut acc: HashMap<u32, Vec<T>>, no_rdd: bool, out: &mut Vec<Msg<T>>) {
@@ -54,16 +66,7 @@ impl<T: Data> DStream<T> {
                 for (i, x) in p.data.into_iter().enumerate() {
                     targets[(start + i) % n].push(x);
                 }
-                out.extend(
-                    targets
-                        .into_iter()
-                        .enumerate()
-                        .filter(|(_, d)| !d.is_empty())
-                        .map(|(t, data)| Part {
-                            id: PartId::new(t as u32),
-                            data,
-                        }),
-                );
+                out.extend(target_parts(targets));
             });
             let owned: Vec<u32> = owned_partitions(c, n).collect();
             spread(c, split).per_batch(

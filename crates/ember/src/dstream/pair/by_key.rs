@@ -9,9 +9,9 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use ember_engine::ops::{PerBatch, PerPart};
-use ember_engine::{Data, Key, Msg, Part, PartId};
+use ember_engine::{Data, Key, Msg, Part};
 
-use crate::dstream::ops::partitions::{assemble_owned, partition_of};
+use crate::dstream::ops::partitions::{assemble_owned, partition_of, target_parts};
 use crate::dstream::{DStream, owned_partitions, spread};
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -33,15 +33,7 @@ fn split_by_partition<K: Key, C>(map: FastMap<K, C>, n: usize) -> Vec<Part<(K, C
     for (k, c) in map {
         targets[partition_of(&k, n) as usize].push((k, c));
     }
-    targets
-        .into_iter()
-        .enumerate()
-        .filter(|(_, d)| !d.is_empty())
-        .map(|(p, data)| Part {
-            id: PartId::new(p as u32),
-            data,
-        })
-        .collect()
+    target_parts(targets).collect()
 }
 
 impl<K: Key, V: Data> DStream<(K, V)> {
