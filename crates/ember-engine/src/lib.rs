@@ -12,4 +12,4 @@ pub mod runtime;
 
 pub use clock::{Clock, ManualClock};
 pub use msg::{Data, JobFailure, Key, Msg, Part, PartId};
-pub use runtime::{BuildPlan, ClusterConfig, Compiler, EStream, RunConfig, RunShared, Runtime, WorkerEnv};
+pub use runtime::{BuildPlan, ClusterConfig, Compiler, EStream, Grid, RunConfig, RunShared, Runtime, WorkerEnv};

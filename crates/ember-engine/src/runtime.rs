@@ -220,10 +220,59 @@ pub struct Compiler<'s> {
     pub scope: Scope<'s, u64>,
     /// The worker's environment.
     pub env: Rc<WorkerEnv>,
+    /// The slide (ms) of the plan node being compiled: the grid its batches sit on.
+    slide_ms: u64,
     memo: HashMap<u64, Box<dyn Any>>,
 }
 
+/// The batch times a stream produces: `zero + k * step` for `k >= 1` (Spark's valid times of
+/// a stream whose slide is `step`).
+#[derive(Clone)]
+pub struct Grid {
+    pub(crate) env: Rc<WorkerEnv>,
+    /// Distance between two batch times of the stream (ms).
+    pub step_ms: u64,
+}
+
+impl Grid {
+    /// The first batch time on this grid.
+    pub fn first(&self) -> u64 {
+        self.env.zero_ms + self.step_ms
+    }
+
+    /// Whether `time` is on this grid.
+    pub fn contains(&self, time: u64) -> bool {
+        time > self.env.zero_ms && (time - self.env.zero_ms).is_multiple_of(self.step_ms)
+    }
+
+    /// The worker's environment.
+    pub fn env(&self) -> &Rc<WorkerEnv> {
+        &self.env
+    }
+}
+
 impl<'s> Compiler<'s> {
+    /// The grid of the node being compiled.
+    pub fn grid(&self) -> Grid {
+        self.grid_of(self.slide_ms)
+    }
+
+    /// The grid of a stream whose slide is `slide_ms`.
+    pub fn grid_of(&self, slide_ms: u64) -> Grid {
+        Grid {
+            env: Rc::clone(&self.env),
+            step_ms: slide_ms.max(1),
+        }
+    }
+
+    /// Runs `f` with `slide_ms` as the slide of the node being compiled, then restores it.
+    pub fn with_slide<R>(&mut self, slide_ms: u64, f: impl FnOnce(&mut Self) -> R) -> R {
+        let saved = std::mem::replace(&mut self.slide_ms, slide_ms.max(1));
+        let result = f(self);
+        self.slide_ms = saved;
+        result
+    }
+
     /// Returns the stream of plan node `id`, building it with `build` the first time.
     pub fn memo<T: Data>(&mut self, id: u64, build: impl FnOnce(&mut Self) -> EStream<'s, T>) -> EStream<'s, T> {
         if let Some(stream) = self.memo.get(&id).and_then(|s| s.downcast_ref::<EStream<'static, T>>()) {
@@ -299,6 +348,7 @@ impl Runtime {
                 let mut compiler = Compiler {
                     scope,
                     env: Rc::clone(&env),
+                    slide_ms: env.interval_ms,
                     memo: HashMap::new(),
                 };
                 build(&mut compiler);

@@ -36,7 +36,7 @@ mod time;
 pub use batch::Batch;
 pub use context::{StreamingContext, StreamingContextBuilder};
 pub use display::SparkDisplay;
-pub use dstream::{DStream, format_batch};
+pub use dstream::{DStream, MapWithStateDStream, State, StateSpec, format_batch};
 pub use ember_engine::{Clock, Data, Key, ManualClock};
 pub use error::{Error, Result};
 pub use sources::{BatchQueue, Utf8Policy};
@@ -45,8 +45,8 @@ pub use time::{Duration, Time, milliseconds, minutes, seconds};
 /// Everything a program needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Batch, BatchQueue, Clock, DStream, Duration, ManualClockExt, SparkDisplay, StreamingContext, Time, Utf8Policy, milliseconds,
-        minutes, seconds,
+        Batch, BatchQueue, Clock, DStream, Duration, ManualClockExt, MapWithStateDStream, SparkDisplay, State, StateSpec, StreamingContext,
+        Time, Utf8Policy, milliseconds, minutes, seconds,
     };
     pub use ember_engine::ManualClock;
 }

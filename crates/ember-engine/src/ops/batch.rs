@@ -15,7 +15,7 @@ use timely::progress::frontier::MutableAntichain;
 
 use crate::msg::{Data, JobFailure, Msg, Part};
 use crate::ops::stateless::catch_user;
-use crate::runtime::{EStream, WorkerEnv};
+use crate::runtime::{EStream, Grid, WorkerEnv};
 
 /// What a per-batch operator learns about a completed batch besides its data.
 #[derive(Clone, Debug)]
@@ -54,13 +54,13 @@ pub(super) struct Walker<A> {
 }
 
 impl<A: Default> Walker<A> {
-    pub(super) fn new(env: &Rc<WorkerEnv>, cap: Capability<u64>) -> Self {
+    pub(super) fn new(grid: &Grid, cap: Capability<u64>) -> Self {
         Walker {
             pending: BTreeMap::new(),
-            next: env.first_batch(),
-            interval: env.interval_ms,
+            next: grid.first(),
+            interval: grid.step_ms,
             cap: Some(cap),
-            env: Rc::clone(env),
+            env: Rc::clone(&grid.env),
         }
     }
 
@@ -163,9 +163,10 @@ fn finish_caught<A, U>(
 /// Per-batch building blocks.
 pub trait PerBatch<'s, T: Data> {
     /// Folds each batch's partitions into an accumulator `A` as they arrive (`absorb`), and
-    /// calls `finish` once per completed batch, in time order, empty batches included.
+    /// calls `finish` once per completed batch time of `grid`, in time order, empty batches
+    /// included.
     /// Upstream failures are forwarded before `finish`'s output.
-    fn per_batch<U, A, Ab, Fi>(self, env: &Rc<WorkerEnv>, name: &str, absorb: Ab, finish: Fi) -> EStream<'s, U>
+    fn per_batch<U, A, Ab, Fi>(self, grid: &Grid, name: &str, absorb: Ab, finish: Fi) -> EStream<'s, U>
     where
         U: Data,
         A: Default + 'static,
@@ -176,7 +177,7 @@ pub trait PerBatch<'s, T: Data> {
     fn per_batch2<T2, U, A, Ab1, Ab2, Fi>(
         self,
         other: EStream<'s, T2>,
-        env: &Rc<WorkerEnv>,
+        grid: &Grid,
         name: &str,
         absorb1: Ab1,
         absorb2: Ab2,
@@ -192,17 +193,17 @@ pub trait PerBatch<'s, T: Data> {
 }
 
 impl<'s, T: Data> PerBatch<'s, T> for EStream<'s, T> {
-    fn per_batch<U, A, Ab, Fi>(self, env: &Rc<WorkerEnv>, name: &str, mut absorb: Ab, mut finish: Fi) -> EStream<'s, U>
+    fn per_batch<U, A, Ab, Fi>(self, grid: &Grid, name: &str, mut absorb: Ab, mut finish: Fi) -> EStream<'s, U>
     where
         U: Data,
         A: Default + 'static,
         Ab: FnMut(&mut A, Part<T>) + 'static,
         Fi: FnMut(BatchInfo, A, &mut Vec<Msg<U>>) + 'static,
     {
-        let env = Rc::clone(env);
+        let grid = grid.clone();
         let operator = name.to_owned();
         self.unary_frontier(Pipeline, name, move |cap, _info| {
-            let mut walker = Walker::<A>::new(&env, cap);
+            let mut walker = Walker::<A>::new(&grid, cap);
             let mut out = Vec::new();
             move |(input, frontier), output| {
                 input.for_each(|time, data| {
@@ -224,7 +225,7 @@ impl<'s, T: Data> PerBatch<'s, T> for EStream<'s, T> {
     fn per_batch2<T2, U, A, Ab1, Ab2, Fi>(
         self,
         other: EStream<'s, T2>,
-        env: &Rc<WorkerEnv>,
+        grid: &Grid,
         name: &str,
         mut absorb1: Ab1,
         mut absorb2: Ab2,
@@ -238,10 +239,10 @@ impl<'s, T: Data> PerBatch<'s, T> for EStream<'s, T> {
         Ab2: FnMut(&mut A, Part<T2>) + 'static,
         Fi: FnMut(BatchInfo, A, &mut Vec<Msg<U>>) + 'static,
     {
-        let env = Rc::clone(env);
+        let grid = grid.clone();
         let operator = name.to_owned();
         self.binary_frontier(other, Pipeline, Pipeline, name, move |cap, _info| {
-            let mut walker = Walker::<A>::new(&env, cap);
+            let mut walker = Walker::<A>::new(&grid, cap);
             let mut out = Vec::new();
             move |(input1, frontier1), (input2, frontier2), output| {
                 input1.for_each(|time, data| {

@@ -12,7 +12,7 @@ use crate::msg::{Data, JobFailure, Msg, Part};
 use crate::ops::stateless::catch_user;
 use crate::runtime::{Compiler, EStream};
 
-/// Registers an output: every batch of `stream` is gathered on worker 0 and, once all outputs
+/// Registers an output: every batch of `stream` (on the grid of the node being compiled) is gathered on worker 0 and, once all outputs
 /// have completed the batch, `action(time, partitions)` runs there, partitions sorted by id.
 ///
 /// Outputs run in batch order and, within a batch, in registration order. A batch that failed
@@ -23,8 +23,9 @@ where
     T: Data,
     F: FnMut(u64, Vec<Part<T>>) -> Result<(), String> + 'static,
 {
+    let grid = compiler.grid();
     let env = Rc::clone(&compiler.env);
-    let index = env.scheduler.borrow_mut().register(env.first_batch());
+    let index = env.scheduler.borrow_mut().register(grid.first());
     let operator = name.to_owned();
     let action = Rc::new(RefCell::new(action));
     let gathered = if env.peers > 1 {
@@ -35,7 +36,7 @@ where
         stream
     };
     gathered.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, name, move |cap, _info| {
-        let mut walker = Walker::<Vec<Part<T>>>::new(&env, cap);
+        let mut walker = Walker::<Vec<Part<T>>>::new(&grid, cap);
         let mut collect = |acc: &mut Vec<Part<T>>, part: Part<T>| acc.push(part);
         move |(input, frontier), _output| {
             input.for_each(|time, data| {
@@ -49,6 +50,10 @@ where
                     return;
                 }
                 if !failed.is_empty() {
+                    // A failure seen on several workers arrives once per worker.
+                    let mut failed = failed;
+                    failed.sort_by(|a, b| (&a.operator, &a.message).cmp(&(&b.operator, &b.message)));
+                    failed.dedup();
                     for failure in failed {
                         env.shared.report(failure);
                     }

@@ -33,7 +33,8 @@ pub trait PerPart<'s, T: Data> {
     where
         F: FnMut(Part<T>, &mut Vec<Part<U>>) + 'static;
 
-    /// Moves every partition to worker `route(part) % peers`; markers go to worker 0.
+    /// Moves every partition to worker `route(part) % peers`. A `NoRdd` marker reaches every
+    /// worker (each needs to know the batch has no RDD); failures go to worker 0.
     fn exchange_parts<F>(self, route: F) -> EStream<'s, T>
     where
         F: Fn(&Part<T>) -> u64 + 'static;
@@ -106,11 +107,31 @@ impl<'s, T: Data> PerPart<'s, T> for EStream<'s, T> {
     where
         F: Fn(&Part<T>) -> u64 + 'static,
     {
+        let peers = self.scope().peers();
+        let stream = if peers > 1 {
+            // One `NoRdd` copy per worker; the router below sends the copies round-robin.
+            self.unary(Pipeline, "BroadcastNoRdd", move |_cap, _info| {
+                move |input, output| {
+                    input.for_each(|time, data| {
+                        let copies = data.iter().filter(|m| matches!(m, Msg::NoRdd)).count() * (peers - 1);
+                        data.extend(std::iter::repeat_with(|| Msg::NoRdd).take(copies));
+                        output.session(&time).give_container(data);
+                    });
+                }
+            })
+        } else {
+            self
+        };
+        let mut next_marker = 0u64;
         let pact = Exchange::new(move |msg: &Msg<T>| match msg {
             Msg::Part(part) => route(part),
-            Msg::NoRdd | Msg::Failed(_) => 0,
+            Msg::NoRdd => {
+                next_marker = next_marker.wrapping_add(1);
+                next_marker % peers as u64
+            }
+            Msg::Failed(_) => 0,
         });
-        self.unary(pact, "Exchange", |_cap, _info| {
+        stream.unary(pact, "Exchange", |_cap, _info| {
             |input, output| {
                 input.for_each(|time, data| {
                     output.session(&time).give_container(data);

@@ -2,6 +2,7 @@
 //! before `StreamingContext::start`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ember_engine::ops::PerPart;
 use ember_engine::{Compiler, Data, EStream, PartId};
@@ -11,10 +12,12 @@ use crate::time::Duration;
 
 mod ops;
 mod pair;
+mod window;
 
 pub use ops::format_batch;
 pub(crate) use ops::transform::transform_all;
 pub(crate) use ops::union::union_all;
+pub use pair::{MapWithStateDStream, State, StateSpec};
 
 /// Builds one plan node's stream on one worker.
 pub(crate) type BuildFn<T> = Arc<dyn for<'s> Fn(&mut Compiler<'s>) -> EStream<'s, T> + Send + Sync>;
@@ -37,7 +40,46 @@ pub struct DStream<T> {
     pub(crate) id: u64,
     pub(crate) label: Arc<str>,
     pub(crate) slide: Duration,
+    pub(crate) meta: Arc<NodeMeta>,
     pub(crate) build: BuildFn<T>,
+}
+
+/// What a plan node knows about itself besides how to build it.
+#[derive(Debug, Default)]
+pub(crate) struct NodeMeta {
+    /// Explicit checkpoint interval (ms); 0 = not set.
+    checkpoint_ms: AtomicU64,
+    /// The node keeps state across batches (Spark's `mustCheckpoint`).
+    stateful: bool,
+}
+
+impl NodeMeta {
+    /// Metadata of a node that keeps state across batches.
+    pub(crate) fn stateful() -> Arc<NodeMeta> {
+        Arc::new(NodeMeta {
+            checkpoint_ms: AtomicU64::new(0),
+            stateful: true,
+        })
+    }
+
+    /// The explicitly set checkpoint interval.
+    pub(crate) fn explicit_checkpoint(&self) -> Option<Duration> {
+        match self.checkpoint_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    pub(crate) fn set_checkpoint(&self, interval: Duration) {
+        self.checkpoint_ms.store(interval.as_millis(), Ordering::Release);
+    }
+}
+
+/// Spark's default checkpoint interval of a stateful stream: the smallest multiple of its slide
+/// that is at least 10 seconds.
+pub(crate) fn default_checkpoint_interval(slide: Duration) -> Duration {
+    let slide = slide.as_millis().max(1);
+    Duration::from_millis(10_000u64.div_ceil(slide) * slide)
 }
 
 impl<T> Clone for DStream<T> {
@@ -47,6 +89,7 @@ impl<T> Clone for DStream<T> {
             id: self.id,
             label: Arc::clone(&self.label),
             slide: self.slide,
+            meta: Arc::clone(&self.meta),
             build: Arc::clone(&self.build),
         }
     }
@@ -64,6 +107,17 @@ impl<T> std::fmt::Debug for DStream<T> {
 impl<T: Data> DStream<T> {
     /// A new plan node of context `ctx`.
     pub(crate) fn node(ctx: &Arc<ContextInner>, name: &str, slide: Duration, build: impl FnOnce(Arc<str>) -> BuildFn<T>) -> Self {
+        Self::node_with_meta(ctx, name, slide, Arc::default(), build)
+    }
+
+    /// A new plan node with the given metadata (which its build function may share).
+    pub(crate) fn node_with_meta(
+        ctx: &Arc<ContextInner>,
+        name: &str,
+        slide: Duration,
+        meta: Arc<NodeMeta>,
+        build: impl FnOnce(Arc<str>) -> BuildFn<T>,
+    ) -> Self {
         let id = ctx.next_operator_id();
         let label: Arc<str> = Arc::from(format!("{name}#{id}"));
         DStream {
@@ -71,14 +125,15 @@ impl<T: Data> DStream<T> {
             id,
             label: Arc::clone(&label),
             slide,
+            meta,
             build: build(label),
         }
     }
 
     /// This node's stream on the worker being compiled (built once per worker).
     pub(crate) fn stream<'s>(&self, c: &mut Compiler<'s>) -> EStream<'s, T> {
-        let build = Arc::clone(&self.build);
-        c.memo(self.id, move |c| build(c))
+        let (build, slide) = (Arc::clone(&self.build), self.slide.as_millis());
+        c.memo(self.id, move |c| c.with_slide(slide, |c| build(c)))
     }
 
     /// A node computed from this stream by `f`, which gets the compiler, this stream, and the
@@ -105,6 +160,46 @@ impl<T: Data> DStream<T> {
     pub fn slide_duration(&self) -> Duration {
         self.slide
     }
+
+    /// Sets the interval at which this stream's state is checkpointed (Spark's
+    /// `checkpoint(interval)`); returns the same stream.
+    ///
+    /// The interval decides when stateful streams persist their state and, for
+    /// [`map_with_state`](DStream::map_with_state), how often idle keys are checked for timeouts.
+    /// On streams without state it is recorded and has no effect on the data.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when `interval` is not a
+    /// positive multiple of the stream's slide (Spark checks this at start).
+    pub fn checkpoint(&self, interval: Duration) -> crate::Result<DStream<T>> {
+        check_checkpoint_interval(interval, self.slide, &self.label)?;
+        self.meta.set_checkpoint(interval);
+        Ok(self.clone())
+    }
+
+    /// The interval at which this stream is checkpointed: the one set with
+    /// [`checkpoint`](DStream::checkpoint), or for streams that keep state (windowed reduces with
+    /// an inverse function, `update_state_by_key`) Spark's default, the smallest multiple of the
+    /// slide that is at least 10 seconds. `None` for streams without state and no interval set.
+    pub fn checkpoint_interval(&self) -> Option<Duration> {
+        self.meta
+            .explicit_checkpoint()
+            .or_else(|| self.meta.stateful.then(|| default_checkpoint_interval(self.slide)))
+    }
+}
+
+/// Checks Spark's rule for checkpoint intervals: at least the slide, and a multiple of it.
+pub(crate) fn check_checkpoint_interval(interval: Duration, slide: Duration, stream: &str) -> crate::Result<()> {
+    if interval.as_millis() == 0 || !interval.is_multiple_of(slide) {
+        return Err(crate::Error::InvalidArgument {
+            operation: "checkpoint",
+            message: format!(
+                "the checkpoint interval ({interval}) of {stream} must be a positive multiple of its slide duration ({slide})"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Moves every partition of `stream` to worker 0 (a no-op on one worker).

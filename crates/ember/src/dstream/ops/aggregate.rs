@@ -27,7 +27,7 @@ impl<T: Data> DStream<T> {
             let operator = label.to_owned();
             let is_root = c.env.index == 0;
             let local = s.per_batch(
-                &c.env,
+                &c.grid(),
                 label,
                 |n: &mut u64, p: Part<T>| *n += p.data.len() as u64,
                 |info, n, out| {
@@ -38,7 +38,7 @@ impl<T: Data> DStream<T> {
                 },
             );
             gather(c, local).per_batch(
-                &c.env,
+                &c.grid(),
                 label,
                 |acc: &mut (u64, bool), p: Part<(u64, bool)>| {
                     for (n, no_rdd) in p.data {
@@ -88,7 +88,7 @@ impl<T: Data> DStream<T> {
                 }
             };
             let local = s.per_batch(
-                &c.env,
+                &c.grid(),
                 label,
                 move |acc: &mut Option<T>, p: Part<T>| fold(&f1, acc, p.data),
                 |info, acc, out| {
@@ -104,7 +104,7 @@ impl<T: Data> DStream<T> {
                 },
             );
             gather(c, local).per_batch(
-                &c.env,
+                &c.grid(),
                 label,
                 move |acc: &mut Option<T>, p: Part<T>| fold(&f2, acc, p.data),
                 move |info, acc, out| {

@@ -117,11 +117,14 @@ impl<T: Data> DStream<T> {
         let input = self.clone();
         let id = self.ctx.next_operator_id();
         let label = format!("{name}#{id}");
+        let slide = self.slide.as_millis();
         self.ctx.add_output(Arc::new(move |c| {
             let stream = input.stream(c);
             let action = Arc::clone(&action);
-            ember_engine::ops::output(c, stream, &label, move |time, parts| {
-                action(Batch::from_partitions(Time::from_millis(time), sorted_partitions(parts)))
+            c.with_slide(slide, |c| {
+                ember_engine::ops::output(c, stream, &label, move |time, parts| {
+                    action(Batch::from_partitions(Time::from_millis(time), sorted_partitions(parts)))
+                })
             });
         }))
     }

@@ -70,7 +70,7 @@ impl<T: Data> DStream<T> {
             });
             let owned: Vec<u32> = owned_partitions(c, n).collect();
             spread(c, split).per_batch(
-                &c.env,
+                &c.grid(),
                 label,
                 |acc: &mut HashMap<u32, Vec<T>>, p: Part<T>| acc.entry(p.id.head()).or_default().extend(p.data),
                 move |info, acc, out| assemble_owned(&owned, acc, info.no_rdd[0], out),

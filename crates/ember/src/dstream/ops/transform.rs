@@ -64,7 +64,7 @@ impl<T: Data> DStream<T> {
         self.derive("transform", move |c, s, label| {
             let (f, operator, is_root) = (Arc::clone(&f), label.to_owned(), c.env.index == 0);
             gather(c, s).per_batch(
-                &c.env,
+                &c.grid(),
                 label,
                 |acc: &mut Vec<Part<T>>, p| acc.push(p),
                 move |info, parts, out| {
@@ -95,7 +95,7 @@ impl<T: Data> DStream<T> {
             let right = gather(c, right);
             gather(c, s).per_batch2(
                 right,
-                &c.env,
+                &c.grid(),
                 label,
                 |acc: &mut (Vec<Part<T>>, Vec<Part<U>>), p| acc.0.push(p),
                 |acc: &mut (Vec<Part<T>>, Vec<Part<U>>), p| acc.1.push(p),
@@ -132,7 +132,7 @@ where
     Ok(tagged.derive("transform", move |c, s, label| {
         let (f, operator, is_root) = (Arc::clone(&f), label.to_owned(), c.env.index == 0);
         gather(c, s).per_batch(
-            &c.env,
+            &c.grid(),
             label,
             |acc: &mut Vec<Part<T>>, p| acc.push(p),
             move |info, parts, out| {

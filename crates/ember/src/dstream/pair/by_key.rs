@@ -148,7 +148,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         self.group_by_key_impl(Some(num_partitions))
     }
 
-    fn group_by_key_impl(&self, partitions: Option<usize>) -> DStream<(K, Vec<V>)> {
+    pub(crate) fn group_by_key_impl(&self, partitions: Option<usize>) -> DStream<(K, Vec<V>)> {
         self.combine_by_key_impl(
             "group_by_key",
             partitions,
@@ -183,7 +183,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             let (local_fns, final_fns) = (Arc::clone(&fns), Arc::clone(&fns));
             // `Option` lets a combiner be taken out and merged by value in place.
             let local = s.per_batch(
-                &c.env,
+                &c.grid(),
                 label,
                 move |acc: &mut FastMap<K, Option<C>>, p: Part<(K, V)>| {
                     let (create, merge_value, _) = &*local_fns;
@@ -203,7 +203,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             );
             let owned: Vec<u32> = owned_partitions(c, n).collect();
             spread(c, local).per_batch(
-                &c.env,
+                &c.grid(),
                 label,
                 move |acc: &mut HashMap<u32, FastMap<K, Option<C>>>, p: Part<(K, C)>| {
                     let merge_combiners = &final_fns.2;

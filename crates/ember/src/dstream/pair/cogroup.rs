@@ -99,7 +99,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             let other = right.stream(c);
             s.per_batch2(
                 other,
-                &c.env,
+                &c.grid(),
                 label,
                 |acc: &mut Groups<K, V, W>, p: Part<(K, Vec<V>)>| {
                     let groups = acc.entry(p.id.head()).or_default();

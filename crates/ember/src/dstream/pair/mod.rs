@@ -2,3 +2,8 @@
 
 mod by_key;
 mod cogroup;
+mod map_with_state;
+mod state;
+mod window;
+
+pub use map_with_state::{MapWithStateDStream, State, StateSpec};

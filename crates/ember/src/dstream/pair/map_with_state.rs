@@ -1,0 +1,415 @@
+//! `map_with_state`: a function called per record with its key's state (Spark's
+//! `mapWithState` with a `StateSpec`).
+//!
+//! Records are shuffled, in order, to the worker that owns their key's partition; that worker
+//! keeps `(state, last update time)` per key and runs the mapping function on each record in
+//! turn. With a timeout, idle keys are looked for on "full-scan" batches: those at multiples of
+//! the state's checkpoint interval (Spark's rule; 10 batch intervals unless set with
+//! [`MapWithStateDStream::checkpoint`]).
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ember_engine::ops::{PerBatch, PerPart, catch_user};
+use ember_engine::{Data, Key, Msg, Part, PartId};
+use serde::{Deserialize, Serialize};
+
+use crate::dstream::ops::partitions::partition_of;
+use crate::dstream::{DStream, NodeMeta, build_fn, check_checkpoint_interval, owned_partitions, spread};
+use crate::error::{Error, Result};
+use crate::time::{Duration, Time};
+
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// The mapping function in its general form.
+type MappingFn<K, V, S, U> = Arc<dyn Fn(Time, &K, Option<V>, &mut State<S>) -> Option<U> + Send + Sync>;
+
+/// A key's state as the mapping function sees it (Spark's `State`).
+///
+/// `update` and `remove` panic when misused, as Spark throws; the panic fails the batch with the
+/// message below. [`State::try_update`] and [`State::try_remove`] return the error instead.
+#[derive(Debug)]
+pub struct State<S> {
+    value: Option<S>,
+    updated: bool,
+    removed: bool,
+    timing_out: bool,
+}
+
+impl<S> State<S> {
+    fn new(value: Option<S>) -> Self {
+        State {
+            value,
+            updated: false,
+            removed: false,
+            timing_out: false,
+        }
+    }
+
+    /// Whether the key has a state.
+    pub fn exists(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// The key's state, if it has one (Spark's `getOption`; Spark's `get` throws when absent).
+    pub fn get(&self) -> Option<&S> {
+        self.value.as_ref()
+    }
+
+    /// Whether the key is being offered one last time because it timed out; its state can then
+    /// be read but not changed, and the key is removed afterwards.
+    pub fn is_timing_out(&self) -> bool {
+        self.timing_out
+    }
+
+    /// Sets the key's state.
+    ///
+    /// # Panics
+    ///
+    /// When the state was removed in this call or is timing out (see [`State::try_update`]).
+    pub fn update(&mut self, state: S) {
+        if let Err(e) = self.try_update(state) {
+            panic!("{e}");
+        }
+    }
+
+    /// Sets the key's state, or says why it cannot be set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalState`] after [`State::remove`] or while the state is timing out.
+    pub fn try_update(&mut self, state: S) -> Result<()> {
+        if self.removed {
+            return Err(Error::IllegalState("Cannot update the state after it has been removed".into()));
+        }
+        if self.timing_out {
+            return Err(Error::IllegalState("Cannot update the state that is timing out".into()));
+        }
+        self.value = Some(state);
+        self.updated = true;
+        Ok(())
+    }
+
+    /// Removes the key's state after this call.
+    ///
+    /// # Panics
+    ///
+    /// When the state was already removed or is timing out (see [`State::try_remove`]).
+    pub fn remove(&mut self) {
+        if let Err(e) = self.try_remove() {
+            panic!("{e}");
+        }
+    }
+
+    /// Removes the key's state, or says why it cannot be removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalState`] when already removed or while the state is timing out.
+    pub fn try_remove(&mut self) -> Result<()> {
+        if self.timing_out {
+            return Err(Error::IllegalState("Cannot remove the state that is timing out".into()));
+        }
+        if self.removed {
+            return Err(Error::IllegalState("Cannot remove the state that has already been removed".into()));
+        }
+        self.value = None;
+        self.updated = false;
+        self.removed = true;
+        Ok(())
+    }
+}
+
+/// What `map_with_state` does (Spark's `StateSpec`): the mapping function, and optionally
+/// initial states, a partition count and an idle timeout.
+pub struct StateSpec<K, V, S, U> {
+    func: MappingFn<K, V, S, U>,
+    initial: Option<Arc<Vec<(K, S)>>>,
+    partitions: Option<usize>,
+    timeout: Option<Duration>,
+}
+
+impl<K, V, S, U> Clone for StateSpec<K, V, S, U> {
+    fn clone(&self) -> Self {
+        StateSpec {
+            func: Arc::clone(&self.func),
+            initial: self.initial.clone(),
+            partitions: self.partitions,
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<K: Key, V: Data, S: Data, U: Data> StateSpec<K, V, S, U> {
+    /// A spec whose function returns one element per record (Spark's
+    /// `StateSpec.function((key, value, state) => mapped)`). The value is `None` only when the
+    /// key is timing out.
+    pub fn function<F>(f: F) -> Self
+    where
+        F: Fn(&K, Option<V>, &mut State<S>) -> U + Send + Sync + 'static,
+    {
+        Self::function_with_time(move |_, k, v, s| Some(f(k, v, s)))
+    }
+
+    /// A spec whose function also gets the batch time and returns zero or one element per
+    /// record (Spark's `StateSpec.function((time, key, value, state) => Option[mapped])`).
+    pub fn function_with_time<F>(f: F) -> Self
+    where
+        F: Fn(Time, &K, Option<V>, &mut State<S>) -> Option<U> + Send + Sync + 'static,
+    {
+        StateSpec {
+            func: Arc::new(f),
+            initial: None,
+            partitions: None,
+            timeout: None,
+        }
+    }
+
+    /// States the keys start with; they appear in the first batch's snapshot.
+    pub fn initial_state(mut self, initial: Vec<(K, S)>) -> Self {
+        self.initial = Some(Arc::new(initial));
+        self
+    }
+
+    /// The number of partitions of the state (default: the number of workers).
+    pub fn num_partitions(mut self, n: usize) -> Self {
+        self.partitions = Some(n.max(1));
+        self
+    }
+
+    /// Keys that get no record for longer than `idle` are offered to the function once more,
+    /// with no value and [`State::is_timing_out`], then removed. Idle keys are looked for
+    /// every checkpoint interval of the state (10 batches by default, as in Spark), so the
+    /// call can come up to one interval late; set [`MapWithStateDStream::checkpoint`] to the
+    /// batch interval for timeouts detected at the first batch past `idle`.
+    pub fn timeout(mut self, idle: Duration) -> Self {
+        self.timeout = Some(idle);
+        self
+    }
+}
+
+/// One output of the internal state stream: a mapped element, or one key's state.
+#[derive(Clone, Serialize, Deserialize)]
+enum Item<K, S, U> {
+    Mapped(U),
+    Snapshot(K, S),
+}
+
+/// The stream `map_with_state` returns: the mapped elements (it dereferences to that
+/// `DStream<U>`), plus [`MapWithStateDStream::state_snapshots`].
+pub struct MapWithStateDStream<K, V, S, U> {
+    mapped: DStream<U>,
+    snapshots: DStream<(K, S)>,
+    state_meta: Arc<NodeMeta>,
+    state_slide: Duration,
+    want_snapshots: Arc<AtomicBool>,
+    _values: PhantomData<fn(V)>,
+}
+
+impl<K, V, S, U> Clone for MapWithStateDStream<K, V, S, U> {
+    fn clone(&self) -> Self {
+        MapWithStateDStream {
+            mapped: self.mapped.clone(),
+            snapshots: self.snapshots.clone(),
+            state_meta: Arc::clone(&self.state_meta),
+            state_slide: self.state_slide,
+            want_snapshots: Arc::clone(&self.want_snapshots),
+            _values: PhantomData,
+        }
+    }
+}
+
+impl<K, V, S, U> Deref for MapWithStateDStream<K, V, S, U> {
+    type Target = DStream<U>;
+
+    fn deref(&self) -> &DStream<U> {
+        &self.mapped
+    }
+}
+
+impl<K: Key, V: Data, S: Data, U: Data> MapWithStateDStream<K, V, S, U> {
+    /// Every key's state after each batch, touched or not (Spark's `stateSnapshots()`).
+    pub fn state_snapshots(&self) -> DStream<(K, S)> {
+        self.want_snapshots.store(true, Ordering::Release);
+        self.snapshots.clone()
+    }
+
+    /// Sets the checkpoint interval of the state (Spark forwards `checkpoint` on this stream to
+    /// its internal state stream): the state is persisted, and idle keys are looked for, at
+    /// multiples of it. Default: 10 times the slide.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `interval` is not a positive multiple of the slide.
+    pub fn checkpoint(&self, interval: Duration) -> Result<Self> {
+        check_checkpoint_interval(interval, self.state_slide, self.mapped.operator_name())?;
+        self.state_meta.set_checkpoint(interval);
+        Ok(self.clone())
+    }
+
+    /// The state's checkpoint interval: the one set, or 10 times the slide.
+    pub fn checkpoint_interval(&self) -> Option<Duration> {
+        Some(self.state_checkpoint())
+    }
+
+    fn state_checkpoint(&self) -> Duration {
+        state_checkpoint(&self.state_meta, self.state_slide)
+    }
+
+    /// The mapped elements as a plain stream.
+    pub fn into_dstream(self) -> DStream<U> {
+        self.mapped
+    }
+}
+
+fn state_checkpoint(meta: &NodeMeta, slide: Duration) -> Duration {
+    meta.explicit_checkpoint()
+        .unwrap_or(Duration::from_millis(slide.as_millis().saturating_mul(10)))
+}
+
+impl<K: Key, V: Data> DStream<(K, V)> {
+    /// Runs the spec's function on every record, in order, with the record's key's state
+    /// (Spark's `mapWithState`); the result holds what the function returned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ember::prelude::*;
+    /// use ember::testing::run_batches;
+    ///
+    /// let spec = StateSpec::function(|word: &char, one: Option<u32>, state: &mut State<u32>| {
+    ///     let sum = one.unwrap_or(0) + state.get().copied().unwrap_or(0);
+    ///     state.update(sum);
+    ///     (*word, sum)
+    /// });
+    /// let out = run_batches(vec![vec![('a', 1)], vec![('a', 1), ('b', 1)]], move |s| {
+    ///     s.map_with_state(spec.clone()).into_dstream()
+    /// })
+    /// .unwrap();
+    /// assert_eq!(out, vec![vec![('a', 1)], vec![('a', 2), ('b', 1)]]);
+    /// ```
+    pub fn map_with_state<S: Data, U: Data>(&self, spec: StateSpec<K, V, S, U>) -> MapWithStateDStream<K, V, S, U> {
+        let parent = self.clone();
+        let state_meta = NodeMeta::stateful();
+        let want_snapshots = Arc::new(AtomicBool::new(false));
+        let (meta, want, slide) = (Arc::clone(&state_meta), Arc::clone(&want_snapshots), self.slide);
+        let internal: DStream<Item<K, S, U>> =
+            DStream::node_with_meta(&self.ctx, "map_with_state", self.slide, Arc::clone(&state_meta), move |label| {
+                build_fn(move |c| {
+                    let n = spec.partitions.unwrap_or(c.env.peers).max(1);
+                    let owned: Vec<u32> = owned_partitions(c, n).collect();
+                    // Records go, in order, to their key's partition; the id keeps the input order.
+                    let split = parent
+                        .stream(c)
+                        .per_parts(&label, move |p: Part<(K, V)>, out: &mut Vec<Part<(K, V)>>| {
+                            let mut targets: Vec<Vec<(K, V)>> = (0..n).map(|_| Vec::new()).collect();
+                            for (k, v) in p.data {
+                                targets[partition_of(&k, n) as usize].push((k, v));
+                            }
+                            out.extend(targets.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(t, data)| {
+                                let mut id = p.id.clone();
+                                id.0.insert(0, t as u32);
+                                Part { id, data }
+                            }));
+                        });
+                    let mut states: HashMap<u32, FastMap<K, (S, u64)>> = HashMap::new();
+                    let mut initial = spec.initial.clone();
+                    let (func, timeout) = (Arc::clone(&spec.func), spec.timeout.map(Duration::as_millis));
+                    let (full_scan_every, zero) = (state_checkpoint(&meta, slide).as_millis().max(1), c.env.zero_ms);
+                    let snapshots = want.load(Ordering::Acquire);
+                    let operator = label.to_string();
+                    spread(c, split).per_batch(
+                        &c.grid(),
+                        &label,
+                        |acc: &mut Vec<Part<(K, V)>>, p| acc.push(p),
+                        move |info, mut parts, out| {
+                            let now = info.time;
+                            if let Some(initial) = initial.take() {
+                                for (k, s) in initial.iter() {
+                                    let p = partition_of(k, n);
+                                    if owned.contains(&p) {
+                                        states.entry(p).or_default().insert(k.clone(), (s.clone(), now));
+                                    }
+                                }
+                            }
+                            parts.sort_by(|a, b| a.id.cmp(&b.id));
+                            let mut mapped: HashMap<u32, Vec<Item<K, S, U>>> = HashMap::new();
+                            let mut failure = None;
+                            let time = Time::from_millis(now);
+                            for part in parts {
+                                let p = part.id.head();
+                                let (map, emitted) = (states.entry(p).or_default(), mapped.entry(p).or_default());
+                                for (k, v) in part.data {
+                                    let (value, last) = match map.remove(&k) {
+                                        Some((s, t)) => (Some(s), t),
+                                        None => (None, now),
+                                    };
+                                    let mut state = State::new(value);
+                                    match catch_user(&operator, now, || func(time, &k, Some(v), &mut state)) {
+                                        Ok(result) => emitted.extend(result.map(Item::Mapped)),
+                                        Err(e) => {
+                                            failure.get_or_insert(e);
+                                        }
+                                    }
+                                    // A record refreshes its key's update time when a timeout is set.
+                                    let touched = state.updated || timeout.is_some();
+                                    if let Some(s) = state.value {
+                                        map.insert(k, (s, if touched { now } else { last }));
+                                    }
+                                }
+                            }
+                            if let Some(idle) = timeout
+                                && (now - zero) % full_scan_every == 0
+                            {
+                                let threshold = now.saturating_sub(idle);
+                                for (p, map) in &mut states {
+                                    let expired: Vec<K> = map.iter().filter(|(_, (_, t))| *t < threshold).map(|(k, _)| k.clone()).collect();
+                                    let emitted = mapped.entry(*p).or_default();
+                                    for k in expired {
+                                        let Some((s, _)) = map.remove(&k) else { continue };
+                                        let mut state = State::new(Some(s));
+                                        state.timing_out = true;
+                                        match catch_user(&operator, now, || func(time, &k, None, &mut state)) {
+                                            Ok(result) => emitted.extend(result.map(Item::Mapped)),
+                                            Err(e) => {
+                                                failure.get_or_insert(e);
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            for &p in &owned {
+                                let mut data = mapped.remove(&p).unwrap_or_default();
+                                if snapshots && let Some(map) = states.get(&p) {
+                                    data.extend(map.iter().map(|(k, (s, _))| Item::Snapshot(k.clone(), s.clone())));
+                                }
+                                out.push(Msg::Part(Part { id: PartId::new(p), data }));
+                            }
+                            if let Some(failure) = failure {
+                                out.push(Msg::Failed(failure));
+                            }
+                        },
+                    )
+                })
+            });
+        let mapped = internal.flat_map(|item| match item {
+            Item::Mapped(u) => Some(u),
+            Item::Snapshot(..) => None,
+        });
+        let snapshots = internal.flat_map(|item| match item {
+            Item::Snapshot(k, s) => Some((k, s)),
+            Item::Mapped(_) => None,
+        });
+        MapWithStateDStream {
+            mapped,
+            snapshots,
+            state_meta,
+            state_slide: self.slide,
+            want_snapshots,
+            _values: PhantomData,
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! `update_state_by_key`: a state per key, updated every batch from the key's new values.
+//!
+//! Each batch's values are grouped by key and shuffled to the worker that owns the key's
+//! partition; that worker keeps the key's state in a hash map per partition and calls the
+//! update function for every key with new values or a state, every batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ember_engine::ops::{PerBatch, catch_user};
+use ember_engine::{Data, Key, Msg, Part, PartId};
+
+use crate::dstream::ops::partitions::partition_of;
+use crate::dstream::{DStream, NodeMeta, build_fn, owned_partitions};
+use crate::time::Time;
+
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// The general update function: batch time, key, the key's new values (possibly none), and
+/// its previous state; `None` deletes the key.
+type UpdateFn<K, V, S> = Arc<dyn Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + Send + Sync>;
+
+/// Per owned shuffle partition, the states of its keys. A slot is `None` only while its key's
+/// update function runs.
+type StateMaps<K, S> = HashMap<u32, FastMap<K, Option<S>>>;
+
+/// The initial states that land in this worker's partitions.
+fn owned_initial<K: Key, S: Data>(initial: &[(K, S)], n: usize, owned: &[u32]) -> StateMaps<K, S> {
+    let mut maps: StateMaps<K, S> = HashMap::new();
+    for (k, s) in initial {
+        let p = partition_of(k, n);
+        if owned.contains(&p) {
+            maps.entry(p).or_default().insert(k.clone(), Some(s.clone()));
+        }
+    }
+    maps
+}
+
+impl<K: Key, V: Data> DStream<(K, V)> {
+    /// A stream of every key's state, updated every batch by `f(new_values, previous_state)`
+    /// (Spark's `updateStateByKey`).
+    ///
+    /// `f` runs once per batch for every key that has new values or a state, empty batches
+    /// included: a key with a state and no new values gets an empty `Vec`, a new key gets
+    /// `None`. Returning `None` deletes the key. Each batch of the result holds the full state.
+    /// If `f` panics for a key, that key's state is dropped and the batch fails; the other
+    /// keys are updated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ember::prelude::*;
+    /// use ember::testing::run_batches;
+    ///
+    /// let input = vec![vec![('a', 1)], vec![('a', 1), ('b', 1)], vec![]];
+    /// let out = run_batches(input, |s| {
+    ///     s.update_state_by_key(|values: Vec<i32>, state: Option<i32>| Some(values.iter().sum::<i32>() + state.unwrap_or(0)))
+    ///         .transform(|b| b.sort_by_key())
+    /// })
+    /// .unwrap();
+    /// assert_eq!(out, vec![vec![('a', 1)], vec![('a', 2), ('b', 1)], vec![('a', 2), ('b', 1)]]);
+    /// ```
+    pub fn update_state_by_key<S: Data, F>(&self, f: F) -> DStream<(K, S)>
+    where
+        F: Fn(Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
+    {
+        self.update_state_impl(Arc::new(move |_, _, values, state| f(values, state)), None, None)
+    }
+
+    /// [`DStream::update_state_by_key`] with the state in `num_partitions` partitions.
+    pub fn update_state_by_key_with_partitions<S: Data, F>(&self, f: F, num_partitions: usize) -> DStream<(K, S)>
+    where
+        F: Fn(Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
+    {
+        self.update_state_impl(Arc::new(move |_, _, values, state| f(values, state)), Some(num_partitions), None)
+    }
+
+    /// [`DStream::update_state_by_key`] starting from `initial` states, which join in at the
+    /// first batch that has data (initial keys without values get an empty `Vec`).
+    pub fn update_state_by_key_with_initial<S: Data, F>(&self, f: F, initial: Vec<(K, S)>) -> DStream<(K, S)>
+    where
+        F: Fn(Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
+    {
+        self.update_state_impl(Arc::new(move |_, _, values, state| f(values, state)), None, Some(initial))
+    }
+
+    /// The general form of [`DStream::update_state_by_key`]: `f(batch_time, key, new_values,
+    /// previous_state)`, an optional partition count and optional initial states.
+    pub fn update_state_by_key_with_time<S: Data, F>(
+        &self,
+        f: F,
+        num_partitions: Option<usize>,
+        initial: Option<Vec<(K, S)>>,
+    ) -> DStream<(K, S)>
+    where
+        F: Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
+    {
+        self.update_state_impl(Arc::new(f), num_partitions, initial)
+    }
+
+    fn update_state_impl<S: Data>(&self, f: UpdateFn<K, V, S>, partitions: Option<usize>, initial: Option<Vec<(K, S)>>) -> DStream<(K, S)> {
+        let grouped = self.group_by_key_impl(partitions);
+        let initial = Arc::new(initial);
+        DStream::node_with_meta(&self.ctx, "update_state_by_key", self.slide, NodeMeta::stateful(), move |label| {
+            build_fn(move |c| {
+                let input = grouped.stream(c);
+                let n = partitions.unwrap_or(c.env.peers).max(1);
+                let owned: Vec<u32> = owned_partitions(c, n).collect();
+                let mut initial: Option<StateMaps<K, S>> = initial.as_ref().as_ref().map(|i| owned_initial(i, n, &owned));
+                // `None` until the stream first produces a state (Spark's "no previous state RDD").
+                let mut state: Option<StateMaps<K, S>> = None;
+                let (f, operator) = (Arc::clone(&f), label.to_string());
+                input.per_batch(
+                    &c.grid(),
+                    &label,
+                    |acc: &mut Vec<Part<(K, Vec<V>)>>, p| acc.push(p),
+                    move |info, parts, out| {
+                        let maps = match &mut state {
+                            Some(maps) => maps,
+                            // No input RDD and no earlier state: no state RDD either.
+                            None if info.no_rdd[0] => return out.push(Msg::NoRdd),
+                            None => state.insert(initial.take().unwrap_or_default()),
+                        };
+                        let mut fresh: HashMap<u32, FastMap<K, Vec<V>>> = HashMap::new();
+                        for part in parts {
+                            let map = fresh.entry(part.id.head()).or_default();
+                            for (k, vs) in part.data {
+                                map.entry(k).or_default().extend(vs);
+                            }
+                        }
+                        let time = Time::from_millis(info.time);
+                        let mut failure = None;
+                        let mut call =
+                            |k: &K, values: Vec<V>, prev: Option<S>| match catch_user(&operator, info.time, || f(time, k, values, prev)) {
+                                Ok(next) => next,
+                                Err(e) => {
+                                    failure.get_or_insert(e);
+                                    None
+                                }
+                            };
+                        for &p in &owned {
+                            let states = maps.entry(p).or_default();
+                            let mut fresh = fresh.remove(&p).unwrap_or_default();
+                            states.retain(|k, slot| {
+                                let values = fresh.remove(k).unwrap_or_default();
+                                *slot = call(k, values, slot.take());
+                                slot.is_some()
+                            });
+                            for (k, values) in fresh {
+                                if let Some(s) = call(&k, values, None) {
+                                    states.insert(k, Some(s));
+                                }
+                            }
+                            let data = states
+                                .iter()
+                                .filter_map(|(k, s)| s.as_ref().map(|s| (k.clone(), s.clone())))
+                                .collect();
+                            out.push(Msg::Part(Part { id: PartId::new(p), data }));
+                        }
+                        if let Some(failure) = failure {
+                            out.push(Msg::Failed(failure));
+                        }
+                    },
+                )
+            })
+        })
+    }
+}
