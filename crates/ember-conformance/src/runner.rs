@@ -8,7 +8,7 @@ use ember::prelude::*;
 use serde_json::Value as Json;
 
 use crate::value::V;
-use crate::vocabulary::{bin_fn, elem_fn, flat_fn, multi_fn, part_fn, pred, rdd_fn, rdd2_fn};
+use crate::vocabulary::{bin_fn, elem_fn, flat_fn, multi_fn, mws_fn, part_fn, pred, rdd_fn, rdd2_fn, upd_fn};
 
 /// How a vector ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,19 +33,6 @@ type Built<T> = Result<T, BuildError>;
 fn invalid<T>(msg: impl Into<String>) -> Built<T> {
     Err(BuildError::Invalid(msg.into()))
 }
-
-/// Operations whose semantics arrive with the windows-and-state issue.
-const NOT_YET: &[&str] = &[
-    "window",
-    "countByWindow",
-    "reduceByWindow",
-    "reduceByKeyAndWindow",
-    "countByValueAndWindow",
-    "groupByKeyAndWindow",
-    "updateStateByKey",
-    "mapWithState",
-    "stateSnapshots",
-];
 
 struct Builder<'a> {
     ssc: &'a StreamingContext,
@@ -138,19 +125,55 @@ impl Builder<'_> {
     }
 
     fn pipeline(&mut self, mut s: DStream<V>, stages: &[Json]) -> Built<DStream<V>> {
-        for stage in stages {
-            s = self.stage(s, stage)?;
+        let mut rest = stages;
+        while let Some((stage, tail)) = rest.split_first() {
+            rest = tail;
+            if func_name(stage, "op")? == "mapWithState" {
+                s = self.map_with_state(&s, stage, &mut rest)?;
+            } else {
+                s = self.stage(s, stage)?;
+            }
         }
         Ok(s)
     }
 
+    /// `mapWithState`, with the `checkpoint` and `stateSnapshots` stages that follow it, which
+    /// apply to its state rather than to its mapped stream.
+    fn map_with_state(&mut self, s: &DStream<V>, stage: &Json, rest: &mut &[Json]) -> Built<DStream<V>> {
+        let name = func_name(stage, "func")?;
+        let f = mws_fn(name).ok_or_else(|| BuildError::Invalid(format!("unknown MwsFn `{name}`")))?;
+        let mut spec = StateSpec::function_with_time(move |_: Time, k: &V, v: Option<V>, state: &mut State<V>| f(k, v, state));
+        if let Some(initial) = stage.get("initial_state") {
+            spec = spec.initial_state(pair_list(initial)?);
+        }
+        if let Some(ms) = stage.get("timeout_ms").and_then(Json::as_u64) {
+            spec = spec.timeout(milliseconds(ms));
+        }
+        if let Some(n) = stage.get("num_partitions").and_then(Json::as_u64) {
+            spec = spec.num_partitions(n as usize);
+        }
+        let mut mapped = pairs(s).map_with_state(spec);
+        while let Some((next, tail)) = rest.split_first() {
+            match func_name(next, "op")? {
+                "checkpoint" => {
+                    let ms = field(next, "interval_ms")?
+                        .as_u64()
+                        .ok_or_else(|| BuildError::Invalid("bad interval_ms".into()))?;
+                    mapped = mapped.checkpoint(milliseconds(ms)).map_err(BuildError::Construction)?;
+                }
+                "stateSnapshots" => {
+                    *rest = tail;
+                    return Ok(unpairs(&mapped.state_snapshots()));
+                }
+                _ => break,
+            }
+            *rest = tail;
+        }
+        Ok(mapped.into_dstream())
+    }
+
     fn stage(&mut self, s: DStream<V>, stage: &Json) -> Built<DStream<V>> {
         let op = func_name(stage, "op")?;
-        if NOT_YET.contains(&op) {
-            return Err(BuildError::Skip(format!(
-                "`{op}` (windowed and stateful operations) is not implemented yet"
-            )));
-        }
         let unknown = |kind: &str, name: &str| BuildError::Invalid(format!("unknown {kind} `{name}`"));
         let partitions = stage.get("num_partitions").and_then(Json::as_u64).map(|n| n as usize);
         Ok(match op {
@@ -246,10 +269,103 @@ impl Builder<'_> {
                     _ => p.cogroup(&other).map(|(k, (vs, ws))| V::pair(k, V::pair(V::List(vs), V::List(ws)))),
                 }
             }
-            "checkpoint" | "persist" => s.persist(),
+            "window" | "countByWindow" | "reduceByWindow" | "reduceByKeyAndWindow" | "countByValueAndWindow" | "groupByKeyAndWindow" => {
+                self.windowed(&s, stage, op, partitions)?
+            }
+            "updateStateByKey" => {
+                let name = func_name(stage, "func")?;
+                let f = upd_fn(name).ok_or_else(|| unknown("UpdFn", name))?;
+                let initial = stage.get("initial").map(pair_list).transpose()?;
+                unpairs(&pairs(&s).update_state_by_key_with_time(
+                    move |t: Time, _k: &V, values: Vec<V>, state: Option<V>| f(t.milliseconds(), values, state),
+                    partitions,
+                    initial,
+                ))
+            }
+            "checkpoint" => {
+                let ms = field(stage, "interval_ms")?
+                    .as_u64()
+                    .ok_or_else(|| unknown("interval", "interval_ms"))?;
+                s.checkpoint(milliseconds(ms)).map_err(BuildError::Construction)?
+            }
+            "stateSnapshots" => return invalid("`stateSnapshots` must follow `mapWithState`"),
+            "persist" => s.persist(),
             other => return Err(BuildError::Skip(format!("stage `{other}` is not in this runner's vocabulary"))),
         })
     }
+}
+
+impl Builder<'_> {
+    /// The windowed stages. A `null` function (construction-error vectors) is replaced by
+    /// `add`, so that the durations are still checked.
+    fn windowed(&mut self, s: &DStream<V>, stage: &Json, op: &str, partitions: Option<usize>) -> Built<DStream<V>> {
+        let ms = |name: &str| stage.get(name).and_then(Json::as_u64).map(milliseconds);
+        let window = ms("window_ms").ok_or_else(|| BuildError::Invalid("missing window_ms".into()))?;
+        let slide = ms("slide_ms").unwrap_or_else(|| s.slide_duration());
+        let bin = |name: &str| -> Built<Option<fn(V, V) -> V>> {
+            match stage.get(name) {
+                None | Some(Json::Null) => Ok(None),
+                Some(Json::String(f)) => bin_fn(f)
+                    .map(Some)
+                    .ok_or_else(|| BuildError::Invalid(format!("unknown BinFn `{f}`"))),
+                Some(_) => invalid(format!("`{name}` must be a function name")),
+            }
+        };
+        let func = bin("func")?.unwrap_or(|a, b| V::Int(a.int() + b.int()));
+        let inv = bin("inv_func")?;
+        let c = BuildError::Construction;
+        Ok(match op {
+            "window" => s.window(window, slide).map_err(c)?,
+            "countByWindow" => s.count_by_window(window, slide).map_err(c)?.map(|n| V::Int(n as i64)),
+            "reduceByWindow" => match inv {
+                Some(inv) => s.reduce_by_window_inv(func, inv, window, slide).map_err(c)?,
+                None => s.reduce_by_window(func, window, slide).map_err(c)?,
+            },
+            "reduceByKeyAndWindow" => {
+                let p = pairs(s);
+                let filter = match stage.get("filter").and_then(Json::as_str) {
+                    Some(name) => Some(pred(name).ok_or_else(|| BuildError::Invalid(format!("unknown Pred `{name}`")))?),
+                    None => None,
+                };
+                unpairs(&match (inv, filter) {
+                    (Some(inv), Some(keep)) => p
+                        .reduce_by_key_and_window_inv_filtered(func, inv, window, slide, partitions, move |k: &V, v: &V| {
+                            keep(&V::pair(k.clone(), v.clone()))
+                        })
+                        .map_err(c)?,
+                    (Some(inv), None) if partitions.is_none() => p.reduce_by_key_and_window_inv(func, inv, window, slide).map_err(c)?,
+                    (Some(inv), None) => p
+                        .reduce_by_key_and_window_inv_filtered(func, inv, window, slide, partitions, |_: &V, _: &V| true)
+                        .map_err(c)?,
+                    (None, _) => match partitions {
+                        Some(n) => p.reduce_by_key_and_window_with_partitions(func, window, slide, n).map_err(c)?,
+                        None => p.reduce_by_key_and_window(func, window, slide).map_err(c)?,
+                    },
+                })
+            }
+            "countByValueAndWindow" => s
+                .count_by_value_and_window(window, slide)
+                .map_err(c)?
+                .map(|(v, n)| V::pair(v, V::Int(n as i64))),
+            _ => pairs(s)
+                .group_by_key_and_window(window, slide)
+                .map_err(c)?
+                .map(|(k, vs)| V::pair(k, V::List(vs))),
+        })
+    }
+}
+
+/// A JSON list of `[key, value]` pairs.
+fn pair_list(j: &Json) -> Built<Vec<(V, V)>> {
+    let items = j.as_array().ok_or_else(|| BuildError::Invalid("expected a list of pairs".into()))?;
+    items
+        .iter()
+        .map(|item| match V::from_json(item) {
+            Ok(V::List(l)) if l.len() == 2 => Ok(V::List(l).into_pair()),
+            Ok(other) => invalid(format!("expected a [key, state] pair, got {other}")),
+            Err(e) => invalid(e),
+        })
+        .collect()
 }
 
 /// One emission of the final stream: its time and partitions.

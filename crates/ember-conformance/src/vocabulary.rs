@@ -1,6 +1,6 @@
 //! The function vocabulary of FORMAT.md §4, mapped to real closures over [`V`].
 
-use ember::Batch;
+use ember::{Batch, State};
 
 use crate::value::V;
 
@@ -35,6 +35,10 @@ pub fn elem_fn(name: &str) -> Option<Box<dyn Fn(V) -> V + Send + Sync>> {
             V::pair(x, V::Int(n))
         },
         "mod_10_pair_with_1" => |x| V::pair(V::Int(x.int().rem_euclid(10)), V::Int(1)),
+        "get_counter" => |x| match x {
+            V::List(mut l) if l.len() == 2 => l.swap_remove(0),
+            other => panic!("get_counter: expected a {{counter, idle}} state, got {other}"),
+        },
         "fail_on_1" => |x| {
             if x == V::Int(1) {
                 panic!("fail_on_1: the element is 1");
@@ -171,6 +175,91 @@ pub fn multi_fn(name: &str) -> Option<fn(Vec<Batch<V>>) -> Batch<V>> {
                     .map(|(k, (v, w))| V::pair(k, V::pair(v, w))),
                 _ => panic!("union_first_two_pair_self_join_third needs three streams"),
             }
+        },
+        _ => return None,
+    })
+}
+
+/// An `updateStateByKey` function: batch time (ms), the key's new values, its previous state.
+pub type UpdFn = fn(u64, Vec<V>, Option<V>) -> Option<V>;
+
+fn sum(values: &[V]) -> i64 {
+    values.iter().map(V::int).sum()
+}
+
+/// `updateStateByKey` functions.
+pub fn upd_fn(name: &str) -> Option<UpdFn> {
+    Some(match name {
+        "sum_state" => |_, values, state| Some(V::Int(sum(&values) + state.map_or(0, |s| s.int()))),
+        "time_sum_state" => |time, values, state| {
+            let prev = state.map_or(0, |s| s.int());
+            Some(V::Int(if values.is_empty() { prev } else { time as i64 + prev }))
+        },
+        "append_values" => |_, values, state| {
+            let mut list = match state {
+                Some(V::List(l)) => l,
+                Some(other) => panic!("append_values: expected a list state, got {other}"),
+                None => Vec::new(),
+            };
+            list.extend(values);
+            Some(V::List(list))
+        },
+        "counter_expire_after_2_idle" => |_, values, state| {
+            let (mut counter, mut idle) = match state {
+                Some(V::List(l)) if l.len() == 2 => (l[0].int(), l[1].int()),
+                Some(other) => panic!("counter_expire_after_2_idle: bad state {other}"),
+                None => (0, 0),
+            };
+            let n = sum(&values);
+            if n == 0 {
+                idle += 1;
+            } else {
+                counter += n;
+                idle = 0;
+            }
+            (idle != 2).then(|| V::pair(V::Int(counter), V::Int(idle)))
+        },
+        _ => return None,
+    })
+}
+
+/// A `mapWithState` function: key, value (`None` when timing out), the key's state.
+pub type MwsFn = fn(&V, Option<V>, &mut State<V>) -> Option<V>;
+
+/// The running sum of the `ms_running_sum_*` family: updates the state and returns it.
+fn running_sum(value: Option<V>, state: &mut State<V>) -> V {
+    let s = V::Int(value.map_or(0, |v| v.int()) + state.get().map_or(0, V::int));
+    state.update(s.clone());
+    s
+}
+
+/// `mapWithState` functions.
+pub fn mws_fn(name: &str) -> Option<MwsFn> {
+    Some(match name {
+        "ms_running_sum_return_sum" | "ms_running_sum_return_state" => |_, v, state| Some(running_sum(v, state)),
+        "ms_running_sum_return_key_twice" => |k, v, state| {
+            running_sum(v, state);
+            Some(V::Str(k.str().repeat(2)))
+        },
+        "ms_running_sum_return_pair" => |k, v, state| Some(V::pair(k.clone(), running_sum(v, state))),
+        "ms_running_sum_return_none" => |_, v, state| {
+            running_sum(v, state);
+            None
+        },
+        "ms_toggle_remove_return_key" => |k, v, state| {
+            if state.exists() {
+                state.remove();
+                Some(k.clone())
+            } else {
+                state.update(v.unwrap_or(V::Null));
+                None
+            }
+        },
+        "ms_touch_emit_key_on_timeout" => |k, v, state| {
+            if v.is_some() {
+                state.update(V::Int(1));
+            }
+            state.is_timing_out().then(|| k.clone())
         },
         _ => return None,
     })
