@@ -1,11 +1,14 @@
-//! The seeds' sales-record example (`DStream基础`, sections 3 and 7): CSV lines
+//! The seeds' sales-record example (`DStream基础`, sections 3 to 7): CSV lines
 //! `timestamp,product,region,price` are parsed, malformed ones dropped, expensive items
-//! (price > 500) filtered, and each batch summarised with `foreach_rdd`.
+//! (price > 500) filtered, and each batch summarised with `foreach_rdd`; then the stateful
+//! parts: running sales count per product (`update_state_by_key`), product counts over a
+//! sliding window with an inverse function, sales per region, the top 3 products by sales
+//! over a window, and anomalously expensive items (more than twice the batch average).
 //!
 //! Run: `cargo run -p ember --example sales_monitor`
 //!
-//! Prints, for three 200 ms batches of generated records: the parsed records, the expensive
-//! ones, and a line `batch total: $N over M records (average $A)`.
+//! The seed uses 2-3 s batches; this runs five 200 ms batches of generated records (windows
+//! scaled the same way: 3 batches every 2, and 3 batches every batch) and stops after 7.
 
 use ember::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -62,11 +65,47 @@ fn generate_sample_data(seed: &mut u64) -> Vec<String> {
     data
 }
 
+/// The seeds' `update_function`: the running count.
+fn update_function(new_values: Vec<u64>, running_count: Option<u64>) -> Option<u64> {
+    Some(new_values.iter().sum::<u64>() + running_count.unwrap_or(0))
+}
+
+/// The seeds' `get_top_products`.
+fn get_top_products(rdd: Batch<(String, u64)>, time: Time) {
+    if !rdd.is_empty() {
+        let top_products = rdd.take_ordered_by(3, |(product, sales)| (std::cmp::Reverse(*sales), product.clone()));
+        println!("=== top products at {time} ===");
+        for (i, (product, sales)) in top_products.iter().enumerate() {
+            println!("{}. {product}: ${sales}", i + 1);
+        }
+        println!("{}", "=".repeat(25));
+    }
+}
+
+/// The seeds' `detect_anomalies`: items priced above twice the batch average.
+fn detect_anomalies(rdd: Batch<Sale>, _time: Time) {
+    let sales_data = rdd.collect();
+    if sales_data.len() > 1 {
+        let avg_price = sales_data.iter().map(|s| s.price).sum::<u64>() as f64 / sales_data.len() as f64;
+        let threshold = avg_price * 2.0;
+        let anomalies: Vec<&Sale> = sales_data.iter().filter(|s| s.price as f64 > threshold).collect();
+        if !anomalies.is_empty() {
+            println!("=== anomaly detection ===");
+            println!("{} anomalously expensive items:", anomalies.len());
+            for item in anomalies {
+                println!("  {} - ${} (threshold: ${threshold:.2})", item.product, item.price);
+            }
+            println!("{}", "=".repeat(20));
+        }
+    }
+}
+
 fn main() -> ember::Result<()> {
-    let ssc = StreamingContext::new(milliseconds(200))?;
+    let batch = milliseconds(200);
+    let ssc = StreamingContext::new(batch)?;
     let queue = BatchQueue::new();
     let mut seed = 42u64;
-    for _ in 0..3 {
+    for _ in 0..5 {
         queue.push(generate_sample_data(&mut seed));
     }
     let lines = ssc.queue_stream(&queue, true, None);
@@ -84,7 +123,30 @@ fn main() -> ember::Result<()> {
             );
         }
     })?;
+
+    // Section 5: running sales count per product.
+    let product_counts = parsed.map(|s| (s.product, 1u64));
+    let running_counts = product_counts.update_state_by_key(update_function);
+    running_counts.transform(|b| b.sort_by_key()).print()?;
+
+    // Section 6: product counts over a window of 3 batches, every 2 batches.
+    let windowed_counts = product_counts.reduce_by_key_and_window_inv(|x, y| x + y, |x, y| x - y, batch_times(3), batch_times(2))?;
+    windowed_counts.transform(|b| b.sort_by_key()).print()?;
+
+    // Section 7: sales per region, top products over a window of 3 batches, anomalies.
+    let region_totals = parsed.map(|s| (s.region, s.price)).reduce_by_key(|x, y| x + y);
+    region_totals.transform(|b| b.sort_by_key()).print()?;
+    let product_sales = parsed.map(|s| (s.product, s.price));
+    let windowed_product_sales = product_sales.reduce_by_key_and_window(|x, y| x + y, batch_times(3), batch)?;
+    windowed_product_sales.foreach_rdd(get_top_products)?;
+    parsed.foreach_rdd(detect_anomalies)?;
+
     ssc.start()?;
-    ssc.await_termination_or_timeout(milliseconds(700))?;
+    ssc.await_termination_or_timeout(milliseconds(7 * 200 + 100))?;
     ssc.stop(true)
+}
+
+/// `n` batch intervals.
+fn batch_times(n: u64) -> Duration {
+    milliseconds(n * 200)
 }
