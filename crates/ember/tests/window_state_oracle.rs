@@ -73,7 +73,7 @@ fn run<T: Data, U: Data>(workers: usize, batches: &[Vec<T>], pipeline: impl FnOn
 
 /// The emission times of a stream with slide `s` over `n` batches.
 fn emission_times(n: usize, s: u64) -> Vec<u64> {
-    (1..=n as u64).filter(|t| t % s == 0).collect()
+    (1..=n as u64).filter(|t| t.is_multiple_of(s)).collect()
 }
 
 /// The batches in the window `(t - w, t]`, oldest first.
@@ -132,7 +132,13 @@ fn window_of_a_window_keeps_duplicates() {
                 .unwrap()
         });
         let inner: Vec<Vec<(u32, i64)>> = (1..=batches.len() as u64)
-            .map(|t| if t % s == 0 { window_of(batches, t, w) } else { Vec::new() })
+            .map(|t| {
+                if t.is_multiple_of(s) {
+                    window_of(batches, t, w)
+                } else {
+                    Vec::new()
+                }
+            })
             .collect();
         let expected: Vec<(u64, Vec<(u32, i64)>)> = emission_times(batches.len(), s)
             .into_iter()
@@ -310,7 +316,7 @@ fn map_with_state_matches_a_sequential_replay() {
                 state.insert(*k, (sum, t));
                 expected.push((*k, sum));
             }
-            if t % full_scan == 0 {
+            if t.is_multiple_of(full_scan) {
                 let idle: Vec<u32> = state.iter().filter(|(_, (_, last))| *last + timeout < t).map(|(k, _)| *k).collect();
                 for k in idle {
                     let (sum, _) = state.remove(&k).unwrap();
