@@ -52,7 +52,10 @@ fn run_timed<T: ember::Data>(ssc: StreamingContext, out: DStream<T>, batches: u6
     ssc.stop(false).unwrap();
     let done = done.lock().unwrap();
     if std::env::var_os("EMBER_BENCH_DEBUG").is_some() {
-        eprintln!("{:?}", done.windows(2).map(|w| (w[1] - w[0]).as_secs_f64() * 1e3).collect::<Vec<_>>());
+        eprintln!(
+            "{:?}",
+            done.windows(2).map(|w| (w[1] - w[0]).as_secs_f64() * 1e3).collect::<Vec<_>>()
+        );
     }
     let last = done.len() - 1;
     let first = last.saturating_sub(tail);
@@ -133,7 +136,10 @@ fn state(workers: usize, keys: u64, updates: u64, batches: u64, map_with_state: 
                 *p = (*p).max(rss_kib());
             })
             .unwrap();
-        ("map_with_state (emits the updated keys)", run_timed(ssc, mapped, batches, batches as usize - 1))
+        (
+            "map_with_state (emits the updated keys)",
+            run_timed(ssc, mapped, batches, batches as usize - 1),
+        )
     } else {
         let counts = pairs.update_state_by_key(|vs: Vec<i64>, s: Option<i64>| Some(vs.iter().sum::<i64>() + s.unwrap_or(0)));
         counts
@@ -142,7 +148,10 @@ fn state(workers: usize, keys: u64, updates: u64, batches: u64, map_with_state: 
                 *p = (*p).max(rss_kib());
             })
             .unwrap();
-        ("update_state_by_key (emits the full state)", run_timed(ssc, counts, batches, batches as usize - 1))
+        (
+            "update_state_by_key (emits the full state)",
+            run_timed(ssc, counts, batches, batches as usize - 1),
+        )
     };
     let grown = peak.lock().unwrap().saturating_sub(before);
     println!(
