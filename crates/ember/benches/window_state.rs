@@ -101,6 +101,16 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Keeps the largest resident set size seen after each batch of `stream` in `peak`.
+fn track_peak_rss<T: ember::Data>(stream: &DStream<T>, peak: Arc<Mutex<u64>>) {
+    stream
+        .foreach_rdd(move |_, _| {
+            let mut p = peak.lock().unwrap();
+            *p = (*p).max(rss_kib());
+        })
+        .unwrap();
+}
+
 /// `update_state_by_key` (or `map_with_state`) over `keys` keys: the first batch creates
 /// every key, later batches update `updates` random keys each.
 fn state(workers: usize, keys: u64, updates: u64, batches: u64, map_with_state: bool) {
@@ -129,25 +139,14 @@ fn state(workers: usize, keys: u64, updates: u64, batches: u64, map_with_state: 
             sum
         });
         let mapped = pairs.map_with_state(spec).into_dstream();
-        let probe = mapped.map(|x| x);
-        probe
-            .foreach_rdd(move |_, _| {
-                let mut p = p.lock().unwrap();
-                *p = (*p).max(rss_kib());
-            })
-            .unwrap();
+        track_peak_rss(&mapped, p);
         (
             "map_with_state (emits the updated keys)",
             run_timed(ssc, mapped, batches, batches as usize - 1),
         )
     } else {
         let counts = pairs.update_state_by_key(|vs: Vec<i64>, s: Option<i64>| Some(vs.iter().sum::<i64>() + s.unwrap_or(0)));
-        counts
-            .foreach_rdd(move |_, _| {
-                let mut p = p.lock().unwrap();
-                *p = (*p).max(rss_kib());
-            })
-            .unwrap();
+        track_peak_rss(&counts, p);
         (
             "update_state_by_key (emits the full state)",
             run_timed(ssc, counts, batches, batches as usize - 1),

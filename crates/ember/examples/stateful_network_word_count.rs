@@ -37,13 +37,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pairs = words.map(|word| (word, 1u64));
     let word_counts = pairs.update_state_by_key(update);
     word_counts.transform(|b| b.sort_by_key()).print()?;
-    ssc.start()?;
-    match run_for {
-        Some(d) => {
-            ssc.await_termination_or_timeout(d)?;
-            ssc.stop(true)?;
-        }
-        None => ssc.await_termination()?,
-    }
+    common::run(&ssc, run_for)?;
     Ok(())
 }

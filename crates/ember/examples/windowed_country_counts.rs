@@ -53,13 +53,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(get_countryname)
         .reduce_by_key_and_window_inv(add_func, inv_add_func, window_length, frequency)?;
     word_counts.transform(|b| b.sort_by_key()).print()?;
-    ssc.start()?;
-    match run_for {
-        Some(d) => {
-            ssc.await_termination_or_timeout(d)?;
-            ssc.stop(true)?;
-        }
-        None => ssc.await_termination()?,
-    }
+    common::run(&ssc, run_for)?;
     Ok(())
 }

@@ -36,3 +36,16 @@ pub fn server_from_args() -> Option<(String, u16)> {
         _ => None,
     }
 }
+
+/// Runs the started context: for `run_for` and then a graceful stop (self-fed runs), or until
+/// it terminates (Ctrl-C) when reading from the user's server.
+pub fn run(ssc: &ember::StreamingContext, run_for: Option<ember::Duration>) -> ember::Result<()> {
+    ssc.start()?;
+    match run_for {
+        Some(d) => {
+            ssc.await_termination_or_timeout(d)?;
+            ssc.stop(true)
+        }
+        None => ssc.await_termination(),
+    }
+}
