@@ -124,3 +124,24 @@ fn update_state_by_key_function_panics_fail_the_batch_and_later_batches_go_on() 
     let out = out.lock().unwrap().clone();
     assert_eq!(out, vec![(1000, vec![('a', 1), ('b', 1)]), (3000, vec![('b', 2)])]);
 }
+
+#[test]
+fn the_incremental_window_applies_batches_in_time_order() {
+    // Concatenation is not commutative; its inverse strips the oldest values off the front.
+    let input: Vec<Vec<(char, String)>> = ["a", "b", "c", "d", "e", "f", "", ""]
+        .iter()
+        .map(|s| if s.is_empty() { vec![] } else { vec![('k', (*s).to_owned())] })
+        .collect();
+    let out = run_batches(input, |s| {
+        s.reduce_by_key_and_window_inv(
+            |a: String, b: String| a + &b,
+            |a: String, b: String| a.strip_prefix(b.as_str()).map(str::to_owned).expect("the oldest values come first"),
+            seconds(4),
+            seconds(2),
+        )
+        .unwrap()
+    })
+    .unwrap();
+    let values: Vec<Vec<String>> = out.into_iter().map(|b| b.into_iter().map(|(_, v)| v).collect()).collect();
+    assert_eq!(values, vec![vec!["ab"], vec!["abcd"], vec!["cdef"], vec!["ef"]]);
+}

@@ -224,10 +224,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                         // Values leaving the window since the last slide, and values entering it.
                         let mut delta: HashMap<u32, FastMap<K, (Option<V>, Option<V>)>> = HashMap::new();
                         let entering = time.saturating_sub(s.min(w));
-                        for (t, parts) in buffer.iter().rev() {
-                            if *t <= entering {
-                                break;
-                            }
+                        // Oldest first, as Spark reduces the new values in time order.
+                        let first_new = buffer.partition_point(|(t, _)| *t <= entering);
+                        for (_, parts) in buffer.range(first_new..) {
                             for part in parts {
                                 let map = delta.entry(part.id.head()).or_default();
                                 for (k, v) in &part.data {
