@@ -55,6 +55,9 @@ pub(crate) struct ContextInner {
     source_errors: Mutex<Vec<Error>>,
     reported_failures: AtomicUsize,
     remember: Mutex<Option<Duration>>,
+    /// Problems found while building the plan by operations that cannot return an error;
+    /// `start` reports the first (Spark validates these at start too).
+    invalid_plan: Mutex<Vec<(&'static str, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -75,6 +78,11 @@ impl ContextInner {
         self.check_not_started("add an output operation")?;
         lock(&self.outputs).push(build);
         Ok(())
+    }
+
+    /// Records a problem of the plan that `start` will report.
+    pub(crate) fn invalid_plan(&self, operation: &'static str, message: String) {
+        lock(&self.invalid_plan).push((operation, message));
     }
 
     pub(crate) fn add_receiver(&self, receiver: Arc<dyn ReceiverHost>) {
@@ -254,6 +262,7 @@ impl StreamingContextBuilder {
                 receivers: Mutex::new(Vec::new()),
                 running: Mutex::new(None),
                 shared: Mutex::new(None),
+                invalid_plan: Mutex::new(Vec::new()),
                 source_errors: Mutex::new(Vec::new()),
                 reported_failures: AtomicUsize::new(0),
                 remember: Mutex::new(None),
@@ -335,6 +344,9 @@ impl StreamingContext {
     ///
     /// [`Error::IllegalState`] when no output operation was registered, or the context was
     /// already started or stopped (Spark ignores a second `start`; ember reports it).
+    /// [`Error::InvalidArgument`] when the plan combines streams of different slides (for
+    /// example joining a windowed stream with its unwindowed parent); the context is then
+    /// stopped.
     pub fn start(&self) -> Result<()> {
         match self
             .inner
@@ -348,6 +360,10 @@ impl StreamingContext {
                     "StreamingContext has already been stopped and cannot be started again".into(),
                 ));
             }
+        }
+        if let Some((operation, message)) = lock(&self.inner.invalid_plan).first().cloned() {
+            self.inner.phase.store(STOPPED, Ordering::Release);
+            return Err(Error::InvalidArgument { operation, message });
         }
         let outputs = lock(&self.inner.outputs).clone();
         if outputs.is_empty() {

@@ -145,3 +145,20 @@ fn the_incremental_window_applies_batches_in_time_order() {
     let values: Vec<Vec<String>> = out.into_iter().map(|b| b.into_iter().map(|(_, v)| v).collect()).collect();
     assert_eq!(values, vec![vec!["ab"], vec!["abcd"], vec!["cdef"], vec!["ef"]]);
 }
+
+#[test]
+fn joining_streams_of_different_slides_fails_at_start() {
+    let (ssc, s) = stream(seconds(1));
+    let windowed = s.window(seconds(4), seconds(2)).unwrap();
+    windowed.join(&s).foreach_rdd(|_, _| {}).unwrap();
+    let m = message(ssc.start());
+    assert!(m.contains("different slide durations (2000 ms and 1000 ms)"), "{m}");
+    assert!(
+        message(ssc.start()).contains("stopped"),
+        "the context is stopped after a failed start"
+    );
+    let (ssc, s) = stream(seconds(1));
+    let windowed = s.window(seconds(4), seconds(2)).unwrap();
+    windowed.transform_with(&s, |a, _b| a).foreach_rdd(|_, _| {}).unwrap();
+    assert!(message(ssc.start()).contains("transform_with"));
+}

@@ -151,6 +151,20 @@ impl<T: Data> DStream<T> {
         })
     }
 
+    /// Records, for `start` to report, that `operation` combines this stream with one of a
+    /// different slide (Spark rejects such plans).
+    pub(crate) fn require_same_slide<U>(&self, operation: &'static str, other: &DStream<U>) {
+        if self.slide != other.slide {
+            self.ctx.invalid_plan(
+                operation,
+                format!(
+                    "{} and {} have different slide durations ({} and {}); streams combined by {operation} must have the same slide",
+                    self.label, other.label, self.slide, other.slide
+                ),
+            );
+        }
+    }
+
     /// The operator label of this stream (`name#id`), as used in error messages.
     pub fn operator_name(&self) -> &str {
         &self.label

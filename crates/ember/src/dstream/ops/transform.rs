@@ -87,6 +87,7 @@ impl<T: Data> DStream<T> {
     where
         F: Fn(Batch<T>, Batch<U>) -> Batch<V> + Send + Sync + 'static,
     {
+        self.require_same_slide("transform_with", other);
         let f = Arc::new(f);
         let other = other.clone();
         self.derive("transform_with", move |c, s, label| {

@@ -87,7 +87,13 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         })
     }
 
-    fn cogroup_impl<W: Data>(&self, name: &str, other: &DStream<(K, W)>, partitions: Option<usize>) -> DStream<(K, (Vec<V>, Vec<W>))> {
+    fn cogroup_impl<W: Data>(
+        &self,
+        name: &'static str,
+        other: &DStream<(K, W)>,
+        partitions: Option<usize>,
+    ) -> DStream<(K, (Vec<V>, Vec<W>))> {
+        self.require_same_slide(name, other);
         let left = self.group_by_key_impl_for_join(partitions);
         let right = other.group_by_key_impl_for_join(partitions);
         let right = Arc::new(right);
