@@ -244,11 +244,6 @@ impl Grid {
     pub fn contains(&self, time: u64) -> bool {
         time > self.env.zero_ms && (time - self.env.zero_ms).is_multiple_of(self.step_ms)
     }
-
-    /// The worker's environment.
-    pub fn env(&self) -> &Rc<WorkerEnv> {
-        &self.env
-    }
 }
 
 impl<'s> Compiler<'s> {

@@ -252,11 +252,7 @@ impl<K: Key, V: Data, S: Data, U: Data> MapWithStateDStream<K, V, S, U> {
 
     /// The state's checkpoint interval: the one set, or 10 times the slide.
     pub fn checkpoint_interval(&self) -> Option<Duration> {
-        Some(self.state_checkpoint())
-    }
-
-    fn state_checkpoint(&self) -> Duration {
-        state_checkpoint(&self.state_meta, self.state_slide)
+        Some(state_checkpoint(&self.state_meta, self.state_slide))
     }
 
     /// The mapped elements as a plain stream.

@@ -255,17 +255,15 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                             let values = state.entry(p).or_default();
                             for (k, (old, new)) in changes {
                                 match values.entry(k) {
-                                    Entry::Occupied(mut e) => {
-                                        let mut slot = Some(e.get().clone());
+                                    Entry::Occupied(e) => {
+                                        let (k, mut v) = e.remove_entry();
                                         if let Some(old) = old {
-                                            slot = slot.map(|v| inv_f(v, old));
+                                            v = inv_f(v, old);
                                         }
                                         if let Some(new) = new {
-                                            fold(&mut slot, new, &|a, b| f(a, b));
+                                            v = f(v, new);
                                         }
-                                        if let Some(v) = slot {
-                                            *e.get_mut() = v;
-                                        }
+                                        values.insert(k, v);
                                     }
                                     Entry::Vacant(e) => {
                                         if let Some(new) = new {
