@@ -3,11 +3,11 @@
 #![allow(unsafe_code)] // `Compiler::memo` erases a stream lifetime; see the SAFETY note there.
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use timely::communication::WorkerGuards;
 use timely::dataflow::Scope;
@@ -55,7 +55,14 @@ pub struct RunShared {
     failures: Mutex<Vec<JobFailure>>,
     progress: Vec<AtomicU64>,
     exited: AtomicUsize,
+    /// The last batch time recorded in `completions`.
+    last_completed: AtomicU64,
+    /// When recent batches finished on every local worker, oldest first (bounded).
+    completions: Mutex<VecDeque<(u64, Instant)>>,
 }
+
+/// How many batch completions `RunShared` remembers (rate controllers read recent ones).
+const COMPLETIONS_KEPT: usize = 256;
 
 impl RunShared {
     fn new(workers: usize) -> Self {
@@ -66,6 +73,8 @@ impl RunShared {
             failures: Mutex::new(Vec::new()),
             progress: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             exited: AtomicUsize::new(0),
+            last_completed: AtomicU64::new(0),
+            completions: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -106,6 +115,25 @@ impl RunShared {
     pub fn processed_through(&self) -> Option<u64> {
         let min = self.progress.iter().map(|p| p.load(Ordering::Acquire)).min().unwrap_or(0);
         (min > 0).then_some(min)
+    }
+
+    /// When batch `time` finished on every local worker (all outputs run), if it has and is
+    /// recent enough to be remembered. Batches that finished together share the instant.
+    pub fn completed_at(&self, time: u64) -> Option<Instant> {
+        let completions = self.completions.lock().unwrap_or_else(|e| e.into_inner());
+        completions.iter().find(|(t, _)| *t >= time).map(|(_, at)| *at)
+    }
+
+    /// Records that every batch up to `done` has finished, if that is news.
+    fn note_completed(&self, done: u64) {
+        if done == 0 || self.last_completed.fetch_max(done, Ordering::AcqRel) >= done {
+            return;
+        }
+        let mut completions = self.completions.lock().unwrap_or_else(|e| e.into_inner());
+        if completions.len() == COMPLETIONS_KEPT {
+            completions.pop_front();
+        }
+        completions.push_back((done, Instant::now()));
     }
 
     /// Whether every local worker has exited.
@@ -208,8 +236,11 @@ impl WorkerEnv {
         // `processed` is exclusive; publish the last batch time that is done.
         let done = processed.saturating_sub(1);
         let done = done - (done.saturating_sub(self.zero_ms) % self.interval_ms.max(1));
-        if let Some(slot) = self.shared.progress.get(self.local_index) {
-            slot.store(done, Ordering::Release);
+        if let Some(slot) = self.shared.progress.get(self.local_index)
+            && slot.swap(done, Ordering::AcqRel) != done
+            && let Some(all) = self.shared.processed_through()
+        {
+            self.shared.note_completed(all);
         }
     }
 }

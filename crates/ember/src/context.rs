@@ -37,6 +37,34 @@ struct Settings {
     cluster: Option<ClusterConfig>,
     clock: Clock,
     max_batches_in_flight: u64,
+    pub(crate) receivers: ReceiverSettings,
+}
+
+/// How receivers run (Spark's `spark.streaming.receiver.*` and `backpressure.*` settings).
+#[derive(Clone, Debug)]
+pub(crate) struct ReceiverSettings {
+    /// Most records per second each receiver stores; `None` = unlimited.
+    pub(crate) max_rate: Option<u64>,
+    /// Whether a controller adapts each receiver's rate to the processing rate.
+    pub(crate) backpressure: bool,
+    /// The rate receivers start at under backpressure, before the first estimate.
+    pub(crate) initial_rate: Option<u64>,
+    /// Records a receiver may hold before `store` blocks.
+    pub(crate) buffer_records: usize,
+    /// Pause before a receiver that asked to restart (or failed) is started again.
+    pub(crate) restart_delay: std::time::Duration,
+}
+
+impl Default for ReceiverSettings {
+    fn default() -> Self {
+        ReceiverSettings {
+            max_rate: None,
+            backpressure: false,
+            initial_rate: None,
+            buffer_records: 1 << 20,
+            restart_delay: std::time::Duration::from_secs(2),
+        }
+    }
 }
 
 struct Running {
@@ -85,8 +113,22 @@ impl ContextInner {
         lock(&self.invalid_plan).push((operation, message));
     }
 
-    pub(crate) fn add_receiver(&self, receiver: Arc<dyn ReceiverHost>) {
-        lock(&self.receivers).push(receiver);
+    /// Registers a receiver; returns its index (receivers are spread over the local workers
+    /// by index).
+    pub(crate) fn add_receiver(&self, receiver: Arc<dyn ReceiverHost>) -> usize {
+        let mut receivers = lock(&self.receivers);
+        receivers.push(receiver);
+        receivers.len() - 1
+    }
+
+    /// Receiver settings of this context.
+    pub(crate) fn receiver_settings(&self) -> &ReceiverSettings {
+        &self.settings.receivers
+    }
+
+    /// The running engine's shared state, once started.
+    pub(crate) fn run_shared(&self) -> Option<Arc<RunShared>> {
+        lock(&self.shared).clone()
     }
 
     /// Records an error of an input source; `await_termination` reports it.
@@ -235,6 +277,44 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// Most records per second each receiver may store (Spark's
+    /// `spark.streaming.receiver.maxRate`); `store` waits to keep under it. Default: unlimited.
+    pub fn receiver_max_rate(mut self, records_per_second: u64) -> Self {
+        self.settings.receivers.max_rate = Some(records_per_second.max(1));
+        self
+    }
+
+    /// Adapts each receiver's rate to how fast batches are processed (Spark's
+    /// `spark.streaming.backpressure.enabled`): after every batch a PID controller estimates
+    /// the rate the job sustains, and receivers store no faster than that (nor than
+    /// [`StreamingContextBuilder::receiver_max_rate`]). Default: off.
+    pub fn backpressure(mut self, enabled: bool) -> Self {
+        self.settings.receivers.backpressure = enabled;
+        self
+    }
+
+    /// The rate receivers keep under backpressure until the first batch has been measured
+    /// (Spark's `spark.streaming.backpressure.initialRate`). Default: unlimited.
+    pub fn backpressure_initial_rate(mut self, records_per_second: u64) -> Self {
+        self.settings.receivers.initial_rate = Some(records_per_second.max(1));
+        self
+    }
+
+    /// How many records each receiver may hold before its next batch is cut; when full,
+    /// `store` blocks (a socket receiver then stops reading, and TCP slows the sender).
+    /// Default 1 Mi records. ember's own bound: Spark's receivers store blocks without limit.
+    pub fn receiver_buffer_records(mut self, records: usize) -> Self {
+        self.settings.receivers.buffer_records = records.max(1);
+        self
+    }
+
+    /// Pause before a receiver that failed or asked to restart is started again (Spark's
+    /// `spark.streaming.receiverRestartDelay`). Default 2 s.
+    pub fn receiver_restart_delay(mut self, delay: Duration) -> Self {
+        self.settings.receivers.restart_delay = delay.to_std();
+        self
+    }
+
     /// Creates the context.
     ///
     /// # Errors
@@ -290,6 +370,7 @@ impl StreamingContext {
                 cluster: None,
                 clock: Clock::System,
                 max_batches_in_flight: 2,
+                receivers: ReceiverSettings::default(),
             },
         }
     }
@@ -301,6 +382,11 @@ impl StreamingContext {
     /// The batch interval.
     pub fn batch_interval(&self) -> Duration {
         self.inner.settings.batch_interval
+    }
+
+    /// Worker threads in this process.
+    pub(crate) fn workers(&self) -> usize {
+        self.inner.settings.workers
     }
 
     /// Accepted for compatibility with Spark (`remember`): ember keeps no generated batches

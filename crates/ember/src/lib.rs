@@ -39,14 +39,14 @@ pub use display::SparkDisplay;
 pub use dstream::{DStream, MapWithStateDStream, State, StateSpec, format_batch};
 pub use ember_engine::{Clock, Data, Key, ManualClock};
 pub use error::{Error, Result};
-pub use sources::{BatchQueue, Utf8Policy};
+pub use sources::{BatchQueue, Receiver, ReceiverContext, Utf8Policy};
 pub use time::{Duration, Time, milliseconds, minutes, seconds};
 
 /// Everything a program needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Batch, BatchQueue, Clock, DStream, Duration, ManualClockExt, MapWithStateDStream, SparkDisplay, State, StateSpec, StreamingContext,
-        Time, Utf8Policy, milliseconds, minutes, seconds,
+        Batch, BatchQueue, Clock, DStream, Duration, ManualClockExt, MapWithStateDStream, Receiver, ReceiverContext, SparkDisplay, State,
+        StateSpec, StreamingContext, Time, Utf8Policy, milliseconds, minutes, seconds,
     };
     pub use ember_engine::ManualClock;
 }

@@ -1,10 +1,12 @@
-//! Input streams: queues, pre-recorded batches, sockets.
+//! Input streams: queues, pre-recorded batches, receivers (sockets and custom), files.
 
 mod queue;
+mod receiver;
 mod replay;
 mod socket;
 
 pub use queue::BatchQueue;
+pub use receiver::{Receiver, ReceiverContext};
 pub use socket::Utf8Policy;
 
 use ember_engine::{Msg, Part, PartId};

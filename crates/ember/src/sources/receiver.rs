@@ -1,0 +1,546 @@
+//! `receiver_stream`: custom receivers (Spark's `Receiver`), their supervisor, bounded buffer,
+//! rate limit and backpressure controller.
+//!
+//! A receiver runs on its own thread on the process that hosts worker 0. What it stores goes
+//! into a bounded buffer; the source operator of one local worker takes the whole buffer at
+//! every batch cut, in blocks, and spreads the blocks over the workers. When the buffer is
+//! full, `store` blocks: the receiver stops reading and its producer is slowed down (TCP
+//! backpressure for a socket) instead of memory growing. The engine cuts batches no more than
+//! `max_batches_in_flight` ahead of the slowest output, so a slow job makes the buffer fill and
+//! the receiver wait.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ember_engine::ops::{SourceBatch, batch_source};
+use ember_engine::{Data, Msg, RunShared};
+
+use crate::context::{ContextInner, ReceiverHost, ReceiverSettings, StreamingContext};
+use crate::dstream::build_fn as source_build_fn;
+use crate::dstream::{DStream, spread};
+use crate::error::{Error, Result};
+use crate::sources::partition_msgs;
+
+/// A source of records that runs on its own thread (Spark's `Receiver`): implement it to read
+/// from any system and hand records to ember with [`ReceiverContext::store`].
+///
+/// `on_start` runs on the receiver's thread. It may receive right there, in a loop that ends
+/// once [`ReceiverContext::is_stopped`] is true, or start threads of its own (given a clone of
+/// the context) and return. Either way the receiver counts as running until it asks to
+/// [`restart`](ReceiverContext::restart) or [`stop`](ReceiverContext::stop), or the
+/// streaming context stops; then `on_stop` runs on the same thread. After a restart request
+/// (or a panic in `on_start`), the receiver is started again after the context's
+/// `receiver_restart_delay`.
+///
+/// Blocking calls inside a receiver should use timeouts and check `is_stopped`, or
+/// `StreamingContext::stop` waits for them.
+///
+/// # Examples
+///
+/// ```
+/// use ember::prelude::*;
+///
+/// /// Counts from 0 to 9, then stops itself.
+/// struct Counter;
+///
+/// impl Receiver<u64> for Counter {
+///     fn on_start(&mut self, ctx: &ReceiverContext<u64>) {
+///         ctx.store_many(0..10);
+///         ctx.stop("done counting");
+///     }
+/// }
+///
+/// # fn main() -> ember::Result<()> {
+/// let ssc = StreamingContext::new(milliseconds(50))?;
+/// let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+/// let sink = total.clone();
+/// ssc.receiver_stream(Counter).foreach_rdd(move |b, _| {
+///     sink.fetch_add(b.collect().iter().sum::<u64>(), std::sync::atomic::Ordering::Relaxed);
+/// })?;
+/// ssc.start()?;
+/// std::thread::sleep(std::time::Duration::from_millis(200));
+/// ssc.stop(true)?;
+/// assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), 45);
+/// # Ok(())
+/// # }
+/// ```
+pub trait Receiver<T>: Send + 'static {
+    /// Starts receiving; see the trait's docs.
+    fn on_start(&mut self, ctx: &ReceiverContext<T>);
+
+    /// Releases what `on_start` acquired; runs after the receiver stopped receiving, before a
+    /// restart or when the context stops.
+    fn on_stop(&mut self) {}
+}
+
+/// Records per block: the unit a receiver's data is spread over the workers in.
+const BLOCK_RECORDS: usize = 16 * 1024;
+/// How long a blocked `store` or a restart delay waits before re-checking for a stop.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Why a receiver is not (or no longer) running.
+#[derive(Clone, Debug, PartialEq)]
+enum Phase {
+    Running,
+    Restart(String),
+    Stopped(String),
+    ContextStopping,
+}
+
+/// Records stored since the last batch cut.
+struct Buffer<T> {
+    blocks: Vec<Vec<T>>,
+    records: usize,
+}
+
+/// What a receiver's thread, its clones of [`ReceiverContext`] and the source operator share.
+struct Core<T> {
+    name: String,
+    buffer: Mutex<Buffer<T>>,
+    space: Condvar,
+    capacity: AtomicUsize,
+    phase: Mutex<Phase>,
+    phase_changed: Condvar,
+    limiter: RateLimiter,
+    ctx: Weak<ContextInner>,
+    stored: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<T> Core<T> {
+    fn context_stopping(&self) -> bool {
+        *lock(&self.phase) == Phase::ContextStopping
+    }
+
+    /// Moves to `next` unless the receiver is already leaving `Running` (the first reason wins;
+    /// a context stop overrides everything).
+    fn request(&self, next: Phase) {
+        let mut phase = lock(&self.phase);
+        if *phase == Phase::Running || next == Phase::ContextStopping {
+            *phase = next;
+            self.phase_changed.notify_all();
+            self.space.notify_all();
+        }
+    }
+
+    /// Appends records, waiting while the buffer is full (unless the context is stopping: what
+    /// is stored then goes into the final batch).
+    fn push(&self, mut records: Vec<T>) {
+        if records.is_empty() {
+            return;
+        }
+        let n = records.len();
+        let mut buffer = lock(&self.buffer);
+        while buffer.records >= self.capacity.load(Ordering::Relaxed) && !self.context_stopping() {
+            buffer = self.space.wait_timeout(buffer, POLL).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        match buffer.blocks.last_mut() {
+            Some(last) if last.len() < BLOCK_RECORDS && n < BLOCK_RECORDS / 2 => last.append(&mut records),
+            _ => buffer.blocks.push(records),
+        }
+        buffer.records += n;
+        drop(buffer);
+        self.stored.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Takes everything stored since the last cut.
+    fn drain(&self) -> Vec<Vec<T>> {
+        let mut buffer = lock(&self.buffer);
+        buffer.records = 0;
+        let blocks = std::mem::take(&mut buffer.blocks);
+        self.space.notify_all();
+        blocks
+    }
+}
+
+/// A running receiver's handle to ember (Spark's `Receiver` methods `store`, `restart`,
+/// `stop`, `reportError`, `isStopped`). Clones share the receiver; hand them to threads the
+/// receiver starts.
+pub struct ReceiverContext<T> {
+    core: Arc<Core<T>>,
+}
+
+impl<T> Clone for ReceiverContext<T> {
+    fn clone(&self) -> Self {
+        ReceiverContext {
+            core: Arc::clone(&self.core),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for ReceiverContext<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverContext").field("name", &self.core.name).finish_non_exhaustive()
+    }
+}
+
+impl<T> ReceiverContext<T> {
+    /// Stores one record for the next batch. Waits while the receiver is over its rate or its
+    /// buffer is full.
+    pub fn store(&self, record: T) {
+        self.core.limiter.wait_for(1, &|| self.core.context_stopping());
+        self.core.push(vec![record]);
+    }
+
+    /// Stores many records for the next batch, keeping their order (one block of Spark's
+    /// `store(ArrayBuffer)`). Waits as [`ReceiverContext::store`] does; a large call is paced in
+    /// slices when a rate applies.
+    pub fn store_many<I: IntoIterator<Item = T>>(&self, records: I) {
+        let records: Vec<T> = records.into_iter().collect();
+        match self.core.limiter.rate() {
+            None => self.core.push(records),
+            Some(rate) => {
+                // About a tenth of a second of records at a time, so pacing stays smooth.
+                let slice = ((rate / 10.0) as usize).max(1);
+                let mut records = records.into_iter().peekable();
+                while records.peek().is_some() {
+                    let chunk: Vec<T> = records.by_ref().take(slice).collect();
+                    self.core.limiter.wait_for(chunk.len(), &|| self.core.context_stopping());
+                    self.core.push(chunk);
+                }
+            }
+        }
+    }
+
+    /// Whether the receiver should stop receiving: it asked to restart or stop, or the
+    /// streaming context is stopping. Receiving loops check this.
+    pub fn is_stopped(&self) -> bool {
+        *lock(&self.core.phase) != Phase::Running
+    }
+
+    /// Asks for the receiver to be stopped and started again after the restart delay (for
+    /// example after its connection dropped). `on_start` should return soon after.
+    pub fn restart(&self, reason: impl Into<String>) {
+        self.core.request(Phase::Restart(reason.into()));
+    }
+
+    /// Stops the receiver for good; the stream goes on with empty batches.
+    pub fn stop(&self, reason: impl Into<String>) {
+        self.core.request(Phase::Stopped(reason.into()));
+    }
+
+    /// Reports a problem without stopping: `await_termination` returns it as
+    /// [`Error::Source`] naming this receiver.
+    pub fn report_error(&self, message: impl Into<String>) {
+        if let Some(ctx) = self.core.ctx.upgrade() {
+            ctx.report_source_error(Error::Source {
+                source_name: self.core.name.clone(),
+                message: message.into(),
+            });
+        }
+    }
+
+    /// The stream's name, for messages (for example `socket_text_stream(localhost:9999)`).
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// Records stored so far, over all restarts.
+    pub fn stored(&self) -> u64 {
+        self.core.stored.load(Ordering::Relaxed)
+    }
+}
+
+/// Paces `store` to a rate in records per second: a fixed maximum, an adaptive one set by the
+/// backpressure controller, or the lower of both.
+struct RateLimiter {
+    max: AtomicU64,
+    /// `f64` bits of the controller's rate; 0 = no estimate.
+    adaptive: AtomicU64,
+    /// When the next record may be stored.
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new() -> Self {
+        RateLimiter {
+            max: AtomicU64::new(0),
+            adaptive: AtomicU64::new(0),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn rate(&self) -> Option<f64> {
+        let max = match self.max.load(Ordering::Relaxed) {
+            0 => None,
+            m => Some(m as f64),
+        };
+        let adaptive = match self.adaptive.load(Ordering::Relaxed) {
+            0 => None,
+            bits => Some(f64::from_bits(bits)),
+        };
+        match (max, adaptive) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn set_adaptive(&self, rate: f64) {
+        self.adaptive.store(rate.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Waits until `n` more records fit the rate (or `stopping` says to give up waiting).
+    fn wait_for(&self, n: usize, stopping: &dyn Fn() -> bool) {
+        let Some(rate) = self.rate() else { return };
+        let slot = {
+            let mut next = lock(&self.next);
+            let now = Instant::now();
+            // An idle receiver does not save up a burst.
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(n as f64 / rate);
+            start
+        };
+        loop {
+            let now = Instant::now();
+            if now >= slot || stopping() {
+                return;
+            }
+            std::thread::sleep((slot - now).min(POLL));
+        }
+    }
+}
+
+/// Spark's PID rate estimator, in ember's words: after each batch, the rate the job sustained
+/// is the batch's records over its processing time. The new rate moves the current one
+/// towards it (proportional term), and lower still by the backlog the scheduling delay shows
+/// (integral term), never below `min_rate`.
+#[derive(Debug)]
+pub(crate) struct PidRateEstimator {
+    batch_interval_s: f64,
+    proportional: f64,
+    integral: f64,
+    derivative: f64,
+    min_rate: f64,
+    latest: Option<(u64, f64, f64)>,
+}
+
+impl PidRateEstimator {
+    pub(crate) fn new(batch_interval_ms: u64) -> Self {
+        PidRateEstimator {
+            batch_interval_s: batch_interval_ms.max(1) as f64 / 1000.0,
+            proportional: 1.0,
+            integral: 0.2,
+            derivative: 0.0,
+            min_rate: 100.0,
+            latest: None,
+        }
+    }
+
+    /// The new rate after batch `time_ms` carried `records` in `processing_ms`, having waited
+    /// `scheduling_ms`; `None` when there is nothing to learn from (or on the first batch,
+    /// which only sets the starting point).
+    pub(crate) fn compute(&mut self, time_ms: u64, records: u64, processing_ms: f64, scheduling_ms: f64) -> Option<f64> {
+        if records == 0 || processing_ms <= 0.0 || self.latest.is_some_and(|(t, _, _)| time_ms <= t) {
+            return None;
+        }
+        let processing_rate = records as f64 / (processing_ms / 1000.0);
+        let Some((latest_time, latest_rate, latest_error)) = self.latest else {
+            self.latest = Some((time_ms, processing_rate, 0.0));
+            return None;
+        };
+        let since = (time_ms - latest_time) as f64 / 1000.0;
+        let error = latest_rate - processing_rate;
+        let backlog_error = (scheduling_ms / 1000.0) * processing_rate / self.batch_interval_s;
+        let d_error = (error - latest_error) / since;
+        let rate = (latest_rate - self.proportional * error - self.integral * backlog_error - self.derivative * d_error).max(self.min_rate);
+        self.latest = Some((time_ms, rate, error));
+        Some(rate)
+    }
+}
+
+/// Feeds the estimator from batch completions and sets the receiver's adaptive rate.
+struct RateController {
+    estimator: PidRateEstimator,
+    /// Batches cut but not yet measured: (time, records, when cut).
+    pending: VecDeque<(u64, u64, Instant)>,
+    last_done: Option<Instant>,
+}
+
+impl RateController {
+    fn observe(&mut self, shared: &RunShared, limiter: &RateLimiter) {
+        while let Some(&(time, records, cut)) = self.pending.front() {
+            let Some(done) = shared.completed_at(time) else { break };
+            self.pending.pop_front();
+            // A batch starts when it is cut, or when the one before it finished if later.
+            let start = self.last_done.map_or(cut, |d| d.max(cut)).min(done);
+            self.last_done = Some(done);
+            let processing = (done - start).as_secs_f64() * 1000.0;
+            let scheduling = (start - cut).as_secs_f64() * 1000.0;
+            if let Some(rate) = self.estimator.compute(time, records, processing, scheduling) {
+                tracing::debug!(batch_time_ms = time, rate, "Backpressure: new receiver rate.");
+                limiter.set_adaptive(rate);
+            }
+        }
+    }
+}
+
+/// The driver-side half of a receiver: starts its supervising thread.
+struct ReceiverRunner<T> {
+    core: Arc<Core<T>>,
+    receiver: Mutex<Option<Box<dyn Receiver<T>>>>,
+}
+
+impl<T: Data> ReceiverHost for ReceiverRunner<T> {
+    fn start(&self, ctx: Arc<ContextInner>) -> Result<JoinHandle<()>> {
+        let receiver = lock(&self.receiver)
+            .take()
+            .ok_or_else(|| Error::IllegalState(format!("receiver {} was already started", self.core.name)))?;
+        let settings: &ReceiverSettings = ctx.receiver_settings();
+        self.core.capacity.store(settings.buffer_records, Ordering::Relaxed);
+        self.core.limiter.max.store(settings.max_rate.unwrap_or(0), Ordering::Relaxed);
+        if settings.backpressure
+            && let Some(initial) = settings.initial_rate
+        {
+            self.core.limiter.set_adaptive(initial as f64);
+        }
+        let delay = settings.restart_delay;
+        let core = Arc::clone(&self.core);
+        std::thread::Builder::new()
+            .name(format!("ember-receiver-{}", self.core.name))
+            .spawn(move || supervise(receiver, core, delay))
+            .map_err(|e| Error::Io {
+                context: format!("cannot start the thread of receiver {}", self.core.name),
+                source: e,
+            })
+    }
+
+    fn request_stop(&self) {
+        self.core.request(Phase::ContextStopping);
+    }
+}
+
+/// Runs a receiver until it stops or the context does, restarting it after failures.
+fn supervise<T: 'static>(mut receiver: Box<dyn Receiver<T>>, core: Arc<Core<T>>, delay: Duration) {
+    let ctx = ReceiverContext { core: Arc::clone(&core) };
+    loop {
+        {
+            let mut phase = lock(&core.phase);
+            if *phase == Phase::ContextStopping {
+                break;
+            }
+            *phase = Phase::Running;
+        }
+        tracing::info!(receiver = %core.name, "Receiver started.");
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| receiver.on_start(&ctx))) {
+            let message = ember_engine::msg::panic_message(payload.as_ref());
+            ctx.restart(format!("on_start panicked: {message}"));
+        }
+        let phase = {
+            let mut phase = lock(&core.phase);
+            while *phase == Phase::Running {
+                phase = core.phase_changed.wait(phase).unwrap_or_else(|e| e.into_inner());
+            }
+            phase.clone()
+        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| receiver.on_stop())) {
+            let message = ember_engine::msg::panic_message(payload.as_ref());
+            tracing::error!(receiver = %core.name, %message, "Receiver's on_stop panicked.");
+        }
+        match phase {
+            Phase::Restart(reason) => {
+                tracing::warn!(receiver = %core.name, %reason, delay_ms = delay.as_millis() as u64, "Restarting receiver after a delay.");
+                let wake = Instant::now() + delay;
+                while Instant::now() < wake && !core.context_stopping() {
+                    std::thread::sleep(POLL.min(delay));
+                }
+            }
+            Phase::Stopped(reason) => {
+                tracing::info!(receiver = %core.name, %reason, "Receiver stopped itself.");
+                break;
+            }
+            Phase::Running | Phase::ContextStopping => break,
+        }
+    }
+    tracing::info!(receiver = %core.name, stored = core.stored.load(Ordering::Relaxed), "Receiver finished.");
+}
+
+impl StreamingContext {
+    /// A stream of what `receiver` stores (Spark's `receiverStream`). The receiver starts with
+    /// the context, on its own thread, and is stopped before the last batch when the context
+    /// stops. Several receivers run in parallel; union their streams to scale ingestion.
+    pub fn receiver_stream<T: Data, R: Receiver<T>>(&self, receiver: R) -> DStream<T> {
+        let short = std::any::type_name::<R>().rsplit("::").next().unwrap_or("receiver");
+        self.receiver_stream_named(format!("receiver_stream({short})"), "receiver_stream", Box::new(receiver))
+    }
+
+    pub(crate) fn receiver_stream_named<T: Data>(&self, name: String, label: &str, receiver: Box<dyn Receiver<T>>) -> DStream<T> {
+        let inner = self.inner();
+        let core = Arc::new(Core {
+            name,
+            buffer: Mutex::new(Buffer {
+                blocks: Vec::new(),
+                records: 0,
+            }),
+            space: Condvar::new(),
+            capacity: AtomicUsize::new(usize::MAX),
+            phase: Mutex::new(Phase::Running),
+            phase_changed: Condvar::new(),
+            limiter: RateLimiter::new(),
+            ctx: Arc::downgrade(inner),
+            stored: AtomicU64::new(0),
+        });
+        let index = inner.add_receiver(Arc::new(ReceiverRunner {
+            core: Arc::clone(&core),
+            receiver: Mutex::new(Some(receiver)),
+        }));
+        // Receivers run on the process hosting worker 0, whose workers are 0..workers; they
+        // take turns draining receivers.
+        let owner = index % self.workers();
+        let backpressure = inner.receiver_settings().backpressure;
+        let interval_ms = self.batch_interval().as_millis();
+        let ctx = Arc::downgrade(inner);
+        self.source(label, move |label| {
+            source_build_fn(move |c| {
+                let core = (c.env.index == owner).then(|| Arc::clone(&core));
+                let ctx = ctx.clone();
+                let mut controller = backpressure.then(|| RateController {
+                    estimator: PidRateEstimator::new(interval_ms),
+                    pending: VecDeque::new(),
+                    last_done: None,
+                });
+                let stream = batch_source(c, &label, true, move |batch: SourceBatch| -> Vec<Msg<T>> {
+                    let Some(core) = core.as_ref() else { return Vec::new() };
+                    let blocks = core.drain();
+                    if let Some(controller) = controller.as_mut()
+                        && let Some(shared) = ctx.upgrade().and_then(|c| c.run_shared())
+                    {
+                        controller.observe(&shared, &core.limiter);
+                        let records = blocks.iter().map(Vec::len).sum::<usize>() as u64;
+                        controller.pending.push_back((batch.time, records, Instant::now()));
+                    }
+                    partition_msgs(blocks)
+                });
+                spread(c, stream)
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PidRateEstimator;
+
+    #[test]
+    fn pid_rate_follows_the_processing_rate_and_backs_off_under_delay() {
+        let mut pid = PidRateEstimator::new(1000);
+        // First batch: 10k records in 1 s sets the starting point only.
+        assert_eq!(pid.compute(1000, 10_000, 1000.0, 0.0), None);
+        // Then the job processes 5k records/s: the rate drops to the processing rate.
+        let rate = pid.compute(2000, 10_000, 2000.0, 0.0).unwrap();
+        assert!((rate - 5000.0).abs() < 1.0, "{rate}");
+        // Same rate but batches wait 1 s to start: the rate drops further, by the backlog.
+        let rate = pid.compute(3000, 5000, 1000.0, 1000.0).unwrap();
+        assert!((rate - 4000.0).abs() < 1.0, "{rate}");
+        // Never below the minimum; stale or empty batches change nothing.
+        assert_eq!(pid.compute(4000, 1, 100_000.0, 100_000.0), Some(100.0));
+        assert_eq!(pid.compute(4000, 10, 1.0, 0.0), None);
+        assert_eq!(pid.compute(5000, 0, 1.0, 0.0), None);
+    }
+}
