@@ -27,6 +27,12 @@ pub trait PerPart<'s, T: Data> {
     where
         F: FnMut(Part<T>) -> Part<U> + 'static;
 
+    /// Like [`PerPart::per_part`], where `logic` may also fail a partition: an `Err(message)`
+    /// fails the batch with an error naming `name`, the batch time and the message.
+    fn try_per_part<U: Data, F>(self, name: &str, logic: F) -> EStream<'s, U>
+    where
+        F: FnMut(Part<T>) -> Result<Part<U>, String> + 'static;
+
     /// Applies `logic` to every partition, which may produce any number of partitions;
     /// markers pass through unchanged. A panic fails the batch, as for [`PerPart::per_part`].
     fn per_parts<U: Data, F>(self, name: &str, logic: F) -> EStream<'s, U>
@@ -52,6 +58,13 @@ impl<'s, T: Data> PerPart<'s, T> for EStream<'s, T> {
     where
         F: FnMut(Part<T>) -> Part<U> + 'static,
     {
+        self.try_per_part(name, move |part| Ok(logic(part)))
+    }
+
+    fn try_per_part<U: Data, F>(self, name: &str, mut logic: F) -> EStream<'s, U>
+    where
+        F: FnMut(Part<T>) -> Result<Part<U>, String> + 'static,
+    {
         let operator = name.to_owned();
         self.unary(Pipeline, name, move |_cap, _info| {
             move |input, output| {
@@ -61,7 +74,12 @@ impl<'s, T: Data> PerPart<'s, T> for EStream<'s, T> {
                     for msg in data.drain(..) {
                         let out = match msg {
                             Msg::Part(part) => match catch_user(&operator, t, || logic(part)) {
-                                Ok(part) => Msg::Part(part),
+                                Ok(Ok(part)) => Msg::Part(part),
+                                Ok(Err(message)) => Msg::Failed(JobFailure {
+                                    operator: operator.clone(),
+                                    time: t,
+                                    message,
+                                }),
                                 Err(failure) => Msg::Failed(failure),
                             },
                             Msg::NoRdd => Msg::NoRdd,

@@ -1,5 +1,6 @@
 //! Input streams: queues, pre-recorded batches, receivers (sockets and custom), files.
 
+mod file;
 mod queue;
 mod receiver;
 mod replay;

@@ -1,0 +1,427 @@
+//! `text_file_stream` and `file_stream`: new files of a directory, as lines.
+//!
+//! At every batch, worker 0 lists the directory and chooses the files it has not seen: each
+//! becomes one partition of that batch, and the partitions are spread over the workers, which
+//! read them. A file is read exactly once, up to the size it had when it was chosen. Files are
+//! expected to appear atomically (written elsewhere, then moved in by rename), as Spark
+//! requires; a file that changes after it was chosen is reported and the change is not read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::UNIX_EPOCH;
+
+use ember_engine::ops::{PerPart, SourceBatch, batch_source};
+use ember_engine::{Data, Msg, Part, PartId};
+use serde::{Deserialize, Serialize};
+
+use crate::context::{ContextInner, StreamingContext};
+use crate::dstream::build_fn as source_build_fn;
+use crate::dstream::{DStream, spread};
+use crate::error::{Error, Result};
+
+/// How many batches' file choices are kept in memory (for the fault-tolerance layer, which
+/// will write them with checkpoints).
+const LOGGED_BATCHES: usize = 1024;
+
+/// A file chosen for a batch, with what it looked like then.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChosenFile {
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub(crate) modified_ns: u64,
+}
+
+/// Which files of a directory have been taken, and which batch took each one.
+#[derive(Debug, Default)]
+pub(crate) struct FileTracker {
+    /// Files seen in the directory: read by a batch, or present at start and ignored.
+    seen: HashMap<PathBuf, Seen>,
+    /// The files each recent batch chose, oldest first.
+    log: BTreeMap<u64, Vec<ChosenFile>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    size: u64,
+    modified_ns: u64,
+    /// The batch that read the file; `None` for files present at start and ignored.
+    batch: Option<u64>,
+}
+
+impl FileTracker {
+    /// A tracker that ignores the files of `listing` (`new_files_only`) or takes them in the
+    /// first batch.
+    pub(crate) fn starting_with(listing: Vec<ChosenFile>, new_files_only: bool) -> Self {
+        let mut tracker = FileTracker::default();
+        if new_files_only {
+            for f in listing {
+                tracker.seen.insert(
+                    f.path,
+                    Seen {
+                        size: f.size,
+                        modified_ns: f.modified_ns,
+                        batch: None,
+                    },
+                );
+            }
+        }
+        tracker
+    }
+
+    /// Chooses the new files of `listing` for batch `time`, oldest modification first, and
+    /// returns them with a message for each known file that changed since it was seen.
+    pub(crate) fn choose(&mut self, time: u64, listing: Vec<ChosenFile>) -> (Vec<ChosenFile>, Vec<String>) {
+        let mut chosen = Vec::new();
+        let mut changed = Vec::new();
+        let present: std::collections::HashSet<PathBuf> = listing.iter().map(|f| f.path.clone()).collect();
+        for file in listing {
+            match self.seen.get_mut(&file.path) {
+                Some(seen) if seen.size == file.size && seen.modified_ns == file.modified_ns => {}
+                Some(seen) => {
+                    let when = match seen.batch {
+                        Some(t) => format!("after batch {t} ms read it ({} bytes then, {} now)", seen.size, file.size),
+                        None => format!("after the stream started and ignored it as an existing file ({} bytes then, {} now)", seen.size, file.size),
+                    };
+                    changed.push(format!(
+                        "file {} changed {when}; the change is not read. Files must appear in the directory \
+                         atomically: write them elsewhere, then move them in",
+                        file.path.display()
+                    ));
+                    seen.size = file.size;
+                    seen.modified_ns = file.modified_ns;
+                }
+                None => {
+                    self.seen.insert(
+                        file.path.clone(),
+                        Seen {
+                            size: file.size,
+                            modified_ns: file.modified_ns,
+                            batch: Some(time),
+                        },
+                    );
+                    chosen.push(file);
+                }
+            }
+        }
+        // A file that left the directory is forgotten: a new file of the same name is new.
+        self.seen.retain(|path, _| present.contains(path));
+        chosen.sort_by(|a, b| (a.modified_ns, &a.path).cmp(&(b.modified_ns, &b.path)));
+        self.log.insert(time, chosen.clone());
+        while self.log.len() > LOGGED_BATCHES {
+            self.log.pop_first();
+        }
+        (chosen, changed)
+    }
+
+    /// The files batch `time` chose, if it is recent enough to be remembered.
+    #[cfg(test)]
+    pub(crate) fn chosen_for(&self, time: u64) -> Option<&[ChosenFile]> {
+        self.log.get(&time).map(Vec::as_slice)
+    }
+}
+
+/// Spark's default filter (hidden files are skipped), with Hadoop's `_` prefix for files
+/// such as `_SUCCESS` and `_temporary`.
+fn visible(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| !n.starts_with('.') && !n.starts_with('_'))
+}
+
+/// The regular files of `dir` that pass `filter`.
+fn list(dir: &Path, filter: &dyn Fn(&Path) -> bool) -> std::io::Result<Vec<ChosenFile>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if !visible(&path) || !filter(&path) {
+            continue;
+        }
+        // A file can vanish between listing and stat (a rename in progress); skip it now, it
+        // shows up under its new name.
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let modified_ns = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64);
+        files.push(ChosenFile {
+            path,
+            size: meta.len(),
+            modified_ns,
+        });
+    }
+    Ok(files)
+}
+
+/// The directory a `text_file_stream` argument names: a local path or a `file:` URL.
+fn local_directory(operation: &'static str, directory: &str) -> Result<PathBuf> {
+    let bad = |message: String| Error::InvalidArgument { operation, message };
+    let path = if let Some(rest) = directory.strip_prefix("file://") {
+        if !rest.starts_with('/') {
+            return Err(bad(format!("{directory}: a file URL must name an absolute path (file:///dir)")));
+        }
+        rest
+    } else if let Some(rest) = directory.strip_prefix("file:") {
+        rest
+    } else if let Some((scheme, _)) = directory.split_once("://") {
+        return Err(bad(format!(
+            "{directory}: only local directories are supported (a path or a file:// URL), not {scheme}://"
+        )));
+    } else {
+        directory
+    };
+    let path = PathBuf::from(path);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => Err(bad(format!("{} is not a directory", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(bad(format!("directory {} does not exist", path.display()))),
+        Err(e) => Err(bad(format!("cannot read directory {}: {e}", path.display()))),
+    }
+}
+
+/// Reads the first `file.size` bytes of a chosen file and turns its lines into records.
+fn read_lines<T>(file: &ChosenFile, make: impl Fn(u64, &str) -> T) -> std::result::Result<Vec<T>, String> {
+    let handle = std::fs::File::open(&file.path).map_err(|e| format!("cannot open file {}: {e}", file.path.display()))?;
+    let mut bytes = Vec::with_capacity(file.size as usize);
+    handle
+        .take(file.size)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file {}: {e}", file.path.display()))?;
+    let mut records = Vec::new();
+    let mut start = 0usize;
+    let mut line_no = 0u64;
+    let mut emit = |line: &[u8], offset: usize, line_no: u64| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match std::str::from_utf8(line) {
+            Ok(text) => records.push(make(offset as u64, text)),
+            Err(e) => {
+                tracing::warn!(file = %file.path.display(), line = line_no, error = %e, "A line is not valid UTF-8; invalid bytes were replaced with U+FFFD.");
+                records.push(make(offset as u64, &String::from_utf8_lossy(line)));
+            }
+        }
+    };
+    for end in memchr::memchr_iter(b'\n', &bytes) {
+        line_no += 1;
+        emit(&bytes[start..end], start, line_no);
+        start = end + 1;
+    }
+    if start < bytes.len() {
+        emit(&bytes[start..], start, line_no + 1);
+    }
+    Ok(records)
+}
+
+/// Lists the directory for each batch on worker 0 and reports listing problems once each.
+struct Lister {
+    name: String,
+    dir: PathBuf,
+    filter: Arc<dyn Fn(&Path) -> bool + Send + Sync>,
+    tracker: FileTracker,
+    ctx: Weak<ContextInner>,
+    failing: Option<String>,
+}
+
+impl Lister {
+    fn report(&self, message: String) {
+        if let Some(ctx) = self.ctx.upgrade() {
+            ctx.report_source_error(Error::Source {
+                source_name: self.name.clone(),
+                message,
+            });
+        }
+    }
+
+    fn batch(&mut self, batch: SourceBatch) -> Vec<ChosenFile> {
+        let listing = match list(&self.dir, &*self.filter) {
+            Ok(listing) => {
+                if self.failing.take().is_some() {
+                    tracing::info!(source = %self.name, "The directory can be listed again.");
+                }
+                listing
+            }
+            Err(e) => {
+                let message = format!("cannot list directory {} for batch {} ms: {e}", self.dir.display(), batch.time);
+                // One report per distinct problem, not one per batch.
+                if self.failing.as_deref() != Some(&e.to_string()) {
+                    self.failing = Some(e.to_string());
+                    self.report(message);
+                }
+                return Vec::new();
+            }
+        };
+        let (chosen, changed) = self.tracker.choose(batch.time, listing);
+        for message in changed {
+            self.report(message);
+        }
+        if !chosen.is_empty() {
+            tracing::debug!(source = %self.name, batch_time_ms = batch.time, files = chosen.len(), "Files chosen for a batch.");
+        }
+        chosen
+    }
+}
+
+impl StreamingContext {
+    /// A stream of the lines of new files in `directory` (Spark's `textFileStream`): a local
+    /// path or a `file://` URL. Each batch holds the lines of the files that appeared since
+    /// the previous one, one partition per file, spread over the workers. Files present when
+    /// the stream is created are ignored (Spark's rule); hidden files (names starting with `.` or `_`) are skipped, so write
+    /// a file under such a name and rename it into place: files must appear atomically. Lines
+    /// end at `\n` (a trailing `\r` is removed); invalid UTF-8 is decoded lossily with a
+    /// warning naming the file and line.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the directory does not exist, is not a directory, or is
+    /// not local. Later problems (the directory vanishes, a file changes after it was read)
+    /// are reported as [`Error::Source`] by `await_termination`; a file that cannot be read
+    /// fails its batch with [`Error::JobFailed`] naming the file.
+    pub fn text_file_stream(&self, directory: &str) -> Result<DStream<String>> {
+        let dir = local_directory("text_file_stream", directory)?;
+        Ok(self.files(format!("text_file_stream({})", dir.display()), dir, Arc::new(|_: &Path| true), true, |_, line| {
+            line.to_owned()
+        }))
+    }
+
+    /// A stream of `(byte offset, line)` records of new files in `directory` whose path
+    /// passes `filter` (Spark's `fileStream` with its text input format). With
+    /// `new_files_only` false, files already in the directory are read by the first batch. Otherwise as [`StreamingContext::text_file_stream`].
+    ///
+    /// # Errors
+    ///
+    /// As [`StreamingContext::text_file_stream`].
+    pub fn file_stream<F>(&self, directory: &str, filter: F, new_files_only: bool) -> Result<DStream<(u64, String)>>
+    where
+        F: Fn(&Path) -> bool + Send + Sync + 'static,
+    {
+        let dir = local_directory("file_stream", directory)?;
+        Ok(self.files(format!("file_stream({})", dir.display()), dir, Arc::new(filter), new_files_only, |offset, line| {
+            (offset, line.to_owned())
+        }))
+    }
+
+    fn files<T: Data>(
+        &self,
+        name: String,
+        dir: PathBuf,
+        filter: Arc<dyn Fn(&Path) -> bool + Send + Sync>,
+        new_files_only: bool,
+        make: impl Fn(u64, &str) -> T + Copy + Send + Sync + 'static,
+    ) -> DStream<T> {
+        let ctx = Arc::downgrade(self.inner());
+        // As Spark, the files present when the stream is created are the existing ones.
+        let existing = list(&dir, &*filter).unwrap_or_default();
+        let tracker = Mutex::new(Some(FileTracker::starting_with(existing, new_files_only)));
+        self.source("file_stream", move |label| {
+            source_build_fn(move |c| {
+                // Worker 0 lists the directory and chooses the files.
+                let mut lister = (c.env.index == 0).then(|| Lister {
+                    name: name.clone(),
+                    dir: dir.clone(),
+                    filter: Arc::clone(&filter),
+                    tracker: tracker.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default(),
+                    ctx: ctx.clone(),
+                    failing: None,
+                });
+                let files = batch_source(c, &label, false, move |batch| -> Vec<Msg<ChosenFile>> {
+                    let Some(lister) = lister.as_mut() else { return Vec::new() };
+                    lister
+                        .batch(batch)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, file)| {
+                            Msg::Part(Part {
+                                id: PartId::new(i as u32),
+                                data: vec![file],
+                            })
+                        })
+                        .collect()
+                });
+                spread(c, files).try_per_part(&label, move |part: Part<ChosenFile>| {
+                    let mut data = Vec::new();
+                    for file in &part.data {
+                        data.extend(read_lines(file, make)?);
+                    }
+                    Ok(Part { id: part.id, data })
+                })
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, size: u64, modified_ns: u64) -> ChosenFile {
+        ChosenFile {
+            path: PathBuf::from(name),
+            size,
+            modified_ns,
+        }
+    }
+
+    #[test]
+    fn chooses_each_new_file_once_oldest_first_and_records_the_choice() {
+        let mut tracker = FileTracker::starting_with(vec![file("old", 5, 1)], true);
+        let (chosen, changed) = tracker.choose(1000, vec![file("old", 5, 1), file("b", 3, 20), file("a", 4, 10)]);
+        assert_eq!(chosen, vec![file("a", 4, 10), file("b", 3, 20)]);
+        assert!(changed.is_empty());
+        let (chosen, _) = tracker.choose(2000, vec![file("old", 5, 1), file("b", 3, 20), file("a", 4, 10), file("c", 1, 30)]);
+        assert_eq!(chosen, vec![file("c", 1, 30)]);
+        assert_eq!(tracker.chosen_for(1000).map(<[ChosenFile]>::len), Some(2));
+        assert_eq!(tracker.chosen_for(2000), Some(&[file("c", 1, 30)][..]));
+    }
+
+    #[test]
+    fn existing_files_are_read_first_unless_new_files_only() {
+        let mut tracker = FileTracker::starting_with(vec![file("old", 5, 1)], false);
+        let (chosen, _) = tracker.choose(1000, vec![file("old", 5, 1)]);
+        assert_eq!(chosen, vec![file("old", 5, 1)]);
+    }
+
+    #[test]
+    fn a_file_that_changes_after_it_was_read_is_reported_once_and_not_read_again() {
+        let mut tracker = FileTracker::starting_with(Vec::new(), true);
+        tracker.choose(1000, vec![file("grow", 3, 1)]);
+        let (chosen, changed) = tracker.choose(2000, vec![file("grow", 9, 2)]);
+        assert!(chosen.is_empty());
+        assert_eq!(changed.len(), 1);
+        assert!(changed[0].contains("grow changed after batch 1000 ms read it (3 bytes then, 9 now)"), "{}", changed[0]);
+        let (chosen, changed) = tracker.choose(3000, vec![file("grow", 9, 2)]);
+        assert!(chosen.is_empty() && changed.is_empty());
+    }
+
+    #[test]
+    fn a_removed_file_is_forgotten_so_a_new_one_of_that_name_is_read() {
+        let mut tracker = FileTracker::starting_with(Vec::new(), true);
+        tracker.choose(1000, vec![file("x", 3, 1)]);
+        tracker.choose(2000, Vec::new());
+        let (chosen, _) = tracker.choose(3000, vec![file("x", 4, 5)]);
+        assert_eq!(chosen, vec![file("x", 4, 5)]);
+    }
+
+    #[test]
+    fn hidden_and_underscore_files_are_skipped() {
+        assert!(visible(Path::new("/d/log.txt")));
+        assert!(!visible(Path::new("/d/.log.txt.tmp")));
+        assert!(!visible(Path::new("/d/_SUCCESS")));
+    }
+
+    #[test]
+    fn directories_are_local_paths_or_file_urls() {
+        let dir = std::env::temp_dir();
+        let url = format!("file://{}", dir.display());
+        assert_eq!(local_directory("t", &url).unwrap(), dir);
+        let err = local_directory("t", "hdfs://nn/logs").unwrap_err().to_string();
+        assert!(err.contains("only local directories are supported"), "{err}");
+        let err = local_directory("t", "/no/such/ember/dir").unwrap_err().to_string();
+        assert!(err.contains("directory /no/such/ember/dir does not exist"), "{err}");
+    }
+}
