@@ -14,7 +14,10 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         let path = std::env::temp_dir().join(format!("ember-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -85,7 +88,9 @@ fn files_moved_in_during_a_run_are_read_exactly_once_each_in_one_batch() {
     ssc.stop(true).unwrap();
 
     let seen = seen.lock().unwrap().clone();
-    let mut expected: Vec<String> = (0..30).flat_map(|i| lines_of(i, 40).lines().map(str::to_owned).collect::<Vec<_>>()).collect();
+    let mut expected: Vec<String> = (0..30)
+        .flat_map(|i| lines_of(i, 40).lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
     expected.extend(["slow-0", "slow-1", "slow-2"].map(String::from));
     let mut got: Vec<String> = seen.iter().map(|(_, l)| l.clone()).collect();
     got.sort();
@@ -95,7 +100,10 @@ fn files_moved_in_during_a_run_are_read_exactly_once_each_in_one_batch() {
     distinct.dedup();
     assert!(missing.is_empty(), "lines never read: {missing:?}");
     assert_eq!(got.len(), distinct.len(), "some lines were read twice");
-    assert_eq!(got, expected, "every line of every published file exactly once, nothing from existing.txt");
+    assert_eq!(
+        got, expected,
+        "every line of every published file exactly once, nothing from existing.txt"
+    );
 
     // Each file is read whole by one batch.
     let mut batch_of: BTreeMap<String, std::collections::BTreeSet<u64>> = BTreeMap::new();
@@ -136,7 +144,10 @@ fn file_stream_reads_existing_files_with_offsets_when_asked_and_applies_the_filt
 fn a_missing_directory_is_an_error_naming_it() {
     let ssc = StreamingContext::new(seconds(1)).unwrap();
     let err = ssc.text_file_stream("/no/such/ember-dir").unwrap_err().to_string();
-    assert!(err.contains("text_file_stream") && err.contains("directory /no/such/ember-dir does not exist"), "{err}");
+    assert!(
+        err.contains("text_file_stream") && err.contains("directory /no/such/ember-dir does not exist"),
+        "{err}"
+    );
     let err = ssc.text_file_stream("hdfs://namenode/logs").unwrap_err().to_string();
     assert!(err.contains("only local directories are supported"), "{err}");
 }
@@ -165,7 +176,10 @@ fn an_unreadable_file_fails_its_batch_naming_the_file() {
     // A write-only sysfs attribute cannot be read even by root: a deterministic read error.
     let target = Path::new("/sys/bus/pci/rescan");
     if std::fs::File::open(target).is_ok() || !target.exists() {
-        println!("SKIP: {} is missing or readable here; no unreadable file to test with", target.display());
+        println!(
+            "SKIP: {} is missing or readable here; no unreadable file to test with",
+            target.display()
+        );
         return;
     }
     let dir = TempDir::new("unreadable");

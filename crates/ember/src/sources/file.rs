@@ -83,7 +83,10 @@ impl FileTracker {
                 Some(seen) => {
                     let when = match seen.batch {
                         Some(t) => format!("after batch {t} ms read it ({} bytes then, {} now)", seen.size, file.size),
-                        None => format!("after the stream started and ignored it as an existing file ({} bytes then, {} now)", seen.size, file.size),
+                        None => format!(
+                            "after the stream started and ignored it as an existing file ({} bytes then, {} now)",
+                            seen.size, file.size
+                        ),
                     };
                     changed.push(format!(
                         "file {} changed {when}; the change is not read. Files must appear in the directory \
@@ -284,9 +287,13 @@ impl StreamingContext {
     /// fails its batch with [`Error::JobFailed`] naming the file.
     pub fn text_file_stream(&self, directory: &str) -> Result<DStream<String>> {
         let dir = local_directory("text_file_stream", directory)?;
-        Ok(self.files(format!("text_file_stream({})", dir.display()), dir, Arc::new(|_: &Path| true), true, |_, line| {
-            line.to_owned()
-        }))
+        Ok(self.files(
+            format!("text_file_stream({})", dir.display()),
+            dir,
+            Arc::new(|_: &Path| true),
+            true,
+            |_, line| line.to_owned(),
+        ))
     }
 
     /// A stream of `(byte offset, line)` records of new files in `directory` whose path
@@ -301,9 +308,13 @@ impl StreamingContext {
         F: Fn(&Path) -> bool + Send + Sync + 'static,
     {
         let dir = local_directory("file_stream", directory)?;
-        Ok(self.files(format!("file_stream({})", dir.display()), dir, Arc::new(filter), new_files_only, |offset, line| {
-            (offset, line.to_owned())
-        }))
+        Ok(self.files(
+            format!("file_stream({})", dir.display()),
+            dir,
+            Arc::new(filter),
+            new_files_only,
+            |offset, line| (offset, line.to_owned()),
+        ))
     }
 
     fn files<T: Data>(
@@ -393,7 +404,11 @@ mod tests {
         let (chosen, changed) = tracker.choose(2000, vec![file("grow", 9, 2)]);
         assert!(chosen.is_empty());
         assert_eq!(changed.len(), 1);
-        assert!(changed[0].contains("grow changed after batch 1000 ms read it (3 bytes then, 9 now)"), "{}", changed[0]);
+        assert!(
+            changed[0].contains("grow changed after batch 1000 ms read it (3 bytes then, 9 now)"),
+            "{}",
+            changed[0]
+        );
         let (chosen, changed) = tracker.choose(3000, vec![file("grow", 9, 2)]);
         assert!(chosen.is_empty() && changed.is_empty());
     }

@@ -177,7 +177,9 @@ impl<T> Clone for ReceiverContext<T> {
 
 impl<T> std::fmt::Debug for ReceiverContext<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceiverContext").field("name", &self.core.name).finish_non_exhaustive()
+        f.debug_struct("ReceiverContext")
+            .field("name", &self.core.name)
+            .finish_non_exhaustive()
     }
 }
 
