@@ -1,83 +1,248 @@
-//! A built-in data generator: serves lines of random words over TCP, like the seeds'
-//! `DataSourceSocket`.
+//! The data generator behind `ember gen` and the main job: the seeds' `DataSourceSocket`
+//! (random lines of a file, served to every client at a rate), plus the records the seed
+//! examples generate (random words, sales, network requests), over TCP or as files moved
+//! atomically into a directory.
 
 use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, bail};
+
 const WORDS: &[&str] = &[
     "spark", "ember", "stream", "batch", "window", "state", "timely", "rust", "hello", "world", "data", "flow",
 ];
+const PRODUCTS: &[&str] = &["laptop", "phone", "tablet", "watch", "headphones"];
+const REGIONS: &[&str] = &["North", "South", "East", "West"];
+const IPS: &[&str] = &["192.168.1.1", "192.168.1.2", "192.168.1.3", "10.0.0.1", "10.0.0.2"];
+const ACTIONS: &[&str] = &["GET", "POST", "PUT", "DELETE"];
 
-/// A small deterministic generator (xorshift), so runs are reproducible.
-pub struct Words {
+/// What the generated lines look like.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// Eight random words per line.
+    Words,
+    /// Random lines of a file (the seeds' `DataSourceSocket`).
+    Lines(Arc<Vec<String>>),
+    /// `timestamp,product,region,price` (the seeds' `generate_sample_data`).
+    Sales,
+    /// `timestamp,ip,action,bytes` (the seeds' `generate_network_data`).
+    Network,
+}
+
+impl Kind {
+    /// Parses `words`, `sales`, `network`, or `file:PATH`.
+    pub fn parse(spec: &str) -> anyhow::Result<Kind> {
+        Ok(match spec {
+            "words" => Kind::Words,
+            "sales" => Kind::Sales,
+            "network" => Kind::Network,
+            _ => match spec.strip_prefix("file:") {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the lines file {path}"))?;
+                    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+                    if lines.is_empty() {
+                        bail!("the lines file {path} is empty");
+                    }
+                    Kind::Lines(Arc::new(lines))
+                }
+                None => bail!("unknown kind `{spec}`: use words, sales, network or file:PATH"),
+            },
+        })
+    }
+}
+
+/// A deterministic stream of lines of one kind (xorshift; the seed makes runs repeatable).
+pub struct Lines {
+    kind: Kind,
     state: u64,
 }
 
-impl Words {
-    /// A generator with the given seed.
-    pub fn new(seed: u64) -> Self {
-        Words { state: seed.max(1) }
+impl Lines {
+    /// Lines of `kind` from `seed`.
+    pub fn new(kind: Kind, seed: u64) -> Self {
+        Lines {
+            kind,
+            state: seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15).max(1),
+        }
     }
 
-    fn next_index(&mut self) -> usize {
+    fn next(&mut self) -> u64 {
         self.state ^= self.state << 13;
         self.state ^= self.state >> 7;
         self.state ^= self.state << 17;
-        (self.state % WORDS.len() as u64) as usize
+        self.state
     }
 
-    /// A line of `n` words separated by spaces.
-    pub fn line(&mut self, n: usize) -> String {
-        let mut s = String::new();
-        for i in 0..n {
-            if i > 0 {
-                s.push(' ');
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+
+    /// Appends the next line (without its newline) to `out`.
+    pub fn write_line(&mut self, out: &mut String) {
+        use std::fmt::Write as _;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match &self.kind {
+            Kind::Words => {
+                for i in 0..8 {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    let word = self.pick(WORDS);
+                    out.push_str(word);
+                }
             }
-            s.push_str(WORDS[self.next_index()]);
+            Kind::Lines(lines) => {
+                let lines = Arc::clone(lines);
+                out.push_str(&lines[(self.next() % lines.len() as u64) as usize]);
+            }
+            Kind::Sales => {
+                let (product, region) = (self.pick(PRODUCTS), self.pick(REGIONS));
+                let price = 100 + self.next() % 901;
+                let _ = write!(out, "{now},{product},{region},{price}");
+            }
+            Kind::Network => {
+                let (ip, action) = (self.pick(IPS), self.pick(ACTIONS));
+                let bytes = 100 + self.next() % 9901;
+                let _ = write!(out, "{now},{ip},{action},{bytes}");
+            }
         }
-        s
     }
 }
 
-/// Serves `lines_per_sec` lines of random words to every client of `listener` until `stop`.
-pub fn serve(listener: TcpListener, lines_per_sec: u64, stop: Arc<AtomicBool>) -> anyhow::Result<SocketAddr> {
+/// How much to generate and how fast.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    /// Lines (socket) or files (directory) per second.
+    pub rate: f64,
+    /// Lines per client (socket) or files in all (directory); `None` = no limit.
+    pub count: Option<u64>,
+}
+
+/// Serves lines of `kind` to every client of `listener` at `pace`, until `stop`. A client that
+/// got `pace.count` lines keeps its connection open, idle, so a receiver does not reconnect
+/// and read them again.
+pub fn serve(listener: TcpListener, kind: Kind, pace: Pace, stop: Arc<AtomicBool>) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     std::thread::Builder::new().name("ember-gen".into()).spawn(move || {
-        let mut seed = 1u64;
+        let mut seed = 0u64;
         while !stop.load(Ordering::Acquire) {
             match listener.accept() {
-                Ok((conn, _)) => {
+                Ok((conn, peer)) => {
                     seed += 1;
-                    let stop = Arc::clone(&stop);
-                    let _ = std::thread::Builder::new().name("ember-gen-client".into()).spawn(move || {
-                        let mut words = Words::new(seed);
-                        let mut out = BufWriter::new(conn);
-                        let start = Instant::now();
-                        let mut sent = 0u64;
-                        while !stop.load(Ordering::Acquire) {
-                            let due = start.elapsed().as_micros() as u64 * lines_per_sec / 1_000_000;
-                            if sent >= due {
-                                if out.flush().is_err() {
-                                    return;
-                                }
-                                std::thread::sleep(Duration::from_millis(5));
-                                continue;
-                            }
-                            if writeln!(out, "{}", words.line(8)).is_err() {
-                                return;
-                            }
-                            sent += 1;
-                        }
-                    });
+                    eprintln!("ember gen: client connected from {peer}");
+                    let (stop, kind) = (Arc::clone(&stop), kind.clone());
+                    let _ = std::thread::Builder::new()
+                        .name("ember-gen-client".into())
+                        .spawn(move || serve_client(conn, Lines::new(kind, seed), pace, &stop));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
     })?;
     Ok(addr)
+}
+
+fn serve_client(conn: std::net::TcpStream, mut lines: Lines, pace: Pace, stop: &AtomicBool) {
+    let mut out = BufWriter::with_capacity(64 * 1024, conn);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut line = String::new();
+    while !stop.load(Ordering::Acquire) {
+        if pace.count.is_some_and(|c| sent >= c) {
+            let _ = out.flush();
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        let due = (start.elapsed().as_secs_f64() * pace.rate) as u64;
+        if sent >= due {
+            if out.flush().is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        }
+        line.clear();
+        lines.write_line(&mut line);
+        line.push('\n');
+        if out.write_all(line.as_bytes()).is_err() {
+            return;
+        }
+        sent += 1;
+    }
+}
+
+/// Writes `pace.rate` files per second of `lines_per_file` lines into `dir`, each written under
+/// a hidden name and renamed into place, until `pace.count` files or `stop`. Returns the number
+/// of files written.
+pub fn write_files(dir: &Path, kind: Kind, lines_per_file: u64, pace: Pace, stop: &AtomicBool) -> anyhow::Result<u64> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let mut lines = Lines::new(kind, 1);
+    let start = Instant::now();
+    let mut written = 0u64;
+    let mut text = String::new();
+    let run_id = std::process::id();
+    while !stop.load(Ordering::Acquire) && pace.count.is_none_or(|c| written < c) {
+        let due = (start.elapsed().as_secs_f64() * pace.rate) as u64 + 1;
+        if written >= due {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        text.clear();
+        for _ in 0..lines_per_file {
+            lines.write_line(&mut text);
+            text.push('\n');
+        }
+        let name = format!("part-{run_id}-{written:06}.txt");
+        let tmp: PathBuf = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(&name)).with_context(|| format!("cannot move {} into place", tmp.display()))?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_generate_the_seed_formats() {
+        let mut out = String::new();
+        Lines::new(Kind::Sales, 3).write_line(&mut out);
+        let fields: Vec<&str> = out.split(',').collect();
+        assert_eq!(fields.len(), 4);
+        assert!(PRODUCTS.contains(&fields[1]) && REGIONS.contains(&fields[2]));
+        assert!((100..=1000).contains(&fields[3].parse::<u64>().unwrap()));
+        out.clear();
+        Lines::new(Kind::Words, 3).write_line(&mut out);
+        assert_eq!(out.split(' ').count(), 8);
+        assert!(Kind::parse("bogus").is_err());
+        assert!(Kind::parse("file:/no/such/file").unwrap_err().to_string().contains("/no/such/file"));
+    }
+
+    #[test]
+    fn files_appear_complete_under_visible_names() {
+        let dir = std::env::temp_dir().join(format!("ember-gen-test-{}", std::process::id()));
+        let stop = AtomicBool::new(false);
+        let n = write_files(&dir, Kind::Network, 5, Pace { rate: 1000.0, count: Some(3) }, &stop).unwrap();
+        assert_eq!(n, 3);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 3);
+        for name in &names {
+            assert!(!name.starts_with('.'), "{name}");
+            assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap().lines().count(), 5);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -3,6 +3,10 @@
 //! `ember wordcount` is the main job: a streaming word count over a real local TCP socket,
 //! fed by the built-in generator, printing every batch in Spark's format. It stops by itself
 //! after `--batches` batches, or on Ctrl-C.
+//!
+//! `ember gen` is the data generator the examples, tests and benchmarks are fed by: `ember gen
+//! socket` serves lines to every client at a rate (the seeds' `DataSourceSocket`), `ember gen
+//! files` moves files of lines into a directory at a rate.
 
 mod generator;
 
@@ -13,8 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 use ember::prelude::*;
 
-const USAGE: &str =
-    "usage: ember wordcount [--batches N] [--interval-ms MS] [--workers W] [--lines-per-sec R]\n       ember queue-wordcount";
+const USAGE: &str = "usage: ember wordcount [--batches N] [--interval-ms MS] [--workers W] [--lines-per-sec R]
+       ember queue-wordcount
+       ember gen socket [--host H] [--port P] [--kind K] [--rate LINES_PER_SEC] [--count LINES] [--seconds S]
+       ember gen files --dir DIR [--kind K] [--rate FILES_PER_SEC] [--lines-per-file N] [--count FILES] [--seconds S]
+   kinds: words (default), sales, network, file:PATH (random lines of a file)";
 
 struct Options {
     batches: u64,
@@ -50,7 +57,11 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
 fn wordcount(o: &Options) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot open the generator's socket")?;
-    let addr = generator::serve(listener, o.lines_per_sec, Arc::clone(&stop))?;
+    let pace = generator::Pace {
+        rate: o.lines_per_sec as f64,
+        count: None,
+    };
+    let addr = generator::serve(listener, generator::Kind::Words, pace, Arc::clone(&stop))?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     ctrlc::set_handler(move || flag.store(true, Ordering::Release)).context("cannot install the Ctrl-C handler")?;
@@ -100,6 +111,67 @@ fn queue_wordcount() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ember gen socket|files ...`: runs until `--seconds` pass, `--count` files are written, or
+/// Ctrl-C.
+fn gen_command(args: &[String]) -> anyhow::Result<()> {
+    let mode = args.first().map(String::as_str);
+    let (mut host, mut port, mut dir) = ("127.0.0.1".to_owned(), 9999u16, None::<std::path::PathBuf>);
+    let (mut kind, mut rate, mut count, mut seconds, mut lines_per_file) = ("words".to_owned(), None, None, None, 100u64);
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let v = it.next().with_context(|| format!("{a} needs a value\n{USAGE}"))?;
+        let number = |v: &str| v.parse::<f64>().with_context(|| format!("{a}: `{v}` is not a number"));
+        match a.as_str() {
+            "--host" => host = v.clone(),
+            "--port" => port = v.parse().with_context(|| format!("--port: `{v}` is not a port"))?,
+            "--dir" => dir = Some(v.into()),
+            "--kind" => kind = v.clone(),
+            "--rate" => rate = Some(number(v)?),
+            "--count" => count = Some(number(v)? as u64),
+            "--seconds" => seconds = Some(number(v)?),
+            "--lines-per-file" => lines_per_file = number(v)? as u64,
+            other => bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    let kind = generator::Kind::parse(&kind)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::Release)).context("cannot install the Ctrl-C handler")?;
+    if let Some(s) = seconds {
+        let flag = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs_f64(s));
+            flag.store(true, Ordering::Release);
+        });
+    }
+    match mode {
+        Some("socket") => {
+            let listener = TcpListener::bind((host.as_str(), port)).with_context(|| format!("cannot listen on {host}:{port}"))?;
+            let pace = generator::Pace {
+                rate: rate.unwrap_or(10.0),
+                count,
+            };
+            let addr = generator::serve(listener, kind, pace, Arc::clone(&stop))?;
+            eprintln!("ember gen: serving {} lines/s per client on {addr}", pace.rate);
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(())
+        }
+        Some("files") => {
+            let dir = dir.with_context(|| format!("ember gen files needs --dir\n{USAGE}"))?;
+            let pace = generator::Pace {
+                rate: rate.unwrap_or(1.0),
+                count,
+            };
+            let written = generator::write_files(&dir, kind, lines_per_file, pace, &stop)?;
+            eprintln!("ember gen: wrote {written} files of {lines_per_file} lines into {}", dir.display());
+            Ok(())
+        }
+        _ => bail!("{USAGE}"),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
@@ -109,6 +181,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("wordcount") => wordcount(&parse(&args[1..])?),
         Some("queue-wordcount") => queue_wordcount(),
+        Some("gen") => gen_command(&args[1..]),
         _ => bail!("{USAGE}"),
     }
 }
