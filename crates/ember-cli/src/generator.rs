@@ -231,7 +231,17 @@ mod tests {
     fn files_appear_complete_under_visible_names() {
         let dir = std::env::temp_dir().join(format!("ember-gen-test-{}", std::process::id()));
         let stop = AtomicBool::new(false);
-        let n = write_files(&dir, Kind::Network, 5, Pace { rate: 1000.0, count: Some(3) }, &stop).unwrap();
+        let n = write_files(
+            &dir,
+            Kind::Network,
+            5,
+            Pace {
+                rate: 1000.0,
+                count: Some(3),
+            },
+            &stop,
+        )
+        .unwrap();
         assert_eq!(n, 3);
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()

@@ -14,7 +14,12 @@ use ember::prelude::*;
 
 /// Lines like a web log: about 60 bytes each.
 fn line(i: u64) -> String {
-    format!("2026-11-22T10:00:00Z 192.168.{}.{} GET /products/{} 200", i % 200, i % 250, i % 10_007)
+    format!(
+        "2026-11-22T10:00:00Z 192.168.{}.{} GET /products/{} 200",
+        i % 200,
+        i % 250,
+        i % 10_007
+    )
 }
 
 fn text_block(lines: u64, first: u64) -> String {
