@@ -70,49 +70,49 @@ impl Lines {
         }
     }
 
-    fn next(&mut self) -> u64 {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        self.state
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-
     /// Appends the next line (without its newline) to `out`.
     pub fn write_line(&mut self, out: &mut String) {
         use std::fmt::Write as _;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        match &self.kind {
+        let Lines { kind, state } = self;
+        match kind {
             Kind::Words => {
                 for i in 0..8 {
                     if i > 0 {
                         out.push(' ');
                     }
-                    let word = self.pick(WORDS);
-                    out.push_str(word);
+                    out.push_str(pick(state, WORDS));
                 }
             }
-            Kind::Lines(lines) => {
-                let lines = Arc::clone(lines);
-                out.push_str(&lines[(self.next() % lines.len() as u64) as usize]);
-            }
+            Kind::Lines(lines) => out.push_str(&lines[(xorshift(state) % lines.len() as u64) as usize]),
             Kind::Sales => {
-                let (product, region) = (self.pick(PRODUCTS), self.pick(REGIONS));
-                let price = 100 + self.next() % 901;
-                let _ = write!(out, "{now},{product},{region},{price}");
+                let (product, region) = (pick(state, PRODUCTS), pick(state, REGIONS));
+                let price = 100 + xorshift(state) % 901;
+                let _ = write!(out, "{},{product},{region},{price}", unix_seconds());
             }
             Kind::Network => {
-                let (ip, action) = (self.pick(IPS), self.pick(ACTIONS));
-                let bytes = 100 + self.next() % 9901;
-                let _ = write!(out, "{now},{ip},{action},{bytes}");
+                let (ip, action) = (pick(state, IPS), pick(state, ACTIONS));
+                let bytes = 100 + xorshift(state) % 9901;
+                let _ = write!(out, "{},{ip},{action},{bytes}", unix_seconds());
             }
         }
     }
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+fn pick<'a>(state: &mut u64, from: &[&'a str]) -> &'a str {
+    from[(xorshift(state) % from.len() as u64) as usize]
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// How much to generate and how fast.

@@ -37,7 +37,7 @@ struct Settings {
     cluster: Option<ClusterConfig>,
     clock: Clock,
     max_batches_in_flight: u64,
-    pub(crate) receivers: ReceiverSettings,
+    receivers: ReceiverSettings,
 }
 
 /// How receivers run (Spark's `spark.streaming.receiver.*` and `backpressure.*` settings).
@@ -88,7 +88,8 @@ pub(crate) struct ContextInner {
     invalid_plan: Mutex<Vec<(&'static str, String)>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `m`, going on with the data if a panicking thread poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

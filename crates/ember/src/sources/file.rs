@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::UNIX_EPOCH;
 
 use ember_engine::ops::{PerPart, SourceBatch, batch_source};
-use ember_engine::{Data, Msg, Part, PartId};
+use ember_engine::{Data, Msg, Part};
 use serde::{Deserialize, Serialize};
 
-use crate::context::{ContextInner, StreamingContext};
+use crate::context::{ContextInner, StreamingContext, lock};
 use crate::dstream::build_fn as source_build_fn;
 use crate::dstream::{DStream, spread};
 use crate::error::{Error, Result};
+use crate::sources::partition_msgs;
 
 /// How many batches' file choices are kept in memory (for the fault-tolerance layer, which
 /// will write them with checkpoints).
@@ -336,23 +337,13 @@ impl StreamingContext {
                     name: name.clone(),
                     dir: dir.clone(),
                     filter: Arc::clone(&filter),
-                    tracker: tracker.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default(),
+                    tracker: lock(&tracker).take().unwrap_or_default(),
                     ctx: ctx.clone(),
                     failing: None,
                 });
                 let files = batch_source(c, &label, false, move |batch| -> Vec<Msg<ChosenFile>> {
                     let Some(lister) = lister.as_mut() else { return Vec::new() };
-                    lister
-                        .batch(batch)
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, file)| {
-                            Msg::Part(Part {
-                                id: PartId::new(i as u32),
-                                data: vec![file],
-                            })
-                        })
-                        .collect()
+                    partition_msgs(lister.batch(batch).into_iter().map(|file| vec![file]).collect())
                 });
                 spread(c, files).try_per_part(&label, move |part: Part<ChosenFile>| {
                     let mut data = Vec::new();

@@ -12,14 +12,14 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ember_engine::ops::{SourceBatch, batch_source};
 use ember_engine::{Data, Msg, RunShared};
 
-use crate::context::{ContextInner, ReceiverHost, ReceiverSettings, StreamingContext};
+use crate::context::{ContextInner, ReceiverHost, ReceiverSettings, StreamingContext, lock};
 use crate::dstream::build_fn as source_build_fn;
 use crate::dstream::{DStream, spread};
 use crate::error::{Error, Result};
@@ -110,10 +110,6 @@ struct Core<T> {
     stored: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl<T> Core<T> {
     fn context_stopping(&self) -> bool {
         *lock(&self.phase) == Phase::ContextStopping
@@ -130,24 +126,37 @@ impl<T> Core<T> {
         }
     }
 
-    /// Appends records, waiting while the buffer is full (unless the context is stopping: what
-    /// is stored then goes into the final batch).
-    fn push(&self, mut records: Vec<T>) {
-        if records.is_empty() {
-            return;
-        }
-        let n = records.len();
+    /// Waits while the buffer is full (unless the context is stopping: what is stored then goes
+    /// into the final batch), then lets `add` append `n` records to the blocks.
+    fn push_with(&self, n: usize, add: impl FnOnce(&mut Vec<Vec<T>>)) {
         let mut buffer = lock(&self.buffer);
         while buffer.records >= self.capacity.load(Ordering::Relaxed) && !self.context_stopping() {
             buffer = self.space.wait_timeout(buffer, POLL).unwrap_or_else(|e| e.into_inner()).0;
         }
-        match buffer.blocks.last_mut() {
-            Some(last) if last.len() < BLOCK_RECORDS && n < BLOCK_RECORDS / 2 => last.append(&mut records),
-            _ => buffer.blocks.push(records),
-        }
+        add(&mut buffer.blocks);
         buffer.records += n;
         drop(buffer);
         self.stored.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Appends one record to the last block, or starts a block.
+    fn push_one(&self, record: T) {
+        self.push_with(1, |blocks| match blocks.last_mut() {
+            Some(last) if last.len() < BLOCK_RECORDS => last.push(record),
+            _ => blocks.push(vec![record]),
+        });
+    }
+
+    /// Appends records: a small run joins the last block, a large one is a block of its own.
+    fn push(&self, mut records: Vec<T>) {
+        let n = records.len();
+        if n == 0 {
+            return;
+        }
+        self.push_with(n, |blocks| match blocks.last_mut() {
+            Some(last) if last.len() < BLOCK_RECORDS && n < BLOCK_RECORDS / 2 => last.append(&mut records),
+            _ => blocks.push(records),
+        });
     }
 
     /// Takes everything stored since the last cut.
@@ -188,7 +197,7 @@ impl<T> ReceiverContext<T> {
     /// buffer is full.
     pub fn store(&self, record: T) {
         self.core.limiter.wait_for(1, &|| self.core.context_stopping());
-        self.core.push(vec![record]);
+        self.core.push_one(record);
     }
 
     /// Stores many records for the next batch, keeping their order (one block of Spark's
