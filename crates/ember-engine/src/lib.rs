@@ -6,6 +6,8 @@
 //! their input frontier passes, so empty batches are seen too.
 
 pub mod clock;
+pub mod control;
+pub mod keys;
 pub mod msg;
 pub mod ops;
 pub mod runtime;

@@ -44,6 +44,8 @@ pub struct RunConfig {
     pub interval_ms: u64,
     /// How many batches sources may run ahead of the slowest output.
     pub max_batches_in_flight: u64,
+    /// Number of key groups keyed state is spread over.
+    pub key_groups: u32,
 }
 
 /// State shared by the driver and every worker of this process.
@@ -216,6 +218,8 @@ pub struct WorkerEnv {
     pub clock: Clock,
     /// Maximum number of batches in flight.
     pub max_batches_in_flight: u64,
+    /// Number of key groups keyed state is spread over.
+    pub key_groups: u32,
     /// State shared with the driver.
     pub shared: Arc<RunShared>,
     pub(crate) scheduler: RefCell<OutputScheduler>,
@@ -299,21 +303,21 @@ impl<'s> Compiler<'s> {
         result
     }
 
-    /// Returns the stream of plan node `id`, building it with `build` the first time.
-    pub fn memo<T: Data>(&mut self, id: u64, build: impl FnOnce(&mut Self) -> EStream<'s, T>) -> EStream<'s, T> {
-        if let Some(stream) = self.memo.get(&id).and_then(|s| s.downcast_ref::<EStream<'static, T>>()) {
-            // `Stream` is covariant in its scope lifetime, so the stored value shortens to `'s`.
-            return stream.clone();
-        }
-        let stream = build(self);
-        let raw = Box::into_raw(Box::new(stream.clone())) as *mut EStream<'static, T>;
+    /// The stream of plan node `id`, once compiled.
+    pub fn memo_get<T: Data>(&self, id: u64) -> Option<EStream<'s, T>> {
+        // `Stream` is covariant in its scope lifetime, so the stored value shortens to `'s`.
+        self.memo.get(&id).and_then(|s| s.downcast_ref::<EStream<'static, T>>()).cloned()
+    }
+
+    /// Records the stream of plan node `id`.
+    pub fn memo_insert<T: Data>(&mut self, id: u64, stream: EStream<'s, T>) {
+        let raw = Box::into_raw(Box::new(stream)) as *mut EStream<'static, T>;
         // SAFETY: the two types differ only in lifetime, so the layout is identical. The
         // `'static` value lives only in `self.memo`, which is owned by this `Compiler<'s>`
         // and dropped before `'s` ends; it is handed out again only as `EStream<'s, T>`
         // (above), and dropping it touches no borrowed data (it holds `Rc`s and references).
         let erased: Box<dyn Any> = unsafe { Box::from_raw(raw) };
         self.memo.insert(id, erased);
-        stream
     }
 }
 
@@ -367,6 +371,7 @@ impl Runtime {
                 interval_ms: config.interval_ms.max(1),
                 clock: config.clock.clone(),
                 max_batches_in_flight: config.max_batches_in_flight.max(1),
+                key_groups: config.key_groups.max(1),
                 shared: Arc::clone(&worker_shared),
                 scheduler: RefCell::new(OutputScheduler::default()),
             });

@@ -1,20 +1,18 @@
 //! `StreamingContext`: configuration, lifecycle (start, await, stop) and the registry of the
 //! plan's outputs and receivers.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use ember_engine::{BuildPlan, Clock, ClusterConfig, Compiler, Data, RunConfig, RunShared, Runtime};
+use ember_engine::{BuildPlan, Clock, ClusterConfig, Compiler, Data, EStream, RunConfig, RunShared, Runtime};
 
 use crate::batch::Batch;
 use crate::dstream::DStream;
 use crate::error::{Error, Result};
+use crate::plan::{NodeSpec, Partitioning, Plan};
 use crate::time::{Duration, Time};
-
-/// Registers one output on a worker being compiled.
-pub(crate) type OutputBuild = Arc<dyn for<'s> Fn(&mut Compiler<'s>) + Send + Sync>;
 
 /// A receiver's driver-side half: started with the context (on the process that hosts worker 0)
 /// and stopped before the last batch is cut.
@@ -37,6 +35,7 @@ struct Settings {
     cluster: Option<ClusterConfig>,
     clock: Clock,
     max_batches_in_flight: u64,
+    key_groups: u32,
     receivers: ReceiverSettings,
 }
 
@@ -74,18 +73,14 @@ struct Running {
 
 pub(crate) struct ContextInner {
     settings: Settings,
-    next_id: AtomicU64,
+    plan: Arc<Plan>,
     phase: AtomicU8,
-    outputs: Mutex<Vec<OutputBuild>>,
     receivers: Mutex<Vec<Arc<dyn ReceiverHost>>>,
     running: Mutex<Option<Running>>,
     shared: Mutex<Option<Arc<RunShared>>>,
     source_errors: Mutex<Vec<Error>>,
     reported_failures: AtomicUsize,
     remember: Mutex<Option<Duration>>,
-    /// Problems found while building the plan by operations that cannot return an error;
-    /// `start` reports the first (Spark validates these at start too).
-    invalid_plan: Mutex<Vec<(&'static str, String)>>,
 }
 
 /// Locks `m`, going on with the data if a panicking thread poisoned it.
@@ -94,24 +89,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ContextInner {
-    pub(crate) fn next_operator_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
     /// Whether this process runs the receivers (it hosts worker 0).
     pub(crate) fn hosts_receivers(&self) -> bool {
         self.settings.cluster.as_ref().is_none_or(|c| c.process == 0)
-    }
-
-    pub(crate) fn add_output(&self, build: OutputBuild) -> Result<()> {
-        self.check_not_started("add an output operation")?;
-        lock(&self.outputs).push(build);
-        Ok(())
-    }
-
-    /// Records a problem of the plan that `start` will report.
-    pub(crate) fn invalid_plan(&self, operation: &'static str, message: String) {
-        lock(&self.invalid_plan).push((operation, message));
     }
 
     /// Registers a receiver; returns its index (receivers are spread over the local workers
@@ -138,6 +118,33 @@ impl ContextInner {
         lock(&self.source_errors).push(error);
     }
 
+    /// Stops the workers and receivers if they run (see [`StreamingContext::stop`]).
+    fn stop(&self, graceful: bool) -> Result<()> {
+        let previous = self.phase.swap(STOPPED, Ordering::AcqRel);
+        self.plan.mark_stopped();
+        if previous != ACTIVE {
+            return Ok(());
+        }
+        let Some(mut running) = lock(&self.running).take() else {
+            return Ok(());
+        };
+        for receiver in lock(&self.receivers).iter() {
+            receiver.request_stop();
+        }
+        for handle in running.receivers.drain(..) {
+            if handle.join().is_err() {
+                tracing::error!("A receiver thread panicked while stopping.");
+            }
+        }
+        running.runtime.request_stop(!graceful);
+        running
+            .runtime
+            .join()
+            .map_err(|e| Error::Internal(format!("a worker thread failed: {e}")))?;
+        tracing::info!(graceful, "StreamingContext stopped.");
+        Ok(())
+    }
+
     fn check_not_started(&self, what: &str) -> Result<()> {
         match self.phase.load(Ordering::Acquire) {
             INITIALIZED => Ok(()),
@@ -147,6 +154,19 @@ impl ContextInner {
             _ => Err(Error::IllegalState(format!(
                 "cannot {what} after the StreamingContext has been stopped"
             ))),
+        }
+    }
+}
+
+impl Drop for ContextInner {
+    /// A started context dropped without `stop` stops its workers and receivers (at once, not
+    /// gracefully), so no thread outlives it.
+    fn drop(&mut self) {
+        if self.phase.load(Ordering::Acquire) == ACTIVE {
+            tracing::warn!("A started StreamingContext was dropped without stop; stopping it now.");
+            if let Err(error) = self.stop(false) {
+                tracing::error!(%error, "Stopping a dropped StreamingContext failed.");
+            }
         }
     }
 }
@@ -316,6 +336,15 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// How many key groups keyed state is spread over (Flink's max parallelism; default
+    /// 256). A key's group comes from a stable hash of the key, so it is the same in every
+    /// process and run; the groups are spread over the shuffle partitions, and those over the
+    /// workers. Checkpoints can only be restored with the same number of key groups.
+    pub fn key_groups(mut self, groups: u32) -> Self {
+        self.settings.key_groups = groups.max(1);
+        self
+    }
+
     /// Creates the context.
     ///
     /// # Errors
@@ -337,13 +366,11 @@ impl StreamingContextBuilder {
         Ok(StreamingContext {
             inner: Arc::new(ContextInner {
                 settings: self.settings,
-                next_id: AtomicU64::new(1),
+                plan: Plan::new(),
                 phase: AtomicU8::new(INITIALIZED),
-                outputs: Mutex::new(Vec::new()),
                 receivers: Mutex::new(Vec::new()),
                 running: Mutex::new(None),
                 shared: Mutex::new(None),
-                invalid_plan: Mutex::new(Vec::new()),
                 source_errors: Mutex::new(Vec::new()),
                 reported_failures: AtomicUsize::new(0),
                 remember: Mutex::new(None),
@@ -371,6 +398,7 @@ impl StreamingContext {
                 cluster: None,
                 clock: Clock::System,
                 max_batches_in_flight: 2,
+                key_groups: ember_engine::keys::DEFAULT_KEY_GROUPS,
                 receivers: ReceiverSettings::default(),
             },
         }
@@ -378,6 +406,14 @@ impl StreamingContext {
 
     pub(crate) fn inner(&self) -> &Arc<ContextInner> {
         &self.inner
+    }
+
+    /// The plan as text, one line per operation with its id, partitioning and slide: outputs
+    /// first, each followed by the streams it reads, indented (Spark's `toDebugString` of the
+    /// DStream graph). A stream read by several operations is listed once, then marked
+    /// "(see above)".
+    pub fn explain(&self) -> String {
+        self.inner.plan.explain()
     }
 
     /// The batch interval.
@@ -448,13 +484,15 @@ impl StreamingContext {
                 ));
             }
         }
-        if let Some((operation, message)) = lock(&self.inner.invalid_plan).first().cloned() {
-            self.inner.phase.store(STOPPED, Ordering::Release);
+        let plan = &self.inner.plan;
+        plan.mark_started();
+        if let Some((operation, message)) = plan.first_problem() {
+            self.inner.stop(false)?;
             return Err(Error::InvalidArgument { operation, message });
         }
-        let outputs = lock(&self.inner.outputs).clone();
-        if outputs.is_empty() {
-            self.inner.phase.store(STOPPED, Ordering::Release);
+        let (compiled, _fingerprint) = plan.freeze();
+        if compiled.is_empty() {
+            self.inner.stop(false)?;
             return Err(Error::IllegalState("No output operations registered, so nothing to execute".into()));
         }
         let settings = &self.inner.settings;
@@ -468,28 +506,33 @@ impl StreamingContext {
             zero_ms: first - interval,
             interval_ms: interval,
             max_batches_in_flight: settings.max_batches_in_flight,
+            key_groups: settings.key_groups,
         };
         let mut receivers = Vec::new();
-        if self.inner.hosts_receivers() {
+        let fail = |receivers: Vec<JoinHandle<()>>, error: Error| {
             for receiver in lock(&self.inner.receivers).iter() {
+                receiver.request_stop();
+            }
+            for handle in receivers {
+                let _ = handle.join();
+            }
+            let _ = self.inner.stop(false);
+            Err(error)
+        };
+        if self.inner.hosts_receivers() {
+            let hosts: Vec<Arc<dyn ReceiverHost>> = lock(&self.inner.receivers).clone();
+            for receiver in hosts {
                 match receiver.start(Arc::clone(&self.inner)) {
                     Ok(handle) => receivers.push(handle),
-                    Err(e) => {
-                        self.inner.phase.store(STOPPED, Ordering::Release);
-                        return Err(e);
-                    }
+                    Err(e) => return fail(receivers, e),
                 }
             }
         }
-        let build: BuildPlan = Arc::new(move |c: &mut Compiler<'_>| {
-            for output in &outputs {
-                output(c);
-            }
-        });
-        let runtime = Runtime::launch(config, build).map_err(|e| {
-            self.inner.phase.store(STOPPED, Ordering::Release);
-            Error::Internal(format!("cannot start the workers: {e}"))
-        })?;
+        let build: BuildPlan = Arc::new(move |c: &mut Compiler<'_>| compiled.compile(c));
+        let runtime = match Runtime::launch(config, build) {
+            Ok(runtime) => runtime,
+            Err(e) => return fail(receivers, Error::Internal(format!("cannot start the workers: {e}"))),
+        };
         *lock(&self.inner.shared) = Some(Arc::clone(runtime.shared()));
         *lock(&self.inner.running) = Some(Running { runtime, receivers });
         tracing::info!(batch_interval_ms = interval, first_batch_ms = first, "StreamingContext started.");
@@ -506,28 +549,7 @@ impl StreamingContext {
     ///
     /// [`Error::Internal`] when a worker thread panicked.
     pub fn stop(&self, graceful: bool) -> Result<()> {
-        let previous = self.inner.phase.swap(STOPPED, Ordering::AcqRel);
-        if previous != ACTIVE {
-            return Ok(());
-        }
-        let Some(mut running) = lock(&self.inner.running).take() else {
-            return Ok(());
-        };
-        for receiver in lock(&self.inner.receivers).iter() {
-            receiver.request_stop();
-        }
-        for handle in running.receivers.drain(..) {
-            if handle.join().is_err() {
-                tracing::error!("A receiver thread panicked while stopping.");
-            }
-        }
-        running.runtime.request_stop(!graceful);
-        running
-            .runtime
-            .join()
-            .map_err(|e| Error::Internal(format!("a worker thread failed: {e}")))?;
-        tracing::info!(graceful, "StreamingContext stopped.");
-        Ok(())
+        self.inner.stop(graceful)
     }
 
     /// Waits until the context is stopped, or returns the first failure not reported yet (a
@@ -618,7 +640,11 @@ impl StreamingContext {
     }
 
     /// A source stream built from a per-worker generator.
-    pub(crate) fn source<T: Data>(&self, name: &str, build: impl FnOnce(Arc<str>) -> crate::dstream::BuildFn<T>) -> DStream<T> {
-        DStream::node(&self.inner, name, self.inner.settings.batch_interval, build)
+    pub(crate) fn source<T: Data, B>(&self, name: &str, build: B) -> DStream<T>
+    where
+        B: for<'s> Fn(&mut Compiler<'s>, &str) -> EStream<'s, T> + Send + Sync + 'static,
+    {
+        let spec = NodeSpec::new(name, self.inner.settings.batch_interval, Vec::new()).partitioning(Partitioning::Source);
+        DStream::node(&self.inner.plan, spec, build)
     }
 }

@@ -29,6 +29,7 @@ mod context;
 mod display;
 mod dstream;
 mod error;
+mod plan;
 mod sources;
 pub mod testing;
 mod time;
@@ -39,6 +40,7 @@ pub use display::SparkDisplay;
 pub use dstream::{DStream, MapWithStateDStream, State, StateSpec, format_batch};
 pub use ember_engine::{Clock, Data, Key, ManualClock};
 pub use error::{Error, Result};
+pub use plan::{OperatorId, Partitioning};
 pub use sources::{BatchQueue, Receiver, ReceiverContext, Utf8Policy};
 pub use time::{Duration, Time, milliseconds, minutes, seconds};
 

@@ -1,34 +1,24 @@
 //! `DStream<T>`: a node of the logical plan. Calling an operator records a node; nothing runs
 //! before `StreamingContext::start`.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use ember_engine::ops::PerPart;
 use ember_engine::{Compiler, Data, EStream, PartId};
 
-use crate::context::ContextInner;
+use crate::plan::{NodeSpec, OperatorId, Partitioning, Plan};
 use crate::time::Duration;
 
 mod ops;
 mod pair;
+pub(crate) mod shuffle;
 mod window;
 
+pub(crate) use crate::plan::NodeMeta;
 pub use ops::format_batch;
 pub(crate) use ops::transform::transform_all;
 pub(crate) use ops::union::union_all;
 pub use pair::{MapWithStateDStream, State, StateSpec};
-
-/// Builds one plan node's stream on one worker.
-pub(crate) type BuildFn<T> = Arc<dyn for<'s> Fn(&mut Compiler<'s>) -> EStream<'s, T> + Send + Sync>;
-
-/// Pins the higher-ranked signature of a build closure.
-pub(crate) fn build_fn<T, F>(f: F) -> BuildFn<T>
-where
-    F: for<'s> Fn(&mut Compiler<'s>) -> EStream<'s, T> + Send + Sync + 'static,
-{
-    Arc::new(f)
-}
 
 /// A discretized stream: a sequence of batches of `T`, one per batch interval (Spark's
 /// `DStream`).
@@ -36,42 +26,44 @@ where
 /// Operations record a node in the plan and return a new stream; they run once the context
 /// starts. Every operation is available on every worker count, from one thread to a cluster.
 pub struct DStream<T> {
-    pub(crate) ctx: Arc<ContextInner>,
-    pub(crate) id: u64,
-    pub(crate) label: Arc<str>,
+    pub(crate) plan: Arc<Plan>,
+    /// The node's index in the plan.
+    pub(crate) index: usize,
     pub(crate) slide: Duration,
     pub(crate) meta: Arc<NodeMeta>,
-    pub(crate) build: BuildFn<T>,
+    _elements: PhantomData<fn() -> T>,
 }
 
-/// What a plan node knows about itself besides how to build it.
-#[derive(Debug, Default)]
-pub(crate) struct NodeMeta {
-    /// Explicit checkpoint interval (ms); 0 = not set.
-    checkpoint_ms: AtomicU64,
-    /// The node keeps state across batches (Spark's `mustCheckpoint`).
-    stateful: bool,
+/// A reference to a plan node that compile functions hold (a stream handle would keep the
+/// plan alive from inside itself).
+pub(crate) struct NodeRef<T> {
+    index: usize,
+    _elements: PhantomData<fn() -> T>,
 }
 
-impl NodeMeta {
-    /// Metadata of a node that keeps state across batches.
-    pub(crate) fn stateful() -> Arc<NodeMeta> {
-        Arc::new(NodeMeta {
-            checkpoint_ms: AtomicU64::new(0),
-            stateful: true,
-        })
+impl<T> Clone for NodeRef<T> {
+    fn clone(&self) -> Self {
+        *self
     }
+}
 
-    /// The explicitly set checkpoint interval.
-    pub(crate) fn explicit_checkpoint(&self) -> Option<Duration> {
-        match self.checkpoint_ms.load(Ordering::Acquire) {
-            0 => None,
-            ms => Some(Duration::from_millis(ms)),
+impl<T> Copy for NodeRef<T> {}
+
+impl<T> NodeRef<T> {
+    /// The node's index in the plan.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl<T: Data> NodeRef<T> {
+    /// The node's stream on the worker being compiled; parents are compiled before their
+    /// children, so it is always there.
+    pub(crate) fn stream<'s>(&self, c: &mut Compiler<'s>) -> EStream<'s, T> {
+        match c.memo_get(self.index as u64) {
+            Some(stream) => stream,
+            None => panic!("plan node {} compiled before its parent; this is a bug in ember", self.index),
         }
-    }
-
-    pub(crate) fn set_checkpoint(&self, interval: Duration) {
-        self.checkpoint_ms.store(interval.as_millis(), Ordering::Release);
     }
 }
 
@@ -85,12 +77,11 @@ pub(crate) fn default_checkpoint_interval(slide: Duration) -> Duration {
 impl<T> Clone for DStream<T> {
     fn clone(&self) -> Self {
         DStream {
-            ctx: Arc::clone(&self.ctx),
-            id: self.id,
-            label: Arc::clone(&self.label),
+            plan: Arc::clone(&self.plan),
+            index: self.index,
             slide: self.slide,
             meta: Arc::clone(&self.meta),
-            build: Arc::clone(&self.build),
+            _elements: PhantomData,
         }
     }
 }
@@ -98,42 +89,42 @@ impl<T> Clone for DStream<T> {
 impl<T> std::fmt::Debug for DStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DStream")
-            .field("operator", &self.label)
+            .field("operator", &self.plan.label(self.index))
             .field("slide", &self.slide)
             .finish()
     }
 }
 
 impl<T: Data> DStream<T> {
-    /// A new plan node of context `ctx`.
-    pub(crate) fn node(ctx: &Arc<ContextInner>, name: &str, slide: Duration, build: impl FnOnce(Arc<str>) -> BuildFn<T>) -> Self {
-        Self::node_with_meta(ctx, name, slide, Arc::default(), build)
-    }
-
-    /// A new plan node with the given metadata (which its build function may share).
-    pub(crate) fn node_with_meta(
-        ctx: &Arc<ContextInner>,
-        name: &str,
-        slide: Duration,
-        meta: Arc<NodeMeta>,
-        build: impl FnOnce(Arc<str>) -> BuildFn<T>,
-    ) -> Self {
-        let id = ctx.next_operator_id();
-        let label: Arc<str> = Arc::from(format!("{name}#{id}"));
+    /// Records a node in `plan`; `build` makes its stream on each worker from the label
+    /// (`kind#id`), reading its parents' streams through [`NodeRef`]s.
+    pub(crate) fn node<B>(plan: &Arc<Plan>, spec: NodeSpec, build: B) -> Self
+    where
+        B: for<'s> Fn(&mut Compiler<'s>, &str) -> EStream<'s, T> + Send + Sync + 'static,
+    {
+        let (slide, meta) = (spec.slide, Arc::clone(&spec.meta));
+        let index = plan.add(
+            spec,
+            Arc::new(move |c: &mut Compiler<'_>, index: u64, label: &str| {
+                let stream = build(c, label);
+                c.memo_insert(index, stream);
+            }),
+        );
         DStream {
-            ctx: Arc::clone(ctx),
-            id,
-            label: Arc::clone(&label),
+            plan: Arc::clone(plan),
+            index,
             slide,
             meta,
-            build: build(label),
+            _elements: PhantomData,
         }
     }
 
-    /// This node's stream on the worker being compiled (built once per worker).
-    pub(crate) fn stream<'s>(&self, c: &mut Compiler<'s>) -> EStream<'s, T> {
-        let (build, slide) = (Arc::clone(&self.build), self.slide.as_millis());
-        c.memo(self.id, move |c| c.with_slide(slide, |c| build(c)))
+    /// A reference to this node for compile functions.
+    pub(crate) fn node_ref(&self) -> NodeRef<T> {
+        NodeRef {
+            index: self.index,
+            _elements: PhantomData,
+        }
     }
 
     /// A node computed from this stream by `f`, which gets the compiler, this stream, and the
@@ -142,12 +133,26 @@ impl<T: Data> DStream<T> {
     where
         F: for<'s> Fn(&mut Compiler<'s>, EStream<'s, T>, &str) -> EStream<'s, U> + Send + Sync + 'static,
     {
-        let parent = self.clone();
-        DStream::node(&self.ctx, name, self.slide, move |label| {
-            build_fn(move |c| {
-                let input = parent.stream(c);
-                f(c, input, &label)
-            })
+        self.derive_as(name, Partitioning::Narrow, f)
+    }
+
+    /// [`DStream::derive`] for a node that partitions its batches as `partitioning` says.
+    pub(crate) fn derive_as<U: Data, F>(&self, name: &str, partitioning: Partitioning, f: F) -> DStream<U>
+    where
+        F: for<'s> Fn(&mut Compiler<'s>, EStream<'s, T>, &str) -> EStream<'s, U> + Send + Sync + 'static,
+    {
+        self.derive_node(NodeSpec::new(name, self.slide, vec![self.index]).partitioning(partitioning), f)
+    }
+
+    /// [`DStream::derive`] for a node described by `spec`, whose first parent is this stream.
+    pub(crate) fn derive_node<U: Data, F>(&self, spec: NodeSpec, f: F) -> DStream<U>
+    where
+        F: for<'s> Fn(&mut Compiler<'s>, EStream<'s, T>, &str) -> EStream<'s, U> + Send + Sync + 'static,
+    {
+        let parent = self.node_ref();
+        DStream::node(&self.plan, spec, move |c, label| {
+            let input = parent.stream(c);
+            f(c, input, label)
         })
     }
 
@@ -155,19 +160,44 @@ impl<T: Data> DStream<T> {
     /// different slide (Spark rejects such plans).
     pub(crate) fn require_same_slide<U>(&self, operation: &'static str, other: &DStream<U>) {
         if self.slide != other.slide {
-            self.ctx.invalid_plan(
+            self.plan.invalid(
                 operation,
                 format!(
                     "{} and {} have different slide durations ({} and {}); streams combined by {operation} must have the same slide",
-                    self.label, other.label, self.slide, other.slide
+                    self.operator_name(),
+                    other.plan.label(other.index),
+                    self.slide,
+                    other.slide
                 ),
             );
         }
     }
 
-    /// The operator label of this stream (`name#id`), as used in error messages.
-    pub fn operator_name(&self) -> &str {
-        &self.label
+    /// The operator label of this stream (`kind#id`, for example `map#3`), as used in error
+    /// messages.
+    pub fn operator_name(&self) -> String {
+        self.plan.label(self.index)
+    }
+
+    /// The stable id of the operation that made this stream (see [`OperatorId`]): its position
+    /// in the program's sequence of operations, or the name given with [`DStream::name`].
+    /// Checkpoints match state to operators by this id.
+    pub fn operator_id(&self) -> OperatorId {
+        self.plan.id(self.index)
+    }
+
+    /// Gives the operation that made this stream a stable id of your choice (as Flink's `uid`):
+    /// it keeps that id when operations are added before it, so a checkpoint still finds its
+    /// state. Returns the same stream.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when the name is empty, has
+    /// spaces or `#`, starts with a digit, or names another operation;
+    /// [`Error::IllegalState`](crate::Error::IllegalState) after start.
+    pub fn name(&self, name: &str) -> crate::Result<DStream<T>> {
+        self.plan.set_name(self.index, name)?;
+        Ok(self.clone())
     }
 
     /// The interval at which this stream produces batches.
@@ -187,7 +217,7 @@ impl<T: Data> DStream<T> {
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when `interval` is not a
     /// positive multiple of the stream's slide (Spark checks this at start).
     pub fn checkpoint(&self, interval: Duration) -> crate::Result<DStream<T>> {
-        check_checkpoint_interval(interval, self.slide, &self.label)?;
+        check_checkpoint_interval(interval, self.slide, &self.operator_name())?;
         self.meta.set_checkpoint(interval);
         Ok(self.clone())
     }
@@ -216,25 +246,7 @@ pub(crate) fn check_checkpoint_interval(interval: Duration, slide: Duration, str
     Ok(())
 }
 
-/// Moves every partition of `stream` to worker 0 (a no-op on one worker).
-pub(crate) fn gather<'s, T: Data>(c: &Compiler<'s>, stream: EStream<'s, T>) -> EStream<'s, T> {
-    if c.env.peers > 1 { stream.exchange_parts(|_| 0) } else { stream }
-}
-
-/// Spreads partitions over the workers by their first id component (a no-op on one worker).
-pub(crate) fn spread<'s, T: Data>(c: &Compiler<'s>, stream: EStream<'s, T>) -> EStream<'s, T> {
-    if c.env.peers > 1 {
-        stream.exchange_parts(|p| u64::from(p.id.head()))
-    } else {
-        stream
-    }
-}
-
-/// The partitions owned by this worker among `n` shuffle partitions.
-pub(crate) fn owned_partitions(c: &Compiler<'_>, n: usize) -> impl Iterator<Item = u32> + 'static {
-    let (index, peers) = (c.env.index, c.env.peers);
-    (0..n as u32).filter(move |p| *p as usize % peers == index)
-}
+pub(crate) use shuffle::{gather, owned_partitions, spread};
 
 /// Sorted partitions of one gathered batch.
 pub(crate) fn sorted_partitions<T>(mut parts: Vec<ember_engine::Part<T>>) -> Vec<Vec<T>> {

@@ -13,8 +13,9 @@ use std::collections::VecDeque;
 use ember_engine::ops::PerBatch;
 use ember_engine::{Compiler, Data, EStream, Msg, Part};
 
-use crate::dstream::{DStream, build_fn};
+use crate::dstream::DStream;
 use crate::error::{Error, Result};
+use crate::plan::NodeSpec;
 use crate::time::Duration;
 
 /// Checks a window's durations against its parent's slide, as Spark does when the windowed
@@ -94,12 +95,11 @@ impl<T: Data> DStream<T> {
     /// ```
     pub fn window(&self, window: Duration, slide: Duration) -> Result<DStream<T>> {
         check_window("window", self.slide, window, slide)?;
-        let (parent, parent_slide) = (self.clone(), self.slide);
-        Ok(DStream::node(&self.ctx, "window", slide, move |label| {
-            build_fn(move |c| {
-                let input = parent.stream(c);
+        let parent_slide = self.slide;
+        Ok(
+            self.derive_node(NodeSpec::new("window", slide, vec![self.index]), move |c, input, label| {
                 let (p, w) = (parent_slide.as_millis(), window.as_millis());
-                sliding(c, input, &label, parent_slide, window, move |time, buffer, out| {
+                sliding(c, input, label, parent_slide, window, move |time, buffer, out| {
                     for (t, parts) in buffer.iter() {
                         // The batch's position in the window (1 = oldest) orders its partitions.
                         let position = ((t + w - time) / p) as u32;
@@ -111,8 +111,8 @@ impl<T: Data> DStream<T> {
                         }));
                     }
                 })
-            })
-        }))
+            }),
+        )
     }
 
     /// A stream of one element per window: `f` folded over every element of the window

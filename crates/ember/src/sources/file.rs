@@ -17,7 +17,6 @@ use ember_engine::{Data, Msg, Part};
 use serde::{Deserialize, Serialize};
 
 use crate::context::{ContextInner, StreamingContext, lock};
-use crate::dstream::build_fn as source_build_fn;
 use crate::dstream::{DStream, spread};
 use crate::error::{Error, Result};
 use crate::sources::partition_msgs;
@@ -330,8 +329,8 @@ impl StreamingContext {
         // As Spark, the files present when the stream is created are the existing ones.
         let existing = list(&dir, &*filter).unwrap_or_default();
         let tracker = Mutex::new(Some(FileTracker::starting_with(existing, new_files_only)));
-        self.source("file_stream", move |label| {
-            source_build_fn(move |c| {
+        self.source("file_stream", move |c, label| {
+            {
                 // Worker 0 lists the directory and chooses the files.
                 let mut lister = (c.env.index == 0).then(|| Lister {
                     name: name.clone(),
@@ -341,18 +340,18 @@ impl StreamingContext {
                     ctx: ctx.clone(),
                     failing: None,
                 });
-                let files = batch_source(c, &label, false, move |batch| -> Vec<Msg<ChosenFile>> {
+                let files = batch_source(c, label, false, move |batch| -> Vec<Msg<ChosenFile>> {
                     let Some(lister) = lister.as_mut() else { return Vec::new() };
                     partition_msgs(lister.batch(batch).into_iter().map(|file| vec![file]).collect())
                 });
-                spread(c, files).try_per_part(&label, move |part: Part<ChosenFile>| {
+                spread(c, files).try_per_part(label, move |part: Part<ChosenFile>| {
                     let mut data = Vec::new();
                     for file in &part.data {
                         data.extend(read_lines(file, make)?);
                     }
                     Ok(Part { id: part.id, data })
                 })
-            })
+            }
         })
     }
 }

@@ -7,7 +7,6 @@ use ember_engine::ops::batch_source;
 use ember_engine::{Data, Msg};
 
 use crate::context::StreamingContext;
-use crate::dstream::build_fn as source_build_fn;
 use crate::dstream::{DStream, spread};
 use crate::sources::partition_msgs;
 
@@ -86,20 +85,18 @@ impl StreamingContext {
     pub fn queue_stream<T: Data>(&self, queue: &BatchQueue<T>, one_at_a_time: bool, default: Option<Vec<T>>) -> DStream<T> {
         let queue = queue.clone();
         let default = Arc::new(default);
-        self.source("queue_stream", move |label| {
-            source_build_fn(move |c| {
-                let (queue, default, is_root) = (queue.clone(), Arc::clone(&default), c.env.index == 0);
-                let stream = batch_source(c, &label, false, move |_batch| -> Vec<Msg<T>> {
-                    if !is_root {
-                        return Vec::new();
-                    }
-                    match queue.pop(one_at_a_time) {
-                        Some(partitions) => partition_msgs(partitions),
-                        None => partition_msgs(vec![default.as_ref().clone().unwrap_or_default()]),
-                    }
-                });
-                spread(c, stream)
-            })
+        self.source("queue_stream", move |c, label| {
+            let (queue, default, is_root) = (queue.clone(), Arc::clone(&default), c.env.index == 0);
+            let stream = batch_source(c, label, false, move |_batch| -> Vec<Msg<T>> {
+                if !is_root {
+                    return Vec::new();
+                }
+                match queue.pop(one_at_a_time) {
+                    Some(partitions) => partition_msgs(partitions),
+                    None => partition_msgs(vec![default.as_ref().clone().unwrap_or_default()]),
+                }
+            });
+            spread(c, stream)
         })
     }
 }

@@ -20,7 +20,6 @@ use ember_engine::ops::{SourceBatch, batch_source};
 use ember_engine::{Data, Msg, RunShared};
 
 use crate::context::{ContextInner, ReceiverHost, ReceiverSettings, StreamingContext, lock};
-use crate::dstream::build_fn as source_build_fn;
 use crate::dstream::{DStream, spread};
 use crate::error::{Error, Result};
 use crate::sources::partition_msgs;
@@ -507,29 +506,27 @@ impl StreamingContext {
         let backpressure = inner.receiver_settings().backpressure;
         let interval_ms = self.batch_interval().as_millis();
         let ctx = Arc::downgrade(inner);
-        self.source(label, move |label| {
-            source_build_fn(move |c| {
-                let core = (c.env.index == owner).then(|| Arc::clone(&core));
-                let ctx = ctx.clone();
-                let mut controller = backpressure.then(|| RateController {
-                    estimator: PidRateEstimator::new(interval_ms),
-                    pending: VecDeque::new(),
-                    last_done: None,
-                });
-                let stream = batch_source(c, &label, true, move |batch: SourceBatch| -> Vec<Msg<T>> {
-                    let Some(core) = core.as_ref() else { return Vec::new() };
-                    let blocks = core.drain();
-                    if let Some(controller) = controller.as_mut()
-                        && let Some(shared) = ctx.upgrade().and_then(|c| c.run_shared())
-                    {
-                        controller.observe(&shared, &core.limiter);
-                        let records = blocks.iter().map(Vec::len).sum::<usize>() as u64;
-                        controller.pending.push_back((batch.time, records, Instant::now()));
-                    }
-                    partition_msgs(blocks)
-                });
-                spread(c, stream)
-            })
+        self.source(label, move |c, label| {
+            let core = (c.env.index == owner).then(|| Arc::clone(&core));
+            let ctx = ctx.clone();
+            let mut controller = backpressure.then(|| RateController {
+                estimator: PidRateEstimator::new(interval_ms),
+                pending: VecDeque::new(),
+                last_done: None,
+            });
+            let stream = batch_source(c, label, true, move |batch: SourceBatch| -> Vec<Msg<T>> {
+                let Some(core) = core.as_ref() else { return Vec::new() };
+                let blocks = core.drain();
+                if let Some(controller) = controller.as_mut()
+                    && let Some(shared) = ctx.upgrade().and_then(|c| c.run_shared())
+                {
+                    controller.observe(&shared, &core.limiter);
+                    let records = blocks.iter().map(Vec::len).sum::<usize>() as u64;
+                    controller.pending.push_back((batch.time, records, Instant::now()));
+                }
+                partition_msgs(blocks)
+            });
+            spread(c, stream)
         })
     }
 }

@@ -6,7 +6,6 @@ use ember_engine::ops::batch_source;
 use ember_engine::{Data, Msg};
 
 use crate::context::StreamingContext;
-use crate::dstream::build_fn as source_build_fn;
 use crate::dstream::{DStream, spread};
 use crate::sources::{parallelize, partition_msgs};
 
@@ -17,23 +16,21 @@ impl StreamingContext {
     /// empty. Useful for tests, backfills and benchmarks (with the no-wait clock).
     pub fn replay_stream<T: Data>(&self, batches: Vec<Option<Vec<T>>>, num_partitions: usize) -> DStream<T> {
         let batches = Arc::new(batches);
-        self.source("replay_stream", move |label| {
-            source_build_fn(move |c| {
-                let (batches, is_root) = (Arc::clone(&batches), c.env.index == 0);
-                let (first, interval) = (c.env.first_batch(), c.env.interval_ms);
-                let stream = batch_source(c, &label, false, move |batch| -> Vec<Msg<T>> {
-                    if !is_root {
-                        return Vec::new();
-                    }
-                    let index = ((batch.time - first) / interval) as usize;
-                    match batches.get(index) {
-                        Some(Some(items)) => partition_msgs(parallelize(items.clone(), num_partitions)),
-                        Some(None) => vec![Msg::NoRdd],
-                        None => partition_msgs(parallelize(Vec::new(), num_partitions)),
-                    }
-                });
-                spread(c, stream)
-            })
+        self.source("replay_stream", move |c, label| {
+            let (batches, is_root) = (Arc::clone(&batches), c.env.index == 0);
+            let (first, interval) = (c.env.first_batch(), c.env.interval_ms);
+            let stream = batch_source(c, label, false, move |batch| -> Vec<Msg<T>> {
+                if !is_root {
+                    return Vec::new();
+                }
+                let index = ((batch.time - first) / interval) as usize;
+                match batches.get(index) {
+                    Some(Some(items)) => partition_msgs(parallelize(items.clone(), num_partitions)),
+                    Some(None) => vec![Msg::NoRdd],
+                    None => partition_msgs(parallelize(Vec::new(), num_partitions)),
+                }
+            });
+            spread(c, stream)
         })
     }
 }

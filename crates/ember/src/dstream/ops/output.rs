@@ -4,12 +4,13 @@ use std::fmt::Display;
 use std::io::Write;
 use std::sync::Arc;
 
-use ember_engine::Data;
+use ember_engine::{Compiler, Data};
 
 use crate::batch::Batch;
 use crate::display::SparkDisplay;
 use crate::dstream::{DStream, sorted_partitions};
 use crate::error::Result;
+use crate::plan::{NodeSpec, Partitioning};
 use crate::time::Time;
 
 const RULE: &str = "-------------------------------------------";
@@ -113,20 +114,21 @@ impl<T: Data> DStream<T> {
     where
         F: Fn(Batch<T>) -> std::result::Result<(), String> + Send + Sync + 'static,
     {
+        self.plan.check_open("add an output operation")?;
         let action = Arc::new(action);
-        let input = self.clone();
-        let id = self.ctx.next_operator_id();
-        let label = format!("{name}#{id}");
-        let slide = self.slide.as_millis();
-        self.ctx.add_output(Arc::new(move |c| {
-            let stream = input.stream(c);
-            let action = Arc::clone(&action);
-            c.with_slide(slide, |c| {
-                ember_engine::ops::output(c, stream, &label, move |time, parts| {
+        let input = self.node_ref();
+        let spec = NodeSpec::new(name, self.slide, vec![self.index]).partitioning(Partitioning::Output);
+        self.plan.add(
+            spec,
+            Arc::new(move |c: &mut Compiler<'_>, _index: u64, label: &str| {
+                let stream = input.stream(c);
+                let action = Arc::clone(&action);
+                ember_engine::ops::output(c, stream, label, move |time, parts| {
                     action(Batch::from_partitions(Time::from_millis(time), sorted_partitions(parts)))
                 })
-            });
-        }))
+            }),
+        );
+        Ok(())
     }
 }
 

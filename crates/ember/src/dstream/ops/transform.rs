@@ -12,6 +12,7 @@ use ember_engine::{Data, JobFailure, Msg, Part};
 use crate::batch::Batch;
 use crate::dstream::ops::aggregate::NO_RDD_FROM_PARENT;
 use crate::dstream::{DStream, batch_parts, gather, sorted_partitions};
+use crate::plan::{NodeSpec, Partitioning};
 use crate::time::Time;
 
 /// Runs a batch function's outcome into messages: partitions on success, a failure otherwise.
@@ -61,7 +62,7 @@ impl<T: Data> DStream<T> {
         F: Fn(Batch<T>) -> Result<Batch<U>, E> + Send + Sync + 'static,
     {
         let f = Arc::new(f);
-        self.derive("transform", move |c, s, label| {
+        self.derive_as("transform", Partitioning::Gathered, move |c, s, label| {
             let (f, operator, is_root) = (Arc::clone(&f), label.to_owned(), c.env.index == 0);
             gather(c, s).per_batch(
                 &c.grid(),
@@ -89,8 +90,9 @@ impl<T: Data> DStream<T> {
     {
         self.require_same_slide("transform_with", other);
         let f = Arc::new(f);
-        let other = other.clone();
-        self.derive("transform_with", move |c, s, label| {
+        let other = other.node_ref();
+        let spec = NodeSpec::new("transform_with", self.slide, vec![self.index, other.index()]).partitioning(Partitioning::Gathered);
+        self.derive_node(spec, move |c, s, label| {
             let (f, operator, is_root) = (Arc::clone(&f), label.to_owned(), c.env.index == 0);
             let right = other.stream(c);
             let right = gather(c, right);
@@ -130,7 +132,7 @@ where
     let f = Arc::new(f);
     // The union tags each partition with its stream's index, and turns a missing RDD into
     // Spark's error; here the partitions are split back per stream.
-    Ok(tagged.derive("transform", move |c, s, label| {
+    Ok(tagged.derive_as("transform", Partitioning::Gathered, move |c, s, label| {
         let (f, operator, is_root) = (Arc::clone(&f), label.to_owned(), c.env.index == 0);
         gather(c, s).per_batch(
             &c.grid(),

@@ -3,8 +3,9 @@
 use ember_engine::Data;
 use ember_engine::ops::PerPart;
 
-use crate::dstream::DStream;
+use crate::dstream::{DStream, NodeRef};
 use crate::error::{Error, Result};
+use crate::plan::{NodeSpec, Partitioning};
 
 /// Spark's message when a union finds no RDD for a batch on one of its inputs.
 pub(crate) const NO_RDD_FOR_UNION: &str = "Could not generate RDD from a parent for unifying";
@@ -28,7 +29,7 @@ pub(crate) fn union_all<T: Data>(streams: &[DStream<T>]) -> Result<DStream<T>> {
         message: "there must be at least one stream".into(),
     })?;
     for s in streams {
-        if !std::sync::Arc::ptr_eq(&s.ctx, &first.ctx) {
+        if !std::sync::Arc::ptr_eq(&s.plan, &first.plan) {
             return Err(Error::InvalidArgument {
                 operation: "union",
                 message: "all streams must belong to the same StreamingContext".into(),
@@ -44,16 +45,15 @@ pub(crate) fn union_all<T: Data>(streams: &[DStream<T>]) -> Result<DStream<T>> {
             });
         }
     }
-    let inputs: Vec<DStream<T>> = streams.to_vec();
-    Ok(DStream::node(&first.ctx, "union", first.slide, move |label| {
-        crate::dstream::build_fn(move |c| {
-            let tagged: Vec<_> = inputs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| s.stream(c).tag_parts(&label, i as u32, NO_RDD_FOR_UNION))
-                .collect();
-            <ember_engine::EStream<'_, T> as PerPart<'_, T>>::concat_all(tagged).unwrap_or_else(|| unreachable_empty())
-        })
+    let inputs: Vec<NodeRef<T>> = streams.iter().map(DStream::node_ref).collect();
+    let spec = NodeSpec::new("union", first.slide, inputs.iter().map(NodeRef::index).collect()).partitioning(Partitioning::Union);
+    Ok(DStream::node(&first.plan, spec, move |c, label| {
+        let tagged: Vec<_> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.stream(c).tag_parts(label, i as u32, NO_RDD_FOR_UNION))
+            .collect();
+        <ember_engine::EStream<'_, T> as PerPart<'_, T>>::concat_all(tagged).unwrap_or_else(|| unreachable_empty())
     }))
 }
 

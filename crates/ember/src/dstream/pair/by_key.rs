@@ -11,8 +11,9 @@ use std::sync::Arc;
 use ember_engine::ops::{PerBatch, PerPart};
 use ember_engine::{Data, Key, Msg, Part};
 
-use crate::dstream::ops::partitions::{assemble_owned, partition_of, target_parts};
-use crate::dstream::{DStream, owned_partitions, spread};
+use crate::dstream::shuffle::{Shuffle, assemble_owned};
+use crate::dstream::{DStream, spread};
+use crate::plan::Partitioning;
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
@@ -25,15 +26,6 @@ fn fold_into<K: Key, V, C>(map: &mut FastMap<K, C>, k: K, v: V, create: &impl Fn
             e.insert(create(v));
         }
     }
-}
-
-/// Splits a combined map into one partition per shuffle target.
-fn split_by_partition<K: Key, C>(map: FastMap<K, C>, n: usize) -> Vec<Part<(K, C)>> {
-    let mut targets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
-    for (k, c) in map {
-        targets[partition_of(&k, n) as usize].push((k, c));
-    }
-    target_parts(targets).collect()
 }
 
 impl<K: Key, V: Data> DStream<(K, V)> {
@@ -178,8 +170,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         F3: Fn(C, C) -> C + Send + Sync + 'static,
     {
         let fns = Arc::new((create, merge_value, merge_combiners));
-        self.derive(name, move |c, s, label| {
-            let n = partitions.unwrap_or(c.env.peers).max(1);
+        self.derive_as(name, Partitioning::ByKey(partitions), move |c, s, label| {
+            let shuffle = Shuffle::new(c, partitions);
             let (local_fns, final_fns) = (Arc::clone(&fns), Arc::clone(&fns));
             // `Option` lets a combiner be taken out and merged by value in place.
             let local = s.per_batch(
@@ -197,11 +189,11 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     if info.no_rdd[0] {
                         out.push(Msg::NoRdd);
                     }
-                    let map: FastMap<K, C> = acc.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))).collect();
-                    out.extend(split_by_partition(map, n).into_iter().map(Msg::Part));
+                    let combined = acc.into_iter().filter_map(|(k, c)| c.map(|c| (k, c)));
+                    out.extend(shuffle.split(combined).into_iter().map(Msg::Part));
                 },
             );
-            let owned: Vec<u32> = owned_partitions(c, n).collect();
+            let owned: Vec<u32> = shuffle.owned(c).into_iter().map(|(p, _)| p).collect();
             spread(c, local).per_batch(
                 &c.grid(),
                 label,

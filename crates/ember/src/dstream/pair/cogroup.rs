@@ -3,13 +3,13 @@
 //! shuffle partition.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use ember_engine::ops::PerBatch;
 use ember_engine::{Data, Key, Msg, Part, PartId};
 
 use crate::dstream::ops::transform::no_rdd_failure;
 use crate::dstream::{DStream, owned_partitions};
+use crate::plan::{NodeSpec, Partitioning};
 
 type Groups<K, V, W> = HashMap<u32, HashMap<K, (Vec<V>, Vec<W>), ahash::RandomState>>;
 
@@ -95,9 +95,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ) -> DStream<(K, (Vec<V>, Vec<W>))> {
         self.require_same_slide(name, other);
         let left = self.group_by_key_impl_for_join(partitions);
-        let right = other.group_by_key_impl_for_join(partitions);
-        let right = Arc::new(right);
-        left.derive(name, move |c, s, label| {
+        let right = other.group_by_key_impl_for_join(partitions).node_ref();
+        let spec = NodeSpec::new(name, self.slide, vec![left.index, right.index()]).partitioning(Partitioning::ByKey(partitions));
+        left.derive_node(spec, move |c, s, label| {
             let n = partitions.unwrap_or(c.env.peers).max(1);
             let owned: Vec<u32> = owned_partitions(c, n).collect();
             let operator = label.to_owned();

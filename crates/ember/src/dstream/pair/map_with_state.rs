@@ -7,19 +7,19 @@
 //! the state's checkpoint interval (Spark's rule; 10 batch intervals unless set with
 //! [`MapWithStateDStream::checkpoint`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use ember_engine::ops::{PerBatch, PerPart, catch_user};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 use serde::{Deserialize, Serialize};
 
-use crate::dstream::ops::partitions::partition_of;
-use crate::dstream::{DStream, NodeMeta, build_fn, check_checkpoint_interval, owned_partitions, spread};
+use crate::dstream::shuffle::Shuffle;
+use crate::dstream::{DStream, NodeMeta, check_checkpoint_interval, spread};
 use crate::error::{Error, Result};
+use crate::plan::{NodeSpec, Partitioning, composite};
 use crate::time::{Duration, Time};
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -198,6 +198,30 @@ enum Item<K, S, U> {
     Snapshot(K, S),
 }
 
+impl<K, S, U> Item<K, S, U> {
+    fn into_mapped(self) -> Option<U> {
+        match self {
+            Item::Mapped(u) => Some(u),
+            Item::Snapshot(..) => None,
+        }
+    }
+
+    fn into_snapshot(self) -> Option<(K, S)> {
+        match self {
+            Item::Snapshot(k, s) => Some((k, s)),
+            Item::Mapped(_) => None,
+        }
+    }
+}
+
+/// One of the state operator's two outputs, taken out of a partition of items.
+fn select<K, S, U, X>(part: Part<Item<K, S, U>>, pick: fn(Item<K, S, U>) -> Option<X>) -> Part<X> {
+    Part {
+        id: part.id,
+        data: part.data.into_iter().filter_map(pick).collect(),
+    }
+}
+
 /// The stream `map_with_state` returns: the mapped elements (it dereferences to that
 /// `DStream<U>`), plus [`MapWithStateDStream::state_snapshots`].
 pub struct MapWithStateDStream<K, V, S, U> {
@@ -205,7 +229,6 @@ pub struct MapWithStateDStream<K, V, S, U> {
     snapshots: DStream<(K, S)>,
     state_meta: Arc<NodeMeta>,
     state_slide: Duration,
-    want_snapshots: Arc<AtomicBool>,
     _values: PhantomData<fn(V)>,
 }
 
@@ -216,7 +239,6 @@ impl<K, V, S, U> Clone for MapWithStateDStream<K, V, S, U> {
             snapshots: self.snapshots.clone(),
             state_meta: Arc::clone(&self.state_meta),
             state_slide: self.state_slide,
-            want_snapshots: Arc::clone(&self.want_snapshots),
             _values: PhantomData,
         }
     }
@@ -231,9 +253,9 @@ impl<K, V, S, U> Deref for MapWithStateDStream<K, V, S, U> {
 }
 
 impl<K: Key, V: Data, S: Data, U: Data> MapWithStateDStream<K, V, S, U> {
-    /// Every key's state after each batch, touched or not (Spark's `stateSnapshots()`).
+    /// Every key's state after each batch, touched or not (Spark's `stateSnapshots()`): the
+    /// state operator's second output, computed only when some output uses it.
     pub fn state_snapshots(&self) -> DStream<(K, S)> {
-        self.want_snapshots.store(true, Ordering::Release);
         self.snapshots.clone()
     }
 
@@ -245,7 +267,7 @@ impl<K: Key, V: Data, S: Data, U: Data> MapWithStateDStream<K, V, S, U> {
     ///
     /// [`Error::InvalidArgument`] when `interval` is not a positive multiple of the slide.
     pub fn checkpoint(&self, interval: Duration) -> Result<Self> {
-        check_checkpoint_interval(interval, self.state_slide, self.mapped.operator_name())?;
+        check_checkpoint_interval(interval, self.state_slide, &self.mapped.operator_name())?;
         self.state_meta.set_checkpoint(interval);
         Ok(self.clone())
     }
@@ -259,6 +281,12 @@ impl<K: Key, V: Data, S: Data, U: Data> MapWithStateDStream<K, V, S, U> {
     pub fn into_dstream(self) -> DStream<U> {
         self.mapped
     }
+}
+
+/// The mapped elements of `map_with_state`, and the index of the state operator they come from.
+struct MappedOutput<U> {
+    stream: DStream<U>,
+    state_index: usize,
 }
 
 fn state_checkpoint(meta: &NodeMeta, slide: Duration) -> Duration {
@@ -288,46 +316,77 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// assert_eq!(out, vec![vec![('a', 1)], vec![('a', 2), ('b', 1)]]);
     /// ```
     pub fn map_with_state<S: Data, U: Data>(&self, spec: StateSpec<K, V, S, U>) -> MapWithStateDStream<K, V, S, U> {
-        let parent = self.clone();
         let state_meta = NodeMeta::stateful();
-        let want_snapshots = Arc::new(AtomicBool::new(false));
-        let (meta, want, slide) = (Arc::clone(&state_meta), Arc::clone(&want_snapshots), self.slide);
-        let internal: DStream<Item<K, S, U>> =
-            DStream::node_with_meta(&self.ctx, "map_with_state", self.slide, Arc::clone(&state_meta), move |label| {
-                build_fn(move |c| {
-                    let n = spec.partitions.unwrap_or(c.env.peers).max(1);
-                    let owned: Vec<u32> = owned_partitions(c, n).collect();
+        // The snapshot stream's metadata tells, once the plan is frozen, whether any output
+        // uses the snapshots.
+        let snapshots_meta: Arc<NodeMeta> = Arc::default();
+        let (meta, snapshots_used, slide) = (Arc::clone(&state_meta), Arc::clone(&snapshots_meta), self.slide);
+        let node_spec = NodeSpec::new("map_with_state", self.slide, vec![self.index])
+            .partitioning(Partitioning::ByKey(spec.partitions))
+            .meta(Arc::clone(&state_meta));
+        let this = self.clone();
+        let (mapped, snapshots) = composite(
+            &self.plan,
+            move || this.map_with_state_nodes(spec, node_spec, meta, snapshots_meta, snapshots_used, slide),
+            |(mapped, _)| Some(mapped.state_index),
+        );
+        MapWithStateDStream {
+            mapped: mapped.stream,
+            snapshots,
+            state_meta,
+            state_slide: self.slide,
+            _values: PhantomData,
+        }
+    }
+
+    /// The state operator (returned as the operation's node) and its two outputs.
+    fn map_with_state_nodes<S: Data, U: Data>(
+        &self,
+        spec: StateSpec<K, V, S, U>,
+        node_spec: NodeSpec,
+        meta: Arc<NodeMeta>,
+        snapshots_meta: Arc<NodeMeta>,
+        snapshots_used: Arc<NodeMeta>,
+        slide: Duration,
+    ) -> (MappedOutput<U>, DStream<(K, S)>) {
+        let internal: DStream<Item<K, S, U>> = self.derive_node(node_spec, move |c, input, label| {
+            {
+                {
+                    let shuffle = Shuffle::new(c, spec.partitions);
+                    let owned = shuffle.owned(c);
                     // Records go, in order, to their key's partition; the id keeps the input order.
-                    let split = parent
-                        .stream(c)
-                        .per_parts(&label, move |p: Part<(K, V)>, out: &mut Vec<Part<(K, V)>>| {
-                            let mut targets: Vec<Vec<(K, V)>> = (0..n).map(|_| Vec::new()).collect();
-                            for (k, v) in p.data {
-                                targets[partition_of(&k, n) as usize].push((k, v));
-                            }
-                            out.extend(targets.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(t, data)| {
-                                let mut id = p.id.clone();
-                                id.0.insert(0, t as u32);
-                                Part { id, data }
-                            }));
-                        });
-                    let mut states: HashMap<u32, FastMap<K, (S, u64)>> = HashMap::new();
+                    let split = input.per_parts(label, move |p: Part<(K, V)>, out: &mut Vec<Part<(K, V)>>| {
+                        let mut targets: Vec<Vec<(K, V)>> = (0..shuffle.partitions()).map(|_| Vec::new()).collect();
+                        for (k, v) in p.data {
+                            targets[shuffle.partition_of(&k) as usize].push((k, v));
+                        }
+                        out.extend(targets.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(t, data)| {
+                            let mut id = p.id.clone();
+                            id.0.insert(0, t as u32);
+                            Part { id, data }
+                        }));
+                    });
+                    // Per key group this worker owns: each key's state and last update time.
+                    let mut states: BTreeMap<u32, FastMap<K, (S, u64)>> = BTreeMap::new();
                     let mut initial = spec.initial.clone();
                     let (func, timeout) = (Arc::clone(&spec.func), spec.timeout.map(Duration::as_millis));
                     let (full_scan_every, zero) = (state_checkpoint(&meta, slide).as_millis().max(1), c.env.zero_ms);
-                    let snapshots = want.load(Ordering::Acquire);
+                    let snapshots = snapshots_used.consumed();
                     let operator = label.to_string();
+                    // The partition of each key group this worker owns.
+                    let group_partition: HashMap<u32, u32> =
+                        owned.iter().flat_map(|(p, groups)| groups.iter().map(move |g| (*g, *p))).collect();
                     spread(c, split).per_batch(
                         &c.grid(),
-                        &label,
+                        label,
                         |acc: &mut Vec<Part<(K, V)>>, p| acc.push(p),
                         move |info, mut parts, out| {
                             let now = info.time;
                             if let Some(initial) = initial.take() {
                                 for (k, s) in initial.iter() {
-                                    let p = partition_of(k, n);
-                                    if owned.contains(&p) {
-                                        states.entry(p).or_default().insert(k.clone(), (s.clone(), now));
+                                    let group = shuffle.group_of(k);
+                                    if group_partition.contains_key(&group) {
+                                        states.entry(group).or_default().insert(k.clone(), (s.clone(), now));
                                     }
                                 }
                             }
@@ -336,9 +395,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                             let mut failure = None;
                             let time = Time::from_millis(now);
                             for part in parts {
-                                let p = part.id.head();
-                                let (map, emitted) = (states.entry(p).or_default(), mapped.entry(p).or_default());
+                                let emitted = mapped.entry(part.id.head()).or_default();
                                 for (k, v) in part.data {
+                                    let map = states.entry(shuffle.group_of(&k)).or_default();
                                     let (value, last) = match map.remove(&k) {
                                         Some((s, t)) => (Some(s), t),
                                         None => (None, now),
@@ -361,9 +420,10 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                                 && (now - zero) % full_scan_every == 0
                             {
                                 let threshold = now.saturating_sub(idle);
-                                for (p, map) in &mut states {
+                                for (group, map) in &mut states {
                                     let expired: Vec<K> = map.iter().filter(|(_, (_, t))| *t < threshold).map(|(k, _)| k.clone()).collect();
-                                    let emitted = mapped.entry(*p).or_default();
+                                    let p = group_partition.get(group).copied().unwrap_or_default();
+                                    let emitted = mapped.entry(p).or_default();
                                     for k in expired {
                                         let Some((s, _)) = map.remove(&k) else { continue };
                                         let mut state = State::new(Some(s));
@@ -377,35 +437,36 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                                     }
                                 }
                             }
-                            for &p in &owned {
-                                let mut data = mapped.remove(&p).unwrap_or_default();
-                                if snapshots && let Some(map) = states.get(&p) {
-                                    data.extend(map.iter().map(|(k, (s, _))| Item::Snapshot(k.clone(), s.clone())));
+                            states.retain(|_, map| !map.is_empty());
+                            for (p, groups) in &owned {
+                                let mut data = mapped.remove(p).unwrap_or_default();
+                                if snapshots {
+                                    for map in groups.iter().filter_map(|g| states.get(g)) {
+                                        data.extend(map.iter().map(|(k, (s, _))| Item::Snapshot(k.clone(), s.clone())));
+                                    }
                                 }
-                                out.push(Msg::Part(Part { id: PartId::new(p), data }));
+                                out.push(Msg::Part(Part { id: PartId::new(*p), data }));
                             }
                             if let Some(failure) = failure {
                                 out.push(Msg::Failed(failure));
                             }
                         },
                     )
-                })
-            });
-        let mapped = internal.flat_map(|item| match item {
-            Item::Mapped(u) => Some(u),
-            Item::Snapshot(..) => None,
+                }
+            }
         });
-        let snapshots = internal.flat_map(|item| match item {
-            Item::Snapshot(k, s) => Some((k, s)),
-            Item::Mapped(_) => None,
-        });
-        MapWithStateDStream {
-            mapped,
+        // Two outputs of the state operator: the mapped elements (the stream the user gets)
+        // and the snapshots; both internal to this operation.
+        let mapped_spec = NodeSpec::new("mapped", slide, vec![internal.index]);
+        let mapped = internal.derive_node(mapped_spec, |_c, s, label| s.per_part(label, |p| select(p, Item::into_mapped)));
+        let snapshots_spec = NodeSpec::new("state_snapshots", slide, vec![internal.index]).meta(snapshots_meta);
+        let snapshots = internal.derive_node(snapshots_spec, |_c, s, label| s.per_part(label, |p| select(p, Item::into_snapshot)));
+        (
+            MappedOutput {
+                stream: mapped,
+                state_index: internal.index,
+            },
             snapshots,
-            state_meta,
-            state_slide: self.slide,
-            want_snapshots,
-            _values: PhantomData,
-        }
+        )
     }
 }

@@ -1,17 +1,18 @@
 //! `update_state_by_key`: a state per key, updated every batch from the key's new values.
 //!
 //! Each batch's values are grouped by key and shuffled to the worker that owns the key's
-//! partition; that worker keeps the key's state in a hash map per partition and calls the
+//! partition; that worker keeps the key's state in a hash map per key group and calls the
 //! update function for every key with new values or a state, every batch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ember_engine::ops::{PerBatch, catch_user};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 
-use crate::dstream::ops::partitions::partition_of;
-use crate::dstream::{DStream, NodeMeta, build_fn, owned_partitions};
+use crate::dstream::shuffle::Shuffle;
+use crate::dstream::{DStream, NodeMeta};
+use crate::plan::{NodeSpec, Partitioning, composite};
 use crate::time::Time;
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -20,17 +21,17 @@ type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 /// its previous state; `None` deletes the key.
 type UpdateFn<K, V, S> = Arc<dyn Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + Send + Sync>;
 
-/// Per owned shuffle partition, the states of its keys. A slot is `None` only while its key's
-/// update function runs.
-type StateMaps<K, S> = HashMap<u32, FastMap<K, Option<S>>>;
+/// Per key group this worker owns, the states of its keys. A slot is `None` only while its
+/// key's update function runs.
+type StateMaps<K, S> = BTreeMap<u32, FastMap<K, Option<S>>>;
 
-/// The initial states that land in this worker's partitions.
-fn owned_initial<K: Key, S: Data>(initial: &[(K, S)], n: usize, owned: &[u32]) -> StateMaps<K, S> {
-    let mut maps: StateMaps<K, S> = HashMap::new();
+/// The initial states whose key groups this worker owns.
+fn owned_initial<K: Key, S: Data>(c: &ember_engine::Compiler<'_>, initial: &[(K, S)], shuffle: &Shuffle) -> StateMaps<K, S> {
+    let mut maps: StateMaps<K, S> = BTreeMap::new();
     for (k, s) in initial {
-        let p = partition_of(k, n);
-        if owned.contains(&p) {
-            maps.entry(p).or_default().insert(k.clone(), Some(s.clone()));
+        let group = shuffle.group_of(k);
+        if shuffle.owns_group(c, group) {
+            maps.entry(group).or_default().insert(k.clone(), Some(s.clone()));
         }
     }
     maps
@@ -99,70 +100,84 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     fn update_state_impl<S: Data>(&self, f: UpdateFn<K, V, S>, partitions: Option<usize>, initial: Option<Vec<(K, S)>>) -> DStream<(K, S)> {
-        let grouped = self.group_by_key_impl(partitions);
-        let initial = Arc::new(initial);
-        DStream::node_with_meta(&self.ctx, "update_state_by_key", self.slide, NodeMeta::stateful(), move |label| {
-            build_fn(move |c| {
-                let input = grouped.stream(c);
-                let n = partitions.unwrap_or(c.env.peers).max(1);
-                let owned: Vec<u32> = owned_partitions(c, n).collect();
-                let mut initial: Option<StateMaps<K, S>> = initial.as_ref().as_ref().map(|i| owned_initial(i, n, &owned));
-                // `None` until the stream first produces a state (Spark's "no previous state RDD").
-                let mut state: Option<StateMaps<K, S>> = None;
-                let (f, operator) = (Arc::clone(&f), label.to_string());
-                input.per_batch(
-                    &c.grid(),
-                    &label,
-                    |acc: &mut Vec<Part<(K, Vec<V>)>>, p| acc.push(p),
-                    move |info, parts, out| {
-                        let maps = match &mut state {
-                            Some(maps) => maps,
-                            // No input RDD and no earlier state: no state RDD either.
-                            None if info.no_rdd[0] => return out.push(Msg::NoRdd),
-                            None => state.insert(initial.take().unwrap_or_default()),
-                        };
-                        let mut fresh: HashMap<u32, FastMap<K, Vec<V>>> = HashMap::new();
-                        for part in parts {
-                            let map = fresh.entry(part.id.head()).or_default();
-                            for (k, vs) in part.data {
-                                map.entry(k).or_default().extend(vs);
+        let this = self.clone();
+        composite(
+            &self.plan,
+            || {
+                let grouped = this.group_by_key_impl(partitions).node_ref();
+                let initial = Arc::new(initial);
+                let spec = NodeSpec::new("update_state_by_key", this.slide, vec![grouped.index()])
+                    .partitioning(Partitioning::ByKey(partitions))
+                    .meta(NodeMeta::stateful());
+                DStream::node(&this.plan, spec, move |c, label| {
+                    let input = grouped.stream(c);
+                    let shuffle = Shuffle::new(c, partitions);
+                    let owned = shuffle.owned(c);
+                    let mut initial: Option<StateMaps<K, S>> = initial.as_ref().as_ref().map(|i| owned_initial(c, i, &shuffle));
+                    // `None` until the stream first produces a state (Spark's "no previous state RDD").
+                    let mut state: Option<StateMaps<K, S>> = None;
+                    let (f, operator) = (Arc::clone(&f), label.to_owned());
+                    input.per_batch(
+                        &c.grid(),
+                        label,
+                        |acc: &mut Vec<Part<(K, Vec<V>)>>, p| acc.push(p),
+                        move |info, parts, out| {
+                            let maps = match &mut state {
+                                Some(maps) => maps,
+                                // No input RDD and no earlier state: no state RDD either.
+                                None if info.no_rdd[0] => return out.push(Msg::NoRdd),
+                                None => state.insert(initial.take().unwrap_or_default()),
+                            };
+                            let mut fresh: HashMap<u32, FastMap<K, Vec<V>>> = HashMap::new();
+                            for part in parts {
+                                for (k, vs) in part.data {
+                                    fresh.entry(shuffle.group_of(&k)).or_default().entry(k).or_default().extend(vs);
+                                }
                             }
-                        }
-                        let time = Time::from_millis(info.time);
-                        let mut failure = None;
-                        let mut call =
-                            |k: &K, values: Vec<V>, prev: Option<S>| match catch_user(&operator, info.time, || f(time, k, values, prev)) {
+                            let time = Time::from_millis(info.time);
+                            let mut failure = None;
+                            let mut call = |k: &K, values: Vec<V>, prev: Option<S>| match catch_user(&operator, info.time, || {
+                                f(time, k, values, prev)
+                            }) {
                                 Ok(next) => next,
                                 Err(e) => {
                                     failure.get_or_insert(e);
                                     None
                                 }
                             };
-                        for &p in &owned {
-                            let states = maps.entry(p).or_default();
-                            let mut fresh = fresh.remove(&p).unwrap_or_default();
-                            states.retain(|k, slot| {
-                                let values = fresh.remove(k).unwrap_or_default();
-                                *slot = call(k, values, slot.take());
-                                slot.is_some()
-                            });
-                            for (k, values) in fresh {
-                                if let Some(s) = call(&k, values, None) {
-                                    states.insert(k, Some(s));
+                            for (p, groups) in &owned {
+                                let mut data = Vec::new();
+                                for group in groups {
+                                    let mut fresh = fresh.remove(group).unwrap_or_default();
+                                    if fresh.is_empty() && !maps.contains_key(group) {
+                                        continue;
+                                    }
+                                    let states = maps.entry(*group).or_default();
+                                    states.retain(|k, slot| {
+                                        let values = fresh.remove(k).unwrap_or_default();
+                                        *slot = call(k, values, slot.take());
+                                        slot.is_some()
+                                    });
+                                    for (k, values) in fresh {
+                                        if let Some(s) = call(&k, values, None) {
+                                            states.insert(k, Some(s));
+                                        }
+                                    }
+                                    data.extend(states.iter().filter_map(|(k, s)| s.as_ref().map(|s| (k.clone(), s.clone()))));
+                                    if states.is_empty() {
+                                        maps.remove(group);
+                                    }
                                 }
+                                out.push(Msg::Part(Part { id: PartId::new(*p), data }));
                             }
-                            let data = states
-                                .iter()
-                                .filter_map(|(k, s)| s.as_ref().map(|s| (k.clone(), s.clone())))
-                                .collect();
-                            out.push(Msg::Part(Part { id: PartId::new(p), data }));
-                        }
-                        if let Some(failure) = failure {
-                            out.push(Msg::Failed(failure));
-                        }
-                    },
-                )
-            })
-        })
+                            if let Some(failure) = failure {
+                                out.push(Msg::Failed(failure));
+                            }
+                        },
+                    )
+                })
+            },
+            |s: &DStream<(K, S)>| Some(s.index),
+        )
     }
 }

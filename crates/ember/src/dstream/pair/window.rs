@@ -14,8 +14,9 @@ use std::sync::Arc;
 use ember_engine::{Data, Key, Msg, Part, PartId};
 
 use crate::dstream::window::{check_window, sliding};
-use crate::dstream::{DStream, NodeMeta, build_fn, owned_partitions};
+use crate::dstream::{DStream, NodeMeta, owned_partitions};
 use crate::error::Result;
+use crate::plan::{NodeSpec, Partitioning};
 use crate::time::Duration;
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -205,84 +206,80 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let reduced = self.combine_by_key_impl(operation, partitions, |v| v, move |a, b| f1(a, b), move |a, b| f2(a, b));
         let inv_f = Arc::new(inv_f);
         let parent_slide = self.slide;
-        Ok(DStream::node_with_meta(
-            &self.ctx,
-            operation,
-            slide,
-            NodeMeta::stateful(),
-            move |label| {
-                build_fn(move |c| {
-                    let input = reduced.stream(c);
-                    let n = partitions.unwrap_or(c.env.peers).max(1);
-                    let owned: Vec<u32> = owned_partitions(c, n).collect();
-                    let (f, inv_f, filter) = (Arc::clone(&f), Arc::clone(&inv_f), filter.clone());
-                    let (w, s) = (window.as_millis(), slide.as_millis());
-                    let mut state: HashMap<u32, FastMap<K, V>> = HashMap::new();
-                    // The previous window stays buffered until its batches are subtracted.
-                    let keep = Duration::from_millis(window.as_millis() + slide.as_millis());
-                    sliding(c, input, &label, parent_slide, keep, move |time, buffer, out| {
-                        // Values leaving the window since the last slide, and values entering it.
-                        let mut delta: HashMap<u32, FastMap<K, (Option<V>, Option<V>)>> = HashMap::new();
-                        let entering = time.saturating_sub(s.min(w));
-                        // Oldest first, as Spark reduces the new values in time order.
-                        let first_new = buffer.partition_point(|(t, _)| *t <= entering);
-                        for (_, parts) in buffer.range(first_new..) {
-                            for part in parts {
-                                let map = delta.entry(part.id.head()).or_default();
-                                for (k, v) in &part.data {
-                                    fold(&mut map.entry(k.clone()).or_default().1, v.clone(), &|a, b| f(a, b));
-                                }
+        let spec = NodeSpec::new(operation, slide, vec![reduced.index])
+            .partitioning(Partitioning::ByKey(partitions))
+            .meta(NodeMeta::stateful());
+        Ok(reduced.derive_node(spec, move |c, input, label| {
+            {
+                let n = partitions.unwrap_or(c.env.peers).max(1);
+                let owned: Vec<u32> = owned_partitions(c, n).collect();
+                let (f, inv_f, filter) = (Arc::clone(&f), Arc::clone(&inv_f), filter.clone());
+                let (w, s) = (window.as_millis(), slide.as_millis());
+                let mut state: HashMap<u32, FastMap<K, V>> = HashMap::new();
+                // The previous window stays buffered until its batches are subtracted.
+                let keep = Duration::from_millis(window.as_millis() + slide.as_millis());
+                sliding(c, input, label, parent_slide, keep, move |time, buffer, out| {
+                    // Values leaving the window since the last slide, and values entering it.
+                    let mut delta: HashMap<u32, FastMap<K, (Option<V>, Option<V>)>> = HashMap::new();
+                    let entering = time.saturating_sub(s.min(w));
+                    // Oldest first, as Spark reduces the new values in time order.
+                    let first_new = buffer.partition_point(|(t, _)| *t <= entering);
+                    for (_, parts) in buffer.range(first_new..) {
+                        for part in parts {
+                            let map = delta.entry(part.id.head()).or_default();
+                            for (k, v) in &part.data {
+                                fold(&mut map.entry(k.clone()).or_default().1, v.clone(), &|a, b| f(a, b));
                             }
                         }
-                        // The buffer still holds the previous window; batches at or before
-                        // `time - w` leave now. Those after `time - s` were never in a window
-                        // (only possible when the window is shorter than the slide).
-                        while let Some((t, _)) = buffer.front()
-                            && t + w <= time
-                        {
-                            let Some((t, parts)) = buffer.pop_front() else { break };
-                            if t + s > time {
-                                continue;
-                            }
-                            for part in parts {
-                                let map = delta.entry(part.id.head()).or_default();
-                                for (k, v) in part.data {
-                                    fold(&mut map.entry(k).or_default().0, v, &|a, b| f(a, b));
-                                }
+                    }
+                    // The buffer still holds the previous window; batches at or before
+                    // `time - w` leave now. Those after `time - s` were never in a window
+                    // (only possible when the window is shorter than the slide).
+                    while let Some((t, _)) = buffer.front()
+                        && t + w <= time
+                    {
+                        let Some((t, parts)) = buffer.pop_front() else { break };
+                        if t + s > time {
+                            continue;
+                        }
+                        for part in parts {
+                            let map = delta.entry(part.id.head()).or_default();
+                            for (k, v) in part.data {
+                                fold(&mut map.entry(k).or_default().0, v, &|a, b| f(a, b));
                             }
                         }
-                        for (p, changes) in delta {
-                            let values = state.entry(p).or_default();
-                            for (k, (old, new)) in changes {
-                                match values.entry(k) {
-                                    Entry::Occupied(e) => {
-                                        let (k, mut v) = e.remove_entry();
-                                        if let Some(old) = old {
-                                            v = inv_f(v, old);
-                                        }
-                                        if let Some(new) = new {
-                                            v = f(v, new);
-                                        }
-                                        values.insert(k, v);
+                    }
+                    for (p, changes) in delta {
+                        let values = state.entry(p).or_default();
+                        for (k, (old, new)) in changes {
+                            match values.entry(k) {
+                                Entry::Occupied(e) => {
+                                    let (k, mut v) = e.remove_entry();
+                                    if let Some(old) = old {
+                                        v = inv_f(v, old);
                                     }
-                                    Entry::Vacant(e) => {
-                                        if let Some(new) = new {
-                                            e.insert(new);
-                                        }
+                                    if let Some(new) = new {
+                                        v = f(v, new);
+                                    }
+                                    values.insert(k, v);
+                                }
+                                Entry::Vacant(e) => {
+                                    if let Some(new) = new {
+                                        e.insert(new);
                                     }
                                 }
                             }
                         }
-                        if let Some(keep) = &filter {
-                            for values in state.values_mut() {
-                                values.retain(|k, v| keep(k, v));
-                            }
+                    }
+                    if let Some(keep) = &filter {
+                        for values in state.values_mut() {
+                            values.retain(|k, v| keep(k, v));
                         }
-                        emit_owned(&owned, &state, out);
-                    })
+                    }
+                    emit_owned(&owned, &state, out);
                 })
-            },
-        ))
+            }
+        }))
     }
 
     /// The grouped values of each key over a sliding window, oldest batch first (Spark's
@@ -336,29 +333,27 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     where
         M: Fn(V, &V) -> V + Send + Sync + 'static,
     {
-        let (parent, parent_slide, merge) = (self.clone(), self.slide, Arc::new(merge));
-        DStream::node(&self.ctx, operation, slide, move |label| {
-            build_fn(move |c| {
-                let input = parent.stream(c);
-                let n = partitions.unwrap_or(c.env.peers).max(1);
-                let owned: Vec<u32> = owned_partitions(c, n).collect();
-                let merge = Arc::clone(&merge);
-                sliding(c, input, &label, parent_slide, window, move |_time, buffer, out| {
-                    let mut merged: HashMap<u32, FastMap<K, V>> = HashMap::new();
-                    for (_, parts) in buffer.iter() {
-                        for part in parts {
-                            let map = merged.entry(part.id.head()).or_default();
-                            for (k, v) in &part.data {
-                                let merged = match map.remove(k) {
-                                    Some(acc) => merge(acc, v),
-                                    None => v.clone(),
-                                };
-                                map.insert(k.clone(), merged);
-                            }
+        let (parent_slide, merge) = (self.slide, Arc::new(merge));
+        let spec = NodeSpec::new(operation, slide, vec![self.index]).partitioning(Partitioning::ByKey(partitions));
+        self.derive_node(spec, move |c, input, label| {
+            let n = partitions.unwrap_or(c.env.peers).max(1);
+            let owned: Vec<u32> = owned_partitions(c, n).collect();
+            let merge = Arc::clone(&merge);
+            sliding(c, input, label, parent_slide, window, move |_time, buffer, out| {
+                let mut merged: HashMap<u32, FastMap<K, V>> = HashMap::new();
+                for (_, parts) in buffer.iter() {
+                    for part in parts {
+                        let map = merged.entry(part.id.head()).or_default();
+                        for (k, v) in &part.data {
+                            let merged = match map.remove(k) {
+                                Some(acc) => merge(acc, v),
+                                None => v.clone(),
+                            };
+                            map.insert(k.clone(), merged);
                         }
                     }
-                    emit_owned(&owned, &merged, out);
-                })
+                }
+                emit_owned(&owned, &merged, out);
             })
         })
     }

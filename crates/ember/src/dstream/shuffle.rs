@@ -1,0 +1,114 @@
+//! The shuffle: where keyed data goes, and how partitions travel between workers.
+//!
+//! A key's place is decided once, by [`ember_engine::keys`]: its stable hash picks one of the
+//! context's key groups, the key group picks one of the operator's `num_partitions` shuffle
+//! partitions (contiguous ranges of groups), and partition `p` lives on worker `p % workers`.
+//! Stateful operators keep their state per key group, so the worker count never decides where
+//! state lives.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use ember_engine::keys::{KeySpace, worker_of_partition};
+use ember_engine::ops::PerPart;
+use ember_engine::{Compiler, Data, EStream, Msg, Part, PartId};
+
+/// The key space of one keyed operator on the worker being compiled.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shuffle {
+    pub(crate) space: KeySpace,
+}
+
+impl Shuffle {
+    /// `partitions` shuffle partitions (default: one per worker) over the context's key groups.
+    pub(crate) fn new(c: &Compiler<'_>, partitions: Option<usize>) -> Self {
+        Shuffle {
+            space: KeySpace::new(c.env.key_groups, partitions.unwrap_or(c.env.peers)),
+        }
+    }
+
+    /// Number of shuffle partitions.
+    pub(crate) fn partitions(&self) -> usize {
+        self.space.partitions as usize
+    }
+
+    /// The shuffle partition of `key`.
+    #[inline]
+    pub(crate) fn partition_of<K: Hash + ?Sized>(&self, key: &K) -> u32 {
+        self.space.route(key).0
+    }
+
+    /// The key group of `key`.
+    #[inline]
+    pub(crate) fn group_of<K: Hash + ?Sized>(&self, key: &K) -> u32 {
+        self.space.group(key)
+    }
+
+    /// The partitions this worker owns, each with its key groups.
+    pub(crate) fn owned(&self, c: &Compiler<'_>) -> Vec<(u32, Vec<u32>)> {
+        owned_partitions(c, self.partitions())
+            .map(|p| (p, self.space.groups_of_partition(p).collect()))
+            .collect()
+    }
+
+    /// Whether this worker owns key group `group`.
+    pub(crate) fn owns_group(&self, c: &Compiler<'_>, group: u32) -> bool {
+        worker_of_partition(self.space.partition_of_group(group), c.env.peers) == c.env.index
+    }
+
+    /// Splits a combined map into one partition per shuffle target.
+    pub(crate) fn split<K: Hash, C>(&self, map: impl IntoIterator<Item = (K, C)>) -> Vec<Part<(K, C)>> {
+        let mut targets: Vec<Vec<(K, C)>> = (0..self.partitions()).map(|_| Vec::new()).collect();
+        for (k, c) in map {
+            targets[self.partition_of(&k) as usize].push((k, c));
+        }
+        target_parts(targets).collect()
+    }
+}
+
+/// The partitions owned by this worker among `n` shuffle partitions.
+pub(crate) fn owned_partitions(c: &Compiler<'_>, n: usize) -> impl Iterator<Item = u32> + 'static {
+    let (index, peers) = (c.env.index, c.env.peers);
+    (0..n as u32).filter(move |p| worker_of_partition(*p, peers) == index)
+}
+
+/// One partition per non-empty shuffle target, its id the target's index.
+pub(crate) fn target_parts<T>(targets: Vec<Vec<T>>) -> impl Iterator<Item = Part<T>> {
+    targets
+        .into_iter()
+        .enumerate()
+        .filter(|(_, d)| !d.is_empty())
+        .map(|(t, data)| Part {
+            id: PartId::new(t as u32),
+            data,
+        })
+}
+
+/// Collects the shuffled partitions a worker owns and emits every one of them, empty ones
+/// too, so a batch always has exactly `n` partitions.
+pub(crate) fn assemble_owned<T>(owned: &[u32], mut acc: HashMap<u32, Vec<T>>, no_rdd: bool, out: &mut Vec<Msg<T>>) {
+    if no_rdd && acc.values().all(Vec::is_empty) {
+        out.push(Msg::NoRdd);
+    }
+    for &p in owned {
+        out.push(Msg::Part(Part {
+            id: PartId::new(p),
+            data: acc.remove(&p).unwrap_or_default(),
+        }));
+    }
+}
+
+/// Moves every partition of `stream` to worker 0 (a no-op on one worker).
+pub(crate) fn gather<'s, T: Data>(c: &Compiler<'s>, stream: EStream<'s, T>) -> EStream<'s, T> {
+    if c.env.peers > 1 { stream.exchange_parts(|_| 0) } else { stream }
+}
+
+/// Spreads partitions over the workers by their first id component, the shuffle partition
+/// (a no-op on one worker).
+pub(crate) fn spread<'s, T: Data>(c: &Compiler<'s>, stream: EStream<'s, T>) -> EStream<'s, T> {
+    if c.env.peers > 1 {
+        stream.exchange_parts(|p| u64::from(p.id.head()))
+    } else {
+        stream
+    }
+}

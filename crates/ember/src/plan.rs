@@ -1,0 +1,507 @@
+//! The logical plan as data: every DStream operation records a node (kind, parents, slide,
+//! partitioning, whether it holds state, and how to compile it) in a graph owned by the plan,
+//! not by the running context. `start` freezes the graph; each worker compiles the nodes that
+//! some output needs, in creation order (parents always come first), into its dataflow.
+//!
+//! # Operator ids
+//!
+//! Checkpoints find an operator's state by its [`OperatorId`], so ids must be the same in every
+//! run of the same program. They are derived from the sequence of operations the user called:
+//! the `n`-th operation (sources and outputs included) has id `n`. Nodes that ember creates
+//! inside an operation (the grouping before `update_state_by_key`, the two halves of
+//! `map_with_state`) are internal: they take the id of their operation with a suffix (`7.1`)
+//! and never shift the ids of the user's operations. [`DStream::name`](crate::DStream::name)
+//! gives an operation an id of the user's choice that stays put when operations are added
+//! before it (Flink's `uid`).
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::fmt::{self, Write as _};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ember_engine::Compiler;
+use ember_engine::keys::StableHasher;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::time::Duration;
+
+/// The stable id of an operation of the plan: its position in the user's sequence of
+/// operations (`"3"`), a suffix for nodes internal to an operation (`"3.1"`), or the name given
+/// with [`DStream::name`](crate::DStream::name).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OperatorId(String);
+
+impl OperatorId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OperatorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a node's batches are partitioned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Partitioning {
+    /// A source's own partitions.
+    Source,
+    /// The parent's partitions, element by element (narrow).
+    Narrow,
+    /// By key into `partitions` partitions over the key groups (`None` = one per worker).
+    ByKey(Option<usize>),
+    /// Round-robin into exactly this many partitions.
+    RoundRobin(usize),
+    /// Several parents' partitions side by side (`union`).
+    Union,
+    /// Gathered to one worker (`transform`, whole-batch outputs).
+    Gathered,
+    /// The node is an output: nothing downstream.
+    Output,
+}
+
+impl fmt::Display for Partitioning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Partitioning::Source => f.write_str("source"),
+            Partitioning::Narrow => f.write_str("narrow"),
+            Partitioning::ByKey(None) => f.write_str("by key, one partition per worker"),
+            Partitioning::ByKey(Some(n)) => write!(f, "by key, {n} partitions"),
+            Partitioning::RoundRobin(n) => write!(f, "round-robin, {n} partitions"),
+            Partitioning::Union => f.write_str("union"),
+            Partitioning::Gathered => f.write_str("gathered"),
+            Partitioning::Output => f.write_str("output"),
+        }
+    }
+}
+
+/// What a plan node knows about itself besides how to build it; shared with the stream
+/// handles and with the node's compile function.
+#[derive(Debug, Default)]
+pub(crate) struct NodeMeta {
+    /// Explicit checkpoint interval (ms); 0 = not set.
+    checkpoint_ms: AtomicU64,
+    /// The node keeps state across batches (Spark's `mustCheckpoint`).
+    pub(crate) stateful: bool,
+    /// Set when the plan is frozen: some output needs this node.
+    consumed: AtomicBool,
+}
+
+impl NodeMeta {
+    /// Metadata of a node that keeps state across batches.
+    pub(crate) fn stateful() -> Arc<NodeMeta> {
+        Arc::new(NodeMeta {
+            stateful: true,
+            ..NodeMeta::default()
+        })
+    }
+
+    /// The explicitly set checkpoint interval.
+    pub(crate) fn explicit_checkpoint(&self) -> Option<Duration> {
+        match self.checkpoint_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    pub(crate) fn set_checkpoint(&self, interval: Duration) {
+        self.checkpoint_ms.store(interval.as_millis(), Ordering::Release);
+    }
+
+    /// Whether some output needs this node (known once the plan is frozen at start).
+    pub(crate) fn consumed(&self) -> bool {
+        self.consumed.load(Ordering::Acquire)
+    }
+}
+
+/// Compiles one node on one worker: builds its stream from its parents' (already compiled)
+/// streams and records it under the node's index. Gets the node's index and label.
+pub(crate) type CompileFn = Arc<dyn for<'s> Fn(&mut Compiler<'s>, u64, &str) + Send + Sync>;
+
+/// What an operation says about the node it records.
+pub(crate) struct NodeSpec {
+    pub(crate) kind: Arc<str>,
+    pub(crate) parents: Vec<usize>,
+    pub(crate) slide: Duration,
+    pub(crate) partitioning: Partitioning,
+    pub(crate) meta: Arc<NodeMeta>,
+}
+
+impl NodeSpec {
+    /// A node of `kind` at `slide` computed from `parents`, narrow and stateless.
+    pub(crate) fn new(kind: &str, slide: Duration, parents: Vec<usize>) -> Self {
+        NodeSpec {
+            kind: Arc::from(kind),
+            parents,
+            slide,
+            partitioning: Partitioning::Narrow,
+            meta: Arc::default(),
+        }
+    }
+
+    pub(crate) fn partitioning(mut self, partitioning: Partitioning) -> Self {
+        self.partitioning = partitioning;
+        self
+    }
+
+    pub(crate) fn meta(mut self, meta: Arc<NodeMeta>) -> Self {
+        self.meta = meta;
+        self
+    }
+}
+
+struct Node {
+    spec: NodeSpec,
+    /// Created inside an operation of the user's (see [`composite`]).
+    internal: bool,
+    /// For internal nodes, the node of the operation they belong to.
+    owner: Option<usize>,
+    name: Option<String>,
+    compile: CompileFn,
+}
+
+const OPEN: u8 = 0;
+const STARTED: u8 = 1;
+const STOPPED: u8 = 2;
+
+/// The plan of one context: its graph, and problems found while building it.
+pub(crate) struct Plan {
+    nodes: Mutex<Vec<Node>>,
+    phase: AtomicU8,
+    /// Problems found while building the plan by operations that cannot return an error;
+    /// `start` reports the first (Spark validates these at start too).
+    invalid: Mutex<Vec<(&'static str, String)>>,
+}
+
+impl fmt::Debug for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plan").field("nodes", &self.lock().len()).finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// How many [`composite`] operations are being built on this thread.
+    static COMPOSITE_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Builds an operation out of other operations: every node created by `build` except the one
+/// it returns (`index_of` finds it; `None` when building failed) is internal to the returned
+/// node, so the operation takes one id in the user's sequence however ember implements it.
+pub(crate) fn composite<R>(plan: &Plan, build: impl FnOnce() -> R, index_of: impl Fn(&R) -> Option<usize>) -> R {
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            COMPOSITE_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    let start = plan.lock().len();
+    let result = {
+        COMPOSITE_DEPTH.with(|d| d.set(d.get() + 1));
+        let _depth = Depth;
+        build()
+    };
+    let Some(returned) = index_of(&result) else {
+        return result;
+    };
+    let nested = COMPOSITE_DEPTH.with(Cell::get) > 0;
+    let mut nodes = plan.lock();
+    let end = nodes.len();
+    for (i, node) in nodes.iter_mut().enumerate().take(end).skip(start) {
+        if i != returned && node.owner.is_none() {
+            node.internal = true;
+            node.owner = Some(returned);
+        }
+    }
+    if let Some(node) = nodes.get_mut(returned) {
+        node.internal = nested;
+    }
+    result
+}
+
+/// The frozen plan that every worker compiles.
+pub(crate) struct CompiledPlan {
+    /// The nodes some output needs, in creation order: index, label, slide (ms), compile.
+    steps: Vec<(usize, String, u64, CompileFn)>,
+}
+
+impl CompiledPlan {
+    /// Whether the plan has nothing to run (no output).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Compiles every needed node on the worker of `c`.
+    pub(crate) fn compile(&self, c: &mut Compiler<'_>) {
+        for (index, label, slide, compile) in &self.steps {
+            c.with_slide(*slide, |c| compile(c, *index as u64, label));
+        }
+    }
+}
+
+impl Plan {
+    pub(crate) fn new() -> Arc<Plan> {
+        Arc::new(Plan {
+            nodes: Mutex::new(Vec::new()),
+            phase: AtomicU8::new(OPEN),
+            invalid: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Node>> {
+        crate::context::lock(&self.nodes)
+    }
+
+    /// Records a node; returns its index.
+    pub(crate) fn add(&self, spec: NodeSpec, compile: CompileFn) -> usize {
+        let internal = COMPOSITE_DEPTH.with(Cell::get) > 0;
+        let mut nodes = self.lock();
+        nodes.push(Node {
+            spec,
+            internal,
+            owner: None,
+            name: None,
+            compile,
+        });
+        nodes.len() - 1
+    }
+
+    /// Fails unless the plan can still change.
+    pub(crate) fn check_open(&self, what: &str) -> Result<()> {
+        match self.phase.load(Ordering::Acquire) {
+            OPEN => Ok(()),
+            STARTED => Err(Error::IllegalState(format!(
+                "cannot {what} after the StreamingContext has been started"
+            ))),
+            _ => Err(Error::IllegalState(format!(
+                "cannot {what} after the StreamingContext has been stopped"
+            ))),
+        }
+    }
+
+    pub(crate) fn mark_started(&self) {
+        self.phase.store(STARTED, Ordering::Release);
+    }
+
+    pub(crate) fn mark_stopped(&self) {
+        self.phase.store(STOPPED, Ordering::Release);
+    }
+
+    /// Records a problem of the plan that `start` will report.
+    pub(crate) fn invalid(&self, operation: &'static str, message: String) {
+        crate::context::lock(&self.invalid).push((operation, message));
+    }
+
+    /// The first problem recorded while building the plan.
+    pub(crate) fn first_problem(&self) -> Option<(&'static str, String)> {
+        crate::context::lock(&self.invalid).first().cloned()
+    }
+
+    /// Gives node `index` the id `name`.
+    pub(crate) fn set_name(&self, index: usize, name: &str) -> Result<()> {
+        self.check_open("name an operation")?;
+        let bad = |message: String| Error::InvalidArgument {
+            operation: "name",
+            message,
+        };
+        if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '#') {
+            return Err(bad(format!("{name:?} is not a valid operation name (no spaces or '#', not empty)")));
+        }
+        if name.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(bad(format!("{name:?} cannot start with a digit (those are ember's own ids)")));
+        }
+        let mut nodes = self.lock();
+        if let Some(i) = nodes.iter().position(|n| n.name.as_deref() == Some(name))
+            && i != index
+        {
+            return Err(bad(format!("the name {name:?} is already used by another operation")));
+        }
+        if let Some(node) = nodes.get_mut(index) {
+            node.name = Some(name.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Every node's id, by index.
+    fn ids(nodes: &[Node]) -> Vec<OperatorId> {
+        let mut ids: Vec<Option<String>> = vec![None; nodes.len()];
+        let mut seq = 0u64;
+        for (i, node) in nodes.iter().enumerate() {
+            if !node.internal {
+                seq += 1;
+                ids[i] = Some(node.name.clone().unwrap_or_else(|| seq.to_string()));
+            }
+        }
+        // Internal nodes: their owner's id and their position among its internal nodes. An
+        // owner is always created after its internal nodes, so resolve in reverse order.
+        let mut ordinal = vec![0u32; nodes.len()];
+        let mut suffix: Vec<Option<(usize, u32)>> = vec![None; nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            if node.internal
+                && let Some(owner) = node.owner
+            {
+                ordinal[owner] += 1;
+                suffix[i] = Some((owner, ordinal[owner]));
+            }
+        }
+        for i in (0..nodes.len()).rev() {
+            if ids[i].is_some() {
+                continue;
+            }
+            ids[i] = Some(match suffix[i] {
+                Some((owner, k)) => match &ids[owner] {
+                    Some(owner_id) => format!("{owner_id}.{k}"),
+                    None => format!("_{i}.{k}"),
+                },
+                None => format!("_{i}"),
+            });
+        }
+        ids.into_iter().map(|id| OperatorId(id.unwrap_or_default())).collect()
+    }
+
+    /// The id of node `index`.
+    pub(crate) fn id(&self, index: usize) -> OperatorId {
+        let nodes = self.lock();
+        Self::ids(&nodes).swap_remove(index)
+    }
+
+    /// The label of node `index` in messages: `kind#id` (for example `map#3`).
+    pub(crate) fn label(&self, index: usize) -> String {
+        let nodes = self.lock();
+        let kind = nodes.get(index).map(|n| Arc::clone(&n.spec.kind)).unwrap_or_else(|| Arc::from("?"));
+        format!("{kind}#{}", Self::ids(&nodes)[index])
+    }
+
+    /// The nodes some output needs.
+    fn needed(nodes: &[Node]) -> Vec<bool> {
+        let mut needed = vec![false; nodes.len()];
+        for i in (0..nodes.len()).rev() {
+            if nodes[i].spec.partitioning == Partitioning::Output {
+                needed[i] = true;
+            }
+            if needed[i] {
+                for &p in &nodes[i].spec.parents {
+                    needed[p] = true;
+                }
+            }
+        }
+        needed
+    }
+
+    /// Freezes the plan for start: marks the nodes some output needs and returns what every
+    /// worker compiles, with the plan's fingerprint.
+    pub(crate) fn freeze(&self) -> (Arc<CompiledPlan>, u64) {
+        let nodes = self.lock();
+        let ids = Self::ids(&nodes);
+        let needed = Self::needed(&nodes);
+        let mut steps = Vec::new();
+        let mut fingerprint = StableHasher::default();
+        for (i, node) in nodes.iter().enumerate() {
+            node.spec.meta.consumed.store(needed[i], Ordering::Release);
+            if !needed[i] {
+                continue;
+            }
+            let label = format!("{}#{}", node.spec.kind, ids[i]);
+            label.hash(&mut fingerprint);
+            node.spec.slide.as_millis().hash(&mut fingerprint);
+            for &p in &node.spec.parents {
+                ids[p].hash(&mut fingerprint);
+            }
+            node.spec.partitioning.hash(&mut fingerprint);
+            node.spec.meta.stateful.hash(&mut fingerprint);
+            steps.push((i, label, node.spec.slide.as_millis(), Arc::clone(&node.compile)));
+        }
+        (Arc::new(CompiledPlan { steps }), fingerprint.finish())
+    }
+
+    /// The plan as text (Spark's `toDebugString` of a DStream graph): one line per node,
+    /// outputs first, each followed by its parents, indented.
+    pub(crate) fn explain(&self) -> String {
+        let nodes = self.lock();
+        let ids = Self::ids(&nodes);
+        let mut out = String::new();
+        let mut shown = HashSet::new();
+        fn line(nodes: &[Node], ids: &[OperatorId], i: usize, depth: usize, out: &mut String, shown: &mut HashSet<usize>) {
+            let node = &nodes[i];
+            let spec = &node.spec;
+            let _ = write!(
+                out,
+                "{:indent$}{}#{} [{}, slide {}",
+                "",
+                spec.kind,
+                ids[i],
+                spec.partitioning,
+                spec.slide,
+                indent = depth * 2
+            );
+            if spec.meta.stateful {
+                out.push_str(", stateful");
+            }
+            if node.internal {
+                out.push_str(", internal");
+            }
+            let consumers = nodes.iter().filter(|n| n.spec.parents.contains(&i)).count();
+            if consumers > 1 {
+                let _ = write!(out, ", {consumers} consumers");
+            }
+            if !shown.insert(i) && !spec.parents.is_empty() {
+                out.push_str("] (see above)\n");
+                return;
+            }
+            out.push_str("]\n");
+            for &p in &spec.parents {
+                line(nodes, ids, p, depth + 1, out, shown);
+            }
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            if node.spec.partitioning == Partitioning::Output {
+                line(&nodes, &ids, i, 0, &mut out, &mut shown);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prelude::*;
+
+    /// The seeds' word count; with `internal_step`, `map` is built with an extra internal node
+    /// (as when ember's implementation of an operation changes).
+    fn word_count(ssc: &StreamingContext, internal_step: bool) -> String {
+        let queue = BatchQueue::<String>::new();
+        let lines = ssc.queue_stream(&queue, true, None);
+        let words = lines.flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>());
+        let pairs = if internal_step {
+            let plan = std::sync::Arc::clone(&words.plan);
+            super::composite(&plan, || words.filter(|_| true).map(|w| (w, 1u64)), |s| Some(s.index))
+        } else {
+            words.map(|w| (w, 1u64))
+        };
+        let counts = pairs.reduce_by_key(|a, b| a + b);
+        counts.print().unwrap();
+        ssc.explain()
+    }
+
+    #[test]
+    fn ids_follow_the_users_operations_and_skip_internal_nodes() {
+        let a = word_count(&StreamingContext::new(seconds(1)).unwrap(), false);
+        let b = word_count(&StreamingContext::new(seconds(1)).unwrap(), false);
+        assert_eq!(a, b);
+        assert_eq!(
+            a,
+            "print#5 [output, slide 1000 ms]\n  reduce_by_key#4 [by key, one partition per worker, slide 1000 ms]\n    map#3 [narrow, slide 1000 ms]\n      flat_map#2 [narrow, slide 1000 ms]\n        queue_stream#1 [source, slide 1000 ms]\n"
+        );
+        // An internal node inserted into `map` changes no id of the user's operations.
+        let c = word_count(&StreamingContext::new(seconds(1)).unwrap(), true);
+        assert_eq!(
+            c,
+            "print#5 [output, slide 1000 ms]\n  reduce_by_key#4 [by key, one partition per worker, slide 1000 ms]\n    map#3 [narrow, slide 1000 ms]\n      filter#3.1 [narrow, slide 1000 ms, internal]\n        flat_map#2 [narrow, slide 1000 ms]\n          queue_stream#1 [source, slide 1000 ms]\n"
+        );
+    }
+}
