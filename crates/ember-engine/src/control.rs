@@ -598,6 +598,12 @@ impl ControlPlane {
         self.shared.outcome().failure.clone()
     }
 
+    /// Says goodbye and closes the connections without waiting for the background threads,
+    /// which end soon after (dropping joins them). For a holder that shares the control plane.
+    pub fn close(&self) {
+        self.command(Event::Finish { goodbye: true });
+    }
+
     /// Shuts down cleanly: says goodbye so that no peer reports this process as lost, closes
     /// the connections and joins the background threads. Dropping does the same.
     pub fn finish(mut self) {

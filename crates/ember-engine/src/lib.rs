@@ -11,7 +11,8 @@ pub mod keys;
 pub mod msg;
 pub mod ops;
 pub mod runtime;
+pub mod scheduler;
 
 pub use clock::{Clock, ManualClock};
 pub use msg::{Data, JobFailure, Key, Msg, Part, PartId};
-pub use runtime::{BuildPlan, ClusterConfig, Compiler, EStream, Grid, RunConfig, RunShared, Runtime, WorkerEnv};
+pub use runtime::{BuildPlan, ClusterConfig, Compiler, EStream, Grid, JoinError, LaunchError, RunConfig, RunShared, Runtime, WorkerEnv};

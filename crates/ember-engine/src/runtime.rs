@@ -3,7 +3,7 @@
 #![allow(unsafe_code)] // `Compiler::memo` erases a stream lifetime; see the SAFETY note there.
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use timely::communication::WorkerGuards;
 use timely::dataflow::Scope;
-use timely::scheduling::Activator;
 
 use crate::clock::Clock;
+use crate::control::{ControlConfig, ControlError, ControlPlane};
 use crate::msg::{Data, JobFailure};
+use crate::scheduler::OutputScheduler;
 
 /// A stream of ember messages inside one worker's dataflow: the timely timestamp is the batch
 /// time in milliseconds.
@@ -27,7 +28,81 @@ pub struct ClusterConfig {
     pub process: usize,
     /// `host:port` of every process, in process order.
     pub addresses: Vec<String>,
+    /// `host:port` where process 0's control plane listens; `None` for the default, the host of
+    /// process 0's address with its port plus 1000 (minus 1000 above 64535).
+    pub control_address: Option<String>,
+    /// How long the processes wait for each other at start.
+    pub start_timeout: Duration,
 }
+
+impl ClusterConfig {
+    /// Process `process` of a cluster at `addresses`, with the default control address and a
+    /// 60 s start timeout.
+    pub fn new(process: usize, addresses: Vec<String>) -> Self {
+        ClusterConfig {
+            process,
+            addresses,
+            control_address: None,
+            start_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The control plane's address (see [`ClusterConfig::control_address`]).
+    pub fn coordinator(&self) -> String {
+        if let Some(address) = &self.control_address {
+            return address.clone();
+        }
+        let first = self.addresses.first().map(String::as_str).unwrap_or("localhost:2101");
+        match first
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        {
+            Some((host, port)) if port <= 64535 => format!("{host}:{}", port + 1000),
+            Some((host, port)) => format!("{host}:{}", port - 1000),
+            None => format!("{first}:3101"),
+        }
+    }
+}
+
+/// Why the workers ended badly.
+#[derive(Debug)]
+pub enum JoinError {
+    /// A peer process of the cluster was lost.
+    Cluster(ControlError),
+    /// A worker thread panicked (an ember bug).
+    Worker(String),
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::Cluster(e) => e.fmt(f),
+            JoinError::Worker(message) => write!(f, "a worker thread failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// Why the workers could not start.
+#[derive(Debug)]
+pub enum LaunchError {
+    /// The cluster's processes did not agree to start (a peer missing, different plans).
+    Control(ControlError),
+    /// Timely could not start the workers.
+    Timely(String),
+}
+
+impl std::fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LaunchError::Control(e) => e.fmt(f),
+            LaunchError::Timely(message) => write!(f, "cannot start the workers: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for LaunchError {}
 
 /// Everything the engine needs to run a plan.
 #[derive(Clone, Debug)]
@@ -38,14 +113,14 @@ pub struct RunConfig {
     pub cluster: Option<ClusterConfig>,
     /// The clock that cuts batches.
     pub clock: Clock,
-    /// The graph's zero time (ms); the first batch is at `zero_ms + interval_ms`.
-    pub zero_ms: u64,
     /// The batch interval (ms).
     pub interval_ms: u64,
     /// How many batches sources may run ahead of the slowest output.
     pub max_batches_in_flight: u64,
     /// Number of key groups keyed state is spread over.
     pub key_groups: u32,
+    /// The plan's fingerprint; every process of a cluster must have the same.
+    pub fingerprint: u64,
 }
 
 /// State shared by the driver and every worker of this process.
@@ -53,7 +128,19 @@ pub struct RunConfig {
 pub struct RunShared {
     stop_requested: AtomicBool,
     abort: AtomicBool,
+    /// The agreed last batch time plus one; 0 until agreed.
     final_time: AtomicU64,
+    /// The largest final batch time proposed by a local source.
+    local_final: AtomicU64,
+    /// Source operators compiled on the local workers, and how many proposed a final time.
+    sources: AtomicUsize,
+    proposed: AtomicUsize,
+    /// Local workers that finished compiling their dataflow.
+    compiled: AtomicUsize,
+    /// Whether this process's proposal went to the control plane.
+    proposal_sent: AtomicBool,
+    /// The cluster's control plane (cluster mode only).
+    control: Option<Arc<ControlPlane>>,
     failures: Mutex<Vec<JobFailure>>,
     progress: Vec<AtomicU64>,
     exited: AtomicUsize,
@@ -63,15 +150,26 @@ pub struct RunShared {
     completions: Mutex<VecDeque<(u64, Instant)>>,
 }
 
+/// Locks `m`, going on with the data if a panicking thread poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How many batch completions `RunShared` remembers (rate controllers read recent ones).
 const COMPLETIONS_KEPT: usize = 256;
 
 impl RunShared {
-    fn new(workers: usize) -> Self {
+    fn new(workers: usize, control: Option<Arc<ControlPlane>>) -> Self {
         RunShared {
             stop_requested: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             final_time: AtomicU64::new(0),
+            local_final: AtomicU64::new(0),
+            sources: AtomicUsize::new(0),
+            proposed: AtomicUsize::new(0),
+            compiled: AtomicUsize::new(0),
+            proposal_sent: AtomicBool::new(false),
+            control,
             failures: Mutex::new(Vec::new()),
             progress: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             exited: AtomicUsize::new(0),
@@ -94,22 +192,61 @@ impl RunShared {
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Whether a stop was requested.
+    /// Whether a stop was requested, here or (in a cluster) on any process.
     pub fn stop_requested(&self) -> bool {
-        self.stop_requested.load(Ordering::Acquire)
+        self.stop_requested.load(Ordering::Acquire) || self.control.as_ref().is_some_and(|c| c.stop_requested().is_some())
+    }
+
+    /// Whether another process of the cluster asked to stop, and this one did not.
+    pub fn stopped_remotely(&self) -> bool {
+        !self.stop_requested.load(Ordering::Acquire) && self.control.as_ref().is_some_and(|c| c.stop_requested().is_some())
+    }
+
+    /// The loss of a cluster peer, if one was lost.
+    pub fn cluster_failure(&self) -> Option<ControlError> {
+        self.control.as_ref().and_then(|c| c.failure())
     }
 
     /// The last batch time the sources will generate, once they have agreed on it.
     pub fn final_time(&self) -> Option<u64> {
         match self.final_time.load(Ordering::Acquire) {
-            0 => None,
-            t => Some(t),
+            0 => self.agree_final_time(),
+            t => Some(t - 1),
         }
     }
 
-    /// Raises the last batch time to at least `t`, returning the agreed value.
-    pub(crate) fn propose_final_time(&self, t: u64) -> u64 {
-        self.final_time.fetch_max(t, Ordering::AcqRel).max(t)
+    /// Registers a source operator of a local worker (at compile time).
+    pub(crate) fn register_source(&self) {
+        self.sources.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A local source's proposal for the last batch time: the last batch it cut, or one more
+    /// to carry what it still holds. Called once per source after a stop was requested.
+    pub(crate) fn propose_final_time(&self, t: u64) {
+        self.local_final.fetch_max(t, Ordering::AcqRel);
+        self.proposed.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The agreed last batch time: the largest proposal of every source of every process, known
+    /// once all have proposed (sources stop cutting batches when a stop is requested, so the
+    /// proposals only wait for each other).
+    fn agree_final_time(&self) -> Option<u64> {
+        let all_compiled = self.compiled.load(Ordering::Acquire) >= self.progress.len();
+        if !all_compiled || self.proposed.load(Ordering::Acquire) < self.sources.load(Ordering::Acquire) {
+            return None;
+        }
+        let local = self.local_final.load(Ordering::Acquire);
+        let agreed = match &self.control {
+            None => local,
+            Some(control) => {
+                if !self.proposal_sent.swap(true, Ordering::AcqRel) {
+                    control.propose_final_time(local);
+                }
+                control.final_time()?
+            }
+        };
+        self.final_time.fetch_max(agreed + 1, Ordering::AcqRel);
+        Some(agreed)
     }
 
     /// The batch time up to which every local worker has run all outputs (inclusive), or
@@ -124,6 +261,16 @@ impl RunShared {
     pub fn completed_at(&self, time: u64) -> Option<Instant> {
         let completions = self.completions.lock().unwrap_or_else(|e| e.into_inner());
         completions.iter().find(|(t, _)| *t >= time).map(|(_, at)| *at)
+    }
+
+    /// Records that local worker `local_index` has output every batch up to `done`.
+    pub(crate) fn publish_progress(&self, local_index: usize, done: u64) {
+        if let Some(slot) = self.progress.get(local_index)
+            && slot.swap(done, Ordering::AcqRel) != done
+            && let Some(all) = self.processed_through()
+        {
+            self.note_completed(all);
+        }
     }
 
     /// Records that every batch up to `done` has finished, if that is news.
@@ -143,62 +290,14 @@ impl RunShared {
         self.exited.load(Ordering::Acquire) >= self.progress.len()
     }
 
+    /// Whether workers should drop what is in flight and exit: a stop without grace, here or
+    /// on another process, or a lost peer.
     pub(crate) fn aborted(&self) -> bool {
         self.abort.load(Ordering::Acquire)
-    }
-}
-
-/// Runs registered outputs of one worker in batch order and, within a batch, in registration
-/// order, as Spark's job scheduler does.
-#[derive(Default)]
-pub struct OutputScheduler {
-    /// Per output: every batch time below this has been handed over.
-    handed_over: Vec<u64>,
-    pending: BTreeMap<(u64, usize), Box<dyn FnOnce()>>,
-    processed: u64,
-    sources: Vec<Activator>,
-}
-
-impl OutputScheduler {
-    pub(crate) fn register(&mut self, first_batch: u64) -> usize {
-        self.handed_over.push(first_batch);
-        self.processed = self.handed_over.iter().copied().min().unwrap_or(first_batch);
-        self.handed_over.len() - 1
-    }
-
-    pub(crate) fn submit(&mut self, output: usize, time: u64, action: Box<dyn FnOnce()>) {
-        self.pending.insert((time, output), action);
-    }
-
-    pub(crate) fn advance(&mut self, output: usize, handed_over: u64) {
-        if let Some(slot) = self.handed_over.get_mut(output) {
-            *slot = (*slot).max(handed_over);
-        }
-    }
-
-    /// Runs every action whose batch all outputs have handed over; returns the new processed
-    /// frontier (every batch time below it is done).
-    pub(crate) fn run_ready(&mut self) -> u64 {
-        let limit = self.handed_over.iter().copied().min().unwrap_or(u64::MAX);
-        while let Some(entry) = self.pending.first_entry() {
-            if entry.key().0 >= limit {
-                break;
-            }
-            let action = entry.remove();
-            action();
-        }
-        if limit > self.processed {
-            self.processed = limit;
-            for source in &self.sources {
-                source.activate();
-            }
-        }
-        self.processed
-    }
-
-    /// Every batch time below this has been fully output on this worker.
-    pub fn processed(&self) -> u64 {
-        self.processed
+            || self
+                .control
+                .as_ref()
+                .is_some_and(|c| c.stop_requested() == Some(false) || c.failure().is_some())
     }
 }
 
@@ -231,21 +330,8 @@ impl WorkerEnv {
         self.zero_ms + self.interval_ms
     }
 
-    pub(crate) fn add_source_activator(&self, activator: Activator) {
-        self.scheduler.borrow_mut().sources.push(activator);
-    }
-
-    fn publish_progress(&self) {
-        let processed = self.scheduler.borrow().processed();
-        // `processed` is exclusive; publish the last batch time that is done.
-        let done = processed.saturating_sub(1);
-        let done = done - (done.saturating_sub(self.zero_ms) % self.interval_ms.max(1));
-        if let Some(slot) = self.shared.progress.get(self.local_index)
-            && slot.swap(done, Ordering::AcqRel) != done
-            && let Some(all) = self.shared.processed_through()
-        {
-            self.shared.note_completed(all);
-        }
+    pub(crate) fn add_source_activator(&self, activator: timely::scheduling::SyncActivator) {
+        self.scheduler.borrow().add_source(activator);
     }
 }
 
@@ -328,6 +414,7 @@ pub type BuildPlan = Arc<dyn for<'s> Fn(&mut Compiler<'s>) + Send + Sync>;
 pub struct Runtime {
     guards: Option<WorkerGuards<()>>,
     shared: Arc<RunShared>,
+    zero_ms: u64,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -336,16 +423,59 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// The zero time for batches cut on `clock` every `interval_ms`: the first batch is the first
+/// multiple of the interval after now.
+fn zero_now(clock: &Clock, interval_ms: u64) -> u64 {
+    let now = clock.now_ms().unwrap_or(0);
+    (now / interval_ms + 1) * interval_ms - interval_ms
+}
+
+/// Counts a worker as exited however its thread ends (a peer's loss can make timely panic).
+struct ExitGuard {
+    shared: Arc<RunShared>,
+    local_index: usize,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(worker = self.local_index, "A worker thread panicked.");
+        }
+        if let Some(slot) = self.shared.progress.get(self.local_index) {
+            slot.store(u64::MAX, Ordering::Release);
+        }
+        self.shared.exited.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// How long `join` waits for timely's threads once every worker has exited; longer means a
+/// communication thread is stuck on a lost peer, and it is left behind.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
+
 impl Runtime {
-    /// Starts the workers of this process, each compiling the plan with `build`.
+    /// Starts the workers of this process, each compiling the plan with `build`. In a cluster,
+    /// first joins the control plane: process 0 decides the zero time and checks that every
+    /// process runs the same plan.
     ///
     /// # Errors
     ///
-    /// Returns timely's message when the workers cannot be started (for example, a cluster peer
-    /// cannot be reached).
-    pub fn launch(config: RunConfig, build: BuildPlan) -> Result<Runtime, String> {
+    /// [`LaunchError::Control`] when the cluster's processes do not all join in time or run
+    /// different plans; [`LaunchError::Timely`] when timely cannot start the workers.
+    pub fn launch(config: RunConfig, build: BuildPlan) -> Result<Runtime, LaunchError> {
         let workers = config.workers.max(1);
-        let shared = Arc::new(RunShared::new(workers));
+        let interval_ms = config.interval_ms.max(1);
+        let (control, zero_ms) = match &config.cluster {
+            Some(cluster) if cluster.addresses.len() > 1 => {
+                let mut control = ControlConfig::new(cluster.process, cluster.addresses.len(), cluster.coordinator(), config.fingerprint);
+                control.start_timeout = cluster.start_timeout;
+                let clock = config.clock.clone();
+                let plane = ControlPlane::join(control, move || zero_now(&clock, interval_ms)).map_err(LaunchError::Control)?;
+                let zero = plane.zero_ms();
+                (Some(Arc::new(plane)), zero)
+            }
+            _ => (None, zero_now(&config.clock, interval_ms)),
+        };
+        let shared = Arc::new(RunShared::new(workers, control));
         let communication = match &config.cluster {
             None if workers == 1 => timely::CommunicationConfig::Thread,
             None => timely::CommunicationConfig::Process(workers),
@@ -363,17 +493,26 @@ impl Runtime {
         let worker_shared = Arc::clone(&shared);
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
+            let _exit = ExitGuard {
+                shared: Arc::clone(&worker_shared),
+                local_index: index % workers,
+            };
             let env = Rc::new(WorkerEnv {
                 index,
                 peers: worker.peers(),
                 local_index: index % workers,
-                zero_ms: config.zero_ms,
-                interval_ms: config.interval_ms.max(1),
+                zero_ms,
+                interval_ms,
                 clock: config.clock.clone(),
                 max_batches_in_flight: config.max_batches_in_flight.max(1),
                 key_groups: config.key_groups.max(1),
                 shared: Arc::clone(&worker_shared),
-                scheduler: RefCell::new(OutputScheduler::default()),
+                scheduler: RefCell::new(OutputScheduler::new(
+                    Arc::clone(&worker_shared),
+                    index % workers,
+                    zero_ms,
+                    interval_ms,
+                )),
             });
             worker.dataflow::<u64, _, _>(|scope| {
                 let mut compiler = Compiler {
@@ -384,21 +523,26 @@ impl Runtime {
                 };
                 build(&mut compiler);
             });
+            worker_shared.compiled.fetch_add(1, Ordering::AcqRel);
             let park = Duration::from_millis(10);
             while !worker_shared.aborted() {
-                let more = worker.step_or_park(Some(park));
-                env.publish_progress();
-                if !more {
+                if !worker.step_or_park(Some(park)) {
                     break;
                 }
             }
-            env.shared.progress[env.local_index].store(u64::MAX, Ordering::Release);
-            worker_shared.exited.fetch_add(1, Ordering::AcqRel);
-        })?;
+            env.scheduler.borrow_mut().shut_down();
+        })
+        .map_err(LaunchError::Timely)?;
         Ok(Runtime {
             guards: Some(guards),
             shared,
+            zero_ms,
         })
+    }
+
+    /// The zero time of the batches (ms): the first batch is one interval after it.
+    pub fn zero_ms(&self) -> u64 {
+        self.zero_ms
     }
 
     /// State shared with the workers.
@@ -408,25 +552,64 @@ impl Runtime {
 
     /// Asks the sources to cut one last batch and finish. With `abort`, workers also drop
     /// batches still in flight.
+    /// In a cluster, every process is asked to stop too.
     pub fn request_stop(&self, abort: bool) {
         self.shared.stop_requested.store(true, Ordering::Release);
         if abort {
             self.shared.abort.store(true, Ordering::Release);
         }
+        if let Some(control) = &self.shared.control {
+            control.request_stop(!abort);
+        }
     }
 
-    /// Waits for every worker thread of this process to exit.
+    /// Waits for every worker thread of this process to exit, then leaves the cluster's
+    /// control plane cleanly. Never hangs: once every worker has exited, timely's own threads
+    /// get [`JOIN_GRACE`] to end (one blocked on a lost peer is left behind, with a warning).
     ///
     /// # Errors
     ///
-    /// Returns the message of a worker thread that panicked (an ember bug).
-    pub fn join(&mut self) -> Result<(), String> {
-        if let Some(guards) = self.guards.take() {
-            for result in guards.join() {
-                result?;
+    /// The loss of a cluster peer, or the message of a worker thread that panicked (an ember
+    /// bug).
+    pub fn join(&mut self) -> Result<(), JoinError> {
+        let Some(guards) = self.guards.take() else { return Ok(()) };
+        let (done, joined) = std::sync::mpsc::channel();
+        let joiner = std::thread::Builder::new().name("ember-join".into()).spawn(move || {
+            let results: Vec<Result<(), String>> = guards.join();
+            let _ = done.send(results);
+        });
+        let results = match joiner {
+            Err(e) => vec![Err(format!("cannot start a thread to join the workers: {e}"))],
+            Ok(_) => {
+                let mut exited_at = None;
+                loop {
+                    match joined.recv_timeout(Duration::from_millis(20)) {
+                        Ok(results) => break results,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            break vec![Err("the thread joining the workers panicked".to_owned())];
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    }
+                    if self.shared.all_exited() {
+                        let since = *exited_at.get_or_insert_with(Instant::now);
+                        if since.elapsed() > JOIN_GRACE {
+                            tracing::warn!("Timely's threads did not end after the workers exited; leaving them behind.");
+                            break Vec::new();
+                        }
+                    }
+                }
             }
+        };
+        if let Some(control) = &self.shared.control {
+            control.close();
         }
-        Ok(())
+        if let Some(lost) = self.shared.cluster_failure() {
+            return Err(JoinError::Cluster(lost));
+        }
+        match results.into_iter().find_map(Result::err) {
+            Some(message) => Err(JoinError::Worker(message)),
+            None => Ok(()),
+        }
     }
 }
 

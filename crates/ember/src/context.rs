@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use ember_engine::{BuildPlan, Clock, ClusterConfig, Compiler, Data, EStream, RunConfig, RunShared, Runtime};
+use ember_engine::{BuildPlan, Clock, ClusterConfig, Compiler, Data, EStream, JoinError, LaunchError, RunConfig, RunShared, Runtime};
 
 use crate::batch::Batch;
 use crate::dstream::DStream;
@@ -36,6 +36,8 @@ struct Settings {
     clock: Clock,
     max_batches_in_flight: u64,
     key_groups: u32,
+    control_address: Option<String>,
+    cluster_start_timeout: std::time::Duration,
     receivers: ReceiverSettings,
 }
 
@@ -80,6 +82,7 @@ pub(crate) struct ContextInner {
     shared: Mutex<Option<Arc<RunShared>>>,
     source_errors: Mutex<Vec<Error>>,
     reported_failures: AtomicUsize,
+    cluster_failure_reported: std::sync::atomic::AtomicBool,
     remember: Mutex<Option<Duration>>,
 }
 
@@ -137,10 +140,10 @@ impl ContextInner {
             }
         }
         running.runtime.request_stop(!graceful);
-        running
-            .runtime
-            .join()
-            .map_err(|e| Error::Internal(format!("a worker thread failed: {e}")))?;
+        running.runtime.join().map_err(|e| match e {
+            JoinError::Cluster(lost) => Error::Cluster(lost),
+            JoinError::Worker(message) => Error::Internal(format!("a worker thread failed: {message}")),
+        })?;
         tracing::info!(graceful, "StreamingContext stopped.");
         Ok(())
     }
@@ -225,7 +228,24 @@ impl StreamingContextBuilder {
     /// `-n/-p/-h` do. Every process runs the same program; receivers and outputs that gather a
     /// batch run on process 0.
     pub fn cluster(mut self, process: usize, addresses: Vec<String>) -> Self {
-        self.settings.cluster = Some(ClusterConfig { process, addresses });
+        self.settings.cluster = Some(ClusterConfig::new(process, addresses));
+        self
+    }
+
+    /// Where process 0 of a cluster listens for the other processes' control connections
+    /// (`host:port`). Before timely connects, the processes meet there: process 0 decides the
+    /// zero time and checks that every process runs the same plan; afterwards a stop on any
+    /// process reaches all of them, and the loss of a process is noticed by the others within
+    /// seconds. Default: process 0's host, its port plus 1000 (minus 1000 above 64535).
+    pub fn cluster_control_address(mut self, address: impl Into<String>) -> Self {
+        self.settings.control_address = Some(address.into());
+        self
+    }
+
+    /// How long the processes of a cluster wait for each other at start (default 60 s); then
+    /// `start` fails naming the processes that did not come.
+    pub fn cluster_start_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.cluster_start_timeout = timeout.to_std();
         self
     }
 
@@ -267,10 +287,7 @@ impl StreamingContextBuilder {
             if addresses.len() < processes || process >= processes {
                 return Err(bad(format!("process {process} of {processes} with {} addresses", addresses.len())));
             }
-            self.settings.cluster = Some(ClusterConfig {
-                process,
-                addresses: addresses.into_iter().take(processes).collect(),
-            });
+            self.settings.cluster = Some(ClusterConfig::new(process, addresses.into_iter().take(processes).collect()));
         }
         Ok(self)
     }
@@ -373,6 +390,7 @@ impl StreamingContextBuilder {
                 shared: Mutex::new(None),
                 source_errors: Mutex::new(Vec::new()),
                 reported_failures: AtomicUsize::new(0),
+                cluster_failure_reported: std::sync::atomic::AtomicBool::new(false),
                 remember: Mutex::new(None),
             }),
         })
@@ -399,6 +417,8 @@ impl StreamingContext {
                 clock: Clock::System,
                 max_batches_in_flight: 2,
                 key_groups: ember_engine::keys::DEFAULT_KEY_GROUPS,
+                control_address: None,
+                cluster_start_timeout: std::time::Duration::from_secs(60),
                 receivers: ReceiverSettings::default(),
             },
         }
@@ -490,23 +510,33 @@ impl StreamingContext {
             self.inner.stop(false)?;
             return Err(Error::InvalidArgument { operation, message });
         }
-        let (compiled, _fingerprint) = plan.freeze();
+        let (compiled, plan_fingerprint) = plan.freeze();
         if compiled.is_empty() {
             self.inner.stop(false)?;
             return Err(Error::IllegalState("No output operations registered, so nothing to execute".into()));
         }
         let settings = &self.inner.settings;
         let interval = settings.batch_interval.as_millis();
-        let now = settings.clock.now_ms().unwrap_or(0);
-        let first = (now / interval + 1) * interval;
+        let cluster = settings.cluster.clone().map(|mut cluster| {
+            cluster.control_address = settings.control_address.clone();
+            cluster.start_timeout = settings.cluster_start_timeout;
+            cluster
+        });
+        // What every process of a cluster must agree on besides the plan itself.
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = ember_engine::keys::StableHasher::default();
+            (plan_fingerprint, interval, settings.key_groups, settings.workers as u64).hash(&mut h);
+            h.finish()
+        };
         let config = RunConfig {
             workers: settings.workers,
-            cluster: settings.cluster.clone(),
+            cluster,
             clock: settings.clock.clone(),
-            zero_ms: first - interval,
             interval_ms: interval,
             max_batches_in_flight: settings.max_batches_in_flight,
             key_groups: settings.key_groups,
+            fingerprint,
         };
         let mut receivers = Vec::new();
         let fail = |receivers: Vec<JoinHandle<()>>, error: Error| {
@@ -531,11 +561,17 @@ impl StreamingContext {
         let build: BuildPlan = Arc::new(move |c: &mut Compiler<'_>| compiled.compile(c));
         let runtime = match Runtime::launch(config, build) {
             Ok(runtime) => runtime,
-            Err(e) => return fail(receivers, Error::Internal(format!("cannot start the workers: {e}"))),
+            Err(LaunchError::Control(e)) => return fail(receivers, Error::Cluster(e)),
+            Err(LaunchError::Timely(e)) => return fail(receivers, Error::Internal(format!("cannot start the workers: {e}"))),
         };
+        let zero_ms = runtime.zero_ms();
         *lock(&self.inner.shared) = Some(Arc::clone(runtime.shared()));
         *lock(&self.inner.running) = Some(Running { runtime, receivers });
-        tracing::info!(batch_interval_ms = interval, first_batch_ms = first, "StreamingContext started.");
+        tracing::info!(
+            batch_interval_ms = interval,
+            first_batch_ms = zero_ms + interval,
+            "StreamingContext started."
+        );
         Ok(())
     }
 
@@ -584,7 +620,12 @@ impl StreamingContext {
                 _ => lock(&self.inner.shared).as_ref().is_some_and(|s| s.all_exited()),
             };
             if finished {
-                return Ok(true);
+                // The workers ended by themselves (a stop from another process of the cluster,
+                // or a lost peer): stop the receivers and leave the cluster cleanly.
+                return match self.inner.stop(true) {
+                    Err(Error::Cluster(_)) | Ok(()) => Ok(true),
+                    Err(e) => Err(e),
+                };
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
@@ -632,6 +673,11 @@ impl StreamingContext {
             return Some(error);
         }
         let shared = lock(&self.inner.shared).clone()?;
+        if let Some(lost) = shared.cluster_failure()
+            && !self.inner.cluster_failure_reported.swap(true, Ordering::AcqRel)
+        {
+            return Some(Error::Cluster(lost));
+        }
         let failures = shared.failures();
         let seen = self.inner.reported_failures.load(Ordering::Acquire);
         let failure = failures.get(seen)?.clone();

@@ -49,6 +49,10 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The processes of a cluster could not work together: one did not join in time, they run
+    /// different plans, or one was lost while running (it crashed or its machine went away).
+    #[error("cluster: {0}")]
+    Cluster(ember_engine::control::ControlError),
     /// Something that should not happen did; this is a bug in ember.
     #[error("internal error (this is a bug in ember): {0}")]
     Internal(String),

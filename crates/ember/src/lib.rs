@@ -38,7 +38,7 @@ pub use batch::Batch;
 pub use context::{StreamingContext, StreamingContextBuilder};
 pub use display::SparkDisplay;
 pub use dstream::{DStream, MapWithStateDStream, State, StateSpec, format_batch};
-pub use ember_engine::{Clock, Data, Key, ManualClock};
+pub use ember_engine::{Clock, Data, Key, ManualClock, keys};
 pub use error::{Error, Result};
 pub use plan::{OperatorId, Partitioning};
 pub use sources::{BatchQueue, Receiver, ReceiverContext, Utf8Policy};

@@ -7,7 +7,7 @@ mod source;
 mod stateless;
 
 pub use batch::{BatchInfo, PerBatch};
-pub use output::output;
+pub use output::{OutputPlacement, output};
 pub use source::{SourceBatch, batch_source};
 pub use stateless::{PerPart, catch_user};
 

@@ -1,7 +1,8 @@
-//! Output operators: gather each batch to worker 0 and hand it to the output scheduler.
+//! Output operators: hand each batch (gathered to worker 0, or each worker's own partitions)
+//! to the worker's output scheduler, which runs it off the dataflow thread.
 
-use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -12,29 +13,42 @@ use crate::msg::{Data, JobFailure, Msg, Part};
 use crate::ops::stateless::catch_user;
 use crate::runtime::{Compiler, EStream};
 
-/// Registers an output: every batch of `stream` (on the grid of the node being compiled) is gathered on worker 0 and, once all outputs
-/// have completed the batch, `action(time, partitions)` runs there, partitions sorted by id.
+/// Where an output runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputPlacement {
+    /// The whole batch, gathered on worker 0 (`print`, `foreach_rdd`).
+    Gathered,
+    /// Every worker, with the partitions it holds (`foreach_partition`, sinks).
+    PerWorker,
+}
+
+/// Registers an output: once every output of the worker has completed batch `time` (on the
+/// grid of the node being compiled), `action(time, partitions)` runs on the worker's output
+/// thread, partitions sorted by id. `placement` says whether worker 0 gets the whole batch or
+/// every worker its own partitions.
 ///
 /// Outputs run in batch order and, within a batch, in registration order. A batch that failed
-/// upstream is not output; its failure is reported instead. A batch with no RDD is skipped (no
-/// job, as in Spark). A panic or `Err` from `action` is reported as a failure of `name`.
-pub fn output<'s, T, F>(compiler: &mut Compiler<'s>, stream: EStream<'s, T>, name: &str, action: F)
+/// upstream is not output; its failure is reported instead (once, by worker 0). A batch with
+/// no RDD is skipped (no job, as in Spark). A panic or `Err` from `action` is reported as a
+/// failure of `name`.
+pub fn output<'s, T, F>(compiler: &mut Compiler<'s>, stream: EStream<'s, T>, name: &str, placement: OutputPlacement, action: F)
 where
     T: Data,
-    F: FnMut(u64, Vec<Part<T>>) -> Result<(), String> + 'static,
+    F: FnMut(u64, Vec<Part<T>>) -> Result<(), String> + Send + 'static,
 {
     let grid = compiler.grid();
     let env = Rc::clone(&compiler.env);
     let index = env.scheduler.borrow_mut().register(grid.first());
     let operator = name.to_owned();
-    let action = Rc::new(RefCell::new(action));
-    let gathered = if env.peers > 1 {
+    let action = Arc::new(Mutex::new(action));
+    let gathered = if env.peers > 1 && placement == OutputPlacement::Gathered {
         stream.unary(Exchange::new(|_: &Msg<T>| 0u64), "Gather", |_cap, _info| {
             |input, output| input.for_each(|time, data| output.session(&time).give_container(data))
         })
     } else {
         stream
     };
+    let runs_here = placement == OutputPlacement::PerWorker || env.index == 0;
     gathered.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, name, move |cap, _info| {
         let mut walker = Walker::<Vec<Part<T>>>::new(&grid, cap);
         let mut collect = |acc: &mut Vec<Part<T>>, part: Part<T>| acc.push(part);
@@ -45,27 +59,29 @@ where
             });
             let frontier = frontier_min(&[frontier]);
             walker.complete(frontier, |_cap, info, failed, mut parts| {
-                // Batches are gathered on worker 0; the other workers only track progress.
-                if env.index != 0 {
-                    return;
-                }
                 if !failed.is_empty() {
-                    // A failure seen on several workers arrives once per worker.
-                    let mut failed = failed;
-                    failed.sort_by(|a, b| (&a.operator, &a.message).cmp(&(&b.operator, &b.message)));
-                    failed.dedup();
-                    for failure in failed {
-                        env.shared.report(failure);
+                    // Failures reach worker 0 (and a failure seen on several workers arrives
+                    // once per worker).
+                    if env.index == 0 {
+                        let mut failed = failed;
+                        failed.sort_by(|a, b| (&a.operator, &a.message).cmp(&(&b.operator, &b.message)));
+                        failed.dedup();
+                        for failure in failed {
+                            env.shared.report(failure);
+                        }
                     }
                     return;
                 }
-                if info.no_rdd[0] && parts.iter().all(|p| p.data.is_empty()) {
+                if !runs_here || (info.no_rdd[0] && parts.iter().all(|p| p.data.is_empty())) {
                     return;
                 }
                 parts.sort_by(|a, b| a.id.cmp(&b.id));
-                let (action, shared, operator, time) = (Rc::clone(&action), env.shared.clone(), operator.clone(), info.time);
+                let (action, shared, operator, time) = (Arc::clone(&action), env.shared.clone(), operator.clone(), info.time);
                 let run = move || {
-                    let result = catch_user(&operator, time, || (action.borrow_mut())(time, parts));
+                    let result = catch_user(&operator, time, || {
+                        let mut action = action.lock().unwrap_or_else(|e| e.into_inner());
+                        (*action)(time, parts)
+                    });
                     match result {
                         Ok(Ok(())) => {}
                         Ok(Err(message)) => shared.report(JobFailure { operator, time, message }),

@@ -21,21 +21,25 @@ pub struct SourceBatch {
 
 /// A source on every worker. At every batch time that is due (by the clock, and while fewer
 /// than the allowed number of batches are in flight), `generate` is called on each worker and
-/// its messages become the batch. When a stop is requested the workers agree on a final batch
-/// time, generate up to it, and close the stream. The final batch is the last one already
-/// generated, unless some worker's source still holds data (`drain_on_stop`, for receivers):
-/// then one more batch is cut right away to carry it.
+/// its messages become the batch. When a stop is requested (here or on another process of the
+/// cluster) every source stops cutting batches and proposes a final batch time; once every
+/// source of every process has proposed, the largest proposal is the final batch, and each
+/// source generates up to it and closes its stream. A source proposes the last batch it already
+/// generated, unless it still holds data (`drain_on_stop`, for receivers): then one more batch,
+/// cut right away, carries it.
 pub fn batch_source<'s, T, G>(compiler: &mut Compiler<'s>, name: &str, drain_on_stop: bool, mut generate: G) -> EStream<'s, T>
 where
     T: Data,
     G: FnMut(SourceBatch) -> Vec<Msg<T>> + 'static,
 {
     let env = Rc::clone(&compiler.env);
+    env.shared.register_source();
     let scope = compiler.scope;
     source(scope, name, move |cap, info| {
         let activator = scope.activator_for(Rc::clone(&info.address));
-        env.add_source_activator(scope.activator_for(info.address));
+        env.add_source_activator(scope.worker().sync_activator_for(info.address.to_vec()));
         let mut cap = Some(cap);
+        let mut proposed = false;
         let mut next = env.first_batch();
         let interval = env.interval_ms;
         move |output| {
@@ -49,8 +53,15 @@ where
                 held.downgrade(&(time + interval));
             };
             if env.shared.stop_requested() {
-                let proposal = if drain_on_stop { next } else { next - interval };
-                let last = env.shared.propose_final_time(proposal);
+                if !proposed {
+                    proposed = true;
+                    env.shared.propose_final_time(if drain_on_stop { next } else { next - interval });
+                }
+                let Some(last) = env.shared.final_time() else {
+                    // The other sources have not all proposed yet.
+                    activator.activate_after(Duration::from_millis(1));
+                    return;
+                };
                 while next <= last {
                     emit(next, next == last, held);
                     next += interval;

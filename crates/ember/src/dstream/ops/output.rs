@@ -4,6 +4,7 @@ use std::fmt::Display;
 use std::io::Write;
 use std::sync::Arc;
 
+use ember_engine::ops::{OutputPlacement, PerPart};
 use ember_engine::{Compiler, Data};
 
 use crate::batch::Batch;
@@ -62,7 +63,8 @@ impl<T: Data> DStream<T> {
     where
         T: SparkDisplay,
     {
-        self.register_output("print", move |batch: Batch<T>| {
+        // Each partition is trimmed to what print can show before the batch is gathered.
+        self.register_output_with("print", OutputPlacement::Gathered, Some(num + 1), move |batch: Batch<T>| {
             let first: Vec<T> = batch.iter().take(num + 1).cloned().collect();
             let text = format_batch(batch.time(), &first, num);
             let mut stdout = std::io::stdout().lock();
@@ -109,8 +111,40 @@ impl<T: Data> DStream<T> {
         })
     }
 
+    /// Runs `f` on every worker, once per batch for each partition that worker holds, with the
+    /// batch time (Spark's `dstream.foreachRDD(rdd => rdd.foreachPartition(...))`). Partitions
+    /// are not gathered: each worker writes its own, which is how sinks scale. A worker that
+    /// holds no partition of a batch does not call `f` for it.
+    ///
+    /// Failures are reported as for [`DStream::foreach_rdd`].
+    ///
+    /// # Errors
+    ///
+    /// As [`DStream::print`].
+    pub fn foreach_partition<F>(&self, f: F) -> Result<()>
+    where
+        F: Fn(Vec<T>, Time) + Send + Sync + 'static,
+    {
+        self.register_output_with("foreach_partition", OutputPlacement::PerWorker, None, move |batch: Batch<T>| {
+            let time = batch.time();
+            for partition in batch.into_partitions() {
+                f(partition, time);
+            }
+            Ok(())
+        })
+    }
+
     /// Registers an output that runs `action` on every gathered batch.
     pub(crate) fn register_output<F>(&self, name: &str, action: F) -> Result<()>
+    where
+        F: Fn(Batch<T>) -> std::result::Result<(), String> + Send + Sync + 'static,
+    {
+        self.register_output_with(name, OutputPlacement::Gathered, None, action)
+    }
+
+    /// Registers an output that runs `action` on every batch where `placement` says, with each
+    /// partition first cut to `keep` elements if given.
+    fn register_output_with<F>(&self, name: &str, placement: OutputPlacement, keep: Option<usize>, action: F) -> Result<()>
     where
         F: Fn(Batch<T>) -> std::result::Result<(), String> + Send + Sync + 'static,
     {
@@ -121,9 +155,15 @@ impl<T: Data> DStream<T> {
         self.plan.add(
             spec,
             Arc::new(move |c: &mut Compiler<'_>, _index: u64, label: &str| {
-                let stream = input.stream(c);
+                let mut stream = input.stream(c);
+                if let Some(keep) = keep {
+                    stream = stream.per_part(label, move |mut part| {
+                        part.data.truncate(keep);
+                        part
+                    });
+                }
                 let action = Arc::clone(&action);
-                ember_engine::ops::output(c, stream, label, move |time, parts| {
+                ember_engine::ops::output(c, stream, label, placement, move |time, parts| {
                     action(Batch::from_partitions(Time::from_millis(time), sorted_partitions(parts)))
                 })
             }),
