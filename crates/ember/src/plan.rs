@@ -194,34 +194,55 @@ thread_local! {
 /// it returns (`index_of` finds it; `None` when building failed) is internal to the returned
 /// node, so the operation takes one id in the user's sequence however ember implements it.
 pub(crate) fn composite<R>(plan: &Plan, build: impl FnOnce() -> R, index_of: impl Fn(&R) -> Option<usize>) -> R {
-    struct Depth;
-    impl Drop for Depth {
-        fn drop(&mut self) {
+    let op = plan.begin_op();
+    let result = build();
+    if let Some(returned) = index_of(&result) {
+        op.end(returned, None);
+    }
+    result
+}
+
+/// An operation being built out of other operations (see [`composite`]); dropped without
+/// [`OpScope::end`] (building failed), it leaves its nodes internal and unowned.
+pub(crate) struct OpScope<'p> {
+    plan: &'p Plan,
+    start: usize,
+    open: bool,
+}
+
+impl OpScope<'_> {
+    fn close(&mut self) {
+        if std::mem::replace(&mut self.open, false) {
             COMPOSITE_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
         }
     }
-    let start = plan.lock().len();
-    let result = {
-        COMPOSITE_DEPTH.with(|d| d.set(d.get() + 1));
-        let _depth = Depth;
-        build()
-    };
-    let Some(returned) = index_of(&result) else {
-        return result;
-    };
-    let nested = COMPOSITE_DEPTH.with(Cell::get) > 0;
-    let mut nodes = plan.lock();
-    let end = nodes.len();
-    for (i, node) in nodes.iter_mut().enumerate().take(end).skip(start) {
-        if i != returned && node.owner.is_none() {
-            node.internal = true;
-            node.owner = Some(returned);
+
+    /// Ends the operation: node `returned` is its node (shown as `kind` if given), every other
+    /// node made since [`Plan::begin_op`] is internal to it.
+    pub(crate) fn end(mut self, returned: usize, kind: Option<&str>) {
+        self.close();
+        let nested = COMPOSITE_DEPTH.with(Cell::get) > 0;
+        let mut nodes = self.plan.lock();
+        let end = nodes.len();
+        for (i, node) in nodes.iter_mut().enumerate().take(end).skip(self.start) {
+            if i != returned && node.owner.is_none() {
+                node.internal = true;
+                node.owner = Some(returned);
+            }
+        }
+        if let Some(node) = nodes.get_mut(returned) {
+            node.internal = nested;
+            if let Some(kind) = kind {
+                node.spec.kind = Arc::from(kind);
+            }
         }
     }
-    if let Some(node) = nodes.get_mut(returned) {
-        node.internal = nested;
+}
+
+impl Drop for OpScope<'_> {
+    fn drop(&mut self) {
+        self.close();
     }
-    result
 }
 
 /// The frozen plan that every worker compiles.
@@ -300,6 +321,17 @@ impl Plan {
     /// The first problem recorded while building the plan.
     pub(crate) fn first_problem(&self) -> Option<(&'static str, String)> {
         crate::context::lock(&self.invalid).first().cloned()
+    }
+
+    /// Starts building an operation out of other operations (see [`composite`]).
+    pub(crate) fn begin_op(&self) -> OpScope<'_> {
+        let start = self.lock().len();
+        COMPOSITE_DEPTH.with(|d| d.set(d.get() + 1));
+        OpScope {
+            plan: self,
+            start,
+            open: true,
+        }
     }
 
     /// Gives node `index` the id `name`.
@@ -502,6 +534,82 @@ mod tests {
         assert_eq!(
             c,
             "print#5 [output, slide 1000 ms]\n  reduce_by_key#4 [by key, one partition per worker, slide 1000 ms]\n    map#3 [narrow, slide 1000 ms]\n      filter#3.1 [narrow, slide 1000 ms, internal]\n        flat_map#2 [narrow, slide 1000 ms]\n          queue_stream#1 [source, slide 1000 ms]\n"
+        );
+    }
+
+    #[test]
+    fn a_named_operation_keeps_its_id_when_operations_are_added_before_it() {
+        let build = |extra: bool| {
+            let ssc = StreamingContext::new(seconds(1)).unwrap();
+            let queue = BatchQueue::<String>::new();
+            let mut lines = ssc.queue_stream(&queue, true, None);
+            if extra {
+                lines = lines.filter(|l| !l.is_empty()).map(|l| l.to_lowercase());
+            }
+            let counts = lines
+                .map(|w| (w, 1u64))
+                .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.iter().sum::<u64>() + s.unwrap_or(0)))
+                .name("word-counts")
+                .unwrap();
+            counts.print().unwrap();
+            (counts.operator_id(), counts.operator_name(), ssc.explain())
+        };
+        let (id, name, plan) = build(false);
+        let (id2, name2, plan2) = build(true);
+        assert_eq!(id.as_str(), "word-counts");
+        assert_eq!((id, name.clone()), (id2, name2));
+        assert_eq!(name, "update_state_by_key#word-counts");
+        // The state's internal grouping is numbered under the name, and so stays put too.
+        assert!(
+            plan.contains("group_by_key#word-counts.1 [by key, one partition per worker, slide 1000 ms, internal]"),
+            "{plan}"
+        );
+        assert!(plan2.contains("group_by_key#word-counts.1 ["), "{plan2}");
+        // Unnamed operations after the inserted ones move.
+        assert!(plan.contains("print#4 ["), "{plan}");
+        assert!(plan2.contains("print#6 ["), "{plan2}");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let ssc = StreamingContext::new(seconds(1)).unwrap();
+        let queue = BatchQueue::<u32>::new();
+        let a = ssc.queue_stream(&queue, true, None);
+        let b = a.map(|x| x + 1);
+        a.name("input").unwrap();
+        for bad in ["", "two words", "a#b", "7up"] {
+            assert!(b.name(bad).is_err(), "{bad:?} was accepted");
+        }
+        let taken = b.name("input").unwrap_err().to_string();
+        assert!(taken.contains("already used"), "{taken}");
+        b.print().unwrap();
+        ssc.start().unwrap();
+        assert!(b.name("late").is_err());
+        ssc.stop(false).unwrap();
+    }
+
+    #[test]
+    fn a_join_of_windows_is_one_operation_per_call() {
+        let ssc = StreamingContext::new(seconds(1)).unwrap();
+        let queue = BatchQueue::<(String, u64)>::new();
+        let pairs = ssc.queue_stream(&queue, true, None);
+        let windowed = pairs.reduce_by_key_and_window(|a, b| a + b, seconds(3), seconds(1)).unwrap();
+        let joined = windowed.join(&pairs.map_values(|v| v * 2));
+        joined.count().print().unwrap();
+        let plan = ssc.explain();
+        assert_eq!(
+            plan,
+            "print#6 [output, slide 1000 ms]\n\
+             \x20 count#5 [narrow, slide 1000 ms]\n\
+             \x20   join#4 [narrow, slide 1000 ms]\n\
+             \x20     join#4.1 [by key, one partition per worker, slide 1000 ms, internal]\n\
+             \x20       group_by_key#4.1.1 [by key, one partition per worker, slide 1000 ms, internal]\n\
+             \x20         reduce_by_key_and_window#2 [by key, one partition per worker, slide 1000 ms]\n\
+             \x20           reduce_by_key_and_window#2.1 [by key, one partition per worker, slide 1000 ms, internal]\n\
+             \x20             queue_stream#1 [source, slide 1000 ms, 2 consumers]\n\
+             \x20       group_by_key#4.1.2 [by key, one partition per worker, slide 1000 ms, internal]\n\
+             \x20         map_values#3 [narrow, slide 1000 ms]\n\
+             \x20           queue_stream#1 [source, slide 1000 ms, 2 consumers]\n"
         );
     }
 }

@@ -119,6 +119,24 @@ impl<T: Data> DStream<T> {
         }
     }
 
+    /// Builds operation `kind` out of other operations (see [`crate::plan::composite`]): the
+    /// stream `build` returns is the operation's node, shown as `kind`, and every other node
+    /// it made is internal to it.
+    pub(crate) fn one_op<U: Data>(&self, kind: &str, build: impl FnOnce() -> DStream<U>) -> DStream<U> {
+        let op = self.plan.begin_op();
+        let stream = build();
+        op.end(stream.index, Some(kind));
+        stream
+    }
+
+    /// [`DStream::one_op`] for an operation that can fail to build.
+    pub(crate) fn try_one_op<U: Data>(&self, kind: &str, build: impl FnOnce() -> crate::Result<DStream<U>>) -> crate::Result<DStream<U>> {
+        let op = self.plan.begin_op();
+        let stream = build()?;
+        op.end(stream.index, Some(kind));
+        Ok(stream)
+    }
+
     /// A reference to this node for compile functions.
     pub(crate) fn node_ref(&self) -> NodeRef<T> {
         NodeRef {

@@ -129,7 +129,9 @@ impl<T: Data> DStream<T> {
         check_window("reduce_by_window", self.slide, window, slide)?;
         let f = std::sync::Arc::new(f);
         let g = std::sync::Arc::clone(&f);
-        Ok(self.reduce(move |a, b| f(a, b)).window(window, slide)?.reduce(move |a, b| g(a, b)))
+        self.try_one_op("reduce_by_window", || {
+            Ok(self.reduce(move |a, b| f(a, b)).window(window, slide)?.reduce(move |a, b| g(a, b)))
+        })
     }
 
     /// Like [`DStream::reduce_by_window`], computed incrementally: each slide adds the batches
@@ -146,9 +148,11 @@ impl<T: Data> DStream<T> {
         G: Fn(T, T) -> T + Send + Sync + 'static,
     {
         check_window("reduce_by_window", self.slide, window, slide)?;
-        let keyed = self.map(|x| ((), x));
-        let reduced = keyed.reduce_by_key_and_window_inv_impl("reduce_by_window", (f, inv_f), window, slide, Some(1), None)?;
-        Ok(reduced.map(|((), v)| v))
+        self.try_one_op("reduce_by_window", || {
+            let keyed = self.map(|x| ((), x));
+            let reduced = keyed.reduce_by_key_and_window_inv_impl("reduce_by_window", (f, inv_f), window, slide, Some(1), None)?;
+            Ok(reduced.map(|((), v)| v))
+        })
     }
 
     /// The number of elements in each window (Spark's `countByWindow`), computed incrementally.
@@ -160,6 +164,8 @@ impl<T: Data> DStream<T> {
     /// As [`DStream::window`].
     pub fn count_by_window(&self, window: Duration, slide: Duration) -> Result<DStream<u64>> {
         check_window("count_by_window", self.slide, window, slide)?;
-        self.map(|_| 1u64).reduce_by_window_inv(|a, b| a + b, |a, b| a - b, window, slide)
+        self.try_one_op("count_by_window", || {
+            self.map(|_| 1u64).reduce_by_window_inv(|a, b| a + b, |a, b| a - b, window, slide)
+        })
     }
 }

@@ -127,6 +127,6 @@ impl<T: Data> DStream<T> {
 impl<T: Key> DStream<T> {
     /// A stream of `(value, count)` pairs: how often each distinct element occurs in the batch.
     pub fn count_by_value(&self) -> DStream<(T, u64)> {
-        self.map(|x| (x, 1u64)).reduce_by_key(|a, b| a + b)
+        self.one_op("count_by_value", || self.map(|x| (x, 1u64)).reduce_by_key(|a, b| a + b))
     }
 }

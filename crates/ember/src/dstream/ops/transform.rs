@@ -127,12 +127,15 @@ pub(crate) fn transform_all<T: Data, U: Data, F>(streams: &[DStream<T>], f: F) -
 where
     F: Fn(Vec<Batch<T>>) -> Batch<U> + Send + Sync + 'static,
 {
+    // One operation in the plan: the union below is internal to it.
+    let plan = streams.first().map(|s| Arc::clone(&s.plan));
+    let op = plan.as_ref().map(|p| p.begin_op());
     let tagged = crate::dstream::union_all(streams)?;
     let count = streams.len();
     let f = Arc::new(f);
     // The union tags each partition with its stream's index, and turns a missing RDD into
     // Spark's error; here the partitions are split back per stream.
-    Ok(tagged.derive_as("transform", Partitioning::Gathered, move |c, s, label| {
+    let transformed = tagged.derive_as("transform", Partitioning::Gathered, move |c, s, label| {
         let (f, operator, is_root) = (Arc::clone(&f), label.to_owned(), c.env.index == 0);
         gather(c, s).per_batch(
             &c.grid(),
@@ -158,5 +161,9 @@ where
                 emit_result(&operator, info.time, Ok::<_, std::convert::Infallible>(f(batches)), out);
             },
         )
-    }))
+    });
+    if let Some(op) = op {
+        op.end(transformed.index, None);
+    }
+    Ok(transformed)
 }

@@ -27,67 +27,86 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 
     /// Inner join: `(key, (v, w))` for every pair of values of a key present in both batches.
     pub fn join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (V, W))> {
-        self.cogroup_impl("join", other, None).flat_map(|(k, (vs, ws))| {
-            let mut out = Vec::with_capacity(vs.len() * ws.len());
-            for v in &vs {
-                for w in &ws {
-                    out.push((k.clone(), (v.clone(), w.clone())));
+        self.one_op("join", || {
+            self.cogroup_impl("join", other, None).flat_map(|(k, (vs, ws))| {
+                let mut out = Vec::with_capacity(vs.len() * ws.len());
+                for v in &vs {
+                    for w in &ws {
+                        out.push((k.clone(), (v.clone(), w.clone())));
+                    }
                 }
-            }
-            out
+                out
+            })
         })
     }
 
     /// Left outer join: every value of this stream, with each matching value of `other` or
     /// `None`.
     pub fn left_outer_join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (V, Option<W>))> {
-        self.cogroup_impl("left_outer_join", other, None).flat_map(|(k, (vs, ws))| {
-            let mut out = Vec::new();
-            for v in vs {
-                if ws.is_empty() {
-                    out.push((k.clone(), (v, None)));
-                } else {
-                    out.extend(ws.iter().map(|w| (k.clone(), (v.clone(), Some(w.clone())))));
+        self.one_op("left_outer_join", || {
+            self.cogroup_impl("left_outer_join", other, None).flat_map(|(k, (vs, ws))| {
+                let mut out = Vec::new();
+                for v in vs {
+                    if ws.is_empty() {
+                        out.push((k.clone(), (v, None)));
+                    } else {
+                        out.extend(ws.iter().map(|w| (k.clone(), (v.clone(), Some(w.clone())))));
+                    }
                 }
-            }
-            out
+                out
+            })
         })
     }
 
     /// Right outer join: every value of `other`, with each matching value of this stream or
     /// `None`.
     pub fn right_outer_join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (Option<V>, W))> {
-        self.cogroup_impl("right_outer_join", other, None).flat_map(|(k, (vs, ws))| {
-            let mut out = Vec::new();
-            for w in ws {
-                if vs.is_empty() {
-                    out.push((k.clone(), (None, w)));
-                } else {
-                    out.extend(vs.iter().map(|v| (k.clone(), (Some(v.clone()), w.clone()))));
+        self.one_op("right_outer_join", || {
+            self.cogroup_impl("right_outer_join", other, None).flat_map(|(k, (vs, ws))| {
+                let mut out = Vec::new();
+                for w in ws {
+                    if vs.is_empty() {
+                        out.push((k.clone(), (None, w)));
+                    } else {
+                        out.extend(vs.iter().map(|v| (k.clone(), (Some(v.clone()), w.clone()))));
+                    }
                 }
-            }
-            out
+                out
+            })
         })
     }
 
     /// Full outer join: every value of either stream, matched where the key is in both.
     pub fn full_outer_join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (Option<V>, Option<W>))> {
-        self.cogroup_impl("full_outer_join", other, None).flat_map(|(k, (vs, ws))| {
-            let mut out = Vec::new();
-            match (vs.is_empty(), ws.is_empty()) {
-                (false, true) => out.extend(vs.into_iter().map(|v| (k.clone(), (Some(v), None)))),
-                (true, false) => out.extend(ws.into_iter().map(|w| (k.clone(), (None, Some(w))))),
-                _ => {
-                    for v in &vs {
-                        out.extend(ws.iter().map(|w| (k.clone(), (Some(v.clone()), Some(w.clone())))));
+        self.one_op("full_outer_join", || {
+            self.cogroup_impl("full_outer_join", other, None).flat_map(|(k, (vs, ws))| {
+                let mut out = Vec::new();
+                match (vs.is_empty(), ws.is_empty()) {
+                    (false, true) => out.extend(vs.into_iter().map(|v| (k.clone(), (Some(v), None)))),
+                    (true, false) => out.extend(ws.into_iter().map(|w| (k.clone(), (None, Some(w))))),
+                    _ => {
+                        for v in &vs {
+                            out.extend(ws.iter().map(|w| (k.clone(), (Some(v.clone()), Some(w.clone())))));
+                        }
                     }
                 }
-            }
-            out
+                out
+            })
         })
     }
 
+    /// The cogroup of this stream and `other`, one operation in the plan.
     fn cogroup_impl<W: Data>(
+        &self,
+        name: &'static str,
+        other: &DStream<(K, W)>,
+        partitions: Option<usize>,
+    ) -> DStream<(K, (Vec<V>, Vec<W>))> {
+        self.one_op(name, || self.cogroup_nodes(name, other, partitions))
+    }
+
+    /// Groups both streams by key with the same partitioning, then puts the groups side by side.
+    fn cogroup_nodes<W: Data>(
         &self,
         name: &'static str,
         other: &DStream<(K, W)>,

@@ -105,18 +105,18 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         check_window("reduce_by_key_and_window", self.slide, window, slide)?;
         let f = Arc::new(f);
         let (f1, f2, h) = (Arc::clone(&f), Arc::clone(&f), f);
-        let reduced = self.combine_by_key_impl(
-            "reduce_by_key_and_window",
-            partitions,
-            |v| v,
-            move |a, b| f1(a, b),
-            move |a, b| f2(a, b),
-        );
-        Ok(
+        Ok(self.one_op("reduce_by_key_and_window", || {
+            let reduced = self.combine_by_key_impl(
+                "reduce_by_key_and_window",
+                partitions,
+                |v| v,
+                move |a, b| f1(a, b),
+                move |a, b| f2(a, b),
+            );
             reduced.merge_window("reduce_by_key_and_window", window, slide, partitions, move |a: V, b: &V| {
                 h(a, b.clone())
-            }),
-        )
+            })
+        }))
     }
 
     /// Per-key reduce over a sliding window computed incrementally (Spark's
@@ -203,13 +203,14 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         check_window(operation, self.slide, window, slide)?;
         let f = Arc::new(f);
         let (f1, f2) = (Arc::clone(&f), Arc::clone(&f));
+        let op = self.plan.begin_op();
         let reduced = self.combine_by_key_impl(operation, partitions, |v| v, move |a, b| f1(a, b), move |a, b| f2(a, b));
         let inv_f = Arc::new(inv_f);
         let parent_slide = self.slide;
         let spec = NodeSpec::new(operation, slide, vec![reduced.index])
             .partitioning(Partitioning::ByKey(partitions))
             .meta(NodeMeta::stateful());
-        Ok(reduced.derive_node(spec, move |c, input, label| {
+        let windowed = reduced.derive_node(spec, move |c, input, label| {
             {
                 let n = partitions.unwrap_or(c.env.peers).max(1);
                 let owned: Vec<u32> = owned_partitions(c, n).collect();
@@ -279,7 +280,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     emit_owned(&owned, &state, out);
                 })
             }
-        }))
+        });
+        op.end(windowed.index, None);
+        Ok(windowed)
     }
 
     /// The grouped values of each key over a sliding window, oldest batch first (Spark's
@@ -308,16 +311,16 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 
     fn group_by_key_and_window_impl(&self, window: Duration, slide: Duration, partitions: Option<usize>) -> Result<DStream<(K, Vec<V>)>> {
         check_window("group_by_key_and_window", self.slide, window, slide)?;
-        let grouped = match partitions {
-            Some(n) => self.group_by_key_with_partitions(n),
-            None => self.group_by_key(),
-        };
-        Ok(
+        Ok(self.one_op("group_by_key_and_window", || {
+            let grouped = match partitions {
+                Some(n) => self.group_by_key_with_partitions(n),
+                None => self.group_by_key(),
+            };
             grouped.merge_window("group_by_key_and_window", window, slide, partitions, |mut a: Vec<V>, b: &Vec<V>| {
                 a.extend(b.iter().cloned());
                 a
-            }),
-        )
+            })
+        }))
     }
 
     /// Merges the per-batch, per-key results of a shuffled stream (one partition per owned
@@ -387,13 +390,15 @@ impl<T: Key> DStream<T> {
 
     fn count_by_value_and_window_impl(&self, window: Duration, slide: Duration, partitions: Option<usize>) -> Result<DStream<(T, u64)>> {
         check_window("count_by_value_and_window", self.slide, window, slide)?;
-        self.map(|x| (x, 1u64)).reduce_by_key_and_window_inv_impl(
-            "count_by_value_and_window",
-            (|a, b| a + b, |a, b| a - b),
-            window,
-            slide,
-            partitions,
-            Some(Arc::new(|_: &T, n: &u64| *n != 0)),
-        )
+        self.try_one_op("count_by_value_and_window", || {
+            self.map(|x| (x, 1u64)).reduce_by_key_and_window_inv_impl(
+                "count_by_value_and_window",
+                (|a, b| a + b, |a, b| a - b),
+                window,
+                slide,
+                partitions,
+                Some(Arc::new(|_: &T, n: &u64| *n != 0)),
+            )
+        })
     }
 }
