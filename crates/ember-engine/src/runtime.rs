@@ -121,6 +121,10 @@ pub struct RunConfig {
     pub key_groups: u32,
     /// The plan's fingerprint; every process of a cluster must have the same.
     pub fingerprint: u64,
+    /// Where stateful operators write their checkpoint snapshots, if anywhere.
+    pub snapshot_sink: Option<crate::state::SnapshotSink>,
+    /// State to restore before the first batch.
+    pub restore: Option<crate::state::RestoreImage>,
 }
 
 /// State shared by the driver and every worker of this process.
@@ -141,6 +145,8 @@ pub struct RunShared {
     proposal_sent: AtomicBool,
     /// The cluster's control plane (cluster mode only).
     control: Option<Arc<ControlPlane>>,
+    snapshot_sink: Option<crate::state::SnapshotSink>,
+    restore: Option<crate::state::RestoreImage>,
     failures: Mutex<Vec<JobFailure>>,
     progress: Vec<AtomicU64>,
     exited: AtomicUsize,
@@ -159,7 +165,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 const COMPLETIONS_KEPT: usize = 256;
 
 impl RunShared {
-    fn new(workers: usize, control: Option<Arc<ControlPlane>>) -> Self {
+    fn new(workers: usize, control: Option<Arc<ControlPlane>>, config: &RunConfig) -> Self {
         RunShared {
             stop_requested: AtomicBool::new(false),
             abort: AtomicBool::new(false),
@@ -170,6 +176,8 @@ impl RunShared {
             compiled: AtomicUsize::new(0),
             proposal_sent: AtomicBool::new(false),
             control,
+            snapshot_sink: config.snapshot_sink.clone(),
+            restore: config.restore.clone(),
             failures: Mutex::new(Vec::new()),
             progress: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             exited: AtomicUsize::new(0),
@@ -190,6 +198,16 @@ impl RunShared {
     /// Every failure reported so far, in the order they were reported.
     pub fn failures(&self) -> Vec<JobFailure> {
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Where stateful operators write their snapshots, if anywhere.
+    pub fn snapshot_sink(&self) -> Option<&crate::state::SnapshotSink> {
+        self.snapshot_sink.as_ref()
+    }
+
+    /// The state to restore before the first batch, if any.
+    pub fn restore_image(&self) -> Option<&crate::state::RestoreImage> {
+        self.restore.as_ref()
     }
 
     /// Whether a stop was requested, here or (in a cluster) on any process.
@@ -322,6 +340,8 @@ pub struct WorkerEnv {
     /// State shared with the driver.
     pub shared: Arc<RunShared>,
     pub(crate) scheduler: RefCell<OutputScheduler>,
+    /// The worker's stateful operators, by operator id.
+    pub states: RefCell<crate::state::StateRegistry>,
 }
 
 impl WorkerEnv {
@@ -343,6 +363,8 @@ pub struct Compiler<'s> {
     pub env: Rc<WorkerEnv>,
     /// The slide (ms) of the plan node being compiled: the grid its batches sit on.
     slide_ms: u64,
+    /// The stable id of the plan node being compiled.
+    operator_id: String,
     memo: HashMap<u64, Box<dyn Any>>,
 }
 
@@ -379,6 +401,19 @@ impl<'s> Compiler<'s> {
             env: Rc::clone(&self.env),
             step_ms: slide_ms.max(1),
         }
+    }
+
+    /// The stable id of the plan node being compiled (stateful operators register under it).
+    pub fn operator_id(&self) -> &str {
+        &self.operator_id
+    }
+
+    /// Runs `f` compiling plan node `id` (see [`Compiler::operator_id`]).
+    pub fn with_operator<R>(&mut self, id: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        let saved = std::mem::replace(&mut self.operator_id, id.to_owned());
+        let result = f(self);
+        self.operator_id = saved;
+        result
     }
 
     /// Runs `f` with `slide_ms` as the slide of the node being compiled, then restores it.
@@ -475,7 +510,7 @@ impl Runtime {
             }
             _ => (None, zero_now(&config.clock, interval_ms)),
         };
-        let shared = Arc::new(RunShared::new(workers, control));
+        let shared = Arc::new(RunShared::new(workers, control, &config));
         let communication = match &config.cluster {
             None if workers == 1 => timely::CommunicationConfig::Thread,
             None => timely::CommunicationConfig::Process(workers),
@@ -513,12 +548,14 @@ impl Runtime {
                     zero_ms,
                     interval_ms,
                 )),
+                states: RefCell::new(crate::state::StateRegistry::default()),
             });
             worker.dataflow::<u64, _, _>(|scope| {
                 let mut compiler = Compiler {
                     scope,
                     env: Rc::clone(&env),
                     slide_ms: env.interval_ms,
+                    operator_id: String::new(),
                     memo: HashMap::new(),
                 };
                 build(&mut compiler);

@@ -39,6 +39,10 @@ struct Settings {
     control_address: Option<String>,
     cluster_start_timeout: std::time::Duration,
     receivers: ReceiverSettings,
+    /// Where stateful operators write their checkpoint snapshots (the fault-tolerance layer).
+    snapshot_sink: Option<ember_engine::state::SnapshotSink>,
+    /// Operator state to restore before the first batch.
+    restore: Option<ember_engine::state::RestoreImage>,
 }
 
 /// How receivers run (Spark's `spark.streaming.receiver.*` and `backpressure.*` settings).
@@ -362,6 +366,20 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// Hands every stateful operator's snapshot at its checkpoint batches to `sink`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn snapshot_sink(mut self, sink: ember_engine::state::SnapshotSink) -> Self {
+        self.settings.snapshot_sink = Some(sink);
+        self
+    }
+
+    /// Restores operator state from `image` before the first batch.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn restore(mut self, image: ember_engine::state::RestoreImage) -> Self {
+        self.settings.restore = Some(image);
+        self
+    }
+
     /// Creates the context.
     ///
     /// # Errors
@@ -420,6 +438,8 @@ impl StreamingContext {
                 control_address: None,
                 cluster_start_timeout: std::time::Duration::from_secs(60),
                 receivers: ReceiverSettings::default(),
+                snapshot_sink: None,
+                restore: None,
             },
         }
     }
@@ -537,6 +557,8 @@ impl StreamingContext {
             max_batches_in_flight: settings.max_batches_in_flight,
             key_groups: settings.key_groups,
             fingerprint,
+            snapshot_sink: settings.snapshot_sink.clone(),
+            restore: settings.restore.clone(),
         };
         let mut receivers = Vec::new();
         let fail = |receivers: Vec<JoinHandle<()>>, error: Error| {

@@ -31,6 +31,9 @@ mod dstream;
 mod error;
 mod plan;
 mod sources;
+mod state_codec;
+#[cfg(test)]
+mod state_restore_tests;
 pub mod testing;
 mod time;
 

@@ -245,10 +245,20 @@ impl Drop for OpScope<'_> {
     }
 }
 
+/// One node to compile.
+struct Step {
+    index: usize,
+    id: OperatorId,
+    /// `kind#id`, for messages.
+    label: String,
+    slide_ms: u64,
+    compile: CompileFn,
+}
+
 /// The frozen plan that every worker compiles.
 pub(crate) struct CompiledPlan {
-    /// The nodes some output needs, in creation order: index, label, slide (ms), compile.
-    steps: Vec<(usize, String, u64, CompileFn)>,
+    /// The nodes some output needs, in creation order.
+    steps: Vec<Step>,
 }
 
 impl CompiledPlan {
@@ -259,8 +269,10 @@ impl CompiledPlan {
 
     /// Compiles every needed node on the worker of `c`.
     pub(crate) fn compile(&self, c: &mut Compiler<'_>) {
-        for (index, label, slide, compile) in &self.steps {
-            c.with_slide(*slide, |c| compile(c, *index as u64, label));
+        for step in &self.steps {
+            c.with_operator(step.id.as_str(), |c| {
+                c.with_slide(step.slide_ms, |c| (step.compile)(c, step.index as u64, &step.label))
+            });
         }
     }
 }
@@ -446,7 +458,13 @@ impl Plan {
             }
             node.spec.partitioning.hash(&mut fingerprint);
             node.spec.meta.stateful.hash(&mut fingerprint);
-            steps.push((i, label, node.spec.slide.as_millis(), Arc::clone(&node.compile)));
+            steps.push(Step {
+                index: i,
+                id: ids[i].clone(),
+                label,
+                slide_ms: node.spec.slide.as_millis(),
+                compile: Arc::clone(&node.compile),
+            });
         }
         (Arc::new(CompiledPlan { steps }), fingerprint.finish())
     }

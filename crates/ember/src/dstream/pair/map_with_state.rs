@@ -12,7 +12,8 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use ember_engine::ops::{PerBatch, PerPart, catch_user};
+use ember_engine::ops::{BatchInfo, PerPart, catch_user};
+use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,7 @@ use crate::dstream::shuffle::Shuffle;
 use crate::dstream::{DStream, NodeMeta, check_checkpoint_interval, spread};
 use crate::error::{Error, Result};
 use crate::plan::{NodeSpec, Partitioning, composite};
+use crate::state_codec::{decode, encode};
 use crate::time::{Duration, Time};
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -350,110 +352,38 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         slide: Duration,
     ) -> (MappedOutput<U>, DStream<(K, S)>) {
         let internal: DStream<Item<K, S, U>> = self.derive_node(node_spec, move |c, input, label| {
-            {
-                {
-                    let shuffle = Shuffle::new(c, spec.partitions);
-                    let owned = shuffle.owned(c);
-                    // Records go, in order, to their key's partition; the id keeps the input order.
-                    let split = input.per_parts(label, move |p: Part<(K, V)>, out: &mut Vec<Part<(K, V)>>| {
-                        let mut targets: Vec<Vec<(K, V)>> = (0..shuffle.partitions()).map(|_| Vec::new()).collect();
-                        for (k, v) in p.data {
-                            targets[shuffle.partition_of(&k) as usize].push((k, v));
-                        }
-                        out.extend(targets.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(t, data)| {
-                            let mut id = p.id.clone();
-                            id.0.insert(0, t as u32);
-                            Part { id, data }
-                        }));
-                    });
-                    // Per key group this worker owns: each key's state and last update time.
-                    let mut states: BTreeMap<u32, FastMap<K, (S, u64)>> = BTreeMap::new();
-                    let mut initial = spec.initial.clone();
-                    let (func, timeout) = (Arc::clone(&spec.func), spec.timeout.map(Duration::as_millis));
-                    let (full_scan_every, zero) = (state_checkpoint(&meta, slide).as_millis().max(1), c.env.zero_ms);
-                    let snapshots = snapshots_used.consumed();
-                    let operator = label.to_string();
-                    // The partition of each key group this worker owns.
-                    let group_partition: HashMap<u32, u32> =
-                        owned.iter().flat_map(|(p, groups)| groups.iter().map(move |g| (*g, *p))).collect();
-                    spread(c, split).per_batch(
-                        &c.grid(),
-                        label,
-                        |acc: &mut Vec<Part<(K, V)>>, p| acc.push(p),
-                        move |info, mut parts, out| {
-                            let now = info.time;
-                            if let Some(initial) = initial.take() {
-                                for (k, s) in initial.iter() {
-                                    let group = shuffle.group_of(k);
-                                    if group_partition.contains_key(&group) {
-                                        states.entry(group).or_default().insert(k.clone(), (s.clone(), now));
-                                    }
-                                }
-                            }
-                            parts.sort_by(|a, b| a.id.cmp(&b.id));
-                            let mut mapped: HashMap<u32, Vec<Item<K, S, U>>> = HashMap::new();
-                            let mut failure = None;
-                            let time = Time::from_millis(now);
-                            for part in parts {
-                                let emitted = mapped.entry(part.id.head()).or_default();
-                                for (k, v) in part.data {
-                                    let map = states.entry(shuffle.group_of(&k)).or_default();
-                                    let (value, last) = match map.remove(&k) {
-                                        Some((s, t)) => (Some(s), t),
-                                        None => (None, now),
-                                    };
-                                    let mut state = State::new(value);
-                                    match catch_user(&operator, now, || func(time, &k, Some(v), &mut state)) {
-                                        Ok(result) => emitted.extend(result.map(Item::Mapped)),
-                                        Err(e) => {
-                                            failure.get_or_insert(e);
-                                        }
-                                    }
-                                    // A record refreshes its key's update time when a timeout is set.
-                                    let touched = state.updated || timeout.is_some();
-                                    if let Some(s) = state.value {
-                                        map.insert(k, (s, if touched { now } else { last }));
-                                    }
-                                }
-                            }
-                            if let Some(idle) = timeout
-                                && (now - zero) % full_scan_every == 0
-                            {
-                                let threshold = now.saturating_sub(idle);
-                                for (group, map) in &mut states {
-                                    let expired: Vec<K> = map.iter().filter(|(_, (_, t))| *t < threshold).map(|(k, _)| k.clone()).collect();
-                                    let p = group_partition.get(group).copied().unwrap_or_default();
-                                    let emitted = mapped.entry(p).or_default();
-                                    for k in expired {
-                                        let Some((s, _)) = map.remove(&k) else { continue };
-                                        let mut state = State::new(Some(s));
-                                        state.timing_out = true;
-                                        match catch_user(&operator, now, || func(time, &k, None, &mut state)) {
-                                            Ok(result) => emitted.extend(result.map(Item::Mapped)),
-                                            Err(e) => {
-                                                failure.get_or_insert(e);
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                            states.retain(|_, map| !map.is_empty());
-                            for (p, groups) in &owned {
-                                let mut data = mapped.remove(p).unwrap_or_default();
-                                if snapshots {
-                                    for map in groups.iter().filter_map(|g| states.get(g)) {
-                                        data.extend(map.iter().map(|(k, (s, _))| Item::Snapshot(k.clone(), s.clone())));
-                                    }
-                                }
-                                out.push(Msg::Part(Part { id: PartId::new(*p), data }));
-                            }
-                            if let Some(failure) = failure {
-                                out.push(Msg::Failed(failure));
-                            }
-                        },
-                    )
+            let shuffle = Shuffle::new(c, spec.partitions);
+            let owned = shuffle.owned(c);
+            // Records go, in order, to their key's partition; the id keeps the input order.
+            let split = input.per_parts(label, move |p: Part<(K, V)>, out: &mut Vec<Part<(K, V)>>| {
+                let mut targets: Vec<Vec<(K, V)>> = (0..shuffle.partitions()).map(|_| Vec::new()).collect();
+                for (k, v) in p.data {
+                    targets[shuffle.partition_of(&k) as usize].push((k, v));
                 }
-            }
+                out.extend(targets.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(t, data)| {
+                    let mut id = p.id.clone();
+                    id.0.insert(0, t as u32);
+                    Part { id, data }
+                }));
+            });
+            let every = state_checkpoint(&meta, slide).as_millis().max(1);
+            let logic = MapWithState {
+                operator: label.to_owned(),
+                shuffle,
+                owned_groups: owned.iter().flat_map(|(p, groups)| groups.iter().map(move |g| (*g, *p))).collect(),
+                owned,
+                states: BTreeMap::new(),
+                initial: spec.initial.clone(),
+                func: Arc::clone(&spec.func),
+                timeout: spec.timeout.map(Duration::as_millis),
+                full_scan_every: every,
+                zero: c.env.zero_ms,
+                snapshots: snapshots_used.consumed(),
+            };
+            let id = c.operator_id().to_owned();
+            let input = spread(c, split);
+            let grid = c.grid();
+            stateful(c, input, &grid, label, &id, every, logic)
         });
         // Two outputs of the state operator: the mapped elements (the stream the user gets)
         // and the snapshots; both internal to this operation.
@@ -468,5 +398,126 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             },
             snapshots,
         )
+    }
+}
+
+/// The state of `map_with_state` on one worker.
+struct MapWithState<K, V, S, U> {
+    operator: String,
+    shuffle: Shuffle,
+    /// The partitions this worker owns, each with its key groups.
+    owned: Vec<(u32, Vec<u32>)>,
+    /// The partition of each key group this worker owns.
+    owned_groups: HashMap<u32, u32>,
+    /// Per key group: each key's state and last update time.
+    states: BTreeMap<u32, FastMap<K, (S, u64)>>,
+    /// Initial states, joined in at the first batch.
+    initial: Option<Arc<Vec<(K, S)>>>,
+    func: MappingFn<K, V, S, U>,
+    timeout: Option<u64>,
+    /// Idle keys are looked for at multiples of this past zero (the state's checkpoint interval).
+    full_scan_every: u64,
+    zero: u64,
+    /// Whether some output uses the state snapshots.
+    snapshots: bool,
+}
+
+impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, U> {
+    type Input = (K, V);
+    type Output = Item<K, S, U>;
+
+    fn on_batch(&mut self, info: BatchInfo, parts: Vec<Part<(K, V)>>, out: &mut Vec<Msg<Item<K, S, U>>>) {
+        let now = info.time;
+        if let Some(initial) = self.initial.take() {
+            for (k, s) in initial.iter() {
+                let group = self.shuffle.group_of(k);
+                if self.owned_groups.contains_key(&group) {
+                    self.states.entry(group).or_default().insert(k.clone(), (s.clone(), now));
+                }
+            }
+        }
+        let (func, operator, timeout) = (&self.func, &self.operator, self.timeout);
+        let mut mapped: HashMap<u32, Vec<Item<K, S, U>>> = HashMap::new();
+        let mut failure = None;
+        let time = Time::from_millis(now);
+        for part in parts {
+            let emitted = mapped.entry(part.id.head()).or_default();
+            for (k, v) in part.data {
+                let map = self.states.entry(self.shuffle.group_of(&k)).or_default();
+                let (value, last) = match map.remove(&k) {
+                    Some((s, t)) => (Some(s), t),
+                    None => (None, now),
+                };
+                let mut state = State::new(value);
+                match catch_user(operator, now, || func(time, &k, Some(v), &mut state)) {
+                    Ok(result) => emitted.extend(result.map(Item::Mapped)),
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
+                // A record refreshes its key's update time when a timeout is set.
+                let touched = state.updated || timeout.is_some();
+                if let Some(s) = state.value {
+                    map.insert(k, (s, if touched { now } else { last }));
+                }
+            }
+        }
+        if let Some(idle) = timeout
+            && (now - self.zero).is_multiple_of(self.full_scan_every)
+        {
+            let threshold = now.saturating_sub(idle);
+            for (group, map) in &mut self.states {
+                let expired: Vec<K> = map.iter().filter(|(_, (_, t))| *t < threshold).map(|(k, _)| k.clone()).collect();
+                let p = self.owned_groups.get(group).copied().unwrap_or_default();
+                let emitted = mapped.entry(p).or_default();
+                for k in expired {
+                    let Some((s, _)) = map.remove(&k) else { continue };
+                    let mut state = State::new(Some(s));
+                    state.timing_out = true;
+                    match catch_user(operator, now, || func(time, &k, None, &mut state)) {
+                        Ok(result) => emitted.extend(result.map(Item::Mapped)),
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+        }
+        self.states.retain(|_, map| !map.is_empty());
+        for (p, groups) in &self.owned {
+            let mut data = mapped.remove(p).unwrap_or_default();
+            if self.snapshots {
+                for map in groups.iter().filter_map(|g| self.states.get(g)) {
+                    data.extend(map.iter().map(|(k, (s, _))| Item::Snapshot(k.clone(), s.clone())));
+                }
+            }
+            out.push(Msg::Part(Part { id: PartId::new(*p), data }));
+        }
+        if let Some(failure) = failure {
+            out.push(Msg::Failed(failure));
+        }
+    }
+
+    fn owns(&self, group: u32) -> bool {
+        self.owned_groups.contains_key(&group)
+    }
+
+    fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {
+        // The initial states join at the first batch; a snapshot is only taken after one.
+        self.states
+            .iter()
+            .map(|(group, map)| {
+                let entries: Vec<(&K, &(S, u64))> = map.iter().collect();
+                encode(&entries).map(|bytes| (*group, bytes))
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, group: u32, bytes: &[u8]) -> std::result::Result<(), String> {
+        let entries: Vec<(K, (S, u64))> = decode(bytes)?;
+        self.states.entry(group).or_default().extend(entries);
+        // Restored state replaces the initial states (they were joined in before).
+        self.initial = None;
+        Ok(())
     }
 }

@@ -4,15 +4,17 @@
 //! partition; that worker keeps the key's state in a hash map per key group and calls the
 //! update function for every key with new values or a state, every batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use ember_engine::ops::{PerBatch, catch_user};
+use ember_engine::ops::{BatchInfo, catch_user};
+use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 
 use crate::dstream::shuffle::Shuffle;
-use crate::dstream::{DStream, NodeMeta};
-use crate::plan::{NodeSpec, Partitioning, composite};
+use crate::dstream::{DStream, NodeMeta, default_checkpoint_interval};
+use crate::plan::{NodeSpec, Partitioning};
+use crate::state_codec::{decode, encode};
 use crate::time::Time;
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -100,84 +102,124 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     fn update_state_impl<S: Data>(&self, f: UpdateFn<K, V, S>, partitions: Option<usize>, initial: Option<Vec<(K, S)>>) -> DStream<(K, S)> {
-        let this = self.clone();
-        composite(
-            &self.plan,
-            || {
-                let grouped = this.group_by_key_impl(partitions).node_ref();
-                let initial = Arc::new(initial);
-                let spec = NodeSpec::new("update_state_by_key", this.slide, vec![grouped.index()])
-                    .partitioning(Partitioning::ByKey(partitions))
-                    .meta(NodeMeta::stateful());
-                DStream::node(&this.plan, spec, move |c, label| {
-                    let input = grouped.stream(c);
-                    let shuffle = Shuffle::new(c, partitions);
-                    let owned = shuffle.owned(c);
-                    let mut initial: Option<StateMaps<K, S>> = initial.as_ref().as_ref().map(|i| owned_initial(c, i, &shuffle));
-                    // `None` until the stream first produces a state (Spark's "no previous state RDD").
-                    let mut state: Option<StateMaps<K, S>> = None;
-                    let (f, operator) = (Arc::clone(&f), label.to_owned());
-                    input.per_batch(
-                        &c.grid(),
-                        label,
-                        |acc: &mut Vec<Part<(K, Vec<V>)>>, p| acc.push(p),
-                        move |info, parts, out| {
-                            let maps = match &mut state {
-                                Some(maps) => maps,
-                                // No input RDD and no earlier state: no state RDD either.
-                                None if info.no_rdd[0] => return out.push(Msg::NoRdd),
-                                None => state.insert(initial.take().unwrap_or_default()),
-                            };
-                            let mut fresh: HashMap<u32, FastMap<K, Vec<V>>> = HashMap::new();
-                            for part in parts {
-                                for (k, vs) in part.data {
-                                    fresh.entry(shuffle.group_of(&k)).or_default().entry(k).or_default().extend(vs);
-                                }
-                            }
-                            let time = Time::from_millis(info.time);
-                            let mut failure = None;
-                            let mut call = |k: &K, values: Vec<V>, prev: Option<S>| match catch_user(&operator, info.time, || {
-                                f(time, k, values, prev)
-                            }) {
-                                Ok(next) => next,
-                                Err(e) => {
-                                    failure.get_or_insert(e);
-                                    None
-                                }
-                            };
-                            for (p, groups) in &owned {
-                                let mut data = Vec::new();
-                                for group in groups {
-                                    let mut fresh = fresh.remove(group).unwrap_or_default();
-                                    if fresh.is_empty() && !maps.contains_key(group) {
-                                        continue;
-                                    }
-                                    let states = maps.entry(*group).or_default();
-                                    states.retain(|k, slot| {
-                                        let values = fresh.remove(k).unwrap_or_default();
-                                        *slot = call(k, values, slot.take());
-                                        slot.is_some()
-                                    });
-                                    for (k, values) in fresh {
-                                        if let Some(s) = call(&k, values, None) {
-                                            states.insert(k, Some(s));
-                                        }
-                                    }
-                                    data.extend(states.iter().filter_map(|(k, s)| s.as_ref().map(|s| (k.clone(), s.clone()))));
-                                    if states.is_empty() {
-                                        maps.remove(group);
-                                    }
-                                }
-                                out.push(Msg::Part(Part { id: PartId::new(*p), data }));
-                            }
-                            if let Some(failure) = failure {
-                                out.push(Msg::Failed(failure));
-                            }
-                        },
-                    )
-                })
-            },
-            |s: &DStream<(K, S)>| Some(s.index),
-        )
+        self.one_op("update_state_by_key", || {
+            let grouped = self.group_by_key_impl(partitions).node_ref();
+            let initial = Arc::new(initial);
+            let meta = NodeMeta::stateful();
+            let spec = NodeSpec::new("update_state_by_key", self.slide, vec![grouped.index()])
+                .partitioning(Partitioning::ByKey(partitions))
+                .meta(Arc::clone(&meta));
+            let slide = self.slide;
+            DStream::node(&self.plan, spec, move |c, label| {
+                let input = grouped.stream(c);
+                let shuffle = Shuffle::new(c, partitions);
+                let logic = UpdateState {
+                    operator: label.to_owned(),
+                    owned: shuffle.owned(c),
+                    owned_groups: shuffle.owned(c).into_iter().flat_map(|(_, groups)| groups).collect(),
+                    shuffle,
+                    initial: initial.as_ref().as_ref().map(|i| owned_initial(c, i, &shuffle)),
+                    state: None,
+                    f: Arc::clone(&f),
+                };
+                let every = meta.explicit_checkpoint().unwrap_or_else(|| default_checkpoint_interval(slide));
+                let id = c.operator_id().to_owned();
+                let grid = c.grid();
+                stateful(c, input, &grid, label, &id, every.as_millis(), logic)
+            })
+        })
+    }
+}
+
+/// The state of `update_state_by_key` on one worker.
+struct UpdateState<K, V, S> {
+    operator: String,
+    shuffle: Shuffle,
+    /// The partitions this worker owns, each with its key groups.
+    owned: Vec<(u32, Vec<u32>)>,
+    owned_groups: BTreeSet<u32>,
+    /// Initial states not yet joined in (they join at the first batch that has an RDD).
+    initial: Option<StateMaps<K, S>>,
+    /// `None` until the stream first produces a state (Spark's "no previous state RDD").
+    state: Option<StateMaps<K, S>>,
+    f: UpdateFn<K, V, S>,
+}
+
+impl<K: Key, V: Data, S: Data> StatefulLogic for UpdateState<K, V, S> {
+    type Input = (K, Vec<V>);
+    type Output = (K, S);
+
+    fn on_batch(&mut self, info: BatchInfo, parts: Vec<Part<(K, Vec<V>)>>, out: &mut Vec<Msg<(K, S)>>) {
+        let maps = match &mut self.state {
+            Some(maps) => maps,
+            // No input RDD and no earlier state: no state RDD either.
+            None if info.no_rdd[0] => return out.push(Msg::NoRdd),
+            None => self.state.insert(self.initial.take().unwrap_or_default()),
+        };
+        let mut fresh: HashMap<u32, FastMap<K, Vec<V>>> = HashMap::new();
+        for part in parts {
+            for (k, vs) in part.data {
+                fresh.entry(self.shuffle.group_of(&k)).or_default().entry(k).or_default().extend(vs);
+            }
+        }
+        let time = Time::from_millis(info.time);
+        let (f, operator) = (&self.f, &self.operator);
+        let mut failure = None;
+        let mut call = |k: &K, values: Vec<V>, prev: Option<S>| match catch_user(operator, info.time, || f(time, k, values, prev)) {
+            Ok(next) => next,
+            Err(e) => {
+                failure.get_or_insert(e);
+                None
+            }
+        };
+        for (p, groups) in &self.owned {
+            let mut data = Vec::new();
+            for group in groups {
+                let mut fresh = fresh.remove(group).unwrap_or_default();
+                if fresh.is_empty() && !maps.contains_key(group) {
+                    continue;
+                }
+                let states = maps.entry(*group).or_default();
+                states.retain(|k, slot| {
+                    let values = fresh.remove(k).unwrap_or_default();
+                    *slot = call(k, values, slot.take());
+                    slot.is_some()
+                });
+                for (k, values) in fresh {
+                    if let Some(s) = call(&k, values, None) {
+                        states.insert(k, Some(s));
+                    }
+                }
+                data.extend(states.iter().filter_map(|(k, s)| s.as_ref().map(|s| (k.clone(), s.clone()))));
+                if states.is_empty() {
+                    maps.remove(group);
+                }
+            }
+            out.push(Msg::Part(Part { id: PartId::new(*p), data }));
+        }
+        if let Some(failure) = failure {
+            out.push(Msg::Failed(failure));
+        }
+    }
+
+    fn owns(&self, group: u32) -> bool {
+        self.owned_groups.contains(&group)
+    }
+
+    fn snapshot(&self) -> Result<BTreeMap<u32, Vec<u8>>, String> {
+        let Some(maps) = &self.state else { return Ok(BTreeMap::new()) };
+        maps.iter()
+            .map(|(group, states)| {
+                let entries: Vec<(&K, &S)> = states.iter().filter_map(|(k, s)| s.as_ref().map(|s| (k, s))).collect();
+                encode(&entries).map(|bytes| (*group, bytes))
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String> {
+        let entries: Vec<(K, S)> = decode(bytes)?;
+        let states = self.state.get_or_insert_with(BTreeMap::new).entry(group).or_default();
+        states.extend(entries.into_iter().map(|(k, s)| (k, Some(s))));
+        Ok(())
     }
 }

@@ -7,16 +7,20 @@
 //! The incremental form keeps the window's value per key and, at every slide, applies only the
 //! batches that enter (with `f`) and leave (with `inv_f`) the window.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use ember_engine::ops::BatchInfo;
+use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 
+use crate::dstream::shuffle::Shuffle;
 use crate::dstream::window::{check_window, sliding};
-use crate::dstream::{DStream, NodeMeta, owned_partitions};
+use crate::dstream::{DStream, NodeMeta, default_checkpoint_interval, owned_partitions};
 use crate::error::Result;
 use crate::plan::{NodeSpec, Partitioning};
+use crate::state_codec::{decode, encode};
 use crate::time::Duration;
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -205,81 +209,33 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let (f1, f2) = (Arc::clone(&f), Arc::clone(&f));
         let op = self.plan.begin_op();
         let reduced = self.combine_by_key_impl(operation, partitions, |v| v, move |a, b| f1(a, b), move |a, b| f2(a, b));
-        let inv_f = Arc::new(inv_f);
+        let inv_f: Reducer<V> = Arc::new(inv_f);
+        let f: Reducer<V> = f;
         let parent_slide = self.slide;
+        let meta = NodeMeta::stateful();
         let spec = NodeSpec::new(operation, slide, vec![reduced.index])
             .partitioning(Partitioning::ByKey(partitions))
-            .meta(NodeMeta::stateful());
+            .meta(Arc::clone(&meta));
         let windowed = reduced.derive_node(spec, move |c, input, label| {
-            {
-                let n = partitions.unwrap_or(c.env.peers).max(1);
-                let owned: Vec<u32> = owned_partitions(c, n).collect();
-                let (f, inv_f, filter) = (Arc::clone(&f), Arc::clone(&inv_f), filter.clone());
-                let (w, s) = (window.as_millis(), slide.as_millis());
-                let mut state: HashMap<u32, FastMap<K, V>> = HashMap::new();
-                // The previous window stays buffered until its batches are subtracted.
-                let keep = Duration::from_millis(window.as_millis() + slide.as_millis());
-                sliding(c, input, label, parent_slide, keep, move |time, buffer, out| {
-                    // Values leaving the window since the last slide, and values entering it.
-                    let mut delta: HashMap<u32, FastMap<K, (Option<V>, Option<V>)>> = HashMap::new();
-                    let entering = time.saturating_sub(s.min(w));
-                    // Oldest first, as Spark reduces the new values in time order.
-                    let first_new = buffer.partition_point(|(t, _)| *t <= entering);
-                    for (_, parts) in buffer.range(first_new..) {
-                        for part in parts {
-                            let map = delta.entry(part.id.head()).or_default();
-                            for (k, v) in &part.data {
-                                fold(&mut map.entry(k.clone()).or_default().1, v.clone(), &|a, b| f(a, b));
-                            }
-                        }
-                    }
-                    // The buffer still holds the previous window; batches at or before
-                    // `time - w` leave now. Those after `time - s` were never in a window
-                    // (only possible when the window is shorter than the slide).
-                    while let Some((t, _)) = buffer.front()
-                        && t + w <= time
-                    {
-                        let Some((t, parts)) = buffer.pop_front() else { break };
-                        if t + s > time {
-                            continue;
-                        }
-                        for part in parts {
-                            let map = delta.entry(part.id.head()).or_default();
-                            for (k, v) in part.data {
-                                fold(&mut map.entry(k).or_default().0, v, &|a, b| f(a, b));
-                            }
-                        }
-                    }
-                    for (p, changes) in delta {
-                        let values = state.entry(p).or_default();
-                        for (k, (old, new)) in changes {
-                            match values.entry(k) {
-                                Entry::Occupied(e) => {
-                                    let (k, mut v) = e.remove_entry();
-                                    if let Some(old) = old {
-                                        v = inv_f(v, old);
-                                    }
-                                    if let Some(new) = new {
-                                        v = f(v, new);
-                                    }
-                                    values.insert(k, v);
-                                }
-                                Entry::Vacant(e) => {
-                                    if let Some(new) = new {
-                                        e.insert(new);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    if let Some(keep) = &filter {
-                        for values in state.values_mut() {
-                            values.retain(|k, v| keep(k, v));
-                        }
-                    }
-                    emit_owned(&owned, &state, out);
-                })
-            }
+            let shuffle = Shuffle::new(c, partitions);
+            let owned = shuffle.owned(c);
+            let logic = InvWindow {
+                owned_groups: owned.iter().flat_map(|(_, groups)| groups.iter().copied()).collect(),
+                owned,
+                shuffle,
+                f: Arc::clone(&f),
+                inv_f: Arc::clone(&inv_f),
+                filter: filter.clone(),
+                window_ms: window.as_millis(),
+                slide_ms: slide.as_millis(),
+                zero: c.env.zero_ms,
+                buffer: BTreeMap::new(),
+                values: BTreeMap::new(),
+            };
+            let every = meta.explicit_checkpoint().unwrap_or_else(|| default_checkpoint_interval(slide));
+            let id = c.operator_id().to_owned();
+            let grid = c.grid_of(parent_slide.as_millis());
+            stateful(c, input, &grid, label, &id, every.as_millis(), logic)
         });
         op.end(windowed.index, None);
         Ok(windowed)
@@ -400,5 +356,153 @@ impl<T: Key> DStream<T> {
                 Some(Arc::new(|_: &T, n: &u64| *n != 0)),
             )
         })
+    }
+}
+
+/// A reduce function of the incremental window (`f` or its inverse).
+type Reducer<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
+
+/// The state of an incremental window (`reduce_by_key_and_window` with an inverse function) on
+/// one worker: the reduced batches still needed, and the window's value per key, both per key
+/// group.
+struct InvWindow<K, V> {
+    shuffle: Shuffle,
+    /// The partitions this worker owns, each with its key groups.
+    owned: Vec<(u32, Vec<u32>)>,
+    owned_groups: BTreeSet<u32>,
+    f: Reducer<V>,
+    inv_f: Reducer<V>,
+    filter: Option<KeyFilter<K, V>>,
+    window_ms: u64,
+    slide_ms: u64,
+    zero: u64,
+    /// Per batch time, the batch's reduced `(key, value)` pairs this worker holds. The previous
+    /// window stays buffered until its batches are subtracted.
+    buffer: BTreeMap<u64, Vec<(K, V)>>,
+    /// Per key group, the current window's value of each key.
+    values: BTreeMap<u32, FastMap<K, V>>,
+}
+
+impl<K: Key, V: Data> InvWindow<K, V> {
+    /// The window at `time`: applies the batches that entered since the last slide (with `f`,
+    /// oldest first, as Spark reduces new values in time order) and those that left (with
+    /// `inv_f`), then emits every owned partition.
+    fn emit(&mut self, time: u64, out: &mut Vec<Msg<(K, V)>>) {
+        let (w, s) = (self.window_ms, self.slide_ms);
+        let (f, inv_f) = (&*self.f, &*self.inv_f);
+        // Per key group: values leaving the window since the last slide, and values entering it.
+        let mut delta: HashMap<u32, FastMap<K, (Option<V>, Option<V>)>> = HashMap::new();
+        let entering = time.saturating_sub(s.min(w));
+        for (_, pairs) in self.buffer.range(entering + 1..) {
+            for (k, v) in pairs {
+                let map = delta.entry(self.shuffle.group_of(k)).or_default();
+                fold(&mut map.entry(k.clone()).or_default().1, v.clone(), &|a, b| f(a, b));
+            }
+        }
+        // Batches at or before `time - w` leave now. Those after `time - s` were never in a
+        // window (only possible when the window is shorter than the slide).
+        while let Some(entry) = self.buffer.first_entry()
+            && entry.key() + w <= time
+        {
+            let (t, pairs) = entry.remove_entry();
+            if t + s > time {
+                continue;
+            }
+            for (k, v) in pairs {
+                let map = delta.entry(self.shuffle.group_of(&k)).or_default();
+                fold(&mut map.entry(k).or_default().0, v, &|a, b| f(a, b));
+            }
+        }
+        for (group, changes) in delta {
+            let values = self.values.entry(group).or_default();
+            for (k, (old, new)) in changes {
+                match values.entry(k) {
+                    Entry::Occupied(e) => {
+                        let (k, mut v) = e.remove_entry();
+                        if let Some(old) = old {
+                            v = inv_f(v, old);
+                        }
+                        if let Some(new) = new {
+                            v = f(v, new);
+                        }
+                        values.insert(k, v);
+                    }
+                    Entry::Vacant(e) => {
+                        if let Some(new) = new {
+                            e.insert(new);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(keep) = &self.filter {
+            for values in self.values.values_mut() {
+                values.retain(|k, v| keep(k, v));
+            }
+        }
+        self.values.retain(|_, values| !values.is_empty());
+        for (p, groups) in &self.owned {
+            let data = groups
+                .iter()
+                .filter_map(|g| self.values.get(g))
+                .flat_map(|values| values.iter().map(|(k, v)| (k.clone(), v.clone())))
+                .collect();
+            out.push(Msg::Part(Part { id: PartId::new(*p), data }));
+        }
+    }
+}
+
+/// One key group's share of an incremental window's state.
+type InvWindowGroup<K, V> = (Vec<(u64, Vec<(K, V)>)>, Vec<(K, V)>);
+
+impl<K: Key, V: Data> StatefulLogic for InvWindow<K, V> {
+    type Input = (K, V);
+    type Output = (K, V);
+
+    fn on_batch(&mut self, info: BatchInfo, parts: Vec<Part<(K, V)>>, out: &mut Vec<Msg<(K, V)>>) {
+        let time = info.time;
+        self.buffer.insert(time, parts.into_iter().flat_map(|p| p.data).collect());
+        let keep = self.window_ms + self.slide_ms;
+        while let Some(entry) = self.buffer.first_entry()
+            && entry.key() + keep <= time
+        {
+            entry.remove();
+        }
+        if time > self.zero && (time - self.zero).is_multiple_of(self.slide_ms) {
+            self.emit(time, out);
+        }
+    }
+
+    fn owns(&self, group: u32) -> bool {
+        self.owned_groups.contains(&group)
+    }
+
+    fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {
+        let mut groups: BTreeMap<u32, InvWindowGroup<K, V>> = BTreeMap::new();
+        for (t, pairs) in &self.buffer {
+            let mut by_group: BTreeMap<u32, Vec<(K, V)>> = BTreeMap::new();
+            for (k, v) in pairs {
+                by_group.entry(self.shuffle.group_of(k)).or_default().push((k.clone(), v.clone()));
+            }
+            for (group, pairs) in by_group {
+                groups.entry(group).or_default().0.push((*t, pairs));
+            }
+        }
+        for (group, values) in &self.values {
+            groups.entry(*group).or_default().1 = values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        }
+        groups
+            .into_iter()
+            .map(|(group, state)| encode(&state).map(|bytes| (group, bytes)))
+            .collect()
+    }
+
+    fn restore(&mut self, group: u32, bytes: &[u8]) -> std::result::Result<(), String> {
+        let (batches, values): InvWindowGroup<K, V> = decode(bytes)?;
+        for (t, pairs) in batches {
+            self.buffer.entry(t).or_default().extend(pairs);
+        }
+        self.values.entry(group).or_default().extend(values);
+        Ok(())
     }
 }

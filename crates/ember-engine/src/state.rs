@@ -1,0 +1,228 @@
+//! Engine-owned operator state: stateful operators implement [`StatefulLogic`], and the engine
+//! drives them ([`stateful`]), keeps them in a per-worker registry by operator id, writes their
+//! state at checkpoint batches and restores it at start.
+//!
+//! State is held per key group (see [`crate::keys`]), so a snapshot written by some number of
+//! workers restores on any other: each worker takes the groups its partitions now own.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::msg::{Data, JobFailure, Msg, Part};
+use crate::ops::{BatchInfo, PerBatch, catch_user};
+use crate::runtime::{Compiler, EStream, Grid};
+
+/// Why a snapshot could not be written or read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateError {
+    /// The operator whose state it is.
+    pub operator: String,
+    /// The key group, if the problem is with one.
+    pub group: Option<u32>,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.group {
+            Some(group) => write!(f, "state of {} (key group {group}): {}", self.operator, self.message),
+            None => write!(f, "state of {}: {}", self.operator, self.message),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// An operator that keeps state across batches, held per key group.
+///
+/// The engine calls [`StatefulLogic::on_batch`] once per batch time of the operator's grid, in
+/// time order (empty batches too). Between two batches, the state is at a batch boundary:
+/// [`StatefulLogic::snapshot`] then describes exactly the state after the last batch, and
+/// [`StatefulLogic::restore`] (called before the first batch) puts it back.
+pub trait StatefulLogic: 'static {
+    /// Input elements.
+    type Input: Data;
+    /// Output elements.
+    type Output: Data;
+
+    /// Processes one batch: every partition this worker received for it, sorted by id.
+    fn on_batch(&mut self, info: BatchInfo, parts: Vec<Part<Self::Input>>, out: &mut Vec<Msg<Self::Output>>);
+
+    /// Whether this worker owns key group `group` (restores hand it only those).
+    fn owns(&self, group: u32) -> bool;
+
+    /// The state of every key group this worker holds, serialised; groups without state may be
+    /// left out.
+    fn snapshot(&self) -> Result<BTreeMap<u32, Vec<u8>>, String>;
+
+    /// Adds a snapshot's state of key group `group` (one this worker owns).
+    fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String>;
+}
+
+/// The part of [`StatefulLogic`] the registry needs, for any input and output types.
+pub trait KeyedState {
+    /// See [`StatefulLogic::owns`].
+    fn owns(&self, group: u32) -> bool;
+    /// See [`StatefulLogic::snapshot`].
+    fn snapshot(&self) -> Result<BTreeMap<u32, Vec<u8>>, String>;
+    /// See [`StatefulLogic::restore`].
+    fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String>;
+}
+
+impl<L: StatefulLogic> KeyedState for L {
+    fn owns(&self, group: u32) -> bool {
+        StatefulLogic::owns(self, group)
+    }
+
+    fn snapshot(&self) -> Result<BTreeMap<u32, Vec<u8>>, String> {
+        StatefulLogic::snapshot(self)
+    }
+
+    fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String> {
+        StatefulLogic::restore(self, group, bytes)
+    }
+}
+
+/// One operator's state on one worker after one batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorSnapshot {
+    /// The operator's stable id.
+    pub operator: String,
+    /// The batch after which the state was taken (ms).
+    pub time: u64,
+    /// The worker that held it.
+    pub worker: usize,
+    /// The serialised state of each key group.
+    pub groups: BTreeMap<u32, Vec<u8>>,
+}
+
+/// Receives the snapshots that stateful operators write at their checkpoint batches (the
+/// fault-tolerance layer writes them to the checkpoint directory).
+#[derive(Clone)]
+pub struct SnapshotSink(pub Arc<dyn Fn(OperatorSnapshot) + Send + Sync>);
+
+impl SnapshotSink {
+    /// Hands over one snapshot.
+    pub fn write(&self, snapshot: OperatorSnapshot) {
+        (self.0)(snapshot)
+    }
+}
+
+impl std::fmt::Debug for SnapshotSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotSink")
+    }
+}
+
+/// State to restore at start: operator id → key group → serialised state.
+pub type RestoreImage = Arc<BTreeMap<String, BTreeMap<u32, Vec<u8>>>>;
+
+/// Every stateful operator of one worker, by operator id.
+#[derive(Default)]
+pub struct StateRegistry {
+    operators: BTreeMap<String, Rc<RefCell<dyn KeyedState>>>,
+}
+
+impl StateRegistry {
+    /// The ids of the stateful operators, in order.
+    pub fn operators(&self) -> impl Iterator<Item = &str> {
+        self.operators.keys().map(String::as_str)
+    }
+
+    /// The state of operator `id` now (call between batches).
+    ///
+    /// # Errors
+    ///
+    /// A [`StateError`] when there is no such operator or its state cannot be serialised.
+    pub fn snapshot(&self, id: &str) -> Result<BTreeMap<u32, Vec<u8>>, StateError> {
+        let error = |message: String| StateError {
+            operator: id.to_owned(),
+            group: None,
+            message,
+        };
+        let logic = self
+            .operators
+            .get(id)
+            .ok_or_else(|| error("no stateful operator has this id".into()))?;
+        let state = logic.try_borrow().map_err(|_| error("the operator is running a batch".into()))?;
+        state.snapshot().map_err(error)
+    }
+}
+
+/// Runs `logic` as operator `id` over `stream`, batch by batch on `grid` (the input's batch
+/// times; a windowed operator emits on its own slide from there). The engine owns the logic: it is registered under `id` on this worker, restored
+/// from the run's restore image before the first batch, and, when the run has a snapshot sink,
+/// written after every batch whose time is a multiple of `checkpoint_every_ms` past zero.
+///
+/// A panic in `on_batch` fails the batch, naming `name`.
+pub fn stateful<'s, L>(
+    c: &mut Compiler<'s>,
+    stream: EStream<'s, L::Input>,
+    grid: &Grid,
+    name: &str,
+    id: &str,
+    checkpoint_every_ms: u64,
+    logic: L,
+) -> EStream<'s, L::Output>
+where
+    L: StatefulLogic,
+{
+    let env = Rc::clone(&c.env);
+    let logic = Rc::new(RefCell::new(logic));
+    if let Some(image) = env.shared.restore_image()
+        && let Some(groups) = image.get(id)
+    {
+        let mut state = logic.borrow_mut();
+        let owned: Vec<(&u32, &Vec<u8>)> = groups.iter().filter(|(g, _)| StatefulLogic::owns(&*state, **g)).collect();
+        for (group, bytes) in owned {
+            if let Err(message) = StatefulLogic::restore(&mut *state, *group, bytes) {
+                env.shared.report(JobFailure {
+                    operator: name.to_owned(),
+                    time: env.zero_ms,
+                    message: StateError {
+                        operator: id.to_owned(),
+                        group: Some(*group),
+                        message,
+                    }
+                    .to_string(),
+                });
+            }
+        }
+    }
+    let shared: Rc<RefCell<dyn KeyedState>> = Rc::clone(&logic) as Rc<RefCell<dyn KeyedState>>;
+    if env.states.borrow_mut().operators.insert(id.to_owned(), shared).is_some() {
+        tracing::error!(operator = id, "Two stateful operators share an id; this is a bug in ember.");
+    }
+    let (operator, id, zero, every) = (name.to_owned(), id.to_owned(), env.zero_ms, checkpoint_every_ms);
+    stream.per_batch(
+        grid,
+        name,
+        |acc: &mut Vec<Part<L::Input>>, p| acc.push(p),
+        move |info, mut parts, out| {
+            parts.sort_by(|a, b| a.id.cmp(&b.id));
+            let time = info.time;
+            logic.borrow_mut().on_batch(info, parts, out);
+            let Some(sink) = env.shared.snapshot_sink() else { return };
+            if every == 0 || !(time - zero).is_multiple_of(every) {
+                return;
+            }
+            match catch_user(&operator, time, || StatefulLogic::snapshot(&*logic.borrow())) {
+                Ok(Ok(groups)) => sink.write(OperatorSnapshot {
+                    operator: id.clone(),
+                    time,
+                    worker: env.index,
+                    groups,
+                }),
+                Ok(Err(message)) => out.push(Msg::Failed(JobFailure {
+                    operator: operator.clone(),
+                    time,
+                    message: format!("cannot write the state: {message}"),
+                })),
+                Err(failure) => out.push(Msg::Failed(failure)),
+            }
+        },
+    )
+}
