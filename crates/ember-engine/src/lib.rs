@@ -15,5 +15,5 @@ pub mod scheduler;
 pub mod state;
 
 pub use clock::{Clock, ManualClock};
-pub use msg::{Data, JobFailure, Key, Msg, Part, PartId};
+pub use msg::{Data, FailureCause, JobFailure, Key, Msg, Part, PartId};
 pub use runtime::{BuildPlan, ClusterConfig, Compiler, EStream, Grid, JoinError, LaunchError, RunConfig, RunShared, Runtime, WorkerEnv};

@@ -48,19 +48,66 @@ pub struct Part<T> {
 }
 
 /// Why a batch's job failed: which operator, at which batch time, and what happened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct JobFailure {
     /// Name of the operator that failed, with its plan id (for example `map#3`).
     pub operator: String,
     /// Batch time in milliseconds.
     pub time: u64,
     /// What went wrong.
-    pub message: String,
+    pub cause: FailureCause,
+}
+
+/// What made a batch's job fail, by who is at fault.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FailureCause {
+    /// A user function panicked (the panic's message).
+    Panic(String),
+    /// A user function, or the input it read, returned an error (its message).
+    Error(String),
+    /// An operator needed its input's RDD for the batch and there was none (Spark's message).
+    MissingInput(String),
+    /// Operator state could not be written or read.
+    State {
+        /// The key group, if the problem is with one.
+        group: Option<u32>,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for FailureCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureCause::Panic(message) | FailureCause::Error(message) | FailureCause::MissingInput(message) => f.write_str(message),
+            FailureCause::State {
+                group: Some(group),
+                message,
+            } => write!(f, "state of key group {group}: {message}"),
+            FailureCause::State { group: None, message } => write!(f, "state: {message}"),
+        }
+    }
+}
+
+impl JobFailure {
+    /// A failure of `operator` at batch `time` because of `cause`.
+    pub fn new(operator: impl Into<String>, time: u64, cause: FailureCause) -> Self {
+        JobFailure {
+            operator: operator.into(),
+            time,
+            cause,
+        }
+    }
+
+    /// What went wrong, as text.
+    pub fn message(&self) -> String {
+        self.cause.to_string()
+    }
 }
 
 impl std::fmt::Display for JobFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "job for batch {} ms failed in {}: {}", self.time, self.operator, self.message)
+        write!(f, "job for batch {} ms failed in {}: {}", self.time, self.operator, self.cause)
     }
 }
 

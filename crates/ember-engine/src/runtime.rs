@@ -188,7 +188,7 @@ impl RunShared {
 
     /// Records a failed job. The first failure of a batch and operator is kept; repeats are not.
     pub fn report(&self, failure: JobFailure) {
-        tracing::error!(operator = %failure.operator, batch_time_ms = failure.time, message = %failure.message, "A batch's job failed.");
+        tracing::error!(operator = %failure.operator, batch_time_ms = failure.time, cause = %failure.cause, "A batch's job failed.");
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if !failures.contains(&failure) {
             failures.push(failure);
@@ -483,6 +483,36 @@ impl Drop for ExitGuard {
     }
 }
 
+/// Timely's threads panic when a peer process goes away (its network threads on the broken
+/// connection, then the workers and the joiner on what those left poisoned). ember reports the
+/// lost peer itself, as an error naming it, so these panics are logged at debug level instead of
+/// printing backtraces; every other panic goes to the hook that was there before.
+fn quiet_peer_loss_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = crate::msg::panic_message(info.payload());
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or_default();
+            let from_timely = name.starts_with("timely:") || name == "ember-join";
+            let peer_loss = [
+                "timely communication error",
+                "MergeQueue poisoned",
+                "Send thread panic",
+                "Recv thread panic",
+            ]
+            .iter()
+            .any(|m| message.contains(m));
+            if from_timely && peer_loss {
+                tracing::debug!(thread = name, %message, "A timely thread ended after a peer process was lost.");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// How long `join` waits for timely's threads once every worker has exited; longer means a
 /// communication thread is stuck on a lost peer, and it is left behind.
 const JOIN_GRACE: Duration = Duration::from_secs(5);
@@ -505,6 +535,7 @@ impl Runtime {
                 control.start_timeout = cluster.start_timeout;
                 let clock = config.clock.clone();
                 let plane = ControlPlane::join(control, move || zero_now(&clock, interval_ms)).map_err(LaunchError::Control)?;
+                quiet_peer_loss_panics();
                 let zero = plane.zero_ms();
                 (Some(Arc::new(plane)), zero)
             }

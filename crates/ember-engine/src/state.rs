@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::msg::{Data, JobFailure, Msg, Part};
+use crate::msg::{Data, FailureCause, JobFailure, Msg, Part};
 use crate::ops::{BatchInfo, PerBatch, catch_user};
 use crate::runtime::{Compiler, EStream, Grid};
 
@@ -179,16 +179,14 @@ where
         let owned: Vec<(&u32, &Vec<u8>)> = groups.iter().filter(|(g, _)| StatefulLogic::owns(&*state, **g)).collect();
         for (group, bytes) in owned {
             if let Err(message) = StatefulLogic::restore(&mut *state, *group, bytes) {
-                env.shared.report(JobFailure {
-                    operator: name.to_owned(),
-                    time: env.zero_ms,
-                    message: StateError {
-                        operator: id.to_owned(),
+                env.shared.report(JobFailure::new(
+                    name,
+                    env.zero_ms,
+                    FailureCause::State {
                         group: Some(*group),
-                        message,
-                    }
-                    .to_string(),
-                });
+                        message: format!("cannot restore it: {message}"),
+                    },
+                ));
             }
         }
     }
@@ -216,11 +214,14 @@ where
                     worker: env.index,
                     groups,
                 }),
-                Ok(Err(message)) => out.push(Msg::Failed(JobFailure {
-                    operator: operator.clone(),
+                Ok(Err(message)) => out.push(Msg::Failed(JobFailure::new(
+                    operator.clone(),
                     time,
-                    message: format!("cannot write the state: {message}"),
-                })),
+                    FailureCause::State {
+                        group: None,
+                        message: format!("cannot write it: {message}"),
+                    },
+                ))),
                 Err(failure) => out.push(Msg::Failed(failure)),
             }
         },

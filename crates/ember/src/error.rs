@@ -63,7 +63,7 @@ impl From<ember_engine::JobFailure> for Error {
         Error::JobFailed {
             operator: failure.operator,
             time: Time::from_millis(failure.time),
-            message: failure.message,
+            message: failure.cause.to_string(),
         }
     }
 }

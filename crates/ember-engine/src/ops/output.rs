@@ -9,7 +9,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Operator;
 
 use super::batch::{Walker, absorb_msgs, frontier_min};
-use crate::msg::{Data, JobFailure, Msg, Part};
+use crate::msg::{Data, FailureCause, JobFailure, Msg, Part};
 use crate::ops::stateless::catch_user;
 use crate::runtime::{Compiler, EStream};
 
@@ -64,7 +64,7 @@ where
                     // once per worker).
                     if env.index == 0 {
                         let mut failed = failed;
-                        failed.sort_by(|a, b| (&a.operator, &a.message).cmp(&(&b.operator, &b.message)));
+                        failed.sort_by(|a, b| (&a.operator, &a.cause).cmp(&(&b.operator, &b.cause)));
                         failed.dedup();
                         for failure in failed {
                             env.shared.report(failure);
@@ -84,7 +84,7 @@ where
                     });
                     match result {
                         Ok(Ok(())) => {}
-                        Ok(Err(message)) => shared.report(JobFailure { operator, time, message }),
+                        Ok(Err(message)) => shared.report(JobFailure::new(operator, time, FailureCause::Error(message))),
                         Err(failure) => shared.report(failure),
                     }
                 };

@@ -7,7 +7,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Concatenate;
 use timely::dataflow::operators::Operator;
 
-use crate::msg::{Data, JobFailure, Msg, Part, panic_message};
+use crate::msg::{Data, FailureCause, JobFailure, Msg, Part, panic_message};
 use crate::runtime::EStream;
 
 /// Runs a user function, turning a panic into a [`JobFailure`] that names the operator and time.
@@ -15,7 +15,7 @@ pub fn catch_user<R>(operator: &str, time: u64, f: impl FnOnce() -> R) -> Result
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| JobFailure {
         operator: operator.to_owned(),
         time,
-        message: panic_message(payload.as_ref()),
+        cause: FailureCause::Panic(panic_message(payload.as_ref())),
     })
 }
 
@@ -78,7 +78,7 @@ impl<'s, T: Data> PerPart<'s, T> for EStream<'s, T> {
                                 Ok(Err(message)) => Msg::Failed(JobFailure {
                                     operator: operator.clone(),
                                     time: t,
-                                    message,
+                                    cause: FailureCause::Error(message),
                                 }),
                                 Err(failure) => Msg::Failed(failure),
                             },
@@ -174,7 +174,7 @@ impl<'s, T: Data> PerPart<'s, T> for EStream<'s, T> {
                             Msg::NoRdd => Msg::Failed(JobFailure {
                                 operator: operator.clone(),
                                 time: t,
-                                message: format!("{no_rdd_message} at time {t} ms"),
+                                cause: FailureCause::MissingInput(format!("{no_rdd_message} at time {t} ms")),
                             }),
                             failed @ Msg::Failed(_) => failed,
                         });

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ember_engine::ops::PerBatch;
-use ember_engine::{Data, JobFailure, Key, Msg, Part, PartId};
+use ember_engine::{Data, FailureCause, JobFailure, Key, Msg, Part, PartId};
 
 use crate::dstream::{DStream, gather};
 
@@ -53,11 +53,11 @@ impl<T: Data> DStream<T> {
                     // As in Spark, `count` goes through `transform`, which needs an RDD.
                     if no_rdd {
                         let message = format!("{NO_RDD_FROM_PARENT} at time {} ms", info.time);
-                        out.push(Msg::Failed(JobFailure {
-                            operator: operator.clone(),
-                            time: info.time,
-                            message,
-                        }));
+                        out.push(Msg::Failed(JobFailure::new(
+                            operator.clone(),
+                            info.time,
+                            FailureCause::MissingInput(message),
+                        )));
                     } else {
                         out.push(Msg::Part(Part {
                             id: PartId::new(0),

@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use ember_engine::ops::PerBatch;
-use ember_engine::{Data, JobFailure, Msg, Part};
+use ember_engine::{Data, FailureCause, JobFailure, Msg, Part};
 
 use crate::batch::Batch;
 use crate::dstream::ops::aggregate::NO_RDD_FROM_PARENT;
@@ -22,7 +22,7 @@ pub(crate) fn emit_result<U, E: Display>(operator: &str, time: u64, result: Resu
         Err(e) => out.push(Msg::Failed(JobFailure {
             operator: operator.to_owned(),
             time,
-            message: e.to_string(),
+            cause: FailureCause::Error(e.to_string()),
         })),
     }
 }
@@ -31,7 +31,7 @@ pub(crate) fn no_rdd_failure<U>(operator: &str, time: u64) -> Msg<U> {
     Msg::Failed(JobFailure {
         operator: operator.to_owned(),
         time,
-        message: format!("{NO_RDD_FROM_PARENT} at time {time} ms"),
+        cause: FailureCause::MissingInput(format!("{NO_RDD_FROM_PARENT} at time {time} ms")),
     })
 }
 
