@@ -12,6 +12,7 @@ pub mod msg;
 pub mod ops;
 pub mod runtime;
 pub mod scheduler;
+pub mod snapshot;
 pub mod state;
 
 pub use clock::{Clock, ManualClock};

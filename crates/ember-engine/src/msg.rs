@@ -127,6 +127,11 @@ pub enum Msg<T> {
     Failed(JobFailure),
 }
 
+/// Locks `m`, going on with the data if a panicking thread poisoned it.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Extracts a readable message from a caught panic payload.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

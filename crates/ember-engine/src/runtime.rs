@@ -15,7 +15,7 @@ use timely::dataflow::Scope;
 use crate::clock::Clock;
 use crate::control::{ControlConfig, ControlError, ControlPlane};
 use crate::msg::{Data, JobFailure};
-use crate::scheduler::OutputScheduler;
+use crate::scheduler::{OutputScheduler, ProgressSink};
 
 /// A stream of ember messages inside one worker's dataflow: the timely timestamp is the batch
 /// time in milliseconds.
@@ -122,9 +122,9 @@ pub struct RunConfig {
     /// The plan's fingerprint; every process of a cluster must have the same.
     pub fingerprint: u64,
     /// Where stateful operators write their checkpoint snapshots, if anywhere.
-    pub snapshot_sink: Option<crate::state::SnapshotSink>,
+    pub snapshot_sink: Option<crate::snapshot::SnapshotSink>,
     /// State to restore before the first batch.
-    pub restore: Option<crate::state::RestoreImage>,
+    pub restore: Option<crate::snapshot::RestoreImage>,
 }
 
 /// State shared by the driver and every worker of this process.
@@ -145,8 +145,8 @@ pub struct RunShared {
     proposal_sent: AtomicBool,
     /// The cluster's control plane (cluster mode only).
     control: Option<Arc<ControlPlane>>,
-    snapshot_sink: Option<crate::state::SnapshotSink>,
-    restore: Option<crate::state::RestoreImage>,
+    snapshot_sink: Option<crate::snapshot::SnapshotSink>,
+    restore: Option<crate::snapshot::RestoreImage>,
     failures: Mutex<Vec<JobFailure>>,
     progress: Vec<AtomicU64>,
     exited: AtomicUsize,
@@ -154,11 +154,6 @@ pub struct RunShared {
     last_completed: AtomicU64,
     /// When recent batches finished on every local worker, oldest first (bounded).
     completions: Mutex<VecDeque<(u64, Instant)>>,
-}
-
-/// Locks `m`, going on with the data if a panicking thread poisoned it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How many batch completions `RunShared` remembers (rate controllers read recent ones).
@@ -201,12 +196,12 @@ impl RunShared {
     }
 
     /// Where stateful operators write their snapshots, if anywhere.
-    pub fn snapshot_sink(&self) -> Option<&crate::state::SnapshotSink> {
+    pub fn snapshot_sink(&self) -> Option<&crate::snapshot::SnapshotSink> {
         self.snapshot_sink.as_ref()
     }
 
     /// The state to restore before the first batch, if any.
-    pub fn restore_image(&self) -> Option<&crate::state::RestoreImage> {
+    pub fn restore_image(&self) -> Option<&crate::snapshot::RestoreImage> {
         self.restore.as_ref()
     }
 
@@ -319,6 +314,16 @@ impl RunShared {
     }
 }
 
+impl ProgressSink for RunShared {
+    fn publish(&self, local_index: usize, done: u64) {
+        self.publish_progress(local_index, done);
+    }
+
+    fn aborted(&self) -> bool {
+        RunShared::aborted(self)
+    }
+}
+
 /// What one worker knows while it builds and runs its dataflow.
 pub struct WorkerEnv {
     /// Global worker index.
@@ -341,7 +346,7 @@ pub struct WorkerEnv {
     pub shared: Arc<RunShared>,
     pub(crate) scheduler: RefCell<OutputScheduler>,
     /// The worker's stateful operators, by operator id.
-    pub states: RefCell<crate::state::StateRegistry>,
+    pub states: RefCell<crate::snapshot::StateRegistry>,
 }
 
 impl WorkerEnv {
@@ -574,12 +579,12 @@ impl Runtime {
                 key_groups: config.key_groups.max(1),
                 shared: Arc::clone(&worker_shared),
                 scheduler: RefCell::new(OutputScheduler::new(
-                    Arc::clone(&worker_shared),
+                    Arc::clone(&worker_shared) as Arc<dyn ProgressSink>,
                     index % workers,
                     zero_ms,
                     interval_ms,
                 )),
-                states: RefCell::new(crate::state::StateRegistry::default()),
+                states: RefCell::new(crate::snapshot::StateRegistry::default()),
             });
             worker.dataflow::<u64, _, _>(|scope| {
                 let mut compiler = Compiler {
@@ -648,11 +653,15 @@ impl Runtime {
         });
         let results = match joiner {
             Err(e) => vec![Err(format!("cannot start a thread to join the workers: {e}"))],
-            Ok(_) => {
+            Ok(joiner) => {
                 let mut exited_at = None;
                 loop {
                     match joined.recv_timeout(Duration::from_millis(20)) {
-                        Ok(results) => break results,
+                        Ok(results) => {
+                            // It has sent its last message; let it end before returning.
+                            let _ = joiner.join();
+                            break results;
+                        }
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                             break vec![Err("the thread joining the workers panicked".to_owned())];
                         }

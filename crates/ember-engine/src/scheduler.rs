@@ -14,7 +14,14 @@ use std::thread::JoinHandle;
 
 use timely::scheduling::SyncActivator;
 
-use crate::runtime::RunShared;
+/// Where the output thread reports: the batches a worker has fully output, and whether a stop
+/// without grace means queued outputs are dropped.
+pub trait ProgressSink: Send + Sync {
+    /// Local worker `local_index` has output every batch up to `done` (inclusive).
+    fn publish(&self, local_index: usize, done: u64);
+    /// Whether outputs still queued are to be dropped.
+    fn aborted(&self) -> bool;
+}
 
 /// An output's work for one batch.
 pub(crate) type OutputAction = Box<dyn FnOnce() + Send>;
@@ -27,12 +34,14 @@ enum Job {
 
 /// Where the output thread publishes what it finished.
 struct Progress {
-    shared: Arc<RunShared>,
+    shared: Arc<dyn ProgressSink>,
     local_index: usize,
     zero_ms: u64,
     interval_ms: u64,
     /// Every batch time below this has been fully output on this worker.
     processed: AtomicU64,
+    /// Hand-overs sent to the output thread and not finished yet.
+    queued: AtomicU64,
     sources: Mutex<Vec<SyncActivator>>,
 }
 
@@ -44,8 +53,8 @@ impl Progress {
         // `processed` is exclusive; publish the last batch time that is done.
         let done = processed.saturating_sub(1);
         let done = done - (done.saturating_sub(self.zero_ms) % self.interval_ms.max(1));
-        self.shared.publish_progress(self.local_index, done);
-        for source in crate::runtime::lock(&self.sources).iter() {
+        self.shared.publish(self.local_index, done);
+        for source in crate::msg::lock(&self.sources).iter() {
             // Fails only once the worker is gone, when nobody needs the wake-up.
             let _ = source.activate();
         }
@@ -60,11 +69,13 @@ pub struct OutputScheduler {
     /// Every batch time below this has been sent to the output thread.
     sent: u64,
     progress: Arc<Progress>,
-    thread: Option<(Sender<Job>, JoinHandle<()>)>,
+    /// The output thread and the channel to it; each message is every job of one hand-over,
+    /// so that the thread is woken once per batch at most.
+    thread: Option<(Sender<Vec<Job>>, JoinHandle<()>)>,
 }
 
 impl OutputScheduler {
-    pub(crate) fn new(shared: Arc<RunShared>, local_index: usize, zero_ms: u64, interval_ms: u64) -> Self {
+    pub(crate) fn new(shared: Arc<dyn ProgressSink>, local_index: usize, zero_ms: u64, interval_ms: u64) -> Self {
         OutputScheduler {
             handed_over: Vec::new(),
             pending: BTreeMap::new(),
@@ -75,6 +86,7 @@ impl OutputScheduler {
                 zero_ms,
                 interval_ms,
                 processed: AtomicU64::new(0),
+                queued: AtomicU64::new(0),
                 sources: Mutex::new(Vec::new()),
             }),
             thread: None,
@@ -90,7 +102,7 @@ impl OutputScheduler {
     }
 
     pub(crate) fn add_source(&self, activator: SyncActivator) {
-        crate::runtime::lock(&self.progress.sources).push(activator);
+        crate::msg::lock(&self.progress.sources).push(activator);
     }
 
     pub(crate) fn submit(&mut self, output: usize, time: u64, action: OutputAction) {
@@ -117,35 +129,41 @@ impl OutputScheduler {
             jobs.push(Job::Run(entry.remove()));
         }
         self.sent = limit;
-        if jobs.is_empty() && self.thread.is_none() {
-            // Nothing to run: the batches are done already.
+        if jobs.is_empty() && self.progress.queued.load(Ordering::Acquire) == 0 {
+            // Nothing to run and nothing queued before: the batches are done already (the
+            // common case of workers that hold no gathered output, and of empty batches of
+            // outputs that skip them), with no hand-over to the output thread.
             self.progress.finish(limit);
             return;
         }
         jobs.push(Job::Done(limit));
-        let sender = self.output_thread().map(|(sender, _)| sender.clone());
-        for job in jobs {
-            // Without an output thread (none could be started, or it died), run here rather
-            // than lose output.
-            match &sender {
-                Some(sender) => {
-                    if let Err(unsent) = sender.send(job) {
-                        run_job(&self.progress, unsent.0);
-                    }
-                }
-                None => run_job(&self.progress, job),
-            }
+        self.progress.queued.fetch_add(1, Ordering::AcqRel);
+        // Without an output thread (none could be started, or it died), run here rather than
+        // lose output.
+        let unsent = match self.output_thread() {
+            Some((sender, _)) => match sender.send(jobs) {
+                Ok(()) => return,
+                Err(unsent) => unsent.0,
+            },
+            None => jobs,
+        };
+        for job in unsent {
+            run_job(&self.progress, job);
         }
+        self.progress.queued.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn output_thread(&mut self) -> Option<&(Sender<Job>, JoinHandle<()>)> {
+    fn output_thread(&mut self) -> Option<&(Sender<Vec<Job>>, JoinHandle<()>)> {
         if self.thread.is_none() {
-            let (sender, receiver) = channel::<Job>();
+            let (sender, receiver) = channel::<Vec<Job>>();
             let progress = Arc::clone(&self.progress);
             let name = format!("ember-output-{}", self.progress.local_index);
             match std::thread::Builder::new().name(name).spawn(move || {
-                for job in receiver {
-                    run_job(&progress, job);
+                for jobs in receiver {
+                    for job in jobs {
+                        run_job(&progress, job);
+                    }
+                    progress.queued.fetch_sub(1, Ordering::AcqRel);
                 }
             }) {
                 Ok(handle) => self.thread = Some((sender, handle)),

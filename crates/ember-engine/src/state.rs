@@ -8,33 +8,12 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
+
+pub use crate::snapshot::{KeyedState, OperatorSnapshot, RestoreImage, SnapshotSink, StateError, StateRegistry};
 
 use crate::msg::{Data, FailureCause, JobFailure, Msg, Part};
 use crate::ops::{BatchInfo, PerBatch, catch_user};
 use crate::runtime::{Compiler, EStream, Grid};
-
-/// Why a snapshot could not be written or read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StateError {
-    /// The operator whose state it is.
-    pub operator: String,
-    /// The key group, if the problem is with one.
-    pub group: Option<u32>,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for StateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.group {
-            Some(group) => write!(f, "state of {} (key group {group}): {}", self.operator, self.message),
-            None => write!(f, "state of {}: {}", self.operator, self.message),
-        }
-    }
-}
-
-impl std::error::Error for StateError {}
 
 /// An operator that keeps state across batches, held per key group.
 ///
@@ -62,16 +41,6 @@ pub trait StatefulLogic: 'static {
     fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String>;
 }
 
-/// The part of [`StatefulLogic`] the registry needs, for any input and output types.
-pub trait KeyedState {
-    /// See [`StatefulLogic::owns`].
-    fn owns(&self, group: u32) -> bool;
-    /// See [`StatefulLogic::snapshot`].
-    fn snapshot(&self) -> Result<BTreeMap<u32, Vec<u8>>, String>;
-    /// See [`StatefulLogic::restore`].
-    fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String>;
-}
-
 impl<L: StatefulLogic> KeyedState for L {
     fn owns(&self, group: u32) -> bool {
         StatefulLogic::owns(self, group)
@@ -86,69 +55,32 @@ impl<L: StatefulLogic> KeyedState for L {
     }
 }
 
-/// One operator's state on one worker after one batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OperatorSnapshot {
-    /// The operator's stable id.
-    pub operator: String,
-    /// The batch after which the state was taken (ms).
-    pub time: u64,
-    /// The worker that held it.
-    pub worker: usize,
-    /// The serialised state of each key group.
-    pub groups: BTreeMap<u32, Vec<u8>>,
-}
-
-/// Receives the snapshots that stateful operators write at their checkpoint batches (the
-/// fault-tolerance layer writes them to the checkpoint directory).
-#[derive(Clone)]
-pub struct SnapshotSink(pub Arc<dyn Fn(OperatorSnapshot) + Send + Sync>);
-
-impl SnapshotSink {
-    /// Hands over one snapshot.
-    pub fn write(&self, snapshot: OperatorSnapshot) {
-        (self.0)(snapshot)
+/// Registers `state`, held by operator `id` (labelled `name` in messages) on the worker being
+/// compiled, with the engine: it is restored from the run's restore image now (the key groups
+/// this worker owns), and reachable by id in the worker's [`StateRegistry`]. For state that is
+/// not driven batch by batch through [`stateful`] (a source's position).
+pub fn register_state(c: &Compiler<'_>, name: &str, id: &str, state: Rc<RefCell<dyn KeyedState>>) {
+    let env = &c.env;
+    if let Some(image) = env.shared.restore_image()
+        && let Some(groups) = image.get(id)
+    {
+        let mut held = state.borrow_mut();
+        let owned: Vec<(&u32, &Vec<u8>)> = groups.iter().filter(|(g, _)| held.owns(**g)).collect();
+        for (group, bytes) in owned {
+            if let Err(message) = held.restore(*group, bytes) {
+                env.shared.report(JobFailure::new(
+                    name,
+                    env.zero_ms,
+                    FailureCause::State {
+                        group: Some(*group),
+                        message: format!("cannot restore it: {message}"),
+                    },
+                ));
+            }
+        }
     }
-}
-
-impl std::fmt::Debug for SnapshotSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SnapshotSink")
-    }
-}
-
-/// State to restore at start: operator id → key group → serialised state.
-pub type RestoreImage = Arc<BTreeMap<String, BTreeMap<u32, Vec<u8>>>>;
-
-/// Every stateful operator of one worker, by operator id.
-#[derive(Default)]
-pub struct StateRegistry {
-    operators: BTreeMap<String, Rc<RefCell<dyn KeyedState>>>,
-}
-
-impl StateRegistry {
-    /// The ids of the stateful operators, in order.
-    pub fn operators(&self) -> impl Iterator<Item = &str> {
-        self.operators.keys().map(String::as_str)
-    }
-
-    /// The state of operator `id` now (call between batches).
-    ///
-    /// # Errors
-    ///
-    /// A [`StateError`] when there is no such operator or its state cannot be serialised.
-    pub fn snapshot(&self, id: &str) -> Result<BTreeMap<u32, Vec<u8>>, StateError> {
-        let error = |message: String| StateError {
-            operator: id.to_owned(),
-            group: None,
-            message,
-        };
-        let logic = self
-            .operators
-            .get(id)
-            .ok_or_else(|| error("no stateful operator has this id".into()))?;
-        let state = logic.try_borrow().map_err(|_| error("the operator is running a batch".into()))?;
-        state.snapshot().map_err(error)
+    if !env.states.borrow_mut().insert(id, state) {
+        tracing::error!(operator = id, "Two stateful operators share an id; this is a bug in ember.");
     }
 }
 
@@ -172,28 +104,7 @@ where
 {
     let env = Rc::clone(&c.env);
     let logic = Rc::new(RefCell::new(logic));
-    if let Some(image) = env.shared.restore_image()
-        && let Some(groups) = image.get(id)
-    {
-        let mut state = logic.borrow_mut();
-        let owned: Vec<(&u32, &Vec<u8>)> = groups.iter().filter(|(g, _)| StatefulLogic::owns(&*state, **g)).collect();
-        for (group, bytes) in owned {
-            if let Err(message) = StatefulLogic::restore(&mut *state, *group, bytes) {
-                env.shared.report(JobFailure::new(
-                    name,
-                    env.zero_ms,
-                    FailureCause::State {
-                        group: Some(*group),
-                        message: format!("cannot restore it: {message}"),
-                    },
-                ));
-            }
-        }
-    }
-    let shared: Rc<RefCell<dyn KeyedState>> = Rc::clone(&logic) as Rc<RefCell<dyn KeyedState>>;
-    if env.states.borrow_mut().operators.insert(id.to_owned(), shared).is_some() {
-        tracing::error!(operator = id, "Two stateful operators share an id; this is a bug in ember.");
-    }
+    register_state(c, name, id, Rc::clone(&logic) as Rc<RefCell<dyn KeyedState>>);
     let (operator, id, zero, every) = (name.to_owned(), id.to_owned(), env.zero_ms, checkpoint_every_ms);
     stream.per_batch(
         grid,

@@ -2,7 +2,7 @@
 //! plan's outputs and receivers.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -90,10 +90,7 @@ pub(crate) struct ContextInner {
     remember: Mutex<Option<Duration>>,
 }
 
-/// Locks `m`, going on with the data if a panicking thread poisoned it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use crate::lock::lock;
 
 impl ContextInner {
     /// Whether this process runs the receivers (it hosts worker 0).

@@ -29,6 +29,7 @@ mod context;
 mod display;
 mod dstream;
 mod error;
+mod lock;
 mod plan;
 mod sources;
 mod state_codec;

@@ -287,7 +287,7 @@ impl Plan {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Node>> {
-        crate::context::lock(&self.nodes)
+        crate::lock::lock(&self.nodes)
     }
 
     /// Records a node; returns its index.
@@ -327,12 +327,12 @@ impl Plan {
 
     /// Records a problem of the plan that `start` will report.
     pub(crate) fn invalid(&self, operation: &'static str, message: String) {
-        crate::context::lock(&self.invalid).push((operation, message));
+        crate::lock::lock(&self.invalid).push((operation, message));
     }
 
     /// The first problem recorded while building the plan.
     pub(crate) fn first_problem(&self) -> Option<(&'static str, String)> {
-        crate::context::lock(&self.invalid).first().cloned()
+        crate::lock::lock(&self.invalid).first().cloned()
     }
 
     /// Starts building an operation out of other operations (see [`composite`]).

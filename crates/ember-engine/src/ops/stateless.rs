@@ -11,6 +11,7 @@ use crate::msg::{Data, FailureCause, JobFailure, Msg, Part, panic_message};
 use crate::runtime::EStream;
 
 /// Runs a user function, turning a panic into a [`JobFailure`] that names the operator and time.
+#[inline]
 pub fn catch_user<R>(operator: &str, time: u64, f: impl FnOnce() -> R) -> Result<R, JobFailure> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| JobFailure {
         operator: operator.to_owned(),

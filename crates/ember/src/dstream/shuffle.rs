@@ -6,12 +6,16 @@
 //! Stateful operators keep their state per key group, so the worker count never decides where
 //! state lives.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
+
+use serde::Serialize;
 
 use ember_engine::keys::{KeySpace, worker_of_partition};
 use ember_engine::ops::PerPart;
 use ember_engine::{Compiler, Data, EStream, Msg, Part, PartId};
+
+use crate::state_codec::encode;
 
 /// The key space of one keyed operator on the worker being compiled.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +39,10 @@ impl Shuffle {
     /// The shuffle partition of `key`.
     #[inline]
     pub(crate) fn partition_of<K: Hash + ?Sized>(&self, key: &K) -> u32 {
+        // With one partition there is nothing to hash for.
+        if self.space.partitions == 1 {
+            return 0;
+        }
         self.space.route(key).0
     }
 
@@ -51,11 +59,6 @@ impl Shuffle {
             .collect()
     }
 
-    /// Whether this worker owns key group `group`.
-    pub(crate) fn owns_group(&self, c: &Compiler<'_>, group: u32) -> bool {
-        worker_of_partition(self.space.partition_of_group(group), c.env.peers) == c.env.index
-    }
-
     /// Splits a combined map into one partition per shuffle target.
     pub(crate) fn split<K: Hash, C>(&self, map: impl IntoIterator<Item = (K, C)>) -> Vec<Part<(K, C)>> {
         let mut targets: Vec<Vec<(K, C)>> = (0..self.partitions()).map(|_| Vec::new()).collect();
@@ -64,6 +67,23 @@ impl Shuffle {
         }
         target_parts(targets).collect()
     }
+}
+
+/// Keyed state held per shuffle partition, written per key group: each entry goes to its key's
+/// group (its stable hash is computed here, at snapshot time only, so that the per-record path
+/// hashes a key once, for its partition).
+pub(crate) fn snapshot_by_group<'a, K: Hash + Serialize + 'a, X: Serialize>(
+    shuffle: &Shuffle,
+    entries: impl Iterator<Item = (&'a K, X)>,
+) -> Result<BTreeMap<u32, Vec<u8>>, String> {
+    let mut groups: BTreeMap<u32, Vec<(&K, X)>> = BTreeMap::new();
+    for (k, x) in entries {
+        groups.entry(shuffle.group_of(k)).or_default().push((k, x));
+    }
+    groups
+        .into_iter()
+        .map(|(group, entries)| encode(&entries).map(|bytes| (group, bytes)))
+        .collect()
 }
 
 /// The partitions owned by this worker among `n` shuffle partitions.

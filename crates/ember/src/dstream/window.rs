@@ -8,14 +8,19 @@
 //! workers; keyed windows (`pair::window`) rely on every batch's shuffle sending a key to the
 //! same worker.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
-use ember_engine::ops::PerBatch;
-use ember_engine::{Compiler, Data, EStream, Msg, Part};
+use ember_engine::keys::{KeySpace, worker_of_partition};
+use ember_engine::ops::BatchInfo;
+use ember_engine::state::{StatefulLogic, stateful};
+use ember_engine::{Compiler, Data, EStream, Msg, Part, PartId};
 
-use crate::dstream::DStream;
+use crate::dstream::shuffle::Shuffle;
+use crate::dstream::{DStream, default_checkpoint_interval};
 use crate::error::{Error, Result};
 use crate::plan::NodeSpec;
+use crate::state_codec::{decode, encode};
 use crate::time::Duration;
 
 /// Checks a window's durations against its parent's slide, as Spark does when the windowed
@@ -44,33 +49,144 @@ pub(crate) fn check_window(operation: &'static str, parent: Duration, window: Du
 /// The batches one worker holds of a sliding window: `(time, partitions)`, oldest first.
 pub(crate) type Buffered<T> = VecDeque<(u64, Vec<Part<T>>)>;
 
+/// How a window's buffered batches are spread over key groups in snapshots, so that they
+/// restore on any number of workers.
+pub(crate) enum WindowGroups<T> {
+    /// Elements without keys: each buffered partition belongs to a group picked by its id, and
+    /// comes back, id unchanged, on the worker that owns that group (as if the groups were
+    /// spread over one partition per worker).
+    ByPartition,
+    /// Keyed elements: each belongs to its key's group and comes back in its key's partition
+    /// of `shuffle`, on the worker that owns it.
+    ByKey {
+        shuffle: Shuffle,
+        group_of: Arc<dyn Fn(&T) -> u32 + Send + Sync>,
+    },
+}
+
 /// Buffers `input` (on the grid of `parent_slide`) and, at every time on the grid of the node
 /// being compiled (the window's slide), calls `emit(time, buffer)`; the buffer then holds the
-/// batches of `(time - keep, time]` on this worker, oldest first (`emit` may drop more).
+/// batches of `(time - keep, time]` on this worker, oldest first. The buffer is engine-owned
+/// state ([`StatefulLogic`]): snapshotted every `checkpoint_every` past zero, per key group as
+/// `groups` says.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sliding<'s, T: Data, U: Data>(
-    c: &Compiler<'s>,
+    c: &mut Compiler<'s>,
     input: EStream<'s, T>,
     label: &str,
     parent_slide: Duration,
     keep: Duration,
-    mut emit: impl FnMut(u64, &mut Buffered<T>, &mut Vec<Msg<U>>) + 'static,
+    groups: WindowGroups<T>,
+    checkpoint_every: Duration,
+    emit: impl FnMut(u64, &Buffered<T>, &mut Vec<Msg<U>>) + 'static,
 ) -> EStream<'s, U> {
-    let (out_grid, keep) = (c.grid(), keep.as_millis());
-    let mut buffer: Buffered<T> = VecDeque::new();
-    input.per_batch(
-        &c.grid_of(parent_slide.as_millis()),
-        label,
-        |acc: &mut Vec<Part<T>>, p| acc.push(p),
-        move |info, parts, out| {
-            buffer.push_back((info.time, parts));
-            while buffer.front().is_some_and(|(t, _)| t + keep <= info.time) {
-                buffer.pop_front();
+    let out_grid = c.grid();
+    let owned_groups = match &groups {
+        WindowGroups::ByPartition => {
+            let space = KeySpace::new(c.env.key_groups, c.env.peers);
+            (0..space.groups)
+                .filter(|g| worker_of_partition(space.partition_of_group(*g), c.env.peers) == c.env.index)
+                .collect()
+        }
+        WindowGroups::ByKey { shuffle, .. } => shuffle.owned(c).into_iter().flat_map(|(_, groups)| groups).collect(),
+    };
+    let logic = Window {
+        buffer: VecDeque::new(),
+        keep_ms: keep.as_millis(),
+        zero: c.env.zero_ms,
+        step: out_grid.step_ms,
+        part_space: KeySpace::new(c.env.key_groups, c.env.peers),
+        groups,
+        owned_groups,
+        emit: Box::new(emit),
+    };
+    let (id, grid) = (c.operator_id().to_owned(), c.grid_of(parent_slide.as_millis()));
+    stateful(c, input, &grid, label, &id, checkpoint_every.as_millis(), logic)
+}
+
+/// A sliding window's buffer on one worker.
+struct Window<T, U> {
+    buffer: Buffered<T>,
+    keep_ms: u64,
+    zero: u64,
+    /// The window's slide (ms): it emits at multiples of it past zero.
+    step: u64,
+    /// Groups of unkeyed partitions, spread as one partition per worker.
+    part_space: KeySpace,
+    groups: WindowGroups<T>,
+    owned_groups: BTreeSet<u32>,
+    emit: Box<dyn FnMut(u64, &Buffered<T>, &mut Vec<Msg<U>>)>,
+}
+
+/// One key group's share of a window's buffer: `(time, partitions)`.
+type WindowGroup<T> = Vec<(u64, Vec<Part<T>>)>;
+
+impl<T: Data, U: Data> StatefulLogic for Window<T, U> {
+    type Input = T;
+    type Output = U;
+
+    fn on_batch(&mut self, info: BatchInfo, parts: Vec<Part<T>>, out: &mut Vec<Msg<U>>) {
+        self.buffer.push_back((info.time, parts));
+        while self.buffer.front().is_some_and(|(t, _)| t + self.keep_ms <= info.time) {
+            self.buffer.pop_front();
+        }
+        if info.time > self.zero && (info.time - self.zero).is_multiple_of(self.step) {
+            (self.emit)(info.time, &self.buffer, out);
+        }
+    }
+
+    fn owns(&self, group: u32) -> bool {
+        self.owned_groups.contains(&group)
+    }
+
+    fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {
+        let mut groups: BTreeMap<u32, WindowGroup<T>> = BTreeMap::new();
+        for (t, parts) in &self.buffer {
+            let mut by_group: BTreeMap<u32, Vec<Part<T>>> = BTreeMap::new();
+            for part in parts {
+                match &self.groups {
+                    WindowGroups::ByPartition => by_group.entry(self.part_space.group(&part.id)).or_default().push(part.clone()),
+                    WindowGroups::ByKey { group_of, .. } => {
+                        for x in &part.data {
+                            let parts = by_group.entry(group_of(x)).or_default();
+                            match parts.last_mut() {
+                                Some(last) => last.data.push(x.clone()),
+                                None => parts.push(Part {
+                                    id: PartId::default(),
+                                    data: vec![x.clone()],
+                                }),
+                            }
+                        }
+                    }
+                }
             }
-            if out_grid.contains(info.time) {
-                emit(info.time, &mut buffer, out);
+            for (group, parts) in by_group {
+                groups.entry(group).or_default().push((*t, parts));
             }
-        },
-    )
+        }
+        groups
+            .into_iter()
+            .map(|(group, batches)| encode(&batches).map(|bytes| (group, bytes)))
+            .collect()
+    }
+
+    fn restore(&mut self, group: u32, bytes: &[u8]) -> std::result::Result<(), String> {
+        let batches: WindowGroup<T> = decode(bytes)?;
+        for (t, mut parts) in batches {
+            if let WindowGroups::ByKey { shuffle, .. } = &self.groups {
+                let id = PartId::new(shuffle.space.partition_of_group(group));
+                for part in &mut parts {
+                    part.id = id.clone();
+                }
+            }
+            let at = self.buffer.partition_point(|(time, _)| *time < t);
+            match self.buffer.get_mut(at) {
+                Some((time, held)) if *time == t => held.extend(parts),
+                _ => self.buffer.insert(at, (t, parts)),
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<T: Data> DStream<T> {
@@ -96,10 +212,20 @@ impl<T: Data> DStream<T> {
     pub fn window(&self, window: Duration, slide: Duration) -> Result<DStream<T>> {
         check_window("window", self.slide, window, slide)?;
         let parent_slide = self.slide;
-        Ok(
-            self.derive_node(NodeSpec::new("window", slide, vec![self.index]), move |c, input, label| {
-                let (p, w) = (parent_slide.as_millis(), window.as_millis());
-                sliding(c, input, label, parent_slide, window, move |time, buffer, out| {
+        let spec = NodeSpec::new("window", slide, vec![self.index]);
+        let meta = Arc::clone(&spec.meta);
+        Ok(self.derive_node(spec, move |c, input, label| {
+            let (p, w) = (parent_slide.as_millis(), window.as_millis());
+            let every = meta.explicit_checkpoint().unwrap_or_else(|| default_checkpoint_interval(slide));
+            sliding(
+                c,
+                input,
+                label,
+                parent_slide,
+                window,
+                WindowGroups::ByPartition,
+                every,
+                move |time, buffer, out| {
                     for (t, parts) in buffer.iter() {
                         // The batch's position in the window (1 = oldest) orders its partitions.
                         let position = ((t + w - time) / p) as u32;
@@ -110,9 +236,9 @@ impl<T: Data> DStream<T> {
                             })
                         }));
                     }
-                })
-            }),
-        )
+                },
+            )
+        }))
     }
 
     /// A stream of one element per window: `f` folded over every element of the window

@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::UNIX_EPOCH;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use ember_engine::ops::{PerPart, SourceBatch, batch_source};
+use ember_engine::state::{KeyedState, register_state};
 use ember_engine::{Data, Msg, Part};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +39,11 @@ pub(crate) struct ChosenFile {
 }
 
 /// Which files of a directory have been taken, and which batch took each one.
-#[derive(Debug, Default)]
+///
+/// Engine-owned state of the file stream: worker 0 lists the directory, so the tracker is one
+/// key group (0) that worker 0 owns; a snapshot restores the files seen and the recent batches'
+/// choices.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct FileTracker {
     /// Files seen in the directory: read by a batch, or present at start and ignored.
     seen: HashMap<PathBuf, Seen>,
@@ -43,12 +51,28 @@ pub(crate) struct FileTracker {
     log: BTreeMap<u64, Vec<ChosenFile>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Seen {
     size: u64,
     modified_ns: u64,
     /// The batch that read the file; `None` for files present at start and ignored.
     batch: Option<u64>,
+}
+
+impl KeyedState for FileTracker {
+    fn owns(&self, group: u32) -> bool {
+        // Only worker 0 registers the tracker.
+        group == 0
+    }
+
+    fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {
+        Ok(BTreeMap::from([(0, crate::state_codec::encode(self)?)]))
+    }
+
+    fn restore(&mut self, _group: u32, bytes: &[u8]) -> std::result::Result<(), String> {
+        *self = crate::state_codec::decode(bytes)?;
+        Ok(())
+    }
 }
 
 impl FileTracker {
@@ -226,7 +250,7 @@ struct Lister {
     name: String,
     dir: PathBuf,
     filter: Arc<dyn Fn(&Path) -> bool + Send + Sync>,
-    tracker: FileTracker,
+    tracker: Rc<RefCell<FileTracker>>,
     ctx: Weak<ContextInner>,
     failing: Option<String>,
 }
@@ -259,7 +283,7 @@ impl Lister {
                 return Vec::new();
             }
         };
-        let (chosen, changed) = self.tracker.choose(batch.time, listing);
+        let (chosen, changed) = self.tracker.borrow_mut().choose(batch.time, listing);
         for message in changed {
             self.report(message);
         }
@@ -336,7 +360,12 @@ impl StreamingContext {
                     name: name.clone(),
                     dir: dir.clone(),
                     filter: Arc::clone(&filter),
-                    tracker: lock(&tracker).take().unwrap_or_default(),
+                    tracker: {
+                        let tracker = Rc::new(RefCell::new(lock(&tracker).take().unwrap_or_default()));
+                        let id = c.operator_id().to_owned();
+                        register_state(c, label, &id, Rc::clone(&tracker) as Rc<RefCell<dyn KeyedState>>);
+                        tracker
+                    },
                     ctx: ctx.clone(),
                     failing: None,
                 });

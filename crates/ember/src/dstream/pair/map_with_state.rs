@@ -7,6 +7,7 @@
 //! the state's checkpoint interval (Spark's rule; 10 batch intervals unless set with
 //! [`MapWithStateDStream::checkpoint`]).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -17,11 +18,11 @@ use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 use serde::{Deserialize, Serialize};
 
-use crate::dstream::shuffle::Shuffle;
+use crate::dstream::shuffle::{Shuffle, snapshot_by_group};
 use crate::dstream::{DStream, NodeMeta, check_checkpoint_interval, spread};
 use crate::error::{Error, Result};
 use crate::plan::{NodeSpec, Partitioning, composite};
-use crate::state_codec::{decode, encode};
+use crate::state_codec::decode;
 use crate::time::{Duration, Time};
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -372,7 +373,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 shuffle,
                 owned_groups: owned.iter().flat_map(|(p, groups)| groups.iter().map(move |g| (*g, *p))).collect(),
                 owned,
-                states: BTreeMap::new(),
+                states: HashMap::new(),
                 initial: spec.initial.clone(),
                 func: Arc::clone(&spec.func),
                 timeout: spec.timeout.map(Duration::as_millis),
@@ -409,8 +410,9 @@ struct MapWithState<K, V, S, U> {
     owned: Vec<(u32, Vec<u32>)>,
     /// The partition of each key group this worker owns.
     owned_groups: HashMap<u32, u32>,
-    /// Per key group: each key's state and last update time.
-    states: BTreeMap<u32, FastMap<K, (S, u64)>>,
+    /// Per owned shuffle partition: each key's state and last update time. A state is `None`
+    /// only while the mapping function runs.
+    states: HashMap<u32, FastMap<K, (Option<S>, u64)>>,
     /// Initial states, joined in at the first batch.
     initial: Option<Arc<Vec<(K, S)>>>,
     func: MappingFn<K, V, S, U>,
@@ -430,9 +432,9 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
         let now = info.time;
         if let Some(initial) = self.initial.take() {
             for (k, s) in initial.iter() {
-                let group = self.shuffle.group_of(k);
-                if self.owned_groups.contains_key(&group) {
-                    self.states.entry(group).or_default().insert(k.clone(), (s.clone(), now));
+                let p = self.shuffle.partition_of(k);
+                if self.owned.iter().any(|(o, _)| *o == p) {
+                    self.states.entry(p).or_default().insert(k.clone(), (Some(s.clone()), now));
                 }
             }
         }
@@ -441,24 +443,38 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
         let mut failure = None;
         let time = Time::from_millis(now);
         for part in parts {
-            let emitted = mapped.entry(part.id.head()).or_default();
+            let p = part.id.head();
+            let (map, emitted) = (self.states.entry(p).or_default(), mapped.entry(p).or_default());
             for (k, v) in part.data {
-                let map = self.states.entry(self.shuffle.group_of(&k)).or_default();
-                let (value, last) = match map.remove(&k) {
-                    Some((s, t)) => (Some(s), t),
-                    None => (None, now),
-                };
-                let mut state = State::new(value);
-                match catch_user(operator, now, || func(time, &k, Some(v), &mut state)) {
+                // One probe per record: the state is taken out of its slot, handed to the
+                // function, and put back (or the slot removed) through the same entry.
+                let call = |k: &K, state: &mut State<S>| match catch_user(operator, now, || func(time, k, Some(v), state)) {
                     Ok(result) => emitted.extend(result.map(Item::Mapped)),
                     Err(e) => {
                         failure.get_or_insert(e);
                     }
-                }
-                // A record refreshes its key's update time when a timeout is set.
-                let touched = state.updated || timeout.is_some();
-                if let Some(s) = state.value {
-                    map.insert(k, (s, if touched { now } else { last }));
+                };
+                match map.entry(k) {
+                    Entry::Occupied(mut slot) => {
+                        let (value, last) = std::mem::take(slot.get_mut());
+                        let mut state = State::new(value);
+                        call(slot.key(), &mut state);
+                        // A record refreshes its key's update time when a timeout is set.
+                        let touched = state.updated || timeout.is_some();
+                        match state.value {
+                            Some(s) => *slot.get_mut() = (Some(s), if touched { now } else { last }),
+                            None => {
+                                slot.remove();
+                            }
+                        }
+                    }
+                    Entry::Vacant(slot) => {
+                        let mut state = State::new(None);
+                        call(slot.key(), &mut state);
+                        if let Some(s) = state.value {
+                            slot.insert((Some(s), now));
+                        }
+                    }
                 }
             }
         }
@@ -466,12 +482,11 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
             && (now - self.zero).is_multiple_of(self.full_scan_every)
         {
             let threshold = now.saturating_sub(idle);
-            for (group, map) in &mut self.states {
+            for (p, map) in &mut self.states {
                 let expired: Vec<K> = map.iter().filter(|(_, (_, t))| *t < threshold).map(|(k, _)| k.clone()).collect();
-                let p = self.owned_groups.get(group).copied().unwrap_or_default();
-                let emitted = mapped.entry(p).or_default();
+                let emitted = mapped.entry(*p).or_default();
                 for k in expired {
-                    let Some((s, _)) = map.remove(&k) else { continue };
+                    let Some((Some(s), _)) = map.remove(&k) else { continue };
                     let mut state = State::new(Some(s));
                     state.timing_out = true;
                     match catch_user(operator, now, || func(time, &k, None, &mut state)) {
@@ -483,13 +498,15 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
                 }
             }
         }
-        self.states.retain(|_, map| !map.is_empty());
-        for (p, groups) in &self.owned {
+        for (p, _) in &self.owned {
             let mut data = mapped.remove(p).unwrap_or_default();
-            if self.snapshots {
-                for map in groups.iter().filter_map(|g| self.states.get(g)) {
-                    data.extend(map.iter().map(|(k, (s, _))| Item::Snapshot(k.clone(), s.clone())));
-                }
+            if self.snapshots
+                && let Some(map) = self.states.get(p)
+            {
+                data.extend(
+                    map.iter()
+                        .filter_map(|(k, (s, _))| s.as_ref().map(|s| Item::Snapshot(k.clone(), s.clone()))),
+                );
             }
             out.push(Msg::Part(Part { id: PartId::new(*p), data }));
         }
@@ -504,18 +521,20 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
 
     fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {
         // The initial states join at the first batch; a snapshot is only taken after one.
-        self.states
-            .iter()
-            .map(|(group, map)| {
-                let entries: Vec<(&K, &(S, u64))> = map.iter().collect();
-                encode(&entries).map(|bytes| (*group, bytes))
-            })
-            .collect()
+        let entries = self
+            .states
+            .values()
+            .flat_map(|map| map.iter().filter_map(|(k, (s, t))| s.as_ref().map(|s| (k, (s, *t)))));
+        snapshot_by_group(&self.shuffle, entries)
     }
 
     fn restore(&mut self, group: u32, bytes: &[u8]) -> std::result::Result<(), String> {
         let entries: Vec<(K, (S, u64))> = decode(bytes)?;
-        self.states.entry(group).or_default().extend(entries);
+        let p = self.shuffle.space.partition_of_group(group);
+        self.states
+            .entry(p)
+            .or_default()
+            .extend(entries.into_iter().map(|(k, (s, t))| (k, (Some(s), t))));
         // Restored state replaces the initial states (they were joined in before).
         self.initial = None;
         Ok(())

@@ -1,8 +1,9 @@
 //! `update_state_by_key`: a state per key, updated every batch from the key's new values.
 //!
 //! Each batch's values are grouped by key and shuffled to the worker that owns the key's
-//! partition; that worker keeps the key's state in a hash map per key group and calls the
-//! update function for every key with new values or a state, every batch.
+//! partition; that worker keeps the key's state in a hash map per partition and calls the
+//! update function for every key with new values or a state, every batch. Snapshots split the
+//! state by key group, so it restores on any number of workers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -11,10 +12,10 @@ use ember_engine::ops::{BatchInfo, catch_user};
 use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 
-use crate::dstream::shuffle::Shuffle;
+use crate::dstream::shuffle::{Shuffle, snapshot_by_group};
 use crate::dstream::{DStream, NodeMeta, default_checkpoint_interval};
 use crate::plan::{NodeSpec, Partitioning};
-use crate::state_codec::{decode, encode};
+use crate::state_codec::decode;
 use crate::time::Time;
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -23,17 +24,17 @@ type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 /// its previous state; `None` deletes the key.
 type UpdateFn<K, V, S> = Arc<dyn Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + Send + Sync>;
 
-/// Per key group this worker owns, the states of its keys. A slot is `None` only while its
-/// key's update function runs.
-type StateMaps<K, S> = BTreeMap<u32, FastMap<K, Option<S>>>;
+/// Per shuffle partition this worker owns, the states of its keys. A slot is `None` only while
+/// its key's update function runs.
+type StateMaps<K, S> = HashMap<u32, FastMap<K, Option<S>>>;
 
-/// The initial states whose key groups this worker owns.
-fn owned_initial<K: Key, S: Data>(c: &ember_engine::Compiler<'_>, initial: &[(K, S)], shuffle: &Shuffle) -> StateMaps<K, S> {
-    let mut maps: StateMaps<K, S> = BTreeMap::new();
+/// The initial states whose partitions this worker owns.
+fn owned_initial<K: Key, S: Data>(initial: &[(K, S)], shuffle: &Shuffle, owned: &[(u32, Vec<u32>)]) -> StateMaps<K, S> {
+    let mut maps: StateMaps<K, S> = HashMap::new();
     for (k, s) in initial {
-        let group = shuffle.group_of(k);
-        if shuffle.owns_group(c, group) {
-            maps.entry(group).or_default().insert(k.clone(), Some(s.clone()));
+        let p = shuffle.partition_of(k);
+        if owned.iter().any(|(o, _)| *o == p) {
+            maps.entry(p).or_default().insert(k.clone(), Some(s.clone()));
         }
     }
     maps
@@ -113,12 +114,13 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             DStream::node(&self.plan, spec, move |c, label| {
                 let input = grouped.stream(c);
                 let shuffle = Shuffle::new(c, partitions);
+                let owned = shuffle.owned(c);
                 let logic = UpdateState {
                     operator: label.to_owned(),
-                    owned: shuffle.owned(c),
-                    owned_groups: shuffle.owned(c).into_iter().flat_map(|(_, groups)| groups).collect(),
+                    owned_groups: owned.iter().flat_map(|(_, groups)| groups.iter().copied()).collect(),
+                    initial: initial.as_ref().as_ref().map(|i| owned_initial(i, &shuffle, &owned)),
+                    owned: owned.into_iter().map(|(p, _)| p).collect(),
                     shuffle,
-                    initial: initial.as_ref().as_ref().map(|i| owned_initial(c, i, &shuffle)),
                     state: None,
                     f: Arc::clone(&f),
                 };
@@ -135,8 +137,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 struct UpdateState<K, V, S> {
     operator: String,
     shuffle: Shuffle,
-    /// The partitions this worker owns, each with its key groups.
-    owned: Vec<(u32, Vec<u32>)>,
+    /// The partitions this worker owns.
+    owned: Vec<u32>,
     owned_groups: BTreeSet<u32>,
     /// Initial states not yet joined in (they join at the first batch that has an RDD).
     initial: Option<StateMaps<K, S>>,
@@ -158,8 +160,9 @@ impl<K: Key, V: Data, S: Data> StatefulLogic for UpdateState<K, V, S> {
         };
         let mut fresh: HashMap<u32, FastMap<K, Vec<V>>> = HashMap::new();
         for part in parts {
+            let map = fresh.entry(part.id.head()).or_default();
             for (k, vs) in part.data {
-                fresh.entry(self.shuffle.group_of(&k)).or_default().entry(k).or_default().extend(vs);
+                map.entry(k).or_default().extend(vs);
             }
         }
         let time = Time::from_millis(info.time);
@@ -172,30 +175,24 @@ impl<K: Key, V: Data, S: Data> StatefulLogic for UpdateState<K, V, S> {
                 None
             }
         };
-        for (p, groups) in &self.owned {
-            let mut data = Vec::new();
-            for group in groups {
-                let mut fresh = fresh.remove(group).unwrap_or_default();
-                if fresh.is_empty() && !maps.contains_key(group) {
-                    continue;
-                }
-                let states = maps.entry(*group).or_default();
-                states.retain(|k, slot| {
-                    let values = fresh.remove(k).unwrap_or_default();
-                    *slot = call(k, values, slot.take());
-                    slot.is_some()
-                });
-                for (k, values) in fresh {
-                    if let Some(s) = call(&k, values, None) {
-                        states.insert(k, Some(s));
-                    }
-                }
-                data.extend(states.iter().filter_map(|(k, s)| s.as_ref().map(|s| (k.clone(), s.clone()))));
-                if states.is_empty() {
-                    maps.remove(group);
+        for &p in &self.owned {
+            let states = maps.entry(p).or_default();
+            let mut fresh = fresh.remove(&p).unwrap_or_default();
+            states.retain(|k, slot| {
+                let values = fresh.remove(k).unwrap_or_default();
+                *slot = call(k, values, slot.take());
+                slot.is_some()
+            });
+            for (k, values) in fresh {
+                if let Some(s) = call(&k, values, None) {
+                    states.insert(k, Some(s));
                 }
             }
-            out.push(Msg::Part(Part { id: PartId::new(*p), data }));
+            let data = states
+                .iter()
+                .filter_map(|(k, s)| s.as_ref().map(|s| (k.clone(), s.clone())))
+                .collect();
+            out.push(Msg::Part(Part { id: PartId::new(p), data }));
         }
         if let Some(failure) = failure {
             out.push(Msg::Failed(failure));
@@ -208,17 +205,16 @@ impl<K: Key, V: Data, S: Data> StatefulLogic for UpdateState<K, V, S> {
 
     fn snapshot(&self) -> Result<BTreeMap<u32, Vec<u8>>, String> {
         let Some(maps) = &self.state else { return Ok(BTreeMap::new()) };
-        maps.iter()
-            .map(|(group, states)| {
-                let entries: Vec<(&K, &S)> = states.iter().filter_map(|(k, s)| s.as_ref().map(|s| (k, s))).collect();
-                encode(&entries).map(|bytes| (*group, bytes))
-            })
-            .collect()
+        let entries = maps
+            .values()
+            .flat_map(|states| states.iter().filter_map(|(k, s)| s.as_ref().map(|s| (k, s))));
+        snapshot_by_group(&self.shuffle, entries)
     }
 
     fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String> {
         let entries: Vec<(K, S)> = decode(bytes)?;
-        let states = self.state.get_or_insert_with(BTreeMap::new).entry(group).or_default();
+        let p = self.shuffle.space.partition_of_group(group);
+        let states = self.state.get_or_insert_with(HashMap::new).entry(p).or_default();
         states.extend(entries.into_iter().map(|(k, s)| (k, Some(s))));
         Ok(())
     }

@@ -16,7 +16,7 @@ use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 
 use crate::dstream::shuffle::Shuffle;
-use crate::dstream::window::{check_window, sliding};
+use crate::dstream::window::{WindowGroups, check_window, sliding};
 use crate::dstream::{DStream, NodeMeta, default_checkpoint_interval, owned_partitions};
 use crate::error::Result;
 use crate::plan::{NodeSpec, Partitioning};
@@ -230,7 +230,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 slide_ms: slide.as_millis(),
                 zero: c.env.zero_ms,
                 buffer: BTreeMap::new(),
-                values: BTreeMap::new(),
+                values: HashMap::new(),
             };
             let every = meta.explicit_checkpoint().unwrap_or_else(|| default_checkpoint_interval(slide));
             let id = c.operator_id().to_owned();
@@ -294,11 +294,18 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     {
         let (parent_slide, merge) = (self.slide, Arc::new(merge));
         let spec = NodeSpec::new(operation, slide, vec![self.index]).partitioning(Partitioning::ByKey(partitions));
+        let meta = Arc::clone(&spec.meta);
         self.derive_node(spec, move |c, input, label| {
             let n = partitions.unwrap_or(c.env.peers).max(1);
             let owned: Vec<u32> = owned_partitions(c, n).collect();
             let merge = Arc::clone(&merge);
-            sliding(c, input, label, parent_slide, window, move |_time, buffer, out| {
+            let shuffle = Shuffle::new(c, partitions);
+            let groups = WindowGroups::ByKey {
+                shuffle,
+                group_of: Arc::new(move |(k, _): &(K, V)| shuffle.group_of(k)),
+            };
+            let every = meta.explicit_checkpoint().unwrap_or_else(|| default_checkpoint_interval(slide));
+            sliding(c, input, label, parent_slide, window, groups, every, move |_time, buffer, out| {
                 let mut merged: HashMap<u32, FastMap<K, V>> = HashMap::new();
                 for (_, parts) in buffer.iter() {
                     for part in parts {
@@ -376,11 +383,11 @@ struct InvWindow<K, V> {
     window_ms: u64,
     slide_ms: u64,
     zero: u64,
-    /// Per batch time, the batch's reduced `(key, value)` pairs this worker holds. The previous
-    /// window stays buffered until its batches are subtracted.
-    buffer: BTreeMap<u64, Vec<(K, V)>>,
-    /// Per key group, the current window's value of each key.
-    values: BTreeMap<u32, FastMap<K, V>>,
+    /// Per batch time, the batch's reduced partitions this worker holds. The previous window
+    /// stays buffered until its batches are subtracted.
+    buffer: BTreeMap<u64, Vec<Part<(K, V)>>>,
+    /// Per owned shuffle partition, the current window's value of each key.
+    values: HashMap<u32, FastMap<K, V>>,
 }
 
 impl<K: Key, V: Data> InvWindow<K, V> {
@@ -390,13 +397,15 @@ impl<K: Key, V: Data> InvWindow<K, V> {
     fn emit(&mut self, time: u64, out: &mut Vec<Msg<(K, V)>>) {
         let (w, s) = (self.window_ms, self.slide_ms);
         let (f, inv_f) = (&*self.f, &*self.inv_f);
-        // Per key group: values leaving the window since the last slide, and values entering it.
+        // Per partition: values leaving the window since the last slide, and values entering it.
         let mut delta: HashMap<u32, FastMap<K, (Option<V>, Option<V>)>> = HashMap::new();
         let entering = time.saturating_sub(s.min(w));
-        for (_, pairs) in self.buffer.range(entering + 1..) {
-            for (k, v) in pairs {
-                let map = delta.entry(self.shuffle.group_of(k)).or_default();
-                fold(&mut map.entry(k.clone()).or_default().1, v.clone(), &|a, b| f(a, b));
+        for (_, parts) in self.buffer.range(entering + 1..) {
+            for part in parts {
+                let map = delta.entry(part.id.head()).or_default();
+                for (k, v) in &part.data {
+                    fold(&mut map.entry(k.clone()).or_default().1, v.clone(), &|a, b| f(a, b));
+                }
             }
         }
         // Batches at or before `time - w` leave now. Those after `time - s` were never in a
@@ -404,17 +413,19 @@ impl<K: Key, V: Data> InvWindow<K, V> {
         while let Some(entry) = self.buffer.first_entry()
             && entry.key() + w <= time
         {
-            let (t, pairs) = entry.remove_entry();
+            let (t, parts) = entry.remove_entry();
             if t + s > time {
                 continue;
             }
-            for (k, v) in pairs {
-                let map = delta.entry(self.shuffle.group_of(&k)).or_default();
-                fold(&mut map.entry(k).or_default().0, v, &|a, b| f(a, b));
+            for part in parts {
+                let map = delta.entry(part.id.head()).or_default();
+                for (k, v) in part.data {
+                    fold(&mut map.entry(k).or_default().0, v, &|a, b| f(a, b));
+                }
             }
         }
-        for (group, changes) in delta {
-            let values = self.values.entry(group).or_default();
+        for (p, changes) in delta {
+            let values = self.values.entry(p).or_default();
             for (k, (old, new)) in changes {
                 match values.entry(k) {
                     Entry::Occupied(e) => {
@@ -440,13 +451,12 @@ impl<K: Key, V: Data> InvWindow<K, V> {
                 values.retain(|k, v| keep(k, v));
             }
         }
-        self.values.retain(|_, values| !values.is_empty());
-        for (p, groups) in &self.owned {
-            let data = groups
-                .iter()
-                .filter_map(|g| self.values.get(g))
-                .flat_map(|values| values.iter().map(|(k, v)| (k.clone(), v.clone())))
-                .collect();
+        for (p, _) in &self.owned {
+            let data = self
+                .values
+                .get(p)
+                .map(|values| values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
             out.push(Msg::Part(Part { id: PartId::new(*p), data }));
         }
     }
@@ -461,7 +471,7 @@ impl<K: Key, V: Data> StatefulLogic for InvWindow<K, V> {
 
     fn on_batch(&mut self, info: BatchInfo, parts: Vec<Part<(K, V)>>, out: &mut Vec<Msg<(K, V)>>) {
         let time = info.time;
-        self.buffer.insert(time, parts.into_iter().flat_map(|p| p.data).collect());
+        self.buffer.insert(time, parts);
         let keep = self.window_ms + self.slide_ms;
         while let Some(entry) = self.buffer.first_entry()
             && entry.key() + keep <= time
@@ -479,17 +489,17 @@ impl<K: Key, V: Data> StatefulLogic for InvWindow<K, V> {
 
     fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {
         let mut groups: BTreeMap<u32, InvWindowGroup<K, V>> = BTreeMap::new();
-        for (t, pairs) in &self.buffer {
+        for (t, parts) in &self.buffer {
             let mut by_group: BTreeMap<u32, Vec<(K, V)>> = BTreeMap::new();
-            for (k, v) in pairs {
+            for (k, v) in parts.iter().flat_map(|p| &p.data) {
                 by_group.entry(self.shuffle.group_of(k)).or_default().push((k.clone(), v.clone()));
             }
             for (group, pairs) in by_group {
                 groups.entry(group).or_default().0.push((*t, pairs));
             }
         }
-        for (group, values) in &self.values {
-            groups.entry(*group).or_default().1 = values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, v) in self.values.values().flat_map(|values| values.iter()) {
+            groups.entry(self.shuffle.group_of(k)).or_default().1.push((k.clone(), v.clone()));
         }
         groups
             .into_iter()
@@ -499,10 +509,11 @@ impl<K: Key, V: Data> StatefulLogic for InvWindow<K, V> {
 
     fn restore(&mut self, group: u32, bytes: &[u8]) -> std::result::Result<(), String> {
         let (batches, values): InvWindowGroup<K, V> = decode(bytes)?;
-        for (t, pairs) in batches {
-            self.buffer.entry(t).or_default().extend(pairs);
+        let p = self.shuffle.space.partition_of_group(group);
+        for (t, data) in batches {
+            self.buffer.entry(t).or_default().push(Part { id: PartId::new(p), data });
         }
-        self.values.entry(group).or_default().extend(values);
+        self.values.entry(p).or_default().extend(values);
         Ok(())
     }
 }

@@ -1,0 +1,114 @@
+//! Operator state as the engine keeps and moves it, whatever the operator: the registry of a
+//! worker's stateful operators by id, the snapshots they write at checkpoint batches, and the
+//! image restored at start. The operators' side is [`crate::state`].
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Why a snapshot could not be written or read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateError {
+    /// The operator whose state it is.
+    pub operator: String,
+    /// The key group, if the problem is with one.
+    pub group: Option<u32>,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.group {
+            Some(group) => write!(f, "state of {} (key group {group}): {}", self.operator, self.message),
+            None => write!(f, "state of {}: {}", self.operator, self.message),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// Operator state the engine can snapshot and restore, per key group (every
+/// [`StatefulLogic`](crate::state::StatefulLogic) is one; so is a source's position).
+pub trait KeyedState {
+    /// Whether this worker owns key group `group` (restores hand it only those).
+    fn owns(&self, group: u32) -> bool;
+    /// The state of every key group this worker holds, serialised; groups without state may
+    /// be left out.
+    fn snapshot(&self) -> Result<BTreeMap<u32, Vec<u8>>, String>;
+    /// Adds a snapshot's state of key group `group` (one this worker owns).
+    fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String>;
+}
+
+/// One operator's state on one worker after one batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorSnapshot {
+    /// The operator's stable id.
+    pub operator: String,
+    /// The batch after which the state was taken (ms).
+    pub time: u64,
+    /// The worker that held it.
+    pub worker: usize,
+    /// The serialised state of each key group.
+    pub groups: BTreeMap<u32, Vec<u8>>,
+}
+
+/// Receives the snapshots that stateful operators write at their checkpoint batches (the
+/// fault-tolerance layer writes them to the checkpoint directory).
+#[derive(Clone)]
+pub struct SnapshotSink(pub Arc<dyn Fn(OperatorSnapshot) + Send + Sync>);
+
+impl SnapshotSink {
+    /// Hands over one snapshot.
+    pub fn write(&self, snapshot: OperatorSnapshot) {
+        (self.0)(snapshot)
+    }
+}
+
+impl std::fmt::Debug for SnapshotSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotSink")
+    }
+}
+
+/// State to restore at start: operator id → key group → serialised state.
+pub type RestoreImage = Arc<BTreeMap<String, BTreeMap<u32, Vec<u8>>>>;
+
+/// Every stateful operator of one worker, by operator id.
+#[derive(Default)]
+pub struct StateRegistry {
+    operators: BTreeMap<String, Rc<RefCell<dyn KeyedState>>>,
+}
+
+impl StateRegistry {
+    /// Registers `state` as operator `id`'s; `false` if another was registered under that id
+    /// (it is replaced).
+    pub fn insert(&mut self, id: &str, state: Rc<RefCell<dyn KeyedState>>) -> bool {
+        self.operators.insert(id.to_owned(), state).is_none()
+    }
+
+    /// The ids of the stateful operators, in order.
+    pub fn operators(&self) -> impl Iterator<Item = &str> {
+        self.operators.keys().map(String::as_str)
+    }
+
+    /// The state of operator `id` now (call between batches).
+    ///
+    /// # Errors
+    ///
+    /// A [`StateError`] when there is no such operator or its state cannot be serialised.
+    pub fn snapshot(&self, id: &str) -> Result<BTreeMap<u32, Vec<u8>>, StateError> {
+        let error = |message: String| StateError {
+            operator: id.to_owned(),
+            group: None,
+            message,
+        };
+        let logic = self
+            .operators
+            .get(id)
+            .ok_or_else(|| error("no stateful operator has this id".into()))?;
+        let state = logic.try_borrow().map_err(|_| error("the operator is running a batch".into()))?;
+        state.snapshot().map_err(error)
+    }
+}
