@@ -54,6 +54,10 @@ impl Progress {
         let done = processed.saturating_sub(1);
         let done = done - (done.saturating_sub(self.zero_ms) % self.interval_ms.max(1));
         self.shared.publish(self.local_index, done);
+        self.wake_sources();
+    }
+
+    fn wake_sources(&self) {
         for source in crate::msg::lock(&self.sources).iter() {
             // Fails only once the worker is gone, when nobody needs the wake-up.
             let _ = source.activate();
@@ -138,6 +142,8 @@ impl OutputScheduler {
         }
         jobs.push(Job::Done(limit));
         self.progress.queued.fetch_add(1, Ordering::AcqRel);
+        // The batches are handed over: sources may cut more.
+        self.progress.wake_sources();
         // Without an output thread (none could be started, or it died), run here rather than
         // lose output.
         let unsent = match self.output_thread() {
@@ -171,6 +177,11 @@ impl OutputScheduler {
             }
         }
         self.thread.as_ref()
+    }
+
+    /// Every batch time below this has been handed to the output thread (or output already).
+    pub fn handed_over(&self) -> u64 {
+        self.sent
     }
 
     /// Every batch time below this has been fully output on this worker.

@@ -310,7 +310,9 @@ impl StreamingContextBuilder {
         self.clock(Clock::NoWait)
     }
 
-    /// How many batches sources may run ahead of the slowest output (default 2).
+    /// How many batches sources may run ahead of the batches handed to the outputs (default 2);
+    /// outputs run on their own thread, and sources also stay within twice this many batches
+    /// of the slowest output's finished batches.
     pub fn max_batches_in_flight(mut self, n: u64) -> Self {
         self.settings.max_batches_in_flight = n.max(1);
         self

@@ -70,8 +70,15 @@ where
                 return;
             }
             loop {
-                let processed = env.scheduler.borrow().processed();
-                let window_end = processed.saturating_add(env.max_batches_in_flight * interval);
+                // At most `max_batches_in_flight` batches ahead of those handed to the outputs,
+                // and twice that ahead of those the output threads finished: the dataflow does
+                // not wait for each batch's outputs, and a slow output still holds it back.
+                let (handed, processed) = {
+                    let scheduler = env.scheduler.borrow();
+                    (scheduler.handed_over(), scheduler.processed())
+                };
+                let ahead = env.max_batches_in_flight * interval;
+                let window_end = handed.saturating_add(ahead).min(processed.saturating_add(2 * ahead));
                 if next >= window_end {
                     // The output scheduler re-activates sources when outputs make progress.
                     break;
