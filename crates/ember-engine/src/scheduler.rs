@@ -2,9 +2,13 @@
 //! in registration order (as Spark's job scheduler does), on a thread of their own.
 //!
 //! Output functions (a `foreach_rdd` that writes to a database, a slow `print`) must not stop
-//! the worker thread from taking the next batch's input, so the dataflow thread only hands
-//! ready actions to the worker's output thread. That thread publishes progress when a batch's
-//! actions are done; sources read it to stay at most `max_batches_in_flight` batches ahead.
+//! the worker thread from taking the next batch's input, so the dataflow thread hands ready
+//! actions to the worker's output thread, which publishes progress when a batch's actions are
+//! done. Handing over costs a thread wake-up (some microseconds), more than a quick output
+//! takes, so outputs whose last run was under 50 µs run on the worker thread while the output
+//! thread has nothing queued; an output's first run, and every run after a slow one, go to the
+//! output thread. Sources stay at most `max_batches_in_flight` batches ahead of the batches
+//! handed over, and twice that ahead of the finished ones.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,11 +27,16 @@ pub trait ProgressSink: Send + Sync {
     fn aborted(&self) -> bool;
 }
 
+/// Outputs whose last run took at most this long run on the worker thread when the output
+/// thread has nothing queued: handing them over would cost more than running them.
+const INLINE_NS: u64 = 50_000;
+
 /// An output's work for one batch.
 pub(crate) type OutputAction = Box<dyn FnOnce() + Send>;
 
 enum Job {
-    Run(OutputAction),
+    /// An output's action, with where to record how long it took.
+    Run(OutputAction, Arc<AtomicU64>),
     /// Every action of the batches below this time has been sent.
     Done(u64),
 }
@@ -73,6 +82,8 @@ pub struct OutputScheduler {
     /// Every batch time below this has been sent to the output thread.
     sent: u64,
     progress: Arc<Progress>,
+    /// Per output: how long its last run took (ns); `u64::MAX` before its first run.
+    last_run_ns: Vec<Arc<AtomicU64>>,
     /// The output thread and the channel to it; each message is every job of one hand-over,
     /// so that the thread is woken once per batch at most.
     thread: Option<(Sender<Vec<Job>>, JoinHandle<()>)>,
@@ -84,6 +95,7 @@ impl OutputScheduler {
             handed_over: Vec::new(),
             pending: BTreeMap::new(),
             sent: 0,
+            last_run_ns: Vec::new(),
             progress: Arc::new(Progress {
                 shared,
                 local_index,
@@ -99,6 +111,7 @@ impl OutputScheduler {
 
     pub(crate) fn register(&mut self, first_batch: u64) -> usize {
         self.handed_over.push(first_batch);
+        self.last_run_ns.push(Arc::new(AtomicU64::new(u64::MAX)));
         let lowest = self.handed_over.iter().copied().min().unwrap_or(first_batch);
         self.progress.processed.store(lowest, Ordering::Release);
         self.sent = lowest;
@@ -126,17 +139,26 @@ impl OutputScheduler {
             return;
         }
         let mut jobs = Vec::new();
+        let mut all_quick = true;
         while let Some(entry) = self.pending.first_entry() {
-            if entry.key().0 >= limit {
+            let (time, output) = *entry.key();
+            if time >= limit {
                 break;
             }
-            jobs.push(Job::Run(entry.remove()));
+            let timer = Arc::clone(&self.last_run_ns[output]);
+            all_quick &= timer.load(Ordering::Relaxed) <= INLINE_NS;
+            jobs.push(Job::Run(entry.remove(), timer));
         }
         self.sent = limit;
-        if jobs.is_empty() && self.progress.queued.load(Ordering::Acquire) == 0 {
-            // Nothing to run and nothing queued before: the batches are done already (the
-            // common case of workers that hold no gathered output, and of empty batches of
-            // outputs that skip them), with no hand-over to the output thread.
+        if all_quick && self.progress.queued.load(Ordering::Acquire) == 0 {
+            // Nothing queued before, and nothing to run but outputs whose last run was quicker
+            // than a hand-over to the output thread (or nothing at all: workers without a
+            // gathered output, empty batches of outputs that skip them): run here, in order.
+            // An output whose run turns slow goes to the output thread from then on, and every
+            // output's first run goes there.
+            for job in jobs {
+                run_job(&self.progress, job);
+            }
             self.progress.finish(limit);
             return;
         }
@@ -209,8 +231,12 @@ impl Drop for OutputScheduler {
 fn run_job(progress: &Progress, job: Job) {
     match job {
         // After a stop without grace, batches still in flight are dropped.
-        Job::Run(action) if !progress.shared.aborted() => action(),
-        Job::Run(_) => {}
+        Job::Run(action, timer) if !progress.shared.aborted() => {
+            let start = std::time::Instant::now();
+            action();
+            timer.store(start.elapsed().as_nanos().min(u128::from(u64::MAX - 1)) as u64, Ordering::Relaxed);
+        }
+        Job::Run(..) => {}
         Job::Done(limit) => progress.finish(limit),
     }
 }
