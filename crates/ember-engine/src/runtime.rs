@@ -210,11 +210,6 @@ impl RunShared {
         self.stop_requested.load(Ordering::Acquire) || self.control.as_ref().is_some_and(|c| c.stop_requested().is_some())
     }
 
-    /// Whether another process of the cluster asked to stop, and this one did not.
-    pub fn stopped_remotely(&self) -> bool {
-        !self.stop_requested.load(Ordering::Acquire) && self.control.as_ref().is_some_and(|c| c.stop_requested().is_some())
-    }
-
     /// The loss of a cluster peer, if one was lost.
     pub fn cluster_failure(&self) -> Option<ControlError> {
         self.control.as_ref().and_then(|c| c.failure())

@@ -148,18 +148,6 @@ impl ContextInner {
         tracing::info!(graceful, "StreamingContext stopped.");
         Ok(())
     }
-
-    fn check_not_started(&self, what: &str) -> Result<()> {
-        match self.phase.load(Ordering::Acquire) {
-            INITIALIZED => Ok(()),
-            ACTIVE => Err(Error::IllegalState(format!(
-                "cannot {what} after the StreamingContext has been started"
-            ))),
-            _ => Err(Error::IllegalState(format!(
-                "cannot {what} after the StreamingContext has been stopped"
-            ))),
-        }
-    }
 }
 
 impl Drop for ContextInner {
@@ -472,7 +460,7 @@ impl StreamingContext {
     ///
     /// [`Error::IllegalState`] after start.
     pub fn remember(&self, duration: Duration) -> Result<()> {
-        self.inner.check_not_started("set the remember duration")?;
+        self.inner.plan.check_open("set the remember duration")?;
         *lock(&self.inner.remember) = Some(duration);
         Ok(())
     }

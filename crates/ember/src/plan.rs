@@ -158,7 +158,7 @@ impl NodeSpec {
 
 struct Node {
     spec: NodeSpec,
-    /// Created inside an operation of the user's (see [`composite`]).
+    /// Created inside an operation of the user's (see [`OpScope`]).
     internal: bool,
     /// For internal nodes, the node of the operation they belong to.
     owner: Option<usize>,
@@ -186,24 +186,14 @@ impl fmt::Debug for Plan {
 }
 
 thread_local! {
-    /// How many [`composite`] operations are being built on this thread.
+    /// How many operations built of other operations ([`OpScope`]) are being built on this thread.
     static COMPOSITE_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Builds an operation out of other operations: every node created by `build` except the one
-/// it returns (`index_of` finds it; `None` when building failed) is internal to the returned
-/// node, so the operation takes one id in the user's sequence however ember implements it.
-pub(crate) fn composite<R>(plan: &Plan, build: impl FnOnce() -> R, index_of: impl Fn(&R) -> Option<usize>) -> R {
-    let op = plan.begin_op();
-    let result = build();
-    if let Some(returned) = index_of(&result) {
-        op.end(returned, None);
-    }
-    result
-}
-
-/// An operation being built out of other operations (see [`composite`]); dropped without
-/// [`OpScope::end`] (building failed), it leaves its nodes internal and unowned.
+/// An operation being built out of other operations: every node made between
+/// [`Plan::begin_op`] and [`OpScope::end`] except the one `end` names is internal to it, so the
+/// operation takes one id in the user's sequence however ember implements it. Dropped without
+/// `end` (building failed), it leaves its nodes internal and unowned.
 pub(crate) struct OpScope<'p> {
     plan: &'p Plan,
     start: usize,
@@ -335,7 +325,7 @@ impl Plan {
         crate::lock::lock(&self.invalid).first().cloned()
     }
 
-    /// Starts building an operation out of other operations (see [`composite`]).
+    /// Starts building an operation out of other operations (see [`OpScope`]).
     pub(crate) fn begin_op(&self) -> OpScope<'_> {
         let start = self.lock().len();
         COMPOSITE_DEPTH.with(|d| d.set(d.get() + 1));
@@ -529,7 +519,10 @@ mod tests {
         let words = lines.flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>());
         let pairs = if internal_step {
             let plan = std::sync::Arc::clone(&words.plan);
-            super::composite(&plan, || words.filter(|_| true).map(|w| (w, 1u64)), |s| Some(s.index))
+            let op = plan.begin_op();
+            let pairs = words.filter(|_| true).map(|w| (w, 1u64));
+            op.end(pairs.index, None);
+            pairs
         } else {
             words.map(|w| (w, 1u64))
         };

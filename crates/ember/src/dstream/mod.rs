@@ -119,7 +119,7 @@ impl<T: Data> DStream<T> {
         }
     }
 
-    /// Builds operation `kind` out of other operations (see [`crate::plan::composite`]): the
+    /// Builds operation `kind` out of other operations (see [`crate::plan::OpScope`]): the
     /// stream `build` returns is the operation's node, shown as `kind`, and every other node
     /// it made is internal to it.
     pub(crate) fn one_op<U: Data>(&self, kind: &str, build: impl FnOnce() -> DStream<U>) -> DStream<U> {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::dstream::shuffle::{Shuffle, snapshot_by_group};
 use crate::dstream::{DStream, NodeMeta, check_checkpoint_interval, spread};
 use crate::error::{Error, Result};
-use crate::plan::{NodeSpec, Partitioning, composite};
+use crate::plan::{NodeSpec, Partitioning};
 use crate::state_codec::decode;
 use crate::time::{Duration, Time};
 
@@ -327,12 +327,10 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let node_spec = NodeSpec::new("map_with_state", self.slide, vec![self.index])
             .partitioning(Partitioning::ByKey(spec.partitions))
             .meta(Arc::clone(&state_meta));
-        let this = self.clone();
-        let (mapped, snapshots) = composite(
-            &self.plan,
-            move || this.map_with_state_nodes(spec, node_spec, meta, snapshots_meta, snapshots_used, slide),
-            |(mapped, _)| Some(mapped.state_index),
-        );
+        // One operation: the state node takes the id, its two outputs are internal to it.
+        let op = self.plan.begin_op();
+        let (mapped, snapshots) = self.map_with_state_nodes(spec, node_spec, meta, snapshots_meta, snapshots_used, slide);
+        op.end(mapped.state_index, None);
         MapWithStateDStream {
             mapped: mapped.stream,
             snapshots,
