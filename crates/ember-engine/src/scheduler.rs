@@ -4,10 +4,12 @@
 //! Output functions (a `foreach_rdd` that writes to a database, a slow `print`) must not stop
 //! the worker thread from taking the next batch's input, so the dataflow thread hands ready
 //! actions to the worker's output thread, which publishes progress when a batch's actions are
-//! done. Handing over costs a thread wake-up (some microseconds), more than a quick output
-//! takes, so outputs whose last run was under 50 µs run on the worker thread while the output
-//! thread has nothing queued; an output's first run, and every run after a slow one, go to the
-//! output thread. Sources stay at most `max_batches_in_flight` batches ahead of the batches
+//! done. Handing over costs a thread wake-up (some microseconds), and the output thread then
+//! frees the batch the worker allocated (glibc's allocator makes such cross-thread frees cost
+//! the worker's next allocations too). So an output whose last run was short, under 50 µs or
+//! under 1/16 of the worker's time between batches (at most 1 ms), runs on the worker thread
+//! while the output thread has nothing queued; an output's first run, and every run after a
+//! slow one, go to the output thread. Sources stay at most `max_batches_in_flight` batches ahead of the batches
 //! handed over, and twice that ahead of the finished ones.
 
 use std::collections::BTreeMap;
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use timely::scheduling::SyncActivator;
 
@@ -30,6 +33,11 @@ pub trait ProgressSink: Send + Sync {
 /// Outputs whose last run took at most this long run on the worker thread when the output
 /// thread has nothing queued: handing them over would cost more than running them.
 const INLINE_NS: u64 = 50_000;
+/// Outputs whose last run took at most 1/`INLINE_SHARE` of the worker's time between batches
+/// also run on the worker thread, up to this long: the worker loses little, and the batch is
+/// freed on the thread that allocated it.
+const INLINE_MAX_NS: u64 = 1_000_000;
+const INLINE_SHARE: u64 = 16;
 
 /// An output's work for one batch.
 pub(crate) type OutputAction = Box<dyn FnOnce() + Send>;
@@ -87,6 +95,9 @@ pub struct OutputScheduler {
     /// The output thread and the channel to it; each message is every job of one hand-over,
     /// so that the thread is woken once per batch at most.
     thread: Option<(Sender<Vec<Job>>, JoinHandle<()>)>,
+    /// When batches were last handed over, and the longest output run that is done here.
+    last_hand_over: Option<Instant>,
+    inline_ns: u64,
 }
 
 impl OutputScheduler {
@@ -106,6 +117,8 @@ impl OutputScheduler {
                 sources: Mutex::new(Vec::new()),
             }),
             thread: None,
+            last_hand_over: None,
+            inline_ns: INLINE_NS,
         }
     }
 
@@ -138,6 +151,11 @@ impl OutputScheduler {
         if limit <= self.sent {
             return;
         }
+        let now = Instant::now();
+        if let Some(last) = self.last_hand_over.replace(now) {
+            let gap = u64::try_from(now.duration_since(last).as_nanos()).unwrap_or(u64::MAX);
+            self.inline_ns = (gap / INLINE_SHARE).clamp(INLINE_NS, INLINE_MAX_NS);
+        }
         let mut jobs = Vec::new();
         let mut all_quick = true;
         while let Some(entry) = self.pending.first_entry() {
@@ -146,14 +164,14 @@ impl OutputScheduler {
                 break;
             }
             let timer = Arc::clone(&self.last_run_ns[output]);
-            all_quick &= timer.load(Ordering::Relaxed) <= INLINE_NS;
+            all_quick &= timer.load(Ordering::Relaxed) <= self.inline_ns;
             jobs.push(Job::Run(entry.remove(), timer));
         }
         self.sent = limit;
         if all_quick && self.progress.queued.load(Ordering::Acquire) == 0 {
-            // Nothing queued before, and nothing to run but outputs whose last run was quicker
-            // than a hand-over to the output thread (or nothing at all: workers without a
-            // gathered output, empty batches of outputs that skip them): run here, in order.
+            // Nothing queued before, and nothing to run but outputs whose last run was short
+            // (or nothing at all: workers without a gathered output, empty batches of outputs
+            // that skip them): run here, in order.
             // An output whose run turns slow goes to the output thread from then on, and every
             // output's first run goes there.
             for job in jobs {

@@ -7,7 +7,6 @@
 //! the state's checkpoint interval (Spark's rule; 10 batch intervals unless set with
 //! [`MapWithStateDStream::checkpoint`]).
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -25,7 +24,9 @@ use crate::plan::{NodeSpec, Partitioning};
 use crate::state_codec::decode;
 use crate::time::{Duration, Time};
 
-type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+/// hashbrown's map for its `replace_entry_with`: a key's state is taken out, updated and put
+/// back (or removed) in one probe, with no placeholder value in the slot.
+type FastMap<K, V> = hashbrown::HashMap<K, V, ahash::RandomState>;
 
 /// The mapping function in its general form.
 type MappingFn<K, V, S, U> = Arc<dyn Fn(Time, &K, Option<V>, &mut State<S>) -> Option<U> + Send + Sync>;
@@ -408,9 +409,8 @@ struct MapWithState<K, V, S, U> {
     owned: Vec<(u32, Vec<u32>)>,
     /// The partition of each key group this worker owns.
     owned_groups: HashMap<u32, u32>,
-    /// Per owned shuffle partition: each key's state and last update time. A state is `None`
-    /// only while the mapping function runs.
-    states: HashMap<u32, FastMap<K, (Option<S>, u64)>>,
+    /// Per owned shuffle partition: each key's state and last update time.
+    states: HashMap<u32, FastMap<K, (S, u64)>>,
     /// Initial states, joined in at the first batch.
     initial: Option<Arc<Vec<(K, S)>>>,
     func: MappingFn<K, V, S, U>,
@@ -432,7 +432,7 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
             for (k, s) in initial.iter() {
                 let p = self.shuffle.partition_of(k);
                 if self.owned.iter().any(|(o, _)| *o == p) {
-                    self.states.entry(p).or_default().insert(k.clone(), (Some(s.clone()), now));
+                    self.states.entry(p).or_default().insert(k.clone(), (s.clone(), now));
                 }
             }
         }
@@ -453,24 +453,20 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
                     }
                 };
                 match map.entry(k) {
-                    Entry::Occupied(mut slot) => {
-                        let (value, last) = std::mem::take(slot.get_mut());
-                        let mut state = State::new(value);
-                        call(slot.key(), &mut state);
-                        // A record refreshes its key's update time when a timeout is set.
-                        let touched = state.updated || timeout.is_some();
-                        match state.value {
-                            Some(s) => *slot.get_mut() = (Some(s), if touched { now } else { last }),
-                            None => {
-                                slot.remove();
-                            }
-                        }
+                    hashbrown::hash_map::Entry::Occupied(slot) => {
+                        slot.replace_entry_with(|k, (value, last)| {
+                            let mut state = State::new(Some(value));
+                            call(k, &mut state);
+                            // A record refreshes its key's update time when a timeout is set.
+                            let touched = state.updated || timeout.is_some();
+                            state.value.map(|s| (s, if touched { now } else { last }))
+                        });
                     }
-                    Entry::Vacant(slot) => {
+                    hashbrown::hash_map::Entry::Vacant(slot) => {
                         let mut state = State::new(None);
                         call(slot.key(), &mut state);
                         if let Some(s) = state.value {
-                            slot.insert((Some(s), now));
+                            slot.insert((s, now));
                         }
                     }
                 }
@@ -484,7 +480,7 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
                 let expired: Vec<K> = map.iter().filter(|(_, (_, t))| *t < threshold).map(|(k, _)| k.clone()).collect();
                 let emitted = mapped.entry(*p).or_default();
                 for k in expired {
-                    let Some((Some(s), _)) = map.remove(&k) else { continue };
+                    let Some((s, _)) = map.remove(&k) else { continue };
                     let mut state = State::new(Some(s));
                     state.timing_out = true;
                     match catch_user(operator, now, || func(time, &k, None, &mut state)) {
@@ -501,10 +497,7 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
             if self.snapshots
                 && let Some(map) = self.states.get(p)
             {
-                data.extend(
-                    map.iter()
-                        .filter_map(|(k, (s, _))| s.as_ref().map(|s| Item::Snapshot(k.clone(), s.clone()))),
-                );
+                data.extend(map.iter().map(|(k, (s, _))| Item::Snapshot(k.clone(), s.clone())));
             }
             out.push(Msg::Part(Part { id: PartId::new(*p), data }));
         }
@@ -519,20 +512,14 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
 
     fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {
         // The initial states join at the first batch; a snapshot is only taken after one.
-        let entries = self
-            .states
-            .values()
-            .flat_map(|map| map.iter().filter_map(|(k, (s, t))| s.as_ref().map(|s| (k, (s, *t)))));
+        let entries = self.states.values().flat_map(|map| map.iter().map(|(k, (s, t))| (k, (s, *t))));
         snapshot_by_group(&self.shuffle, entries)
     }
 
     fn restore(&mut self, group: u32, bytes: &[u8]) -> std::result::Result<(), String> {
         let entries: Vec<(K, (S, u64))> = decode(bytes)?;
         let p = self.shuffle.space.partition_of_group(group);
-        self.states
-            .entry(p)
-            .or_default()
-            .extend(entries.into_iter().map(|(k, (s, t))| (k, (Some(s), t))));
+        self.states.entry(p).or_default().extend(entries);
         // Restored state replaces the initial states (they were joined in before).
         self.initial = None;
         Ok(())
