@@ -414,15 +414,37 @@ pub fn run_vector(vector: &Json, workers: usize) -> Outcome {
 }
 
 fn run_inner(vector: &Json, workers: usize) -> Result<Outcome, String> {
-    if vector.get("recovery").is_some() {
-        return Ok(Outcome::Skip("recovery from a checkpoint is not implemented yet".into()));
-    }
     let batch_ms = vector.get("batch_ms").and_then(Json::as_u64).ok_or("missing batch_ms")?;
     let num_batches = vector.get("num_batches").and_then(Json::as_u64).ok_or("missing num_batches")?;
+    if let Some(recovery) = vector.get("recovery") {
+        return run_with_recovery(vector, workers, recovery, batch_ms, num_batches);
+    }
     let clock = ManualClock::new();
+    let emissions: Arc<Mutex<Vec<Emission>>> = Arc::new(Mutex::new(Vec::new()));
+    let ssc = match make(vector, workers, &clock, Arc::clone(&emissions))? {
+        Made::Context(ssc) => ssc,
+        Made::Done(outcome) => return Ok(outcome),
+    };
+    let (done, failures) = run_to(&ssc, &clock, num_batches * batch_ms)?;
+    if !done {
+        return Ok(Outcome::Fail("the batches did not complete within 60 s".into()));
+    }
+    let emissions = std::mem::take(&mut *emissions.lock().unwrap_or_else(|e| e.into_inner()));
+    compare(vector, batch_ms, emissions, &failures)
+}
+
+/// A vector's job, built; or the outcome, when building it decides the vector.
+enum Made {
+    Context(StreamingContext),
+    Done(Outcome),
+}
+
+/// Builds the vector's job on a context with `clock`; its emissions go to `sink`.
+fn make(vector: &Json, workers: usize, clock: &ManualClock, sink: Arc<Mutex<Vec<Emission>>>) -> Result<Made, String> {
+    let batch_ms = vector.get("batch_ms").and_then(Json::as_u64).ok_or("missing batch_ms")?;
     let ssc = StreamingContext::builder(milliseconds(batch_ms))
         .workers(workers)
-        .manual_clock(&clock)
+        .manual_clock(clock)
         .build()
         .map_err(|e| e.to_string())?;
     let mut builder = Builder {
@@ -435,21 +457,19 @@ fn run_inner(vector: &Json, workers: usize) -> Result<Outcome, String> {
     let built = builder.expr(field(vector, "op").map_err(|_| "missing op")?);
     let stream = match built {
         Ok(s) => s,
-        Err(BuildError::Skip(reason)) => return Ok(Outcome::Skip(reason)),
+        Err(BuildError::Skip(reason)) => return Ok(Made::Done(Outcome::Skip(reason))),
         Err(BuildError::Invalid(reason)) => return Err(format!("malformed vector: {reason}")),
         Err(BuildError::Construction(e)) => {
-            return Ok(if phase == Some("construction") {
+            return Ok(Made::Done(if phase == Some("construction") {
                 check_message(expect_error, &e.to_string())
             } else {
                 Outcome::Fail(format!("building the pipeline failed: {e}"))
-            });
+            }));
         }
     };
     if phase == Some("construction") {
-        return Ok(Outcome::Fail("building the pipeline should have failed".into()));
+        return Ok(Made::Done(Outcome::Fail("building the pipeline should have failed".into())));
     }
-    let emissions: Arc<Mutex<Vec<Emission>>> = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&emissions);
     stream
         .foreach_rdd(move |b, t| {
             sink.lock()
@@ -457,18 +477,107 @@ fn run_inner(vector: &Json, workers: usize) -> Result<Outcome, String> {
                 .push((t.milliseconds(), b.into_partitions()))
         })
         .map_err(|e| e.to_string())?;
+    Ok(Made::Context(ssc))
+}
+
+/// Starts `ssc`, advances `clock` to `until_ms` and stops once that batch is done (or after
+/// 60 s); whether it was done, and the failures.
+fn run_to(ssc: &StreamingContext, clock: &ManualClock, until_ms: u64) -> Result<(bool, Vec<ember::Error>), String> {
     ssc.start().map_err(|e| e.to_string())?;
-    clock.advance(milliseconds(num_batches * batch_ms));
+    clock.set_ms(until_ms);
     let done = ssc
-        .await_batch(Time::from_millis(num_batches * batch_ms), seconds(60))
+        .await_batch(Time::from_millis(until_ms), seconds(60))
         .map_err(|e| e.to_string())?;
     ssc.stop(false).map_err(|e| e.to_string())?;
-    if !done {
-        return Ok(Outcome::Fail("the batches did not complete within 60 s".into()));
+    Ok((done, ssc.failures()))
+}
+
+/// Spark's checkpoint-recovery harness: runs `restart_after_batches` batches with checkpoints
+/// on, stops, builds the job again with `get_or_create` (which restores the state) and runs
+/// it to the end. Batches after the restored checkpoint run again; each must equal its first
+/// emission exactly, and the merged emissions are compared with `expected`.
+fn run_with_recovery(vector: &Json, workers: usize, recovery: &Json, batch_ms: u64, num_batches: u64) -> Result<Outcome, String> {
+    let restart_after = recovery
+        .get("restart_after_batches")
+        .and_then(Json::as_u64)
+        .ok_or("recovery needs restart_after_batches")?;
+    let dir = CheckpointDir::new();
+    let mut runs: Vec<Vec<Emission>> = Vec::new();
+    let mut failures = Vec::new();
+    for until in [restart_after, num_batches] {
+        let clock = ManualClock::new();
+        let sink: Arc<Mutex<Vec<Emission>>> = Arc::new(Mutex::new(Vec::new()));
+        let mut decided = None;
+        let made = StreamingContext::get_or_create(&dir.0, || match make(vector, workers, &clock, Arc::clone(&sink)) {
+            Ok(Made::Context(ssc)) => Ok(ssc),
+            Ok(Made::Done(outcome)) => {
+                decided = Some(outcome);
+                Err(ember::Error::IllegalState("the vector was decided while building".into()))
+            }
+            Err(message) => {
+                decided = Some(Outcome::Fail(message));
+                Err(ember::Error::IllegalState("building failed".into()))
+            }
+        });
+        let ssc = match (made, decided) {
+            (_, Some(outcome)) => return Ok(outcome),
+            (Ok(ssc), None) => ssc,
+            (Err(e), None) => return Ok(Outcome::Fail(format!("get_or_create failed: {e}"))),
+        };
+        let (done, failed) = run_to(&ssc, &clock, until * batch_ms)?;
+        if !done {
+            return Ok(Outcome::Fail(format!("batch {} did not complete within 60 s", until * batch_ms)));
+        }
+        failures.extend(failed);
+        runs.push(std::mem::take(&mut *sink.lock().unwrap_or_else(|e| e.into_inner())));
     }
-    let failures = ssc.failures();
-    let emissions = std::mem::take(&mut *emissions.lock().unwrap_or_else(|e| e.into_inner()));
-    compare(vector, batch_ms, emissions, &failures)
+    let mut merged: std::collections::BTreeMap<u64, Emission> = std::collections::BTreeMap::new();
+    for (run, emissions) in runs.into_iter().enumerate() {
+        for emission in emissions {
+            match merged.get(&emission.0) {
+                None => {
+                    merged.insert(emission.0, emission);
+                }
+                Some(first) => {
+                    let flat = |e: &Emission| {
+                        let mut items: Vec<V> = e.1.iter().flatten().cloned().collect();
+                        items.sort();
+                        items
+                    };
+                    if flat(first) != flat(&emission) {
+                        return Ok(Outcome::Fail(format!(
+                            "batch {} ms was emitted again after recovery (run {run}) with other data: {} before, {} after",
+                            emission.0,
+                            render(&flat(first)),
+                            render(&flat(&emission))
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    compare(vector, batch_ms, merged.into_values().collect(), &failures)
+}
+
+/// A fresh checkpoint directory under the system temp dir, removed on drop.
+struct CheckpointDir(std::path::PathBuf);
+
+impl CheckpointDir {
+    fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        CheckpointDir(std::env::temp_dir().join(format!("ember-conformance-{}-{n}-{nanos}", std::process::id())))
+    }
+}
+
+impl Drop for CheckpointDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn check_message(expect_error: Option<&Json>, message: &str) -> Outcome {

@@ -125,6 +125,19 @@ pub struct RunConfig {
     pub snapshot_sink: Option<crate::snapshot::SnapshotSink>,
     /// State to restore before the first batch.
     pub restore: Option<crate::snapshot::RestoreImage>,
+    /// Where a recovered run resumes, or `None` for a fresh start.
+    pub resume: Option<Resume>,
+}
+
+/// Where a run recovered from a checkpoint goes on: the original run's zero time (so batch
+/// times and window alignment stay the same) and the checkpoint's batch time; the first batch
+/// is the one after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// The zero time of the run that wrote the checkpoint (ms).
+    pub zero_ms: u64,
+    /// The batch time of the checkpoint (ms).
+    pub after_ms: u64,
 }
 
 /// State shared by the driver and every worker of this process.
@@ -141,6 +154,12 @@ pub struct RunShared {
     proposed: AtomicUsize,
     /// Local workers that finished compiling their dataflow.
     compiled: AtomicUsize,
+    /// Operators that write snapshots at checkpoint times, over all local workers.
+    snapshotting: AtomicUsize,
+    /// Checkpoint times are the multiples of this past zero (ms); 0 until compiled.
+    checkpoint_every: AtomicU64,
+    /// Why the restore image does not fit the plan, if it does not (found while compiling).
+    restore_refusals: Mutex<Vec<String>>,
     /// Whether this process's proposal went to the control plane.
     proposal_sent: AtomicBool,
     /// The cluster's control plane (cluster mode only).
@@ -169,6 +188,9 @@ impl RunShared {
             sources: AtomicUsize::new(0),
             proposed: AtomicUsize::new(0),
             compiled: AtomicUsize::new(0),
+            snapshotting: AtomicUsize::new(0),
+            checkpoint_every: AtomicU64::new(0),
+            restore_refusals: Mutex::new(Vec::new()),
             proposal_sent: AtomicBool::new(false),
             control,
             snapshot_sink: config.snapshot_sink.clone(),
@@ -203,6 +225,53 @@ impl RunShared {
     /// The state to restore before the first batch, if any.
     pub fn restore_image(&self) -> Option<&crate::snapshot::RestoreImage> {
         self.restore.as_ref()
+    }
+
+    /// Once every local worker has compiled: how many snapshots each checkpoint time gets from
+    /// this process (one per stateful operator per worker), and the interval of checkpoint
+    /// times (ms past zero).
+    pub fn checkpoint_layout(&self) -> Option<(usize, u64)> {
+        (self.compiled.load(Ordering::Acquire) >= self.progress.len()).then(|| {
+            (
+                self.snapshotting.load(Ordering::Acquire),
+                self.checkpoint_every.load(Ordering::Acquire),
+            )
+        })
+    }
+
+    /// Registers an operator that writes snapshots, at compile time.
+    pub(crate) fn register_snapshotting(&self) {
+        self.snapshotting.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records that the restore image does not fit the plan (at compile time).
+    pub(crate) fn refuse_restore(&self, why: String) {
+        let mut refusals = self.restore_refusals.lock().unwrap_or_else(|e| e.into_inner());
+        if !refusals.contains(&why) {
+            refusals.push(why);
+        }
+    }
+
+    /// Waits until every local worker has compiled its dataflow (or exited), for at most
+    /// `timeout`; then the reasons the restore image does not fit the plan, if any.
+    pub fn await_compiled(&self, timeout: Duration) -> Result<(), Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        while self.compiled.load(Ordering::Acquire) < self.progress.len() && !self.all_exited() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let refusals = self.restore_refusals.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if refusals.is_empty() { Ok(()) } else { Err(refusals) }
+    }
+
+    /// Asks the sources to cut one last batch and finish (see [`Runtime::request_stop`]).
+    pub fn request_stop(&self, abort: bool) {
+        self.stop_requested.store(true, Ordering::Release);
+        if abort {
+            self.abort.store(true, Ordering::Release);
+        }
+        if let Some(control) = &self.control {
+            control.request_stop(!abort);
+        }
     }
 
     /// Whether a stop was requested, here or (in a cluster) on any process.
@@ -329,8 +398,15 @@ pub struct WorkerEnv {
     pub local_index: usize,
     /// The graph's zero time (ms).
     pub zero_ms: u64,
+    /// Batches at or before this time are not cut in this run: `zero_ms` for a fresh run, the
+    /// checkpoint's time for a recovered one.
+    pub start_ms: u64,
     /// Batch interval (ms).
     pub interval_ms: u64,
+    /// See [`WorkerEnv::checkpoint_every`].
+    checkpoint_every: std::cell::Cell<u64>,
+    /// The ids of the operators that write snapshots at checkpoint times.
+    pub(crate) snapshotting: RefCell<Vec<String>>,
     /// The clock that cuts batches.
     pub clock: Clock,
     /// Maximum number of batches in flight.
@@ -345,9 +421,47 @@ pub struct WorkerEnv {
 }
 
 impl WorkerEnv {
-    /// The first batch time.
+    /// The first batch time of this run (after the checkpoint, for a recovered run).
     pub fn first_batch(&self) -> u64 {
-        self.zero_ms + self.interval_ms
+        self.start_ms + self.interval_ms
+    }
+
+    /// Checkpoint times are the multiples of this past zero (ms): a multiple of every stateful
+    /// operator's checkpoint interval and input slide, so that all of them have a snapshot at
+    /// each (known once the worker has compiled its dataflow).
+    pub fn checkpoint_every(&self) -> u64 {
+        self.checkpoint_every.get()
+    }
+
+    /// Makes checkpoint times multiples of `ms` too (at compile time).
+    pub(crate) fn require_checkpoint_multiple(&self, ms: u64) {
+        let current = self.checkpoint_every.get();
+        self.checkpoint_every.set(lcm(current.max(1), ms.max(1)));
+    }
+
+    /// Checks, once the dataflow is compiled, that the restore image and the plan's stateful
+    /// operators match one for one.
+    fn check_restore_image(&self) {
+        let Some(image) = self.shared.restore_image() else { return };
+        let states = self.states.borrow();
+        for (id, restored) in image.iter() {
+            if states.kind(id).is_none() {
+                self.shared.refuse_restore(format!(
+                    "the checkpoint holds state of operator {id} (a {}), which the plan does not have; \
+                     a stateful operator cannot be removed or renamed across a restart",
+                    restored.kind
+                ));
+            }
+        }
+        for id in self.snapshotting.borrow().iter() {
+            if !image.contains_key(id) {
+                self.shared.refuse_restore(format!(
+                    "operator {id} (a {}) keeps state, but the checkpoint has none for it; \
+                     a stateful operator cannot be added across a restart",
+                    states.kind(id).unwrap_or("stateful operator")
+                ));
+            }
+        }
     }
 
     pub(crate) fn add_source_activator(&self, activator: timely::scheduling::SyncActivator) {
@@ -378,9 +492,10 @@ pub struct Grid {
 }
 
 impl Grid {
-    /// The first batch time on this grid.
+    /// The first batch time on this grid in this run (after the checkpoint, for a recovered run).
     pub fn first(&self) -> u64 {
-        self.env.zero_ms + self.step_ms
+        let past = self.env.start_ms.saturating_sub(self.env.zero_ms);
+        self.env.zero_ms + (past / self.step_ms + 1) * self.step_ms
     }
 
     /// Whether `time` is on this grid.
@@ -534,13 +649,19 @@ impl Runtime {
                 let mut control = ControlConfig::new(cluster.process, cluster.addresses.len(), cluster.coordinator(), config.fingerprint);
                 control.start_timeout = cluster.start_timeout;
                 let clock = config.clock.clone();
-                let plane = ControlPlane::join(control, move || zero_now(&clock, interval_ms)).map_err(LaunchError::Control)?;
+                let resume = config.resume;
+                let plane = ControlPlane::join(control, move || resume.map_or_else(|| zero_now(&clock, interval_ms), |r| r.zero_ms))
+                    .map_err(LaunchError::Control)?;
                 quiet_peer_loss_panics();
                 let zero = plane.zero_ms();
                 (Some(Arc::new(plane)), zero)
             }
-            _ => (None, zero_now(&config.clock, interval_ms)),
+            _ => (
+                None,
+                config.resume.map_or_else(|| zero_now(&config.clock, interval_ms), |r| r.zero_ms),
+            ),
         };
+        let start_ms = config.resume.map_or(zero_ms, |r| r.after_ms.max(zero_ms));
         let shared = Arc::new(RunShared::new(workers, control, &config));
         let communication = match &config.cluster {
             None if workers == 1 => timely::CommunicationConfig::Thread,
@@ -568,7 +689,10 @@ impl Runtime {
                 peers: worker.peers(),
                 local_index: index % workers,
                 zero_ms,
+                start_ms,
                 interval_ms,
+                checkpoint_every: std::cell::Cell::new(0),
+                snapshotting: RefCell::new(Vec::new()),
                 clock: config.clock.clone(),
                 max_batches_in_flight: config.max_batches_in_flight.max(1),
                 key_groups: config.key_groups.max(1),
@@ -591,6 +715,13 @@ impl Runtime {
                 };
                 build(&mut compiler);
             });
+            env.check_restore_image();
+            // Every worker compiles the same plan, so all arrive at the same interval.
+            let every = match env.checkpoint_every() {
+                0 => env.interval_ms,
+                every => every,
+            };
+            worker_shared.checkpoint_every.store(every, Ordering::Release);
             worker_shared.compiled.fetch_add(1, Ordering::AcqRel);
             let park = Duration::from_millis(10);
             while !worker_shared.aborted() {
@@ -622,13 +753,7 @@ impl Runtime {
     /// batches still in flight.
     /// In a cluster, every process is asked to stop too.
     pub fn request_stop(&self, abort: bool) {
-        self.shared.stop_requested.store(true, Ordering::Release);
-        if abort {
-            self.shared.abort.store(true, Ordering::Release);
-        }
-        if let Some(control) = &self.shared.control {
-            control.request_stop(!abort);
-        }
+        self.shared.request_stop(abort);
     }
 
     /// Waits for every worker thread of this process to exit, then leaves the cluster's
@@ -692,4 +817,13 @@ impl Drop for Runtime {
             let _ = self.join();
         }
     }
+}
+
+/// The least common multiple of two positive numbers.
+fn lcm(a: u64, b: u64) -> u64 {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    (a / x).saturating_mul(b)
 }

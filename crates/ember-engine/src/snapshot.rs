@@ -46,6 +46,9 @@ pub trait KeyedState {
 pub struct OperatorSnapshot {
     /// The operator's stable id.
     pub operator: String,
+    /// What kind of state it is: the Rust type of the operator's logic, with its key, value
+    /// and state types. A checkpoint only restores into an operator of the same kind.
+    pub kind: String,
     /// The batch after which the state was taken (ms).
     pub time: u64,
     /// The worker that held it.
@@ -72,25 +75,39 @@ impl std::fmt::Debug for SnapshotSink {
     }
 }
 
-/// State to restore at start: operator id → key group → serialised state.
-pub type RestoreImage = Arc<BTreeMap<String, BTreeMap<u32, Vec<u8>>>>;
+/// One operator's state in a restore image.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoredState {
+    /// What kind of state it is (see [`OperatorSnapshot::kind`]).
+    pub kind: String,
+    /// Key group → serialised state.
+    pub groups: BTreeMap<u32, Vec<u8>>,
+}
 
-/// Every stateful operator of one worker, by operator id.
+/// State to restore at start, by operator id.
+pub type RestoreImage = Arc<BTreeMap<String, RestoredState>>;
+
+/// Every stateful operator of one worker, by operator id, with the kind of its state.
 #[derive(Default)]
 pub struct StateRegistry {
-    operators: BTreeMap<String, Rc<RefCell<dyn KeyedState>>>,
+    operators: BTreeMap<String, (String, Rc<RefCell<dyn KeyedState>>)>,
 }
 
 impl StateRegistry {
-    /// Registers `state` as operator `id`'s; `false` if another was registered under that id
-    /// (it is replaced).
-    pub fn insert(&mut self, id: &str, state: Rc<RefCell<dyn KeyedState>>) -> bool {
-        self.operators.insert(id.to_owned(), state).is_none()
+    /// Registers `state` (of `kind`) as operator `id`'s; `false` if another was registered
+    /// under that id (it is replaced).
+    pub fn insert(&mut self, id: &str, kind: &str, state: Rc<RefCell<dyn KeyedState>>) -> bool {
+        self.operators.insert(id.to_owned(), (kind.to_owned(), state)).is_none()
     }
 
     /// The ids of the stateful operators, in order.
     pub fn operators(&self) -> impl Iterator<Item = &str> {
         self.operators.keys().map(String::as_str)
+    }
+
+    /// The kind of operator `id`'s state, if there is such an operator.
+    pub fn kind(&self, id: &str) -> Option<&str> {
+        self.operators.get(id).map(|(kind, _)| kind.as_str())
     }
 
     /// The state of operator `id` now (call between batches).
@@ -104,7 +121,7 @@ impl StateRegistry {
             group: None,
             message,
         };
-        let logic = self
+        let (_, logic) = self
             .operators
             .get(id)
             .ok_or_else(|| error("no stateful operator has this id".into()))?;

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-pub use crate::snapshot::{KeyedState, OperatorSnapshot, RestoreImage, SnapshotSink, StateError, StateRegistry};
+pub use crate::snapshot::{KeyedState, OperatorSnapshot, RestoreImage, RestoredState, SnapshotSink, StateError, StateRegistry};
 
 use crate::msg::{Data, FailureCause, JobFailure, Msg, Part};
 use crate::ops::{BatchInfo, PerBatch, catch_user};
@@ -55,17 +55,26 @@ impl<L: StatefulLogic> KeyedState for L {
     }
 }
 
-/// Registers `state`, held by operator `id` (labelled `name` in messages) on the worker being
-/// compiled, with the engine: it is restored from the run's restore image now (the key groups
-/// this worker owns), and reachable by id in the worker's [`StateRegistry`]. For state that is
-/// not driven batch by batch through [`stateful`] (a source's position).
-pub fn register_state(c: &Compiler<'_>, name: &str, id: &str, state: Rc<RefCell<dyn KeyedState>>) {
+/// Registers `state` (of `kind`: the Rust type holding it), held by operator `id` (labelled
+/// `name` in messages) on the worker being compiled, with the engine: it is restored from the
+/// run's restore image now (the key groups this worker owns), and reachable by id in the
+/// worker's [`StateRegistry`]. For state that is not driven batch by batch through
+/// [`stateful`] (a source's position).
+pub fn register_state(c: &Compiler<'_>, name: &str, id: &str, kind: &str, state: Rc<RefCell<dyn KeyedState>>) {
     let env = &c.env;
     if let Some(image) = env.shared.restore_image()
-        && let Some(groups) = image.get(id)
+        && let Some(restored) = image.get(id)
     {
+        if restored.kind != kind {
+            env.shared.refuse_restore(format!(
+                "the checkpoint's state of operator {id} ({name}) is a {}, but the plan's operator with that id holds a {kind}; \
+                 a stateful operator cannot change across a restart (give it a `name` to keep its id when operators are added before it)",
+                restored.kind
+            ));
+            return;
+        }
         let mut held = state.borrow_mut();
-        let owned: Vec<(&u32, &Vec<u8>)> = groups.iter().filter(|(g, _)| held.owns(**g)).collect();
+        let owned: Vec<(&u32, &Vec<u8>)> = restored.groups.iter().filter(|(g, _)| held.owns(**g)).collect();
         for (group, bytes) in owned {
             if let Err(message) = held.restore(*group, bytes) {
                 env.shared.report(JobFailure::new(
@@ -79,7 +88,7 @@ pub fn register_state(c: &Compiler<'_>, name: &str, id: &str, state: Rc<RefCell<
             }
         }
     }
-    if !env.states.borrow_mut().insert(id, state) {
+    if !env.states.borrow_mut().insert(id, kind, state) {
         tracing::error!(operator = id, "Two stateful operators share an id; this is a bug in ember.");
     }
 }
@@ -87,7 +96,8 @@ pub fn register_state(c: &Compiler<'_>, name: &str, id: &str, state: Rc<RefCell<
 /// Runs `logic` as operator `id` over `stream`, batch by batch on `grid` (the input's batch
 /// times; a windowed operator emits on its own slide from there). The engine owns the logic: it is registered under `id` on this worker, restored
 /// from the run's restore image before the first batch, and, when the run has a snapshot sink,
-/// written after every batch whose time is a multiple of `checkpoint_every_ms` past zero.
+/// written at every checkpoint time ([`WorkerEnv::checkpoint_every`](crate::runtime::WorkerEnv::checkpoint_every),
+/// a multiple of `checkpoint_every_ms`).
 ///
 /// A panic in `on_batch` fails the batch, naming `name`.
 pub fn stateful<'s, L>(
@@ -104,8 +114,15 @@ where
 {
     let env = Rc::clone(&c.env);
     let logic = Rc::new(RefCell::new(logic));
-    register_state(c, name, id, Rc::clone(&logic) as Rc<RefCell<dyn KeyedState>>);
-    let (operator, id, zero, every) = (name.to_owned(), id.to_owned(), env.zero_ms, checkpoint_every_ms);
+    let kind = std::any::type_name::<L>();
+    register_state(c, name, id, kind, Rc::clone(&logic) as Rc<RefCell<dyn KeyedState>>);
+    // Every stateful operator has a snapshot at each checkpoint time: a multiple of its own
+    // checkpoint interval and on its input's grid.
+    env.require_checkpoint_multiple(checkpoint_every_ms);
+    env.require_checkpoint_multiple(grid.step_ms);
+    env.shared.register_snapshotting();
+    env.snapshotting.borrow_mut().push(id.to_owned());
+    let (operator, id, zero) = (name.to_owned(), id.to_owned(), env.zero_ms);
     stream.per_batch(
         grid,
         name,
@@ -115,12 +132,14 @@ where
             let time = info.time;
             logic.borrow_mut().on_batch(info, parts, out);
             let Some(sink) = env.shared.snapshot_sink() else { return };
+            let every = env.checkpoint_every();
             if every == 0 || !(time - zero).is_multiple_of(every) {
                 return;
             }
             match catch_user(&operator, time, || StatefulLogic::snapshot(&*logic.borrow())) {
                 Ok(Ok(groups)) => sink.write(OperatorSnapshot {
                     operator: id.clone(),
+                    kind: kind.to_owned(),
                     time,
                     worker: env.index,
                     groups,

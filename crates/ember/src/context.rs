@@ -88,6 +88,12 @@ pub(crate) struct ContextInner {
     reported_failures: AtomicUsize,
     cluster_failure_reported: std::sync::atomic::AtomicBool,
     remember: Mutex<Option<Duration>>,
+    /// Where checkpoints go (`ssc.checkpoint(dir)`), if anywhere.
+    checkpoint_dir: Mutex<Option<std::path::PathBuf>>,
+    /// The checkpoint this context resumes from (`get_or_create`).
+    recovered: Mutex<Option<crate::checkpoint::Recovered>>,
+    /// Writes checkpoints while the context runs.
+    checkpoint_writer: Mutex<Option<Arc<crate::checkpoint::CheckpointWriter>>>,
 }
 
 pub(crate) use crate::lock::lock;
@@ -141,10 +147,15 @@ impl ContextInner {
             }
         }
         running.runtime.request_stop(!graceful);
-        running.runtime.join().map_err(|e| match e {
+        let joined = running.runtime.join().map_err(|e| match e {
             JoinError::Cluster(lost) => Error::Cluster(lost),
             JoinError::Worker(message) => Error::Internal(format!("a worker thread failed: {message}")),
-        })?;
+        });
+        // What the workers completed is committed before `stop` returns.
+        if let Some(writer) = lock(&self.checkpoint_writer).take() {
+            writer.finish();
+        }
+        joined?;
         tracing::info!(graceful, "StreamingContext stopped.");
         Ok(())
     }
@@ -397,6 +408,9 @@ impl StreamingContextBuilder {
                 reported_failures: AtomicUsize::new(0),
                 cluster_failure_reported: std::sync::atomic::AtomicBool::new(false),
                 remember: Mutex::new(None),
+                checkpoint_dir: Mutex::new(None),
+                recovered: Mutex::new(None),
+                checkpoint_writer: Mutex::new(None),
             }),
         })
     }
@@ -446,6 +460,85 @@ impl StreamingContext {
     /// The batch interval.
     pub fn batch_interval(&self) -> Duration {
         self.inner.settings.batch_interval
+    }
+
+    /// Turns on checkpoints (Spark's `ssc.checkpoint(directory)`): stateful operators write
+    /// their state to `directory` at their checkpoint intervals, and
+    /// [`StreamingContext::get_or_create`] on the same directory resumes from the last
+    /// checkpoint after a crash or a stop. The directory is created if missing. It must be a
+    /// local path or a `file://` URL; in a cluster it must be shared by all processes, as Spark
+    /// requires a reliable shared file system.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalState`] after start; [`Error::InvalidArgument`] for a URL scheme other
+    /// than `file://`; [`Error::Io`] when the directory cannot be created.
+    pub fn checkpoint(&self, directory: impl AsRef<std::path::Path>) -> Result<()> {
+        self.inner.plan.check_open("set the checkpoint directory")?;
+        let dir = checkpoint_path(directory.as_ref())?;
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            context: format!("cannot create checkpoint directory {}", dir.display()),
+            source,
+        })?;
+        *lock(&self.inner.checkpoint_dir) = Some(dir);
+        Ok(())
+    }
+
+    /// The context recovered from the last checkpoint in `directory`, or a new one (Spark's
+    /// `StreamingContext.getOrCreate(checkpointPath, creatingFunc)`).
+    ///
+    /// `build` creates the context and its whole plan in both cases: closures cannot be stored,
+    /// so ember rebuilds the plan from the program and matches it with the checkpoint by
+    /// operator id (see [`DStream::name`](crate::DStream::name)). With no checkpoint in
+    /// `directory`, the context starts fresh and checkpoints there. With one, its state is
+    /// restored at start and batches go on from the one after the checkpoint, on the original
+    /// batch grid; batches since then run again (their outputs at least once, as in Spark), and
+    /// with the system clock the batches missed while the job was down are run at once. A
+    /// damaged checkpoint (bad checksum, truncated file) is refused with a warning naming the
+    /// file and the one before it is used.
+    ///
+    /// # Errors
+    ///
+    /// What `build` returns; [`Error::Checkpoint`] when checkpoints exist but none is intact,
+    /// or the plan does not fit the checkpoint (another batch interval or number of key groups;
+    /// at start: a stateful operator added, removed or changed, or a queue stream, whose
+    /// batches cannot be replayed); [`Error::Io`] when the directory cannot be read.
+    pub fn get_or_create<F>(directory: impl AsRef<std::path::Path>, build: F) -> Result<StreamingContext>
+    where
+        F: FnOnce() -> Result<StreamingContext>,
+    {
+        let dir = checkpoint_path(directory.as_ref())?;
+        let recovered = crate::checkpoint::recover(&dir)?;
+        let ssc = build()?;
+        ssc.checkpoint(&dir)?;
+        let Some(recovered) = recovered else {
+            return Ok(ssc);
+        };
+        let manifest = &recovered.manifest;
+        let interval = ssc.batch_interval().as_millis();
+        if manifest.batch_interval_ms != interval {
+            return Err(Error::Checkpoint(format!(
+                "the checkpoint in {} was written with a batch interval of {} ms, the program now has {interval} ms",
+                dir.display(),
+                manifest.batch_interval_ms
+            )));
+        }
+        if manifest.key_groups != ssc.inner.settings.key_groups {
+            return Err(Error::Checkpoint(format!(
+                "the checkpoint in {} has {} key groups, the program now has {}",
+                dir.display(),
+                manifest.key_groups,
+                ssc.inner.settings.key_groups
+            )));
+        }
+        tracing::info!(
+            checkpoint_ms = manifest.time_ms,
+            directory = %dir.display(),
+            "Recovering from a checkpoint: state restored, batches after it run again. \
+             Data a receiver had not yet handed to a batch at the crash is lost unless the write-ahead log is on."
+        );
+        *lock(&ssc.inner.recovered) = Some(recovered);
+        Ok(ssc)
     }
 
     /// Worker threads in this process.
@@ -536,6 +629,58 @@ impl StreamingContext {
             (plan_fingerprint, interval, settings.key_groups, settings.workers as u64).hash(&mut h);
             h.finish()
         };
+        let checkpoint_dir = lock(&self.inner.checkpoint_dir).clone();
+        let recovered = lock(&self.inner.recovered).take();
+        let mut snapshot_sink = settings.snapshot_sink.clone();
+        let mut restore = settings.restore.clone();
+        let mut resume = None;
+        if checkpoint_dir.is_none() && !compiled.stateful_labels().is_empty() {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    operators = ?compiled.stateful_labels(),
+                    "Stateful streams run without a checkpoint directory: a crash loses their state. \
+                     Call ssc.checkpoint(dir) or use StreamingContext::get_or_create."
+                );
+            });
+        }
+        if let Some(recovered) = &recovered {
+            let unrecoverable = [
+                (
+                    "queue_stream",
+                    "its batches cannot be replayed after a recovery (as in Spark); use replay_stream",
+                ),
+                ("file_stream", "recovering a file stream's position is not implemented yet"),
+            ];
+            for (kind, why) in unrecoverable {
+                if let Some(label) = compiled.find_kind(kind) {
+                    self.inner.stop(false)?;
+                    return Err(Error::Checkpoint(format!("the plan reads {label}: {why}")));
+                }
+            }
+            restore = Some(Arc::clone(&recovered.image));
+            resume = Some(ember_engine::runtime::Resume {
+                zero_ms: recovered.manifest.zero_ms,
+                after_ms: recovered.manifest.time_ms,
+            });
+        }
+        if let Some(dir) = &checkpoint_dir {
+            if cluster.is_some() {
+                self.inner.stop(false)?;
+                return Err(Error::Checkpoint(
+                    "checkpoints in a cluster of several processes are not supported yet".into(),
+                ));
+            }
+            let writer = match crate::checkpoint::CheckpointWriter::start(dir, recovered.as_ref().map(|r| r.manifest.time_ms)) {
+                Ok(writer) => writer,
+                Err(error) => {
+                    self.inner.stop(false)?;
+                    return Err(error);
+                }
+            };
+            snapshot_sink = Some(writer.sink());
+            *lock(&self.inner.checkpoint_writer) = Some(Arc::new(writer));
+        }
         let config = RunConfig {
             workers: settings.workers,
             cluster,
@@ -544,8 +689,9 @@ impl StreamingContext {
             max_batches_in_flight: settings.max_batches_in_flight,
             key_groups: settings.key_groups,
             fingerprint,
-            snapshot_sink: settings.snapshot_sink.clone(),
-            restore: settings.restore.clone(),
+            snapshot_sink,
+            restore,
+            resume,
         };
         let mut receivers = Vec::new();
         let fail = |receivers: Vec<JoinHandle<()>>, error: Error| {
@@ -574,8 +720,28 @@ impl StreamingContext {
             Err(LaunchError::Timely(e)) => return fail(receivers, Error::Internal(format!("cannot start the workers: {e}"))),
         };
         let zero_ms = runtime.zero_ms();
-        *lock(&self.inner.shared) = Some(Arc::clone(runtime.shared()));
+        let shared = Arc::clone(runtime.shared());
+        *lock(&self.inner.shared) = Some(Arc::clone(&shared));
         *lock(&self.inner.running) = Some(Running { runtime, receivers });
+        if recovered.is_some()
+            && let Err(refusals) = shared.await_compiled(std::time::Duration::from_secs(60))
+        {
+            self.inner.stop(false)?;
+            return Err(Error::Checkpoint(format!(
+                "the checkpoint does not fit the plan: {}",
+                refusals.join("; ")
+            )));
+        }
+        if let Some(writer) = lock(&self.inner.checkpoint_writer).as_ref() {
+            writer.started(
+                shared,
+                crate::checkpoint::RunFacts {
+                    zero_ms,
+                    batch_interval_ms: interval,
+                    key_groups: settings.key_groups,
+                },
+            );
+        }
         tracing::info!(
             batch_interval_ms = interval,
             first_batch_ms = zero_ms + interval,
@@ -702,4 +868,19 @@ impl StreamingContext {
         let spec = NodeSpec::new(name, self.inner.settings.batch_interval, Vec::new()).partitioning(Partitioning::Source);
         DStream::node(&self.inner.plan, spec, build)
     }
+}
+
+/// A checkpoint directory from a path or a `file://` URL.
+fn checkpoint_path(directory: &std::path::Path) -> Result<std::path::PathBuf> {
+    let text = directory.to_string_lossy();
+    if let Some(path) = text.strip_prefix("file://") {
+        return Ok(std::path::PathBuf::from(path));
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(Error::InvalidArgument {
+            operation: "checkpoint",
+            message: format!("checkpoint directory {text}: the {scheme}:// scheme is not supported; use a local path or file://"),
+        });
+    }
+    Ok(directory.to_owned())
 }

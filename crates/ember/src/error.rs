@@ -53,6 +53,11 @@ pub enum Error {
     /// different plans, or one was lost while running (it crashed or its machine went away).
     #[error("cluster: {0}")]
     Cluster(ember_engine::control::ControlError),
+    /// A checkpoint cannot be used: none is intact, or it does not fit the plan (a stateful
+    /// operator changed, the batch interval differs, the plan has a source that cannot be
+    /// recovered).
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// Something that should not happen did; this is a bug in ember.
     #[error("internal error (this is a bug in ember): {0}")]
     Internal(String),

@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod checkpoint;
 mod context;
 mod display;
 mod dstream;

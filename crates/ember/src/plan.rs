@@ -241,6 +241,9 @@ struct Step {
     id: OperatorId,
     /// `kind#id`, for messages.
     label: String,
+    kind: Arc<str>,
+    /// The node keeps state across batches (Spark's `mustCheckpoint`).
+    stateful: bool,
     slide_ms: u64,
     compile: CompileFn,
 }
@@ -255,6 +258,16 @@ impl CompiledPlan {
     /// Whether the plan has nothing to run (no output).
     pub(crate) fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// The label (`kind#id`) of the first node of `kind`, if the plan runs one.
+    pub(crate) fn find_kind(&self, kind: &str) -> Option<&str> {
+        self.steps.iter().find(|s| &*s.kind == kind).map(|s| s.label.as_str())
+    }
+
+    /// The labels of the nodes that keep state across batches.
+    pub(crate) fn stateful_labels(&self) -> Vec<&str> {
+        self.steps.iter().filter(|s| s.stateful).map(|s| s.label.as_str()).collect()
     }
 
     /// Compiles every needed node on the worker of `c`.
@@ -452,6 +465,8 @@ impl Plan {
                 index: i,
                 id: ids[i].clone(),
                 label,
+                kind: Arc::clone(&node.spec.kind),
+                stateful: node.spec.meta.stateful,
                 slide_ms: node.spec.slide.as_millis(),
                 compile: Arc::clone(&node.compile),
             });

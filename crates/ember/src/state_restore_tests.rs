@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use ember_engine::state::{OperatorSnapshot, RestoreImage, SnapshotSink};
+use ember_engine::state::{OperatorSnapshot, RestoreImage, RestoredState, SnapshotSink};
 
 use crate::prelude::*;
 
@@ -68,11 +68,15 @@ fn run(
 
 /// The restore image of the snapshots taken after batch `time`, from every worker.
 fn image_at(snapshots: &[OperatorSnapshot], time: u64) -> RestoreImage {
-    let mut image: BTreeMap<String, BTreeMap<u32, Vec<u8>>> = BTreeMap::new();
+    let mut image: BTreeMap<String, RestoredState> = BTreeMap::new();
     for s in snapshots.iter().filter(|s| s.time == time) {
-        let groups = image.entry(s.operator.clone()).or_default();
+        let state = image.entry(s.operator.clone()).or_default();
+        state.kind.clone_from(&s.kind);
         for (group, bytes) in &s.groups {
-            assert!(groups.insert(*group, bytes.clone()).is_none(), "key group {group} written twice");
+            assert!(
+                state.groups.insert(*group, bytes.clone()).is_none(),
+                "key group {group} written twice"
+            );
         }
     }
     Arc::new(image)

@@ -1,5 +1,6 @@
 //! `ember-conformance <vectors.json> [--workers N]`: runs Spark's streaming conformance
-//! vectors against ember, one line per vector, and exits non-zero on any failure.
+//! vectors against ember, one line per vector, and exits non-zero on any failed or skipped
+//! vector (every vector, the recovery ones included, must run).
 
 use std::process::ExitCode;
 
@@ -39,7 +40,11 @@ fn main() -> ExitCode {
     match result {
         Ok(s) => {
             println!("{} passed, {} failed, {} skipped", s.passed, s.failed, s.skipped);
-            if s.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            if s.failed > 0 || s.skipped > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("error: {path}: {e}");

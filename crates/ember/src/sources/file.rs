@@ -363,7 +363,13 @@ impl StreamingContext {
                     tracker: {
                         let tracker = Rc::new(RefCell::new(lock(&tracker).take().unwrap_or_default()));
                         let id = c.operator_id().to_owned();
-                        register_state(c, label, &id, Rc::clone(&tracker) as Rc<RefCell<dyn KeyedState>>);
+                        register_state(
+                            c,
+                            label,
+                            &id,
+                            std::any::type_name::<FileTracker>(),
+                            Rc::clone(&tracker) as Rc<RefCell<dyn KeyedState>>,
+                        );
                         tracker
                     },
                     ctx: ctx.clone(),

@@ -18,7 +18,9 @@ impl StreamingContext {
         let batches = Arc::new(batches);
         self.source("replay_stream", move |c, label| {
             let (batches, is_root) = (Arc::clone(&batches), c.env.index == 0);
-            let (first, interval) = (c.env.first_batch(), c.env.interval_ms);
+            // Batch `i` belongs at the `i+1`-th batch time past zero, also in a run recovered
+            // from a checkpoint (which starts later): the replay is a recoverable source.
+            let (first, interval) = (c.env.zero_ms + c.env.interval_ms, c.env.interval_ms);
             let stream = batch_source(c, label, false, move |batch| -> Vec<Msg<T>> {
                 if !is_root {
                     return Vec::new();

@@ -1,0 +1,514 @@
+//! Checkpoints on disk: what `ssc.checkpoint(dir)` writes and `StreamingContext::get_or_create`
+//! reads back.
+//!
+//! At every checkpoint time `T` (a multiple of every stateful operator's checkpoint interval;
+//! every batch for a plan without state), each worker serialises the state of its stateful
+//! operators after batch `T` (see `ember_engine::state`). A writer thread collects them and,
+//! once every worker has sent its part and every output of the batches up to `T` has run,
+//! commits checkpoint `T`:
+//!
+//! ```text
+//! <dir>/checkpoint-<T>/worker-<i>.state   one file per worker: its operators' key groups
+//! <dir>/checkpoint-<T>.manifest           written last: commits T (JSON)
+//! ```
+//!
+//! Every file is written under a temporary name, fsynced and renamed, then the directory is
+//! fsynced; the manifest goes last, so a checkpoint without its manifest never counts. The last
+//! [`KEEP_CHECKPOINTS`] committed checkpoints are kept, older ones deleted. A state file starts
+//! with a magic string, a format version, the payload's length and its CRC-32; the payload is
+//! postcard. A file that fails any of these checks is refused with an error naming it, and
+//! recovery falls back to the checkpoint before.
+//!
+//! Outputs of batches after `T` run again after a recovery from `T` (at least once, as in Spark);
+//! outputs of batches up to `T` had all run before `T` was committed.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration as StdDuration;
+
+use ember_engine::runtime::RunShared;
+use ember_engine::state::{OperatorSnapshot, RestoreImage, RestoredState, SnapshotSink};
+use ember_engine::{FailureCause, JobFailure};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How many committed checkpoints are kept.
+pub(crate) const KEEP_CHECKPOINTS: usize = 2;
+
+const STATE_MAGIC: &[u8; 12] = b"EMBER-STATE\0";
+const STATE_FORMAT: u16 = 1;
+const MANIFEST_FORMAT: u32 = 1;
+/// The operator name checkpoint failures are reported under.
+const CHECKPOINT_OPERATOR: &str = "checkpoint";
+
+/// The manifest that commits one checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub(crate) format: u32,
+    /// The batch time the state is from (ms).
+    pub(crate) time_ms: u64,
+    /// The zero time of the run (ms): batch times are `zero + k * interval`.
+    pub(crate) zero_ms: u64,
+    pub(crate) batch_interval_ms: u64,
+    pub(crate) key_groups: u32,
+    /// The stateful operators, by id, with the kind of their state.
+    pub(crate) operators: BTreeMap<String, String>,
+    /// The state files, relative to the checkpoint directory.
+    pub(crate) files: Vec<ManifestFile>,
+}
+
+/// One state file of a checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ManifestFile {
+    pub(crate) name: String,
+    pub(crate) bytes: u64,
+    pub(crate) crc32: u32,
+}
+
+/// One operator's part of a worker's state file.
+#[derive(Debug, Serialize, Deserialize)]
+struct FileEntry {
+    operator: String,
+    kind: String,
+    groups: BTreeMap<u32, Vec<u8>>,
+}
+
+/// A checkpoint read back and checked.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) manifest: Manifest,
+    pub(crate) image: RestoreImage,
+}
+
+fn io_error(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { context, source }
+}
+
+fn manifest_path(dir: &Path, time: u64) -> PathBuf {
+    dir.join(format!("checkpoint-{time}.manifest"))
+}
+
+fn state_dir(dir: &Path, time: u64) -> PathBuf {
+    dir.join(format!("checkpoint-{time}"))
+}
+
+/// Writes `bytes` to `path` durably: a temporary file, fsynced, renamed over `path`.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(io_error(format!("cannot create {}", tmp.display())))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(format!("cannot write {}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(io_error(format!("cannot rename {} to {}", tmp.display(), path.display())))
+}
+
+/// Fsyncs a directory, so that the renames in it are durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(format!("cannot sync directory {}", dir.display())))
+}
+
+/// A state file: magic, format, payload length, CRC-32, payload.
+fn encode_state_file(entries: &[FileEntry]) -> Result<Vec<u8>> {
+    let payload = postcard::to_stdvec(entries).map_err(|e| Error::Internal(format!("cannot serialise a state file: {e}")))?;
+    let mut bytes = Vec::with_capacity(payload.len() + 26);
+    bytes.extend_from_slice(STATE_MAGIC);
+    bytes.extend_from_slice(&STATE_FORMAT.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    Ok(bytes)
+}
+
+fn decode_state_file(bytes: &[u8]) -> std::result::Result<Vec<FileEntry>, String> {
+    let header = STATE_MAGIC.len() + 2 + 8 + 4;
+    if bytes.len() < header || &bytes[..STATE_MAGIC.len()] != STATE_MAGIC {
+        return Err("not an ember state file (bad magic)".into());
+    }
+    let field = |at: usize, n: usize| &bytes[STATE_MAGIC.len() + at..STATE_MAGIC.len() + at + n];
+    let format = u16::from_le_bytes(field(0, 2).try_into().map_err(|_| "bad header")?);
+    if format != STATE_FORMAT {
+        return Err(format!("state file format {format}, this ember reads format {STATE_FORMAT}"));
+    }
+    let length = u64::from_le_bytes(field(2, 8).try_into().map_err(|_| "bad header")?);
+    let crc = u32::from_le_bytes(field(10, 4).try_into().map_err(|_| "bad header")?);
+    let payload = &bytes[header..];
+    if payload.len() as u64 != length {
+        return Err(format!(
+            "truncated: the header says {length} bytes of state, the file has {}",
+            payload.len()
+        ));
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err("corrupt: the checksum does not match".into());
+    }
+    postcard::from_bytes(payload).map_err(|e| format!("corrupt: {e}"))
+}
+
+/// The committed checkpoints in `dir`, newest first.
+fn committed(dir: &Path) -> Result<Vec<u64>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(format!("cannot list checkpoint directory {}", dir.display()))(e)),
+    };
+    let mut times: Vec<u64> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("checkpoint-")?.strip_suffix(".manifest")?.parse().ok()
+        })
+        .collect();
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(times)
+}
+
+/// Reads checkpoint `time` from `dir` and checks every file.
+fn read_checkpoint(dir: &Path, time: u64) -> std::result::Result<Recovered, String> {
+    let path = manifest_path(dir, time);
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| format!("{}: corrupt manifest: {e}", path.display()))?;
+    if manifest.format != MANIFEST_FORMAT {
+        return Err(format!(
+            "{}: manifest format {}, this ember reads format {MANIFEST_FORMAT}",
+            path.display(),
+            manifest.format
+        ));
+    }
+    let mut image: BTreeMap<String, RestoredState> = BTreeMap::new();
+    for file in &manifest.files {
+        let path = dir.join(&file.name);
+        let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if bytes.len() as u64 != file.bytes || crc32fast::hash(&bytes) != file.crc32 {
+            return Err(format!(
+                "{}: the file does not match the manifest ({} bytes, {} expected, or a bad checksum)",
+                path.display(),
+                bytes.len(),
+                file.bytes
+            ));
+        }
+        for entry in decode_state_file(&bytes).map_err(|e| format!("{}: {e}", path.display()))? {
+            let state = image.entry(entry.operator.clone()).or_insert_with(|| RestoredState {
+                kind: entry.kind.clone(),
+                groups: BTreeMap::new(),
+            });
+            for (group, state_bytes) in entry.groups {
+                if state.groups.insert(group, state_bytes).is_some() {
+                    return Err(format!(
+                        "{}: key group {group} of {} is written twice",
+                        path.display(),
+                        entry.operator
+                    ));
+                }
+            }
+        }
+    }
+    // Operators whose every key group was empty still belong to the image.
+    for (operator, kind) in &manifest.operators {
+        image.entry(operator.clone()).or_insert_with(|| RestoredState {
+            kind: kind.clone(),
+            groups: BTreeMap::new(),
+        });
+    }
+    Ok(Recovered {
+        manifest,
+        image: Arc::new(image),
+    })
+}
+
+/// The newest intact checkpoint in `dir`, falling back past damaged ones (each named in a
+/// warning). `None` when `dir` has no committed checkpoint.
+///
+/// # Errors
+///
+/// [`Error::Checkpoint`] when checkpoints exist but none is intact; [`Error::Io`] when the
+/// directory cannot be listed.
+pub(crate) fn recover(dir: &Path) -> Result<Option<Recovered>> {
+    let times = committed(dir)?;
+    let mut problems = Vec::new();
+    for time in times {
+        match read_checkpoint(dir, time) {
+            Ok(recovered) => {
+                if !problems.is_empty() {
+                    tracing::warn!(
+                        checkpoint_ms = time,
+                        "Recovering from an older checkpoint, because newer ones are damaged: {}",
+                        problems.join("; ")
+                    );
+                }
+                return Ok(Some(recovered));
+            }
+            Err(problem) => {
+                tracing::warn!(checkpoint_ms = time, "Checkpoint {time} is refused: {problem}");
+                problems.push(problem);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(None)
+    } else {
+        Err(Error::Checkpoint(format!(
+            "no intact checkpoint in {}: {}",
+            dir.display(),
+            problems.join("; ")
+        )))
+    }
+}
+
+/// What the writer needs to know about the run.
+#[derive(Clone, Debug)]
+pub(crate) struct RunFacts {
+    pub(crate) zero_ms: u64,
+    pub(crate) batch_interval_ms: u64,
+    pub(crate) key_groups: u32,
+}
+
+enum WriterMsg {
+    Snapshot(OperatorSnapshot),
+    /// The run has started: its shared state and facts.
+    Started(Arc<RunShared>, RunFacts),
+    /// The workers have exited: commit what can be committed and end.
+    Finish,
+}
+
+/// Writes checkpoints on a thread of its own.
+pub(crate) struct CheckpointWriter {
+    sender: Mutex<Sender<WriterMsg>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for CheckpointWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckpointWriter")
+    }
+}
+
+impl CheckpointWriter {
+    /// Starts a writer for `dir` (created if missing); `last_committed` is the checkpoint a
+    /// recovered run started from.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the directory cannot be created or the thread cannot start.
+    pub(crate) fn start(dir: &Path, last_committed: Option<u64>) -> Result<CheckpointWriter> {
+        fs::create_dir_all(dir).map_err(io_error(format!("cannot create checkpoint directory {}", dir.display())))?;
+        let (sender, receiver) = channel();
+        let mut state = WriterState {
+            dir: dir.to_owned(),
+            pending: BTreeMap::new(),
+            last_committed,
+            run: None,
+            failed: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("ember-checkpoint".into())
+            .spawn(move || state.run(&receiver))
+            .map_err(io_error("cannot start the checkpoint writer thread".into()))?;
+        Ok(CheckpointWriter {
+            sender: Mutex::new(sender),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The sink the workers hand their snapshots to.
+    pub(crate) fn sink(&self) -> SnapshotSink {
+        let sender = Mutex::new(crate::lock::lock(&self.sender).clone());
+        SnapshotSink(Arc::new(move |snapshot| {
+            // Fails only once the writer is gone (the run is over).
+            let _ = crate::lock::lock(&sender).send(WriterMsg::Snapshot(snapshot));
+        }))
+    }
+
+    /// Tells the writer the run has started.
+    pub(crate) fn started(&self, shared: Arc<RunShared>, facts: RunFacts) {
+        let _ = crate::lock::lock(&self.sender).send(WriterMsg::Started(shared, facts));
+    }
+
+    /// Commits what the stopped run completed and waits for the writer to end.
+    pub(crate) fn finish(&self) {
+        let _ = crate::lock::lock(&self.sender).send(WriterMsg::Finish);
+        if let Some(thread) = crate::lock::lock(&self.thread).take()
+            && thread.join().is_err()
+        {
+            tracing::error!("The checkpoint writer thread panicked; this is a bug in ember.");
+        }
+    }
+}
+
+struct WriterState {
+    dir: PathBuf,
+    /// Snapshots received, by batch time.
+    pending: BTreeMap<u64, Vec<OperatorSnapshot>>,
+    last_committed: Option<u64>,
+    run: Option<(Arc<RunShared>, RunFacts)>,
+    /// A write failed: the run is being stopped and nothing more is written.
+    failed: bool,
+}
+
+impl WriterState {
+    fn run(&mut self, receiver: &Receiver<WriterMsg>) {
+        loop {
+            match receiver.recv_timeout(StdDuration::from_millis(20)) {
+                Ok(WriterMsg::Snapshot(snapshot)) => self.pending.entry(snapshot.time).or_default().push(snapshot),
+                Ok(WriterMsg::Started(shared, facts)) => self.run = Some((shared, facts)),
+                Ok(WriterMsg::Finish) | Err(RecvTimeoutError::Disconnected) => {
+                    while let Ok(WriterMsg::Snapshot(snapshot)) = receiver.try_recv() {
+                        self.pending.entry(snapshot.time).or_default().push(snapshot);
+                    }
+                    self.commit_ready();
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.commit_ready();
+        }
+    }
+
+    /// Commits the newest checkpoint time that has every snapshot and whose outputs have run.
+    fn commit_ready(&mut self) {
+        if self.failed {
+            return;
+        }
+        let Some((shared, facts)) = self.run.clone() else { return };
+        let Some((expected, every)) = shared.checkpoint_layout() else {
+            return;
+        };
+        let Some(done) = shared.processed_through() else { return };
+        // Once the workers have finished, their progress reads "everything": the last batch
+        // is the agreed final one.
+        let done = match shared.final_time() {
+            Some(last) => done.min(last),
+            None if done >= u64::MAX / 2 => return,
+            None => done,
+        };
+        let ready = if expected == 0 {
+            // No state: any completed batch on the checkpoint grid commits.
+            let since_zero = done.saturating_sub(facts.zero_ms);
+            let time = facts.zero_ms + since_zero - since_zero % every.max(1);
+            (time > facts.zero_ms).then_some(time)
+        } else {
+            self.pending
+                .iter()
+                .rev()
+                .find(|(time, snapshots)| **time <= done && snapshots.len() >= expected)
+                .map(|(time, _)| *time)
+        };
+        let Some(time) = ready.filter(|t| self.last_committed.is_none_or(|last| *t > last)) else {
+            return;
+        };
+        let snapshots = self.pending.remove(&time).unwrap_or_default();
+        self.pending = self.pending.split_off(&(time + 1));
+        match self.commit(time, snapshots, &facts) {
+            Ok(()) => {
+                tracing::debug!(checkpoint_ms = time, "Checkpoint committed.");
+                self.last_committed = Some(time);
+                self.delete_old();
+            }
+            Err(error) => {
+                self.failed = true;
+                shared.report(JobFailure::new(
+                    CHECKPOINT_OPERATOR,
+                    time,
+                    FailureCause::Error(format!("{error}; the context stops rather than run on without durable checkpoints")),
+                ));
+                shared.request_stop(true);
+            }
+        }
+    }
+
+    fn commit(&self, time: u64, snapshots: Vec<OperatorSnapshot>, facts: &RunFacts) -> Result<()> {
+        let dir = state_dir(&self.dir, time);
+        fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
+        let mut operators = BTreeMap::new();
+        let mut by_worker: BTreeMap<usize, Vec<FileEntry>> = BTreeMap::new();
+        for snapshot in snapshots {
+            operators.insert(snapshot.operator.clone(), snapshot.kind.clone());
+            by_worker.entry(snapshot.worker).or_default().push(FileEntry {
+                operator: snapshot.operator,
+                kind: snapshot.kind,
+                groups: snapshot.groups,
+            });
+        }
+        let mut files = Vec::new();
+        for (worker, entries) in by_worker {
+            let name = format!("checkpoint-{time}/worker-{worker}.state");
+            let bytes = encode_state_file(&entries)?;
+            write_durably(&self.dir.join(&name), &bytes)?;
+            files.push(ManifestFile {
+                name,
+                bytes: bytes.len() as u64,
+                crc32: crc32fast::hash(&bytes),
+            });
+        }
+        sync_dir(&dir)?;
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            time_ms: time,
+            zero_ms: facts.zero_ms,
+            batch_interval_ms: facts.batch_interval_ms,
+            key_groups: facts.key_groups,
+            operators,
+            files,
+        };
+        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(format!("cannot serialise a manifest: {e}")))?;
+        write_durably(&manifest_path(&self.dir, time), &text)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Deletes committed checkpoints beyond the newest [`KEEP_CHECKPOINTS`], manifest first,
+    /// and state directories no manifest commits (left by a crash mid-write).
+    fn delete_old(&self) {
+        let Ok(times) = committed(&self.dir) else { return };
+        for time in times.iter().skip(KEEP_CHECKPOINTS) {
+            let _ = fs::remove_file(manifest_path(&self.dir, *time));
+            let _ = fs::remove_dir_all(state_dir(&self.dir, *time));
+        }
+        let kept: Vec<u64> = times.into_iter().take(KEEP_CHECKPOINTS).collect();
+        let oldest = kept.last().copied().unwrap_or(0);
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name();
+            let Some(time) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("checkpoint-"))
+                .and_then(|t| t.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            // A directory older than every kept checkpoint and not committed is garbage.
+            if time < oldest && !kept.contains(&time) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_file_round_trips_and_damage_is_named() {
+        let entries = vec![FileEntry {
+            operator: "3".into(),
+            kind: "k".into(),
+            groups: BTreeMap::from([(7, vec![1, 2, 3])]),
+        }];
+        let bytes = encode_state_file(&entries).unwrap();
+        let back = decode_state_file(&bytes).unwrap();
+        assert_eq!(back[0].groups, entries[0].groups);
+        let truncated = decode_state_file(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(truncated.contains("truncated"), "{truncated}");
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(decode_state_file(&flipped).unwrap_err().contains("checksum"));
+        assert!(decode_state_file(b"hello").unwrap_err().contains("magic"));
+    }
+}

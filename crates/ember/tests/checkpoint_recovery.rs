@@ -1,0 +1,250 @@
+//! Checkpoints on disk and `get_or_create`: a stopped job resumes from its last checkpoint with
+//! exactly the output of an uninterrupted run, on another number of workers too; a plan whose
+//! stateful operators changed is refused naming the operator; damaged checkpoints are refused
+//! with a fall-back to the one before; a checkpoint that cannot be written stops the job.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ember::prelude::*;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let path = std::env::temp_dir().join(format!("ember-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+type Outputs = Arc<Mutex<Vec<(u64, Vec<(String, u64)>)>>>;
+
+/// Batch `i` (from 0): words `w0..w4`, some of them.
+fn input(batches: usize) -> Vec<Option<Vec<String>>> {
+    (0..batches)
+        .map(|i| Some((0..7).filter(|j| (i + j) % 3 != 0).map(|j| format!("w{}", (i * j) % 5)).collect()))
+        .collect()
+}
+
+/// How the test job is built: the seeds' stateful word count (running totals, and an
+/// incremental 3-batch window), or a variant.
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    Seed,
+    /// A stateless output added after the stateful operators.
+    ExtraOutput,
+    /// The running total keeps an `i64` instead of a `u64`.
+    OtherStateType,
+    /// Another stateful operator added at the end.
+    ExtraState,
+}
+
+/// Builds the job on `workers` with a manual clock; returns the context and its outputs.
+fn build(clock: &ManualClock, workers: usize, batches: usize, variant: Variant) -> ember::Result<(StreamingContext, Outputs)> {
+    let ssc = StreamingContext::builder(seconds(1)).workers(workers).manual_clock(clock).build()?;
+    let pairs = ssc.replay_stream(input(batches), 2).map(|w| (w, 1u64));
+    let out: Outputs = Arc::default();
+    let totals = if variant == Variant::OtherStateType {
+        pairs
+            .update_state_by_key(|vs: Vec<u64>, s: Option<i64>| Some(vs.len() as i64 + s.unwrap_or(0)))
+            .map(|(k, v)| (k, v as u64))
+    } else {
+        pairs.update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.iter().sum::<u64>() + s.unwrap_or(0)))
+    }
+    .checkpoint(seconds(2))?;
+    let windowed = pairs
+        .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, seconds(3), seconds(1))?
+        .checkpoint(seconds(2))?
+        .map(|(k, v)| (format!("window {k}"), v));
+    let both = totals.union(&windowed)?;
+    let both = if variant == Variant::ExtraState {
+        both.update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.len() as u64 + s.unwrap_or(0)))
+    } else {
+        both
+    };
+    let seen = Arc::clone(&out);
+    both.foreach_rdd(move |b, t| {
+        let mut items = b.collect();
+        items.sort();
+        seen.lock().unwrap().push((t.milliseconds(), items));
+    })?;
+    if variant == Variant::ExtraOutput {
+        both.count().foreach_rdd(|_, _| {})?;
+    }
+    Ok((ssc, out))
+}
+
+/// Runs the job from `clock`'s time until batch `until_ms` is output, then stops it.
+fn run_until(ssc: &StreamingContext, clock: &ManualClock, until_ms: u64) {
+    ssc.start().unwrap();
+    clock.set_ms(until_ms);
+    assert!(ssc.await_batch(Time::from_millis(until_ms), seconds(30)).unwrap());
+    ssc.stop(false).unwrap();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+}
+
+/// The uninterrupted run's output of 10 batches.
+fn uninterrupted() -> Vec<(u64, Vec<(String, u64)>)> {
+    let clock = ManualClock::new();
+    let (ssc, out) = build(&clock, 1, 10, Variant::Seed).unwrap();
+    run_until(&ssc, &clock, 10_000);
+    let out = out.lock().unwrap().clone();
+    assert_eq!(out.len(), 10);
+    out
+}
+
+/// Runs 5 batches with checkpoints (the last one at 4 s), then recovers with `workers` and
+/// `variant`; returns the recovered run's output, or the error of its build or start.
+fn stop_and_recover(dir: &Path, workers: usize, variant: Variant) -> ember::Result<Vec<(u64, Vec<(String, u64)>)>> {
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::get_or_create(dir, || Ok(build(&clock, 2, 10, Variant::Seed)?.0))?;
+    run_until(&ssc, &clock, 5_000);
+    assert!(
+        dir.join("checkpoint-4000.manifest").exists(),
+        "no checkpoint at 4 s in {}",
+        dir.display()
+    );
+    recover(dir, workers, variant)
+}
+
+fn recover(dir: &Path, workers: usize, variant: Variant) -> ember::Result<Vec<(u64, Vec<(String, u64)>)>> {
+    let clock = ManualClock::new();
+    let outputs: Mutex<Option<Outputs>> = Mutex::new(None);
+    let ssc = StreamingContext::get_or_create(dir, || {
+        let (ssc, out) = build(&clock, workers, 10, variant)?;
+        *outputs.lock().unwrap() = Some(out);
+        Ok(ssc)
+    })?;
+    ssc.start()?;
+    clock.set_ms(10_000);
+    assert!(ssc.await_batch(Time::from_millis(10_000), seconds(30)).unwrap());
+    ssc.stop(false).unwrap();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    let out = outputs.lock().unwrap().take().unwrap();
+    let out = out.lock().unwrap().clone();
+    Ok(out)
+}
+
+#[test]
+fn a_stopped_job_resumes_from_its_last_checkpoint_with_the_uninterrupted_output() {
+    let whole = uninterrupted();
+    for workers in [1, 2, 3] {
+        let dir = TempDir::new("ckpt-resume");
+        let rest = stop_and_recover(dir.path(), workers, Variant::Seed).unwrap();
+        // The checkpoint is at 4 s: batch 5 s runs again, then the rest.
+        assert_eq!(rest, whole[4..].to_vec(), "recovered on {workers} workers");
+    }
+}
+
+#[test]
+fn a_stateless_output_added_to_the_plan_restores() {
+    let whole = uninterrupted();
+    let dir = TempDir::new("ckpt-stateless");
+    let rest = stop_and_recover(dir.path(), 2, Variant::ExtraOutput).unwrap();
+    assert_eq!(rest, whole[4..].to_vec());
+}
+
+#[test]
+fn a_changed_or_added_stateful_operator_is_refused_naming_it() {
+    let dir = TempDir::new("ckpt-changed");
+    let error = stop_and_recover(dir.path(), 2, Variant::OtherStateType).unwrap_err().to_string();
+    assert!(
+        error.contains("checkpoint") && error.contains("operator 3") && error.contains("i64"),
+        "{error}"
+    );
+    let error = recover(dir.path(), 2, Variant::ExtraState).unwrap_err().to_string();
+    assert!(error.contains("keeps state, but the checkpoint has none for it"), "{error}");
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_and_the_one_before_is_used() {
+    let whole = uninterrupted();
+    for damage in ["truncate", "flip"] {
+        let dir = TempDir::new("ckpt-damaged");
+        let clock = ManualClock::new();
+        let ssc = StreamingContext::get_or_create(dir.path(), || Ok(build(&clock, 2, 10, Variant::Seed)?.0)).unwrap();
+        run_until(&ssc, &clock, 7_000);
+        // Checkpoints at 4 s and 6 s are kept; damage the newest.
+        let file = dir.path().join("checkpoint-6000/worker-0.state");
+        let mut bytes = std::fs::read(&file).unwrap();
+        match damage {
+            "truncate" => bytes.truncate(bytes.len() / 2),
+            _ => *bytes.last_mut().unwrap() ^= 0x55,
+        }
+        std::fs::write(&file, bytes).unwrap();
+        let rest = recover(dir.path(), 2, Variant::Seed).unwrap();
+        assert_eq!(rest, whole[4..].to_vec(), "after {damage}");
+    }
+}
+
+#[test]
+fn no_intact_checkpoint_is_an_error_naming_the_file() {
+    let dir = TempDir::new("ckpt-none-intact");
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::get_or_create(dir.path(), || Ok(build(&clock, 1, 10, Variant::Seed)?.0)).unwrap();
+    run_until(&ssc, &clock, 3_000);
+    let file = dir.path().join("checkpoint-2000/worker-0.state");
+    std::fs::write(&file, b"garbage").unwrap();
+    let error = recover(dir.path(), 1, Variant::Seed).unwrap_err().to_string();
+    assert!(
+        error.contains("no intact checkpoint") && error.contains("worker-0.state"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_the_job_with_a_clear_error() {
+    let dir = TempDir::new("ckpt-unwritable");
+    // A file where checkpoint 2 s would put its directory: the write fails.
+    std::fs::write(dir.path().join("checkpoint-2000"), b"in the way").unwrap();
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::get_or_create(dir.path(), || Ok(build(&clock, 1, 10, Variant::Seed)?.0)).unwrap();
+    ssc.start().unwrap();
+    clock.set_ms(5_000);
+    let error = ssc.await_termination_or_timeout(seconds(30)).unwrap_err().to_string();
+    assert!(error.contains("checkpoint") && error.contains("checkpoint-2000"), "{error}");
+    let stopped = ssc.await_termination_or_timeout(seconds(30));
+    assert!(matches!(stopped, Ok(true)), "the job did not stop: {stopped:?}");
+    assert!(
+        !dir.path().join("checkpoint-4000.manifest").exists(),
+        "a checkpoint was written after the failure"
+    );
+    ssc.stop(false).unwrap();
+}
+
+#[test]
+fn a_queue_stream_cannot_be_recovered() {
+    let dir = TempDir::new("ckpt-queue");
+    let clock = ManualClock::new();
+    let build_queue = || {
+        let ssc = StreamingContext::builder(seconds(1)).manual_clock(&clock).build()?;
+        let queue = BatchQueue::new();
+        queue.push(vec![1u64, 2, 3]);
+        ssc.queue_stream(&queue, true, None)
+            .map(|x| (x, 1u64))
+            .reduce_by_key(|a, b| a + b)
+            .print()?;
+        Ok(ssc)
+    };
+    let ssc = StreamingContext::get_or_create(dir.path(), build_queue).unwrap();
+    run_until(&ssc, &clock, 2_000);
+    let ssc = StreamingContext::get_or_create(dir.path(), build_queue).unwrap();
+    let error = ssc.start().unwrap_err().to_string();
+    assert!(error.contains("queue_stream"), "{error}");
+}
