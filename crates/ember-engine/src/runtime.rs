@@ -716,6 +716,10 @@ impl Runtime {
                 build(&mut compiler);
             });
             env.check_restore_image();
+            if !worker_shared.restore_refusals.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                // No batch runs on state that does not fit the plan; `start` reports why.
+                worker_shared.abort.store(true, Ordering::Release);
+            }
             // Every worker compiles the same plan, so all arrive at the same interval.
             let every = match env.checkpoint_every() {
                 0 => env.interval_ms,

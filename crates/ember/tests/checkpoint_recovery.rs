@@ -177,10 +177,13 @@ fn a_damaged_checkpoint_is_refused_and_the_one_before_is_used() {
     let whole = uninterrupted();
     for damage in ["truncate", "flip"] {
         let dir = TempDir::new("ckpt-damaged");
-        let clock = ManualClock::new();
-        let ssc = StreamingContext::get_or_create(dir.path(), || Ok(build(&clock, 2, 10, Variant::Seed)?.0)).unwrap();
-        run_until(&ssc, &clock, 7_000);
-        // Checkpoints at 4 s and 6 s are kept; damage the newest.
+        // Two stops, so that checkpoints at 4 s and 6 s are both committed (a running writer
+        // commits only the newest ready one); then damage the newest.
+        for until in [5_000, 7_000] {
+            let clock = ManualClock::new();
+            let ssc = StreamingContext::get_or_create(dir.path(), || Ok(build(&clock, 2, 10, Variant::Seed)?.0)).unwrap();
+            run_until(&ssc, &clock, until);
+        }
         let file = dir.path().join("checkpoint-6000/worker-0.state");
         let mut bytes = std::fs::read(&file).unwrap();
         match damage {
@@ -211,20 +214,28 @@ fn no_intact_checkpoint_is_an_error_naming_the_file() {
 #[test]
 fn a_checkpoint_that_cannot_be_written_stops_the_job_with_a_clear_error() {
     let dir = TempDir::new("ckpt-unwritable");
-    // A file where checkpoint 2 s would put its directory: the write fails.
-    std::fs::write(dir.path().join("checkpoint-2000"), b"in the way").unwrap();
+    // Files where the checkpoints of 2 s and 4 s would put their directories: the write fails
+    // (the writer commits the newest ready checkpoint, which may be either).
+    for time in [2000, 4000] {
+        std::fs::write(dir.path().join(format!("checkpoint-{time}")), b"in the way").unwrap();
+    }
     let clock = ManualClock::new();
     let ssc = StreamingContext::get_or_create(dir.path(), || Ok(build(&clock, 1, 10, Variant::Seed)?.0)).unwrap();
     ssc.start().unwrap();
     clock.set_ms(5_000);
     let error = ssc.await_termination_or_timeout(seconds(30)).unwrap_err().to_string();
-    assert!(error.contains("checkpoint") && error.contains("checkpoint-2000"), "{error}");
+    assert!(
+        error.contains("cannot create") && (error.contains("checkpoint-2000") || error.contains("checkpoint-4000")),
+        "{error}"
+    );
     let stopped = ssc.await_termination_or_timeout(seconds(30));
     assert!(matches!(stopped, Ok(true)), "the job did not stop: {stopped:?}");
-    assert!(
-        !dir.path().join("checkpoint-4000.manifest").exists(),
-        "a checkpoint was written after the failure"
-    );
+    let manifests: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".manifest"))
+        .collect();
+    assert!(manifests.is_empty(), "a checkpoint was committed: {manifests:?}");
     ssc.stop(false).unwrap();
 }
 
