@@ -501,14 +501,14 @@ fn run_with_recovery(vector: &Json, workers: usize, recovery: &Json, batch_ms: u
         .get("restart_after_batches")
         .and_then(Json::as_u64)
         .ok_or("recovery needs restart_after_batches")?;
-    let dir = CheckpointDir::new();
+    let dir = ember::testing::TempDir::new("conformance").map_err(|e| format!("cannot create a checkpoint directory: {e}"))?;
     let mut runs: Vec<Vec<Emission>> = Vec::new();
     let mut failures = Vec::new();
     for until in [restart_after, num_batches] {
         let clock = ManualClock::new();
         let sink: Arc<Mutex<Vec<Emission>>> = Arc::new(Mutex::new(Vec::new()));
         let mut decided = None;
-        let made = StreamingContext::get_or_create(&dir.0, || match make(vector, workers, &clock, Arc::clone(&sink)) {
+        let made = StreamingContext::get_or_create(dir.path(), || match make(vector, workers, &clock, Arc::clone(&sink)) {
             Ok(Made::Context(ssc)) => Ok(ssc),
             Ok(Made::Done(outcome)) => {
                 decided = Some(outcome);
@@ -557,27 +557,6 @@ fn run_with_recovery(vector: &Json, workers: usize, recovery: &Json, batch_ms: u
         }
     }
     compare(vector, batch_ms, merged.into_values().collect(), &failures)
-}
-
-/// A fresh checkpoint directory under the system temp dir, removed on drop.
-struct CheckpointDir(std::path::PathBuf);
-
-impl CheckpointDir {
-    fn new() -> Self {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        CheckpointDir(std::env::temp_dir().join(format!("ember-conformance-{}-{n}-{nanos}", std::process::id())))
-    }
-}
-
-impl Drop for CheckpointDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn check_message(expect_error: Option<&Json>, message: &str) -> Outcome {

@@ -48,3 +48,50 @@ pub fn run_batches_on<T: Data, U: Data>(
     let out = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(out)
 }
+
+/// A fresh directory under the system temp dir (`ember-<tag>-<pid>-<n>-<ns>`), removed with
+/// everything in it when dropped: for file sources, checkpoints and sinks in tests.
+#[derive(Debug)]
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Creates the directory.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error when it cannot be created.
+    pub fn new(tag: &str) -> std::io::Result<TempDir> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!("ember-{tag}-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Writes `text` to `name` in the directory under a hidden name first, then renames it into
+    /// place, so that a file stream sees it appear whole.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of the write or the rename.
+    pub fn publish(&self, name: &str, text: &str) -> std::io::Result<()> {
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.0.join(name))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

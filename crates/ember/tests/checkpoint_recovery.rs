@@ -3,35 +3,11 @@
 //! stateful operators changed is refused naming the operator; damaged checkpoints are refused
 //! with a fall-back to the one before; a checkpoint that cannot be written stops the job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ember::prelude::*;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!("ember-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use ember::testing::TempDir;
 
 type Outputs = Arc<Mutex<Vec<(u64, Vec<(String, u64)>)>>>;
 
@@ -145,7 +121,7 @@ fn recover(dir: &Path, workers: usize, variant: Variant) -> ember::Result<Vec<(u
 fn a_stopped_job_resumes_from_its_last_checkpoint_with_the_uninterrupted_output() {
     let whole = uninterrupted();
     for workers in [1, 2, 3] {
-        let dir = TempDir::new("ckpt-resume");
+        let dir = TempDir::new("ckpt-resume").unwrap();
         let rest = stop_and_recover(dir.path(), workers, Variant::Seed).unwrap();
         // The checkpoint is at 4 s: batch 5 s runs again, then the rest.
         assert_eq!(rest, whole[4..].to_vec(), "recovered on {workers} workers");
@@ -155,14 +131,14 @@ fn a_stopped_job_resumes_from_its_last_checkpoint_with_the_uninterrupted_output(
 #[test]
 fn a_stateless_output_added_to_the_plan_restores() {
     let whole = uninterrupted();
-    let dir = TempDir::new("ckpt-stateless");
+    let dir = TempDir::new("ckpt-stateless").unwrap();
     let rest = stop_and_recover(dir.path(), 2, Variant::ExtraOutput).unwrap();
     assert_eq!(rest, whole[4..].to_vec());
 }
 
 #[test]
 fn a_changed_or_added_stateful_operator_is_refused_naming_it() {
-    let dir = TempDir::new("ckpt-changed");
+    let dir = TempDir::new("ckpt-changed").unwrap();
     let error = stop_and_recover(dir.path(), 2, Variant::OtherStateType).unwrap_err().to_string();
     assert!(
         error.contains("checkpoint") && error.contains("operator 3") && error.contains("i64"),
@@ -176,7 +152,7 @@ fn a_changed_or_added_stateful_operator_is_refused_naming_it() {
 fn a_damaged_checkpoint_is_refused_and_the_one_before_is_used() {
     let whole = uninterrupted();
     for damage in ["truncate", "flip"] {
-        let dir = TempDir::new("ckpt-damaged");
+        let dir = TempDir::new("ckpt-damaged").unwrap();
         // Two stops, so that checkpoints at 4 s and 6 s are both committed (a running writer
         // commits only the newest ready one); then damage the newest.
         for until in [5_000, 7_000] {
@@ -198,7 +174,7 @@ fn a_damaged_checkpoint_is_refused_and_the_one_before_is_used() {
 
 #[test]
 fn no_intact_checkpoint_is_an_error_naming_the_file() {
-    let dir = TempDir::new("ckpt-none-intact");
+    let dir = TempDir::new("ckpt-none-intact").unwrap();
     let clock = ManualClock::new();
     let ssc = StreamingContext::get_or_create(dir.path(), || Ok(build(&clock, 1, 10, Variant::Seed)?.0)).unwrap();
     run_until(&ssc, &clock, 3_000);
@@ -213,7 +189,7 @@ fn no_intact_checkpoint_is_an_error_naming_the_file() {
 
 #[test]
 fn a_checkpoint_that_cannot_be_written_stops_the_job_with_a_clear_error() {
-    let dir = TempDir::new("ckpt-unwritable");
+    let dir = TempDir::new("ckpt-unwritable").unwrap();
     // Files where the checkpoints of 2 s and 4 s would put their directories: the write fails
     // (the writer commits the newest ready checkpoint, which may be either).
     for time in [2000, 4000] {
@@ -241,7 +217,7 @@ fn a_checkpoint_that_cannot_be_written_stops_the_job_with_a_clear_error() {
 
 #[test]
 fn a_queue_stream_cannot_be_recovered() {
-    let dir = TempDir::new("ckpt-queue");
+    let dir = TempDir::new("ckpt-queue").unwrap();
     let clock = ManualClock::new();
     let build_queue = || {
         let ssc = StreamingContext::builder(seconds(1)).manual_clock(&clock).build()?;

@@ -3,43 +3,12 @@
 //! hidden temporary files are not read; problems are reported naming the file.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use ember::prelude::*;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!("ember-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Writes `text` under a hidden name, then renames it into place: an atomic appearance.
-    fn publish(&self, name: &str, text: &str) {
-        let tmp = self.0.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, self.0.join(name)).unwrap();
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use ember::testing::TempDir;
 
 type Seen<T> = Arc<Mutex<Vec<(u64, T)>>>;
 
@@ -68,8 +37,8 @@ fn lines_of(file: usize, n: usize) -> String {
 
 #[test]
 fn files_moved_in_during_a_run_are_read_exactly_once_each_in_one_batch() {
-    let dir = TempDir::new("files");
-    dir.publish("existing.txt", "old line\n");
+    let dir = TempDir::new("files").unwrap();
+    dir.publish("existing.txt", "old line\n").unwrap();
     let ssc = StreamingContext::builder(milliseconds(50)).workers(3).build().unwrap();
     let seen = collect(&ssc.text_file_stream(dir.path().to_str().unwrap()).unwrap());
     ssc.start().unwrap();
@@ -78,7 +47,7 @@ fn files_moved_in_during_a_run_are_read_exactly_once_each_in_one_batch() {
     let slow_tmp = dir.path().join(".slow.txt.tmp");
     std::fs::write(&slow_tmp, "slow-0\nslow-1\n").unwrap();
     for i in 0..30 {
-        dir.publish(&format!("part-{i:03}.txt"), &lines_of(i, 40));
+        dir.publish(&format!("part-{i:03}.txt"), &lines_of(i, 40)).unwrap();
         std::thread::sleep(StdDuration::from_millis(7 * (i as u64 % 5)));
     }
     std::fs::write(&slow_tmp, "slow-0\nslow-1\nslow-2\n").unwrap();
@@ -119,9 +88,9 @@ fn files_moved_in_during_a_run_are_read_exactly_once_each_in_one_batch() {
 
 #[test]
 fn file_stream_reads_existing_files_with_offsets_when_asked_and_applies_the_filter() {
-    let dir = TempDir::new("existing");
-    dir.publish("a.log", "alpha\nbeta\r\ngamma");
-    dir.publish("skip.bin", "not me\n");
+    let dir = TempDir::new("existing").unwrap();
+    dir.publish("a.log", "alpha\nbeta\r\ngamma").unwrap();
+    dir.publish("skip.bin", "not me\n").unwrap();
     let url = format!("file://{}", dir.path().display());
     let ssc = StreamingContext::builder(milliseconds(50)).workers(2).build().unwrap();
     let stream = ssc
@@ -130,7 +99,7 @@ fn file_stream_reads_existing_files_with_offsets_when_asked_and_applies_the_filt
     let seen = collect(&stream);
     ssc.start().unwrap();
     wait_for(&seen, 3);
-    dir.publish("b.log", "delta\n");
+    dir.publish("b.log", "delta\n").unwrap();
     wait_for(&seen, 4);
     ssc.stop(true).unwrap();
     let got: Vec<(u64, String)> = seen.lock().unwrap().iter().map(|(_, r)| r.clone()).collect();
@@ -154,7 +123,7 @@ fn a_missing_directory_is_an_error_naming_it() {
 
 #[test]
 fn a_file_that_grows_after_it_was_read_is_reported_and_read_once() {
-    let dir = TempDir::new("grow");
+    let dir = TempDir::new("grow").unwrap();
     let ssc = StreamingContext::builder(milliseconds(50)).build().unwrap();
     let seen = collect(&ssc.text_file_stream(dir.path().to_str().unwrap()).unwrap());
     ssc.start().unwrap();
@@ -182,7 +151,7 @@ fn an_unreadable_file_fails_its_batch_naming_the_file() {
         );
         return;
     }
-    let dir = TempDir::new("unreadable");
+    let dir = TempDir::new("unreadable").unwrap();
     let ssc = StreamingContext::builder(milliseconds(50)).build().unwrap();
     collect(&ssc.text_file_stream(dir.path().to_str().unwrap()).unwrap());
     ssc.start().unwrap();
