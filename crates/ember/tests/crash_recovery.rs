@@ -1,0 +1,196 @@
+//! SIGKILL at random moments: a stateful word count (`update_state_by_key` and an incremental
+//! window, checkpointed every 5 batches) over a replayable source is killed with `kill -9`
+//! again and again and restarted with `get_or_create` each time; the final state and the last
+//! window equal a run without faults exactly, so no record was lost or counted twice.
+//!
+//! The job runs in a child process: this test binary run again with `EMBER_CRASH_CHILD` set,
+//! executing only `crash_child`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration as StdDuration, Instant};
+
+use ember::prelude::*;
+use ember::testing::TempDir;
+
+/// Input batches; then 3 empty ones drain the window.
+const BATCHES: u64 = 300;
+const INTERVAL_MS: u64 = 10;
+
+fn input() -> Vec<Option<Vec<String>>> {
+    (0..BATCHES)
+        .map(|i| Some((0..20).map(|j| format!("w{}", (i * 7 + j * 13) % 50)).collect()))
+        .collect()
+}
+
+/// Writes `lines` to `path` atomically (temporary file, then rename).
+fn write_atomically(path: &Path, lines: Vec<String>) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, lines.join("\n")).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The job: running totals and a 3-batch incremental window, as the seeds' stateful word count.
+/// Writes the state after the last batch to `state.txt` and the window at the last input batch
+/// to `window.txt` in `out`.
+fn build(workers: usize, out: &Path) -> ember::Result<StreamingContext> {
+    let ssc = StreamingContext::builder(milliseconds(INTERVAL_MS))
+        .workers(workers)
+        .no_wait()
+        .build()?;
+    let pairs = ssc.replay_stream(input(), 2).map(|w| (w, 1u64));
+    let every = milliseconds(5 * INTERVAL_MS);
+    let totals = pairs
+        .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.iter().sum::<u64>() + s.unwrap_or(0)))
+        .checkpoint(every)?;
+    let window = pairs
+        .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, milliseconds(3 * INTERVAL_MS), milliseconds(INTERVAL_MS))?
+        .checkpoint(every)?;
+    let (state_file, window_file) = (out.join("state.txt"), out.join("window.txt"));
+    totals.foreach_rdd(move |b, t| {
+        if t.milliseconds() == (BATCHES + 3) * INTERVAL_MS {
+            let mut lines: Vec<String> = b.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            lines.sort();
+            write_atomically(&state_file, lines);
+        }
+    })?;
+    window.foreach_rdd(move |b, t| {
+        if t.milliseconds() == BATCHES * INTERVAL_MS {
+            let mut lines: Vec<String> = b.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            lines.sort();
+            write_atomically(&window_file, lines);
+        }
+    })?;
+    Ok(ssc)
+}
+
+/// The child's side: runs the job from the checkpoint in `dir` (or fresh) to the end.
+#[test]
+fn crash_child() {
+    let Ok(spec) = std::env::var("EMBER_CRASH_CHILD") else { return };
+    let mut parts = spec.split(';');
+    let (dir, out, workers) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let resumed = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().ends_with(".manifest"))
+        })
+        .unwrap_or(false);
+    println!("{}", if resumed { "EMBER-RESUMED" } else { "EMBER-FRESH" });
+    let ssc = StreamingContext::get_or_create(dir, || build(workers.parse().unwrap(), Path::new(out))).unwrap();
+    ssc.start().unwrap();
+    let last = Time::from_millis((BATCHES + 3) * INTERVAL_MS);
+    assert!(ssc.await_batch(last, seconds(120)).unwrap(), "batch {last} did not complete");
+    ssc.stop(false).unwrap();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+}
+
+/// Starts the child; it runs until killed or done.
+fn spawn(dir: &Path, out: &Path, workers: usize) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env("EMBER_CRASH_CHILD", format!("{};{};{workers}", dir.display(), out.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs the child to the end (at most 3 minutes); returns its stdout.
+fn run_to_end(dir: &Path, out: &Path, workers: usize) -> String {
+    let mut child = spawn(dir, out, workers);
+    let deadline = Instant::now() + StdDuration::from_secs(180);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the job did not finish within 3 minutes");
+        }
+        std::thread::sleep(StdDuration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "the job failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn results(out: &Path) -> (String, String) {
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (read("state.txt"), read("window.txt"))
+}
+
+fn killed_at_random_moments(workers: usize, kills: usize, seed: u64) {
+    // The run without faults, and how long it takes.
+    let (clean_dir, clean_out) = (TempDir::new("crash-clean").unwrap(), TempDir::new("crash-clean-out").unwrap());
+    let started = Instant::now();
+    run_to_end(clean_dir.path(), clean_out.path(), workers);
+    let duration = started.elapsed().as_millis().max(50) as u64;
+    let expected = results(clean_out.path());
+    let total: u64 = expected
+        .0
+        .lines()
+        .map(|l| l.split(' ').nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, BATCHES * 20, "the run without faults lost or repeated words");
+
+    let (dir, out) = (TempDir::new("crash").unwrap(), TempDir::new("crash-out").unwrap());
+    let mut rng = seed;
+    let mut resumed = 0;
+    for _ in 0..kills {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut child = spawn(dir.path(), out.path(), workers);
+        std::thread::sleep(StdDuration::from_millis(rng % duration));
+        // SIGKILL: no destructor, no flush, no stop.
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        if String::from_utf8_lossy(&output.stdout).contains("EMBER-RESUMED") {
+            resumed += 1;
+        }
+    }
+    let last = run_to_end(dir.path(), out.path(), workers);
+    println!("{workers} worker(s): {kills} kills, {resumed} of the killed runs had resumed from a checkpoint");
+    assert!(
+        resumed > 0 || last.contains("EMBER-RESUMED"),
+        "no run resumed from a checkpoint (seed {seed})"
+    );
+    assert_eq!(
+        results(out.path()),
+        expected,
+        "the result after {kills} kills differs from the run without faults (seed {seed}, {workers} workers)"
+    );
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("EMBER_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("crash test seed: {seed} (set EMBER_CRASH_SEED to repeat)");
+    seed
+}
+
+fn kills() -> usize {
+    std::env::var("EMBER_CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(10)
+}
+
+#[test]
+fn kill_nine_at_random_moments_on_one_worker_loses_and_repeats_nothing() {
+    killed_at_random_moments(1, kills(), seed());
+}
+
+#[test]
+fn kill_nine_at_random_moments_on_two_workers_loses_and_repeats_nothing() {
+    killed_at_random_moments(2, kills(), seed());
+}
