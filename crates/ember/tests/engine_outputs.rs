@@ -104,3 +104,28 @@ fn foreach_partition_runs_on_every_worker_with_its_own_partitions() {
             .all(|(_, t, _)| t.starts_with("ember-output-") || t.starts_with("timely:work-"))
     );
 }
+
+#[test]
+fn a_failure_on_any_worker_before_a_per_worker_output_is_reported() {
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::builder(seconds(1))
+        .workers(2)
+        .manual_clock(&clock)
+        .build()
+        .unwrap();
+    // Two partitions, 0..5 and 5..10, one per worker: only the second one's elements fail.
+    let mapped = ssc.replay_stream(vec![Some((0..10).collect::<Vec<u64>>())], 2).map(|x| {
+        assert!(x < 5, "element {x} is bad");
+        x
+    });
+    mapped.foreach_partition(|_, _| {}).unwrap();
+    ssc.start().unwrap();
+    clock.advance(seconds(1));
+    assert!(ssc.await_batch(Time::from_millis(1000), seconds(30)).unwrap());
+    ssc.stop(false).unwrap();
+    let failures: Vec<String> = ssc.failures().iter().map(ToString::to_string).collect();
+    assert!(
+        failures.iter().any(|f| f.contains("is bad")),
+        "the failure of the partition on worker 1 was not reported: {failures:?}"
+    );
+}

@@ -60,9 +60,10 @@ where
             let frontier = frontier_min(&[frontier]);
             walker.complete(frontier, |_cap, info, failed, mut parts| {
                 if !failed.is_empty() {
-                    // Failures reach worker 0 (and a failure seen on several workers arrives
-                    // once per worker).
-                    if env.index == 0 {
+                    // Failures reach the worker that runs the output: worker 0 for a gathered
+                    // batch (a failure seen on several workers arrives once per worker), every
+                    // worker for its own partitions.
+                    if runs_here {
                         let mut failed = failed;
                         failed.sort_by(|a, b| (&a.operator, &a.cause).cmp(&(&b.operator, &b.cause)));
                         failed.dedup();
