@@ -39,6 +39,12 @@ pub trait KeyedState {
     fn snapshot(&self) -> Result<BTreeMap<u32, Vec<u8>>, String>;
     /// Adds a snapshot's state of key group `group` (one this worker owns).
     fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String>;
+
+    /// Called once the restore image holds this operator, after every owned group was
+    /// restored, even when none was (a snapshot leaves out groups without state): the
+    /// operator is then a restored one, not a new one (for example, it must not take its
+    /// initial state).
+    fn restored(&mut self) {}
 }
 
 /// One operator's state on one worker after one batch.

@@ -39,6 +39,9 @@ pub trait StatefulLogic: 'static {
 
     /// Adds a snapshot's state of key group `group` (one this worker owns).
     fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String>;
+
+    /// See [`KeyedState::restored`].
+    fn restored(&mut self) {}
 }
 
 impl<L: StatefulLogic> KeyedState for L {
@@ -52,6 +55,10 @@ impl<L: StatefulLogic> KeyedState for L {
 
     fn restore(&mut self, group: u32, bytes: &[u8]) -> Result<(), String> {
         StatefulLogic::restore(self, group, bytes)
+    }
+
+    fn restored(&mut self) {
+        StatefulLogic::restored(self);
     }
 }
 
@@ -87,6 +94,7 @@ pub fn register_state(c: &Compiler<'_>, name: &str, id: &str, kind: &str, state:
                 ));
             }
         }
+        held.restored();
     }
     if !env.states.borrow_mut().insert(id, kind, state) {
         tracing::error!(operator = id, "Two stateful operators share an id; this is a bug in ember.");

@@ -128,3 +128,25 @@ fn an_incremental_window_restores_on_another_worker_count() {
             .unwrap()
     });
 }
+
+#[test]
+fn a_restored_operator_with_no_state_on_a_worker_does_not_take_its_initial_state_again() {
+    // The initial key is removed by batch 1; the state is empty from then on, so the snapshot
+    // after batch 4 has no key group at all. A restored worker must not join the initial
+    // state in again (nor report "no RDD" where the uninterrupted run has an empty state).
+    let pipeline: Pipeline = |s| {
+        s.update_state_by_key_with_initial(
+            |vs: Vec<u64>, state: Option<u64>| if vs.is_empty() { state } else { None },
+            vec![("gone".to_owned(), 1)],
+        )
+        .checkpoint(seconds(2))
+        .unwrap()
+    };
+    let mut all: Vec<Option<Vec<(String, u64)>>> = vec![Some(vec![("gone".to_owned(), 1)])];
+    all.extend((1..8).map(|_| Some(Vec::new())));
+    let (whole, snapshots) = run(2, 0, all.clone(), None, pipeline);
+    assert_eq!(whole[0].1, Vec::new());
+    let image = image_at(&snapshots, 4000);
+    let (rest, _) = run(3, 4000, all[4..].to_vec(), Some(image), pipeline);
+    assert_eq!(rest, whole[4..].to_vec());
+}

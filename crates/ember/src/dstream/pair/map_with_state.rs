@@ -520,8 +520,12 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
         let entries: Vec<(K, (S, u64))> = decode(bytes)?;
         let p = self.shuffle.space.partition_of_group(group);
         self.states.entry(p).or_default().extend(entries);
-        // Restored state replaces the initial states (they were joined in before).
-        self.initial = None;
         Ok(())
+    }
+
+    fn restored(&mut self) {
+        // Restored state replaces the initial states (they were joined in before), also on a
+        // worker that got none.
+        self.initial = None;
     }
 }

@@ -218,4 +218,10 @@ impl<K: Key, V: Data, S: Data> StatefulLogic for UpdateState<K, V, S> {
         states.extend(entries.into_iter().map(|(k, s)| (k, Some(s))));
         Ok(())
     }
+
+    fn restored(&mut self) {
+        // Restored state replaces the initial state, also on a worker that got none.
+        self.state.get_or_insert_with(HashMap::new);
+        self.initial = None;
+    }
 }
