@@ -101,11 +101,18 @@ fn state_dir(dir: &Path, time: u64) -> PathBuf {
 /// Writes `bytes` to `path` durably: a temporary file, fsynced, renamed over `path`.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(io_error(format!("cannot create {}", tmp.display())))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error(format!("cannot write {}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(io_error(format!("cannot rename {} to {}", tmp.display(), path.display())))
+    let written = File::create(&tmp)
+        .map_err(io_error(format!("cannot create {}", tmp.display())))
+        .and_then(|mut file| {
+            file.write_all(bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(io_error(format!("cannot write {}", tmp.display())))
+        })
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_error(format!("cannot rename {} to {}", tmp.display(), path.display()))));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Fsyncs a directory, so that the renames in it are durable.
@@ -180,6 +187,28 @@ fn read_checkpoint(dir: &Path, time: u64) -> std::result::Result<Recovered, Stri
             "{}: manifest format {}, this ember reads format {MANIFEST_FORMAT}",
             path.display(),
             manifest.format
+        ));
+    }
+    // A manifest that parses but does not describe a batch of its own grid is corrupt.
+    let on_grid = manifest.batch_interval_ms > 0
+        && manifest.time_ms == time
+        && manifest.time_ms > manifest.zero_ms
+        && (manifest.time_ms - manifest.zero_ms).is_multiple_of(manifest.batch_interval_ms);
+    if !on_grid {
+        return Err(format!(
+            "{}: corrupt manifest: batch time {} ms is not a batch of zero {} ms and interval {} ms",
+            path.display(),
+            manifest.time_ms,
+            manifest.zero_ms,
+            manifest.batch_interval_ms
+        ));
+    }
+    let inside = |name: &str| Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if let Some(file) = manifest.files.iter().find(|f| !inside(&f.name)) {
+        return Err(format!(
+            "{}: corrupt manifest: state file {} is outside the checkpoint directory",
+            path.display(),
+            file.name
         ));
     }
     let mut image: BTreeMap<String, RestoredState> = BTreeMap::new();
@@ -426,6 +455,8 @@ impl WriterState {
     fn commit(&self, time: u64, snapshots: Vec<OperatorSnapshot>, facts: &RunFacts) -> Result<()> {
         let dir = state_dir(&self.dir, time);
         fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
+        // The state directory's entry is durable before the manifest that refers to it.
+        sync_dir(&self.dir)?;
         let mut operators = BTreeMap::new();
         let mut by_worker: BTreeMap<usize, Vec<FileEntry>> = BTreeMap::new();
         for snapshot in snapshots {
@@ -478,13 +509,20 @@ impl WriterState {
             let Some(time) = name
                 .to_str()
                 .and_then(|n| n.strip_prefix("checkpoint-"))
+                .map(|t| t.strip_suffix(".tmp").unwrap_or(t))
                 .and_then(|t| t.parse::<u64>().ok())
             else {
                 continue;
             };
-            // A directory older than every kept checkpoint and not committed is garbage.
-            if time < oldest && !kept.contains(&time) {
-                let _ = fs::remove_dir_all(entry.path());
+            // A state directory or temporary manifest older than every kept checkpoint is
+            // garbage (left by a crash mid-write).
+            if time < oldest {
+                let path = entry.path();
+                let _ = if path.is_dir() {
+                    fs::remove_dir_all(path)
+                } else {
+                    fs::remove_file(path)
+                };
             }
         }
     }

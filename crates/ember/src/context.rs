@@ -136,6 +136,10 @@ impl ContextInner {
             return Ok(());
         }
         let Some(mut running) = lock(&self.running).take() else {
+            // `start` failed before the workers ran: end the checkpoint writer it started.
+            if let Some(writer) = lock(&self.checkpoint_writer).take() {
+                writer.finish();
+            }
             return Ok(());
         };
         for receiver in lock(&self.receivers).iter() {

@@ -151,7 +151,7 @@ fn a_changed_or_added_stateful_operator_is_refused_naming_it() {
 #[test]
 fn a_damaged_checkpoint_is_refused_and_the_one_before_is_used() {
     let whole = uninterrupted();
-    for damage in ["truncate", "flip"] {
+    for damage in ["truncate", "flip", "manifest"] {
         let dir = TempDir::new("ckpt-damaged").unwrap();
         // Two stops, so that checkpoints at 4 s and 6 s are both committed (a running writer
         // commits only the newest ready one); then damage the newest.
@@ -164,7 +164,14 @@ fn a_damaged_checkpoint_is_refused_and_the_one_before_is_used() {
         let mut bytes = std::fs::read(&file).unwrap();
         match damage {
             "truncate" => bytes.truncate(bytes.len() / 2),
-            _ => *bytes.last_mut().unwrap() ^= 0x55,
+            "flip" => *bytes.last_mut().unwrap() ^= 0x55,
+            _ => {
+                // A manifest that parses but whose batch time is not the one in its name.
+                let manifest = dir.path().join("checkpoint-6000.manifest");
+                let text = std::fs::read_to_string(&manifest).unwrap();
+                assert!(text.contains("\"time_ms\": 6000"), "{text}");
+                std::fs::write(&manifest, text.replace("\"time_ms\": 6000", "\"time_ms\": 6005")).unwrap();
+            }
         }
         std::fs::write(&file, bytes).unwrap();
         let rest = recover(dir.path(), 2, Variant::Seed).unwrap();
