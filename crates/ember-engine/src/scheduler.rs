@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -38,6 +38,17 @@ const INLINE_NS: u64 = 50_000;
 /// freed on the thread that allocated it.
 const INLINE_MAX_NS: u64 = 1_000_000;
 const INLINE_SHARE: u64 = 16;
+
+/// How long a stop without grace waits for an output that is still running.
+const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A worker's output thread: the channel to it, its handle, and a channel that disconnects
+/// when it ends.
+struct OutputThread {
+    sender: Sender<Vec<Job>>,
+    handle: JoinHandle<()>,
+    ended: std::sync::mpsc::Receiver<()>,
+}
 
 /// An output's work for one batch.
 pub(crate) type OutputAction = Box<dyn FnOnce() + Send>;
@@ -94,7 +105,7 @@ pub struct OutputScheduler {
     last_run_ns: Vec<Arc<AtomicU64>>,
     /// The output thread and the channel to it; each message is every job of one hand-over,
     /// so that the thread is woken once per batch at most.
-    thread: Option<(Sender<Vec<Job>>, JoinHandle<()>)>,
+    thread: Option<OutputThread>,
     /// When batches were last handed over, and the longest output run that is done here.
     last_hand_over: Option<Instant>,
     inline_ns: u64,
@@ -187,7 +198,7 @@ impl OutputScheduler {
         // Without an output thread (none could be started, or it died), run here rather than
         // lose output.
         let unsent = match self.output_thread() {
-            Some((sender, _)) => match sender.send(jobs) {
+            Some(thread) => match thread.sender.send(jobs) {
                 Ok(()) => return,
                 Err(unsent) => unsent.0,
             },
@@ -199,12 +210,15 @@ impl OutputScheduler {
         self.progress.queued.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn output_thread(&mut self) -> Option<&(Sender<Vec<Job>>, JoinHandle<()>)> {
+    fn output_thread(&mut self) -> Option<&OutputThread> {
         if self.thread.is_none() {
             let (sender, receiver) = channel::<Vec<Job>>();
+            let (ended, ended_rx) = channel::<()>();
             let progress = Arc::clone(&self.progress);
             let name = format!("ember-output-{}", self.progress.local_index);
             match std::thread::Builder::new().name(name).spawn(move || {
+                // Dropped when the thread ends, however it ends.
+                let _ended = ended;
                 for jobs in receiver {
                     for job in jobs {
                         run_job(&progress, job);
@@ -212,7 +226,13 @@ impl OutputScheduler {
                     progress.queued.fetch_sub(1, Ordering::AcqRel);
                 }
             }) {
-                Ok(handle) => self.thread = Some((sender, handle)),
+                Ok(handle) => {
+                    self.thread = Some(OutputThread {
+                        sender,
+                        handle,
+                        ended: ended_rx,
+                    })
+                }
                 Err(error) => tracing::error!(%error, "Cannot start an output thread; outputs run on the worker thread."),
             }
         }
@@ -229,13 +249,27 @@ impl OutputScheduler {
         self.progress.processed.load(Ordering::Acquire)
     }
 
-    /// Lets the output thread finish what it was given (skipping it after an abort) and joins it.
+    /// Lets the output thread finish what it was given (skipping it after an abort) and joins
+    /// it. After an abort, an output stuck in user code (a write to a server that never
+    /// answers) is waited for [`ABORT_GRACE`] at most, then left behind with a warning, so that
+    /// a stop without grace never hangs.
     pub(crate) fn shut_down(&mut self) {
-        if let Some((sender, handle)) = self.thread.take() {
-            drop(sender);
-            if handle.join().is_err() {
-                tracing::error!("An output thread panicked; this is a bug in ember.");
-            }
+        let Some(OutputThread { sender, handle, ended }) = self.thread.take() else {
+            return;
+        };
+        drop(sender);
+        if self.progress.shared.aborted()
+            && let Err(RecvTimeoutError::Timeout) = ended.recv_timeout(ABORT_GRACE)
+        {
+            tracing::warn!(
+                worker = self.progress.local_index,
+                "An output is still running {} s after the stop; it is left behind.",
+                ABORT_GRACE.as_secs()
+            );
+            return;
+        }
+        if handle.join().is_err() {
+            tracing::error!("An output thread panicked; this is a bug in ember.");
         }
     }
 }

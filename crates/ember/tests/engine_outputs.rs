@@ -129,3 +129,28 @@ fn a_failure_on_any_worker_before_a_per_worker_output_is_reported() {
         "the failure of the partition on worker 1 was not reported: {failures:?}"
     );
 }
+
+#[test]
+fn a_stop_without_grace_does_not_wait_for_an_output_stuck_forever() {
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::builder(seconds(1)).manual_clock(&clock).build().unwrap();
+    let (entered, in_output) = mpsc::channel::<()>();
+    let entered = Mutex::new(entered);
+    ssc.replay_stream(vec![Some(vec![1u64])], 1)
+        .foreach_rdd(move |_, _| {
+            let _ = entered.lock().unwrap().send(());
+            // A write to a server that never answers.
+            std::thread::sleep(StdDuration::from_secs(3600));
+        })
+        .unwrap();
+    ssc.start().unwrap();
+    clock.advance(seconds(1));
+    in_output.recv_timeout(StdDuration::from_secs(30)).expect("the output never ran");
+    let started = Instant::now();
+    ssc.stop(false).unwrap();
+    assert!(
+        started.elapsed() < StdDuration::from_secs(20),
+        "stop(false) waited {:?} for a stuck output",
+        started.elapsed()
+    );
+}
