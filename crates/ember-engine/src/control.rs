@@ -314,7 +314,7 @@ struct Outcome {
 impl Shared {
     fn outcome(&self) -> MutexGuard<'_, Outcome> {
         // The outcome stays consistent even if a holder panicked: each write is one assignment.
-        self.outcome.lock().unwrap_or_else(|e| e.into_inner())
+        crate::msg::lock(&self.outcome)
     }
 
     /// Raises the stop level; returns whether it changed.
@@ -546,16 +546,6 @@ impl ControlPlane {
     /// The zero time (ms) decided by process 0.
     pub fn zero_ms(&self) -> u64 {
         self.zero_ms
-    }
-
-    /// This process's index.
-    pub fn process(&self) -> usize {
-        self.process
-    }
-
-    /// How many processes the cluster has.
-    pub fn processes(&self) -> usize {
-        self.processes
     }
 
     /// Asks every process to stop. May be called on any process, any number of times; a

@@ -98,11 +98,6 @@ impl JobFailure {
             cause,
         }
     }
-
-    /// What went wrong, as text.
-    pub fn message(&self) -> String {
-        self.cause.to_string()
-    }
 }
 
 impl std::fmt::Display for JobFailure {
@@ -127,8 +122,10 @@ pub enum Msg<T> {
     Failed(JobFailure),
 }
 
-/// Locks `m`, going on with the data if a panicking thread poisoned it.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, going on with the data if a panicking thread poisoned it: a thread that
+/// panicked while holding a lock (a failing user function) must not take the engine, the
+/// context or a source down with it.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -206,7 +206,7 @@ impl RunShared {
     /// Records a failed job. The first failure of a batch and operator is kept; repeats are not.
     pub fn report(&self, failure: JobFailure) {
         tracing::error!(operator = %failure.operator, batch_time_ms = failure.time, cause = %failure.cause, "A batch's job failed.");
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failures = crate::msg::lock(&self.failures);
         if !failures.contains(&failure) {
             failures.push(failure);
         }
@@ -214,7 +214,7 @@ impl RunShared {
 
     /// Every failure reported so far, in the order they were reported.
     pub fn failures(&self) -> Vec<JobFailure> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::msg::lock(&self.failures).clone()
     }
 
     /// Where stateful operators write their snapshots, if anywhere.
@@ -239,14 +239,9 @@ impl RunShared {
         })
     }
 
-    /// Registers an operator that writes snapshots, at compile time.
-    pub(crate) fn register_snapshotting(&self) {
-        self.snapshotting.fetch_add(1, Ordering::AcqRel);
-    }
-
     /// Records that the restore image does not fit the plan (at compile time).
     pub(crate) fn refuse_restore(&self, why: String) {
-        let mut refusals = self.restore_refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let mut refusals = crate::msg::lock(&self.restore_refusals);
         if !refusals.contains(&why) {
             refusals.push(why);
         }
@@ -259,7 +254,7 @@ impl RunShared {
         while self.compiled.load(Ordering::Acquire) < self.progress.len() && !self.all_exited() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let refusals = self.restore_refusals.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let refusals = crate::msg::lock(&self.restore_refusals).clone();
         if refusals.is_empty() { Ok(()) } else { Err(refusals) }
     }
 
@@ -336,7 +331,7 @@ impl RunShared {
     /// When batch `time` finished on every local worker (all outputs run), if it has and is
     /// recent enough to be remembered. Batches that finished together share the instant.
     pub fn completed_at(&self, time: u64) -> Option<Instant> {
-        let completions = self.completions.lock().unwrap_or_else(|e| e.into_inner());
+        let completions = crate::msg::lock(&self.completions);
         completions.iter().find(|(t, _)| *t >= time).map(|(_, at)| *at)
     }
 
@@ -355,7 +350,7 @@ impl RunShared {
         if done == 0 || self.last_completed.fetch_max(done, Ordering::AcqRel) >= done {
             return;
         }
-        let mut completions = self.completions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut completions = crate::msg::lock(&self.completions);
         if completions.len() == COMPLETIONS_KEPT {
             completions.pop_front();
         }
@@ -644,22 +639,20 @@ impl Runtime {
     pub fn launch(config: RunConfig, build: BuildPlan) -> Result<Runtime, LaunchError> {
         let workers = config.workers.max(1);
         let interval_ms = config.interval_ms.max(1);
+        // The zero time: the recovered run's, or the first multiple of the interval now (in a
+        // cluster, process 0 decides).
+        let (clock, resume) = (config.clock.clone(), config.resume);
+        let choose_zero = move || resume.map_or_else(|| zero_now(&clock, interval_ms), |r| r.zero_ms);
         let (control, zero_ms) = match &config.cluster {
             Some(cluster) if cluster.addresses.len() > 1 => {
                 let mut control = ControlConfig::new(cluster.process, cluster.addresses.len(), cluster.coordinator(), config.fingerprint);
                 control.start_timeout = cluster.start_timeout;
-                let clock = config.clock.clone();
-                let resume = config.resume;
-                let plane = ControlPlane::join(control, move || resume.map_or_else(|| zero_now(&clock, interval_ms), |r| r.zero_ms))
-                    .map_err(LaunchError::Control)?;
+                let plane = ControlPlane::join(control, choose_zero).map_err(LaunchError::Control)?;
                 quiet_peer_loss_panics();
                 let zero = plane.zero_ms();
                 (Some(Arc::new(plane)), zero)
             }
-            _ => (
-                None,
-                config.resume.map_or_else(|| zero_now(&config.clock, interval_ms), |r| r.zero_ms),
-            ),
+            _ => (None, choose_zero()),
         };
         let start_ms = config.resume.map_or(zero_ms, |r| r.after_ms.max(zero_ms));
         let shared = Arc::new(RunShared::new(workers, control, &config));
@@ -716,7 +709,7 @@ impl Runtime {
                 build(&mut compiler);
             });
             env.check_restore_image();
-            if !worker_shared.restore_refusals.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            if !crate::msg::lock(&worker_shared.restore_refusals).is_empty() {
                 // No batch runs on state that does not fit the plan; `start` reports why.
                 worker_shared.abort.store(true, Ordering::Release);
             }
@@ -726,6 +719,9 @@ impl Runtime {
                 every => every,
             };
             worker_shared.checkpoint_every.store(every, Ordering::Release);
+            worker_shared
+                .snapshotting
+                .fetch_add(env.snapshotting.borrow().len(), Ordering::AcqRel);
             worker_shared.compiled.fetch_add(1, Ordering::AcqRel);
             let park = Duration::from_millis(10);
             while !worker_shared.aborted() {

@@ -7,28 +7,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Why a snapshot could not be written or read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StateError {
-    /// The operator whose state it is.
-    pub operator: String,
-    /// The key group, if the problem is with one.
-    pub group: Option<u32>,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for StateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.group {
-            Some(group) => write!(f, "state of {} (key group {group}): {}", self.operator, self.message),
-            None => write!(f, "state of {}: {}", self.operator, self.message),
-        }
-    }
-}
-
-impl std::error::Error for StateError {}
-
 /// Operator state the engine can snapshot and restore, per key group (every
 /// [`StatefulLogic`](crate::state::StatefulLogic) is one; so is a source's position).
 pub trait KeyedState {
@@ -106,32 +84,8 @@ impl StateRegistry {
         self.operators.insert(id.to_owned(), (kind.to_owned(), state)).is_none()
     }
 
-    /// The ids of the stateful operators, in order.
-    pub fn operators(&self) -> impl Iterator<Item = &str> {
-        self.operators.keys().map(String::as_str)
-    }
-
     /// The kind of operator `id`'s state, if there is such an operator.
     pub fn kind(&self, id: &str) -> Option<&str> {
         self.operators.get(id).map(|(kind, _)| kind.as_str())
-    }
-
-    /// The state of operator `id` now (call between batches).
-    ///
-    /// # Errors
-    ///
-    /// A [`StateError`] when there is no such operator or its state cannot be serialised.
-    pub fn snapshot(&self, id: &str) -> Result<BTreeMap<u32, Vec<u8>>, StateError> {
-        let error = |message: String| StateError {
-            operator: id.to_owned(),
-            group: None,
-            message,
-        };
-        let (_, logic) = self
-            .operators
-            .get(id)
-            .ok_or_else(|| error("no stateful operator has this id".into()))?;
-        let state = logic.try_borrow().map_err(|_| error("the operator is running a batch".into()))?;
-        state.snapshot().map_err(error)
     }
 }

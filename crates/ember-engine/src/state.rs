@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-pub use crate::snapshot::{KeyedState, OperatorSnapshot, RestoreImage, RestoredState, SnapshotSink, StateError, StateRegistry};
+pub use crate::snapshot::{KeyedState, OperatorSnapshot, RestoreImage, RestoredState, SnapshotSink, StateRegistry};
 
 use crate::msg::{Data, FailureCause, JobFailure, Msg, Part};
 use crate::ops::{BatchInfo, PerBatch, catch_user};
@@ -128,7 +128,6 @@ where
     // checkpoint interval and on its input's grid.
     env.require_checkpoint_multiple(checkpoint_every_ms);
     env.require_checkpoint_multiple(grid.step_ms);
-    env.shared.register_snapshotting();
     env.snapshotting.borrow_mut().push(id.to_owned());
     let (operator, id, zero) = (name.to_owned(), id.to_owned(), env.zero_ms);
     stream.per_batch(
@@ -140,8 +139,9 @@ where
             let time = info.time;
             logic.borrow_mut().on_batch(info, parts, out);
             let Some(sink) = env.shared.snapshot_sink() else { return };
+            // At least 1: this operator made it a multiple of its interval.
             let every = env.checkpoint_every();
-            if every == 0 || !(time - zero).is_multiple_of(every) {
+            if !(time - zero).is_multiple_of(every) {
                 return;
             }
             match catch_user(&operator, time, || StatefulLogic::snapshot(&*logic.borrow())) {

@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration as StdDuration;
 
@@ -309,8 +309,8 @@ enum WriterMsg {
 
 /// Writes checkpoints on a thread of its own.
 pub(crate) struct CheckpointWriter {
-    sender: Mutex<Sender<WriterMsg>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    sender: Sender<WriterMsg>,
+    thread: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for CheckpointWriter {
@@ -340,32 +340,27 @@ impl CheckpointWriter {
             .name("ember-checkpoint".into())
             .spawn(move || state.run(&receiver))
             .map_err(io_error("cannot start the checkpoint writer thread".into()))?;
-        Ok(CheckpointWriter {
-            sender: Mutex::new(sender),
-            thread: Mutex::new(Some(thread)),
-        })
+        Ok(CheckpointWriter { sender, thread })
     }
 
     /// The sink the workers hand their snapshots to.
     pub(crate) fn sink(&self) -> SnapshotSink {
-        let sender = Mutex::new(crate::lock::lock(&self.sender).clone());
+        let sender = self.sender.clone();
         SnapshotSink(Arc::new(move |snapshot| {
             // Fails only once the writer is gone (the run is over).
-            let _ = crate::lock::lock(&sender).send(WriterMsg::Snapshot(snapshot));
+            let _ = sender.send(WriterMsg::Snapshot(snapshot));
         }))
     }
 
     /// Tells the writer the run has started.
     pub(crate) fn started(&self, shared: Arc<RunShared>, facts: RunFacts) {
-        let _ = crate::lock::lock(&self.sender).send(WriterMsg::Started(shared, facts));
+        let _ = self.sender.send(WriterMsg::Started(shared, facts));
     }
 
     /// Commits what the stopped run completed and waits for the writer to end.
-    pub(crate) fn finish(&self) {
-        let _ = crate::lock::lock(&self.sender).send(WriterMsg::Finish);
-        if let Some(thread) = crate::lock::lock(&self.thread).take()
-            && thread.join().is_err()
-        {
+    pub(crate) fn finish(self) {
+        let _ = self.sender.send(WriterMsg::Finish);
+        if self.thread.join().is_err() {
             tracing::error!("The checkpoint writer thread panicked; this is a bug in ember.");
         }
     }

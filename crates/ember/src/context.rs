@@ -93,7 +93,7 @@ pub(crate) struct ContextInner {
     /// The checkpoint this context resumes from (`get_or_create`).
     recovered: Mutex<Option<crate::checkpoint::Recovered>>,
     /// Writes checkpoints while the context runs.
-    checkpoint_writer: Mutex<Option<Arc<crate::checkpoint::CheckpointWriter>>>,
+    checkpoint_writer: Mutex<Option<crate::checkpoint::CheckpointWriter>>,
 }
 
 pub(crate) use crate::lock::lock;
@@ -683,7 +683,7 @@ impl StreamingContext {
                 }
             };
             snapshot_sink = Some(writer.sink());
-            *lock(&self.inner.checkpoint_writer) = Some(Arc::new(writer));
+            *lock(&self.inner.checkpoint_writer) = Some(writer);
         }
         let config = RunConfig {
             workers: settings.workers,

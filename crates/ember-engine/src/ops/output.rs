@@ -80,7 +80,7 @@ where
                 let (action, shared, operator, time) = (Arc::clone(&action), env.shared.clone(), operator.clone(), info.time);
                 let run = move || {
                     let result = catch_user(&operator, time, || {
-                        let mut action = action.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut action = crate::msg::lock(&action);
                         (*action)(time, parts)
                     });
                     match result {
