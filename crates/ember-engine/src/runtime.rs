@@ -165,7 +165,8 @@ pub struct RunShared {
     /// The cluster's control plane (cluster mode only).
     control: Option<Arc<ControlPlane>>,
     snapshot_sink: Option<crate::snapshot::SnapshotSink>,
-    restore: Option<crate::snapshot::RestoreImage>,
+    /// Dropped once every local worker has compiled (and so restored its state).
+    restore: Mutex<Option<crate::snapshot::RestoreImage>>,
     failures: Mutex<Vec<JobFailure>>,
     progress: Vec<AtomicU64>,
     exited: AtomicUsize,
@@ -179,7 +180,7 @@ pub struct RunShared {
 const COMPLETIONS_KEPT: usize = 256;
 
 impl RunShared {
-    fn new(workers: usize, control: Option<Arc<ControlPlane>>, config: &RunConfig) -> Self {
+    fn new(workers: usize, control: Option<Arc<ControlPlane>>, config: &RunConfig, restore: Option<crate::snapshot::RestoreImage>) -> Self {
         RunShared {
             stop_requested: AtomicBool::new(false),
             abort: AtomicBool::new(false),
@@ -194,7 +195,7 @@ impl RunShared {
             proposal_sent: AtomicBool::new(false),
             control,
             snapshot_sink: config.snapshot_sink.clone(),
-            restore: config.restore.clone(),
+            restore: Mutex::new(restore),
             failures: Mutex::new(Vec::new()),
             progress: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             exited: AtomicUsize::new(0),
@@ -222,9 +223,10 @@ impl RunShared {
         self.snapshot_sink.as_ref()
     }
 
-    /// The state to restore before the first batch, if any.
-    pub fn restore_image(&self) -> Option<&crate::snapshot::RestoreImage> {
-        self.restore.as_ref()
+    /// The state to restore before the first batch, if any (until every local worker has
+    /// compiled its dataflow).
+    pub fn restore_image(&self) -> Option<crate::snapshot::RestoreImage> {
+        crate::msg::lock(&self.restore).clone()
     }
 
     /// Once every local worker has compiled: how many snapshots each checkpoint time gets from
@@ -636,7 +638,9 @@ impl Runtime {
     ///
     /// [`LaunchError::Control`] when the cluster's processes do not all join in time or run
     /// different plans; [`LaunchError::Timely`] when timely cannot start the workers.
-    pub fn launch(config: RunConfig, build: BuildPlan) -> Result<Runtime, LaunchError> {
+    pub fn launch(mut config: RunConfig, build: BuildPlan) -> Result<Runtime, LaunchError> {
+        // The image goes to the shared state only, which drops it once restored.
+        let restore = config.restore.take();
         let workers = config.workers.max(1);
         let interval_ms = config.interval_ms.max(1);
         // The zero time: the recovered run's, or the first multiple of the interval now (in a
@@ -655,7 +659,7 @@ impl Runtime {
             _ => (None, choose_zero()),
         };
         let start_ms = config.resume.map_or(zero_ms, |r| r.after_ms.max(zero_ms));
-        let shared = Arc::new(RunShared::new(workers, control, &config));
+        let shared = Arc::new(RunShared::new(workers, control, &config, restore));
         let communication = match &config.cluster {
             None if workers == 1 => timely::CommunicationConfig::Thread,
             None => timely::CommunicationConfig::Process(workers),
@@ -722,7 +726,10 @@ impl Runtime {
             worker_shared
                 .snapshotting
                 .fetch_add(env.snapshotting.borrow().len(), Ordering::AcqRel);
-            worker_shared.compiled.fetch_add(1, Ordering::AcqRel);
+            if worker_shared.compiled.fetch_add(1, Ordering::AcqRel) + 1 == workers {
+                // Every local worker has restored what it owns.
+                crate::msg::lock(&worker_shared.restore).take();
+            }
             let park = Duration::from_millis(10);
             while !worker_shared.aborted() {
                 if !worker.step_or_park(Some(park)) {

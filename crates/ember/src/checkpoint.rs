@@ -448,10 +448,6 @@ impl WriterState {
     }
 
     fn commit(&self, time: u64, snapshots: Vec<OperatorSnapshot>, facts: &RunFacts) -> Result<()> {
-        let dir = state_dir(&self.dir, time);
-        fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
-        // The state directory's entry is durable before the manifest that refers to it.
-        sync_dir(&self.dir)?;
         let mut operators = BTreeMap::new();
         let mut by_worker: BTreeMap<usize, Vec<FileEntry>> = BTreeMap::new();
         for snapshot in snapshots {
@@ -463,6 +459,13 @@ impl WriterState {
             });
         }
         let mut files = Vec::new();
+        // A plan without state has a manifest only.
+        let dir = state_dir(&self.dir, time);
+        if !by_worker.is_empty() {
+            fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
+            // The state directory's entry is durable before the manifest that refers to it.
+            sync_dir(&self.dir)?;
+        }
         for (worker, entries) in by_worker {
             let name = format!("checkpoint-{time}/worker-{worker}.state");
             let bytes = encode_state_file(&entries)?;
@@ -473,7 +476,9 @@ impl WriterState {
                 crc32: crc32fast::hash(&bytes),
             });
         }
-        sync_dir(&dir)?;
+        if !files.is_empty() {
+            sync_dir(&dir)?;
+        }
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             time_ms: time,
