@@ -6,7 +6,7 @@
 //! Stateful operators keep their state per key group, so the worker count never decides where
 //! state lives.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 
 use serde::Serialize;
@@ -52,11 +52,23 @@ impl Shuffle {
         self.space.group(key)
     }
 
-    /// The partitions this worker owns, each with its key groups.
-    pub(crate) fn owned(&self, c: &Compiler<'_>) -> Vec<(u32, Vec<u32>)> {
-        owned_partitions(c, self.partitions())
-            .map(|p| (p, self.space.groups_of_partition(p).collect()))
-            .collect()
+    /// The partitions the worker being compiled owns, and their key groups.
+    pub(crate) fn owned(&self, c: &Compiler<'_>) -> Owned {
+        let partitions: Vec<u32> = owned_partitions(c, self.partitions()).collect();
+        let groups = partitions.iter().flat_map(|p| self.space.groups_of_partition(*p)).collect();
+        Owned { partitions, groups }
+    }
+
+    /// The entries of `initial` (initial states) whose partition `owned` holds, with it.
+    pub(crate) fn owned_entries<'a, K: Hash, S>(
+        &'a self,
+        owned: &'a Owned,
+        initial: &'a [(K, S)],
+    ) -> impl Iterator<Item = (u32, &'a K, &'a S)> + 'a {
+        initial
+            .iter()
+            .map(|(k, s)| (self.partition_of(k), k, s))
+            .filter(|(p, _, _)| owned.partitions.contains(p))
     }
 
     /// Splits a combined map into one partition per shuffle target.
@@ -67,6 +79,13 @@ impl Shuffle {
         }
         target_parts(targets).collect()
     }
+}
+
+/// The shuffle partitions one worker owns, and their key groups (a restore hands it those).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Owned {
+    pub(crate) partitions: Vec<u32>,
+    pub(crate) groups: BTreeSet<u32>,
 }
 
 /// Keyed state held per shuffle partition, written per key group: each entry goes to its key's

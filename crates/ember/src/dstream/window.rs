@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use ember_engine::keys::{KeySpace, worker_of_partition};
+use ember_engine::keys::KeySpace;
 use ember_engine::ops::BatchInfo;
 use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Compiler, Data, EStream, Msg, Part, PartId};
@@ -81,21 +81,18 @@ pub(crate) fn sliding<'s, T: Data, U: Data>(
     emit: impl FnMut(u64, &Buffered<T>, &mut Vec<Msg<U>>) + 'static,
 ) -> EStream<'s, U> {
     let out_grid = c.grid();
+    // Windows over unkeyed partitions hold them by the key groups of one partition per worker.
+    let by_partition = Shuffle::new(c, None);
     let owned_groups = match &groups {
-        WindowGroups::ByPartition => {
-            let space = KeySpace::new(c.env.key_groups, c.env.peers);
-            (0..space.groups)
-                .filter(|g| worker_of_partition(space.partition_of_group(*g), c.env.peers) == c.env.index)
-                .collect()
-        }
-        WindowGroups::ByKey { shuffle, .. } => shuffle.owned(c).into_iter().flat_map(|(_, groups)| groups).collect(),
+        WindowGroups::ByPartition => by_partition.owned(c).groups,
+        WindowGroups::ByKey { shuffle, .. } => shuffle.owned(c).groups,
     };
     let logic = Window {
         buffer: VecDeque::new(),
         keep_ms: keep.as_millis(),
         zero: c.env.zero_ms,
         step: out_grid.step_ms,
-        part_space: KeySpace::new(c.env.key_groups, c.env.peers),
+        part_space: by_partition.space,
         groups,
         owned_groups,
         emit: Box::new(emit),

@@ -193,7 +193,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     out.extend(shuffle.split(combined).into_iter().map(Msg::Part));
                 },
             );
-            let owned: Vec<u32> = shuffle.owned(c).into_iter().map(|(p, _)| p).collect();
+            let owned = shuffle.owned(c).partitions;
             spread(c, local).per_batch(
                 &c.grid(),
                 label,

@@ -17,7 +17,7 @@ use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 use serde::{Deserialize, Serialize};
 
-use crate::dstream::shuffle::{Shuffle, snapshot_by_group};
+use crate::dstream::shuffle::{Owned, Shuffle, snapshot_by_group};
 use crate::dstream::{DStream, NodeMeta, check_checkpoint_interval, spread};
 use crate::error::{Error, Result};
 use crate::plan::{NodeSpec, Partitioning};
@@ -356,21 +356,16 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             let owned = shuffle.owned(c);
             // Records go, in order, to their key's partition; the id keeps the input order.
             let split = input.per_parts(label, move |p: Part<(K, V)>, out: &mut Vec<Part<(K, V)>>| {
-                let mut targets: Vec<Vec<(K, V)>> = (0..shuffle.partitions()).map(|_| Vec::new()).collect();
-                for (k, v) in p.data {
-                    targets[shuffle.partition_of(&k) as usize].push((k, v));
-                }
-                out.extend(targets.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(t, data)| {
-                    let mut id = p.id.clone();
-                    id.0.insert(0, t as u32);
-                    Part { id, data }
+                let id = p.id;
+                out.extend(shuffle.split(p.data).into_iter().map(|target| Part {
+                    id: id.clone().prefixed(target.id.head()),
+                    data: target.data,
                 }));
             });
             let every = state_checkpoint(&meta, slide).as_millis().max(1);
             let logic = MapWithState {
                 operator: label.to_owned(),
                 shuffle,
-                owned_groups: owned.iter().flat_map(|(p, groups)| groups.iter().map(move |g| (*g, *p))).collect(),
                 owned,
                 states: HashMap::new(),
                 initial: spec.initial.clone(),
@@ -405,10 +400,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 struct MapWithState<K, V, S, U> {
     operator: String,
     shuffle: Shuffle,
-    /// The partitions this worker owns, each with its key groups.
-    owned: Vec<(u32, Vec<u32>)>,
-    /// The partition of each key group this worker owns.
-    owned_groups: HashMap<u32, u32>,
+    owned: Owned,
     /// Per owned shuffle partition: each key's state and last update time.
     states: HashMap<u32, FastMap<K, (S, u64)>>,
     /// Initial states, joined in at the first batch.
@@ -429,11 +421,8 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
     fn on_batch(&mut self, info: BatchInfo, parts: Vec<Part<(K, V)>>, out: &mut Vec<Msg<Item<K, S, U>>>) {
         let now = info.time;
         if let Some(initial) = self.initial.take() {
-            for (k, s) in initial.iter() {
-                let p = self.shuffle.partition_of(k);
-                if self.owned.iter().any(|(o, _)| *o == p) {
-                    self.states.entry(p).or_default().insert(k.clone(), (s.clone(), now));
-                }
+            for (p, k, s) in self.shuffle.owned_entries(&self.owned, &initial) {
+                self.states.entry(p).or_default().insert(k.clone(), (s.clone(), now));
             }
         }
         let (func, operator, timeout) = (&self.func, &self.operator, self.timeout);
@@ -492,7 +481,7 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
                 }
             }
         }
-        for (p, _) in &self.owned {
+        for p in &self.owned.partitions {
             let mut data = mapped.remove(p).unwrap_or_default();
             if self.snapshots
                 && let Some(map) = self.states.get(p)
@@ -507,7 +496,7 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
     }
 
     fn owns(&self, group: u32) -> bool {
-        self.owned_groups.contains_key(&group)
+        self.owned.groups.contains(&group)
     }
 
     fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {

@@ -5,14 +5,14 @@
 //! update function for every key with new values or a state, every batch. Snapshots split the
 //! state by key group, so it restores on any number of workers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ember_engine::ops::{BatchInfo, catch_user};
 use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 
-use crate::dstream::shuffle::{Shuffle, snapshot_by_group};
+use crate::dstream::shuffle::{Owned, Shuffle, snapshot_by_group};
 use crate::dstream::{DStream, NodeMeta, default_checkpoint_interval};
 use crate::plan::{NodeSpec, Partitioning};
 use crate::state_codec::decode;
@@ -29,13 +29,10 @@ type UpdateFn<K, V, S> = Arc<dyn Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + 
 type StateMaps<K, S> = HashMap<u32, FastMap<K, Option<S>>>;
 
 /// The initial states whose partitions this worker owns.
-fn owned_initial<K: Key, S: Data>(initial: &[(K, S)], shuffle: &Shuffle, owned: &[(u32, Vec<u32>)]) -> StateMaps<K, S> {
+fn owned_initial<K: Key, S: Data>(initial: &[(K, S)], shuffle: &Shuffle, owned: &Owned) -> StateMaps<K, S> {
     let mut maps: StateMaps<K, S> = HashMap::new();
-    for (k, s) in initial {
-        let p = shuffle.partition_of(k);
-        if owned.iter().any(|(o, _)| *o == p) {
-            maps.entry(p).or_default().insert(k.clone(), Some(s.clone()));
-        }
+    for (p, k, s) in shuffle.owned_entries(owned, initial) {
+        maps.entry(p).or_default().insert(k.clone(), Some(s.clone()));
     }
     maps
 }
@@ -117,9 +114,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 let owned = shuffle.owned(c);
                 let logic = UpdateState {
                     operator: label.to_owned(),
-                    owned_groups: owned.iter().flat_map(|(_, groups)| groups.iter().copied()).collect(),
                     initial: initial.as_ref().as_ref().map(|i| owned_initial(i, &shuffle, &owned)),
-                    owned: owned.into_iter().map(|(p, _)| p).collect(),
+                    owned,
                     shuffle,
                     state: None,
                     f: Arc::clone(&f),
@@ -137,9 +133,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 struct UpdateState<K, V, S> {
     operator: String,
     shuffle: Shuffle,
-    /// The partitions this worker owns.
-    owned: Vec<u32>,
-    owned_groups: BTreeSet<u32>,
+    owned: Owned,
     /// Initial states not yet joined in (they join at the first batch that has an RDD).
     initial: Option<StateMaps<K, S>>,
     /// `None` until the stream first produces a state (Spark's "no previous state RDD").
@@ -175,7 +169,7 @@ impl<K: Key, V: Data, S: Data> StatefulLogic for UpdateState<K, V, S> {
                 None
             }
         };
-        for &p in &self.owned {
+        for &p in &self.owned.partitions {
             let states = maps.entry(p).or_default();
             let mut fresh = fresh.remove(&p).unwrap_or_default();
             states.retain(|k, slot| {
@@ -200,7 +194,7 @@ impl<K: Key, V: Data, S: Data> StatefulLogic for UpdateState<K, V, S> {
     }
 
     fn owns(&self, group: u32) -> bool {
-        self.owned_groups.contains(&group)
+        self.owned.groups.contains(&group)
     }
 
     fn snapshot(&self) -> Result<BTreeMap<u32, Vec<u8>>, String> {

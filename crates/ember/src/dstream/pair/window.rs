@@ -8,14 +8,14 @@
 //! batches that enter (with `f`) and leave (with `inv_f`) the window.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ember_engine::ops::BatchInfo;
 use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 
-use crate::dstream::shuffle::Shuffle;
+use crate::dstream::shuffle::{Owned, Shuffle};
 use crate::dstream::window::{WindowGroups, check_window, sliding};
 use crate::dstream::{DStream, NodeMeta, default_checkpoint_interval, owned_partitions};
 use crate::error::Result;
@@ -220,7 +220,6 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             let shuffle = Shuffle::new(c, partitions);
             let owned = shuffle.owned(c);
             let logic = InvWindow {
-                owned_groups: owned.iter().flat_map(|(_, groups)| groups.iter().copied()).collect(),
                 owned,
                 shuffle,
                 f: Arc::clone(&f),
@@ -374,9 +373,7 @@ type Reducer<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
 /// group.
 struct InvWindow<K, V> {
     shuffle: Shuffle,
-    /// The partitions this worker owns, each with its key groups.
-    owned: Vec<(u32, Vec<u32>)>,
-    owned_groups: BTreeSet<u32>,
+    owned: Owned,
     f: Reducer<V>,
     inv_f: Reducer<V>,
     filter: Option<KeyFilter<K, V>>,
@@ -451,14 +448,7 @@ impl<K: Key, V: Data> InvWindow<K, V> {
                 values.retain(|k, v| keep(k, v));
             }
         }
-        for (p, _) in &self.owned {
-            let data = self
-                .values
-                .get(p)
-                .map(|values| values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default();
-            out.push(Msg::Part(Part { id: PartId::new(*p), data }));
-        }
+        emit_owned(&self.owned.partitions, &self.values, out);
     }
 }
 
@@ -484,7 +474,7 @@ impl<K: Key, V: Data> StatefulLogic for InvWindow<K, V> {
     }
 
     fn owns(&self, group: u32) -> bool {
-        self.owned_groups.contains(&group)
+        self.owned.groups.contains(&group)
     }
 
     fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {
