@@ -302,6 +302,8 @@ enum Event {
 #[derive(Debug, Default)]
 struct Shared {
     stop: AtomicU8,
+    /// Set with `outcome.failure`, for the workers to poll without a lock.
+    failed: AtomicBool,
     outcome: Mutex<Outcome>,
 }
 
@@ -328,6 +330,7 @@ impl Shared {
         if outcome.failure.is_none() {
             tracing::error!(error = %error, "The control plane saw a failure in the cluster.");
             outcome.failure = Some(error);
+            self.failed.store(true, Ordering::Release);
         }
     }
 
@@ -586,6 +589,12 @@ impl ControlPlane {
     /// The first failure seen in the cluster after startup (a lost process), if any.
     pub fn failure(&self) -> Option<ControlError> {
         self.shared.outcome().failure.clone()
+    }
+
+    /// Whether [`ControlPlane::failure`] has something to say (no lock: workers poll it every
+    /// step).
+    pub fn has_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
     }
 
     /// Says goodbye and closes the connections without waiting for the background threads,

@@ -371,7 +371,7 @@ impl RunShared {
             || self
                 .control
                 .as_ref()
-                .is_some_and(|c| c.stop_requested() == Some(false) || c.failure().is_some())
+                .is_some_and(|c| c.stop_requested() == Some(false) || c.has_failed())
     }
 }
 

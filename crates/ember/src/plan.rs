@@ -114,6 +114,13 @@ impl NodeMeta {
         self.checkpoint_ms.store(interval.as_millis(), Ordering::Release);
     }
 
+    /// The interval at which the node's state is checkpointed: the explicit one, or Spark's
+    /// default for a stream of `slide` (see [`crate::dstream::default_checkpoint_interval`]).
+    pub(crate) fn checkpoint_every(&self, slide: Duration) -> Duration {
+        self.explicit_checkpoint()
+            .unwrap_or_else(|| crate::dstream::default_checkpoint_interval(slide))
+    }
+
     /// Whether some output needs this node (known once the plan is frozen at start).
     pub(crate) fn consumed(&self) -> bool {
         self.consumed.load(Ordering::Acquire)

@@ -16,8 +16,8 @@ use ember_engine::ops::BatchInfo;
 use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Compiler, Data, EStream, Msg, Part, PartId};
 
+use crate::dstream::DStream;
 use crate::dstream::shuffle::Shuffle;
-use crate::dstream::{DStream, default_checkpoint_interval};
 use crate::error::{Error, Result};
 use crate::plan::NodeSpec;
 use crate::state_codec::{decode, encode};
@@ -213,7 +213,7 @@ impl<T: Data> DStream<T> {
         let meta = Arc::clone(&spec.meta);
         Ok(self.derive_node(spec, move |c, input, label| {
             let (p, w) = (parent_slide.as_millis(), window.as_millis());
-            let every = meta.explicit_checkpoint().unwrap_or_else(|| default_checkpoint_interval(slide));
+            let every = meta.checkpoint_every(slide);
             sliding(
                 c,
                 input,

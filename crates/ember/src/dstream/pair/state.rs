@@ -13,7 +13,7 @@ use ember_engine::state::{StatefulLogic, stateful};
 use ember_engine::{Data, Key, Msg, Part, PartId};
 
 use crate::dstream::shuffle::{Owned, Shuffle, snapshot_by_group};
-use crate::dstream::{DStream, NodeMeta, default_checkpoint_interval};
+use crate::dstream::{DStream, NodeMeta};
 use crate::plan::{NodeSpec, Partitioning};
 use crate::state_codec::decode;
 use crate::time::Time;
@@ -120,7 +120,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     state: None,
                     f: Arc::clone(&f),
                 };
-                let every = meta.explicit_checkpoint().unwrap_or_else(|| default_checkpoint_interval(slide));
+                let every = meta.checkpoint_every(slide);
                 let id = c.operator_id().to_owned();
                 let grid = c.grid();
                 stateful(c, input, &grid, label, &id, every.as_millis(), logic)

@@ -17,7 +17,7 @@ use ember_engine::{Data, Key, Msg, Part, PartId};
 
 use crate::dstream::shuffle::{Owned, Shuffle};
 use crate::dstream::window::{WindowGroups, check_window, sliding};
-use crate::dstream::{DStream, NodeMeta, default_checkpoint_interval, owned_partitions};
+use crate::dstream::{DStream, NodeMeta, owned_partitions};
 use crate::error::Result;
 use crate::plan::{NodeSpec, Partitioning};
 use crate::state_codec::{decode, encode};
@@ -231,7 +231,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 buffer: BTreeMap::new(),
                 values: HashMap::new(),
             };
-            let every = meta.explicit_checkpoint().unwrap_or_else(|| default_checkpoint_interval(slide));
+            let every = meta.checkpoint_every(slide);
             let id = c.operator_id().to_owned();
             let grid = c.grid_of(parent_slide.as_millis());
             stateful(c, input, &grid, label, &id, every.as_millis(), logic)
@@ -303,7 +303,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 shuffle,
                 group_of: Arc::new(move |(k, _): &(K, V)| shuffle.group_of(k)),
             };
-            let every = meta.explicit_checkpoint().unwrap_or_else(|| default_checkpoint_interval(slide));
+            let every = meta.checkpoint_every(slide);
             sliding(c, input, label, parent_slide, window, groups, every, move |_time, buffer, out| {
                 let mut merged: HashMap<u32, FastMap<K, V>> = HashMap::new();
                 for (_, parts) in buffer.iter() {
