@@ -42,7 +42,7 @@ mod time;
 pub use batch::Batch;
 pub use context::{StreamingContext, StreamingContextBuilder};
 pub use display::SparkDisplay;
-pub use dstream::{DStream, MapWithStateDStream, State, StateSpec, format_batch};
+pub use dstream::{DStream, MapWithStateDStream, State, StateSpec, batch_file_name, format_batch};
 pub use ember_engine::{Clock, Data, Key, ManualClock, keys};
 pub use error::{Error, Result};
 pub use plan::{OperatorId, Partitioning};

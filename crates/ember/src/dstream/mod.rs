@@ -15,9 +15,9 @@ pub(crate) mod shuffle;
 mod window;
 
 pub(crate) use crate::plan::NodeMeta;
-pub use ops::format_batch;
 pub(crate) use ops::transform::transform_all;
 pub(crate) use ops::union::union_all;
+pub use ops::{batch_file_name, format_batch};
 pub use pair::{MapWithStateDStream, State, StateSpec};
 
 /// A discretized stream: a sequence of batches of `T`, one per batch interval (Spark's

@@ -4,7 +4,9 @@ pub(crate) mod aggregate;
 mod elementwise;
 mod output;
 pub(crate) mod partitions;
+mod text_files;
 pub(crate) mod transform;
 pub(crate) mod union;
 
 pub use output::format_batch;
+pub use text_files::batch_file_name;

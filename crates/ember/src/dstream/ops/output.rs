@@ -1,4 +1,4 @@
-//! Output operations: `print`, `foreach_rdd`, `try_foreach_rdd`.
+//! Output operations: `print`, `foreach_rdd`, `try_foreach_rdd`, `foreach_partition`.
 
 use std::fmt::Display;
 use std::io::Write;
@@ -144,7 +144,7 @@ impl<T: Data> DStream<T> {
 
     /// Registers an output that runs `action` on every batch where `placement` says, with each
     /// partition first cut to `keep` elements if given.
-    fn register_output_with<F>(&self, name: &str, placement: OutputPlacement, keep: Option<usize>, action: F) -> Result<()>
+    pub(crate) fn register_output_with<F>(&self, name: &str, placement: OutputPlacement, keep: Option<usize>, action: F) -> Result<()>
     where
         F: Fn(Batch<T>) -> std::result::Result<(), String> + Send + Sync + 'static,
     {

@@ -1,0 +1,130 @@
+//! `save_as_text_files`: every batch as a directory of text files, in Spark's layout, written
+//! atomically so that a batch written again after a recovery replaces the first copy.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use ember_engine::Data;
+use ember_engine::ops::OutputPlacement;
+
+use crate::batch::Batch;
+use crate::display::SparkDisplay;
+use crate::dstream::DStream;
+use crate::error::Result;
+use crate::time::Time;
+
+/// The directory name of one batch (Spark's `rddToFileName`): `prefix-<ms>.suffix`, without
+/// `prefix-` when the prefix is empty and without `.suffix` when the suffix is empty. A
+/// `file://` prefix is a local path.
+pub fn batch_file_name(prefix: &str, suffix: &str, time: Time) -> String {
+    let prefix = prefix.strip_prefix("file://").unwrap_or(prefix);
+    let mut name = if prefix.is_empty() {
+        time.milliseconds().to_string()
+    } else {
+        format!("{prefix}-{}", time.milliseconds())
+    };
+    if !suffix.is_empty() {
+        name.push('.');
+        name.push_str(suffix);
+    }
+    name
+}
+
+impl<T: Data + SparkDisplay> DStream<T> {
+    /// Writes every batch as text (Spark's `saveAsTextFiles(prefix, suffix)`): a directory
+    /// named by [`batch_file_name`] (`prefix-<batch time ms>.suffix`) holding one file per
+    /// partition, `part-00000`, `part-00001`, ..., one element per line in Spark's text form
+    /// (`(hello,3)`), and an empty `_SUCCESS` file. Batches with no RDD write nothing, as in
+    /// Spark; empty batches write empty part files.
+    ///
+    /// Each directory is written under a hidden temporary name, fsynced, and renamed into
+    /// place, so a reader never sees half a batch. A directory already there for the same
+    /// batch (a batch run again after a recovery from a checkpoint) is replaced, so the files'
+    /// content is exactly once: Spark fails or tolerates "already exists" instead. The batch is
+    /// gathered to one worker and written there (Spark writes partitions in parallel).
+    ///
+    /// An I/O error (a missing parent directory, a full disk) fails the batch's job with an
+    /// error naming the path; later batches go on.
+    ///
+    /// # Errors
+    ///
+    /// As [`DStream::print`].
+    pub fn save_as_text_files(&self, prefix: &str, suffix: &str) -> Result<()> {
+        let (prefix, suffix) = (prefix.to_owned(), suffix.to_owned());
+        self.register_output_with("save_as_text_files", OutputPlacement::Gathered, None, move |batch: Batch<T>| {
+            let target = PathBuf::from(batch_file_name(&prefix, &suffix, batch.time()));
+            write_batch_dir(&target, batch.partitions()).map_err(|e| format!("cannot write {}: {e}", target.display()))
+        })
+    }
+}
+
+/// Writes `partitions` as `target/part-0000N` and `target/_SUCCESS`, atomically replacing
+/// `target`.
+fn write_batch_dir<T: SparkDisplay>(target: &Path, partitions: &[Vec<T>]) -> std::io::Result<()> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the output path has no file name"))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    // Fixed names: a batch run again after a crash mid-write finds and removes what the
+    // crashed run left (only batches after the last checkpoint can have been mid-write, and
+    // those run again).
+    let (tmp, old) = (parent.join(format!(".{name}.tmp")), parent.join(format!(".{name}.old")));
+    for leftover in [&tmp, &old] {
+        if leftover.exists() {
+            fs::remove_dir_all(leftover)?;
+        }
+    }
+    fs::create_dir(&tmp)?;
+    let written = (|| {
+        let mut line = String::new();
+        for (i, partition) in partitions.iter().enumerate() {
+            let file = File::create(tmp.join(format!("part-{i:05}")))?;
+            let mut out = BufWriter::new(file);
+            for x in partition {
+                line.clear();
+                x.fmt_spark(&mut line);
+                line.push('\n');
+                out.write_all(line.as_bytes())?;
+            }
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        File::create(tmp.join("_SUCCESS"))?.sync_all()?;
+        File::open(&tmp)?.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    // A copy of the same batch from before a recovery is replaced: moved aside, then deleted
+    // once the new one is in place.
+    let replaced = target.exists() && {
+        fs::rename(target, &old)?;
+        true
+    };
+    fs::rename(&tmp, target)?;
+    File::open(&parent)?.sync_all()?;
+    if replaced {
+        fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_sparks_rdd_to_file_name() {
+        let t = Time::from_millis(12_345_678_910);
+        assert_eq!(batch_file_name("spark", "", t), "spark-12345678910");
+        assert_eq!(batch_file_name("spark", "tmp", t), "spark-12345678910.tmp");
+        assert_eq!(batch_file_name("", "txt", t), "12345678910.txt");
+        assert_eq!(batch_file_name("file:///out/counts", "", t), "/out/counts-12345678910");
+    }
+}
