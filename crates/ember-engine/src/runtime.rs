@@ -160,6 +160,8 @@ pub struct RunShared {
     checkpoint_every: AtomicU64,
     /// Why the restore image does not fit the plan, if it does not (found while compiling).
     restore_refusals: Mutex<Vec<String>>,
+    /// The ids of the stateful operators the local workers registered (while restoring).
+    registered: Mutex<std::collections::BTreeSet<String>>,
     /// Whether this process's proposal went to the control plane.
     proposal_sent: AtomicBool,
     /// The cluster's control plane (cluster mode only).
@@ -192,6 +194,7 @@ impl RunShared {
             snapshotting: AtomicUsize::new(0),
             checkpoint_every: AtomicU64::new(0),
             restore_refusals: Mutex::new(Vec::new()),
+            registered: Mutex::new(std::collections::BTreeSet::new()),
             proposal_sent: AtomicBool::new(false),
             control,
             snapshot_sink: config.snapshot_sink.clone(),
@@ -239,6 +242,20 @@ impl RunShared {
                 self.checkpoint_every.load(Ordering::Acquire),
             )
         })
+    }
+
+    /// Refuses the restore image if it holds an operator that no local worker registered
+    /// (called once every local worker has compiled).
+    fn check_image_covered(&self) {
+        let Some(image) = self.restore_image() else { return };
+        let registered = crate::msg::lock(&self.registered).clone();
+        for (id, restored) in image.iter().filter(|(id, _)| !registered.contains(*id)) {
+            self.refuse_restore(format!(
+                "the checkpoint holds state of operator {id} (a {}), which the plan does not have; \
+                 a stateful operator cannot be removed or renamed across a restart",
+                restored.kind
+            ));
+        }
     }
 
     /// Records that the restore image does not fit the plan (at compile time).
@@ -438,18 +455,13 @@ impl WorkerEnv {
 
     /// Checks, once the dataflow is compiled, that the restore image and the plan's stateful
     /// operators match one for one.
+    /// (Operators of the image that no local worker registered are found by
+    /// [`RunShared::check_image_covered`] once all have compiled: some state lives on one
+    /// worker only, as a file stream's.)
     fn check_restore_image(&self) {
         let Some(image) = self.shared.restore_image() else { return };
         let states = self.states.borrow();
-        for (id, restored) in image.iter() {
-            if states.kind(id).is_none() {
-                self.shared.refuse_restore(format!(
-                    "the checkpoint holds state of operator {id} (a {}), which the plan does not have; \
-                     a stateful operator cannot be removed or renamed across a restart",
-                    restored.kind
-                ));
-            }
-        }
+        crate::msg::lock(&self.shared.registered).extend(states.ids().map(str::to_owned));
         for id in self.snapshotting.borrow().iter() {
             if !image.contains_key(id) {
                 self.shared.refuse_restore(format!(
@@ -713,10 +725,6 @@ impl Runtime {
                 build(&mut compiler);
             });
             env.check_restore_image();
-            if !crate::msg::lock(&worker_shared.restore_refusals).is_empty() {
-                // No batch runs on state that does not fit the plan; `start` reports why.
-                worker_shared.abort.store(true, Ordering::Release);
-            }
             // Every worker compiles the same plan, so all arrive at the same interval.
             let every = match env.checkpoint_every() {
                 0 => env.interval_ms,
@@ -728,7 +736,20 @@ impl Runtime {
                 .fetch_add(env.snapshotting.borrow().len(), Ordering::AcqRel);
             if worker_shared.compiled.fetch_add(1, Ordering::AcqRel) + 1 == workers {
                 // Every local worker has restored what it owns.
+                worker_shared.check_image_covered();
                 crate::msg::lock(&worker_shared.restore).take();
+            }
+            // No worker runs a batch before every local worker has checked the restore image
+            // (a worker that failed to compile has exited).
+            while worker_shared.compiled.load(Ordering::Acquire) < workers
+                && worker_shared.exited.load(Ordering::Acquire) == 0
+                && !worker_shared.aborted()
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if !crate::msg::lock(&worker_shared.restore_refusals).is_empty() {
+                // No batch runs on state that does not fit the plan; `start` reports why.
+                worker_shared.abort.store(true, Ordering::Release);
             }
             let park = Duration::from_millis(10);
             while !worker_shared.aborted() {

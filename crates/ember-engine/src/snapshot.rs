@@ -84,6 +84,11 @@ impl StateRegistry {
         self.operators.insert(id.to_owned(), (kind.to_owned(), state)).is_none()
     }
 
+    /// The ids of the registered operators.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.operators.keys().map(String::as_str)
+    }
+
     /// The kind of operator `id`'s state, if there is such an operator.
     pub fn kind(&self, id: &str) -> Option<&str> {
         self.operators.get(id).map(|(kind, _)| kind.as_str())

@@ -62,50 +62,113 @@ impl<L: StatefulLogic> KeyedState for L {
     }
 }
 
-/// Registers `state` (of `kind`: the Rust type holding it), held by operator `id` (labelled
-/// `name` in messages) on the worker being compiled, with the engine: it is restored from the
-/// run's restore image now (the key groups this worker owns), and reachable by id in the
-/// worker's [`StateRegistry`]. For state that is not driven batch by batch through
-/// [`stateful`] (a source's position).
-pub fn register_state(c: &Compiler<'_>, name: &str, id: &str, kind: &str, state: Rc<RefCell<dyn KeyedState>>) {
+/// State the engine keeps in checkpoints, registered by [`checkpointed_state`]: its owner calls
+/// [`Checkpointed::after_batch`] after every batch it produced.
+pub struct Checkpointed {
+    env: Rc<crate::runtime::WorkerEnv>,
+    name: String,
+    id: String,
+    kind: &'static str,
+    state: Rc<RefCell<dyn KeyedState>>,
+}
+
+impl Checkpointed {
+    /// Writes the state after batch `time` to the run's snapshot sink if `time` is a
+    /// checkpoint time; the failure to report if it cannot be serialised.
+    pub fn after_batch(&self, time: u64) -> Option<JobFailure> {
+        let sink = self.env.shared.snapshot_sink()?;
+        // At least 1: the owner made it a multiple of its interval.
+        let every = self.env.checkpoint_every();
+        if !(time - self.env.zero_ms).is_multiple_of(every) {
+            return None;
+        }
+        match catch_user(&self.name, time, || self.state.borrow().snapshot()) {
+            Ok(Ok(groups)) => {
+                sink.write(OperatorSnapshot {
+                    operator: self.id.clone(),
+                    kind: self.kind.to_owned(),
+                    time,
+                    worker: self.env.index,
+                    groups,
+                });
+                None
+            }
+            Ok(Err(message)) => Some(JobFailure::new(
+                self.name.clone(),
+                time,
+                FailureCause::State {
+                    group: None,
+                    message: format!("cannot write it: {message}"),
+                },
+            )),
+            Err(failure) => Some(failure),
+        }
+    }
+}
+
+/// Registers `state` (of type `S`), held by the operator being compiled (labelled `name` in
+/// messages), with the engine: it is restored from the run's restore image now (the key groups
+/// this worker owns; a kind that differs from the checkpoint's refuses the restore), kept in
+/// the worker's [`StateRegistry`], and written at every checkpoint time, which becomes a
+/// multiple of `every_ms` (the operator's checkpoint interval) and `step_ms` (the grid it runs
+/// on). [`stateful`] does this for operators; a source calls it for its position.
+pub fn checkpointed_state<S: KeyedState + 'static>(
+    c: &Compiler<'_>,
+    name: &str,
+    state: Rc<RefCell<S>>,
+    every_ms: u64,
+    step_ms: u64,
+) -> Checkpointed {
     let env = &c.env;
+    let (id, kind) = (c.operator_id().to_owned(), std::any::type_name::<S>());
     if let Some(image) = env.shared.restore_image()
-        && let Some(restored) = image.get(id)
+        && let Some(restored) = image.get(&id)
     {
-        if restored.kind != kind {
+        if restored.kind == kind {
+            let mut held = state.borrow_mut();
+            let owned: Vec<(&u32, &Vec<u8>)> = restored.groups.iter().filter(|(g, _)| held.owns(**g)).collect();
+            for (group, bytes) in owned {
+                if let Err(message) = held.restore(*group, bytes) {
+                    env.shared.report(JobFailure::new(
+                        name,
+                        env.zero_ms,
+                        FailureCause::State {
+                            group: Some(*group),
+                            message: format!("cannot restore it: {message}"),
+                        },
+                    ));
+                }
+            }
+            held.restored();
+        } else {
             env.shared.refuse_restore(format!(
                 "the checkpoint's state of operator {id} ({name}) is a {}, but the plan's operator with that id holds a {kind}; \
                  a stateful operator cannot change across a restart (give it a `name` to keep its id when operators are added before it)",
                 restored.kind
             ));
-            return;
         }
-        let mut held = state.borrow_mut();
-        let owned: Vec<(&u32, &Vec<u8>)> = restored.groups.iter().filter(|(g, _)| held.owns(**g)).collect();
-        for (group, bytes) in owned {
-            if let Err(message) = held.restore(*group, bytes) {
-                env.shared.report(JobFailure::new(
-                    name,
-                    env.zero_ms,
-                    FailureCause::State {
-                        group: Some(*group),
-                        message: format!("cannot restore it: {message}"),
-                    },
-                ));
-            }
-        }
-        held.restored();
     }
-    if !env.states.borrow_mut().insert(id, kind, state) {
+    let state = state as Rc<RefCell<dyn KeyedState>>;
+    if !env.states.borrow_mut().insert(&id, kind, Rc::clone(&state)) {
         tracing::error!(operator = id, "Two stateful operators share an id; this is a bug in ember.");
+    }
+    // Every checkpointed state has a snapshot at each checkpoint time.
+    env.require_checkpoint_multiple(every_ms);
+    env.require_checkpoint_multiple(step_ms);
+    env.snapshotting.borrow_mut().push(id.clone());
+    Checkpointed {
+        env: Rc::clone(env),
+        name: name.to_owned(),
+        id,
+        kind,
+        state,
     }
 }
 
-/// Runs `logic` as operator `id` over `stream`, batch by batch on `grid` (the input's batch
-/// times; a windowed operator emits on its own slide from there). The engine owns the logic: it is registered under `id` on this worker, restored
-/// from the run's restore image before the first batch, and, when the run has a snapshot sink,
-/// written at every checkpoint time ([`WorkerEnv::checkpoint_every`](crate::runtime::WorkerEnv::checkpoint_every),
-/// a multiple of `checkpoint_every_ms`).
+/// Runs `logic` over `stream` as the operator being compiled, batch by batch on `grid` (the
+/// input's batch times; a windowed operator emits on its own slide from there). The engine owns
+/// the logic (see [`checkpointed_state`]): restored before the first batch, and written at
+/// every checkpoint time, a multiple of `checkpoint_every_ms`.
 ///
 /// A panic in `on_batch` fails the batch, naming `name`.
 pub fn stateful<'s, L>(
@@ -113,23 +176,14 @@ pub fn stateful<'s, L>(
     stream: EStream<'s, L::Input>,
     grid: &Grid,
     name: &str,
-    id: &str,
     checkpoint_every_ms: u64,
     logic: L,
 ) -> EStream<'s, L::Output>
 where
     L: StatefulLogic,
 {
-    let env = Rc::clone(&c.env);
     let logic = Rc::new(RefCell::new(logic));
-    let kind = std::any::type_name::<L>();
-    register_state(c, name, id, kind, Rc::clone(&logic) as Rc<RefCell<dyn KeyedState>>);
-    // Every stateful operator has a snapshot at each checkpoint time: a multiple of its own
-    // checkpoint interval and on its input's grid.
-    env.require_checkpoint_multiple(checkpoint_every_ms);
-    env.require_checkpoint_multiple(grid.step_ms);
-    env.snapshotting.borrow_mut().push(id.to_owned());
-    let (operator, id, zero) = (name.to_owned(), id.to_owned(), env.zero_ms);
+    let checkpointed = checkpointed_state(c, name, Rc::clone(&logic), checkpoint_every_ms, grid.step_ms);
     stream.per_batch(
         grid,
         name,
@@ -138,29 +192,8 @@ where
             parts.sort_by(|a, b| a.id.cmp(&b.id));
             let time = info.time;
             logic.borrow_mut().on_batch(info, parts, out);
-            let Some(sink) = env.shared.snapshot_sink() else { return };
-            // At least 1: this operator made it a multiple of its interval.
-            let every = env.checkpoint_every();
-            if !(time - zero).is_multiple_of(every) {
-                return;
-            }
-            match catch_user(&operator, time, || StatefulLogic::snapshot(&*logic.borrow())) {
-                Ok(Ok(groups)) => sink.write(OperatorSnapshot {
-                    operator: id.clone(),
-                    kind: kind.to_owned(),
-                    time,
-                    worker: env.index,
-                    groups,
-                }),
-                Ok(Err(message)) => out.push(Msg::Failed(JobFailure::new(
-                    operator.clone(),
-                    time,
-                    FailureCause::State {
-                        group: None,
-                        message: format!("cannot write it: {message}"),
-                    },
-                ))),
-                Err(failure) => out.push(Msg::Failed(failure)),
+            if let Some(failure) = checkpointed.after_batch(time) {
+                out.push(Msg::Failed(failure));
             }
         },
     )

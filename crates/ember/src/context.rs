@@ -117,6 +117,11 @@ impl ContextInner {
         &self.settings.receivers
     }
 
+    /// The checkpoint directory, if checkpoints are on.
+    pub(crate) fn checkpoint_dir(&self) -> Option<std::path::PathBuf> {
+        lock(&self.checkpoint_dir).clone()
+    }
+
     /// The running engine's shared state, once started.
     pub(crate) fn run_shared(&self) -> Option<Arc<RunShared>> {
         lock(&self.shared).clone()
@@ -649,18 +654,11 @@ impl StreamingContext {
             });
         }
         if let Some(recovered) = &recovered {
-            let unrecoverable = [
-                (
-                    "queue_stream",
-                    "its batches cannot be replayed after a recovery (as in Spark); use replay_stream",
-                ),
-                ("file_stream", "recovering a file stream's position is not implemented yet"),
-            ];
-            for (kind, why) in unrecoverable {
-                if let Some(label) = compiled.find_kind(kind) {
-                    self.inner.stop(false)?;
-                    return Err(Error::Checkpoint(format!("the plan reads {label}: {why}")));
-                }
+            if let Some(label) = compiled.find_kind("queue_stream") {
+                self.inner.stop(false)?;
+                return Err(Error::Checkpoint(format!(
+                    "the plan reads {label}: its batches cannot be replayed after a recovery (as in Spark); use replay_stream"
+                )));
             }
             restore = Some(Arc::clone(&recovered.image));
             resume = Some(ember_engine::runtime::Resume {

@@ -97,8 +97,8 @@ pub(crate) fn sliding<'s, T: Data, U: Data>(
         owned_groups,
         emit: Box::new(emit),
     };
-    let (id, grid) = (c.operator_id().to_owned(), c.grid_of(parent_slide.as_millis()));
-    stateful(c, input, &grid, label, &id, checkpoint_every.as_millis(), logic)
+    let grid = c.grid_of(parent_slide.as_millis());
+    stateful(c, input, &grid, label, checkpoint_every.as_millis(), logic)
 }
 
 /// A sliding window's buffer on one worker.

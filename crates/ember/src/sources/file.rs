@@ -5,6 +5,12 @@
 //! read them. A file is read exactly once, up to the size it had when it was chosen. Files are
 //! expected to appear atomically (written elsewhere, then moved in by rename), as Spark
 //! requires; a file that changes after it was chosen is reported and the change is not read.
+//!
+//! With checkpoints on, the stream is recoverable, as Spark's: the tracker of files seen is
+//! part of every checkpoint, and the files each batch chose are appended to a log in the
+//! checkpoint directory (`sources/file-stream-<id>.log`, one JSON line per batch that chose
+//! any, fsynced before the batch is cut). A recovered run cuts the batches after the
+//! checkpoint from that log, with exactly the files they had, then lists the directory again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -16,7 +22,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use ember_engine::ops::{PerPart, SourceBatch, batch_source};
-use ember_engine::state::{KeyedState, register_state};
+use ember_engine::state::{Checkpointed, KeyedState, checkpointed_state};
 use ember_engine::{Data, Msg, Part};
 use serde::{Deserialize, Serialize};
 
@@ -24,10 +30,6 @@ use crate::context::{ContextInner, StreamingContext, lock};
 use crate::dstream::{DStream, spread};
 use crate::error::{Error, Result};
 use crate::sources::partition_msgs;
-
-/// How many batches' file choices are kept in memory (for the fault-tolerance layer, which
-/// will write them with checkpoints).
-const LOGGED_BATCHES: usize = 1024;
 
 /// A file chosen for a batch, with what it looked like then.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,14 +43,11 @@ pub(crate) struct ChosenFile {
 /// Which files of a directory have been taken, and which batch took each one.
 ///
 /// Engine-owned state of the file stream: worker 0 lists the directory, so the tracker is one
-/// key group (0) that worker 0 owns; a snapshot restores the files seen and the recent batches'
-/// choices.
+/// key group (0) that worker 0 owns; a snapshot restores the files seen.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct FileTracker {
     /// Files seen in the directory: read by a batch, or present at start and ignored.
     seen: HashMap<PathBuf, Seen>,
-    /// The files each recent batch chose, oldest first.
-    log: BTreeMap<u64, Vec<ChosenFile>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -136,17 +135,107 @@ impl FileTracker {
         // A file that left the directory is forgotten: a new file of the same name is new.
         self.seen.retain(|path, _| present.contains(path));
         chosen.sort_by(|a, b| (a.modified_ns, &a.path).cmp(&(b.modified_ns, &b.path)));
-        self.log.insert(time, chosen.clone());
-        while self.log.len() > LOGGED_BATCHES {
-            self.log.pop_first();
-        }
         (chosen, changed)
     }
 
-    /// The files batch `time` chose, if it is recent enough to be remembered.
-    #[cfg(test)]
-    pub(crate) fn chosen_for(&self, time: u64) -> Option<&[ChosenFile]> {
-        self.log.get(&time).map(Vec::as_slice)
+    /// Takes `files`, chosen for batch `time` before a crash, again (a recovered run).
+    fn take_again(&mut self, time: u64, files: &[ChosenFile]) {
+        for f in files {
+            self.seen.insert(
+                f.path.clone(),
+                Seen {
+                    size: f.size,
+                    modified_ns: f.modified_ns,
+                    batch: Some(time),
+                },
+            );
+        }
+    }
+}
+
+/// One line of a file stream's selection log.
+#[derive(Debug, Serialize, Deserialize)]
+struct Selection {
+    time: u64,
+    files: Vec<ChosenFile>,
+}
+
+/// The files each batch chose, appended to the checkpoint directory before the batch is cut,
+/// and the choices a recovered run replays.
+#[derive(Debug, Default)]
+struct SelectionLog {
+    /// The log file, when checkpoints are on.
+    file: Option<(PathBuf, std::fs::File)>,
+    /// Batches after the restored checkpoint that chose files before the crash.
+    replay: BTreeMap<u64, Vec<ChosenFile>>,
+}
+
+impl SelectionLog {
+    /// Opens the log of stream `id` in `checkpoint_dir`, keeping the choices of the batches
+    /// after `after_ms` (the restored checkpoint; older ones are not needed again) to replay.
+    fn open(checkpoint_dir: &Path, id: &str, after_ms: u64) -> std::io::Result<SelectionLog> {
+        let dir = checkpoint_dir.join("sources");
+        std::fs::create_dir_all(&dir)?;
+        let safe: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("file-stream-{safe}.log"));
+        let mut replay = BTreeMap::new();
+        match std::fs::read_to_string(&path) {
+            // A torn last line is a batch whose choice was never durable, so never cut.
+            Ok(text) => {
+                for selection in text.lines().filter_map(|l| serde_json::from_str::<Selection>(l).ok()) {
+                    if selection.time > after_ms {
+                        replay.insert(selection.time, selection.files);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // Rewritten with only what is still needed, then appended to.
+        let tmp = path.with_extension("tmp");
+        let mut text = String::new();
+        for (time, files) in &replay {
+            text.push_str(
+                &serde_json::to_string(&Selection {
+                    time: *time,
+                    files: files.clone(),
+                })
+                .map_err(std::io::Error::other)?,
+            );
+            text.push('\n');
+        }
+        std::fs::write(&tmp, text)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        let file = std::fs::OpenOptions::new().append(true).open(&path)?;
+        Ok(SelectionLog {
+            file: Some((path, file)),
+            replay,
+        })
+    }
+
+    /// Appends batch `time`'s choice durably.
+    fn record(&mut self, time: u64, files: &[ChosenFile]) -> std::result::Result<(), String> {
+        use std::io::Write;
+        let Some((path, file)) = self.file.as_mut() else { return Ok(()) };
+        let mut line = serde_json::to_string(&Selection {
+            time,
+            files: files.to_vec(),
+        })
+        .map_err(|e| e.to_string())?;
+        line.push('\n');
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(|e| format!("cannot record the files chosen for batch {time} ms in {}: {e}", path.display()))
     }
 }
 
@@ -251,6 +340,8 @@ struct Lister {
     dir: PathBuf,
     filter: Arc<dyn Fn(&Path) -> bool + Send + Sync>,
     tracker: Rc<RefCell<FileTracker>>,
+    checkpointed: Checkpointed,
+    selections: SelectionLog,
     ctx: Weak<ContextInner>,
     failing: Option<String>,
 }
@@ -266,6 +357,19 @@ impl Lister {
     }
 
     fn batch(&mut self, batch: SourceBatch) -> Vec<ChosenFile> {
+        let chosen = self.choose(batch);
+        if let Some(failure) = self.checkpointed.after_batch(batch.time) {
+            self.report(failure.to_string());
+        }
+        chosen
+    }
+
+    fn choose(&mut self, batch: SourceBatch) -> Vec<ChosenFile> {
+        if let Some(files) = self.selections.replay.remove(&batch.time) {
+            // A recovered run: the batch takes the files it took before the crash.
+            self.tracker.borrow_mut().take_again(batch.time, &files);
+            return files;
+        }
         let listing = match list(&self.dir, &*self.filter) {
             Ok(listing) => {
                 if self.failing.take().is_some() {
@@ -289,6 +393,9 @@ impl Lister {
         }
         if !chosen.is_empty() {
             tracing::debug!(source = %self.name, batch_time_ms = batch.time, files = chosen.len(), "Files chosen for a batch.");
+            if let Err(message) = self.selections.record(batch.time, &chosen) {
+                self.report(format!("{message}; after a crash this batch may be recomputed with other files"));
+            }
         }
         chosen
     }
@@ -356,24 +463,36 @@ impl StreamingContext {
         self.source("file_stream", move |c, label| {
             {
                 // Worker 0 lists the directory and chooses the files.
-                let mut lister = (c.env.index == 0).then(|| Lister {
-                    name: name.clone(),
-                    dir: dir.clone(),
-                    filter: Arc::clone(&filter),
-                    tracker: {
-                        let tracker = Rc::new(RefCell::new(lock(&tracker).take().unwrap_or_default()));
-                        let id = c.operator_id().to_owned();
-                        register_state(
-                            c,
-                            label,
-                            &id,
-                            std::any::type_name::<FileTracker>(),
-                            Rc::clone(&tracker) as Rc<RefCell<dyn KeyedState>>,
-                        );
-                        tracker
-                    },
-                    ctx: ctx.clone(),
-                    failing: None,
+                let mut lister = (c.env.index == 0).then(|| {
+                    let tracker = Rc::new(RefCell::new(lock(&tracker).take().unwrap_or_default()));
+                    let interval = c.env.interval_ms;
+                    let checkpointed = checkpointed_state(c, label, Rc::clone(&tracker), interval, interval);
+                    let checkpoint_dir = ctx.upgrade().and_then(|ctx| ctx.checkpoint_dir());
+                    let selections = match checkpoint_dir {
+                        None => SelectionLog::default(),
+                        Some(checkpoint_dir) => SelectionLog::open(&checkpoint_dir, c.operator_id(), c.env.start_ms).unwrap_or_else(|e| {
+                            if let Some(ctx) = ctx.upgrade() {
+                                ctx.report_source_error(Error::Source {
+                                    source_name: name.clone(),
+                                    message: format!(
+                                        "cannot open the file stream's selection log in {}: {e}; batches after the last checkpoint are not recoverable",
+                                        checkpoint_dir.display()
+                                    ),
+                                });
+                            }
+                            SelectionLog::default()
+                        }),
+                    };
+                    Lister {
+                        name: name.clone(),
+                        dir: dir.clone(),
+                        filter: Arc::clone(&filter),
+                        tracker,
+                        checkpointed,
+                        selections,
+                        ctx: ctx.clone(),
+                        failing: None,
+                    }
                 });
                 let files = batch_source(c, label, false, move |batch| -> Vec<Msg<ChosenFile>> {
                     let Some(lister) = lister.as_mut() else { return Vec::new() };
@@ -411,8 +530,6 @@ mod tests {
         assert!(changed.is_empty());
         let (chosen, _) = tracker.choose(2000, vec![file("old", 5, 1), file("b", 3, 20), file("a", 4, 10), file("c", 1, 30)]);
         assert_eq!(chosen, vec![file("c", 1, 30)]);
-        assert_eq!(tracker.chosen_for(1000).map(<[ChosenFile]>::len), Some(2));
-        assert_eq!(tracker.chosen_for(2000), Some(&[file("c", 1, 30)][..]));
     }
 
     #[test]

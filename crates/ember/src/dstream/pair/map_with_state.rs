@@ -375,10 +375,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 zero: c.env.zero_ms,
                 snapshots: snapshots_used.consumed(),
             };
-            let id = c.operator_id().to_owned();
             let input = spread(c, split);
             let grid = c.grid();
-            stateful(c, input, &grid, label, &id, every, logic)
+            stateful(c, input, &grid, label, every, logic)
         });
         // Two outputs of the state operator: the mapped elements (the stream the user gets)
         // and the snapshots; both internal to this operation.

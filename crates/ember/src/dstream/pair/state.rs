@@ -121,9 +121,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     f: Arc::clone(&f),
                 };
                 let every = meta.checkpoint_every(slide);
-                let id = c.operator_id().to_owned();
                 let grid = c.grid();
-                stateful(c, input, &grid, label, &id, every.as_millis(), logic)
+                stateful(c, input, &grid, label, every.as_millis(), logic)
             })
         })
     }

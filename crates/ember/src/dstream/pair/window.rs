@@ -232,9 +232,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 values: HashMap::new(),
             };
             let every = meta.checkpoint_every(slide);
-            let id = c.operator_id().to_owned();
             let grid = c.grid_of(parent_slide.as_millis());
-            stateful(c, input, &grid, label, &id, every.as_millis(), logic)
+            stateful(c, input, &grid, label, every.as_millis(), logic)
         });
         op.end(windowed.index, None);
         Ok(windowed)
