@@ -159,6 +159,75 @@ fn state(workers: usize, keys: u64, updates: u64, batches: u64, map_with_state: 
     );
 }
 
+/// `update_state_by_key` over `keys` keys with checkpoints every `every` batches (Spark's
+/// default is 10 batch intervals at 1 s batches, 10 s) against the same job without a
+/// checkpoint directory; then the time to recover from the last checkpoint (`get_or_create`
+/// and `start`, which returns once every worker has restored its key groups).
+fn checkpointing(keys: u64, updates: u64, batches: u64, every: u64) {
+    let job = |ssc: &StreamingContext| {
+        let seeds: Vec<Option<Vec<u64>>> = (1..=batches).map(|b| Some(vec![b])).collect();
+        ssc.replay_stream(seeds, 1)
+            .flat_map(move |b: u64| {
+                if b == 1 {
+                    (0..keys).map(|k| (k, 1i64)).collect::<Vec<_>>()
+                } else {
+                    let mut s = xorshift(b | 1);
+                    (0..updates)
+                        .map(|_| {
+                            s = xorshift(s);
+                            (s % keys, 1i64)
+                        })
+                        .collect()
+                }
+            })
+            .update_state_by_key(|vs: Vec<i64>, s: Option<i64>| Some(vs.iter().sum::<i64>() + s.unwrap_or(0)))
+            .checkpoint(milliseconds(every))
+            .unwrap()
+    };
+    let off = {
+        let ssc = context(1);
+        let out = job(&ssc);
+        run_timed(ssc, out, batches, batches as usize - 1)
+    };
+    let dir = std::env::temp_dir().join(format!("ember-bench-checkpoint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let on = {
+        let ssc = context(1);
+        ssc.checkpoint(&dir).unwrap();
+        let out = job(&ssc);
+        run_timed(ssc, out, batches, batches as usize - 1)
+    };
+    let size: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .max_by_key(|e| e.file_name())
+        .map(|d| {
+            std::fs::read_dir(d.path())
+                .unwrap()
+                .filter_map(|f| f.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let started = Instant::now();
+    let ssc = StreamingContext::get_or_create(&dir, || {
+        let ssc = context(1);
+        job(&ssc).foreach_rdd(|_, _| {})?;
+        Ok(ssc)
+    })
+    .unwrap();
+    ssc.start().unwrap();
+    let recovered = started.elapsed().as_secs_f64() * 1e3;
+    ssc.stop(false).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "| update_state_by_key, checkpoint every {every} batches | {keys} keys, {updates} updates/batch | {off:.1} ms | {on:.1} ms | {:+.1}% | {:.1} MB | {recovered:.0} ms |",
+        (on / off - 1.0) * 100.0,
+        size as f64 / 1e6
+    );
+}
+
 /// Runs one state benchmark in a fresh process, so that its resident memory is its own.
 fn state_in_child(keys: u64, updates: u64, batches: u64, map_with_state: bool) {
     let exe = std::env::current_exe().unwrap();
@@ -173,6 +242,16 @@ fn state_in_child(keys: u64, updates: u64, batches: u64, map_with_state: bool) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "checkpoint") {
+        println!(
+            "| operation | state | time per batch, no checkpoints | with checkpoints | difference | checkpoint size | recovery (get_or_create + start) |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        let quick = args.iter().any(|a| a == "quick");
+        let keys = if quick { 100_000 } else { 1_000_000 };
+        checkpointing(keys, 100_000, 41, 10);
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "state-child") {
         let n = |j: usize| args[i + j].parse::<u64>().unwrap();
         state(1, n(2), n(3), n(4), args[i + 1] == "map_with_state");

@@ -90,19 +90,35 @@ pub(crate) struct Owned {
 
 /// Keyed state held per shuffle partition, written per key group: each entry goes to its key's
 /// group (its stable hash is computed here, at snapshot time only, so that the per-record path
-/// hashes a key once, for its partition).
+/// hashes a key once, for its partition). A group's bytes are the state codec's encoding of the
+/// `Vec` of its entries, written in place: one pass counts each group's entries, a second
+/// appends them to their group's buffer after the length, with no intermediate copy.
 pub(crate) fn snapshot_by_group<'a, K: Hash + Serialize + 'a, X: Serialize>(
     shuffle: &Shuffle,
-    entries: impl Iterator<Item = (&'a K, X)>,
+    entries: impl Iterator<Item = (&'a K, X)> + Clone,
 ) -> Result<BTreeMap<u32, Vec<u8>>, String> {
-    let mut groups: BTreeMap<u32, Vec<(&K, X)>> = BTreeMap::new();
-    for (k, x) in entries {
-        groups.entry(shuffle.group_of(k)).or_default().push((k, x));
+    let mut counts = vec![0u64; shuffle.space.groups as usize];
+    let mut group_of: Vec<u32> = Vec::with_capacity(entries.size_hint().0);
+    for (k, _) in entries.clone() {
+        let group = shuffle.group_of(k);
+        counts[group as usize] += 1;
+        group_of.push(group);
     }
-    groups
+    // A sequence's encoding starts with its length (the codec's varint for a u64).
+    let mut buffers: Vec<Vec<u8>> = counts
+        .iter()
+        .map(|&n| if n == 0 { Ok(Vec::new()) } else { encode(&n) })
+        .collect::<Result<_, _>>()?;
+    for ((k, x), group) in entries.zip(group_of) {
+        let buffer = &mut buffers[group as usize];
+        *buffer = postcard::to_extend(&(k, x), std::mem::take(buffer)).map_err(|e| format!("cannot serialise the state: {e}"))?;
+    }
+    Ok(buffers
         .into_iter()
-        .map(|(group, entries)| encode(&entries).map(|bytes| (group, bytes)))
-        .collect()
+        .enumerate()
+        .filter(|(_, bytes)| !bytes.is_empty())
+        .map(|(group, bytes)| (group as u32, bytes))
+        .collect())
 }
 
 /// The partitions owned by this worker among `n` shuffle partitions.
@@ -149,5 +165,30 @@ pub(crate) fn spread<'s, T: Data>(c: &Compiler<'s>, stream: EStream<'s, T>) -> E
         stream.exchange_parts(|p| u64::from(p.id.head()))
     } else {
         stream
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state_codec::decode;
+
+    #[test]
+    fn a_group_written_in_place_decodes_as_the_vec_of_its_entries() {
+        let shuffle = Shuffle {
+            space: KeySpace::new(16, 3),
+        };
+        let entries: Vec<(String, (i64, u64))> = (0..1000).map(|i| (format!("k{i}"), (i * 7 - 300, i as u64 * 1_000_003))).collect();
+        let groups = snapshot_by_group(&shuffle, entries.iter().map(|(k, v)| (k, v))).unwrap();
+        let mut back: Vec<(String, (i64, u64))> = Vec::new();
+        for (group, bytes) in &groups {
+            let decoded: Vec<(String, (i64, u64))> = decode(bytes).unwrap();
+            assert!(decoded.iter().all(|(k, _)| shuffle.group_of(k) == *group));
+            back.extend(decoded);
+        }
+        back.sort();
+        let mut want = entries.clone();
+        want.sort();
+        assert_eq!(back, want);
     }
 }
