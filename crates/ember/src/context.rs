@@ -98,6 +98,9 @@ pub(crate) struct ContextInner {
 
 pub(crate) use crate::lock::lock;
 
+/// The contexts started in this process, oldest first (for `get_active`).
+static STARTED: Mutex<Vec<std::sync::Weak<ContextInner>>> = Mutex::new(Vec::new());
+
 impl ContextInner {
     /// Whether this process runs the receivers (it hosts worker 0).
     pub(crate) fn hosts_receivers(&self) -> bool {
@@ -749,7 +752,38 @@ impl StreamingContext {
             first_batch_ms = zero_ms + interval,
             "StreamingContext started."
         );
+        let mut started = lock(&STARTED);
+        started.retain(|c| c.strong_count() > 0);
+        started.push(Arc::downgrade(&self.inner));
         Ok(())
+    }
+
+    /// The most recently started context that is still running, if any (Spark's
+    /// `StreamingContext.getActive`). Spark allows one active context per JVM; ember allows
+    /// several in a process (tests, independent jobs), and this returns the newest.
+    pub fn get_active() -> Option<StreamingContext> {
+        lock(&STARTED)
+            .iter()
+            .rev()
+            .filter_map(std::sync::Weak::upgrade)
+            .find(|inner| inner.phase.load(Ordering::Acquire) == ACTIVE)
+            .map(|inner| StreamingContext { inner })
+    }
+
+    /// The running context if there is one ([`StreamingContext::get_active`]), otherwise
+    /// [`StreamingContext::get_or_create`] on `directory` (Spark's `getActiveOrCreate`).
+    ///
+    /// # Errors
+    ///
+    /// As [`StreamingContext::get_or_create`].
+    pub fn get_active_or_create<F>(directory: impl AsRef<std::path::Path>, build: F) -> Result<StreamingContext>
+    where
+        F: FnOnce() -> Result<StreamingContext>,
+    {
+        match StreamingContext::get_active() {
+            Some(active) => Ok(active),
+            None => StreamingContext::get_or_create(directory, build),
+        }
     }
 
     /// Stops the computation. With `graceful`, receivers are stopped first and everything they
