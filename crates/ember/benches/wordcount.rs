@@ -50,12 +50,23 @@ fn sink(counts: &DStream<(String, u64)>) -> (Arc<AtomicU64>, Arc<Mutex<Vec<Insta
 }
 
 fn no_wait(workers: usize, batches: usize, lines_per_batch: usize) {
+    no_wait_with(workers, batches, lines_per_batch, false);
+}
+
+/// The no-wait word count, with checkpoints on when `checkpoints` (a plan without state
+/// commits a checkpoint, its manifest, every batch).
+fn no_wait_with(workers: usize, batches: usize, lines_per_batch: usize, checkpoints: bool) {
     let input: Vec<Option<Vec<String>>> = (0..batches).map(|b| Some(gen_lines(lines_per_batch, b as u64 + 1))).collect();
     let ssc = StreamingContext::builder(milliseconds(1))
         .workers(workers)
         .no_wait()
         .build()
         .unwrap();
+    let dir = std::env::temp_dir().join(format!("ember-bench-wordcount-{}", std::process::id()));
+    if checkpoints {
+        let _ = std::fs::remove_dir_all(&dir);
+        ssc.checkpoint(&dir).unwrap();
+    }
     let (words, done) = sink(&word_count(ssc.replay_stream(input, workers * 2)));
     let start = Instant::now();
     ssc.start().unwrap();
@@ -65,8 +76,10 @@ fn no_wait(workers: usize, batches: usize, lines_per_batch: usize) {
     let total = words.load(Ordering::Relaxed);
     let per_batch = elapsed.as_secs_f64() * 1e3 / batches as f64;
     let _ = done;
+    let _ = std::fs::remove_dir_all(&dir);
+    let form = if checkpoints { ", checkpoints on" } else { "" };
     println!(
-        "| no-wait, pre-generated lines | {workers} | {batches} x {lines_per_batch} lines | {:.2} M words/s | {per_batch:.2} ms/batch |",
+        "| no-wait, pre-generated lines{form} | {workers} | {batches} x {lines_per_batch} lines | {:.2} M words/s | {per_batch:.2} ms/batch |",
         total as f64 / elapsed.as_secs_f64() / 1e6
     );
 }
@@ -127,6 +140,15 @@ fn main() {
     let scale = if quick { 1 } else { 4 };
     println!("| benchmark | workers | input | throughput | latency |");
     println!("| --- | --- | --- | --- | --- |");
+    if std::env::args().any(|a| a == "checkpoint") {
+        // Checkpoints off and on, alternated.
+        for _ in 0..3 {
+            for checkpoints in [false, true] {
+                no_wait_with(2, 10 * scale, 50_000, checkpoints);
+            }
+        }
+        return;
+    }
     for workers in [1, 2] {
         no_wait(workers, 10 * scale, 50_000);
     }
