@@ -159,6 +159,12 @@ fn decode_state_file(bytes: &[u8]) -> std::result::Result<Vec<FileEntry>, String
     postcard::from_bytes(payload).map_err(|e| format!("corrupt: {e}"))
 }
 
+/// The oldest of the committed checkpoints kept in `dir` (what a recovery may fall back to).
+pub(crate) fn oldest_kept(dir: &Path) -> Option<u64> {
+    let times = committed(dir).ok()?;
+    times.get(times.len().min(KEEP_CHECKPOINTS).checked_sub(1)?).copied()
+}
+
 /// The committed checkpoints in `dir`, newest first.
 fn committed(dir: &Path) -> Result<Vec<u64>> {
     let entries = match fs::read_dir(dir) {

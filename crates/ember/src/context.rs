@@ -17,6 +17,9 @@ use crate::time::{Duration, Time};
 /// A receiver's driver-side half: started with the context (on the process that hosts worker 0)
 /// and stopped before the last batch is cut.
 pub(crate) trait ReceiverHost: Send + Sync {
+    /// Opens the receiver's write-ahead log in `checkpoint_dir`, before it starts: for a run
+    /// recovered from checkpoint `after`, with the blocks to replay.
+    fn open_wal(&self, plan: &crate::plan::CompiledPlan, checkpoint_dir: &std::path::Path, after: Option<u64>) -> Result<()>;
     /// Starts the receiver's thread.
     fn start(&self, ctx: Arc<ContextInner>) -> Result<JoinHandle<()>>;
     /// Asks the receiver to stop; its thread exits soon after.
@@ -58,6 +61,8 @@ pub(crate) struct ReceiverSettings {
     pub(crate) buffer_records: usize,
     /// Pause before a receiver that asked to restart (or failed) is started again.
     pub(crate) restart_delay: std::time::Duration,
+    /// Whether receivers write a write-ahead log.
+    pub(crate) write_ahead_log: bool,
 }
 
 impl Default for ReceiverSettings {
@@ -68,6 +73,7 @@ impl Default for ReceiverSettings {
             initial_rate: None,
             buffer_records: 1 << 20,
             restart_delay: std::time::Duration::from_secs(2),
+            write_ahead_log: false,
         }
     }
 }
@@ -118,6 +124,11 @@ impl ContextInner {
     /// Receiver settings of this context.
     pub(crate) fn receiver_settings(&self) -> &ReceiverSettings {
         &self.settings.receivers
+    }
+
+    /// The oldest committed checkpoint kept (batch time), if any.
+    pub(crate) fn oldest_checkpoint(&self) -> Option<u64> {
+        crate::checkpoint::oldest_kept(&self.checkpoint_dir()?)
     }
 
     /// The checkpoint directory, if checkpoints are on.
@@ -357,6 +368,18 @@ impl StreamingContextBuilder {
     /// Default 1 Mi records. ember's own bound: Spark's receivers store blocks without limit.
     pub fn receiver_buffer_records(mut self, records: usize) -> Self {
         self.settings.receivers.buffer_records = records.max(1);
+        self
+    }
+
+    /// Writes what receivers store to a write-ahead log in the checkpoint directory before
+    /// `store_many` returns (Spark's `spark.streaming.receiver.writeAheadLog.enable`), so that a
+    /// recovery from a checkpoint replays the records received since: the batches cut before
+    /// the crash get exactly their records again. Needs a checkpoint directory. A single-record
+    /// `store` is synced with the next block or batch cut, as in Spark, where only the
+    /// multi-record `store` is reliable. Without the log, what a receiver held at a crash is
+    /// lost, as in Spark. Default: off.
+    pub fn write_ahead_log(mut self, enabled: bool) -> Self {
+        self.settings.receivers.write_ahead_log = enabled;
         self
     }
 
@@ -709,6 +732,22 @@ impl StreamingContext {
             let _ = self.inner.stop(false);
             Err(error)
         };
+        if settings.receivers.write_ahead_log && self.inner.hosts_receivers() {
+            let Some(dir) = &checkpoint_dir else {
+                return fail(
+                    receivers,
+                    Error::IllegalState(
+                        "the write-ahead log needs a checkpoint directory: call ssc.checkpoint(dir) or use get_or_create".into(),
+                    ),
+                );
+            };
+            let after = recovered.as_ref().map(|r| r.manifest.time_ms);
+            for host in lock(&self.inner.receivers).iter() {
+                if let Err(e) = host.open_wal(&compiled, dir, after) {
+                    return fail(receivers, e);
+                }
+            }
+        }
         if self.inner.hosts_receivers() {
             let hosts: Vec<Arc<dyn ReceiverHost>> = lock(&self.inner.receivers).clone();
             for receiver in hosts {

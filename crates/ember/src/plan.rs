@@ -267,6 +267,11 @@ impl CompiledPlan {
         self.steps.is_empty()
     }
 
+    /// The id of node `index`, if the plan runs it.
+    pub(crate) fn id_of(&self, index: usize) -> Option<&str> {
+        self.steps.iter().find(|s| s.index == index).map(|s| s.id.as_str())
+    }
+
     /// The label (`kind#id`) of the first node of `kind`, if the plan runs one.
     pub(crate) fn find_kind(&self, kind: &str) -> Option<&str> {
         self.steps.iter().find(|s| &*s.kind == kind).map(|s| s.label.as_str())

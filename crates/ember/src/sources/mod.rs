@@ -5,6 +5,7 @@ mod queue;
 mod receiver;
 mod replay;
 mod socket;
+mod wal;
 
 pub use queue::BatchQueue;
 pub use receiver::{Receiver, ReceiverContext};

@@ -94,6 +94,9 @@ enum Phase {
 struct Buffer<T> {
     blocks: Vec<Vec<T>>,
     records: usize,
+    /// The write-ahead log, when on: appended to under the same lock, so that its order is the
+    /// buffer's.
+    wal: Option<super::wal::Wal<T>>,
 }
 
 /// What a receiver's thread, its clones of [`ReceiverContext`] and the source operator share.
@@ -110,6 +113,15 @@ struct Core<T> {
 }
 
 impl<T> Core<T> {
+    fn report(&self, message: String) {
+        if let Some(ctx) = self.ctx.upgrade() {
+            ctx.report_source_error(Error::Source {
+                source_name: self.name.clone(),
+                message,
+            });
+        }
+    }
+
     fn context_stopping(&self) -> bool {
         *lock(&self.phase) == Phase::ContextStopping
     }
@@ -124,45 +136,83 @@ impl<T> Core<T> {
             self.space.notify_all();
         }
     }
+}
 
+impl<T: Data> Core<T> {
     /// Waits while the buffer is full (unless the context is stopping: what is stored then goes
-    /// into the final batch), then lets `add` append `n` records to the blocks.
-    fn push_with(&self, n: usize, add: impl FnOnce(&mut Vec<Vec<T>>)) {
+    /// into the final batch), then writes `records` to the write-ahead log if it is on (synced
+    /// when `sync`) and lets `add` append them to the blocks.
+    fn push_with(&self, records: Vec<T>, sync: bool, add: impl FnOnce(&mut Vec<Vec<T>>, Vec<T>)) {
+        let n = records.len();
         let mut buffer = lock(&self.buffer);
         while buffer.records >= self.capacity.load(Ordering::Relaxed) && !self.context_stopping() {
             buffer = self.space.wait_timeout(buffer, POLL).unwrap_or_else(|e| e.into_inner()).0;
         }
-        add(&mut buffer.blocks);
+        if let Some(wal) = buffer.wal.as_mut()
+            && let Err(e) = wal.append_block(&records, sync)
+        {
+            let message = format!(
+                "cannot write the write-ahead log {}: {e}; what is stored now is lost in a crash",
+                wal.path().display()
+            );
+            drop(buffer);
+            self.report(message);
+            buffer = lock(&self.buffer);
+        }
+        add(&mut buffer.blocks, records);
         buffer.records += n;
         drop(buffer);
         self.stored.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Appends one record to the last block, or starts a block.
+    /// Appends one record to the last block, or starts a block. With the write-ahead log, the
+    /// record is synced with the next block or cut (Spark's single-record `store` is not
+    /// reliable either; `store_many` is).
     fn push_one(&self, record: T) {
-        self.push_with(1, |blocks| match blocks.last_mut() {
-            Some(last) if last.len() < BLOCK_RECORDS => last.push(record),
-            _ => blocks.push(vec![record]),
+        self.push_with(vec![record], false, |blocks, mut record| match blocks.last_mut() {
+            Some(last) if last.len() < BLOCK_RECORDS => last.append(&mut record),
+            _ => blocks.push(record),
         });
     }
 
     /// Appends records: a small run joins the last block, a large one is a block of its own.
-    fn push(&self, mut records: Vec<T>) {
+    fn push(&self, records: Vec<T>) {
         let n = records.len();
         if n == 0 {
             return;
         }
-        self.push_with(n, |blocks| match blocks.last_mut() {
+        self.push_with(records, true, |blocks, mut records| match blocks.last_mut() {
             Some(last) if last.len() < BLOCK_RECORDS && n < BLOCK_RECORDS / 2 => last.append(&mut records),
             _ => blocks.push(records),
         });
     }
 
-    /// Takes everything stored since the last cut.
-    fn drain(&self) -> Vec<Vec<T>> {
+    /// Takes everything stored since the last cut, for batch `time`. With the write-ahead log,
+    /// a batch cut before a crash takes the blocks it had then (what was stored since stays
+    /// for the next batch), and a batch cut afresh is logged first.
+    fn drain(&self, time: u64) -> Vec<Vec<T>> {
         let mut buffer = lock(&self.buffer);
+        let mut blocks = Vec::new();
+        if let Some(wal) = buffer.wal.as_mut() {
+            if let Some(replayed) = wal.replayed(time) {
+                return replayed;
+            }
+            let keep_after = || self.ctx.upgrade().and_then(|ctx| ctx.oldest_checkpoint());
+            match wal.cut(time, keep_after) {
+                Ok(carried) => blocks = carried,
+                Err(e) => {
+                    let message = format!(
+                        "cannot write the write-ahead log {}: {e}; batch {time} ms is lost in a crash",
+                        wal.path().display()
+                    );
+                    drop(buffer);
+                    self.report(message);
+                    buffer = lock(&self.buffer);
+                }
+            }
+        }
         buffer.records = 0;
-        let blocks = std::mem::take(&mut buffer.blocks);
+        blocks.append(&mut buffer.blocks);
         self.space.notify_all();
         blocks
     }
@@ -191,7 +241,7 @@ impl<T> std::fmt::Debug for ReceiverContext<T> {
     }
 }
 
-impl<T> ReceiverContext<T> {
+impl<T: Data> ReceiverContext<T> {
     /// Stores one record for the next batch. Waits while the receiver is over its rate or its
     /// buffer is full.
     pub fn store(&self, record: T) {
@@ -395,9 +445,27 @@ impl RateController {
 struct ReceiverRunner<T> {
     core: Arc<Core<T>>,
     receiver: Mutex<Option<Box<dyn Receiver<T>>>>,
+    /// The stream's plan node (its id names the write-ahead log).
+    node: std::sync::OnceLock<usize>,
 }
 
 impl<T: Data> ReceiverHost for ReceiverRunner<T> {
+    fn open_wal(&self, plan: &crate::plan::CompiledPlan, checkpoint_dir: &std::path::Path, after: Option<u64>) -> Result<()> {
+        let Some(id) = self.node.get().and_then(|n| plan.id_of(*n)) else {
+            return Ok(());
+        };
+        let wal = super::wal::Wal::open(checkpoint_dir, id, after).map_err(|source| Error::Io {
+            context: format!(
+                "cannot open the write-ahead log of receiver {} in {}",
+                self.core.name,
+                checkpoint_dir.display()
+            ),
+            source,
+        })?;
+        lock(&self.core.buffer).wal = Some(wal);
+        Ok(())
+    }
+
     fn start(&self, ctx: Arc<ContextInner>) -> Result<JoinHandle<()>> {
         let receiver = lock(&self.receiver)
             .take()
@@ -427,7 +495,7 @@ impl<T: Data> ReceiverHost for ReceiverRunner<T> {
 }
 
 /// Runs a receiver until it stops or the context does, restarting it after failures.
-fn supervise<T: 'static>(mut receiver: Box<dyn Receiver<T>>, core: Arc<Core<T>>, delay: Duration) {
+fn supervise<T: Data>(mut receiver: Box<dyn Receiver<T>>, core: Arc<Core<T>>, delay: Duration) {
     let ctx = ReceiverContext { core: Arc::clone(&core) };
     loop {
         {
@@ -487,6 +555,7 @@ impl StreamingContext {
             buffer: Mutex::new(Buffer {
                 blocks: Vec::new(),
                 records: 0,
+                wal: None,
             }),
             space: Condvar::new(),
             capacity: AtomicUsize::new(usize::MAX),
@@ -496,17 +565,19 @@ impl StreamingContext {
             ctx: Arc::downgrade(inner),
             stored: AtomicU64::new(0),
         });
-        let index = inner.add_receiver(Arc::new(ReceiverRunner {
+        let runner = Arc::new(ReceiverRunner {
             core: Arc::clone(&core),
             receiver: Mutex::new(Some(receiver)),
-        }));
+            node: std::sync::OnceLock::new(),
+        });
+        let index = inner.add_receiver(Arc::clone(&runner) as Arc<dyn ReceiverHost>);
         // Receivers run on the process hosting worker 0, whose workers are 0..workers; they
         // take turns draining receivers.
         let owner = index % self.workers();
         let backpressure = inner.receiver_settings().backpressure;
         let interval_ms = self.batch_interval().as_millis();
         let ctx = Arc::downgrade(inner);
-        self.source(label, move |c, label| {
+        let stream = self.source(label, move |c, label| {
             let core = (c.env.index == owner).then(|| Arc::clone(&core));
             let ctx = ctx.clone();
             let mut controller = backpressure.then(|| RateController {
@@ -516,7 +587,7 @@ impl StreamingContext {
             });
             let stream = batch_source(c, label, true, move |batch: SourceBatch| -> Vec<Msg<T>> {
                 let Some(core) = core.as_ref() else { return Vec::new() };
-                let blocks = core.drain();
+                let blocks = core.drain(batch.time);
                 if let Some(controller) = controller.as_mut()
                     && let Some(shared) = ctx.upgrade().and_then(|c| c.run_shared())
                 {
@@ -527,7 +598,10 @@ impl StreamingContext {
                 partition_msgs(blocks)
             });
             spread(c, stream)
-        })
+        });
+        // Nodes are never removed, so the index stays the stream's.
+        let _ = runner.node.set(stream.index);
+        stream
     }
 }
 
