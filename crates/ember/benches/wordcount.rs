@@ -135,11 +135,68 @@ fn empty_batches(workers: usize, batches: u64) {
     );
 }
 
+/// Stores blocks of `block` numbers as fast as it can, counting what it stored.
+struct Flood {
+    block: usize,
+    stored: Arc<AtomicU64>,
+}
+
+impl Receiver<u64> for Flood {
+    fn on_start(&mut self, ctx: &ReceiverContext<u64>) {
+        let mut next = 0u64;
+        while !ctx.is_stopped() {
+            let block: Vec<u64> = (next..next + self.block as u64).collect();
+            next += self.block as u64;
+            ctx.store_many(block);
+            self.stored.fetch_add(self.block as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Records per second a receiver stores with the write-ahead log on or off (100 ms batches
+/// counting them, 3 s).
+fn wal(block: usize, on: bool) {
+    let dir = std::env::temp_dir().join(format!("ember-bench-wal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ssc = StreamingContext::builder(milliseconds(100)).write_ahead_log(on).build().unwrap();
+    if on {
+        ssc.checkpoint(&dir).unwrap();
+    }
+    let stored = Arc::new(AtomicU64::new(0));
+    ssc.receiver_stream(Flood {
+        block,
+        stored: Arc::clone(&stored),
+    })
+    .count()
+    .foreach_rdd(|_, _| {})
+    .unwrap();
+    ssc.start().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (from, start) = (stored.load(Ordering::Relaxed), Instant::now());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let rate = (stored.load(Ordering::Relaxed) - from) as f64 / start.elapsed().as_secs_f64();
+    ssc.stop(false).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let form = if on { "on (fsync per block)" } else { "off" };
+    println!(
+        "| receiver, write-ahead log {form} | 1 | blocks of {block} records | {:.2} M records/s | - |",
+        rate / 1e6
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     let scale = if quick { 1 } else { 4 };
     println!("| benchmark | workers | input | throughput | latency |");
     println!("| --- | --- | --- | --- | --- |");
+    if std::env::args().any(|a| a == "wal") {
+        for block in [100, 1000, 10_000] {
+            for on in [false, true] {
+                wal(block, on);
+            }
+        }
+        return;
+    }
     if std::env::args().any(|a| a == "checkpoint") {
         // Checkpoints off and on, alternated.
         for _ in 0..3 {
