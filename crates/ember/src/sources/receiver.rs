@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -141,15 +141,14 @@ impl<T> Core<T> {
 impl<T: Data> Core<T> {
     /// Waits while the buffer is full (unless the context is stopping: what is stored then goes
     /// into the final batch), then writes `records` to the write-ahead log if it is on (synced
-    /// when `sync`) and lets `add` append them to the blocks.
-    fn push_with(&self, records: Vec<T>, sync: bool, add: impl FnOnce(&mut Vec<Vec<T>>, Vec<T>)) {
-        let n = records.len();
+    /// when `sync`); returns the buffer, locked, for the records to be added.
+    fn make_room(&self, records: &[T], sync: bool) -> MutexGuard<'_, Buffer<T>> {
         let mut buffer = lock(&self.buffer);
         while buffer.records >= self.capacity.load(Ordering::Relaxed) && !self.context_stopping() {
             buffer = self.space.wait_timeout(buffer, POLL).unwrap_or_else(|e| e.into_inner()).0;
         }
         if let Some(wal) = buffer.wal.as_mut()
-            && let Err(e) = wal.append_block(&records, sync)
+            && let Err(e) = wal.append_block(records, sync)
         {
             let message = format!(
                 "cannot write the write-ahead log {}: {e}; what is stored now is lost in a crash",
@@ -159,7 +158,11 @@ impl<T: Data> Core<T> {
             self.report(message);
             buffer = lock(&self.buffer);
         }
-        add(&mut buffer.blocks, records);
+        buffer
+    }
+
+    /// Counts `n` records added to `buffer`.
+    fn added(&self, mut buffer: MutexGuard<'_, Buffer<T>>, n: usize) {
         buffer.records += n;
         drop(buffer);
         self.stored.fetch_add(n as u64, Ordering::Relaxed);
@@ -169,22 +172,26 @@ impl<T: Data> Core<T> {
     /// record is synced with the next block or cut (Spark's single-record `store` is not
     /// reliable either; `store_many` is).
     fn push_one(&self, record: T) {
-        self.push_with(vec![record], false, |blocks, mut record| match blocks.last_mut() {
-            Some(last) if last.len() < BLOCK_RECORDS => last.append(&mut record),
-            _ => blocks.push(record),
-        });
+        let mut buffer = self.make_room(std::slice::from_ref(&record), false);
+        match buffer.blocks.last_mut() {
+            Some(last) if last.len() < BLOCK_RECORDS => last.push(record),
+            _ => buffer.blocks.push(vec![record]),
+        }
+        self.added(buffer, 1);
     }
 
     /// Appends records: a small run joins the last block, a large one is a block of its own.
-    fn push(&self, records: Vec<T>) {
+    fn push(&self, mut records: Vec<T>) {
         let n = records.len();
         if n == 0 {
             return;
         }
-        self.push_with(records, true, |blocks, mut records| match blocks.last_mut() {
+        let mut buffer = self.make_room(&records, true);
+        match buffer.blocks.last_mut() {
             Some(last) if last.len() < BLOCK_RECORDS && n < BLOCK_RECORDS / 2 => last.append(&mut records),
-            _ => blocks.push(records),
-        });
+            _ => buffer.blocks.push(records),
+        }
+        self.added(buffer, n);
     }
 
     /// Takes everything stored since the last cut, for batch `time`. With the write-ahead log,
