@@ -81,6 +81,13 @@ impl fmt::Display for Partitioning {
     }
 }
 
+/// Spark's default checkpoint interval of a stateful stream: the smallest multiple of its slide
+/// that is at least 10 seconds.
+pub(crate) fn default_checkpoint_interval(slide: Duration) -> Duration {
+    let slide = slide.as_millis().max(1);
+    Duration::from_millis(10_000u64.div_ceil(slide) * slide)
+}
+
 /// What a plan node knows about itself besides how to build it; shared with the stream
 /// handles and with the node's compile function.
 #[derive(Debug, Default)]
@@ -115,10 +122,9 @@ impl NodeMeta {
     }
 
     /// The interval at which the node's state is checkpointed: the explicit one, or Spark's
-    /// default for a stream of `slide` (see [`crate::dstream::default_checkpoint_interval`]).
+    /// default for a stream of `slide` (see [`default_checkpoint_interval`]).
     pub(crate) fn checkpoint_every(&self, slide: Duration) -> Duration {
-        self.explicit_checkpoint()
-            .unwrap_or_else(|| crate::dstream::default_checkpoint_interval(slide))
+        self.explicit_checkpoint().unwrap_or_else(|| default_checkpoint_interval(slide))
     }
 
     /// Whether some output needs this node (known once the plan is frozen at start).

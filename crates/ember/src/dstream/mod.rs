@@ -67,13 +67,6 @@ impl<T: Data> NodeRef<T> {
     }
 }
 
-/// Spark's default checkpoint interval of a stateful stream: the smallest multiple of its slide
-/// that is at least 10 seconds.
-pub(crate) fn default_checkpoint_interval(slide: Duration) -> Duration {
-    let slide = slide.as_millis().max(1);
-    Duration::from_millis(10_000u64.div_ceil(slide) * slide)
-}
-
 impl<T> Clone for DStream<T> {
     fn clone(&self) -> Self {
         DStream {
@@ -247,7 +240,7 @@ impl<T: Data> DStream<T> {
     pub fn checkpoint_interval(&self) -> Option<Duration> {
         self.meta
             .explicit_checkpoint()
-            .or_else(|| self.meta.stateful.then(|| default_checkpoint_interval(self.slide)))
+            .or_else(|| self.meta.stateful.then(|| crate::plan::default_checkpoint_interval(self.slide)))
     }
 }
 
