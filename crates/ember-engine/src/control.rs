@@ -14,7 +14,7 @@
 //!
 //! | message                                                        | direction | meaning |
 //! |----------------------------------------------------------------|-----------|---------|
-//! | `{"type":"hello","process":1,"processes":3,"fingerprint":7}`   | F → C     | a follower joins |
+//! | `{"type":"hello","process":1,"processes":3,"fingerprint":7,"resume_ms":null}` | F → C | a follower joins (and the checkpoint it resumes from) |
 //! | `{"type":"welcome","zero_ms":1700000000000}`                   | C → F     | everyone joined; the zero time |
 //! | `{"type":"abort","error":{...}}`                               | C → F     | startup failed everywhere with this [`ControlError`] |
 //! | `{"type":"heartbeat"}`                                         | both      | still alive |
@@ -22,6 +22,7 @@
 //! | `{"type":"propose","time_ms":5000}`                            | F → C     | this process's proposal for the final batch time |
 //! | `{"type":"final","time_ms":5000}`                              | C → F     | the agreed final batch time |
 //! | `{"type":"lost","process":2,"reason":"..."}`                   | C → F     | the coordinator lost a follower |
+//! | `{"type":"checkpoint","time_ms":5000,"report":"..."}`          | F → C     | this process wrote its part of checkpoint 5000 (the report is the caller's) |
 //! | `{"type":"goodbye"}`                                           | both      | a clean shutdown: the coming end of the connection is not a loss |
 //!
 //! # Never a hang
@@ -71,6 +72,9 @@ pub struct ControlConfig {
     pub coordinator: String,
     /// The fingerprint of the plan this process runs; it must be the same on every process.
     pub fingerprint: u64,
+    /// The checkpoint (batch time, ms) this process resumes from, or `None` for a fresh start;
+    /// it must be the same on every process.
+    pub resume_ms: Option<u64>,
     /// How long startup may take before [`ControlPlane::join`] gives up (default 60 s).
     pub start_timeout: Duration,
     /// How often each side sends a heartbeat (default 250 ms).
@@ -87,6 +91,7 @@ impl ControlConfig {
             processes,
             coordinator: coordinator.into(),
             fingerprint,
+            resume_ms: None,
             start_timeout: Duration::from_secs(60),
             heartbeat: Duration::from_millis(250),
             peer_timeout: Duration::from_secs(3),
@@ -145,6 +150,16 @@ pub enum ControlError {
         /// The differing process's plan fingerprint.
         found: u64,
     },
+    /// A process resumes from another checkpoint than process 0 (or starts fresh while process 0
+    /// resumes, or the reverse); every process reports this.
+    ResumeMismatch {
+        /// The process that differs.
+        process: usize,
+        /// The checkpoint process 0 resumes from (batch time, ms), `None` for a fresh start.
+        expected: Option<u64>,
+        /// The checkpoint the differing process resumes from.
+        found: Option<u64>,
+    },
     /// A process died or went silent without saying goodbye; every survivor reports this.
     PeerLost {
         /// The lost process.
@@ -180,6 +195,19 @@ impl fmt::Display for ControlError {
                 "the plans differ: process {process} has plan fingerprint {found:#018x} but process 0 has {expected:#018x}; \
                  every process must run the same program with the same configuration"
             ),
+            ControlError::ResumeMismatch { process, expected, found } => {
+                let describe = |resume: &Option<u64>| match resume {
+                    Some(time) => format!("resumes from the checkpoint of batch {time} ms"),
+                    None => "starts fresh".to_owned(),
+                };
+                write!(
+                    f,
+                    "the processes disagree on the checkpoint: process {process} {} but process 0 {}; \
+                     every process must use the same checkpoint directory (a shared file system)",
+                    describe(found),
+                    describe(expected)
+                )
+            }
             ControlError::PeerLost { process, reason } => write!(f, "lost process {process} of the cluster: {reason}"),
             ControlError::Io { context, message } => write!(f, "{context}: {message}"),
             ControlError::Protocol(message) => write!(f, "control protocol error: {message}"),
@@ -215,6 +243,8 @@ enum Message {
         process: usize,
         processes: usize,
         fingerprint: u64,
+        #[serde(default)]
+        resume_ms: Option<u64>,
     },
     Welcome {
         zero_ms: u64,
@@ -236,6 +266,10 @@ enum Message {
         process: usize,
         reason: String,
     },
+    Checkpoint {
+        time_ms: u64,
+        report: String,
+    },
     Goodbye,
 }
 
@@ -250,6 +284,7 @@ impl Message {
             Message::Propose { .. } => "propose",
             Message::Final { .. } => "final",
             Message::Lost { .. } => "lost",
+            Message::Checkpoint { .. } => "checkpoint",
             Message::Goodbye => "goodbye",
         }
     }
@@ -293,6 +328,10 @@ enum Event {
     Propose {
         time_ms: u64,
     },
+    Checkpoint {
+        time_ms: u64,
+        report: String,
+    },
     Finish {
         goodbye: bool,
     },
@@ -311,6 +350,20 @@ struct Shared {
 struct Outcome {
     final_time: Option<u64>,
     failure: Option<ControlError>,
+    /// Checkpoint reports received and not yet taken (process 0 only).
+    checkpoints: Vec<CheckpointReport>,
+}
+
+/// One process's report that it wrote its part of a checkpoint (see
+/// [`ControlPlane::report_checkpoint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// The reporting process.
+    pub process: usize,
+    /// The checkpoint's batch time (ms).
+    pub time_ms: u64,
+    /// What the process said about its part; the control plane does not read it.
+    pub report: String,
 }
 
 impl Shared {
@@ -586,6 +639,38 @@ impl ControlPlane {
         self.shared.outcome().final_time
     }
 
+    /// This process's index (0 is the coordinator).
+    pub fn process(&self) -> usize {
+        self.process
+    }
+
+    /// How many processes the cluster has.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// Tells process 0 that this process wrote its part of checkpoint `time_ms`; `report`
+    /// describes the part (its files) for the process that commits the checkpoint. On process 0
+    /// the report is kept for [`ControlPlane::take_checkpoint_reports`] directly. Never blocks
+    /// on the network.
+    pub fn report_checkpoint(&self, time_ms: u64, report: String) {
+        if self.process == 0 {
+            self.shared.outcome().checkpoints.push(CheckpointReport {
+                process: 0,
+                time_ms,
+                report,
+            });
+        } else {
+            self.command(Event::Checkpoint { time_ms, report });
+        }
+    }
+
+    /// The checkpoint reports of every process (this one's too) received since the last call,
+    /// in the order they arrived from each process. Only process 0 receives any.
+    pub fn take_checkpoint_reports(&self) -> Vec<CheckpointReport> {
+        std::mem::take(&mut self.shared.outcome().checkpoints)
+    }
+
     /// The first failure seen in the cluster after startup (a lost process), if any.
     pub fn failure(&self) -> Option<ControlError> {
         self.shared.outcome().failure.clone()
@@ -724,6 +809,7 @@ fn join_as_coordinator(
                         process,
                         processes,
                         fingerprint,
+                        resume_ms,
                     },
             } => {
                 let address = addresses.get(&conn).map_or_else(|| "?".to_string(), ToString::to_string);
@@ -749,6 +835,12 @@ fn join_as_coordinator(
                         process,
                         expected: config.fingerprint,
                         found: fingerprint,
+                    })
+                } else if resume_ms != config.resume_ms {
+                    Err(ControlError::ResumeMismatch {
+                        process,
+                        expected: config.resume_ms,
+                        found: resume_ms,
                     })
                 } else {
                     Ok(())
@@ -797,7 +889,7 @@ fn join_as_coordinator(
                 }
                 // Otherwise a connection that never said hello (a probe) or was already turned away.
             }
-            Event::Stop | Event::Propose { .. } | Event::Finish { .. } => {}
+            Event::Stop | Event::Propose { .. } | Event::Checkpoint { .. } | Event::Finish { .. } => {}
         }
     }
     drop(listener);
@@ -863,6 +955,7 @@ fn join_as_follower(config: &ControlConfig, shared: Arc<Shared>) -> Result<(u64,
         process: config.process,
         processes: config.processes,
         fingerprint: config.fingerprint,
+        resume_ms: config.resume_ms,
     };
     links
         .send(conn, &hello)
@@ -911,7 +1004,7 @@ fn join_as_follower(config: &ControlConfig, shared: Arc<Shared>) -> Result<(u64,
                     reason: format!("during startup, {cause}"),
                 });
             }
-            Ok(Event::Stop | Event::Propose { .. } | Event::Finish { .. }) => {}
+            Ok(Event::Stop | Event::Propose { .. } | Event::Checkpoint { .. } | Event::Finish { .. }) => {}
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
         }
     };
@@ -1039,6 +1132,12 @@ impl Coordinator {
                         peer.proposal = Some(peer.proposal.map_or(time_ms, |p| p.max(time_ms)));
                         self.try_final();
                     }
+                    Message::Checkpoint { time_ms, report } => {
+                        self.shared
+                            .outcome()
+                            .checkpoints
+                            .push(CheckpointReport { process, time_ms, report });
+                    }
                     Message::Goodbye => {
                         tracing::debug!(process, "A process said goodbye.");
                         peer.said_goodbye = true;
@@ -1067,7 +1166,8 @@ impl Coordinator {
                 self.own_proposal = Some(self.own_proposal.map_or(time_ms, |p| p.max(time_ms)));
                 self.try_final();
             }
-            Event::Finish { .. } => {}
+            // Process 0 keeps its own reports without the driver.
+            Event::Checkpoint { .. } | Event::Finish { .. } => {}
         }
     }
 
@@ -1219,6 +1319,7 @@ impl FollowerDriver {
                 self.send(&Message::Stop { graceful });
             }
             Event::Propose { time_ms } => self.send(&Message::Propose { time_ms }),
+            Event::Checkpoint { time_ms, report } => self.send(&Message::Checkpoint { time_ms, report }),
             Event::Finish { .. } => {}
         }
     }
@@ -1450,6 +1551,49 @@ mod tests {
         thread::sleep(Duration::from_millis(100));
         assert!(planes.iter().all(|p| p.stop_requested() == Some(false)));
         assert!(planes.iter().all(|p| p.failure().is_none()));
+    }
+
+    #[test]
+    fn a_process_resuming_from_another_checkpoint_fails_startup_on_every_process() {
+        let _guard = shared_test();
+        let address = free_address();
+        let mut configs: Vec<_> = (0..3).map(|p| config(p, 3, &address)).collect();
+        for c in &mut configs {
+            c.resume_ms = Some(5_000);
+        }
+        configs[1].resume_ms = None;
+        let expected = ControlError::ResumeMismatch {
+            process: 1,
+            expected: Some(5_000),
+            found: None,
+        };
+        for (process, result) in join_all(configs).into_iter().enumerate() {
+            assert_eq!(result.as_ref().err(), Some(&expected), "process {process}");
+        }
+        let message = expected.to_string();
+        assert!(
+            message.contains("process 1 starts fresh") && message.contains("process 0 resumes from the checkpoint of batch 5000 ms"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn checkpoint_reports_reach_process_0_from_every_process() {
+        let _guard = shared_test();
+        let planes = cluster(3);
+        planes[2].report_checkpoint(2_000, "two".into());
+        planes[0].report_checkpoint(2_000, "zero".into());
+        planes[1].report_checkpoint(2_000, "one".into());
+        let mut reports = Vec::new();
+        assert!(wait_for(Duration::from_secs(5), || {
+            reports.extend(planes[0].take_checkpoint_reports());
+            reports.len() == 3
+        }));
+        reports.sort_by_key(|r| r.process);
+        let said: Vec<(usize, u64, &str)> = reports.iter().map(|r| (r.process, r.time_ms, r.report.as_str())).collect();
+        assert_eq!(said, [(0, 2_000, "zero"), (1, 2_000, "one"), (2, 2_000, "two")]);
+        assert!(planes[1].take_checkpoint_reports().is_empty(), "a follower keeps no reports");
+        assert!(planes[0].take_checkpoint_reports().is_empty(), "taken reports are gone");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod control;
 pub mod keys;
+mod mesh;
 pub mod msg;
 pub mod ops;
 pub mod runtime;

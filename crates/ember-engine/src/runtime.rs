@@ -245,8 +245,12 @@ impl RunShared {
     }
 
     /// Refuses the restore image if it holds an operator that no local worker registered
-    /// (called once every local worker has compiled).
+    /// (called once every local worker has compiled). In a cluster, process 0 checks: every
+    /// process runs the same plan, and state that lives on one worker only lives on worker 0.
     fn check_image_covered(&self) {
+        if self.control.as_ref().is_some_and(|c| c.process() != 0) {
+            return;
+        }
         let Some(image) = self.restore_image() else { return };
         let registered = crate::msg::lock(&self.registered).clone();
         for (id, restored) in image.iter().filter(|(id, _)| !registered.contains(*id)) {
@@ -291,6 +295,11 @@ impl RunShared {
     /// Whether a stop was requested, here or (in a cluster) on any process.
     pub fn stop_requested(&self) -> bool {
         self.stop_requested.load(Ordering::Acquire) || self.control.as_ref().is_some_and(|c| c.stop_requested().is_some())
+    }
+
+    /// The cluster's control plane, when this process is one of several.
+    pub fn control(&self) -> Option<&ControlPlane> {
+        self.control.as_deref()
     }
 
     /// The loss of a cluster peer, if one was lost.
@@ -651,6 +660,7 @@ impl Runtime {
     /// [`LaunchError::Control`] when the cluster's processes do not all join in time or run
     /// different plans; [`LaunchError::Timely`] when timely cannot start the workers.
     pub fn launch(mut config: RunConfig, build: BuildPlan) -> Result<Runtime, LaunchError> {
+        let launched = Instant::now();
         // The image goes to the shared state only, which drops it once restored.
         let restore = config.restore.take();
         let workers = config.workers.max(1);
@@ -663,6 +673,7 @@ impl Runtime {
             Some(cluster) if cluster.addresses.len() > 1 => {
                 let mut control = ControlConfig::new(cluster.process, cluster.addresses.len(), cluster.coordinator(), config.fingerprint);
                 control.start_timeout = cluster.start_timeout;
+                control.resume_ms = config.resume.map(|r| r.after_ms);
                 let plane = ControlPlane::join(control, choose_zero).map_err(LaunchError::Control)?;
                 quiet_peer_loss_panics();
                 let zero = plane.zero_ms();
@@ -672,22 +683,21 @@ impl Runtime {
         };
         let start_ms = config.resume.map_or(zero_ms, |r| r.after_ms.max(zero_ms));
         let shared = Arc::new(RunShared::new(workers, control, &config, restore));
-        let communication = match &config.cluster {
-            None if workers == 1 => timely::CommunicationConfig::Thread,
-            None => timely::CommunicationConfig::Process(workers),
-            Some(cluster) => timely::CommunicationConfig::Cluster {
-                threads: workers,
-                process: cluster.process,
-                addresses: cluster.addresses.clone(),
-                report: false,
-                zerocopy: false,
-            },
+        let (allocators, communication_guard) = match (&config.cluster, shared.control()) {
+            (Some(cluster), Some(control)) => connect_cluster(cluster, workers, control, launched)?,
+            _ => {
+                let communication = if workers == 1 {
+                    timely::CommunicationConfig::Thread
+                } else {
+                    timely::CommunicationConfig::Process(workers)
+                };
+                communication.try_build().map_err(LaunchError::Timely)?
+            }
         };
         // Workers of a busy 2-core machine should park rather than spin.
-        let worker = timely::WorkerConfig::default().idle_spin(Duration::from_micros(20));
-        let timely_config = timely::Config { communication, worker };
+        let worker_config = timely::WorkerConfig::default().idle_spin(Duration::from_micros(20));
         let worker_shared = Arc::clone(&shared);
-        let guards = timely::execute(timely_config, move |worker| {
+        let guards = timely::execute::execute_from(allocators, communication_guard, worker_config, move |worker| {
             let index = worker.index();
             let _exit = ExitGuard {
                 shared: Arc::clone(&worker_shared),
@@ -793,7 +803,21 @@ impl Runtime {
     /// The loss of a cluster peer, or the message of a worker thread that panicked (an ember
     /// bug).
     pub fn join(&mut self) -> Result<(), JoinError> {
-        let Some(guards) = self.guards.take() else { return Ok(()) };
+        self.join_then(|| {})
+    }
+
+    /// [`Runtime::join`], calling `before_leaving` once the workers have exited and before
+    /// this process leaves the cluster's control plane (for work that still talks to the other
+    /// processes, such as committing a last checkpoint).
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::join`].
+    pub fn join_then(&mut self, before_leaving: impl FnOnce()) -> Result<(), JoinError> {
+        let Some(guards) = self.guards.take() else {
+            before_leaving();
+            return Ok(());
+        };
         let (done, joined) = std::sync::mpsc::channel();
         let joiner = std::thread::Builder::new().name("ember-join".into()).spawn(move || {
             let results: Vec<Result<(), String>> = guards.join();
@@ -825,6 +849,7 @@ impl Runtime {
                 }
             }
         };
+        before_leaving();
         if let Some(control) = &self.shared.control {
             control.close();
         }
@@ -845,6 +870,39 @@ impl Drop for Runtime {
             let _ = self.join();
         }
     }
+}
+
+/// Connects this process to the others of the cluster (see [`crate::mesh`]) and builds timely's
+/// allocators on the connections: never waits past the cluster's start timeout, nor once the
+/// control plane has lost a process.
+fn connect_cluster(
+    cluster: &ClusterConfig,
+    workers: usize,
+    control: &ControlPlane,
+    launched: Instant,
+) -> Result<(Vec<timely::communication::AllocatorBuilder>, Box<dyn std::any::Any + Send>), LaunchError> {
+    use timely::communication::allocator::ProcessBuilder;
+    use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+    let deadline = launched + cluster.start_timeout;
+    let lost = || control.failure().map(|e| e.to_string());
+    let sockets = crate::mesh::connect(&cluster.addresses, cluster.process, deadline, &lost).map_err(|e| match e {
+        crate::mesh::MeshError::Lost(_) => LaunchError::Control(
+            control
+                .failure()
+                .unwrap_or_else(|| ControlError::Protocol("a process was lost".into())),
+        ),
+        crate::mesh::MeshError::Timeout(missing) => LaunchError::Control(ControlError::StartTimeout {
+            missing,
+            waited: launched.elapsed(),
+        }),
+        crate::mesh::MeshError::Failed(message) => LaunchError::Timely(message),
+    })?;
+    let hooks = timely::communication::Hooks::default();
+    let process_allocators = ProcessBuilder::new_typed_vector(workers, hooks.refill.clone(), hooks.spill.clone());
+    let (builders, guard) = initialize_networking_from_sockets(process_allocators, sockets, cluster.process, workers, hooks)
+        .map_err(|e| LaunchError::Timely(format!("cannot start the network threads: {e}")))?;
+    let allocators = builders.into_iter().map(timely::communication::AllocatorBuilder::Tcp).collect();
+    Ok((allocators, Box::new(guard)))
 }
 
 /// The least common multiple of two positive numbers.

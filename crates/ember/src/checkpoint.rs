@@ -21,6 +21,15 @@
 //!
 //! Outputs of batches after `T` run again after a recovery from `T` (at least once, as in Spark);
 //! outputs of batches up to `T` had all run before `T` was committed.
+//!
+//! In a cluster of several processes the directory is shared (as Spark requires a reliable
+//! shared file system). Each process writes the state files of its own workers for every
+//! checkpoint time in turn, and reports each part (its files, sizes and checksums) to process 0
+//! over the control plane once its outputs up to `T` have run. Process 0 writes the manifest of
+//! the newest `T` every process reported, so a checkpoint commits only when all of its files
+//! are durable, whichever process dies. A process that holds no state (a file stream's
+//! position lives on worker 0 only) reports the newest batch it completed instead, which covers
+//! every checkpoint time up to it.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -31,6 +40,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Duration as StdDuration;
 
+use ember_engine::control::ControlPlane;
 use ember_engine::runtime::RunShared;
 use ember_engine::state::{OperatorSnapshot, RestoreImage, RestoredState, SnapshotSink};
 use ember_engine::{FailureCause, JobFailure};
@@ -78,6 +88,19 @@ struct FileEntry {
     kind: String,
     groups: BTreeMap<u32, Vec<u8>>,
 }
+
+/// One process's part of a checkpoint in a cluster, as it reports it to process 0.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct Part {
+    operators: BTreeMap<String, String>,
+    files: Vec<ManifestFile>,
+    /// The process holds no state: its report covers every checkpoint time up to this one.
+    stateless: bool,
+}
+
+/// How long process 0 waits at a stop for the other processes' parts of a checkpoint it wrote
+/// its own part of.
+const CLUSTER_FINISH_WAIT: StdDuration = StdDuration::from_secs(5);
 
 /// A checkpoint read back and checked.
 #[derive(Debug)]
@@ -339,6 +362,9 @@ impl CheckpointWriter {
             dir: dir.to_owned(),
             pending: BTreeMap::new(),
             last_committed,
+            last_written: None,
+            parts: BTreeMap::new(),
+            stateless_through: BTreeMap::new(),
             run: None,
             failed: false,
         };
@@ -377,6 +403,12 @@ struct WriterState {
     /// Snapshots received, by batch time.
     pending: BTreeMap<u64, Vec<OperatorSnapshot>>,
     last_committed: Option<u64>,
+    /// In a cluster: the newest checkpoint time this process wrote its part of.
+    last_written: Option<u64>,
+    /// On process 0 of a cluster: the parts reported, by checkpoint time and process.
+    parts: BTreeMap<u64, BTreeMap<usize, Part>>,
+    /// On process 0 of a cluster: for each process without state, the newest time it reported.
+    stateless_through: BTreeMap<usize, u64>,
     run: Option<(Arc<RunShared>, RunFacts)>,
     /// A write failed: the run is being stopped and nothing more is written.
     failed: bool,
@@ -393,6 +425,7 @@ impl WriterState {
                         self.pending.entry(snapshot.time).or_default().push(snapshot);
                     }
                     self.commit_ready();
+                    self.await_cluster_parts();
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -418,11 +451,13 @@ impl WriterState {
             None if done >= u64::MAX / 2 => return,
             None => done,
         };
+        if let Some(control) = shared.control() {
+            self.write_cluster_parts(&shared, control, &facts, expected, every, done);
+            return;
+        }
         let ready = if expected == 0 {
             // No state: any completed batch on the checkpoint grid commits.
-            let since_zero = done.saturating_sub(facts.zero_ms);
-            let time = facts.zero_ms + since_zero - since_zero % every.max(1);
-            (time > facts.zero_ms).then_some(time)
+            grid_floor(done, facts.zero_ms, every).filter(|time| *time > facts.zero_ms)
         } else {
             self.pending
                 .iter()
@@ -435,25 +470,151 @@ impl WriterState {
         };
         let snapshots = self.pending.remove(&time).unwrap_or_default();
         self.pending = self.pending.split_off(&(time + 1));
-        match self.commit(time, snapshots, &facts) {
+        let committed = self
+            .write_part(time, snapshots)
+            .and_then(|part| self.write_manifest(time, part.operators, part.files, &facts));
+        self.after_commit(&shared, time, committed);
+    }
+
+    /// Records a commit, or fails the run when it could not be written.
+    fn after_commit(&mut self, shared: &RunShared, time: u64, committed: Result<()>) {
+        match committed {
             Ok(()) => {
                 tracing::debug!(checkpoint_ms = time, "Checkpoint committed.");
                 self.last_committed = Some(time);
                 self.delete_old();
             }
-            Err(error) => {
-                self.failed = true;
-                shared.report(JobFailure::new(
-                    CHECKPOINT_OPERATOR,
-                    time,
-                    FailureCause::Error(format!("{error}; the context stops rather than run on without durable checkpoints")),
-                ));
-                shared.request_stop(true);
-            }
+            Err(error) => self.fail(shared, time, &error),
         }
     }
 
-    fn commit(&self, time: u64, snapshots: Vec<OperatorSnapshot>, facts: &RunFacts) -> Result<()> {
+    fn fail(&mut self, shared: &RunShared, time: u64, error: &Error) {
+        self.failed = true;
+        shared.report(JobFailure::new(
+            CHECKPOINT_OPERATOR,
+            time,
+            FailureCause::Error(format!("{error}; the context stops rather than run on without durable checkpoints")),
+        ));
+        shared.request_stop(true);
+    }
+
+    /// In a cluster: writes this process's part of every checkpoint time ready here, oldest
+    /// first, and reports each to process 0; on process 0, commits the newest time every
+    /// process has reported.
+    fn write_cluster_parts(
+        &mut self,
+        shared: &RunShared,
+        control: &ControlPlane,
+        facts: &RunFacts,
+        expected: usize,
+        every: u64,
+        done: u64,
+    ) {
+        let after = self.last_written.or(self.last_committed).unwrap_or(facts.zero_ms);
+        let times: Vec<u64> = if expected == 0 {
+            grid_floor(done, facts.zero_ms, every)
+                .filter(|time| *time > after)
+                .into_iter()
+                .collect()
+        } else {
+            self.pending
+                .iter()
+                .filter(|(time, snapshots)| **time > after && **time <= done && snapshots.len() >= expected)
+                .map(|(time, _)| *time)
+                .collect()
+        };
+        for time in times {
+            let snapshots = self.pending.remove(&time).unwrap_or_default();
+            let part = match self.write_part(time, snapshots) {
+                Ok(part) => Part {
+                    stateless: expected == 0,
+                    ..part
+                },
+                Err(error) => return self.fail(shared, time, &error),
+            };
+            match serde_json::to_string(&part) {
+                Ok(report) => control.report_checkpoint(time, report),
+                Err(e) => return self.fail(shared, time, &Error::Internal(format!("cannot serialise a checkpoint report: {e}"))),
+            }
+            self.last_written = Some(time);
+            self.pending = self.pending.split_off(&(time + 1));
+        }
+        if control.process() == 0 {
+            self.commit_reported(shared, control, facts);
+        }
+    }
+
+    /// Process 0: takes the parts reported and commits the newest checkpoint time that every
+    /// process's parts cover.
+    fn commit_reported(&mut self, shared: &RunShared, control: &ControlPlane, facts: &RunFacts) {
+        for report in control.take_checkpoint_reports() {
+            match serde_json::from_str::<Part>(&report.report) {
+                Ok(part) if part.stateless => {
+                    let through = self.stateless_through.entry(report.process).or_insert(0);
+                    *through = (*through).max(report.time_ms);
+                    self.parts.entry(report.time_ms).or_default().insert(report.process, part);
+                }
+                Ok(part) => {
+                    self.parts.entry(report.time_ms).or_default().insert(report.process, part);
+                }
+                Err(e) => tracing::error!(
+                    process = report.process,
+                    checkpoint_ms = report.time_ms,
+                    error = %e,
+                    "Ignored an unreadable checkpoint report."
+                ),
+            }
+        }
+        let processes = control.processes();
+        let covered = |time: u64, parts: &BTreeMap<usize, Part>| {
+            (0..processes).all(|p| parts.contains_key(&p) || self.stateless_through.get(&p).is_some_and(|t| *t >= time))
+        };
+        let Some(time) = self
+            .parts
+            .iter()
+            .rev()
+            .take_while(|(time, _)| self.last_committed.is_none_or(|last| **time > last))
+            .find(|(time, parts)| covered(**time, parts))
+            .map(|(time, _)| *time)
+        else {
+            return;
+        };
+        let parts = self.parts.remove(&time).unwrap_or_default();
+        self.parts = self.parts.split_off(&(time + 1));
+        let (mut operators, mut files) = (BTreeMap::new(), Vec::new());
+        for part in parts.into_values() {
+            operators.extend(part.operators);
+            files.extend(part.files);
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let committed = self.write_manifest(time, operators, files, facts);
+        self.after_commit(shared, time, committed);
+    }
+
+    /// At a stop, process 0 of a cluster waits a while for the other processes' parts of the
+    /// checkpoints it wrote its own part of (they finish their last batches at about the same
+    /// time), unless the cluster failed.
+    fn await_cluster_parts(&mut self) {
+        let Some((shared, _)) = self.run.clone() else { return };
+        let Some(control) = shared.control() else { return };
+        if control.process() != 0 {
+            return;
+        }
+        let deadline = std::time::Instant::now() + CLUSTER_FINISH_WAIT;
+        while !self.failed
+            && !control.has_failed()
+            && self
+                .last_written
+                .is_some_and(|written| self.last_committed.is_none_or(|c| c < written))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(StdDuration::from_millis(5));
+            self.commit_ready();
+        }
+    }
+
+    /// Writes the state files of `snapshots` (this process's workers) for checkpoint `time`.
+    fn write_part(&self, time: u64, snapshots: Vec<OperatorSnapshot>) -> Result<Part> {
         let mut operators = BTreeMap::new();
         let mut by_worker: BTreeMap<usize, Vec<FileEntry>> = BTreeMap::new();
         for snapshot in snapshots {
@@ -485,6 +646,15 @@ impl WriterState {
         if !files.is_empty() {
             sync_dir(&dir)?;
         }
+        Ok(Part {
+            operators,
+            files,
+            stateless: false,
+        })
+    }
+
+    /// Commits checkpoint `time`: writes its manifest (after every file it names is durable).
+    fn write_manifest(&self, time: u64, operators: BTreeMap<String, String>, files: Vec<ManifestFile>, facts: &RunFacts) -> Result<()> {
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             time_ms: time,
@@ -532,6 +702,12 @@ impl WriterState {
             }
         }
     }
+}
+
+/// The newest checkpoint time at or before `time` on the grid of `every` ms from `zero`.
+fn grid_floor(time: u64, zero: u64, every: u64) -> Option<u64> {
+    let since_zero = time.checked_sub(zero)?;
+    Some(zero + since_zero - since_zero % every.max(1))
 }
 
 #[cfg(test)]

@@ -170,15 +170,20 @@ impl ContextInner {
             }
         }
         running.runtime.request_stop(!graceful);
-        let joined = running.runtime.join().map_err(|e| match e {
-            JoinError::Cluster(lost) => Error::Cluster(lost),
-            JoinError::Worker(message) => Error::Internal(format!("a worker thread failed: {message}")),
-        });
-        // What the workers completed is committed before `stop` returns.
-        if let Some(writer) = lock(&self.checkpoint_writer).take() {
-            writer.finish();
-        }
-        joined?;
+        // What the workers completed is committed before `stop` returns (in a cluster, before
+        // this process leaves the control plane that carries the checkpoint reports).
+        let writer = lock(&self.checkpoint_writer).take();
+        running
+            .runtime
+            .join_then(|| {
+                if let Some(writer) = writer {
+                    writer.finish();
+                }
+            })
+            .map_err(|e| match e {
+                JoinError::Cluster(lost) => Error::Cluster(lost),
+                JoinError::Worker(message) => Error::Internal(format!("a worker thread failed: {message}")),
+            })?;
         tracing::info!(graceful, "StreamingContext stopped.");
         Ok(())
     }
@@ -693,12 +698,6 @@ impl StreamingContext {
             });
         }
         if let Some(dir) = &checkpoint_dir {
-            if cluster.is_some() {
-                self.inner.stop(false)?;
-                return Err(Error::Checkpoint(
-                    "checkpoints in a cluster of several processes are not supported yet".into(),
-                ));
-            }
             let writer = match crate::checkpoint::CheckpointWriter::start(dir, recovered.as_ref().map(|r| r.manifest.time_ms)) {
                 Ok(writer) => writer,
                 Err(error) => {

@@ -7,8 +7,14 @@
 //! The same over a file stream fed while the job is killed: every line of every file is counted
 //! exactly once in the end, and no batch's state ever counts more.
 //!
+//! The same job as a cluster of 2 processes where one of them, chosen at random, is killed: the
+//! other exits naming it within 10 s, and the cluster restarted with `get_or_create` ends with
+//! the same files as the run without faults. And a checkpoint written by the cluster restores in
+//! a single process, and the reverse.
+//!
 //! The job runs in a child process: this test binary run again with `EMBER_CRASH_CHILD` set,
-//! executing only `crash_child`.
+//! executing only `crash_child` (as one process of a cluster with `EMBER_CRASH_CLUSTER`, and
+//! stopping gracefully after batch `EMBER_CRASH_STOP_AT` ms if set).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,11 +38,21 @@ fn input() -> Vec<Option<Vec<String>>> {
 
 /// The job: running totals and a 3-batch incremental window, as the seeds' stateful word count,
 /// each batch saved under `out` as `state-<ms>` and `window-<ms>`.
-fn build(workers: usize, out: &Path) -> ember::Result<StreamingContext> {
-    let ssc = StreamingContext::builder(milliseconds(INTERVAL_MS))
-        .workers(workers)
-        .no_wait()
-        .build()?;
+fn build(workers: usize, out: &Path, cluster: Option<&str>) -> ember::Result<StreamingContext> {
+    let mut builder = StreamingContext::builder(milliseconds(INTERVAL_MS)).workers(workers).no_wait();
+    if let Some(cluster) = cluster {
+        // "process;address,address;control address"
+        let mut parts = cluster.split(';');
+        let process = parts.next().unwrap().parse().unwrap();
+        let addresses = parts.next().unwrap().split(',').map(str::to_owned).collect();
+        // A process killed before the other reached it is indistinguishable from one that has
+        // not started yet: the other waits for the start timeout (5 s here, 60 s by default).
+        builder = builder
+            .cluster(process, addresses)
+            .cluster_control_address(parts.next().unwrap())
+            .cluster_start_timeout(seconds(5));
+    }
+    let ssc = builder.build()?;
     let pairs = ssc.replay_stream(input(), 2).map(|w| (w, 1u64));
     let every = milliseconds(5 * INTERVAL_MS);
     let totals = pairs
@@ -70,11 +86,33 @@ fn crash_child() {
     if let Some((input, expected)) = files {
         return files_child(dir, Path::new(out), workers.parse().unwrap(), &input, expected);
     }
-    let ssc = StreamingContext::get_or_create(dir, || build(workers.parse().unwrap(), Path::new(out))).unwrap();
-    ssc.start().unwrap();
-    let last = Time::from_millis((BATCHES + 3) * INTERVAL_MS);
-    assert!(ssc.await_batch(last, seconds(120)).unwrap(), "batch {last} did not complete");
-    ssc.stop(false).unwrap();
+    let cluster = std::env::var("EMBER_CRASH_CLUSTER").ok();
+    let stop_at = std::env::var("EMBER_CRASH_STOP_AT").ok().map(|ms| ms.parse::<u64>().unwrap());
+    let ssc = StreamingContext::get_or_create(dir, || build(workers.parse().unwrap(), Path::new(out), cluster.as_deref())).unwrap();
+    if let Err(error) = ssc.start() {
+        // In a cluster, the other process may be killed while this one starts.
+        println!("EMBER-FAILED: {error}");
+        std::process::exit(3);
+    }
+    if cluster.as_deref().is_some_and(|c| !c.starts_with("0;")) {
+        // Process 1 runs until process 0 stops the cluster (the files are written there).
+        if let Err(error) = ssc.await_termination() {
+            println!("EMBER-FAILED: {error}");
+            std::process::exit(3);
+        }
+        return;
+    }
+    let last = Time::from_millis(stop_at.unwrap_or((BATCHES + 3) * INTERVAL_MS));
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    while !ssc.await_batch(last, milliseconds(20)).unwrap() {
+        // The loss of the other process of a cluster ends the job with an error.
+        if let Err(error) = ssc.await_termination_or_timeout(milliseconds(1)) {
+            println!("EMBER-FAILED: {error}");
+            std::process::exit(3);
+        }
+        assert!(Instant::now() < deadline, "batch {last} did not complete");
+    }
+    ssc.stop(stop_at.is_some()).unwrap();
     assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
 }
 
@@ -361,5 +399,240 @@ fn kill_nine_while_files_arrive_counts_every_line_once() {
         read_counts(last),
         expected,
         "the final state differs from the words written (seed {seed})"
+    );
+}
+
+/// A 2-process cluster (1 worker each) running the replay job; each process's stdout and
+/// stderr go to files in `logs`.
+struct Cluster {
+    children: Vec<std::process::Child>,
+    logs: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Cluster {
+    fn spawn(dir: &Path, out: &Path, logs: &Path, round: usize, stop_at: Option<u64>) -> Cluster {
+        // Fresh ports every round: a killed process's may still be taken.
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listeners = [bind(), bind(), bind()];
+        let port = |i: usize| listeners[i].local_addr().unwrap().port();
+        let addresses = format!("127.0.0.1:{},127.0.0.1:{}", port(0), port(1));
+        let control = format!("127.0.0.1:{}", port(2));
+        drop(listeners);
+        let mut cluster = Cluster {
+            children: Vec::new(),
+            logs: Vec::new(),
+        };
+        for process in 0..2 {
+            let (stdout, stderr) = (
+                logs.join(format!("round-{round}-p{process}.out")),
+                logs.join(format!("round-{round}-p{process}.err")),
+            );
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command
+                .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+                .env("EMBER_CRASH_CHILD", format!("{};{};1", dir.display(), out.display()))
+                .env("EMBER_CRASH_CLUSTER", format!("{process};{addresses};{control}"))
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&stdout).unwrap())
+                .stderr(std::fs::File::create(&stderr).unwrap());
+            if let Some(ms) = stop_at {
+                command.env("EMBER_CRASH_STOP_AT", ms.to_string());
+            }
+            cluster.children.push(command.spawn().unwrap());
+            cluster.logs.push((stdout, stderr));
+        }
+        cluster
+    }
+
+    fn stdout(&self, process: usize) -> String {
+        std::fs::read_to_string(&self.logs[process].0).unwrap_or_default()
+    }
+
+    fn describe(&self, process: usize) -> String {
+        format!(
+            "--- process {process} stdout:\n{}--- stderr:\n{}---",
+            self.stdout(process),
+            std::fs::read_to_string(&self.logs[process].1).unwrap_or_default()
+        )
+    }
+
+    /// Waits for `process` to exit until `deadline`; `None` if it is still running then.
+    fn wait(&mut self, process: usize, deadline: Instant) -> Option<std::process::ExitStatus> {
+        loop {
+            if let Some(status) = self.children[process].try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(StdDuration::from_millis(10));
+        }
+    }
+
+    /// Waits for both processes to finish the job, each with success.
+    fn run_to_end(&mut self) {
+        let deadline = Instant::now() + StdDuration::from_secs(180);
+        for process in 0..2 {
+            match self.wait(process, deadline) {
+                Some(status) if status.success() => {}
+                other => panic!("process {process} did not finish the job ({other:?}):\n{}", self.describe(process)),
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The results of the job without faults: run in one process with 2 workers.
+fn clean_results() -> (String, String) {
+    let (dir, out) = (TempDir::new("crash-clean").unwrap(), TempDir::new("crash-clean-out").unwrap());
+    run_to_end(dir.path(), out.path(), 2, None);
+    results(out.path())
+}
+
+#[test]
+fn kill_nine_one_process_of_a_cluster_at_random_moments_loses_and_repeats_nothing() {
+    if std::env::var("EMBER_CRASH_CHILD").is_ok() {
+        return;
+    }
+    let seed = seed();
+    let expected = clean_results();
+    let (dir, out, logs) = (
+        TempDir::new("crash-cluster").unwrap(),
+        TempDir::new("crash-cluster-out").unwrap(),
+        TempDir::new("crash-cluster-logs").unwrap(),
+    );
+    // How long the cluster takes for the whole job, with a clean start and checkpoints.
+    let (timing_dir, timing_out) = (
+        TempDir::new("crash-cluster-timing").unwrap(),
+        TempDir::new("crash-cluster-timing-out").unwrap(),
+    );
+    let started = Instant::now();
+    Cluster::spawn(timing_dir.path(), timing_out.path(), logs.path(), 0, None).run_to_end();
+    let duration = started.elapsed().as_millis().max(50) as u64;
+    assert_eq!(
+        results(timing_out.path()),
+        expected,
+        "the cluster without faults differs from one process"
+    );
+
+    let (mut rng, mut resumed) = (seed, 0);
+    let kills = kills();
+    for round in 1..=kills {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut cluster = Cluster::spawn(dir.path(), out.path(), logs.path(), round, None);
+        std::thread::sleep(StdDuration::from_millis(rng % duration));
+        let victim = ((rng >> 20) % 2) as usize;
+        let survivor = 1 - victim;
+        let killed_at = Instant::now();
+        let _ = cluster.children[victim].kill();
+        let _ = cluster.children[victim].wait();
+        // The survivor ends by itself: done before the kill, or failed naming the lost process.
+        let Some(status) = cluster.wait(survivor, killed_at + StdDuration::from_secs(10)) else {
+            panic!(
+                "process {survivor} still runs 10 s after process {victim} was killed (seed {seed}):\n{}",
+                cluster.describe(survivor)
+            );
+        };
+        let said = cluster.stdout(survivor);
+        if !status.success() {
+            assert!(
+                said.contains("EMBER-FAILED") && said.contains(&format!("process {victim}")),
+                "process {survivor} failed without naming the lost process {victim} (seed {seed}):\n{}",
+                cluster.describe(survivor)
+            );
+        }
+        if said.contains("EMBER-RESUMED") {
+            resumed += 1;
+        }
+    }
+    let mut last = Cluster::spawn(dir.path(), out.path(), logs.path(), kills + 1, None);
+    last.run_to_end();
+    println!("2-process cluster: {kills} kills, {resumed} of the killed runs had resumed from a checkpoint");
+    assert!(
+        resumed > 0 || last.stdout(0).contains("EMBER-RESUMED"),
+        "no run resumed from a checkpoint (seed {seed})"
+    );
+    assert_eq!(
+        results(out.path()),
+        expected,
+        "the result after {kills} kills differs from the run without faults (seed {seed}, 2 processes)"
+    );
+}
+
+/// The state files a committed checkpoint names.
+fn checkpoint_files(dir: &Path) -> Vec<String> {
+    let manifest = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "manifest"))
+        .max()
+        .expect("no committed checkpoint");
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().rsplit('/').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_cluster_checkpoint_restores_in_one_process_and_the_reverse() {
+    if std::env::var("EMBER_CRASH_CHILD").is_ok() {
+        return;
+    }
+    let expected = clean_results();
+    let stop_at = BATCHES / 3 * INTERVAL_MS;
+    let logs = TempDir::new("crash-restore-logs").unwrap();
+
+    // Two processes stop after a third of the input; one process with 2 workers goes on.
+    let (dir, out) = (TempDir::new("crash-2to1").unwrap(), TempDir::new("crash-2to1-out").unwrap());
+    Cluster::spawn(dir.path(), out.path(), logs.path(), 0, Some(stop_at)).run_to_end();
+    assert_eq!(
+        checkpoint_files(dir.path()),
+        ["worker-0.state", "worker-1.state"],
+        "the cluster's checkpoint should hold both processes' state"
+    );
+    let said = run_to_end(dir.path(), out.path(), 2, None);
+    assert!(
+        said.contains("EMBER-RESUMED"),
+        "one process did not resume from the cluster's checkpoint"
+    );
+    assert_eq!(
+        results(out.path()),
+        expected,
+        "2 processes restored as 1 differ from the run without faults"
+    );
+
+    // One process with 2 workers stops after a third; a 2-process cluster goes on.
+    let (dir, out) = (TempDir::new("crash-1to2").unwrap(), TempDir::new("crash-1to2-out").unwrap());
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env("EMBER_CRASH_CHILD", format!("{};{};2", dir.path().display(), out.path().display()))
+        .env("EMBER_CRASH_STOP_AT", stop_at.to_string())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the single process failed");
+    let mut cluster = Cluster::spawn(dir.path(), out.path(), logs.path(), 1, None);
+    cluster.run_to_end();
+    assert!(
+        cluster.stdout(0).contains("EMBER-RESUMED"),
+        "the cluster did not resume from the checkpoint"
+    );
+    assert_eq!(
+        results(out.path()),
+        expected,
+        "1 process restored as 2 differ from the run without faults"
     );
 }

@@ -1,0 +1,198 @@
+//! The TCP connections between the processes of a cluster that timely's workers exchange data
+//! over, made by ember rather than by timely so that making them never hangs.
+//!
+//! Timely's own setup retries forever: a process whose peer died after the control plane met
+//! would wait for it, printing "awaiting connections" once a second. Here the same connections
+//! are made (the same wire handshake: process `i` connects to every process `j < i` and sends
+//! its index as a big-endian `u64`; it accepts a connection from every process `j > i`), with a
+//! deadline, and giving up as soon as the control plane reports a lost process. Timely then
+//! builds its allocators on the connected sockets.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// How long a single connection attempt may take.
+const ATTEMPT: Duration = Duration::from_millis(500);
+/// How long to wait between rounds of attempts and accepts.
+const POLL: Duration = Duration::from_millis(10);
+/// How long a connecting peer may take to send its index.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+
+/// Why the connections could not be made.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum MeshError {
+    /// The control plane lost a process meanwhile (its message).
+    Lost(String),
+    /// The deadline passed; the processes not connected.
+    Timeout(Vec<usize>),
+    /// A local failure (cannot listen) or a peer that broke the handshake.
+    Failed(String),
+}
+
+/// Connects this process (`me`) to every other of `addresses`, until `deadline` or until
+/// `lost` reports a lost process. The result has a connected stream for every other process,
+/// in process order, and `None` at `me` (as timely expects).
+pub(crate) fn connect(
+    addresses: &[String],
+    me: usize,
+    deadline: Instant,
+    lost: &dyn Fn() -> Option<String>,
+) -> Result<Vec<Option<TcpStream>>, MeshError> {
+    let listener = TcpListener::bind(&addresses[me])
+        .map_err(|e| MeshError::Failed(format!("process {me} cannot listen on {}: {e}", addresses[me])))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| MeshError::Failed(format!("process {me} cannot poll its listener: {e}")))?;
+    let mut streams: Vec<Option<TcpStream>> = (0..addresses.len()).map(|_| None).collect();
+    loop {
+        for (peer, address) in addresses.iter().enumerate().take(me) {
+            if streams[peer].is_none() {
+                streams[peer] = try_connect(address, me, deadline);
+            }
+        }
+        while let Some((stream, peer)) = try_accept(&listener, me, addresses.len())? {
+            if streams[peer].is_some() {
+                return Err(MeshError::Failed(format!("process {peer} connected to process {me} twice")));
+            }
+            streams[peer] = Some(stream);
+        }
+        let missing: Vec<usize> = (0..addresses.len()).filter(|p| *p != me && streams[*p].is_none()).collect();
+        if missing.is_empty() {
+            break;
+        }
+        if let Some(why) = lost() {
+            return Err(MeshError::Lost(why));
+        }
+        if Instant::now() >= deadline {
+            return Err(MeshError::Timeout(missing));
+        }
+        std::thread::sleep(POLL);
+    }
+    for stream in streams.iter().flatten() {
+        // Timely's network threads block on their sockets.
+        stream
+            .set_read_timeout(None)
+            .and_then(|()| stream.set_write_timeout(None))
+            .and_then(|()| stream.set_nonblocking(false))
+            .map_err(|e| MeshError::Failed(format!("cannot set up a connection of process {me}: {e}")))?;
+    }
+    Ok(streams)
+}
+
+/// One attempt to connect to a lower-indexed process and send it our index.
+fn try_connect(address: &str, me: usize, deadline: Instant) -> Option<TcpStream> {
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_millis(1), ATTEMPT);
+    let resolved = address.to_socket_addrs().ok()?;
+    for candidate in resolved {
+        if let Ok(mut stream) = TcpStream::connect_timeout(&candidate, timeout) {
+            let sent = stream
+                .set_nodelay(true)
+                .and_then(|()| stream.set_write_timeout(Some(HANDSHAKE)))
+                .and_then(|()| stream.write_all(&(me as u64).to_be_bytes()));
+            if sent.is_ok() {
+                return Some(stream);
+            }
+        }
+    }
+    None
+}
+
+/// Accepts one pending connection from a higher-indexed process and reads its index; `None`
+/// when no connection is pending.
+fn try_accept(listener: &TcpListener, me: usize, processes: usize) -> Result<Option<(TcpStream, usize)>, MeshError> {
+    let (mut stream, from) = match listener.accept() {
+        Ok(accepted) => accepted,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+        Err(e) => return Err(MeshError::Failed(format!("process {me} cannot accept a connection: {e}"))),
+    };
+    let mut index = [0u8; 8];
+    stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_nodelay(true))
+        .and_then(|()| stream.set_read_timeout(Some(HANDSHAKE)))
+        .and_then(|()| stream.read_exact(&mut index))
+        .map_err(|e| MeshError::Failed(format!("a connection from {from} to process {me} sent no process index: {e}")))?;
+    let peer = u64::from_be_bytes(index);
+    if peer <= me as u64 || peer >= processes as u64 {
+        return Err(MeshError::Failed(format!(
+            "a connection from {from} says it is process {peer}, but only processes {} to {} connect to process {me}",
+            me + 1,
+            processes - 1
+        )));
+    }
+    Ok(Some((stream, peer as usize)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_addresses(n: usize) -> Vec<String> {
+        let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn three_processes_connect_to_each_other() {
+        let addresses = free_addresses(3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let handles: Vec<_> = (0..3)
+            .map(|me| {
+                let addresses = addresses.clone();
+                std::thread::spawn(move || connect(&addresses, me, deadline, &|| None))
+            })
+            .collect();
+        for (me, handle) in handles.into_iter().enumerate() {
+            let streams = handle.join().unwrap().unwrap();
+            assert_eq!(streams.len(), 3);
+            for (peer, stream) in streams.iter().enumerate() {
+                assert_eq!(stream.is_some(), peer != me, "process {me}, peer {peer}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_peer_times_out_naming_it() {
+        let addresses = free_addresses(2);
+        let started = Instant::now();
+        let error = connect(&addresses, 0, Instant::now() + Duration::from_millis(200), &|| None).unwrap_err();
+        assert_eq!(error, MeshError::Timeout(vec![1]));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_lost_peer_ends_the_wait_at_once() {
+        let addresses = free_addresses(2);
+        let started = Instant::now();
+        let error = connect(&addresses, 1, Instant::now() + Duration::from_secs(60), &|| {
+            Some("lost process 0".into())
+        })
+        .unwrap_err();
+        assert_eq!(error, MeshError::Lost("lost process 0".into()));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_stranger_with_a_bad_index_is_refused() {
+        let addresses = free_addresses(2);
+        let target = addresses[0].clone();
+        let stranger = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Ok(mut stream) = TcpStream::connect(&target) {
+                    stream.write_all(&7u64.to_be_bytes()).unwrap();
+                    std::thread::sleep(Duration::from_millis(200));
+                    return;
+                }
+                assert!(Instant::now() < deadline);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let error = connect(&addresses, 0, Instant::now() + Duration::from_secs(5), &|| None).unwrap_err();
+        stranger.join().unwrap();
+        assert!(matches!(&error, MeshError::Failed(m) if m.contains("process 7")), "{error:?}");
+    }
+}
