@@ -36,12 +36,11 @@ fn input() -> Vec<Option<Vec<String>>> {
         .collect()
 }
 
-/// The job: running totals and a 3-batch incremental window, as the seeds' stateful word count,
-/// each batch saved under `out` as `state-<ms>` and `window-<ms>`.
-fn build(workers: usize, out: &Path, cluster: Option<&str>) -> ember::Result<StreamingContext> {
-    let mut builder = StreamingContext::builder(milliseconds(INTERVAL_MS)).workers(workers).no_wait();
+/// The context builder of a child: `workers` threads, in a cluster when `cluster` is
+/// "process;address,address;control address".
+fn builder(interval_ms: u64, workers: usize, cluster: Option<&str>) -> ember::StreamingContextBuilder {
+    let mut builder = StreamingContext::builder(milliseconds(interval_ms)).workers(workers);
     if let Some(cluster) = cluster {
-        // "process;address,address;control address"
         let mut parts = cluster.split(';');
         let process = parts.next().unwrap().parse().unwrap();
         let addresses = parts.next().unwrap().split(',').map(str::to_owned).collect();
@@ -52,18 +51,58 @@ fn build(workers: usize, out: &Path, cluster: Option<&str>) -> ember::Result<Str
             .cluster_control_address(parts.next().unwrap())
             .cluster_start_timeout(seconds(5));
     }
-    let ssc = builder.build()?;
-    let pairs = ssc.replay_stream(input(), 2).map(|w| (w, 1u64));
-    let every = milliseconds(5 * INTERVAL_MS);
+    builder
+}
+
+/// The stateful word count of the seeds on `words`: running totals and a 3-batch incremental
+/// window, checkpointed every `every_batches`, each batch saved under `out` as `state-<ms>` and
+/// `window-<ms>`; returns the totals.
+fn word_count(words: &DStream<String>, interval_ms: u64, every_batches: u64, out: &Path) -> ember::Result<DStream<(String, u64)>> {
+    let pairs = words.map(|w| (w, 1u64));
+    let every = milliseconds(every_batches * interval_ms);
     let totals = pairs
         .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.iter().sum::<u64>() + s.unwrap_or(0)))
         .checkpoint(every)?;
     let window = pairs
-        .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, milliseconds(3 * INTERVAL_MS), milliseconds(INTERVAL_MS))?
+        .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, milliseconds(3 * interval_ms), milliseconds(interval_ms))?
         .checkpoint(every)?;
     totals.save_as_text_files(&format!("{}/state", out.display()), "")?;
     window.save_as_text_files(&format!("{}/window", out.display()), "")?;
+    Ok(totals)
+}
+
+/// The replay job: the word count over a replayable source, batches as fast as it goes.
+fn build(workers: usize, out: &Path, cluster: Option<&str>) -> ember::Result<StreamingContext> {
+    let ssc = builder(INTERVAL_MS, workers, cluster).no_wait().build()?;
+    word_count(&ssc.replay_stream(input(), 2), INTERVAL_MS, 5, out)?;
     Ok(ssc)
+}
+
+/// Ends the child with exit code 3 and the error on stdout (in a cluster, the loss of the
+/// other process ends the job with an error naming it).
+fn fail_child(error: ember::Error) -> ! {
+    println!("EMBER-FAILED: {error}");
+    std::process::exit(3);
+}
+
+/// Runs a started job: process 1 of a cluster until process 0 stops the cluster (the files
+/// are written there); otherwise until `done`, then stops (gracefully with `graceful`).
+fn run_child(ssc: &StreamingContext, cluster: Option<&str>, graceful: bool, done: impl Fn() -> bool) {
+    if cluster.is_some_and(|c| !c.starts_with("0;")) {
+        if let Err(error) = ssc.await_termination() {
+            fail_child(error);
+        }
+        return;
+    }
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    while !done() {
+        if let Err(error) = ssc.await_termination_or_timeout(milliseconds(10)) {
+            fail_child(error);
+        }
+        assert!(Instant::now() < deadline, "the job did not finish within 2 minutes");
+    }
+    ssc.stop(graceful).unwrap();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
 }
 
 /// The child's side: runs the job from the checkpoint in `dir` (or fresh) to the end.
@@ -72,6 +111,7 @@ fn crash_child() {
     let Ok(spec) = std::env::var("EMBER_CRASH_CHILD") else { return };
     let mut parts = spec.split(';');
     let (dir, out, workers) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let workers = workers.parse().unwrap();
     let files = parts
         .next()
         .map(|input| (input.to_owned(), parts.next().unwrap().parse::<u64>().unwrap()));
@@ -83,71 +123,49 @@ fn crash_child() {
         })
         .unwrap_or(false);
     println!("{}", if resumed { "EMBER-RESUMED" } else { "EMBER-FRESH" });
-    if let Some((input, expected)) = files {
-        return files_child(dir, Path::new(out), workers.parse().unwrap(), &input, expected);
-    }
     let cluster = std::env::var("EMBER_CRASH_CLUSTER").ok();
-    let stop_at = std::env::var("EMBER_CRASH_STOP_AT").ok().map(|ms| ms.parse::<u64>().unwrap());
-    let ssc = StreamingContext::get_or_create(dir, || build(workers.parse().unwrap(), Path::new(out), cluster.as_deref())).unwrap();
-    if let Err(error) = ssc.start() {
-        // In a cluster, the other process may be killed while this one starts.
-        println!("EMBER-FAILED: {error}");
-        std::process::exit(3);
+    let cluster = cluster.as_deref();
+    if let Some((input, expected)) = files {
+        return files_child(dir, Path::new(out), workers, cluster, &input, expected);
     }
-    if cluster.as_deref().is_some_and(|c| !c.starts_with("0;")) {
-        // Process 1 runs until process 0 stops the cluster (the files are written there).
-        if let Err(error) = ssc.await_termination() {
-            println!("EMBER-FAILED: {error}");
-            std::process::exit(3);
-        }
-        return;
+    let stop_at = std::env::var("EMBER_CRASH_STOP_AT").ok().map(|ms| ms.parse::<u64>().unwrap());
+    let ssc = StreamingContext::get_or_create(dir, || build(workers, Path::new(out), cluster)).unwrap();
+    if let Err(error) = ssc.start() {
+        fail_child(error);
     }
     let last = Time::from_millis(stop_at.unwrap_or((BATCHES + 3) * INTERVAL_MS));
-    let deadline = Instant::now() + StdDuration::from_secs(120);
-    while !ssc.await_batch(last, milliseconds(20)).unwrap() {
-        // The loss of the other process of a cluster ends the job with an error.
-        if let Err(error) = ssc.await_termination_or_timeout(milliseconds(1)) {
-            println!("EMBER-FAILED: {error}");
-            std::process::exit(3);
-        }
-        assert!(Instant::now() < deadline, "batch {last} did not complete");
-    }
-    ssc.stop(stop_at.is_some()).unwrap();
-    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    run_child(&ssc, cluster, stop_at.is_some(), || {
+        ssc.await_batch(last, milliseconds(10)).unwrap()
+    });
 }
 
-/// The file-stream job: running word totals of the lines of the files in `input` (read as
-/// they appear; those already there at a fresh start too), every batch saved under `out` as
-/// `state-<ms>`. Runs until the totals count `expected` words.
-fn files_child(dir: &str, out: &Path, workers: usize, input: &str, expected: u64) {
+/// The batch interval of the file-stream job.
+const FILES_INTERVAL_MS: u64 = 50;
+
+/// The file-stream job: the word count of the lines of the files in `input` (read as they
+/// appear; those already there at a fresh start too). Runs until the totals count `expected`
+/// words.
+fn files_child(dir: &str, out: &Path, workers: usize, cluster: Option<&str>, input: &str, expected: u64) {
     let counted = Arc::new(AtomicU64::new(0));
     let seen = Arc::clone(&counted);
     let ssc = StreamingContext::get_or_create(dir, || {
-        let ssc = StreamingContext::builder(milliseconds(50)).workers(workers).build()?;
-        let totals = ssc
+        let ssc = builder(FILES_INTERVAL_MS, workers, cluster).build()?;
+        let words = ssc
             .file_stream(input, |_: &Path| true, false)?
-            .flat_map(|(_, line): (u64, String)| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
-            .map(|w| (w, 1u64))
-            .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.iter().sum::<u64>() + s.unwrap_or(0)))
-            .checkpoint(milliseconds(100))?;
-        totals.save_as_text_files(&format!("{}/state", out.display()), "")?;
+            .flat_map(|(_, line): (u64, String)| line.split(' ').map(str::to_owned).collect::<Vec<_>>());
+        let totals = word_count(&words, FILES_INTERVAL_MS, 2, out)?;
         totals.foreach_rdd(move |b, _| seen.store(b.iter().map(|(_, n)| n).sum(), Ordering::Release))?;
         Ok(ssc)
     })
     .unwrap();
-    ssc.start().unwrap();
-    let deadline = Instant::now() + StdDuration::from_secs(120);
-    while counted.load(Ordering::Acquire) != expected {
-        assert!(counted.load(Ordering::Acquire) <= expected, "counted more words than were written");
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {expected} words counted",
-            counted.load(Ordering::Acquire)
-        );
-        std::thread::sleep(StdDuration::from_millis(10));
+    if let Err(error) = ssc.start() {
+        fail_child(error);
     }
-    ssc.stop(false).unwrap();
-    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    run_child(&ssc, cluster, false, || {
+        let counted = counted.load(Ordering::Acquire);
+        assert!(counted <= expected, "counted {counted} words, more than the {expected} written");
+        counted == expected
+    });
 }
 
 /// Starts the child (for the file-stream job when `files` holds its input directory and the
@@ -320,8 +338,57 @@ fn read_counts(dir: &Path) -> BTreeMap<String, u64> {
     counts
 }
 
-#[test]
-fn kill_nine_while_files_arrive_counts_every_line_once() {
+/// Checks every `window-<ms>` batch against the running totals: the window of 3 batches at `t`
+/// counts exactly what the totals gained since `t - 3 batches` (a batch counted twice or lost
+/// after a recovery breaks this). Returns the number of windows checked.
+fn check_windows(out: &Path, interval_ms: u64, seed: u64) -> usize {
+    let batches = |prefix: &str| -> BTreeMap<u64, std::path::PathBuf> {
+        std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter_map(|p| {
+                let name = p.file_name()?.to_string_lossy().into_owned();
+                Some((name.strip_prefix(prefix)?.parse().ok()?, p))
+            })
+            .collect()
+    };
+    let (states, windows) = (batches("state-"), batches("window-"));
+    let first = *states.keys().next().expect("no batch was written");
+    let mut checked = 0;
+    for (time, window) in &windows {
+        let now = read_counts(&states[time]);
+        let before = match time.checked_sub(3 * interval_ms).filter(|t| *t >= first) {
+            None => BTreeMap::new(),
+            Some(t) => match states.get(&t) {
+                Some(path) => read_counts(path),
+                // A run killed before its first checkpoint leaves batches of its own batch
+                // grid; the next run starts fresh on a later one.
+                None => continue,
+            },
+        };
+        let window = read_counts(window);
+        for word in now.keys().chain(window.keys()) {
+            let gained = now.get(word).unwrap_or(&0) - before.get(word).unwrap_or(&0);
+            assert_eq!(
+                window.get(word).copied().unwrap_or(0),
+                gained,
+                "the window at {time} ms counts {word} differently from the totals (seed {seed})"
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked * 2 > windows.len(),
+        "only {checked} of {} windows could be checked (seed {seed})",
+        windows.len()
+    );
+    checked
+}
+
+/// The file-stream job on 1 or 2 workers, or on a 2-process cluster (`workers == 0`), killed
+/// while files arrive: every line counted exactly once in the end, no batch's totals ever
+/// counting more, and every window consistent with the totals.
+fn files_killed_at_random_moments(workers: usize) {
     let seed = seed();
     let files: Vec<String> = (0..60u64)
         .map(|i| {
@@ -338,10 +405,11 @@ fn kill_nine_while_files_arrive_counts_every_line_once() {
         .collect();
     let expected = word_counts(&files);
     let total: u64 = expected.values().sum();
-    let (input, dir, out) = (
+    let (input, dir, out, logs) = (
         TempDir::new("crash-files-in").unwrap(),
         TempDir::new("crash-files").unwrap(),
         TempDir::new("crash-files-out").unwrap(),
+        TempDir::new("crash-files-logs").unwrap(),
     );
     // Files appear one by one, atomically, while the job is killed and restarted.
     let feeder = {
@@ -351,16 +419,29 @@ fn kill_nine_while_files_arrive_counts_every_line_once() {
                 let tmp = input.join(format!(".f{i}.tmp"));
                 std::fs::write(&tmp, text).unwrap();
                 std::fs::rename(&tmp, input.join(format!("f{i}.txt"))).unwrap();
-                std::thread::sleep(StdDuration::from_millis(25));
+                std::thread::sleep(StdDuration::from_millis(50));
             }
         })
     };
+    let child = format!(
+        "{};{};1;{};{total}",
+        dir.path().display(),
+        out.path().display(),
+        input.path().display()
+    );
     let mut rng = seed;
-    for _ in 0..kills() {
+    let kills = kills();
+    for round in 0..kills {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let mut child = spawn(dir.path(), out.path(), 2, Some((input.path(), total)));
+        if workers == 0 {
+            let mut cluster = Cluster::spawn_child(&child, logs.path(), round, None);
+            std::thread::sleep(StdDuration::from_millis(200 + rng % 600));
+            cluster.kill_one((rng >> 20) % 2 == 0, seed);
+            continue;
+        }
+        let mut child = spawn(dir.path(), out.path(), workers, Some((input.path(), total)));
         std::thread::sleep(StdDuration::from_millis(100 + rng % 400));
         let _ = child.kill();
         let output = child.wait_with_output().unwrap();
@@ -373,7 +454,11 @@ fn kill_nine_while_files_arrive_counts_every_line_once() {
         );
     }
     feeder.join().unwrap();
-    run_to_end(dir.path(), out.path(), 2, Some((input.path(), total)));
+    if workers == 0 {
+        Cluster::spawn_child(&child, logs.path(), kills, None).run_to_end();
+    } else {
+        run_to_end(dir.path(), out.path(), workers, Some((input.path(), total)));
+    }
     // Every batch's state counted each word at most as often as it was written; the last one
     // exactly as often.
     let mut states: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(out.path())
@@ -400,6 +485,31 @@ fn kill_nine_while_files_arrive_counts_every_line_once() {
         expected,
         "the final state differs from the words written (seed {seed})"
     );
+    let windows = check_windows(out.path(), FILES_INTERVAL_MS, seed);
+    let layout = if workers == 0 {
+        "a 2-process cluster".to_owned()
+    } else {
+        format!("{workers} worker(s)")
+    };
+    println!("file stream on {layout}: {kills} kills, {windows} windows checked");
+}
+
+#[test]
+fn kill_nine_while_files_arrive_counts_every_line_once_on_one_worker() {
+    files_killed_at_random_moments(1);
+}
+
+#[test]
+fn kill_nine_while_files_arrive_counts_every_line_once_on_two_workers() {
+    files_killed_at_random_moments(2);
+}
+
+#[test]
+fn kill_nine_of_one_process_of_a_cluster_while_files_arrive_counts_every_line_once() {
+    if std::env::var("EMBER_CRASH_CHILD").is_ok() {
+        return;
+    }
+    files_killed_at_random_moments(0);
 }
 
 /// A 2-process cluster (1 worker each) running the replay job; each process's stdout and
@@ -410,7 +520,13 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// The replay job on `dir` and `out`, 1 worker per process.
     fn spawn(dir: &Path, out: &Path, logs: &Path, round: usize, stop_at: Option<u64>) -> Cluster {
+        Cluster::spawn_child(&format!("{};{};1", dir.display(), out.display()), logs, round, stop_at)
+    }
+
+    /// The job `child` (see `crash_child`) on both processes.
+    fn spawn_child(child: &str, logs: &Path, round: usize, stop_at: Option<u64>) -> Cluster {
         // Fresh ports every round: a killed process's may still be taken.
         let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let listeners = [bind(), bind(), bind()];
@@ -430,7 +546,7 @@ impl Cluster {
             let mut command = Command::new(std::env::current_exe().unwrap());
             command
                 .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-                .env("EMBER_CRASH_CHILD", format!("{};{};1", dir.display(), out.display()))
+                .env("EMBER_CRASH_CHILD", child)
                 .env("EMBER_CRASH_CLUSTER", format!("{process};{addresses};{control}"))
                 .stdin(Stdio::null())
                 .stdout(std::fs::File::create(&stdout).unwrap())
@@ -442,6 +558,32 @@ impl Cluster {
             cluster.logs.push((stdout, stderr));
         }
         cluster
+    }
+
+    /// Kills process 1 or 0 with SIGKILL, and checks that the other ends by itself within 10 s:
+    /// done before the kill, or failed naming the lost process. Returns whether the survivor
+    /// had resumed from a checkpoint.
+    fn kill_one(&mut self, first: bool, seed: u64) -> bool {
+        let victim = usize::from(!first);
+        let survivor = 1 - victim;
+        let killed_at = Instant::now();
+        let _ = self.children[victim].kill();
+        let _ = self.children[victim].wait();
+        let Some(status) = self.wait(survivor, killed_at + StdDuration::from_secs(10)) else {
+            panic!(
+                "process {survivor} still runs 10 s after process {victim} was killed (seed {seed}):\n{}",
+                self.describe(survivor)
+            );
+        };
+        let said = self.stdout(survivor);
+        if !status.success() {
+            assert!(
+                said.contains("EMBER-FAILED") && said.contains(&format!("process {victim}")),
+                "process {survivor} failed without naming the lost process {victim} (seed {seed}):\n{}",
+                self.describe(survivor)
+            );
+        }
+        said.contains("EMBER-RESUMED")
     }
 
     fn stdout(&self, process: usize) -> String {
@@ -531,27 +673,7 @@ fn kill_nine_one_process_of_a_cluster_at_random_moments_loses_and_repeats_nothin
         rng ^= rng << 17;
         let mut cluster = Cluster::spawn(dir.path(), out.path(), logs.path(), round, None);
         std::thread::sleep(StdDuration::from_millis(rng % duration));
-        let victim = ((rng >> 20) % 2) as usize;
-        let survivor = 1 - victim;
-        let killed_at = Instant::now();
-        let _ = cluster.children[victim].kill();
-        let _ = cluster.children[victim].wait();
-        // The survivor ends by itself: done before the kill, or failed naming the lost process.
-        let Some(status) = cluster.wait(survivor, killed_at + StdDuration::from_secs(10)) else {
-            panic!(
-                "process {survivor} still runs 10 s after process {victim} was killed (seed {seed}):\n{}",
-                cluster.describe(survivor)
-            );
-        };
-        let said = cluster.stdout(survivor);
-        if !status.success() {
-            assert!(
-                said.contains("EMBER-FAILED") && said.contains(&format!("process {victim}")),
-                "process {survivor} failed without naming the lost process {victim} (seed {seed}):\n{}",
-                cluster.describe(survivor)
-            );
-        }
-        if said.contains("EMBER-RESUMED") {
+        if cluster.kill_one((rng >> 20) % 2 == 0, seed) {
             resumed += 1;
         }
     }
