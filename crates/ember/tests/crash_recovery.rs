@@ -438,7 +438,7 @@ fn files_killed_at_random_moments(workers: usize) {
         if workers == 0 {
             let mut cluster = Cluster::spawn_child(&child, logs.path(), round, None);
             std::thread::sleep(StdDuration::from_millis(200 + rng % 600));
-            cluster.kill_one((rng >> 20) % 2 == 0, seed);
+            cluster.kill_one((rng >> 20).is_multiple_of(2), seed);
             continue;
         }
         let mut child = spawn(dir.path(), out.path(), workers, Some((input.path(), total)));
@@ -673,7 +673,7 @@ fn kill_nine_one_process_of_a_cluster_at_random_moments_loses_and_repeats_nothin
         rng ^= rng << 17;
         let mut cluster = Cluster::spawn(dir.path(), out.path(), logs.path(), round, None);
         std::thread::sleep(StdDuration::from_millis(rng % duration));
-        if cluster.kill_one((rng >> 20) % 2 == 0, seed) {
+        if cluster.kill_one((rng >> 20).is_multiple_of(2), seed) {
             resumed += 1;
         }
     }
