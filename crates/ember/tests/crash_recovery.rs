@@ -142,17 +142,27 @@ fn crash_child() {
 /// The batch interval of the file-stream job.
 const FILES_INTERVAL_MS: u64 = 50;
 
-/// The file-stream job: the word count of the lines of the files in `input` (read as they
-/// appear; those already there at a fresh start too). Runs until the totals count `expected`
+/// The live-input job: the word count of the lines of the files in `input` (read as they
+/// appear; those already there at a fresh start too), or of the lines an acknowledging sender
+/// on `socket:<port>` sends, with the write-ahead log. Runs until the totals count `expected`
 /// words.
 fn files_child(dir: &str, out: &Path, workers: usize, cluster: Option<&str>, input: &str, expected: u64) {
     let counted = Arc::new(AtomicU64::new(0));
     let seen = Arc::clone(&counted);
     let ssc = StreamingContext::get_or_create(dir, || {
-        let ssc = builder(FILES_INTERVAL_MS, workers, cluster).build()?;
-        let words = ssc
-            .file_stream(input, |_: &Path| true, false)?
-            .flat_map(|(_, line): (u64, String)| line.split(' ').map(str::to_owned).collect::<Vec<_>>());
+        let words = if let Some(port) = input.strip_prefix("socket:") {
+            let ssc = builder(FILES_INTERVAL_MS, workers, cluster).write_ahead_log(true).build()?;
+            let lines = ssc.socket_text_stream_acknowledged("127.0.0.1", port.parse().unwrap());
+            (ssc, lines)
+        } else {
+            let ssc = builder(FILES_INTERVAL_MS, workers, cluster).build()?;
+            let lines = ssc.file_stream(input, |_: &Path| true, false)?.map(|(_, line): (u64, String)| line);
+            (ssc, lines)
+        };
+        let (ssc, words) = (
+            words.0,
+            words.1.flat_map(|line| line.split(' ').map(str::to_owned).collect::<Vec<_>>()),
+        );
         let totals = word_count(&words, FILES_INTERVAL_MS, 2, out)?;
         totals.foreach_rdd(move |b, _| seen.store(b.iter().map(|(_, n)| n).sum(), Ordering::Release))?;
         Ok(ssc)
@@ -385,12 +395,53 @@ fn check_windows(out: &Path, interval_ms: u64, seed: u64) -> usize {
     checked
 }
 
-/// The file-stream job on 1 or 2 workers, or on a 2-process cluster (`workers == 0`), killed
-/// while files arrive: every line counted exactly once in the end, no batch's totals ever
+/// A sender speaking the acknowledged socket stream's protocol: for each connection, reads
+/// `EMBER-RESUME <n>` and sends `lines` from `n` on, 20 lines every 20 ms, then holds the
+/// connection open until the receiver closes it. Returns its port.
+fn acknowledged_sender(lines: Vec<String>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let lines = Arc::new(lines);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                use std::io::{BufRead, Write};
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut hello = String::new();
+                // A receiver killed before it said where to resume.
+                if reader.read_line(&mut hello).is_err() {
+                    return;
+                }
+                let Some(from) = hello.trim().strip_prefix("EMBER-RESUME ").and_then(|n| n.parse::<usize>().ok()) else {
+                    return;
+                };
+                let mut writer = stream;
+                for chunk in lines[from.min(lines.len())..].chunks(20) {
+                    if writer.write_all(chunk.concat().as_bytes()).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(StdDuration::from_millis(20));
+                }
+                // Acknowledgements, until the receiver goes.
+                let mut ack = String::new();
+                while reader.read_line(&mut ack).is_ok_and(|n| n > 0) {
+                    ack.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The live-input job on 1 or 2 workers, or on a 2-process cluster (`workers == 0`), killed
+/// while its input arrives (files appearing, or lines from an acknowledging sender with the
+/// write-ahead log on): every line counted exactly once in the end, no batch's totals ever
 /// counting more, and every window consistent with the totals.
-fn files_killed_at_random_moments(workers: usize) {
+fn input_killed_at_random_moments(workers: usize, socket: bool) {
     let seed = seed();
-    let files: Vec<String> = (0..60u64)
+    let files: Vec<String> = (0..if socket { 150u64 } else { 60 })
         .map(|i| {
             (0..5)
                 .map(|l| {
@@ -411,24 +462,25 @@ fn files_killed_at_random_moments(workers: usize) {
         TempDir::new("crash-files-out").unwrap(),
         TempDir::new("crash-files-logs").unwrap(),
     );
-    // Files appear one by one, atomically, while the job is killed and restarted.
-    let feeder = {
-        let (input, files) = (input.path().to_owned(), files.clone());
-        std::thread::spawn(move || {
+    // Lines come from a sender, or files appear one by one, atomically, while the job is
+    // killed and restarted.
+    let (source, feeder) = if socket {
+        let lines = files.iter().flat_map(|f| f.split_inclusive('\n').map(str::to_owned)).collect();
+        (format!("socket:{}", acknowledged_sender(lines)), None)
+    } else {
+        let (input_dir, files) = (input.path().to_owned(), files.clone());
+        let feeder = std::thread::spawn(move || {
+            let input = input_dir;
             for (i, text) in files.iter().enumerate() {
                 let tmp = input.join(format!(".f{i}.tmp"));
                 std::fs::write(&tmp, text).unwrap();
                 std::fs::rename(&tmp, input.join(format!("f{i}.txt"))).unwrap();
                 std::thread::sleep(StdDuration::from_millis(50));
             }
-        })
+        });
+        (input.path().display().to_string(), Some(feeder))
     };
-    let child = format!(
-        "{};{};1;{};{total}",
-        dir.path().display(),
-        out.path().display(),
-        input.path().display()
-    );
+    let child = format!("{};{};1;{source};{total}", dir.path().display(), out.path().display());
     let mut rng = seed;
     let kills = kills();
     for round in 0..kills {
@@ -441,7 +493,7 @@ fn files_killed_at_random_moments(workers: usize) {
             cluster.kill_one((rng >> 20).is_multiple_of(2), seed);
             continue;
         }
-        let mut child = spawn(dir.path(), out.path(), workers, Some((input.path(), total)));
+        let mut child = spawn(dir.path(), out.path(), workers, Some((Path::new(&source), total)));
         std::thread::sleep(StdDuration::from_millis(100 + rng % 400));
         let _ = child.kill();
         let output = child.wait_with_output().unwrap();
@@ -453,11 +505,13 @@ fn files_killed_at_random_moments(workers: usize) {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    feeder.join().unwrap();
+    if let Some(feeder) = feeder {
+        feeder.join().unwrap();
+    }
     if workers == 0 {
         Cluster::spawn_child(&child, logs.path(), kills, None).run_to_end();
     } else {
-        run_to_end(dir.path(), out.path(), workers, Some((input.path(), total)));
+        run_to_end(dir.path(), out.path(), workers, Some((Path::new(&source), total)));
     }
     // Every batch's state counted each word at most as often as it was written; the last one
     // exactly as often.
@@ -491,25 +545,42 @@ fn files_killed_at_random_moments(workers: usize) {
     } else {
         format!("{workers} worker(s)")
     };
-    println!("file stream on {layout}: {kills} kills, {windows} windows checked");
+    let input = if socket {
+        "acknowledged socket with the write-ahead log"
+    } else {
+        "file stream"
+    };
+    println!("{input} on {layout}: {kills} kills, {windows} windows checked");
 }
 
 #[test]
 fn kill_nine_while_files_arrive_counts_every_line_once_on_one_worker() {
-    files_killed_at_random_moments(1);
+    input_killed_at_random_moments(1, false);
 }
 
 #[test]
 fn kill_nine_while_files_arrive_counts_every_line_once_on_two_workers() {
-    files_killed_at_random_moments(2);
+    input_killed_at_random_moments(2, false);
 }
 
 #[test]
 fn kill_nine_of_one_process_of_a_cluster_while_files_arrive_counts_every_line_once() {
-    if std::env::var("EMBER_CRASH_CHILD").is_ok() {
-        return;
-    }
-    files_killed_at_random_moments(0);
+    input_killed_at_random_moments(0, false);
+}
+
+#[test]
+fn kill_nine_while_a_socket_sends_counts_every_line_once_on_one_worker() {
+    input_killed_at_random_moments(1, true);
+}
+
+#[test]
+fn kill_nine_while_a_socket_sends_counts_every_line_once_on_two_workers() {
+    input_killed_at_random_moments(2, true);
+}
+
+#[test]
+fn kill_nine_of_one_process_of_a_cluster_while_a_socket_sends_counts_every_line_once() {
+    input_killed_at_random_moments(0, true);
 }
 
 /// A 2-process cluster (1 worker each) running the replay job; each process's stdout and

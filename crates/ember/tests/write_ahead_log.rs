@@ -149,3 +149,78 @@ fn the_write_ahead_log_needs_a_checkpoint_directory() {
     let error = ssc.start().unwrap_err().to_string();
     assert!(error.contains("write-ahead log needs a checkpoint directory"), "{error}");
 }
+
+#[test]
+fn an_acknowledged_socket_in_a_checkpointed_job_needs_the_write_ahead_log() {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (dir, clock) = (TempDir::new("wal-ack").unwrap(), ManualClock::new());
+    let ssc = StreamingContext::builder(seconds(1)).manual_clock(&clock).build().unwrap();
+    ssc.checkpoint(dir.path()).unwrap();
+    ssc.socket_text_stream_acknowledged("127.0.0.1", port).count().print().unwrap();
+    ssc.start().unwrap();
+    // The receiver connects, then stops without asking for lines.
+    let (stream, _) = listener.accept().unwrap();
+    stream.set_read_timeout(Some(StdDuration::from_secs(10))).unwrap();
+    let mut said = String::new();
+    let _ = BufReader::new(stream).read_line(&mut said);
+    assert_eq!(said, "", "the receiver asked for lines it could lose");
+    let error = ssc.await_termination_or_timeout(seconds(10)).unwrap_err();
+    assert!(error.to_string().contains("needs the write-ahead log"), "{error}");
+    ssc.stop(false).unwrap();
+}
+
+#[test]
+fn an_acknowledged_socket_resumes_where_the_dropped_connection_left_off() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::builder(seconds(1)).manual_clock(&clock).build().unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    ssc.socket_text_stream_acknowledged("127.0.0.1", port)
+        .foreach_rdd(move |b, _| sink.lock().unwrap().extend(b.collect()))
+        .unwrap();
+    ssc.start().unwrap();
+    // First connection: two whole lines and half of a third, then the connection drops.
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "EMBER-RESUME 0\n");
+    stream.write_all(b"a\nb\nhal").unwrap();
+    await_ack(&mut reader, 2);
+    drop((stream, reader));
+    // The receiver reconnects and asks for line 2, which it did not store half of.
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "EMBER-RESUME 2\n");
+    stream.write_all(b"half\nd\n").unwrap();
+    await_ack(&mut reader, 4);
+    clock.advance(seconds(1));
+    assert!(ssc.await_batch(Time::from_millis(1000), seconds(10)).unwrap());
+    ssc.stop(false).unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["a", "b", "half", "d"]);
+}
+
+/// Reads acknowledgements until one says `n` lines are stored (a read may split the lines).
+fn await_ack(reader: &mut impl std::io::BufRead, n: u64) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let acked: u64 = line
+            .trim()
+            .strip_prefix("EMBER-ACK ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not an acknowledgement: {line:?}"));
+        assert!(acked <= n, "acknowledged {acked} lines, only {n} were sent whole");
+        if acked == n {
+            return;
+        }
+    }
+}

@@ -97,6 +97,9 @@ struct Buffer<T> {
     /// The write-ahead log, when on: appended to under the same lock, so that its order is the
     /// buffer's.
     wal: Option<super::wal::Wal<T>>,
+    /// The receiver's position in its source after the last records stored with one (see
+    /// [`ReceiverContext::store_many_at`]).
+    position: u64,
 }
 
 /// What a receiver's thread, its clones of [`ReceiverContext`] and the source operator share.
@@ -142,13 +145,13 @@ impl<T: Data> Core<T> {
     /// Waits while the buffer is full (unless the context is stopping: what is stored then goes
     /// into the final batch), then writes `records` to the write-ahead log if it is on (synced
     /// when `sync`); returns the buffer, locked, for the records to be added.
-    fn make_room(&self, records: &[T], sync: bool) -> MutexGuard<'_, Buffer<T>> {
+    fn make_room(&self, records: &[T], position: Option<u64>, sync: bool) -> MutexGuard<'_, Buffer<T>> {
         let mut buffer = lock(&self.buffer);
         while buffer.records >= self.capacity.load(Ordering::Relaxed) && !self.context_stopping() {
             buffer = self.space.wait_timeout(buffer, POLL).unwrap_or_else(|e| e.into_inner()).0;
         }
         if let Some(wal) = buffer.wal.as_mut()
-            && let Err(e) = wal.append_block(records, sync)
+            && let Err(e) = wal.append_block(records, position, sync)
         {
             let message = format!(
                 "cannot write the write-ahead log {}: {e}; what is stored now is lost in a crash",
@@ -172,7 +175,7 @@ impl<T: Data> Core<T> {
     /// record is synced with the next block or cut (Spark's single-record `store` is not
     /// reliable either; `store_many` is).
     fn push_one(&self, record: T) {
-        let mut buffer = self.make_room(std::slice::from_ref(&record), false);
+        let mut buffer = self.make_room(std::slice::from_ref(&record), None, false);
         match buffer.blocks.last_mut() {
             Some(last) if last.len() < BLOCK_RECORDS => last.push(record),
             _ => buffer.blocks.push(vec![record]),
@@ -181,17 +184,35 @@ impl<T: Data> Core<T> {
     }
 
     /// Appends records: a small run joins the last block, a large one is a block of its own.
-    fn push(&self, mut records: Vec<T>) {
+    fn push(&self, records: Vec<T>) {
         let n = records.len();
         if n == 0 {
             return;
         }
-        let mut buffer = self.make_room(&records, true);
+        let buffer = self.make_room(&records, None, true);
+        self.append(buffer, records);
+    }
+
+    /// Adds `records` to the locked buffer: a small run joins the last block, a large one is a
+    /// block of its own.
+    fn append(&self, mut buffer: MutexGuard<'_, Buffer<T>>, mut records: Vec<T>) {
+        let n = records.len();
         match buffer.blocks.last_mut() {
             Some(last) if last.len() < BLOCK_RECORDS && n < BLOCK_RECORDS / 2 => last.append(&mut records),
             _ => buffer.blocks.push(records),
         }
         self.added(buffer, n);
+    }
+
+    /// Appends records and moves the source position to `position`, in one step (and, with
+    /// the write-ahead log, in one durable frame).
+    fn push_at(&self, records: Vec<T>, position: u64) {
+        let mut buffer = self.make_room(&records, Some(position), true);
+        buffer.position = position;
+        if records.is_empty() {
+            return;
+        }
+        self.append(buffer, records);
     }
 
     /// Takes everything stored since the last cut, for batch `time`. With the write-ahead log,
@@ -274,6 +295,31 @@ impl<T: Data> ReceiverContext<T> {
                 }
             }
         }
+    }
+
+    /// Stores `records` as one block and records that the receiver's position in its source
+    /// after them is `position` (for example, lines consumed), both at once: with the
+    /// write-ahead log, in the same durable frame, so that after a crash
+    /// [`ReceiverContext::position`] is the position of exactly the records that survived, and
+    /// the source can resend from there with nothing lost or repeated. `records` may be empty
+    /// (input that was skipped still moves the position). Waits as
+    /// [`ReceiverContext::store`] does, for the whole block at once. An ember extension.
+    pub fn store_many_at<I: IntoIterator<Item = T>>(&self, records: I, position: u64) {
+        let records: Vec<T> = records.into_iter().collect();
+        self.core.limiter.wait_for(records.len(), &|| self.core.context_stopping());
+        self.core.push_at(records, position);
+    }
+
+    /// The position last stored with [`ReceiverContext::store_many_at`]; after a recovery with
+    /// the write-ahead log, the position of the last durable block (0 when none).
+    pub fn position(&self) -> u64 {
+        lock(&self.core.buffer).position
+    }
+
+    /// Whether [`ReceiverContext::position`] survives what the job survives: the write-ahead
+    /// log is on, or the job has no checkpoint to recover from (a restart then starts fresh).
+    pub fn position_is_durable(&self) -> bool {
+        lock(&self.core.buffer).wal.is_some() || self.core.ctx.upgrade().is_none_or(|ctx| ctx.checkpoint_dir().is_none())
     }
 
     /// Whether the receiver should stop receiving: it asked to restart or stop, or the
@@ -469,7 +515,9 @@ impl<T: Data> ReceiverHost for ReceiverRunner<T> {
             ),
             source,
         })?;
-        lock(&self.core.buffer).wal = Some(wal);
+        let mut buffer = lock(&self.core.buffer);
+        buffer.position = wal.position().unwrap_or(0);
+        buffer.wal = Some(wal);
         Ok(())
     }
 
@@ -563,6 +611,7 @@ impl StreamingContext {
                 blocks: Vec::new(),
                 records: 0,
                 wal: None,
+                position: 0,
             }),
             space: Condvar::new(),
             capacity: AtomicUsize::new(usize::MAX),

@@ -5,8 +5,24 @@
 //! receiver stops reading, and TCP slows the sender down instead of memory growing. When the
 //! connection is refused or drops, the receiver restarts (reconnects) after the context's
 //! restart delay, as Spark's does.
+//!
+//! Spark's socket source is unreliable: lines in flight on the connection, or read but not yet
+//! stored, are lost in a crash. ember's acknowledged socket stream
+//! ([`StreamingContext::socket_text_stream_acknowledged`]) is not. It speaks a small protocol
+//! on the same connection, for senders that keep what they sent until it is acknowledged:
+//!
+//! ```text
+//! receiver -> sender, once connected:    EMBER-RESUME <n>\n   send from line n (0-based)
+//! sender -> receiver:                    lines, each ending in \n
+//! receiver -> sender, after each store:  EMBER-ACK <n>\n      lines 0..n are stored
+//! ```
+//!
+//! `n` counts lines consumed (skipped ones too), over every connection and, with the
+//! write-ahead log, across crashes: each stored block is logged with the count after it, in one
+//! durable frame, so a recovered receiver asks for exactly the lines that did not survive. A
+//! line without its newline when the connection ends is not stored; the sender sends it again.
 
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +56,8 @@ struct SocketReceiver<T> {
     address: String,
     decoder: Decoder<T>,
     connections: u64,
+    /// Speaks the acknowledgement protocol (see the module docs).
+    acknowledged: bool,
 }
 
 /// Where a line came from, for error messages.
@@ -52,9 +70,24 @@ struct Position {
 impl<T: Data> Receiver<T> for SocketReceiver<T> {
     fn on_start(&mut self, ctx: &ReceiverContext<T>) {
         match TcpStream::connect(&self.address) {
-            Ok(stream) => {
+            Ok(mut stream) => {
                 self.connections += 1;
                 tracing::info!(source = %ctx.name(), connection = self.connections, "Receiver connected.");
+                if self.acknowledged {
+                    if !ctx.position_is_durable() {
+                        ctx.report_error(
+                            "an acknowledged socket stream in a job with a checkpoint directory needs the write-ahead log \
+                             (StreamingContextBuilder::write_ahead_log(true)): without it, lines acknowledged to the sender \
+                             would be lost in a crash; the receiver stopped",
+                        );
+                        ctx.stop("the write-ahead log is off");
+                        return;
+                    }
+                    if let Err(e) = writeln!(stream, "EMBER-RESUME {}", ctx.position()) {
+                        ctx.restart(format!("cannot write to {}: {e}", self.address));
+                        return;
+                    }
+                }
                 match self.read_connection(ctx, stream) {
                     Ok(()) if ctx.is_stopped() => {}
                     Ok(()) => ctx.restart(format!("{} closed the connection", self.address)),
@@ -70,6 +103,7 @@ impl<T: Data> SocketReceiver<T> {
     /// Reads one connection until it ends, fails, or the receiver is stopped.
     fn read_connection(&self, ctx: &ReceiverContext<T>, mut stream: TcpStream) -> std::io::Result<()> {
         stream.set_read_timeout(Some(POLL))?;
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
         let mut buf = vec![0u8; 256 * 1024];
         let mut filled = 0usize;
         let mut pos = Position {
@@ -96,6 +130,9 @@ impl<T: Data> SocketReceiver<T> {
                     let consumed = self.emit_lines(ctx, &buf[..filled], &mut pos);
                     buf.copy_within(consumed..filled, 0);
                     filled -= consumed;
+                    if self.acknowledged && consumed > 0 {
+                        writeln!(stream, "EMBER-ACK {}", ctx.position())?;
+                    }
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
                 Err(e) => {
@@ -110,18 +147,27 @@ impl<T: Data> SocketReceiver<T> {
     fn emit_lines(&self, ctx: &ReceiverContext<T>, data: &[u8], pos: &mut Position) -> usize {
         let mut block = Vec::new();
         let mut start = 0;
+        let mut lines = 0;
         for end in memchr::memchr_iter(b'\n', data) {
             self.decode_into(ctx, &data[start..end], pos, &mut block);
             pos.offset += (end + 1 - start) as u64;
             start = end + 1;
+            lines += 1;
         }
-        ctx.store_many(block);
+        if self.acknowledged {
+            if lines > 0 {
+                ctx.store_many_at(block, ctx.position() + lines);
+            }
+        } else {
+            ctx.store_many(block);
+        }
         start
     }
 
-    /// Stores a final line without a newline (end of stream, failure or stop).
+    /// Stores a final line without a newline (end of stream, failure or stop); an acknowledged
+    /// stream leaves it to the sender to send again.
     fn flush_partial(&self, ctx: &ReceiverContext<T>, data: &[u8], pos: &mut Position) {
-        if data.is_empty() {
+        if data.is_empty() || self.acknowledged {
             return;
         }
         let mut block = Vec::new();
@@ -142,6 +188,17 @@ impl<T: Data> SocketReceiver<T> {
     }
 }
 
+/// A line decoded as UTF-8, invalid bytes replaced with U+FFFD (with a warning).
+fn lossy_utf8(source: &str, line: &[u8]) -> String {
+    match std::str::from_utf8(line) {
+        Ok(s) => s.to_owned(),
+        Err(e) => {
+            tracing::warn!(source = %source, error = %e, "A line is not valid UTF-8; invalid bytes were replaced with U+FFFD.");
+            String::from_utf8_lossy(line).into_owned()
+        }
+    }
+}
+
 impl StreamingContext {
     /// A stream of the text lines a TCP server at `host:port` sends (Spark's
     /// `socketTextStream`). Invalid UTF-8 is decoded lossily, with a warning; see
@@ -154,16 +211,44 @@ impl StreamingContext {
     pub fn socket_text_stream_with(&self, host: &str, port: u16, policy: Utf8Policy) -> DStream<String> {
         let name = format!("socket_text_stream({host}:{port})");
         let warn_name = name.clone();
-        self.socket_stream_named(name, host, port, move |line: &[u8]| match std::str::from_utf8(line) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(e) => match policy {
-                Utf8Policy::Lossy => {
-                    tracing::warn!(source = %warn_name, error = %e, "A line is not valid UTF-8; invalid bytes were replaced with U+FFFD.");
-                    Ok(String::from_utf8_lossy(line).into_owned())
-                }
-                Utf8Policy::Fail => Err(format!("not valid UTF-8: {e}")),
-            },
+        self.socket_stream_named(name, host, port, move |line: &[u8]| match (std::str::from_utf8(line), policy) {
+            (Ok(s), _) => Ok(s.to_owned()),
+            (Err(_), Utf8Policy::Lossy) => Ok(lossy_utf8(&warn_name, line)),
+            (Err(e), Utf8Policy::Fail) => Err(format!("not valid UTF-8: {e}")),
         })
+    }
+
+    /// [`StreamingContext::socket_text_stream`] over ember's acknowledgement protocol: the
+    /// receiver tells the sender where to resume and acknowledges every stored block, so that
+    /// with the write-ahead log on
+    /// ([`StreamingContextBuilder::write_ahead_log`](crate::StreamingContextBuilder::write_ahead_log))
+    /// no line is lost or counted twice across a dropped connection or a crash and
+    /// `get_or_create`. An ember extension: Spark's socket source cannot acknowledge. In a job
+    /// with a checkpoint directory the write-ahead log is required; without it the receiver
+    /// stops with an error.
+    ///
+    /// The sender keeps what it sent until it is acknowledged, and speaks this on the
+    /// connection:
+    ///
+    /// ```text
+    /// receiver -> sender, once connected:    EMBER-RESUME <n>\n   send from line n (0-based)
+    /// sender -> receiver:                    lines, each ending in \n
+    /// receiver -> sender, after each store:  EMBER-ACK <n>\n      lines 0..n are stored
+    /// ```
+    ///
+    /// `n` counts lines consumed (lines the receiver skipped too), over every connection and,
+    /// with the write-ahead log, across crashes. A line without its newline when the connection
+    /// ends is not stored: the sender sends it again.
+    pub fn socket_text_stream_acknowledged(&self, host: &str, port: u16) -> DStream<String> {
+        let name = format!("socket_text_stream_acknowledged({host}:{port})");
+        let warn_name = name.clone();
+        let receiver = SocketReceiver {
+            address: format!("{host}:{port}"),
+            decoder: Arc::new(move |line: &[u8]| Ok(lossy_utf8(&warn_name, line))),
+            connections: 0,
+            acknowledged: true,
+        };
+        self.receiver_stream_named(name, "socket_text_stream", Box::new(receiver))
     }
 
     /// A stream of records decoded with `decoder` from the lines (newline-terminated, a
@@ -185,6 +270,7 @@ impl StreamingContext {
             address: format!("{host}:{port}"),
             decoder: Arc::new(decoder),
             connections: 0,
+            acknowledged: false,
         };
         self.receiver_stream_named(name, "socket_text_stream", Box::new(receiver))
     }

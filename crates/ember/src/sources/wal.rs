@@ -11,6 +11,10 @@
 //! cut go to the first batch cut afresh. The log is rewritten on open with only those, and
 //! compacted while running once it grows past [`COMPACT_BYTES`], keeping the batches after the
 //! oldest checkpoint kept. A fresh start (no checkpoint) starts an empty log.
+//!
+//! A receiver that tracks its position in its source (the acknowledged socket stream: lines
+//! consumed) logs it with each block, in the same frame, so that the position of the last
+//! durable block is known after a crash; a rewritten log starts with that position.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -27,6 +31,10 @@ const COMPACT_BYTES: u64 = 64 << 20;
 enum FrameRef<'a, T> {
     Block(&'a [T]),
     Cut(u64),
+    /// A block and the source position after it.
+    Marked(&'a [T], u64),
+    /// The source position at the start of a rewritten log.
+    Position(u64),
 }
 
 /// The same encoding as [`FrameRef`], read back.
@@ -34,6 +42,8 @@ enum FrameRef<'a, T> {
 enum Frame<T> {
     Block(Vec<T>),
     Cut(u64),
+    Marked(Vec<T>, u64),
+    Position(u64),
 }
 
 fn frame_bytes<T: Serialize>(frame: &FrameRef<'_, T>) -> std::io::Result<Vec<u8>> {
@@ -64,24 +74,39 @@ fn read_frames<T: DeserializeOwned>(bytes: &[u8]) -> Vec<Frame<T>> {
     frames
 }
 
-/// A log's content: the cut batches in order, and the blocks stored after the last cut.
+/// A log's content: the cut batches in order, the blocks stored after the last cut, and the
+/// source position of the last block that had one.
 struct Content<T> {
     batches: BTreeMap<u64, Vec<Vec<T>>>,
     uncut: Vec<Vec<T>>,
+    position: Option<u64>,
 }
 
 fn content<T: DeserializeOwned>(bytes: &[u8]) -> Content<T> {
     let mut batches = BTreeMap::new();
     let mut blocks = Vec::new();
+    let mut position = None;
     for frame in read_frames(bytes) {
         match frame {
             Frame::Block(block) => blocks.push(block),
+            Frame::Marked(block, at) => {
+                // A block of only skipped lines moves the position alone.
+                if !block.is_empty() {
+                    blocks.push(block);
+                }
+                position = Some(at);
+            }
+            Frame::Position(at) => position = Some(at),
             Frame::Cut(time) => {
                 batches.insert(time, std::mem::take(&mut blocks));
             }
         }
     }
-    Content { batches, uncut: blocks }
+    Content {
+        batches,
+        uncut: blocks,
+        position,
+    }
 }
 
 /// One receiver's write-ahead log.
@@ -92,6 +117,8 @@ pub(crate) struct Wal<T> {
     replay: BTreeMap<u64, Vec<Vec<T>>>,
     /// Blocks stored before the crash and never cut: the first batch cut afresh takes them.
     carried: Vec<Vec<T>>,
+    /// The source position of the last block logged with one.
+    position: Option<u64>,
 }
 
 impl<T> std::fmt::Debug for Wal<T> {
@@ -117,22 +144,30 @@ impl<T: Serialize + DeserializeOwned + Clone> Wal<T> {
             })
             .collect();
         let path = dir.join(format!("{safe}.wal"));
-        let (replay, carried) = match (after, fs::read(&path)) {
+        let (replay, carried, position) = match (after, fs::read(&path)) {
             (Some(after), Ok(bytes)) => {
                 let content: Content<T> = content(&bytes);
-                (content.batches.into_iter().filter(|(t, _)| *t > after).collect(), content.uncut)
+                let replay = content.batches.into_iter().filter(|(t, _)| *t > after).collect();
+                (replay, content.uncut, content.position)
             }
             (_, Err(e)) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => (BTreeMap::new(), Vec::new()),
+            _ => (BTreeMap::new(), Vec::new(), None),
         };
-        rewrite(&path, &replay, &carried)?;
+        rewrite(&path, &replay, &carried, position)?;
         let file = OpenOptions::new().append(true).open(&path)?;
         Ok(Wal {
             path,
             file,
             replay,
             carried,
+            position,
         })
+    }
+
+    /// The source position of the last durable block that had one (what the source resumes
+    /// from after a recovery), `None` if none had.
+    pub(crate) fn position(&self) -> Option<u64> {
+        self.position
     }
 
     /// The log's path, for messages.
@@ -140,9 +175,17 @@ impl<T: Serialize + DeserializeOwned + Clone> Wal<T> {
         &self.path
     }
 
-    /// Appends a block of stored records; `sync` makes it durable before returning.
-    pub(crate) fn append_block(&mut self, records: &[T], sync: bool) -> std::io::Result<()> {
-        self.file.write_all(&frame_bytes(&FrameRef::Block(records))?)?;
+    /// Appends a block of stored records, with the source position after it if the receiver
+    /// tracks one; `sync` makes it durable before returning.
+    pub(crate) fn append_block(&mut self, records: &[T], position: Option<u64>, sync: bool) -> std::io::Result<()> {
+        let frame = match position {
+            None => FrameRef::Block(records),
+            Some(at) => FrameRef::Marked(records, at),
+        };
+        self.file.write_all(&frame_bytes(&frame)?)?;
+        if position.is_some() {
+            self.position = position;
+        }
         if sync { self.file.sync_data() } else { Ok(()) }
     }
 
@@ -163,17 +206,26 @@ impl<T: Serialize + DeserializeOwned + Clone> Wal<T> {
         {
             let content: Content<T> = content(&fs::read(&self.path)?);
             let kept: BTreeMap<u64, Vec<Vec<T>>> = content.batches.into_iter().filter(|(t, _)| *t > keep_after).collect();
-            rewrite(&self.path, &kept, &content.uncut)?;
+            rewrite(&self.path, &kept, &content.uncut, content.position)?;
             self.file = OpenOptions::new().append(true).open(&self.path)?;
         }
         Ok(std::mem::take(&mut self.carried))
     }
 }
 
-/// Writes `batches` (each block, then its cut) and then `uncut` as the whole log, durably.
-fn rewrite<T: Serialize>(path: &Path, batches: &BTreeMap<u64, Vec<Vec<T>>>, uncut: &[Vec<T>]) -> std::io::Result<()> {
+/// Writes `position`, `batches` (each block, then its cut) and then `uncut` as the whole log,
+/// durably.
+fn rewrite<T: Serialize>(
+    path: &Path,
+    batches: &BTreeMap<u64, Vec<Vec<T>>>,
+    uncut: &[Vec<T>],
+    position: Option<u64>,
+) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut bytes = Vec::new();
+    if let Some(at) = position {
+        bytes.extend(frame_bytes(&FrameRef::<T>::Position(at))?);
+    }
     for (time, blocks) in batches {
         for block in blocks {
             bytes.extend(frame_bytes(&FrameRef::Block(block))?);
@@ -205,12 +257,12 @@ mod tests {
             let mut wal: Wal<u32> = Wal::open(&dir, "3", None).unwrap();
             for (time, blocks) in [(1000, vec![vec![1, 2], vec![3]]), (2000, vec![vec![4]]), (3000, vec![vec![5, 6]])] {
                 for b in &blocks {
-                    wal.append_block(b, true).unwrap();
+                    wal.append_block(b, None, true).unwrap();
                 }
                 assert!(wal.cut(time, || None).unwrap().is_empty());
             }
-            wal.append_block(&[7], false).unwrap();
-            wal.append_block(&[8, 9], true).unwrap();
+            wal.append_block(&[7], None, false).unwrap();
+            wal.append_block(&[8, 9], None, true).unwrap();
         }
         // A torn frame at the end (a crash mid-append) is ignored.
         let path = dir.join("receivers/3.wal");
@@ -231,6 +283,34 @@ mod tests {
         let mut wal: Wal<u32> = Wal::open(&dir, "3", None).unwrap();
         assert_eq!(wal.replayed(4000), None);
         assert!(wal.cut(1000, || None).unwrap().is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_source_position_of_the_last_durable_block_survives_recovery_and_compaction() {
+        let dir = std::env::temp_dir().join(format!("ember-wal-position-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        {
+            let mut wal: Wal<u32> = Wal::open(&dir, "s", None).unwrap();
+            assert_eq!(wal.position(), None);
+            wal.append_block(&[1, 2], Some(2), true).unwrap();
+            assert!(wal.cut(1000, || None).unwrap().is_empty());
+            // Lines that were all skipped move the position without a block.
+            wal.append_block(&[], Some(5), true).unwrap();
+            wal.append_block(&[6], Some(6), true).unwrap();
+            assert_eq!(wal.position(), Some(6));
+        }
+        // Recovered from 1000: the batch before is dropped from the log, not the position.
+        let mut wal: Wal<u32> = Wal::open(&dir, "s", Some(1000)).unwrap();
+        assert_eq!(wal.position(), Some(6));
+        assert_eq!(wal.cut(2000, || None).unwrap(), vec![vec![6]]);
+        drop(wal);
+        let wal: Wal<u32> = Wal::open(&dir, "s", Some(2000)).unwrap();
+        assert_eq!(wal.position(), Some(6), "the position survives a rewrite without blocks");
+        drop(wal);
+        // A fresh start forgets it.
+        let wal: Wal<u32> = Wal::open(&dir, "s", None).unwrap();
+        assert_eq!(wal.position(), None);
         let _ = fs::remove_dir_all(&dir);
     }
 }
