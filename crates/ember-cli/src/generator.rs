@@ -149,6 +149,69 @@ pub fn serve(listener: TcpListener, kind: Kind, pace: Pace, stop: Arc<AtomicBool
     Ok(addr)
 }
 
+/// Serves one stream of lines of `kind` at `pace` to a receiver that speaks ember's
+/// acknowledgement protocol (`socket_text_stream_acknowledged`): every connection starts at the
+/// line the receiver asks for with `EMBER-RESUME <n>`, so a receiver that reconnects, or
+/// recovers from a crash with its write-ahead log, gets every line exactly once. Lines are the
+/// same on every connection (one seed), `pace.count` lines in all.
+pub fn serve_acknowledged(listener: TcpListener, kind: Kind, pace: Pace, stop: Arc<AtomicBool>) -> anyhow::Result<SocketAddr> {
+    let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new().name("ember-gen".into()).spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            match listener.accept() {
+                Ok((conn, peer)) => {
+                    let (stop, kind) = (Arc::clone(&stop), kind.clone());
+                    let _ = std::thread::Builder::new()
+                        .name("ember-gen-client".into())
+                        .spawn(move || match resume_point(&conn) {
+                            Ok(from) => {
+                                eprintln!("ember gen: client {peer} resumes from line {from}");
+                                let mut lines = Lines::new(kind, 1);
+                                let mut skipped = String::new();
+                                for _ in 0..from {
+                                    skipped.clear();
+                                    lines.write_line(&mut skipped);
+                                }
+                                let pace = Pace {
+                                    rate: pace.rate,
+                                    count: pace.count.map(|c| c.saturating_sub(from)),
+                                };
+                                serve_client(conn, lines, pace, &stop);
+                            }
+                            Err(e) => eprintln!("ember gen: client {peer} did not say where to resume: {e}"),
+                        });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    })?;
+    Ok(addr)
+}
+
+/// Reads the receiver's `EMBER-RESUME <n>`, and starts a thread that reads (and drops) its
+/// acknowledgements so that they never fill the connection.
+fn resume_point(conn: &std::net::TcpStream) -> anyhow::Result<u64> {
+    use std::io::BufRead;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = std::io::BufReader::new(conn.try_clone()?);
+    let mut hello = String::new();
+    reader.read_line(&mut hello)?;
+    let from = hello
+        .trim()
+        .strip_prefix("EMBER-RESUME ")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("expected EMBER-RESUME <n>, got {:?}", hello.trim()))?;
+    conn.set_read_timeout(None)?;
+    std::thread::Builder::new().name("ember-gen-acks".into()).spawn(move || {
+        let mut ack = String::new();
+        while reader.read_line(&mut ack).is_ok_and(|n| n > 0) {
+            ack.clear();
+        }
+    })?;
+    Ok(from)
+}
+
 fn serve_client(conn: std::net::TcpStream, mut lines: Lines, pace: Pace, stop: &AtomicBool) {
     let mut out = BufWriter::with_capacity(64 * 1024, conn);
     let start = Instant::now();
@@ -254,5 +317,33 @@ mod tests {
             assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap().lines().count(), 5);
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_acknowledged_stream_resumes_at_the_line_the_receiver_asks_for() {
+        use std::io::{BufRead, BufReader};
+        let stop = Arc::new(AtomicBool::new(false));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let pace = Pace {
+            rate: 10_000.0,
+            count: Some(5),
+        };
+        let addr = serve_acknowledged(listener, Kind::Words, pace, Arc::clone(&stop)).unwrap();
+        let read = |from: u64| -> Vec<String> {
+            let mut conn = std::net::TcpStream::connect(addr).unwrap();
+            writeln!(conn, "EMBER-RESUME {from}").unwrap();
+            let mut reader = BufReader::new(conn);
+            (from..5)
+                .map(|_| {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    line
+                })
+                .collect()
+        };
+        let all = read(0);
+        assert_eq!(all.len(), 5);
+        assert_eq!(read(3), all[3..], "a resumed connection continues the same lines");
+        stop.store(true, Ordering::Release);
     }
 }

@@ -19,7 +19,7 @@ use ember::prelude::*;
 
 const USAGE: &str = "usage: ember wordcount [--batches N] [--interval-ms MS] [--workers W] [--lines-per-sec R]
        ember queue-wordcount
-       ember gen socket [--host H] [--port P] [--kind K] [--rate LINES_PER_SEC] [--count LINES] [--seconds S]
+       ember gen socket [--host H] [--port P] [--kind K] [--rate LINES_PER_SEC] [--count LINES] [--seconds S] [--acknowledged]
        ember gen files --dir DIR [--kind K] [--rate FILES_PER_SEC] [--lines-per-file N] [--count FILES] [--seconds S]
    kinds: words (default), sales, network, file:PATH (random lines of a file)";
 
@@ -117,8 +117,13 @@ fn gen_command(args: &[String]) -> anyhow::Result<()> {
     let mode = args.first().map(String::as_str);
     let (mut host, mut port, mut dir) = ("127.0.0.1".to_owned(), 9999u16, None::<std::path::PathBuf>);
     let (mut kind, mut rate, mut count, mut seconds, mut lines_per_file) = ("words".to_owned(), None, None, None, 100u64);
+    let mut acknowledged = false;
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
+        if a == "--acknowledged" {
+            acknowledged = true;
+            continue;
+        }
         let v = it.next().with_context(|| format!("{a} needs a value\n{USAGE}"))?;
         let number = |v: &str| v.parse::<f64>().with_context(|| format!("{a}: `{v}` is not a number"));
         match a.as_str() {
@@ -151,7 +156,11 @@ fn gen_command(args: &[String]) -> anyhow::Result<()> {
                 rate: rate.unwrap_or(10.0),
                 count,
             };
-            let addr = generator::serve(listener, kind, pace, Arc::clone(&stop))?;
+            let addr = if acknowledged {
+                generator::serve_acknowledged(listener, kind, pace, Arc::clone(&stop))?
+            } else {
+                generator::serve(listener, kind, pace, Arc::clone(&stop))?
+            };
             eprintln!("ember gen: serving {} lines/s per client on {addr}", pace.rate);
             while !stop.load(Ordering::Acquire) {
                 std::thread::sleep(std::time::Duration::from_millis(20));
