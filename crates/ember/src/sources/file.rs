@@ -370,6 +370,11 @@ impl Lister {
             self.tracker.borrow_mut().take_again(batch.time, &files);
             return files;
         }
+        if self.selections.replay.keys().next().is_some_and(|next| *next > batch.time) {
+            // A recovered run, before a batch that chose files before the crash: this batch
+            // chose none then (every choice is logged), and must not take a later batch's.
+            return Vec::new();
+        }
         let listing = match list(&self.dir, &*self.filter) {
             Ok(listing) => {
                 if self.failing.take().is_some() {
