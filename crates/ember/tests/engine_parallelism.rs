@@ -103,6 +103,9 @@ fn cluster_child() {
         return;
     };
     let process: usize = process.parse().unwrap();
+    // libtest has printed `test cluster_child ... ` without a newline: end that line so every
+    // batch line starts a line of its own.
+    println!();
     let addresses: Vec<String> = std::env::var("EMBER_CLUSTER_ADDRESSES")
         .unwrap()
         .split(',')
