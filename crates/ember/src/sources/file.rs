@@ -176,17 +176,7 @@ impl SelectionLog {
     fn open(checkpoint_dir: &Path, id: &str, after_ms: u64) -> std::io::Result<SelectionLog> {
         let dir = checkpoint_dir.join("sources");
         std::fs::create_dir_all(&dir)?;
-        let safe: String = id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = dir.join(format!("file-stream-{safe}.log"));
+        let path = dir.join(format!("file-stream-{}.log", super::file_name_of(id)));
         let mut replay = BTreeMap::new();
         match std::fs::read_to_string(&path) {
             // A torn last line is a batch whose choice was never durable, so never cut.

@@ -13,6 +13,20 @@ pub use socket::Utf8Policy;
 
 use ember_engine::{Msg, Part, PartId};
 
+/// An operator id as part of a file name: characters other than ASCII letters, digits, `-`
+/// and `.` become `_`.
+pub(crate) fn file_name_of(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Splits `items` into `n` partitions by Spark's `parallelize` rule: partition `i` holds
 /// indices `[i*L/n, (i+1)*L/n)`.
 pub(crate) fn parallelize<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {

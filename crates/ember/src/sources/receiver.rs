@@ -157,11 +157,16 @@ impl<T: Data> Core<T> {
                 "cannot write the write-ahead log {}: {e}; what is stored now is lost in a crash",
                 wal.path().display()
             );
-            drop(buffer);
-            self.report(message);
-            buffer = lock(&self.buffer);
+            buffer = self.report_unlocked(buffer, message);
         }
         buffer
+    }
+
+    /// Reports `message` without holding the buffer's lock; returns the lock taken again.
+    fn report_unlocked<'a>(&'a self, buffer: MutexGuard<'a, Buffer<T>>, message: String) -> MutexGuard<'a, Buffer<T>> {
+        drop(buffer);
+        self.report(message);
+        lock(&self.buffer)
     }
 
     /// Counts `n` records added to `buffer`.
@@ -233,9 +238,7 @@ impl<T: Data> Core<T> {
                         "cannot write the write-ahead log {}: {e}; batch {time} ms is lost in a crash",
                         wal.path().display()
                     );
-                    drop(buffer);
-                    self.report(message);
-                    buffer = lock(&self.buffer);
+                    buffer = self.report_unlocked(buffer, message);
                 }
             }
         }

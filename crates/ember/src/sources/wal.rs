@@ -133,17 +133,7 @@ impl<T: Serialize + DeserializeOwned + Clone> Wal<T> {
     pub(crate) fn open(checkpoint_dir: &Path, id: &str, after: Option<u64>) -> std::io::Result<Wal<T>> {
         let dir = checkpoint_dir.join("receivers");
         fs::create_dir_all(&dir)?;
-        let safe: String = id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = dir.join(format!("{safe}.wal"));
+        let path = dir.join(format!("{}.wal", super::file_name_of(id)));
         let (replay, carried, position) = match (after, fs::read(&path)) {
             (Some(after), Ok(bytes)) => {
                 let content: Content<T> = content(&bytes);
