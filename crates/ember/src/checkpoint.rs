@@ -549,12 +549,11 @@ impl WriterState {
     fn commit_reported(&mut self, shared: &RunShared, control: &ControlPlane, facts: &RunFacts) {
         for report in control.take_checkpoint_reports() {
             match serde_json::from_str::<Part>(&report.report) {
-                Ok(part) if part.stateless => {
-                    let through = self.stateless_through.entry(report.process).or_insert(0);
-                    *through = (*through).max(report.time_ms);
-                    self.parts.entry(report.time_ms).or_default().insert(report.process, part);
-                }
                 Ok(part) => {
+                    if part.stateless {
+                        let through = self.stateless_through.entry(report.process).or_insert(0);
+                        *through = (*through).max(report.time_ms);
+                    }
                     self.parts.entry(report.time_ms).or_default().insert(report.process, part);
                 }
                 Err(e) => tracing::error!(
