@@ -609,7 +609,11 @@ impl Drop for ExitGuard {
         if std::thread::panicking() {
             tracing::error!(worker = self.local_index, "A worker thread panicked.");
         }
-        if let Some(slot) = self.shared.progress.get(self.local_index) {
+        // A worker that finished has output everything, unless the run was aborted: then its
+        // progress stays at the last batch whose outputs ran.
+        if !self.shared.aborted()
+            && let Some(slot) = self.shared.progress.get(self.local_index)
+        {
             slot.store(u64::MAX, Ordering::Release);
         }
         self.shared.exited.fetch_add(1, Ordering::AcqRel);

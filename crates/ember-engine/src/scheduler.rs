@@ -75,6 +75,11 @@ struct Progress {
 
 impl Progress {
     fn finish(&self, processed: u64) {
+        // After a stop without grace (or the loss of a peer) outputs are skipped, so nothing
+        // more counts as output: a checkpoint must not claim batches whose outputs never ran.
+        if self.shared.aborted() {
+            return;
+        }
         if self.processed.fetch_max(processed, Ordering::AcqRel) >= processed {
             return;
         }
