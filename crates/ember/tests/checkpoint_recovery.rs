@@ -245,6 +245,11 @@ fn a_queue_stream_cannot_be_recovered() {
 
 /// The running word totals over a text file stream in `dir`, checkpointed every 2 batches.
 fn file_job(clock: &ManualClock, files: &Path, workers: usize) -> ember::Result<(StreamingContext, Outputs)> {
+    file_job_every(clock, files, workers, 2)
+}
+
+/// [`file_job`] checkpointed every `every` batches.
+fn file_job_every(clock: &ManualClock, files: &Path, workers: usize, every: u64) -> ember::Result<(StreamingContext, Outputs)> {
     let ssc = StreamingContext::builder(seconds(1)).workers(workers).manual_clock(clock).build()?;
     let out: Outputs = Arc::default();
     let seen = Arc::clone(&out);
@@ -252,7 +257,7 @@ fn file_job(clock: &ManualClock, files: &Path, workers: usize) -> ember::Result<
         .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
         .map(|w| (w, 1u64))
         .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.iter().sum::<u64>() + s.unwrap_or(0)))
-        .checkpoint(seconds(2))?
+        .checkpoint(seconds(every))?
         .foreach_rdd(move |b, t| {
             let mut items = b.collect();
             items.sort();
@@ -318,6 +323,52 @@ fn a_file_stream_resumes_with_the_files_each_batch_had() {
     run_batch(&ssc, &clock, 6);
     for i in 7..=8 {
         publish_and_run(&ssc, &clock, &files, i);
+    }
+    ssc.stop(false).unwrap();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    let rest = outputs.lock().unwrap().take().unwrap().lock().unwrap().clone();
+    assert_eq!(rest, whole[4..].to_vec());
+}
+
+#[test]
+fn a_replayed_batch_that_took_no_files_does_not_take_a_later_batchs() {
+    // Uninterrupted: files 1-4 before batches 1-4, none before batch 5, file 6 before batch 6.
+    let run = |files: &TempDir, ssc: &StreamingContext, clock: &ManualClock| {
+        for i in 1..=4 {
+            publish_and_run(ssc, clock, files, i);
+        }
+        run_batch(ssc, clock, 5);
+        publish_and_run(ssc, clock, files, 6);
+    };
+    let files = TempDir::new("ckpt-empty-whole").unwrap();
+    let clock = ManualClock::new();
+    let (ssc, out) = file_job_every(&clock, files.path(), 1, 4).unwrap();
+    ssc.start().unwrap();
+    run(&files, &ssc, &clock);
+    run_batch(&ssc, &clock, 7);
+    ssc.stop(false).unwrap();
+    let whole = out.lock().unwrap().clone();
+
+    // Stopped after batch 6 (checkpoint at 4 s), recovered: batch 5 runs again while file 6 is
+    // in the directory, and must take nothing, as before; batch 6 takes file 6, once.
+    let files = TempDir::new("ckpt-empty").unwrap();
+    let checkpoints = TempDir::new("ckpt-empty-dir").unwrap();
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::get_or_create(checkpoints.path(), || Ok(file_job_every(&clock, files.path(), 1, 4)?.0)).unwrap();
+    ssc.start().unwrap();
+    run(&files, &ssc, &clock);
+    ssc.stop(false).unwrap();
+    let clock = ManualClock::new();
+    let outputs: Mutex<Option<Outputs>> = Mutex::new(None);
+    let ssc = StreamingContext::get_or_create(checkpoints.path(), || {
+        let (ssc, out) = file_job_every(&clock, files.path(), 1, 4)?;
+        *outputs.lock().unwrap() = Some(out);
+        Ok(ssc)
+    })
+    .unwrap();
+    ssc.start().unwrap();
+    for i in 5..=7 {
+        run_batch(&ssc, &clock, i);
     }
     ssc.stop(false).unwrap();
     assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
