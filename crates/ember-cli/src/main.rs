@@ -10,75 +10,215 @@
 
 mod generator;
 
+use std::io::IsTerminal;
 use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
 use ember::prelude::*;
 
-const USAGE: &str = "usage: ember wordcount [--batches N] [--interval-ms MS] [--workers W] [--lines-per-sec R]
-       ember queue-wordcount
-       ember gen socket [--host H] [--port P] [--kind K] [--rate LINES_PER_SEC] [--count LINES] [--seconds S] [--acknowledged]
-       ember gen files --dir DIR [--kind K] [--rate FILES_PER_SEC] [--lines-per-file N] [--count FILES] [--seconds S]
-   kinds: words (default), sales, network, file:PATH (random lines of a file)";
+/// Runs ember's built-in jobs and its data generator.
+#[derive(Debug, Parser)]
+#[command(name = "ember", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-struct Options {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The main job: a streaming word count over a TCP socket (fed by the built-in generator
+    /// unless --port is given), printing every batch in Spark's format.
+    Wordcount(WordcountArgs),
+    /// The seeds' RDD-queue word count on a manual clock: the same output on every run.
+    QueueWordcount,
+    /// The data generator the examples, tests and benchmarks are fed by.
+    #[command(subcommand)]
+    Gen(GenCommand),
+}
+
+#[derive(Debug, Args)]
+struct WordcountArgs {
+    /// Stop after this many batches (Ctrl-C stops earlier: once gracefully, twice at once).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     batches: u64,
+    /// The batch interval, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     interval_ms: u64,
-    workers: usize,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    workers: u64,
+    /// Lines per second the built-in generator sends.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     lines_per_sec: u64,
+    /// Read lines from a server at this host instead of the built-in generator (with --port).
+    #[arg(long, requires = "port")]
+    host: Option<String>,
+    /// Read lines from a server at this port instead of the built-in generator.
+    #[arg(long)]
+    port: Option<u16>,
 }
 
-fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options {
-        batches: 5,
-        interval_ms: 1000,
-        workers: 2,
-        lines_per_sec: 2000,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || -> anyhow::Result<u64> {
-            let v = it.next().with_context(|| format!("{a} needs a value\n{USAGE}"))?;
-            v.parse().with_context(|| format!("{a}: `{v}` is not a number"))
-        };
-        match a.as_str() {
-            "--batches" => o.batches = value()?,
-            "--interval-ms" => o.interval_ms = value()?,
-            "--workers" => o.workers = value()? as usize,
-            "--lines-per-sec" => o.lines_per_sec = value()?,
-            other => bail!("unknown option {other}\n{USAGE}"),
-        }
+#[derive(Debug, Subcommand)]
+enum GenCommand {
+    /// Serve lines to every client of a TCP port at a rate (the seeds' DataSourceSocket).
+    Socket(GenSocketArgs),
+    /// Move files of lines into a directory at a rate.
+    Files(GenFilesArgs),
+}
+
+/// What to generate and for how long, for both generators.
+#[derive(Debug, Args)]
+struct GenCommon {
+    /// What the lines look like: words, sales, network, or file:PATH (random lines of a file).
+    #[arg(long, default_value = "words")]
+    kind: String,
+    /// Stop after this many seconds.
+    #[arg(long, value_parser = positive_seconds, allow_negative_numbers = true)]
+    seconds: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+struct GenSocketArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The port to listen on.
+    #[arg(long, default_value_t = 9999)]
+    port: u16,
+    /// Lines per second, per client.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_rate, allow_negative_numbers = true)]
+    rate: f64,
+    /// Lines per client, then the connection stays open, idle.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Speak the acknowledged socket stream's protocol: every connection resumes at the line
+    /// the receiver asks for (one stream of lines over all connections).
+    #[arg(long)]
+    acknowledged: bool,
+    #[command(flatten)]
+    common: GenCommon,
+}
+
+#[derive(Debug, Args)]
+struct GenFilesArgs {
+    /// The directory the files are moved into.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Files per second.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_rate, allow_negative_numbers = true)]
+    rate: f64,
+    /// Lines in each file.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    lines_per_file: u64,
+    /// Files in all.
+    #[arg(long)]
+    count: Option<u64>,
+    #[command(flatten)]
+    common: GenCommon,
+}
+
+/// A rate: a finite number above 0.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a positive number")),
     }
-    Ok(o)
 }
 
-fn wordcount(o: &Options) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot open the generator's socket")?;
-    let pace = generator::Pace {
-        rate: o.lines_per_sec as f64,
-        count: None,
-    };
-    let addr = generator::serve(listener, generator::Kind::Words, pace, Arc::clone(&stop))?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    ctrlc::set_handler(move || flag.store(true, Ordering::Release)).context("cannot install the Ctrl-C handler")?;
+/// A duration in seconds: a finite number of at least 0.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
+        _ => Err(format!("`{text}` is not a number of seconds (0 or more)")),
+    }
+}
 
-    let ssc = StreamingContext::builder(milliseconds(o.interval_ms)).workers(o.workers).build()?;
-    let lines = ssc.socket_text_stream("127.0.0.1", addr.port());
+/// Ctrl-C presses: the first asks for a graceful stop, the second exits at once.
+fn install_ctrl_c() -> anyhow::Result<Arc<AtomicUsize>> {
+    let presses = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&presses);
+    ctrlc::set_handler(move || {
+        if seen.fetch_add(1, Ordering::AcqRel) >= 1 {
+            eprintln!("\nember: stopped at once (second Ctrl-C)");
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(presses)
+}
+
+/// What the live status line shows.
+#[derive(Default)]
+struct Status {
+    batches: AtomicU64,
+    records: AtomicU64,
+    delay_ms: AtomicU64,
+}
+
+fn wordcount(args: &WordcountArgs) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (host, port) = match args.port {
+        Some(port) => (args.host.clone().unwrap_or_else(|| "127.0.0.1".into()), port),
+        None => {
+            let listener = TcpListener::bind("127.0.0.1:0").context("cannot open the generator's socket")?;
+            let pace = generator::Pace {
+                rate: args.lines_per_sec as f64,
+                count: None,
+            };
+            let addr = generator::serve(listener, generator::Kind::Words, pace, Arc::clone(&stop))?;
+            ("127.0.0.1".into(), addr.port())
+        }
+    };
+    let presses = install_ctrl_c()?;
+
+    let ssc = StreamingContext::builder(milliseconds(args.interval_ms))
+        .workers(args.workers as usize)
+        .build()?;
+    let lines = ssc.socket_text_stream(&host, port);
     let counts = lines
         .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b);
     counts.print()?;
+    // A one-line live status on a terminal; none when the output goes elsewhere.
+    let status = Arc::new(Status::default());
+    let live = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    if live {
+        let seen = Arc::clone(&status);
+        lines.count().foreach_rdd(move |batch, time| {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            seen.batches.fetch_add(1, Ordering::Relaxed);
+            seen.records.store(batch.iter().sum(), Ordering::Relaxed);
+            seen.delay_ms.store(now_ms.saturating_sub(time.milliseconds()), Ordering::Relaxed);
+        })?;
+    }
     ssc.start()?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(o.batches * o.interval_ms);
-    while std::time::Instant::now() < deadline && !interrupted.load(Ordering::Acquire) {
+    let deadline = Instant::now() + StdDuration::from_millis(args.batches * args.interval_ms);
+    let mut next_status = Instant::now();
+    while Instant::now() < deadline && presses.load(Ordering::Acquire) == 0 {
         if ssc.await_termination_or_timeout(milliseconds(50))? {
             break;
         }
+        if live && Instant::now() >= next_status {
+            next_status += StdDuration::from_millis(500);
+            let rate = status.records.load(Ordering::Relaxed) as f64 * 1000.0 / args.interval_ms as f64;
+            eprint!(
+                "\r\x1b[2K{} batches, {rate:.0} lines/s, delay {} ms",
+                status.batches.load(Ordering::Relaxed),
+                status.delay_ms.load(Ordering::Relaxed)
+            );
+        }
+    }
+    if live {
+        eprintln!();
     }
     ssc.stop(true)?;
     stop.store(true, Ordering::Release);
@@ -113,84 +253,91 @@ fn queue_wordcount() -> anyhow::Result<()> {
 
 /// `ember gen socket|files ...`: runs until `--seconds` pass, `--count` files are written, or
 /// Ctrl-C.
-fn gen_command(args: &[String]) -> anyhow::Result<()> {
-    let mode = args.first().map(String::as_str);
-    let (mut host, mut port, mut dir) = ("127.0.0.1".to_owned(), 9999u16, None::<std::path::PathBuf>);
-    let (mut kind, mut rate, mut count, mut seconds, mut lines_per_file) = ("words".to_owned(), None, None, None, 100u64);
-    let mut acknowledged = false;
-    let mut it = args.iter().skip(1);
-    while let Some(a) = it.next() {
-        if a == "--acknowledged" {
-            acknowledged = true;
-            continue;
-        }
-        let v = it.next().with_context(|| format!("{a} needs a value\n{USAGE}"))?;
-        let number = |v: &str| v.parse::<f64>().with_context(|| format!("{a}: `{v}` is not a number"));
-        match a.as_str() {
-            "--host" => host = v.clone(),
-            "--port" => port = v.parse().with_context(|| format!("--port: `{v}` is not a port"))?,
-            "--dir" => dir = Some(v.into()),
-            "--kind" => kind = v.clone(),
-            "--rate" => rate = Some(number(v)?),
-            "--count" => count = Some(number(v)? as u64),
-            "--seconds" => seconds = Some(number(v)?),
-            "--lines-per-file" => lines_per_file = number(v)? as u64,
-            other => bail!("unknown option {other}\n{USAGE}"),
-        }
-    }
-    let kind = generator::Kind::parse(&kind)?;
+fn gen_command(command: &GenCommand) -> anyhow::Result<()> {
+    let common = match command {
+        GenCommand::Socket(a) => &a.common,
+        GenCommand::Files(a) => &a.common,
+    };
+    let kind = generator::Kind::parse(&common.kind)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || flag.store(true, Ordering::Release)).context("cannot install the Ctrl-C handler")?;
-    if let Some(s) = seconds {
-        let flag = Arc::clone(&stop);
+    let presses = install_ctrl_c()?;
+    {
+        let (flag, seconds) = (Arc::clone(&stop), common.seconds);
         std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_secs_f64(s));
+            let until = seconds.map(|s| Instant::now() + StdDuration::from_secs_f64(s));
+            while presses.load(Ordering::Acquire) == 0 && until.is_none_or(|u| Instant::now() < u) {
+                std::thread::sleep(StdDuration::from_millis(20));
+            }
             flag.store(true, Ordering::Release);
         });
     }
-    match mode {
-        Some("socket") => {
-            let listener = TcpListener::bind((host.as_str(), port)).with_context(|| format!("cannot listen on {host}:{port}"))?;
+    match command {
+        GenCommand::Socket(a) => {
+            let listener =
+                TcpListener::bind((a.host.as_str(), a.port)).with_context(|| format!("cannot listen on {}:{}", a.host, a.port))?;
             let pace = generator::Pace {
-                rate: rate.unwrap_or(10.0),
-                count,
+                rate: a.rate,
+                count: a.count,
             };
-            let addr = if acknowledged {
+            let addr = if a.acknowledged {
                 generator::serve_acknowledged(listener, kind, pace, Arc::clone(&stop))?
             } else {
                 generator::serve(listener, kind, pace, Arc::clone(&stop))?
             };
             eprintln!("ember gen: serving {} lines/s per client on {addr}", pace.rate);
             while !stop.load(Ordering::Acquire) {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(StdDuration::from_millis(20));
             }
             Ok(())
         }
-        Some("files") => {
-            let dir = dir.with_context(|| format!("ember gen files needs --dir\n{USAGE}"))?;
+        GenCommand::Files(a) => {
             let pace = generator::Pace {
-                rate: rate.unwrap_or(1.0),
-                count,
+                rate: a.rate,
+                count: a.count,
             };
-            let written = generator::write_files(&dir, kind, lines_per_file, pace, &stop)?;
-            eprintln!("ember gen: wrote {written} files of {lines_per_file} lines into {}", dir.display());
+            let written = generator::write_files(&a.dir, kind, a.lines_per_file, pace, &stop)?;
+            eprintln!(
+                "ember gen: wrote {written} files of {} lines into {}",
+                a.lines_per_file,
+                a.dir.display()
+            );
             Ok(())
         }
-        _ => bail!("{USAGE}"),
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit codes: 0 done, 1 the job failed, 2 a usage error (one line on stderr); help and
+/// version print to stdout and exit 0.
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            // clap's message up to its usage hint, on one line.
+            let text = error.render().to_string();
+            let message: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+            eprintln!("{} (see ember --help)", message.join(" "));
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("wordcount") => wordcount(&parse(&args[1..])?),
-        Some("queue-wordcount") => queue_wordcount(),
-        Some("gen") => gen_command(&args[1..]),
-        _ => bail!("{USAGE}"),
+    let result = match &cli.command {
+        Command::Wordcount(args) => wordcount(args),
+        Command::QueueWordcount => queue_wordcount(),
+        Command::Gen(command) => gen_command(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ember: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -36,9 +36,98 @@ fn wordcount_job_runs_end_to_end_over_a_socket() {
     }
 }
 
+/// Runs `ember` with `args`: exit code, stdout, stderr.
+fn ember(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
-fn unknown_command_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ember")).arg("nope").output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: ember wordcount"));
+fn help_and_version_print_and_exit_0() {
+    for args in [
+        &["--help"][..],
+        &["help"],
+        &["gen", "--help"],
+        &["gen", "socket", "--help"],
+        &["gen", "files", "--help"],
+        &["wordcount", "--help"],
+    ] {
+        let (code, stdout, stderr) = ember(args);
+        assert_eq!(code, Some(0), "ember {args:?}: {stderr}");
+        assert!(stdout.contains("Usage: ember"), "ember {args:?} printed no usage:\n{stdout}");
+    }
+    let (code, stdout, _) = ember(&["wordcount", "--help"]);
+    assert_eq!(code, Some(0));
+    for flag in ["--batches", "--interval-ms", "--workers", "--host", "--port"] {
+        assert!(stdout.contains(flag), "wordcount --help lacks {flag}:\n{stdout}");
+    }
+    let (code, stdout, _) = ember(&["--version"]);
+    assert_eq!((code, stdout.trim()), (Some(0), concat!("ember ", env!("CARGO_PKG_VERSION"))));
+}
+
+#[test]
+fn a_bad_flag_or_value_exits_2_with_one_line_naming_it() {
+    for (args, named) in [
+        (&["nope"][..], "nope"),
+        (&["wordcount", "--nope"], "--nope"),
+        (&["wordcount", "--workers", "0"], "--workers"),
+        (&["wordcount", "--batches", "many"], "--batches"),
+        (&["gen", "socket", "--rate", "nan"], "--rate"),
+        (&["gen", "socket", "--seconds", "-1"], "--seconds"),
+        (&["gen", "files"], "--dir"),
+    ] {
+        let (code, stdout, stderr) = ember(args);
+        assert_eq!(code, Some(2), "ember {args:?}: {stderr}");
+        assert!(stdout.is_empty(), "ember {args:?} printed {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "ember {args:?} printed more than one line:\n{stderr}");
+        assert!(stderr.contains(named), "ember {args:?} does not name {named}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_failing_job_exits_1_with_the_reason() {
+    let (code, _, stderr) = ember(&["gen", "socket", "--kind", "file:/nonexistent/lines.txt", "--seconds", "0"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("/nonexistent/lines.txt"), "{stderr}");
+}
+
+#[test]
+fn wordcount_reads_an_existing_server_with_host_and_port() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        for _ in 0..50 {
+            if conn.write_all(b"apple banana apple\n").is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    });
+    let (code, stdout, stderr) = ember(&[
+        "wordcount",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--batches",
+        "4",
+        "--interval-ms",
+        "250",
+    ]);
+    server.join().unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let pairs: Vec<&str> = stdout.lines().filter(|l| l.starts_with('(')).collect();
+    assert!(pairs.iter().any(|p| p.starts_with("(apple,")), "{stdout}");
+    assert!(
+        pairs.iter().all(|p| p.starts_with("(apple,") || p.starts_with("(banana,")),
+        "{stdout}"
+    );
 }
