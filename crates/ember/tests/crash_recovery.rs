@@ -327,7 +327,7 @@ fn seed() -> u64 {
 }
 
 fn kills() -> usize {
-    std::env::var("EMBER_CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(10)
+    std::env::var("EMBER_CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(20)
 }
 
 #[test]
