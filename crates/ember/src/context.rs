@@ -871,7 +871,13 @@ impl StreamingContext {
             if finished {
                 // The workers ended by themselves (a stop from another process of the cluster,
                 // or a lost peer): stop the receivers and leave the cluster cleanly.
-                return match self.inner.stop(true) {
+                let stopped = self.inner.stop(true);
+                // A lost peer can end the workers before the control plane has recorded the
+                // loss; by now it has, and it is the answer.
+                if let Some(error) = self.take_failure() {
+                    return Err(error);
+                }
+                return match stopped {
                     Err(Error::Cluster(_)) | Ok(()) => Ok(true),
                     Err(e) => Err(e),
                 };
