@@ -72,6 +72,8 @@ pub struct ControlConfig {
     pub coordinator: String,
     /// The fingerprint of the plan this process runs; it must be the same on every process.
     pub fingerprint: u64,
+    /// Each process's address (timely's `host:port`), for messages; may be empty.
+    pub addresses: Vec<String>,
     /// The checkpoint (batch time, ms) this process resumes from, or `None` for a fresh start;
     /// it must be the same on every process.
     pub resume_ms: Option<u64>,
@@ -91,6 +93,7 @@ impl ControlConfig {
             processes,
             coordinator: coordinator.into(),
             fingerprint,
+            addresses: Vec::new(),
             resume_ms: None,
             start_timeout: Duration::from_secs(60),
             heartbeat: Duration::from_millis(250),
@@ -138,6 +141,9 @@ pub enum ControlError {
     StartTimeout {
         /// The processes that did not join.
         missing: Vec<usize>,
+        /// Where they were expected, in the same order (on a follower, process 0's control
+        /// address); empty when unknown.
+        addresses: Vec<String>,
         /// How long this process waited.
         waited: Duration,
     },
@@ -184,11 +190,15 @@ pub enum ControlError {
 impl fmt::Display for ControlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ControlError::StartTimeout { missing, waited } => write!(
+            ControlError::StartTimeout {
+                missing,
+                addresses,
+                waited,
+            } => write!(
                 f,
                 "the cluster did not start within {:.1} s: {} did not join",
                 waited.as_secs_f64(),
-                process_list(missing)
+                process_list_at(missing, addresses)
             ),
             ControlError::PlanMismatch { process, expected, found } => write!(
                 f,
@@ -221,6 +231,24 @@ impl std::error::Error for ControlError {}
 /// "process 1" or "processes 1, 2".
 fn process_list(processes: &[usize]) -> String {
     let list = processes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    if processes.len() == 1 {
+        format!("process {list}")
+    } else {
+        format!("processes {list}")
+    }
+}
+
+/// `process 1 (at host:port)` or `processes 1 (at a), 2 (at b)`.
+fn process_list_at(processes: &[usize], addresses: &[String]) -> String {
+    if addresses.len() != processes.len() {
+        return process_list(processes);
+    }
+    let list = processes
+        .iter()
+        .zip(addresses)
+        .map(|(p, a)| format!("{p} (at {a})"))
+        .collect::<Vec<_>>()
+        .join(", ");
     if processes.len() == 1 {
         format!("process {list}")
     } else {
@@ -789,8 +817,10 @@ fn join_as_coordinator(
         if now >= deadline {
             if failure.is_none() {
                 let missing: Vec<usize> = (1..config.processes).filter(|p| !joined.contains_key(p)).collect();
+                let addresses = missing.iter().filter_map(|p| config.addresses.get(*p).cloned()).collect();
                 let error = ControlError::StartTimeout {
                     missing,
+                    addresses,
                     waited: started.elapsed(),
                 };
                 fail(&mut failure, error, &links, &joined);
@@ -970,6 +1000,7 @@ fn join_as_follower(config: &ControlConfig, shared: Arc<Shared>) -> Result<(u64,
         if now >= answer_deadline {
             return Err(ControlError::StartTimeout {
                 missing: vec![0],
+                addresses: vec![config.coordinator.clone()],
                 waited: started.elapsed(),
             });
         }
@@ -1052,6 +1083,7 @@ fn connect(config: &ControlConfig, started: Instant, deadline: Instant) -> Resul
             tracing::warn!(coordinator = %config.coordinator, error = %last_error, "Could not reach process 0 before the deadline.");
             return Err(ControlError::StartTimeout {
                 missing: vec![0],
+                addresses: vec![config.coordinator.clone()],
                 waited: started.elapsed(),
             });
         }
@@ -1506,6 +1538,7 @@ mod tests {
         let _guard = shared_test();
         let config = ControlConfig {
             start_timeout: Duration::from_secs(1),
+            addresses: vec!["127.0.0.1:2101".into(), "10.1.2.3:2102".into()],
             ..config(0, 2, &free_address())
         };
         let started = Instant::now();
@@ -1515,7 +1548,7 @@ mod tests {
             matches!(&error, ControlError::StartTimeout { missing, .. } if *missing == [1]),
             "{error:?}"
         );
-        assert!(error.to_string().contains("process 1 did not join"), "{error}");
+        assert!(error.to_string().contains("process 1 (at 10.1.2.3:2102) did not join"), "{error}");
     }
 
     #[test]
@@ -1526,7 +1559,12 @@ mod tests {
             ..config(1, 2, &free_address())
         };
         let started = Instant::now();
+        let coordinator = config.coordinator.clone();
         let error = ControlPlane::join(config, || ZERO).expect_err("process 0 never listens");
+        assert!(
+            error.to_string().contains(&format!("process 0 (at {coordinator}) did not join")),
+            "{error}"
+        );
         assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
         assert!(
             matches!(&error, ControlError::StartTimeout { missing, .. } if *missing == [0]),

@@ -677,6 +677,7 @@ impl Runtime {
             Some(cluster) if cluster.addresses.len() > 1 => {
                 let mut control = ControlConfig::new(cluster.process, cluster.addresses.len(), cluster.coordinator(), config.fingerprint);
                 control.start_timeout = cluster.start_timeout;
+                control.addresses = cluster.addresses.clone();
                 control.resume_ms = config.resume.map(|r| r.after_ms);
                 let plane = ControlPlane::join(control, choose_zero).map_err(LaunchError::Control)?;
                 quiet_peer_loss_panics();
@@ -896,6 +897,7 @@ fn connect_cluster(
                 .unwrap_or_else(|| ControlError::Protocol("a process was lost".into())),
         ),
         crate::mesh::MeshError::Timeout(missing) => LaunchError::Control(ControlError::StartTimeout {
+            addresses: missing.iter().filter_map(|p| cluster.addresses.get(*p).cloned()).collect(),
             missing,
             waited: launched.elapsed(),
         }),

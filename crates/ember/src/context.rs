@@ -24,6 +24,8 @@ pub(crate) trait ReceiverHost: Send + Sync {
     fn start(&self, ctx: Arc<ContextInner>) -> Result<JoinHandle<()>>;
     /// Asks the receiver to stop; its thread exits soon after.
     fn request_stop(&self);
+    /// The receiver's state now.
+    fn info(&self) -> crate::sources::ReceiverInfo;
 }
 
 const INITIALIZED: u8 = 0;
@@ -41,6 +43,8 @@ struct Settings {
     key_groups: u32,
     control_address: Option<String>,
     cluster_start_timeout: std::time::Duration,
+    /// How long a graceful stop may wait; `None` = ten batch intervals.
+    graceful_stop_timeout: Option<std::time::Duration>,
     receivers: ReceiverSettings,
     /// Where stateful operators write their checkpoint snapshots (the fault-tolerance layer).
     snapshot_sink: Option<ember_engine::state::SnapshotSink>,
@@ -59,6 +63,14 @@ pub(crate) struct ReceiverSettings {
     pub(crate) initial_rate: Option<u64>,
     /// Records a receiver may hold before `store` blocks.
     pub(crate) buffer_records: usize,
+    /// Bytes a receiver may hold before `store` blocks.
+    pub(crate) buffer_bytes: usize,
+    /// Failures in a row (nothing stored in between) that stop a receiver; 0 = never.
+    pub(crate) max_failed_restarts: u32,
+    /// The longest line a text source takes, in bytes.
+    pub(crate) max_line_bytes: usize,
+    /// What a text source does with a longer line.
+    pub(crate) long_lines: crate::sources::LongLinePolicy,
     /// Pause before a receiver that asked to restart (or failed) is started again.
     pub(crate) restart_delay: std::time::Duration,
     /// Whether receivers write a write-ahead log.
@@ -71,12 +83,24 @@ impl Default for ReceiverSettings {
             max_rate: None,
             backpressure: false,
             initial_rate: None,
-            buffer_records: 1 << 20,
+            buffer_records: usize::MAX,
+            buffer_bytes: DEFAULT_RECEIVER_BUFFER_BYTES,
+            max_failed_restarts: DEFAULT_MAX_FAILED_RESTARTS,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            long_lines: crate::sources::LongLinePolicy::Skip,
             restart_delay: std::time::Duration::from_secs(2),
             write_ahead_log: false,
         }
     }
 }
+
+/// Bytes a receiver may hold before `store` blocks, by default: what 1 s batches of about
+/// 40 million words a second take as text.
+pub const DEFAULT_RECEIVER_BUFFER_BYTES: usize = 256 << 20;
+/// The longest line a text source takes, by default.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
+/// Failures in a row that stop a receiver, by default.
+pub const DEFAULT_MAX_FAILED_RESTARTS: u32 = 10;
 
 struct Running {
     runtime: Runtime,
@@ -100,6 +124,8 @@ pub(crate) struct ContextInner {
     recovered: Mutex<Option<crate::checkpoint::Recovered>>,
     /// Writes checkpoints while the context runs.
     checkpoint_writer: Mutex<Option<crate::checkpoint::CheckpointWriter>>,
+    /// Each text source's bad-line counts.
+    bad_records: Mutex<Vec<Arc<crate::sources::BadRecords>>>,
 }
 
 pub(crate) use crate::lock::lock;
@@ -111,6 +137,13 @@ impl ContextInner {
     /// Whether this process runs the receivers (it hosts worker 0).
     pub(crate) fn hosts_receivers(&self) -> bool {
         self.settings.cluster.as_ref().is_none_or(|c| c.process == 0)
+    }
+
+    /// Registers a text source's bad-line counts.
+    pub(crate) fn add_bad_records(&self, name: &str) -> Arc<crate::sources::BadRecords> {
+        let bad = Arc::new(crate::sources::BadRecords::new(name));
+        lock(&self.bad_records).push(Arc::clone(&bad));
+        bad
     }
 
     /// Registers a receiver; returns its index (receivers are spread over the local workers
@@ -161,19 +194,54 @@ impl ContextInner {
             }
             return Ok(());
         };
+        let timeout = self.graceful_stop_timeout();
+        let deadline = Instant::now() + timeout;
         for receiver in lock(&self.receivers).iter() {
             receiver.request_stop();
         }
+        let mut abandoned = Vec::new();
         for handle in running.receivers.drain(..) {
-            if handle.join().is_err() {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if !handle.is_finished() {
+                // Detached: it ends when its blocking call returns; what it stores then is
+                // in no batch.
+                abandoned.push(handle.thread().name().unwrap_or("ember-receiver").to_owned());
+            } else if handle.join().is_err() {
                 tracing::error!("A receiver thread panicked while stopping.");
             }
         }
+        if !abandoned.is_empty() {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "The stop did not wait for receivers still blocked after the stop timeout: {}; what they store from now on is in no batch.",
+                abandoned.join(", ")
+            );
+        }
         running.runtime.request_stop(!graceful);
+        // A graceful stop that outlives its timeout drops the batches still in flight.
+        let (finished, watch) = std::sync::mpsc::channel::<()>();
+        if graceful {
+            let shared = Arc::clone(running.runtime.shared());
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let spawned = std::thread::Builder::new().name("ember-stop-timeout".into()).spawn(move || {
+                if watch.recv_timeout(remaining) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    tracing::warn!(
+                        timeout_ms = timeout.as_millis() as u64,
+                        "The graceful stop timed out; the batches still in flight were dropped and their outputs did not run."
+                    );
+                    shared.request_stop(true);
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "Cannot start the stop timeout's thread; the stop waits for every batch in flight.");
+            }
+        }
         // What the workers completed is committed before `stop` returns (in a cluster, before
         // this process leaves the control plane that carries the checkpoint reports).
         let writer = lock(&self.checkpoint_writer).take();
-        running
+        let joined = running
             .runtime
             .join_then(|| {
                 if let Some(writer) = writer {
@@ -183,9 +251,23 @@ impl ContextInner {
             .map_err(|e| match e {
                 JoinError::Cluster(lost) => Error::Cluster(lost),
                 JoinError::Worker(message) => Error::Internal(format!("a worker thread failed: {message}")),
-            })?;
+            });
+        drop(finished);
+        for bad in lock(&self.bad_records).iter() {
+            bad.flush();
+        }
+        joined?;
         tracing::info!(graceful, "StreamingContext stopped.");
         Ok(())
+    }
+
+    /// How long a graceful stop may wait: the setting, or ten batch intervals (at least 10 s,
+    /// so that millisecond batches still stop gracefully).
+    fn graceful_stop_timeout(&self) -> std::time::Duration {
+        self.settings.graceful_stop_timeout.unwrap_or_else(|| {
+            let ten = std::time::Duration::from_millis(self.settings.batch_interval.as_millis().saturating_mul(10));
+            ten.max(std::time::Duration::from_secs(10))
+        })
     }
 }
 
@@ -370,7 +452,9 @@ impl StreamingContextBuilder {
 
     /// How many records each receiver may hold before its next batch is cut; when full,
     /// `store` blocks (a socket receiver then stops reading, and TCP slows the sender).
-    /// Default 1 Mi records. ember's own bound: Spark's receivers store blocks without limit.
+    /// Default: no bound in records, only the byte bound
+    /// ([`StreamingContextBuilder::receiver_buffer_bytes`]). ember's own bound: Spark's
+    /// receivers store blocks without limit.
     pub fn receiver_buffer_records(mut self, records: usize) -> Self {
         self.settings.receivers.buffer_records = records.max(1);
         self
@@ -385,6 +469,55 @@ impl StreamingContextBuilder {
     /// lost, as in Spark. Default: off.
     pub fn write_ahead_log(mut self, enabled: bool) -> Self {
         self.settings.receivers.write_ahead_log = enabled;
+        self
+    }
+
+    /// How many bytes each receiver may hold before its next batch is cut; when full, `store`
+    /// blocks, as with [`StreamingContextBuilder::receiver_buffer_records`]. Text receivers
+    /// count the bytes of their lines; a user's receiver counts each record's inline size
+    /// (`size_of`), not what it owns on the heap. A block stored while the buffer has room is
+    /// taken whole, so the buffer can pass the bound by one block. The buffer holds what arrives
+    /// within one batch interval, so the bound also caps the input rate at about
+    /// `bytes / batch interval`. Default 256 MiB
+    /// ([`DEFAULT_RECEIVER_BUFFER_BYTES`]). ember's own bound.
+    pub fn receiver_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.settings.receivers.buffer_bytes = bytes.max(1);
+        self
+    }
+
+    /// How many failures in a row stop a receiver for good: a run of the receiver that ends
+    /// in a restart request or a panic without having stored anything counts as one. The
+    /// stream then fails with the last failure's reason, which `await_termination` returns;
+    /// the job goes on with empty batches from that stream. 0 restarts forever, as Spark does.
+    /// Default 10 ([`DEFAULT_MAX_FAILED_RESTARTS`]): with the default restart delay, a socket
+    /// server that does not answer for about 20 s.
+    pub fn receiver_max_failed_restarts(mut self, failures: u32) -> Self {
+        self.settings.receivers.max_failed_restarts = failures;
+        self
+    }
+
+    /// The longest line, in bytes without its newline, that a text source
+    /// (`socket_text_stream`, `socket_stream`) takes; a longer line is dropped as it arrives,
+    /// never held whole, and handled by [`StreamingContextBuilder::long_line_policy`]. Spark
+    /// has no limit. Default 64 MiB ([`DEFAULT_MAX_LINE_BYTES`]).
+    pub fn max_line_bytes(mut self, bytes: usize) -> Self {
+        self.settings.receivers.max_line_bytes = bytes.max(1);
+        self
+    }
+
+    /// What a text source does with a line longer than
+    /// [`StreamingContextBuilder::max_line_bytes`]: skip it with a counted, rate-limited
+    /// warning (the default), or stop the source with an error.
+    pub fn long_line_policy(mut self, policy: crate::sources::LongLinePolicy) -> Self {
+        self.settings.receivers.long_lines = policy;
+        self
+    }
+
+    /// How long `stop(true)` may wait for receivers to stop and batches in flight to finish
+    /// (Spark's `spark.streaming.gracefulStopTimeout`); after it, the stop goes on without
+    /// waiting and logs what it abandoned. Default: ten batch intervals, as Spark.
+    pub fn graceful_stop_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.graceful_stop_timeout = Some(timeout.to_std());
         self
     }
 
@@ -451,6 +584,7 @@ impl StreamingContextBuilder {
                 checkpoint_dir: Mutex::new(None),
                 recovered: Mutex::new(None),
                 checkpoint_writer: Mutex::new(None),
+                bad_records: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -478,6 +612,7 @@ impl StreamingContext {
                 key_groups: ember_engine::keys::DEFAULT_KEY_GROUPS,
                 control_address: None,
                 cluster_start_timeout: std::time::Duration::from_secs(60),
+                graceful_stop_timeout: None,
                 receivers: ReceiverSettings::default(),
                 snapshot_sink: None,
                 restore: None,
@@ -487,6 +622,20 @@ impl StreamingContext {
 
     pub(crate) fn inner(&self) -> &Arc<ContextInner> {
         &self.inner
+    }
+
+    /// Each text source's bad lines so far: repaired (invalid UTF-8 replaced), rejected by the
+    /// decoder, or over the line limit. Warnings about them are rate-limited (the first ten
+    /// of each source one by one, then a summary at most every 10 s and at the stop); these
+    /// counts are exact.
+    pub fn bad_records(&self) -> Vec<crate::sources::BadRecordCounts> {
+        lock(&self.inner.bad_records).iter().map(|b| b.counts()).collect()
+    }
+
+    /// Each receiver's state (Spark's `ReceiverInfo`): whether it is receiving, records
+    /// stored, restarts and the last failure.
+    pub fn receivers(&self) -> Vec<crate::sources::ReceiverInfo> {
+        lock(&self.inner.receivers).iter().map(|r| r.info()).collect()
     }
 
     /// The plan as text, one line per operation with its id, partitioning and slide: outputs

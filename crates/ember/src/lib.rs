@@ -40,13 +40,17 @@ pub mod testing;
 mod time;
 
 pub use batch::Batch;
+pub use context::{DEFAULT_MAX_FAILED_RESTARTS, DEFAULT_MAX_LINE_BYTES, DEFAULT_RECEIVER_BUFFER_BYTES};
 pub use context::{StreamingContext, StreamingContextBuilder};
 pub use display::SparkDisplay;
 pub use dstream::{DStream, MapWithStateDStream, State, StateSpec, batch_file_name, format_batch};
 pub use ember_engine::{Clock, Data, Key, ManualClock, keys};
 pub use error::{Error, Result};
 pub use plan::{OperatorId, Partitioning};
-pub use sources::{BatchQueue, Receiver, ReceiverContext, Utf8Policy};
+/// Text receivers' line framing and decoding, public for the fuzz targets in `fuzz/`.
+#[doc(hidden)]
+pub use sources::lines;
+pub use sources::{BadRecordCounts, BatchQueue, LongLinePolicy, Receiver, ReceiverContext, ReceiverInfo, Utf8Policy};
 pub use time::{Duration, Time, milliseconds, minutes, seconds};
 
 /// Everything a program needs, in one import.

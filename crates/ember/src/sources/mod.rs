@@ -1,14 +1,17 @@
 //! Input streams: queues, pre-recorded batches, receivers (sockets and custom), files.
 
 mod file;
+pub mod lines;
 mod queue;
 mod receiver;
 mod replay;
 mod socket;
 mod wal;
 
+pub(crate) use lines::BadRecords;
+pub use lines::{BadRecordCounts, LongLinePolicy};
 pub use queue::BatchQueue;
-pub use receiver::{Receiver, ReceiverContext};
+pub use receiver::{Receiver, ReceiverContext, ReceiverInfo};
 pub use socket::Utf8Policy;
 
 use ember_engine::{Msg, Part, PartId};

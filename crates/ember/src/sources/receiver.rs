@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ember_engine::ops::{SourceBatch, batch_source};
-use ember_engine::{Data, Msg, RunShared};
+use ember_engine::{Data, EStream, Msg, RunShared};
 
 use crate::context::{ContextInner, ReceiverHost, ReceiverSettings, StreamingContext, lock};
 use crate::dstream::{DStream, spread};
@@ -78,6 +78,8 @@ pub trait Receiver<T>: Send + 'static {
 
 /// Records per block: the unit a receiver's data is spread over the workers in.
 const BLOCK_RECORDS: usize = 16 * 1024;
+/// Bytes per block, for receivers that store large items (text receivers store line blocks).
+const BLOCK_BYTES: usize = 1 << 20;
 /// How long a blocked `store` or a restart delay waits before re-checking for a stop.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -90,10 +92,37 @@ enum Phase {
     ContextStopping,
 }
 
+/// How much a run of stored items counts against a receiver's buffer: records (for the record
+/// bound, rates and counts) and bytes (for the byte bound).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Weight {
+    pub(crate) records: usize,
+    pub(crate) bytes: usize,
+}
+
+/// Weighs stored items.
+pub(crate) type Weigh<T> = fn(&[T]) -> Weight;
+
+/// A user's receiver stores records: each counts once, and its inline size in bytes (what it
+/// owns on the heap is not seen).
+fn weigh_records<T>(records: &[T]) -> Weight {
+    Weight {
+        records: records.len(),
+        bytes: std::mem::size_of_val(records),
+    }
+}
+
+/// Stored items and their weight.
+struct Block<T> {
+    items: Vec<T>,
+    weight: Weight,
+}
+
 /// Records stored since the last batch cut.
 struct Buffer<T> {
-    blocks: Vec<Vec<T>>,
+    blocks: Vec<Block<T>>,
     records: usize,
+    bytes: usize,
     /// The write-ahead log, when on: appended to under the same lock, so that its order is the
     /// buffer's.
     wal: Option<super::wal::Wal<T>>,
@@ -108,11 +137,15 @@ struct Core<T> {
     buffer: Mutex<Buffer<T>>,
     space: Condvar,
     capacity: AtomicUsize,
+    capacity_bytes: AtomicUsize,
+    weigh: Weigh<T>,
     phase: Mutex<Phase>,
     phase_changed: Condvar,
     limiter: RateLimiter,
     ctx: Weak<ContextInner>,
     stored: AtomicU64,
+    restarts: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 impl<T> Core<T> {
@@ -142,12 +175,17 @@ impl<T> Core<T> {
 }
 
 impl<T: Data> Core<T> {
+    /// Whether the buffer holds as many records or bytes as it may.
+    fn full(&self, buffer: &Buffer<T>) -> bool {
+        buffer.records >= self.capacity.load(Ordering::Relaxed) || buffer.bytes >= self.capacity_bytes.load(Ordering::Relaxed)
+    }
+
     /// Waits while the buffer is full (unless the context is stopping: what is stored then goes
     /// into the final batch), then writes `records` to the write-ahead log if it is on (synced
     /// when `sync`); returns the buffer, locked, for the records to be added.
     fn make_room(&self, records: &[T], position: Option<u64>, sync: bool) -> MutexGuard<'_, Buffer<T>> {
         let mut buffer = lock(&self.buffer);
-        while buffer.records >= self.capacity.load(Ordering::Relaxed) && !self.context_stopping() {
+        while self.full(&buffer) && !self.context_stopping() {
             buffer = self.space.wait_timeout(buffer, POLL).unwrap_or_else(|e| e.into_inner()).0;
         }
         if let Some(wal) = buffer.wal.as_mut()
@@ -169,23 +207,20 @@ impl<T: Data> Core<T> {
         lock(&self.buffer)
     }
 
-    /// Counts `n` records added to `buffer`.
-    fn added(&self, mut buffer: MutexGuard<'_, Buffer<T>>, n: usize) {
-        buffer.records += n;
+    /// Counts `weight` added to `buffer`.
+    fn added(&self, mut buffer: MutexGuard<'_, Buffer<T>>, weight: Weight) {
+        buffer.records += weight.records;
+        buffer.bytes += weight.bytes;
         drop(buffer);
-        self.stored.fetch_add(n as u64, Ordering::Relaxed);
+        self.stored.fetch_add(weight.records as u64, Ordering::Relaxed);
     }
 
     /// Appends one record to the last block, or starts a block. With the write-ahead log, the
     /// record is synced with the next block or cut (Spark's single-record `store` is not
     /// reliable either; `store_many` is).
     fn push_one(&self, record: T) {
-        let mut buffer = self.make_room(std::slice::from_ref(&record), None, false);
-        match buffer.blocks.last_mut() {
-            Some(last) if last.len() < BLOCK_RECORDS => last.push(record),
-            _ => buffer.blocks.push(vec![record]),
-        }
-        self.added(buffer, 1);
+        let buffer = self.make_room(std::slice::from_ref(&record), None, false);
+        self.append(buffer, vec![record]);
     }
 
     /// Appends records: a small run joins the last block, a large one is a block of its own.
@@ -198,22 +233,33 @@ impl<T: Data> Core<T> {
         self.append(buffer, records);
     }
 
-    /// Adds `records` to the locked buffer: a small run joins the last block, a large one is a
-    /// block of its own.
+    /// Adds `records` to the locked buffer: a small run joins the last block while it has room,
+    /// a large one is a block of its own.
     fn append(&self, mut buffer: MutexGuard<'_, Buffer<T>>, mut records: Vec<T>) {
-        let n = records.len();
+        let weight = (self.weigh)(&records);
         match buffer.blocks.last_mut() {
-            Some(last) if last.len() < BLOCK_RECORDS && n < BLOCK_RECORDS / 2 => last.append(&mut records),
-            _ => buffer.blocks.push(records),
+            Some(last)
+                if last.weight.records < BLOCK_RECORDS
+                    && last.weight.bytes < BLOCK_BYTES
+                    && weight.records < BLOCK_RECORDS / 2
+                    && weight.bytes < BLOCK_BYTES / 2 =>
+            {
+                last.items.append(&mut records);
+                last.weight.records += weight.records;
+                last.weight.bytes += weight.bytes;
+            }
+            _ => buffer.blocks.push(Block { items: records, weight }),
         }
-        self.added(buffer, n);
+        self.added(buffer, weight);
     }
 
-    /// Appends records and moves the source position to `position`, in one step (and, with
-    /// the write-ahead log, in one durable frame).
-    fn push_at(&self, records: Vec<T>, position: u64) {
-        let mut buffer = self.make_room(&records, Some(position), true);
-        buffer.position = position;
+    /// Appends records and moves the source position to `position` (when given), in one step
+    /// (and, with the write-ahead log, in one durable frame).
+    fn push_at(&self, records: Vec<T>, position: Option<u64>) {
+        let mut buffer = self.make_room(&records, position, true);
+        if let Some(position) = position {
+            buffer.position = position;
+        }
         if records.is_empty() {
             return;
         }
@@ -243,7 +289,8 @@ impl<T: Data> Core<T> {
             }
         }
         buffer.records = 0;
-        blocks.append(&mut buffer.blocks);
+        buffer.bytes = 0;
+        blocks.extend(buffer.blocks.drain(..).map(|b| b.items));
         self.space.notify_all();
         blocks
     }
@@ -310,7 +357,15 @@ impl<T: Data> ReceiverContext<T> {
     pub fn store_many_at<I: IntoIterator<Item = T>>(&self, records: I, position: u64) {
         let records: Vec<T> = records.into_iter().collect();
         self.core.limiter.wait_for(records.len(), &|| self.core.context_stopping());
-        self.core.push_at(records, position);
+        self.core.push_at(records, Some(position));
+    }
+
+    /// Stores items that each hold many records (line blocks), as one block: paced and
+    /// bounded by their weight, with the position as in [`ReceiverContext::store_many_at`].
+    pub(crate) fn store_weighed(&self, items: Vec<T>, position: Option<u64>) {
+        let weight = (self.core.weigh)(&items);
+        self.core.limiter.wait_for(weight.records, &|| self.core.context_stopping());
+        self.core.push_at(items, position);
     }
 
     /// The position last stored with [`ReceiverContext::store_many_at`]; after a recovery with
@@ -358,10 +413,31 @@ impl<T: Data> ReceiverContext<T> {
         &self.core.name
     }
 
+    /// The rate `store` keeps under now, in records per second, if any.
+    pub(crate) fn rate(&self) -> Option<f64> {
+        self.core.limiter.rate()
+    }
+
     /// Records stored so far, over all restarts.
     pub fn stored(&self) -> u64 {
         self.core.stored.load(Ordering::Relaxed)
     }
+}
+
+/// A receiver's state, as Spark's `ReceiverInfo` shows it
+/// ([`StreamingContext::receivers`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiverInfo {
+    /// The stream's name (for example `socket_text_stream(localhost:9999)`).
+    pub name: String,
+    /// Whether it is receiving now (not stopped, not waiting to restart).
+    pub active: bool,
+    /// Records stored, over all restarts.
+    pub stored: u64,
+    /// How many times it was restarted after a failure or a restart request.
+    pub restarts: u64,
+    /// Why it last failed, asked to restart, or stopped.
+    pub last_error: Option<String>,
 }
 
 /// Paces `store` to a rate in records per second: a fixed maximum, an adaptive one set by the
@@ -530,17 +606,21 @@ impl<T: Data> ReceiverHost for ReceiverRunner<T> {
             .ok_or_else(|| Error::IllegalState(format!("receiver {} was already started", self.core.name)))?;
         let settings: &ReceiverSettings = ctx.receiver_settings();
         self.core.capacity.store(settings.buffer_records, Ordering::Relaxed);
+        self.core.capacity_bytes.store(settings.buffer_bytes, Ordering::Relaxed);
         self.core.limiter.max.store(settings.max_rate.unwrap_or(0), Ordering::Relaxed);
         if settings.backpressure
             && let Some(initial) = settings.initial_rate
         {
             self.core.limiter.set_adaptive(initial as f64);
         }
-        let delay = settings.restart_delay;
+        let policy = RestartPolicy {
+            delay: settings.restart_delay,
+            max_failures: settings.max_failed_restarts,
+        };
         let core = Arc::clone(&self.core);
         std::thread::Builder::new()
             .name(format!("ember-receiver-{}", self.core.name))
-            .spawn(move || supervise(receiver, core, delay))
+            .spawn(move || supervise(receiver, core, policy))
             .map_err(|e| Error::Io {
                 context: format!("cannot start the thread of receiver {}", self.core.name),
                 source: e,
@@ -550,11 +630,34 @@ impl<T: Data> ReceiverHost for ReceiverRunner<T> {
     fn request_stop(&self) {
         self.core.request(Phase::ContextStopping);
     }
+
+    fn info(&self) -> ReceiverInfo {
+        ReceiverInfo {
+            name: self.core.name.clone(),
+            active: *lock(&self.core.phase) == Phase::Running,
+            stored: self.core.stored.load(Ordering::Relaxed),
+            restarts: self.core.restarts.load(Ordering::Relaxed),
+            last_error: lock(&self.core.last_error).clone(),
+        }
+    }
 }
 
-/// Runs a receiver until it stops or the context does, restarting it after failures.
-fn supervise<T: Data>(mut receiver: Box<dyn Receiver<T>>, core: Arc<Core<T>>, delay: Duration) {
+/// When a receiver is started again.
+#[derive(Clone, Copy, Debug)]
+struct RestartPolicy {
+    /// The pause before a restart.
+    delay: Duration,
+    /// How many failures in a row, with nothing stored in between, stop the receiver for good
+    /// and fail the stream (0 = never).
+    max_failures: u32,
+}
+
+/// Runs a receiver until it stops or the context does, restarting it after failures. A run
+/// that ends in a restart request or a panic without having stored anything counts as a
+/// failure; [`RestartPolicy::max_failures`] of them in a row stop the receiver with an error.
+fn supervise<T: Data>(mut receiver: Box<dyn Receiver<T>>, core: Arc<Core<T>>, policy: RestartPolicy) {
     let ctx = ReceiverContext { core: Arc::clone(&core) };
+    let mut failures = 0u32;
     loop {
         {
             let mut phase = lock(&core.phase);
@@ -564,6 +667,7 @@ fn supervise<T: Data>(mut receiver: Box<dyn Receiver<T>>, core: Arc<Core<T>>, de
             *phase = Phase::Running;
         }
         tracing::info!(receiver = %core.name, "Receiver started.");
+        let stored_before = core.stored.load(Ordering::Relaxed);
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| receiver.on_start(&ctx))) {
             let message = ember_engine::msg::panic_message(payload.as_ref());
             ctx.restart(format!("on_start panicked: {message}"));
@@ -581,10 +685,22 @@ fn supervise<T: Data>(mut receiver: Box<dyn Receiver<T>>, core: Arc<Core<T>>, de
         }
         match phase {
             Phase::Restart(reason) => {
-                tracing::warn!(receiver = %core.name, %reason, delay_ms = delay.as_millis() as u64, "Restarting receiver after a delay.");
-                let wake = Instant::now() + delay;
+                *lock(&core.last_error) = Some(reason.clone());
+                let stored_nothing = core.stored.load(Ordering::Relaxed) == stored_before;
+                failures = if stored_nothing { failures + 1 } else { 1 };
+                if policy.max_failures > 0 && failures >= policy.max_failures {
+                    let message = format!(
+                        "the receiver failed {failures} times in a row without storing anything and was stopped; the last failure: {reason}"
+                    );
+                    ctx.stop(message.clone());
+                    ctx.report_error(message);
+                    break;
+                }
+                core.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(receiver = %core.name, %reason, failures, delay_ms = policy.delay.as_millis() as u64, "Restarting receiver after a delay.");
+                let wake = Instant::now() + policy.delay;
                 while Instant::now() < wake && !core.context_stopping() {
-                    std::thread::sleep(POLL.min(delay));
+                    std::thread::sleep(POLL.min(policy.delay));
                 }
             }
             Phase::Stopped(reason) => {
@@ -607,22 +723,44 @@ impl StreamingContext {
     }
 
     pub(crate) fn receiver_stream_named<T: Data>(&self, name: String, label: &str, receiver: Box<dyn Receiver<T>>) -> DStream<T> {
+        self.receiver_stream_decoded(name, label, receiver, weigh_records::<T>, |stream| stream)
+    }
+
+    /// A receiver's stream, where the receiver stores items weighed by `weigh` and each
+    /// worker turns the items it is given into the stream's records with `decode` (text
+    /// receivers store line blocks and the workers split and decode them in parallel).
+    pub(crate) fn receiver_stream_decoded<S: Data, T: Data, D>(
+        &self,
+        name: String,
+        label: &str,
+        receiver: Box<dyn Receiver<S>>,
+        weigh: Weigh<S>,
+        decode: D,
+    ) -> DStream<T>
+    where
+        D: for<'s> Fn(EStream<'s, S>) -> EStream<'s, T> + Send + Sync + 'static,
+    {
         let inner = self.inner();
         let core = Arc::new(Core {
             name,
             buffer: Mutex::new(Buffer {
                 blocks: Vec::new(),
                 records: 0,
+                bytes: 0,
                 wal: None,
                 position: 0,
             }),
             space: Condvar::new(),
             capacity: AtomicUsize::new(usize::MAX),
+            capacity_bytes: AtomicUsize::new(usize::MAX),
+            weigh,
             phase: Mutex::new(Phase::Running),
             phase_changed: Condvar::new(),
             limiter: RateLimiter::new(),
             ctx: Arc::downgrade(inner),
             stored: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         });
         let runner = Arc::new(ReceiverRunner {
             core: Arc::clone(&core),
@@ -644,19 +782,19 @@ impl StreamingContext {
                 pending: VecDeque::new(),
                 last_done: None,
             });
-            let stream = batch_source(c, label, true, move |batch: SourceBatch| -> Vec<Msg<T>> {
+            let stream = batch_source(c, label, true, move |batch: SourceBatch| -> Vec<Msg<S>> {
                 let Some(core) = core.as_ref() else { return Vec::new() };
                 let blocks = core.drain(batch.time);
                 if let Some(controller) = controller.as_mut()
                     && let Some(shared) = ctx.upgrade().and_then(|c| c.run_shared())
                 {
                     controller.observe(&shared, &core.limiter);
-                    let records = blocks.iter().map(Vec::len).sum::<usize>() as u64;
-                    controller.pending.push_back((batch.time, records, Instant::now()));
+                    let records: usize = blocks.iter().map(|b| (core.weigh)(b).records).sum();
+                    controller.pending.push_back((batch.time, records as u64, Instant::now()));
                 }
                 partition_msgs(blocks)
             });
-            spread(c, stream)
+            decode(spread(c, stream))
         });
         // Nodes are never removed, so the index stays the stream's.
         let _ = runner.node.set(stream.index);

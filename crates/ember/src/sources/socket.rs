@@ -1,7 +1,8 @@
 //! `socket_text_stream` and `socket_stream`: a receiver that reads lines from a TCP server.
 //!
 //! A [`Receiver`] like any user's: it connects, reads newline-terminated lines, and stores
-//! them a read's worth at a time. When the receiver's buffer is full, `store` blocks, the
+//! them a read's worth at a time, as blocks of raw bytes cut at line ends; the workers split
+//! and decode the blocks in parallel (see [`crate::lines`]). When the receiver's buffer is full, `store` blocks, the
 //! receiver stops reading, and TCP slows the sender down instead of memory growing. When the
 //! connection is refused or drops, the receiver restarts (reconnects) after the context's
 //! restart delay, as Spark's does.
@@ -24,51 +25,63 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ember_engine::Data;
+use ember_engine::ops::PerPart;
+use ember_engine::{Data, EStream, Part};
 
-use crate::context::StreamingContext;
+use crate::context::{ContextInner, StreamingContext};
 use crate::dstream::DStream;
+use crate::error::Error;
+use crate::sources::lines::{BadKind, BadRecords, Decoded, LineBlock, LineFramer, LinePosition, LongLinePolicy, decode_block, decode_text};
+use crate::sources::receiver::Weight;
 use crate::sources::{Receiver, ReceiverContext};
 
 /// What `socket_text_stream` does with a line that is not valid UTF-8.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Utf8Policy {
     /// Replace invalid bytes with U+FFFD and keep the line (what Java's readers do, and so
-    /// Spark); a warning names the line and byte offset.
+    /// Spark); a rate-limited warning names the line and byte offset, and
+    /// [`StreamingContext::bad_records`] counts it.
     #[default]
     Lossy,
     /// Drop the line and report an [`Error::Source`] naming the line and byte offset, which
-    /// `await_termination` returns.
+    /// `await_termination` returns (the first ten lines of a source are reported so; later
+    /// ones are counted in [`StreamingContext::bad_records`] and summarized in the log).
     Fail,
 }
 
-type Decoder<T> = Arc<dyn Fn(&[u8]) -> std::result::Result<T, String> + Send + Sync>;
+type Decoder<T> = Arc<dyn Fn(&[u8]) -> Decoded<T> + Send + Sync>;
 
 /// How long a blocked read waits before checking for a stop request.
 const POLL: Duration = Duration::from_millis(50);
+/// The receive buffer a connection starts with; it grows only for a line longer than it.
+const READ_BUFFER: usize = 1 << 20;
 
 /// Spark's socket receiver: connects, reads newline-terminated lines until the connection
-/// ends, then asks to be restarted (reconnecting after the restart delay).
-struct SocketReceiver<T> {
+/// ends, then asks to be restarted (reconnecting after the restart delay). It only frames what
+/// it reads into blocks of whole lines; the workers split and decode them.
+struct SocketReceiver {
     address: String,
-    decoder: Decoder<T>,
     connections: u64,
     /// Speaks the acknowledgement protocol (see the module docs).
     acknowledged: bool,
+    max_line: usize,
+    long_lines: LongLinePolicy,
+    bad: Arc<BadRecords>,
 }
 
-/// Where a line came from, for error messages.
-struct Position {
-    connection: u64,
-    line: u64,
-    offset: u64,
+/// A text receiver's blocks count their lines as records and their bytes.
+fn weigh_lines(blocks: &[LineBlock]) -> Weight {
+    blocks.iter().fold(Weight::default(), |w, b| Weight {
+        records: w.records + b.lines as usize,
+        bytes: w.bytes + b.bytes.len(),
+    })
 }
 
-impl<T: Data> Receiver<T> for SocketReceiver<T> {
-    fn on_start(&mut self, ctx: &ReceiverContext<T>) {
+impl Receiver<LineBlock> for SocketReceiver {
+    fn on_start(&mut self, ctx: &ReceiverContext<LineBlock>) {
         match TcpStream::connect(&self.address) {
             Ok(mut stream) => {
                 self.connections += 1;
@@ -99,123 +112,166 @@ impl<T: Data> Receiver<T> for SocketReceiver<T> {
     }
 }
 
-impl<T: Data> SocketReceiver<T> {
+impl SocketReceiver {
     /// Reads one connection until it ends, fails, or the receiver is stopped.
-    fn read_connection(&self, ctx: &ReceiverContext<T>, mut stream: TcpStream) -> std::io::Result<()> {
+    fn read_connection(&self, ctx: &ReceiverContext<LineBlock>, mut stream: TcpStream) -> std::io::Result<()> {
         stream.set_read_timeout(Some(POLL))?;
         stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut filled = 0usize;
-        let mut pos = Position {
-            connection: self.connections,
-            line: 0,
-            offset: 0,
-        };
+        let mut framer = LineFramer::new(self.connections, self.max_line, READ_BUFFER);
+        // Lines consumed before this connection (the acknowledged stream's position).
+        let base = ctx.position();
+        let mut consumed = 0u64;
         loop {
             if ctx.is_stopped() {
-                self.flush_partial(ctx, &buf[..filled], &mut pos);
+                self.finish(ctx, &mut framer);
                 return Ok(());
             }
-            if filled == buf.len() {
-                // A line longer than the buffer: grow it rather than split the line.
-                buf.resize(buf.len() * 2, 0);
-            }
-            match stream.read(&mut buf[filled..]) {
+            match stream.read(framer.spare()) {
                 Ok(0) => {
-                    self.flush_partial(ctx, &buf[..filled], &mut pos);
+                    self.finish(ctx, &mut framer);
                     return Ok(());
                 }
                 Ok(n) => {
-                    filled += n;
-                    let consumed = self.emit_lines(ctx, &buf[..filled], &mut pos);
-                    buf.copy_within(consumed..filled, 0);
-                    filled -= consumed;
-                    if self.acknowledged && consumed > 0 {
+                    let mut framed = framer.filled(n);
+                    let failure = self.report_long_lines(&framed.too_long);
+                    if let Some((line, _)) = &failure {
+                        // The stream ends before the line: what follows it is not taken.
+                        framed.blocks.retain(|b| b.first_line < *line);
+                        framed.lines_consumed = (line - 1).saturating_sub(consumed);
+                    }
+                    consumed += framed.lines_consumed;
+                    self.store(ctx, framed.blocks, base, consumed, framed.lines_consumed);
+                    if self.acknowledged && framed.lines_consumed > 0 {
                         writeln!(stream, "EMBER-ACK {}", ctx.position())?;
+                    }
+                    if let Some((_, reason)) = failure {
+                        ctx.report_error(reason.clone());
+                        ctx.stop(reason);
+                        return Ok(());
                     }
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
                 Err(e) => {
-                    self.flush_partial(ctx, &buf[..filled], &mut pos);
+                    self.finish(ctx, &mut framer);
                     return Err(e);
                 }
             }
         }
     }
 
-    /// Decodes and stores every complete line of `data`; returns the bytes consumed.
-    fn emit_lines(&self, ctx: &ReceiverContext<T>, data: &[u8], pos: &mut Position) -> usize {
-        let mut block = Vec::new();
-        let mut start = 0;
-        let mut lines = 0;
-        for end in memchr::memchr_iter(b'\n', data) {
-            self.decode_into(ctx, &data[start..end], pos, &mut block);
-            pos.offset += (end + 1 - start) as u64;
-            start = end + 1;
-            lines += 1;
-        }
-        if self.acknowledged {
-            if lines > 0 {
-                ctx.store_many_at(block, ctx.position() + lines);
+    /// Stores the blocks of one read. Under a rate limit they go in slices of about a tenth
+    /// of a second of lines, so that pacing stays smooth. The acknowledged stream stores each
+    /// slice with its position (`base` plus the connection's lines through the slice's last)
+    /// and, when a read only skipped lines, the position alone.
+    fn store(&self, ctx: &ReceiverContext<LineBlock>, blocks: Vec<LineBlock>, base: u64, consumed: u64, read_lines: u64) {
+        let at = |position: u64| self.acknowledged.then_some(position);
+        let Some(rate) = ctx.rate() else {
+            if !blocks.is_empty() || (self.acknowledged && read_lines > 0) {
+                ctx.store_weighed(blocks, at(base + consumed));
             }
-        } else {
-            ctx.store_many(block);
+            return;
+        };
+        let slice = ((rate / 10.0) as u32).max(1);
+        for piece in blocks.into_iter().flat_map(|b| b.split_lines(slice)) {
+            let last_line = piece.first_line + u64::from(piece.lines) - 1;
+            ctx.store_weighed(vec![piece], at(base + last_line));
         }
-        start
+        if self.acknowledged && ctx.position() < base + consumed {
+            ctx.store_weighed(Vec::new(), at(base + consumed));
+        }
+    }
+
+    /// Counts and warns about over-long lines; under [`LongLinePolicy::Fail`], returns the
+    /// first one's number and the error that stops the receiver.
+    fn report_long_lines(&self, lines: &[crate::sources::lines::LongLine]) -> Option<(u64, String)> {
+        for line in lines {
+            let position = LinePosition {
+                connection: self.connections,
+                line: line.line,
+                offset: line.offset,
+            };
+            let message = format!(
+                "a line longer than the limit of {} bytes (at least {} bytes)",
+                self.max_line, line.length
+            );
+            self.bad.record(BadKind::TooLong, position, &message);
+            if self.long_lines == LongLinePolicy::Fail {
+                return Some((
+                    line.line,
+                    format!("{position}: {message}; the receiver stopped (long_line_policy is Fail)"),
+                ));
+            }
+        }
+        None
     }
 
     /// Stores a final line without a newline (end of stream, failure or stop); an acknowledged
     /// stream leaves it to the sender to send again.
-    fn flush_partial(&self, ctx: &ReceiverContext<T>, data: &[u8], pos: &mut Position) {
-        if data.is_empty() || self.acknowledged {
-            return;
-        }
-        let mut block = Vec::new();
-        self.decode_into(ctx, data, pos, &mut block);
-        ctx.store_many(block);
-    }
-
-    fn decode_into(&self, ctx: &ReceiverContext<T>, line: &[u8], pos: &mut Position, block: &mut Vec<T>) {
-        pos.line += 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        match (self.decoder)(line) {
-            Ok(record) => block.push(record),
-            Err(message) => ctx.report_error(format!(
-                "line {} (byte offset {}) of connection {}: {message}; the line was skipped",
-                pos.line, pos.offset, pos.connection
-            )),
+    fn finish(&self, ctx: &ReceiverContext<LineBlock>, framer: &mut LineFramer) {
+        let last = framer.finish();
+        if let Some(block) = last
+            && !self.acknowledged
+        {
+            ctx.store_weighed(vec![block], None);
         }
     }
 }
 
-/// A line decoded as UTF-8, invalid bytes replaced with U+FFFD (with a warning).
-fn lossy_utf8(source: &str, line: &[u8]) -> String {
-    match std::str::from_utf8(line) {
-        Ok(s) => s.to_owned(),
-        Err(e) => {
-            tracing::warn!(source = %source, error = %e, "A line is not valid UTF-8; invalid bytes were replaced with U+FFFD.");
-            String::from_utf8_lossy(line).into_owned()
+/// Splits and decodes the line blocks each worker is given, in parallel: the second half of
+/// a text receiver. Bad lines are counted and warned about through `bad`; a rejected line is
+/// also reported to `await_termination` (the first ten of a source).
+fn decode_lines<'s, T: Data>(
+    stream: EStream<'s, LineBlock>,
+    name: &str,
+    decoder: &Decoder<T>,
+    bad: &Arc<BadRecords>,
+    ctx: &Weak<ContextInner>,
+) -> EStream<'s, T> {
+    let (decoder, bad, ctx) = (Arc::clone(decoder), Arc::clone(bad), ctx.clone());
+    let source = name.to_owned();
+    stream.per_part(name, move |part: Part<LineBlock>| {
+        let lines = part.data.iter().map(|b| b.lines as usize).sum();
+        let mut records = Vec::with_capacity(lines);
+        for block in &part.data {
+            decode_block(block, &*decoder, &mut records, |position, kind, message| {
+                let one_by_one = bad.record(kind, position, &message);
+                if kind == BadKind::Rejected
+                    && one_by_one
+                    && let Some(ctx) = ctx.upgrade()
+                {
+                    ctx.report_source_error(Error::Source {
+                        source_name: source.clone(),
+                        message: format!("{position}: {message}; the line was skipped"),
+                    });
+                }
+            });
         }
-    }
+        Part {
+            id: part.id,
+            data: records,
+        }
+    })
 }
 
 impl StreamingContext {
     /// A stream of the text lines a TCP server at `host:port` sends (Spark's
     /// `socketTextStream`). Invalid UTF-8 is decoded lossily, with a warning; see
     /// [`StreamingContext::socket_text_stream_with`] for the strict policy.
+    ///
+    /// The receiver thread only frames what it reads into blocks of whole lines; the workers
+    /// split and decode the blocks in parallel. A line longer than
+    /// [`StreamingContextBuilder::max_line_bytes`](crate::StreamingContextBuilder::max_line_bytes)
+    /// is skipped (or stops the stream, by
+    /// [`StreamingContextBuilder::long_line_policy`](crate::StreamingContextBuilder::long_line_policy)).
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DStream<String> {
         self.socket_text_stream_with(host, port, Utf8Policy::Lossy)
     }
 
     /// [`StreamingContext::socket_text_stream`] with an explicit policy for invalid UTF-8.
     pub fn socket_text_stream_with(&self, host: &str, port: u16, policy: Utf8Policy) -> DStream<String> {
-        let name = format!("socket_text_stream({host}:{port})");
-        let warn_name = name.clone();
-        self.socket_stream_named(name, host, port, move |line: &[u8]| match (std::str::from_utf8(line), policy) {
-            (Ok(s), _) => Ok(s.to_owned()),
-            (Err(_), Utf8Policy::Lossy) => Ok(lossy_utf8(&warn_name, line)),
-            (Err(e), Utf8Policy::Fail) => Err(format!("not valid UTF-8: {e}")),
-        })
+        let strict = policy == Utf8Policy::Fail;
+        let decoder: Decoder<String> = Arc::new(move |line: &[u8]| decode_text(line, strict));
+        self.socket_lines(format!("socket_text_stream({host}:{port})"), host, port, false, decoder)
     }
 
     /// [`StreamingContext::socket_text_stream`] over ember's acknowledgement protocol: the
@@ -240,38 +296,42 @@ impl StreamingContext {
     /// with the write-ahead log, across crashes. A line without its newline when the connection
     /// ends is not stored: the sender sends it again.
     pub fn socket_text_stream_acknowledged(&self, host: &str, port: u16) -> DStream<String> {
-        let name = format!("socket_text_stream_acknowledged({host}:{port})");
-        let warn_name = name.clone();
-        let receiver = SocketReceiver {
-            address: format!("{host}:{port}"),
-            decoder: Arc::new(move |line: &[u8]| Ok(lossy_utf8(&warn_name, line))),
-            connections: 0,
-            acknowledged: true,
-        };
-        self.receiver_stream_named(name, "socket_text_stream", Box::new(receiver))
+        let decoder: Decoder<String> = Arc::new(move |line: &[u8]| decode_text(line, false));
+        self.socket_lines(format!("socket_text_stream_acknowledged({host}:{port})"), host, port, true, decoder)
     }
 
     /// A stream of records decoded with `decoder` from the lines (newline-terminated, a
     /// trailing `\r` removed) a TCP server sends (Spark's `socketStream` with a converter).
-    /// A line the decoder rejects is skipped and reported as an [`Error::Source`] naming its
-    /// position.
+    /// The decoder runs on the workers, in parallel. A line the decoder rejects is skipped,
+    /// counted in [`StreamingContext::bad_records`], and reported as an [`Error::Source`]
+    /// naming its position (the first ten of the stream; later ones are summarized in the log).
     pub fn socket_stream<T: Data, F>(&self, host: &str, port: u16, decoder: F) -> DStream<T>
     where
         F: Fn(&[u8]) -> std::result::Result<T, String> + Send + Sync + 'static,
     {
-        self.socket_stream_named(format!("socket_stream({host}:{port})"), host, port, decoder)
+        let decoder: Decoder<T> = Arc::new(move |line: &[u8]| match decoder(line) {
+            Ok(record) => Decoded::Record(record),
+            Err(message) => Decoded::Rejected(message),
+        });
+        self.socket_lines(format!("socket_stream({host}:{port})"), host, port, false, decoder)
     }
 
-    fn socket_stream_named<T: Data, F>(&self, name: String, host: &str, port: u16, decoder: F) -> DStream<T>
-    where
-        F: Fn(&[u8]) -> std::result::Result<T, String> + Send + Sync + 'static,
-    {
+    fn socket_lines<T: Data>(&self, name: String, host: &str, port: u16, acknowledged: bool, decoder: Decoder<T>) -> DStream<T> {
+        let inner = self.inner();
+        let settings = inner.receiver_settings();
+        let bad = inner.add_bad_records(&name);
         let receiver = SocketReceiver {
             address: format!("{host}:{port}"),
-            decoder: Arc::new(decoder),
             connections: 0,
-            acknowledged: false,
+            acknowledged,
+            max_line: settings.max_line_bytes,
+            long_lines: settings.long_lines,
+            bad: Arc::clone(&bad),
         };
-        self.receiver_stream_named(name, "socket_text_stream", Box::new(receiver))
+        let ctx = Arc::downgrade(inner);
+        let label = "socket_text_stream";
+        self.receiver_stream_decoded(name, label, Box::new(receiver), weigh_lines, move |stream| {
+            decode_lines(stream, label, &decoder, &bad, &ctx)
+        })
     }
 }
