@@ -34,7 +34,7 @@
 #                           during the measured batches
 #   BENCH_MEASURE_BATCHES   batches judged in each trial [15]
 #   BENCH_START_WORDS       first rate tried, words/s [500000]
-#   BENCH_MAX_DOUBLINGS     most trials while doubling or halving [6]
+#   BENCH_MAX_DOUBLINGS     most trials while doubling or halving [8]
 #   BENCH_BISECT_STEPS      trials of bisection after that [4]
 #   BENCH_TIME_BUDGET_S     the whole run, seconds [1140]
 #   BENCH_RECV_FRACTION     share of the offered words a trial must count [0.95]
@@ -66,7 +66,7 @@ INTERVAL_MS=${BENCH_INTERVAL_MS:-1000}
 WARMUP=${BENCH_WARMUP_BATCHES:-10}
 MEASURE=${BENCH_MEASURE_BATCHES:-15}
 START_WORDS=${BENCH_START_WORDS:-500000}
-MAX_DOUBLINGS=${BENCH_MAX_DOUBLINGS:-6}
+MAX_DOUBLINGS=${BENCH_MAX_DOUBLINGS:-8}
 BISECT_STEPS=${BENCH_BISECT_STEPS:-4}
 TIME_BUDGET_S=${BENCH_TIME_BUDGET_S:-1140}
 RECV_FRACTION=${BENCH_RECV_FRACTION:-0.95}

@@ -79,7 +79,7 @@ pub trait Receiver<T>: Send + 'static {
 /// Records per block: the unit a receiver's data is spread over the workers in.
 const BLOCK_RECORDS: usize = 16 * 1024;
 /// Bytes per block, for receivers that store large items (text receivers store line blocks).
-const BLOCK_BYTES: usize = 1 << 20;
+const BLOCK_BYTES: usize = 256 << 10;
 /// How long a blocked `store` or a restart delay waits before re-checking for a stop.
 const POLL: Duration = Duration::from_millis(20);
 

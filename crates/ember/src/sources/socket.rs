@@ -57,7 +57,7 @@ type Decoder<T> = Arc<dyn Fn(&[u8]) -> Decoded<T> + Send + Sync>;
 /// How long a blocked read waits before checking for a stop request.
 const POLL: Duration = Duration::from_millis(50);
 /// The receive buffer a connection starts with; it grows only for a line longer than it.
-const READ_BUFFER: usize = 1 << 20;
+const READ_BUFFER: usize = 256 << 10;
 
 /// Spark's socket receiver: connects, reads newline-terminated lines until the connection
 /// ends, then asks to be restarted (reconnecting after the restart delay). It only frames what

@@ -56,9 +56,14 @@ impl<T: Data> DStream<T> {
         let f = Arc::new(f);
         self.derive("flat_map", move |_c, s, label| {
             let f = Arc::clone(&f);
-            s.per_part(label, move |p: Part<T>| Part {
-                id: p.id,
-                data: p.data.into_iter().flat_map(|x| f(x)).collect(),
+            s.per_part(label, move |p: Part<T>| {
+                // `extend` moves each returned `Vec` in one copy; a flattening iterator would
+                // move its items one by one and grow the output blindly.
+                let mut data = Vec::with_capacity(p.data.len());
+                for x in p.data {
+                    data.extend(f(x));
+                }
+                Part { id: p.id, data }
             })
         })
     }
