@@ -515,7 +515,8 @@ impl StreamingContextBuilder {
 
     /// How long `stop(true)` may wait for receivers to stop and batches in flight to finish
     /// (Spark's `spark.streaming.gracefulStopTimeout`); after it, the stop goes on without
-    /// waiting and logs what it abandoned. Default: ten batch intervals, as Spark.
+    /// waiting and logs what it abandoned. Default: ten batch intervals as in Spark, but at
+    /// least 10 s (so that millisecond batches still stop gracefully).
     pub fn graceful_stop_timeout(mut self, timeout: Duration) -> Self {
         self.settings.graceful_stop_timeout = Some(timeout.to_std());
         self
@@ -1070,6 +1071,9 @@ impl StreamingContext {
     }
 
     fn take_failure(&self) -> Option<Error> {
+        if let Some(message) = self.inner.plan.take_late() {
+            return Some(Error::IllegalState(message));
+        }
         if let Some(error) = {
             let mut errors = lock(&self.inner.source_errors);
             (!errors.is_empty()).then(|| errors.remove(0))

@@ -39,7 +39,7 @@ mod state_restore_tests;
 pub mod testing;
 mod time;
 
-pub use batch::Batch;
+pub use batch::{Batch, Numeric, StatCounter};
 pub use context::{DEFAULT_MAX_FAILED_RESTARTS, DEFAULT_MAX_LINE_BYTES, DEFAULT_RECEIVER_BUFFER_BYTES};
 pub use context::{StreamingContext, StreamingContextBuilder};
 pub use display::SparkDisplay;

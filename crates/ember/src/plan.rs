@@ -190,6 +190,9 @@ pub(crate) struct Plan {
     /// Problems found while building the plan by operations that cannot return an error;
     /// `start` reports the first (Spark validates these at start too).
     invalid: Mutex<Vec<(&'static str, String)>>,
+    /// Streams created after `start`: they would never run (Spark throws at the call; ember's
+    /// operations return streams, so `await_termination` reports the first).
+    late: Mutex<Option<String>>,
 }
 
 impl fmt::Debug for Plan {
@@ -304,6 +307,7 @@ impl Plan {
             nodes: Mutex::new(Vec::new()),
             phase: AtomicU8::new(OPEN),
             invalid: Mutex::new(Vec::new()),
+            late: Mutex::new(None),
         })
     }
 
@@ -313,6 +317,12 @@ impl Plan {
 
     /// Records a node; returns its index.
     pub(crate) fn add(&self, spec: NodeSpec, compile: CompileFn) -> usize {
+        if let Err(e) = self.check_open(&format!("create a stream ({})", spec.kind)) {
+            // Spark's words: adding inputs, transformations and outputs after start is not
+            // supported. The stream is recorded but never runs.
+            tracing::error!(error = %e, "A stream was created after the StreamingContext started; it will never run.");
+            crate::lock::lock(&self.late).get_or_insert_with(|| format!("{e}: it would never run"));
+        }
         let internal = COMPOSITE_DEPTH.with(Cell::get) > 0;
         let mut nodes = self.lock();
         nodes.push(Node {
@@ -349,6 +359,11 @@ impl Plan {
     /// Records a problem of the plan that `start` will report.
     pub(crate) fn invalid(&self, operation: &'static str, message: String) {
         crate::lock::lock(&self.invalid).push((operation, message));
+    }
+
+    /// The first stream created after `start`, described, once.
+    pub(crate) fn take_late(&self) -> Option<String> {
+        crate::lock::lock(&self.late).take()
     }
 
     /// The first problem recorded while building the plan.

@@ -54,9 +54,43 @@ fn misuse_is_an_error() {
     ssc.start().unwrap();
     assert!(matches!(ssc.start(), Err(ember::Error::IllegalState(m)) if m.contains("already been started")));
     assert!(matches!(s.print(), Err(ember::Error::IllegalState(m)) if m.contains("after the StreamingContext has been started")));
+    // A stream made after start never runs: the first such is reported once.
+    let _late = s.map(|x| x + 1);
+    let _input = ssc.replay_stream(vec![Some(vec![2u8])], 1);
+    let late = ssc.await_termination_or_timeout(milliseconds(10)).unwrap_err();
+    assert!(
+        matches!(&late, ember::Error::IllegalState(m) if m.contains("cannot create a stream (map) after the StreamingContext has been started")),
+        "{late}"
+    );
+    assert!(ssc.await_termination_or_timeout(milliseconds(10)).is_ok(), "reported once");
     ssc.stop(true).unwrap();
     ssc.stop(true).unwrap();
     assert!(ssc.start().is_err());
     assert!(StreamingContext::new(milliseconds(0)).is_err());
     assert!(s.repartition(0).is_err());
+}
+
+#[test]
+fn a_transform_over_a_parent_without_an_rdd_fails_with_sparks_message() {
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::builder(seconds(1)).manual_clock(&clock).build().unwrap();
+    let a = ssc.replay_stream(vec![Some(vec![1]), None, Some(vec![3])], 1);
+    let b = ssc.replay_stream(vec![Some(vec![10]), Some(vec![20]), Some(vec![30])], 1);
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&out);
+    ssc.transform(&[a, b], |batches| {
+        let time = batches[0].time();
+        Batch::from_vec(time, batches.into_iter().flat_map(|b| b.into_vec()).collect::<Vec<i32>>())
+    })
+    .unwrap()
+    .foreach_rdd(move |b, t| sink.lock().unwrap().push((t.milliseconds(), b.collect())))
+    .unwrap();
+    ssc.start().unwrap();
+    clock.advance(seconds(3));
+    assert!(ssc.await_batch(Time::from_millis(3000), seconds(30)).unwrap());
+    let err = ssc.await_termination_or_timeout(milliseconds(10)).unwrap_err();
+    ssc.stop(false).unwrap();
+    let text = err.to_string();
+    assert!(text.contains("Couldn't generate RDD from parent at time 2000 ms"), "{text}");
+    assert_eq!(*out.lock().unwrap(), vec![(1000, vec![1, 10]), (3000, vec![3, 30])]);
 }

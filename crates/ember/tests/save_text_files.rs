@@ -74,3 +74,55 @@ fn an_unwritable_path_fails_the_batch_naming_it() {
         "{failures:?}"
     );
 }
+
+#[test]
+fn a_batch_saves_as_a_text_file_directory_inside_foreach_rdd_replacing_a_previous_copy() {
+    let dir = TempDir::new("batch-save").unwrap();
+    let root = dir.path().to_owned();
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::builder(seconds(1))
+        .workers(2)
+        .manual_clock(&clock)
+        .build()
+        .unwrap();
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&errors);
+    let out = root.clone();
+    ssc.replay_stream(vec![Some(vec![("a".to_string(), 1u64), ("b".to_string(), 2)]), Some(vec![])], 2)
+        .foreach_rdd(move |batch, time| {
+            // The seeds' pattern: one directory per batch, named by its time.
+            let path = out.join(format!("counts-{}", time.milliseconds()));
+            if let Err(e) = batch.save_as_text_file(&path) {
+                sink.lock().unwrap().push(e.to_string());
+            }
+        })
+        .unwrap();
+    ssc.start().unwrap();
+    clock.advance(seconds(2));
+    assert!(ssc.await_batch(Time::from_millis(2000), seconds(30)).unwrap());
+    ssc.stop(false).unwrap();
+    assert!(errors.lock().unwrap().is_empty(), "{:?}", errors.lock().unwrap());
+    let first = root.join("counts-1000");
+    assert_eq!(files_in(&first), ["_SUCCESS", "part-00000", "part-00001"]);
+    let text: String = ["part-00000", "part-00001"]
+        .iter()
+        .map(|p| std::fs::read_to_string(first.join(p)).unwrap())
+        .collect();
+    assert_eq!(text, "(a,1)\n(b,2)\n");
+    let empty = root.join("counts-2000");
+    assert_eq!(files_in(&empty), ["_SUCCESS", "part-00000", "part-00001"]);
+    assert_eq!(std::fs::read_to_string(empty.join("part-00000")).unwrap(), "");
+
+    // Written again (a replay after a recovery): one copy, the new content.
+    let again = Batch::from_partitions(Time::from_millis(1000), vec![vec![("c".to_string(), 3u64)]]);
+    again.save_as_text_file(&first).unwrap();
+    assert_eq!(files_in(&first), ["_SUCCESS", "part-00000"]);
+    assert_eq!(std::fs::read_to_string(first.join("part-00000")).unwrap(), "(c,3)\n");
+    assert_eq!(files_in(&root), ["counts-1000", "counts-2000"], "no temporary directories left");
+
+    // A missing parent directory: an error naming the path, nothing written.
+    let missing = root.join("no-such-dir").join("counts-3000");
+    let err = again.save_as_text_file(&missing).unwrap_err().to_string();
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    assert!(!missing.exists());
+}

@@ -161,3 +161,35 @@ fn an_unreadable_file_fails_its_batch_naming_the_file() {
     assert!(err.contains("cannot open file") && err.contains("locked.txt"), "{err}");
     assert!(err.contains("job for batch"), "{err}");
 }
+
+#[test]
+fn binary_records_stream_cuts_new_files_into_fixed_length_records_and_names_a_bad_file() {
+    let dir = TempDir::new("binary-records").unwrap();
+    assert!(matches!(
+        StreamingContext::new(milliseconds(50))
+            .unwrap()
+            .binary_records_stream(&dir.path().to_string_lossy(), 0),
+        Err(ember::Error::InvalidArgument { .. })
+    ));
+    let ssc = StreamingContext::builder(milliseconds(50)).workers(2).build().unwrap();
+    let seen = collect(&ssc.binary_records_stream(&dir.path().to_string_lossy(), 4).unwrap());
+    ssc.start().unwrap();
+    let put = |name: &str, bytes: &[u8]| {
+        let hidden = dir.path().join(format!(".{name}"));
+        std::fs::write(&hidden, bytes).unwrap();
+        std::fs::rename(&hidden, dir.path().join(name)).unwrap();
+    };
+    put("a.bin", b"abcdefgh");
+    wait_for(&seen, 2);
+    put("b.bin", b"ijklmn");
+    let error = ssc.await_termination_or_timeout(seconds(20)).unwrap_err().to_string();
+    put("c.bin", b"wxyz");
+    wait_for(&seen, 3);
+    ssc.stop(true).unwrap();
+    let records: Vec<Vec<u8>> = seen.lock().unwrap().iter().map(|(_, r)| r.clone()).collect();
+    assert_eq!(records, [b"abcd".to_vec(), b"efgh".to_vec(), b"wxyz".to_vec()]);
+    assert!(
+        error.contains("b.bin") && error.contains("6 bytes, not a multiple of the record length 4"),
+        "{error}"
+    );
+}

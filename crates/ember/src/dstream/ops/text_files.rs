@@ -59,6 +59,49 @@ impl<T: Data + SparkDisplay> DStream<T> {
     }
 }
 
+impl<T: SparkDisplay> Batch<T> {
+    /// Writes this batch as a directory of text files at `path` (Spark's
+    /// `RDD.saveAsTextFile(path)`, what the seeds call per batch inside `foreach_rdd`): one file
+    /// per partition, `part-00000`, `part-00001`, ..., one element per line in Spark's text form
+    /// (`(hello,3)`), and an empty `_SUCCESS` file. An empty batch writes its empty part files.
+    ///
+    /// The directory is written under a hidden temporary name next to it, fsynced, and renamed
+    /// into place, so a reader never sees half of it. Where Spark fails when `path` exists,
+    /// ember replaces it: a batch written again after a recovery from a checkpoint leaves
+    /// exactly one copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) naming `path` when it cannot be written (a missing
+    /// parent directory, a full disk, no permission); nothing is left at `path` then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ember::prelude::*;
+    ///
+    /// # fn main() -> ember::Result<()> {
+    /// let dir = ember::testing::TempDir::new("save-as-text-file").unwrap();
+    /// let batch = Batch::from_partitions(Time::from_millis(1000), vec![vec![("a", 1)], vec![("b", 2)]]);
+    /// batch.save_as_text_file(dir.path().join("counts-1000"))?;
+    /// let part = std::fs::read_to_string(dir.path().join("counts-1000/part-00001")).unwrap();
+    /// assert_eq!(part, "(b,2)\n");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn save_as_text_file(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let target = match path.to_str().and_then(|p| p.strip_prefix("file://")) {
+            Some(local) => Path::new(local),
+            None => path,
+        };
+        write_batch_dir(target, self.partitions()).map_err(|source| crate::error::Error::Io {
+            context: format!("cannot write the batch of {} as text files to {}", self.time(), target.display()),
+            source,
+        })
+    }
+}
+
 /// Writes `partitions` as `target/part-0000N` and `target/_SUCCESS`, atomically replacing
 /// `target`.
 fn write_batch_dir<T: SparkDisplay>(target: &Path, partitions: &[Vec<T>]) -> std::io::Result<()> {

@@ -130,7 +130,8 @@ where
     // One operation in the plan: the union below is internal to it.
     let plan = streams.first().map(|s| Arc::clone(&s.plan));
     let op = plan.as_ref().map(|p| p.begin_op());
-    let tagged = crate::dstream::union_all(streams)?;
+    // A parent without an RDD fails the batch with Spark's `TransformedDStream` message.
+    let tagged = super::union::union_all_with(streams, NO_RDD_FROM_PARENT)?;
     let count = streams.len();
     let f = Arc::new(f);
     // The union tags each partition with its stream's index, and turns a missing RDD into

@@ -24,6 +24,12 @@ impl<T: Data> DStream<T> {
 
 /// The union of `streams`, in order (also `StreamingContext::union`).
 pub(crate) fn union_all<T: Data>(streams: &[DStream<T>]) -> Result<DStream<T>> {
+    union_all_with(streams, NO_RDD_FOR_UNION)
+}
+
+/// [`union_all`] failing a batch for which a stream has no RDD with `no_rdd_message` (the
+/// message of the operation built on the union: Spark's `transform` words it differently).
+pub(crate) fn union_all_with<T: Data>(streams: &[DStream<T>], no_rdd_message: &'static str) -> Result<DStream<T>> {
     let first = streams.first().ok_or_else(|| Error::InvalidArgument {
         operation: "union",
         message: "there must be at least one stream".into(),
@@ -51,7 +57,7 @@ pub(crate) fn union_all<T: Data>(streams: &[DStream<T>]) -> Result<DStream<T>> {
         let tagged: Vec<_> = inputs
             .iter()
             .enumerate()
-            .map(|(i, s)| s.stream(c).tag_parts(label, i as u32, NO_RDD_FOR_UNION))
+            .map(|(i, s)| s.stream(c).tag_parts(label, i as u32, no_rdd_message))
             .collect();
         <ember_engine::EStream<'_, T> as PerPart<'_, T>>::concat_all(tagged).unwrap_or_else(|| unreachable_empty())
     }))
