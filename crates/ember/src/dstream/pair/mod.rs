@@ -3,6 +3,7 @@
 mod by_key;
 mod cogroup;
 mod map_with_state;
+mod partition_by;
 mod state;
 mod window;
 
