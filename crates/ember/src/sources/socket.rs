@@ -335,3 +335,103 @@ impl StreamingContext {
         })
     }
 }
+
+/// Spark's `socketStream` with a converter: a receiver that hands the whole connection to a
+/// user function turning bytes into records.
+struct ConverterReceiver<T, F> {
+    address: String,
+    converter: Arc<F>,
+    _records: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T, I, F> Receiver<T> for ConverterReceiver<T, F>
+where
+    T: Data,
+    I: IntoIterator<Item = T>,
+    F: Fn(Box<dyn Read + Send>) -> I + Send + Sync + 'static,
+{
+    fn on_start(&mut self, ctx: &ReceiverContext<T>) {
+        let stream = match TcpStream::connect(&self.address) {
+            Ok(stream) => stream,
+            Err(e) => return ctx.restart(format!("cannot connect to {}: {e}", self.address)),
+        };
+        // The converter blocks in reads it does not know how to interrupt: a watcher shuts the
+        // connection down once the receiver is stopped, which ends those reads.
+        let watched = match stream.try_clone() {
+            Ok(watched) => watched,
+            Err(e) => return ctx.restart(format!("cannot watch the connection to {}: {e}", self.address)),
+        };
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (ctx, done) = (ctx.clone(), Arc::clone(&done));
+            std::thread::Builder::new().name("ember-socket-watch".into()).spawn(move || {
+                while !ctx.is_stopped() && !done.load(std::sync::atomic::Ordering::Acquire) {
+                    std::thread::sleep(POLL);
+                }
+                let _ = watched.shutdown(std::net::Shutdown::Both);
+            })
+        };
+        for record in (self.converter)(Box::new(std::io::BufReader::new(stream))) {
+            if ctx.is_stopped() {
+                break;
+            }
+            ctx.store(record);
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        if let Ok(watcher) = watcher {
+            let _ = watcher.join();
+        }
+        if !ctx.is_stopped() {
+            // As Spark: the end of the converter's records is the end of the connection.
+            ctx.restart(format!("{} closed the connection or the converter ended", self.address));
+        }
+    }
+}
+
+impl StreamingContext {
+    /// A stream of the records `converter` makes from the bytes a TCP server at `host:port`
+    /// sends (Spark's `socketStream(hostname, port, converter, storageLevel)`): the converter
+    /// gets the connection (buffered) as a [`Read`] it owns and returns the records, lazily, as
+    /// it reads (an iterator that owns the reader); each is
+    /// stored as it comes. When its records end (usually at the end of the connection), the
+    /// receiver reconnects after the restart delay, as Spark's does. A panic in the converter
+    /// restarts the receiver too, and counts as a failure
+    /// ([`StreamingContextBuilder::receiver_max_failed_restarts`](crate::StreamingContextBuilder::receiver_max_failed_restarts)).
+    ///
+    /// The converter runs on the receiver's thread, so it decodes on one core; for text lines,
+    /// [`StreamingContext::socket_text_stream`] and [`StreamingContext::socket_stream`] decode
+    /// on the workers in parallel.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use ember::prelude::*;
+    ///
+    /// # fn main() -> ember::Result<()> {
+    /// let ssc = StreamingContext::new(seconds(1))?;
+    /// // Big-endian u32s, four bytes each.
+    /// let numbers = ssc.socket_stream_converted("localhost", 9999, |mut input: Box<dyn Read + Send>| {
+    ///     std::iter::from_fn(move || {
+    ///         let mut bytes = [0u8; 4];
+    ///         input.read_exact(&mut bytes).ok().map(|()| u32::from_be_bytes(bytes))
+    ///     })
+    /// });
+    /// numbers.count().print()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn socket_stream_converted<T, I, F>(&self, host: &str, port: u16, converter: F) -> DStream<T>
+    where
+        T: Data,
+        I: IntoIterator<Item = T>,
+        F: Fn(Box<dyn Read + Send>) -> I + Send + Sync + 'static,
+    {
+        let receiver = ConverterReceiver {
+            address: format!("{host}:{port}"),
+            converter: Arc::new(converter),
+            _records: std::marker::PhantomData,
+        };
+        self.receiver_stream_named(format!("socket_stream({host}:{port})"), "socket_stream", Box::new(receiver))
+    }
+}
