@@ -222,14 +222,15 @@ impl SocketReceiver {
 /// also reported to `await_termination` (the first ten of a source).
 fn decode_lines<'s, T: Data>(
     stream: EStream<'s, LineBlock>,
-    name: &str,
+    label: &str,
+    source: &str,
     decoder: &Decoder<T>,
     bad: &Arc<BadRecords>,
     ctx: &Weak<ContextInner>,
 ) -> EStream<'s, T> {
     let (decoder, bad, ctx) = (Arc::clone(decoder), Arc::clone(bad), ctx.clone());
-    let source = name.to_owned();
-    stream.per_part(name, move |part: Part<LineBlock>| {
+    let source = source.to_owned();
+    stream.per_part(label, move |part: Part<LineBlock>| {
         let lines = part.data.iter().map(|b| b.lines as usize).sum();
         let mut records = Vec::with_capacity(lines);
         for block in &part.data {
@@ -330,8 +331,10 @@ impl StreamingContext {
         };
         let ctx = Arc::downgrade(inner);
         let label = "socket_text_stream";
+        // Errors name the stream (`socket_stream(host:port)`), as the receiver's own do.
+        let source = name.clone();
         self.receiver_stream_decoded(name, label, Box::new(receiver), weigh_lines, move |stream| {
-            decode_lines(stream, label, &decoder, &bad, &ctx)
+            decode_lines(stream, label, &source, &decoder, &bad, &ctx)
         })
     }
 }
