@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum Clock {
     /// Wall-clock time: batch `t` is cut when the system time reaches `t` (as Spark does).
     System,
-    /// A clock moved by hand ([`ManualClock::advance`]); results are deterministic.
+    /// A clock moved by hand ([`ManualClock::advance_ms`]); results are deterministic.
     Manual(ManualClock),
     /// No waiting: batch times are virtual and the next batch is cut as soon as the engine has
     /// room for it (bounded by the number of batches allowed in flight). For replayable input.

@@ -801,7 +801,7 @@ impl Runtime {
 
     /// Waits for every worker thread of this process to exit, then leaves the cluster's
     /// control plane cleanly. Never hangs: once every worker has exited, timely's own threads
-    /// get [`JOIN_GRACE`] to end (one blocked on a lost peer is left behind, with a warning).
+    /// get 5 s (`JOIN_GRACE`) to end (one blocked on a lost peer is left behind, with a warning).
     ///
     /// # Errors
     ///

@@ -362,9 +362,9 @@ pub(crate) const WARN_FIRST: u64 = 10;
 /// How often, at most, a summary of further bad lines is logged.
 pub(crate) const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
-/// One source's bad-line counts and its rate-limited warnings: the first [`WARN_FIRST`] bad
-/// lines are logged one by one; after that, one summary line at most every
-/// [`SUMMARY_EVERY`], and a last one when the context stops.
+/// One source's bad-line counts and its rate-limited warnings: the first ten bad lines are
+/// logged one by one; after that, one summary line at most every 10 s, and a last one when the
+/// context stops.
 #[derive(Debug)]
 pub struct BadRecords {
     source: String,
