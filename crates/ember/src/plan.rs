@@ -317,7 +317,9 @@ impl Plan {
 
     /// Records a node; returns its index.
     pub(crate) fn add(&self, spec: NodeSpec, compile: CompileFn) -> usize {
-        if let Err(e) = self.check_open(&format!("create a stream ({})", spec.kind)) {
+        if self.phase.load(Ordering::Acquire) != OPEN
+            && let Err(e) = self.check_open(&format!("create a stream ({})", spec.kind))
+        {
             // Spark's words: adding inputs, transformations and outputs after start is not
             // supported. The stream is recorded but never runs.
             tracing::error!(error = %e, "A stream was created after the StreamingContext started; it will never run.");

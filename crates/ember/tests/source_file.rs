@@ -193,3 +193,30 @@ fn binary_records_stream_cuts_new_files_into_fixed_length_records_and_names_a_ba
         "{error}"
     );
 }
+
+#[test]
+fn invalid_utf8_in_a_file_is_repaired_and_counted_exactly() {
+    let dir = TempDir::new("bad-utf8-files").unwrap();
+    let ssc = StreamingContext::builder(milliseconds(50)).workers(2).build().unwrap();
+    let seen = collect(&ssc.text_file_stream(&dir.path().to_string_lossy()).unwrap());
+    ssc.start().unwrap();
+    let mut bytes = Vec::new();
+    for i in 0..1000 {
+        bytes.extend(format!("bad{i}-").as_bytes());
+        bytes.extend(b"\xff\n");
+    }
+    bytes.extend(b"good\n");
+    let hidden = dir.path().join(".bad.txt");
+    std::fs::write(&hidden, &bytes).unwrap();
+    std::fs::rename(&hidden, dir.path().join("bad.txt")).unwrap();
+    wait_for(&seen, 1001);
+    ssc.stop(true).unwrap();
+    let lines: Vec<String> = seen.lock().unwrap().iter().map(|(_, l)| l.clone()).collect();
+    assert_eq!(lines.len(), 1001, "every line kept");
+    assert_eq!(lines[0], "bad0-\u{fffd}");
+    assert_eq!(lines[1000], "good");
+    let bad = ssc.bad_records();
+    assert_eq!(bad.len(), 1);
+    assert_eq!((bad[0].repaired, bad[0].rejected, bad[0].too_long), (1000, 0, 0));
+    assert!(bad[0].source.starts_with("text_file_stream("), "{}", bad[0].source);
+}

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::{ContextInner, StreamingContext, lock};
 use crate::dstream::{DStream, spread};
 use crate::error::{Error, Result};
+use crate::sources::lines::{BadKind, BadRecords};
 use crate::sources::partition_msgs;
 
 /// A file chosen for a batch, with what it looked like then.
@@ -318,8 +319,9 @@ fn read_chosen(file: &ChosenFile) -> std::result::Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Reads the first `file.size` bytes of a chosen file and turns its lines into records.
-fn read_lines<T>(file: &ChosenFile, make: impl Fn(u64, &str) -> T) -> std::result::Result<Vec<T>, String> {
+/// Reads the first `file.size` bytes of a chosen file and turns its lines into records; a line
+/// that is not valid UTF-8 is repaired and counted in `bad` (whose warnings are rate-limited).
+fn read_lines<T>(file: &ChosenFile, bad: &BadRecords, make: impl Fn(u64, &str) -> T) -> std::result::Result<Vec<T>, String> {
     let bytes = read_chosen(file)?;
     let mut records = Vec::new();
     let mut start = 0usize;
@@ -329,7 +331,9 @@ fn read_lines<T>(file: &ChosenFile, make: impl Fn(u64, &str) -> T) -> std::resul
         match std::str::from_utf8(line) {
             Ok(text) => records.push(make(offset as u64, text)),
             Err(e) => {
-                tracing::warn!(file = %file.path.display(), line = line_no, error = %e, "A line is not valid UTF-8; invalid bytes were replaced with U+FFFD.");
+                let position = format!("line {line_no} (byte offset {offset}) of file {}", file.path.display());
+                let message = format!("not valid UTF-8 ({e}); invalid bytes were replaced with U+FFFD");
+                bad.record(BadKind::Repaired, &position, &message);
                 records.push(make(offset as u64, &String::from_utf8_lossy(line)));
             }
         }
@@ -424,7 +428,9 @@ impl StreamingContext {
     /// the stream is created are ignored (Spark's rule); hidden files (names starting with `.` or `_`) are skipped, so write
     /// a file under such a name and rename it into place: files must appear atomically. Lines
     /// end at `\n` (a trailing `\r` is removed); invalid UTF-8 is decoded lossily with a
-    /// warning naming the file and line.
+    /// warning naming the file, line and byte offset. Such lines are counted exactly in
+    /// [`StreamingContext::bad_records`]; the warnings are rate-limited as the socket streams'
+    /// are (the first ten one by one, then a summary at most every 10 s).
     ///
     /// # Errors
     ///
@@ -439,7 +445,7 @@ impl StreamingContext {
             dir,
             Arc::new(|_: &Path| true),
             true,
-            |file: &ChosenFile| read_lines(file, |_, line| line.to_owned()),
+            |file: &ChosenFile, bad: &BadRecords| read_lines(file, bad, |_, line| line.to_owned()),
         ))
     }
 
@@ -460,7 +466,7 @@ impl StreamingContext {
             dir,
             Arc::new(filter),
             new_files_only,
-            |file: &ChosenFile| read_lines(file, |offset, line| (offset, line.to_owned())),
+            |file: &ChosenFile, bad: &BadRecords| read_lines(file, bad, |offset, line| (offset, line.to_owned())),
         ))
     }
 
@@ -488,7 +494,7 @@ impl StreamingContext {
             dir,
             Arc::new(|_: &Path| true),
             true,
-            move |file: &ChosenFile| read_records(file, record_length),
+            move |file: &ChosenFile, _: &BadRecords| read_records(file, record_length),
         ))
     }
 
@@ -498,9 +504,10 @@ impl StreamingContext {
         dir: PathBuf,
         filter: Arc<dyn Fn(&Path) -> bool + Send + Sync>,
         new_files_only: bool,
-        read: impl Fn(&ChosenFile) -> std::result::Result<Vec<T>, String> + Copy + Send + Sync + 'static,
+        read: impl Fn(&ChosenFile, &BadRecords) -> std::result::Result<Vec<T>, String> + Copy + Send + Sync + 'static,
     ) -> DStream<T> {
         let ctx = Arc::downgrade(self.inner());
+        let bad = self.inner().add_bad_records(&name);
         // As Spark, the files present when the stream is created are the existing ones.
         let existing = list(&dir, &*filter).unwrap_or_default();
         let tracker = Mutex::new(Some(FileTracker::starting_with(existing, new_files_only)));
@@ -542,10 +549,11 @@ impl StreamingContext {
                     let Some(lister) = lister.as_mut() else { return Vec::new() };
                     partition_msgs(lister.batch(batch).into_iter().map(|file| vec![file]).collect())
                 });
+                let bad = Arc::clone(&bad);
                 spread(c, files).try_per_part(label, move |part: Part<ChosenFile>| {
                     let mut data = Vec::new();
                     for file in &part.data {
-                        data.extend(read(file)?);
+                        data.extend(read(file, &bad)?);
                     }
                     Ok(Part { id: part.id, data })
                 })

@@ -382,7 +382,8 @@ struct Summary {
     repaired: u64,
     rejected: u64,
     too_long: u64,
-    last: Option<(LinePosition, String)>,
+    /// The latest bad line: where it is, and what was wrong.
+    last: Option<(String, String)>,
 }
 
 impl BadRecords {
@@ -406,7 +407,7 @@ impl BadRecords {
 
     /// Counts one bad line and warns about it (or about it in a later summary). Returns
     /// whether it was warned about one by one.
-    pub fn record(&self, kind: BadKind, position: LinePosition, message: &str) -> bool {
+    pub fn record(&self, kind: BadKind, position: &dyn fmt::Display, message: &str) -> bool {
         let counter = match kind {
             BadKind::Repaired => &self.repaired,
             BadKind::Rejected => &self.rejected,
@@ -423,7 +424,7 @@ impl BadRecords {
             BadKind::Rejected => summary.rejected += 1,
             BadKind::TooLong => summary.too_long += 1,
         }
-        summary.last = Some((position, message.to_owned()));
+        summary.last = Some((position.to_string(), message.to_owned()));
         if summary.since.elapsed() >= SUMMARY_EVERY {
             self.log_summary(&mut summary);
         }
@@ -647,7 +648,7 @@ mod tests {
                     offset: i * 10,
                 };
                 let kind = if i % 2 == 0 { BadKind::Repaired } else { BadKind::TooLong };
-                bad.record(kind, position, "bad");
+                bad.record(kind, &position, "bad");
             }
             bad.flush();
         });

@@ -219,8 +219,20 @@ impl<T: Data> Core<T> {
     /// record is synced with the next block or cut (Spark's single-record `store` is not
     /// reliable either; `store_many` is).
     fn push_one(&self, record: T) {
-        let buffer = self.make_room(std::slice::from_ref(&record), None, false);
-        self.append(buffer, vec![record]);
+        let mut buffer = self.make_room(std::slice::from_ref(&record), None, false);
+        let weight = (self.weigh)(std::slice::from_ref(&record));
+        match buffer.blocks.last_mut() {
+            Some(last) if last.weight.records < BLOCK_RECORDS && last.weight.bytes < BLOCK_BYTES => {
+                last.items.push(record);
+                last.weight.records += weight.records;
+                last.weight.bytes += weight.bytes;
+            }
+            _ => buffer.blocks.push(Block {
+                items: vec![record],
+                weight,
+            }),
+        }
+        self.added(buffer, weight);
     }
 
     /// Appends records: a small run joins the last block, a large one is a block of its own.

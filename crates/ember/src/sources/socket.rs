@@ -194,7 +194,7 @@ impl SocketReceiver {
                 "a line longer than the limit of {} bytes (at least {} bytes)",
                 self.max_line, line.length
             );
-            self.bad.record(BadKind::TooLong, position, &message);
+            self.bad.record(BadKind::TooLong, &position, &message);
             if self.long_lines == LongLinePolicy::Fail {
                 return Some((
                     line.line,
@@ -235,7 +235,7 @@ fn decode_lines<'s, T: Data>(
         let mut records = Vec::with_capacity(lines);
         for block in &part.data {
             decode_block(block, &*decoder, &mut records, |position, kind, message| {
-                let one_by_one = bad.record(kind, position, &message);
+                let one_by_one = bad.record(kind, &position, &message);
                 if kind == BadKind::Rejected
                     && one_by_one
                     && let Some(ctx) = ctx.upgrade()
