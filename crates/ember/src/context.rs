@@ -736,8 +736,15 @@ impl StreamingContext {
         self.inner.settings.workers
     }
 
-    /// Accepted for compatibility with Spark (`remember`): ember keeps no generated batches
-    /// beyond what windows need, so there is nothing to keep longer.
+    /// Keeps every stream's generated batches for `duration` after newer ones (Spark's
+    /// `remember`), so that [`DStream::slice`](crate::DStream::slice) can return them. Without
+    /// it ember keeps no batch beyond what windows need, and `slice` fails.
+    ///
+    /// Spark keeps lineage and recomputes a sliced batch; ember keeps the batches themselves,
+    /// gathered on worker 0, and only for the streams the program still holds a handle to when
+    /// it calls `start` (no other stream can be sliced) and that some output computes. That
+    /// costs a copy of each such batch on worker 0 and the memory of `duration` worth of them;
+    /// drop the handles of streams you will not slice before `start` to avoid it.
     ///
     /// # Errors
     ///
@@ -795,6 +802,9 @@ impl StreamingContext {
             }
         }
         let plan = &self.inner.plan;
+        if let Some(keep) = *lock(&self.inner.remember) {
+            plan.retain(keep, self.inner.hosts_receivers())?;
+        }
         plan.mark_started();
         if let Some((operation, message)) = plan.first_problem() {
             self.inner.stop(false)?;

@@ -144,6 +144,9 @@ pub(crate) struct NodeSpec {
     pub(crate) slide: Duration,
     pub(crate) partitioning: Partitioning,
     pub(crate) meta: Arc<NodeMeta>,
+    /// Compiled right after its (single) parent rather than in creation order, so that an
+    /// output added at start runs before the user's outputs of the same batch.
+    pub(crate) follows_parent: bool,
 }
 
 impl NodeSpec {
@@ -155,6 +158,7 @@ impl NodeSpec {
             slide,
             partitioning: Partitioning::Narrow,
             meta: Arc::default(),
+            follows_parent: false,
         }
     }
 
@@ -167,6 +171,31 @@ impl NodeSpec {
         self.meta = meta;
         self
     }
+
+    pub(crate) fn follows_parent(mut self) -> Self {
+        self.follows_parent = true;
+        self
+    }
+}
+
+/// What a stream handle shares with the plan: set at start, when `remember` is, to the batches
+/// kept for [`DStream::slice`](crate::DStream::slice) (`None` when no output needs the stream,
+/// so it is not computed). Unset when `remember` was not.
+#[derive(Debug, Default)]
+pub(crate) struct Handle {
+    pub(crate) retained: std::sync::OnceLock<Option<Arc<dyn std::any::Any + Send + Sync>>>,
+}
+
+/// Registers, at start, the output that keeps a stream's batches for `slice`: gets the plan,
+/// the stream's handle, how long to keep batches, and whether they are gathered in this process.
+pub(crate) type RetainFn =
+    Box<dyn Fn(&Arc<Plan>, Arc<Handle>, Duration, bool) -> Result<Arc<dyn std::any::Any + Send + Sync>> + Send + Sync>;
+
+/// A stream `slice` may read, if the program still holds a handle to it at start.
+struct Retainer {
+    index: usize,
+    handle: std::sync::Weak<Handle>,
+    install: RetainFn,
 }
 
 struct Node {
@@ -193,6 +222,8 @@ pub(crate) struct Plan {
     /// Streams created after `start`: they would never run (Spark throws at the call; ember's
     /// operations return streams, so `await_termination` reports the first).
     late: Mutex<Option<String>>,
+    /// Every stream made, for [`Plan::retain`].
+    retainers: Mutex<Vec<Retainer>>,
 }
 
 impl fmt::Debug for Plan {
@@ -308,6 +339,7 @@ impl Plan {
             phase: AtomicU8::new(OPEN),
             invalid: Mutex::new(Vec::new()),
             late: Mutex::new(None),
+            retainers: Mutex::new(Vec::new()),
         })
     }
 
@@ -475,6 +507,37 @@ impl Plan {
         needed
     }
 
+    /// Registers a stream `slice` may read (see [`Handle`]).
+    pub(crate) fn add_retainer(&self, index: usize, handle: &Arc<Handle>, install: RetainFn) {
+        crate::lock::lock(&self.retainers).push(Retainer {
+            index,
+            handle: Arc::downgrade(handle),
+            install,
+        });
+    }
+
+    /// At start, with `remember` set: every stream the program still holds a handle to and some
+    /// output needs keeps its batches of the last `keep` for `slice` (`here`: they are gathered
+    /// in this process). Streams no output needs are not computed, and keep nothing.
+    pub(crate) fn retain(self: &Arc<Self>, keep: Duration, here: bool) -> Result<()> {
+        let retainers = std::mem::take(&mut *crate::lock::lock(&self.retainers));
+        let needed = Self::needed(&self.lock());
+        for retainer in retainers {
+            let Some(handle) = retainer.handle.upgrade() else { continue };
+            let store = match needed[retainer.index] {
+                true => Some((retainer.install)(self, Arc::clone(&handle), keep, here)?),
+                false => None,
+            };
+            let _ = handle.retained.set(store);
+        }
+        Ok(())
+    }
+
+    /// Whether the plan has started (or stopped).
+    pub(crate) fn started(&self) -> bool {
+        self.phase.load(Ordering::Acquire) != OPEN
+    }
+
     /// Freezes the plan for start: marks the nodes some output needs and returns what every
     /// worker compiles, with the plan's fingerprint.
     pub(crate) fn freeze(&self) -> (Arc<CompiledPlan>, u64) {
@@ -483,7 +546,16 @@ impl Plan {
         let needed = Self::needed(&nodes);
         let mut steps = Vec::new();
         let mut fingerprint = StableHasher::default();
+        // Creation order, except that a node that follows its parent comes right after it.
+        let mut order = Vec::with_capacity(nodes.len());
         for (i, node) in nodes.iter().enumerate() {
+            if !node.spec.follows_parent {
+                order.push(i);
+                order.extend((0..nodes.len()).filter(|&f| nodes[f].spec.follows_parent && nodes[f].spec.parents == [i]));
+            }
+        }
+        for i in order {
+            let node = &nodes[i];
             node.spec.meta.consumed.store(needed[i], Ordering::Release);
             if !needed[i] {
                 continue;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ember_engine::{Compiler, Data, EStream, PartId};
 
-use crate::plan::{NodeSpec, OperatorId, Partitioning, Plan};
+use crate::plan::{Handle, NodeSpec, OperatorId, Partitioning, Plan};
 use crate::time::Duration;
 
 mod ops;
@@ -31,6 +31,9 @@ pub struct DStream<T> {
     pub(crate) index: usize,
     pub(crate) slide: Duration,
     pub(crate) meta: Arc<NodeMeta>,
+    /// Shared by the clones of this handle; the plan keeps the batches of the streams whose
+    /// handles are alive at start for [`DStream::slice`].
+    pub(crate) handle: Arc<Handle>,
     _elements: PhantomData<fn() -> T>,
 }
 
@@ -74,6 +77,7 @@ impl<T> Clone for DStream<T> {
             index: self.index,
             slide: self.slide,
             meta: Arc::clone(&self.meta),
+            handle: Arc::clone(&self.handle),
             _elements: PhantomData,
         }
     }
@@ -103,11 +107,29 @@ impl<T: Data> DStream<T> {
                 c.memo_insert(index, stream);
             }),
         );
+        let handle = Arc::new(Handle::default());
+        let retained_meta = Arc::clone(&meta);
+        plan.add_retainer(
+            index,
+            &handle,
+            Box::new(move |plan, handle, keep, here| {
+                let stream = DStream::<T> {
+                    plan: Arc::clone(plan),
+                    index,
+                    slide,
+                    meta: Arc::clone(&retained_meta),
+                    handle,
+                    _elements: PhantomData,
+                };
+                stream.retain(keep, here)
+            }),
+        );
         DStream {
             plan: Arc::clone(plan),
             index,
             slide,
             meta,
+            handle,
             _elements: PhantomData,
         }
     }

@@ -4,6 +4,7 @@ pub(crate) mod aggregate;
 mod elementwise;
 mod output;
 pub(crate) mod partitions;
+mod slice;
 mod text_files;
 pub(crate) mod transform;
 pub(crate) mod union;

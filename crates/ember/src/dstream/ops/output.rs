@@ -134,6 +134,21 @@ impl<T: Data> DStream<T> {
         })
     }
 
+    /// Adds an output operation shown as `name` in the plan and in failures (`name#7`), which
+    /// runs `action` on every batch, gathered on worker 0, in batch order, as
+    /// [`DStream::try_foreach_rdd`] does. For crates that add output operations (`ember-sql`'s
+    /// `save_to_database`); an `Err` fails the batch's job with its message.
+    ///
+    /// # Errors
+    ///
+    /// As [`DStream::print`].
+    pub fn register_output_operation<F>(&self, name: &str, action: F) -> Result<()>
+    where
+        F: Fn(Batch<T>) -> std::result::Result<(), String> + Send + Sync + 'static,
+    {
+        self.register_output(name, action)
+    }
+
     /// Registers an output that runs `action` on every gathered batch.
     pub(crate) fn register_output<F>(&self, name: &str, action: F) -> Result<()>
     where
@@ -148,10 +163,19 @@ impl<T: Data> DStream<T> {
     where
         F: Fn(Batch<T>) -> std::result::Result<(), String> + Send + Sync + 'static,
     {
+        let spec = NodeSpec::new(name, self.slide, vec![self.index]);
+        self.register_output_node(spec, placement, keep, action)
+    }
+
+    /// [`DStream::register_output_with`] for an output node described by `spec`.
+    pub(crate) fn register_output_node<F>(&self, spec: NodeSpec, placement: OutputPlacement, keep: Option<usize>, action: F) -> Result<()>
+    where
+        F: Fn(Batch<T>) -> std::result::Result<(), String> + Send + Sync + 'static,
+    {
         self.plan.check_open("add an output operation")?;
         let action = Arc::new(action);
         let input = self.node_ref();
-        let spec = NodeSpec::new(name, self.slide, vec![self.index]).partitioning(Partitioning::Output);
+        let spec = spec.partitioning(Partitioning::Output);
         self.plan.add(
             spec,
             Arc::new(move |c: &mut Compiler<'_>, _index: u64, label: &str| {
