@@ -62,6 +62,29 @@ fn a_batch_written_again_replaces_the_first_copy() {
 }
 
 #[test]
+fn replacements_a_crash_interrupted_are_finished_for_batches_that_do_not_run_again() {
+    let dir = TempDir::new("save-interrupted").unwrap();
+    let make = |name: &str, line: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("part-00000"), line).unwrap();
+        std::fs::write(d.join("_SUCCESS"), "").unwrap();
+    };
+    // Killed between the two renames: the old copy is the only one, and is put back.
+    make(".out-500.old", "(kept,1)\n");
+    // Killed after the new copy was in place: the old copy goes.
+    make("out-700", "(new,1)\n");
+    make(".out-700.old", "(old,1)\n");
+    let prefix = format!("{}/out", dir.path().display());
+    let ssc = run(&prefix, "", vec![Some(vec![("x".into(), 1)])]);
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    assert_eq!(files_in(dir.path()), vec!["out-1000", "out-500", "out-700"]);
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name).join("part-00000")).unwrap();
+    assert_eq!(read("out-500"), "(kept,1)\n");
+    assert_eq!(read("out-700"), "(new,1)\n");
+}
+
+#[test]
 fn an_unwritable_path_fails_the_batch_naming_it() {
     let dir = TempDir::new("save-missing").unwrap();
     let prefix = format!("{}/no/such/dir/out", dir.path().display());

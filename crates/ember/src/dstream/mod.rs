@@ -17,7 +17,7 @@ mod window;
 pub(crate) use crate::plan::NodeMeta;
 pub(crate) use ops::transform::transform_all;
 pub(crate) use ops::union::union_all;
-pub use ops::{batch_file_name, format_batch};
+pub use ops::{ObjectFormat, batch_file_name, format_batch};
 pub use pair::{MapWithStateDStream, State, StateSpec};
 
 /// A discretized stream: a sequence of batches of `T`, one per batch interval (Spark's

@@ -52,9 +52,11 @@ impl<T: Data + SparkDisplay> DStream<T> {
     /// As [`DStream::print`].
     pub fn save_as_text_files(&self, prefix: &str, suffix: &str) -> Result<()> {
         let (prefix, suffix) = (prefix.to_owned(), suffix.to_owned());
+        let first = std::sync::Once::new();
         self.register_output_with("save_as_text_files", OutputPlacement::Gathered, None, move |batch: Batch<T>| {
             let target = PathBuf::from(batch_file_name(&prefix, &suffix, batch.time()));
-            write_batch_dir(&target, batch.partitions()).map_err(|e| format!("cannot write {}: {e}", target.display()))
+            first.call_once(|| finish_interrupted_replacements(&target));
+            write_batch_dir(&target, batch.partitions(), write_text_part).map_err(|e| format!("cannot write {}: {e}", target.display()))
         })
     }
 }
@@ -90,21 +92,77 @@ impl<T: SparkDisplay> Batch<T> {
     /// # }
     /// ```
     pub fn save_as_text_file(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let target = match path.to_str().and_then(|p| p.strip_prefix("file://")) {
-            Some(local) => Path::new(local),
-            None => path,
-        };
-        write_batch_dir(target, self.partitions()).map_err(|source| crate::error::Error::Io {
+        let target = local_path(path.as_ref());
+        write_batch_dir(target, self.partitions(), write_text_part).map_err(|source| crate::error::Error::Io {
             context: format!("cannot write the batch of {} as text files to {}", self.time(), target.display()),
             source,
         })
     }
 }
 
-/// Writes `partitions` as `target/part-0000N` and `target/_SUCCESS`, atomically replacing
-/// `target`.
-fn write_batch_dir<T: SparkDisplay>(target: &Path, partitions: &[Vec<T>]) -> std::io::Result<()> {
+/// `path` without a leading `file://`: ember's sinks write local paths only.
+pub(super) fn local_path(path: &Path) -> &Path {
+    match path.to_str().and_then(|p| p.strip_prefix("file://")) {
+        Some(local) => Path::new(local),
+        None => path,
+    }
+}
+
+/// Before an output's first batch: finishes the replacements of batch directories that a crash
+/// interrupted next to `target` (a batch written again after a recovery, then killed). A
+/// `.<name>.old` whose `<name>` is there is the replaced copy, and goes; one whose `<name>` is
+/// missing is the only complete copy (the crash came between the two renames), and is put
+/// back. A batch that runs again cleans up after itself; this covers the batches that do not.
+pub(super) fn finish_interrupted_replacements(target: &Path) {
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(name) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.strip_suffix(".old"))
+        else {
+            continue;
+        };
+        let (old, kept) = (entry.path(), parent.join(name));
+        let done = match kept.exists() {
+            true => fs::remove_dir_all(&old),
+            false => fs::rename(&old, &kept),
+        };
+        match done {
+            Ok(()) => tracing::info!(directory = %kept.display(), "Finished replacing a batch directory that a crash interrupted."),
+            Err(e) => {
+                tracing::warn!(directory = %old.display(), error = %e, "Cannot clean up after an interrupted batch directory replacement.")
+            }
+        }
+    }
+}
+
+/// Writes one partition as lines of Spark's text form.
+fn write_text_part<T: SparkDisplay>(out: &mut dyn Write, partition: &[T]) -> std::io::Result<()> {
+    let mut line = String::new();
+    for x in partition {
+        line.clear();
+        x.fmt_spark(&mut line);
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Writes `partitions` as `target/part-0000N`, each by `write_part` into a buffered file, and
+/// `target/_SUCCESS`, atomically replacing `target`: the directory is built under a hidden
+/// name next to it, fsynced, and renamed into place, so `target` never names half a batch.
+/// Shared by the text and object file sinks; an error of `write_part` leaves nothing behind.
+pub(super) fn write_batch_dir<T>(
+    target: &Path,
+    partitions: &[Vec<T>],
+    mut write_part: impl FnMut(&mut dyn Write, &[T]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let name = target
         .file_name()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the output path has no file name"))?
@@ -125,16 +183,10 @@ fn write_batch_dir<T: SparkDisplay>(target: &Path, partitions: &[Vec<T>]) -> std
     }
     fs::create_dir(&tmp)?;
     let written = (|| {
-        let mut line = String::new();
         for (i, partition) in partitions.iter().enumerate() {
             let file = File::create(tmp.join(format!("part-{i:05}")))?;
             let mut out = BufWriter::new(file);
-            for x in partition {
-                line.clear();
-                x.fmt_spark(&mut line);
-                line.push('\n');
-                out.write_all(line.as_bytes())?;
-            }
+            write_part(&mut out, partition)?;
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
         File::create(tmp.join("_SUCCESS"))?.sync_all()?;
