@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod control;
+pub mod events;
 pub mod keys;
 mod mesh;
 pub mod msg;

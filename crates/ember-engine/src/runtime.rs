@@ -127,6 +127,8 @@ pub struct RunConfig {
     pub restore: Option<crate::snapshot::RestoreImage>,
     /// Where a recovered run resumes, or `None` for a fresh start.
     pub resume: Option<Resume>,
+    /// Where the run's events go (ember's listener bus), if anywhere.
+    pub events: Option<crate::events::EventSink>,
 }
 
 /// Where a run recovered from a checkpoint goes on: the original run's zero time (so batch
@@ -167,6 +169,9 @@ pub struct RunShared {
     /// The cluster's control plane (cluster mode only).
     control: Option<Arc<ControlPlane>>,
     snapshot_sink: Option<crate::snapshot::SnapshotSink>,
+    events: Option<crate::events::EventSink>,
+    /// The last batch time a local source cut.
+    last_cut: AtomicU64,
     /// Dropped once every local worker has compiled (and so restored its state).
     restore: Mutex<Option<crate::snapshot::RestoreImage>>,
     failures: Mutex<Vec<JobFailure>>,
@@ -198,6 +203,8 @@ impl RunShared {
             proposal_sent: AtomicBool::new(false),
             control,
             snapshot_sink: config.snapshot_sink.clone(),
+            events: config.events.clone(),
+            last_cut: AtomicU64::new(0),
             restore: Mutex::new(restore),
             failures: Mutex::new(Vec::new()),
             progress: (0..workers).map(|_| AtomicU64::new(0)).collect(),
@@ -219,6 +226,25 @@ impl RunShared {
     /// Every failure reported so far, in the order they were reported.
     pub fn failures(&self) -> Vec<JobFailure> {
         crate::msg::lock(&self.failures).clone()
+    }
+
+    /// Where the run's events go, if anywhere.
+    pub fn events(&self) -> Option<&crate::events::EventSink> {
+        self.events.as_ref()
+    }
+
+    /// Sends `event` to the event sink, if there is one.
+    pub(crate) fn emit(&self, event: impl FnOnce() -> crate::events::EngineEvent) {
+        if let Some(sink) = &self.events {
+            (sink.0)(event());
+        }
+    }
+
+    /// Records that a local source cut batch `time` (the first source to cut it tells).
+    pub(crate) fn note_cut(&self, time: u64) {
+        if self.events.is_some() && self.last_cut.fetch_max(time, Ordering::AcqRel) < time {
+            self.emit(|| crate::events::EngineEvent::BatchCut { time, at: Instant::now() });
+        }
     }
 
     /// Where stateful operators write their snapshots, if anywhere.
@@ -378,11 +404,15 @@ impl RunShared {
         if done == 0 || self.last_completed.fetch_max(done, Ordering::AcqRel) >= done {
             return;
         }
-        let mut completions = crate::msg::lock(&self.completions);
-        if completions.len() == COMPLETIONS_KEPT {
-            completions.pop_front();
+        let at = Instant::now();
+        {
+            let mut completions = crate::msg::lock(&self.completions);
+            if completions.len() == COMPLETIONS_KEPT {
+                completions.pop_front();
+            }
+            completions.push_back((done, at));
         }
-        completions.push_back((done, Instant::now()));
+        self.emit(|| crate::events::EngineEvent::BatchCompleted { through: done, at });
     }
 
     /// Whether every local worker has exited.

@@ -45,6 +45,8 @@ struct Settings {
     cluster_start_timeout: std::time::Duration,
     /// How long a graceful stop may wait; `None` = ten batch intervals.
     graceful_stop_timeout: Option<std::time::Duration>,
+    /// Where the web UI listens (host, port), if it does.
+    ui: Option<(String, u16)>,
     receivers: ReceiverSettings,
     /// Where stateful operators write their checkpoint snapshots (the fault-tolerance layer).
     snapshot_sink: Option<ember_engine::state::SnapshotSink>,
@@ -126,6 +128,10 @@ pub(crate) struct ContextInner {
     checkpoint_writer: Mutex<Option<crate::checkpoint::CheckpointWriter>>,
     /// Each text source's bad-line counts.
     bad_records: Mutex<Vec<Arc<crate::sources::BadRecords>>>,
+    /// The streaming listeners and the queue of events to them.
+    pub(crate) bus: Arc<crate::listener::ListenerBus>,
+    /// The web UI, while it runs.
+    ui: Mutex<Option<crate::ui::UiServer>>,
 }
 
 pub(crate) use crate::lock::lock;
@@ -134,6 +140,16 @@ pub(crate) use crate::lock::lock;
 static STARTED: Mutex<Vec<std::sync::Weak<ContextInner>>> = Mutex::new(Vec::new());
 
 impl ContextInner {
+    /// Each receiver's state.
+    pub(crate) fn receiver_infos(&self) -> Vec<crate::sources::ReceiverInfo> {
+        lock(&self.receivers).iter().map(|r| r.info()).collect()
+    }
+
+    /// Each text source's bad-line counts.
+    pub(crate) fn bad_record_counts(&self) -> Vec<crate::sources::BadRecordCounts> {
+        lock(&self.bad_records).iter().map(|b| b.counts()).collect()
+    }
+
     /// Whether this process runs the receivers (it hosts worker 0).
     pub(crate) fn hosts_receivers(&self) -> bool {
         self.settings.cluster.as_ref().is_none_or(|c| c.process == 0)
@@ -255,6 +271,11 @@ impl ContextInner {
         drop(finished);
         for bad in lock(&self.bad_records).iter() {
             bad.flush();
+        }
+        // Listeners get every event of the run before `stop` returns (a stuck one is left).
+        self.bus.stop(std::time::Duration::from_secs(10));
+        if let Some(ui) = lock(&self.ui).take() {
+            ui.stop();
         }
         joined?;
         tracing::info!(graceful, "StreamingContext stopped.");
@@ -522,6 +543,24 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// Serves the job's web UI, metrics and REST API on `port` (0: any free port, see
+    /// [`StreamingContext::ui_address`]) from `start` to `stop`: Spark's Streaming tab. Off by
+    /// default; on 127.0.0.1 unless [`ui_host`](Self::ui_host) says otherwise. See the
+    /// [`ui`](crate::ui) module for what it serves.
+    pub fn ui_port(mut self, port: u16) -> Self {
+        let host = self.settings.ui.take().map_or_else(|| "127.0.0.1".to_owned(), |(host, _)| host);
+        self.settings.ui = Some((host, port));
+        self
+    }
+
+    /// The address the web UI listens on (default 127.0.0.1, this machine only); `0.0.0.0`
+    /// serves every network the machine is on. Only with [`ui_port`](Self::ui_port).
+    pub fn ui_host(mut self, host: &str) -> Self {
+        let port = self.settings.ui.take().map_or(0, |(_, port)| port);
+        self.settings.ui = Some((host.to_owned(), port));
+        self
+    }
+
     /// Pause before a receiver that failed or asked to restart is started again (Spark's
     /// `spark.streaming.receiverRestartDelay`). Default 2 s.
     pub fn receiver_restart_delay(mut self, delay: Duration) -> Self {
@@ -586,6 +625,8 @@ impl StreamingContextBuilder {
                 recovered: Mutex::new(None),
                 checkpoint_writer: Mutex::new(None),
                 bad_records: Mutex::new(Vec::new()),
+                bus: Arc::new(crate::listener::ListenerBus::new()),
+                ui: Mutex::new(None),
             }),
         })
     }
@@ -614,6 +655,7 @@ impl StreamingContext {
                 control_address: None,
                 cluster_start_timeout: std::time::Duration::from_secs(60),
                 graceful_stop_timeout: None,
+                ui: None,
                 receivers: ReceiverSettings::default(),
                 snapshot_sink: None,
                 restore: None,
@@ -630,13 +672,19 @@ impl StreamingContext {
     /// of each source one by one, then a summary at most every 10 s and at the stop); these
     /// counts are exact.
     pub fn bad_records(&self) -> Vec<crate::sources::BadRecordCounts> {
-        lock(&self.inner.bad_records).iter().map(|b| b.counts()).collect()
+        self.inner.bad_record_counts()
     }
 
     /// Each receiver's state (Spark's `ReceiverInfo`): whether it is receiving, records
     /// stored, restarts and the last failure.
     pub fn receivers(&self) -> Vec<crate::sources::ReceiverInfo> {
-        lock(&self.inner.receivers).iter().map(|r| r.info()).collect()
+        self.inner.receiver_infos()
+    }
+
+    /// Where the web UI listens, while it runs (see
+    /// [`StreamingContextBuilder::ui_port`]).
+    pub fn ui_address(&self) -> Option<std::net::SocketAddr> {
+        lock(&self.inner.ui).as_ref().map(crate::ui::UiServer::address)
     }
 
     /// The plan as text, one line per operation with its id, partitioning and slide: outputs
@@ -879,6 +927,7 @@ impl StreamingContext {
             snapshot_sink,
             restore,
             resume,
+            events: None,
         };
         let mut receivers = Vec::new();
         let fail = |receivers: Vec<JoinHandle<()>>, error: Error| {
@@ -907,6 +956,31 @@ impl StreamingContext {
                 }
             }
         }
+        let mut config = config;
+        match self.inner.bus.start() {
+            Ok(sink) => config.events = Some(sink),
+            Err(e) => tracing::warn!(error = %e, "Cannot start the streaming listeners' thread; listeners get no events."),
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if let Some((host, port)) = &settings.ui {
+            let stats = Arc::default();
+            self.inner.bus.add(Box::new(crate::ui::StatsListener(Arc::clone(&stats))));
+            match crate::ui::UiServer::start(host, *port, Arc::downgrade(&self.inner), stats, interval) {
+                Ok(server) => *lock(&self.inner.ui) = Some(server),
+                Err(e) => {
+                    return fail(
+                        receivers,
+                        Error::Io {
+                            context: "cannot start the web UI".into(),
+                            source: e,
+                        },
+                    );
+                }
+            }
+        }
+        self.inner.bus.send(crate::listener::BusEvent::Started(now_ms));
         if self.inner.hosts_receivers() {
             let hosts: Vec<Arc<dyn ReceiverHost>> = lock(&self.inner.receivers).clone();
             for receiver in hosts {
@@ -1109,7 +1183,11 @@ impl StreamingContext {
         B: for<'s> Fn(&mut Compiler<'s>, &str) -> EStream<'s, T> + Send + Sync + 'static,
     {
         let spec = NodeSpec::new(name, self.inner.settings.batch_interval, Vec::new()).partitioning(Partitioning::Source);
-        DStream::node(&self.inner.plan, spec, build)
+        // Listeners see how many records each source brought into each batch.
+        DStream::node(&self.inner.plan, spec, move |c, label| {
+            let stream = build(c, label);
+            ember_engine::events::count_input(c, stream, label)
+        })
     }
 }
 

@@ -30,6 +30,7 @@ mod context;
 mod display;
 mod dstream;
 mod error;
+mod listener;
 mod lock;
 mod plan;
 mod sources;
@@ -38,6 +39,7 @@ mod state_codec;
 mod state_restore_tests;
 pub mod testing;
 mod time;
+pub mod ui;
 
 pub use batch::{Batch, Numeric, StatCounter};
 pub use context::{DEFAULT_MAX_FAILED_RESTARTS, DEFAULT_MAX_LINE_BYTES, DEFAULT_RECEIVER_BUFFER_BYTES};
@@ -46,6 +48,7 @@ pub use display::SparkDisplay;
 pub use dstream::{DStream, MapWithStateDStream, ObjectFormat, State, StateSpec, batch_file_name, format_batch};
 pub use ember_engine::{Clock, Data, Key, ManualClock, keys};
 pub use error::{Error, Result};
+pub use listener::{BatchInfo, ListenerId, OutputOperationInfo, StatsReportListener, StreamingListener, StreamingStarted};
 pub use plan::{OperatorId, Partitioning};
 /// Text receivers' line framing and decoding, public for the fuzz targets in `fuzz/`.
 #[doc(hidden)]

@@ -3,12 +3,14 @@
 
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Operator;
 
 use super::batch::{Walker, absorb_msgs, frontier_min};
+use crate::events::EngineEvent;
 use crate::msg::{Data, FailureCause, JobFailure, Msg, Part};
 use crate::ops::stateless::catch_user;
 use crate::runtime::{Compiler, EStream};
@@ -40,6 +42,8 @@ where
     let env = Rc::clone(&compiler.env);
     let index = env.scheduler.borrow_mut().register(grid.first());
     let operator = name.to_owned();
+    let event_name: Arc<str> = Arc::from(name);
+    let per_worker = placement == OutputPlacement::PerWorker;
     let action = Arc::new(Mutex::new(action));
     let gathered = if env.peers > 1 && placement == OutputPlacement::Gathered {
         stream.unary(Exchange::new(|_: &Msg<T>| 0u64), "Gather", |_cap, _info| {
@@ -67,9 +71,21 @@ where
                         let mut failed = failed;
                         failed.sort_by(|a, b| (&a.operator, &a.cause).cmp(&(&b.operator, &b.cause)));
                         failed.dedup();
+                        let at = Instant::now();
+                        let reason = failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
                         for failure in failed {
                             env.shared.report(failure);
                         }
+                        let name = Arc::clone(&event_name);
+                        env.shared.emit(|| EngineEvent::OutputCompleted {
+                            output: index,
+                            name,
+                            per_worker,
+                            time: info.time,
+                            started: at,
+                            ended: at,
+                            failure: Some(reason),
+                        });
                     }
                     return;
                 }
@@ -78,16 +94,38 @@ where
                 }
                 parts.sort_by(|a, b| a.id.cmp(&b.id));
                 let (action, shared, operator, time) = (Arc::clone(&action), env.shared.clone(), operator.clone(), info.time);
+                let name = Arc::clone(&event_name);
                 let run = move || {
+                    let started = Instant::now();
+                    shared.emit(|| EngineEvent::OutputStarted {
+                        output: index,
+                        name: Arc::clone(&name),
+                        per_worker,
+                        time,
+                        at: started,
+                    });
                     let result = catch_user(&operator, time, || {
                         let mut action = crate::msg::lock(&action);
                         (*action)(time, parts)
                     });
-                    match result {
-                        Ok(Ok(())) => {}
-                        Ok(Err(message)) => shared.report(JobFailure::new(operator, time, FailureCause::Error(message))),
-                        Err(failure) => shared.report(failure),
+                    let failure = match result {
+                        Ok(Ok(())) => None,
+                        Ok(Err(message)) => Some(JobFailure::new(operator, time, FailureCause::Error(message))),
+                        Err(failure) => Some(failure),
+                    };
+                    let reason = failure.as_ref().map(ToString::to_string);
+                    if let Some(failure) = failure {
+                        shared.report(failure);
                     }
+                    shared.emit(|| EngineEvent::OutputCompleted {
+                        output: index,
+                        name,
+                        per_worker,
+                        time,
+                        started,
+                        ended: Instant::now(),
+                        failure: reason,
+                    });
                 };
                 env.scheduler.borrow_mut().submit(index, time, Box::new(run));
             });

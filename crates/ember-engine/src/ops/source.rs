@@ -46,6 +46,7 @@ where
             let Some(held) = cap.as_mut() else { return };
             let mut emit = |time: u64, is_final: bool, held: &mut timely::dataflow::operators::Capability<u64>| {
                 let at = held.delayed(&time);
+                env.shared.note_cut(time);
                 let mut msgs = generate(SourceBatch { time, is_final });
                 if !msgs.is_empty() {
                     output.session(&at).give_container(&mut msgs);

@@ -22,6 +22,7 @@ use ember_engine::{Data, EStream, Msg, RunShared};
 use crate::context::{ContextInner, ReceiverHost, ReceiverSettings, StreamingContext, lock};
 use crate::dstream::{DStream, spread};
 use crate::error::{Error, Result};
+use crate::listener::{BusEvent, ReceiverEventKind};
 use crate::sources::partition_msgs;
 
 /// A source of records that runs on its own thread (Spark's `Receiver`): implement it to read
@@ -412,10 +413,13 @@ impl<T: Data> ReceiverContext<T> {
     /// Reports a problem without stopping: `await_termination` returns it as
     /// [`Error::Source`] naming this receiver.
     pub fn report_error(&self, message: impl Into<String>) {
+        let message = message.into();
+        *lock(&self.core.last_error) = Some(message.clone());
+        self.core.tell(ReceiverEventKind::Error);
         if let Some(ctx) = self.core.ctx.upgrade() {
             ctx.report_source_error(Error::Source {
                 source_name: self.core.name.clone(),
-                message: message.into(),
+                message,
             });
         }
     }
@@ -644,12 +648,25 @@ impl<T: Data> ReceiverHost for ReceiverRunner<T> {
     }
 
     fn info(&self) -> ReceiverInfo {
+        self.core.info()
+    }
+}
+
+impl<T> Core<T> {
+    fn info(&self) -> ReceiverInfo {
         ReceiverInfo {
-            name: self.core.name.clone(),
-            active: *lock(&self.core.phase) == Phase::Running,
-            stored: self.core.stored.load(Ordering::Relaxed),
-            restarts: self.core.restarts.load(Ordering::Relaxed),
-            last_error: lock(&self.core.last_error).clone(),
+            name: self.name.clone(),
+            active: *lock(&self.phase) == Phase::Running,
+            stored: self.stored.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            last_error: lock(&self.last_error).clone(),
+        }
+    }
+
+    /// Tells the streaming listeners about this receiver.
+    fn tell(&self, kind: ReceiverEventKind) {
+        if let Some(ctx) = self.ctx.upgrade() {
+            ctx.bus.send(BusEvent::Receiver(kind, self.info()));
         }
     }
 }
@@ -679,6 +696,7 @@ fn supervise<T: Data>(mut receiver: Box<dyn Receiver<T>>, core: Arc<Core<T>>, po
             *phase = Phase::Running;
         }
         tracing::info!(receiver = %core.name, "Receiver started.");
+        core.tell(ReceiverEventKind::Started);
         let stored_before = core.stored.load(Ordering::Relaxed);
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| receiver.on_start(&ctx))) {
             let message = ember_engine::msg::panic_message(payload.as_ref());
@@ -698,6 +716,7 @@ fn supervise<T: Data>(mut receiver: Box<dyn Receiver<T>>, core: Arc<Core<T>>, po
         match phase {
             Phase::Restart(reason) => {
                 *lock(&core.last_error) = Some(reason.clone());
+                core.tell(ReceiverEventKind::Error);
                 let stored_nothing = core.stored.load(Ordering::Relaxed) == stored_before;
                 failures = if stored_nothing { failures + 1 } else { 1 };
                 if policy.max_failures > 0 && failures >= policy.max_failures {
@@ -723,6 +742,7 @@ fn supervise<T: Data>(mut receiver: Box<dyn Receiver<T>>, core: Arc<Core<T>>, po
         }
     }
     tracing::info!(receiver = %core.name, stored = core.stored.load(Ordering::Relaxed), "Receiver finished.");
+    core.tell(ReceiverEventKind::Stopped);
 }
 
 impl StreamingContext {
