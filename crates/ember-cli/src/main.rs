@@ -62,6 +62,13 @@ struct WordcountArgs {
     /// Read lines from a server at this port instead of the built-in generator.
     #[arg(long)]
     port: Option<u16>,
+    /// Serve the Streaming web UI, /metrics and the REST API on this port (0: any free port;
+    /// the address is printed on stderr).
+    #[arg(long)]
+    ui_port: Option<u16>,
+    /// The address the web UI listens on (0.0.0.0 for every network; default this machine only).
+    #[arg(long, requires = "ui_port", default_value = "127.0.0.1")]
+    ui_host: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,9 +184,11 @@ fn wordcount(args: &WordcountArgs) -> anyhow::Result<()> {
     };
     let presses = install_ctrl_c()?;
 
-    let ssc = StreamingContext::builder(milliseconds(args.interval_ms))
-        .workers(args.workers as usize)
-        .build()?;
+    let mut builder = StreamingContext::builder(milliseconds(args.interval_ms)).workers(args.workers as usize);
+    if let Some(ui_port) = args.ui_port {
+        builder = builder.ui_port(ui_port).ui_host(&args.ui_host);
+    }
+    let ssc = builder.build()?;
     let lines = ssc.socket_text_stream(&host, port);
     let counts = lines
         .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
@@ -201,6 +210,9 @@ fn wordcount(args: &WordcountArgs) -> anyhow::Result<()> {
         })?;
     }
     ssc.start()?;
+    if let Some(address) = ssc.ui_address() {
+        eprintln!("Streaming UI: http://{address}/");
+    }
     let deadline = Instant::now() + StdDuration::from_millis(args.batches * args.interval_ms);
     let mut next_status = Instant::now();
     while Instant::now() < deadline && presses.load(Ordering::Acquire) == 0 {

@@ -131,3 +131,46 @@ fn wordcount_reads_an_existing_server_with_host_and_port() {
         "{stdout}"
     );
 }
+
+#[test]
+fn wordcount_serves_the_web_ui_with_ui_port() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["wordcount", "--batches", "8", "--interval-ms", "250", "--ui-port", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let address = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no UI address printed");
+        if let Some(url) = line.trim().strip_prefix("Streaming UI: http://") {
+            break url.trim_end_matches('/').to_owned();
+        }
+    };
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    // Wait for a completed batch, then read the statistics.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "GET /api/v1/streaming/statistics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
+        if !body.contains("\"numTotalCompletedBatches\": 0") {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "no batch completed: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(body.contains("\"batchDuration\": 250"), "{body}");
+    assert!(body.contains("\"numReceivers\": 1"), "{body}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -66,6 +66,7 @@ fn timeline(svg: &mut String, points: &[(f64, f64)], unit: &str) -> Drawn {
     let y1 = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1;
     let mut chart = ChartBuilder::on(&root)
         .margin(8)
+        .margin_right(32)
         .x_label_area_size(24)
         .y_label_area_size(56)
         .build_cartesian_2d(x0..x1, 0.0..y1)?;
@@ -95,6 +96,7 @@ fn histogram(svg: &mut String, points: &[(f64, f64)], unit: &str) -> Drawn {
     let top = counts.iter().copied().max().unwrap_or(0).max(1);
     let mut chart = ChartBuilder::on(&root)
         .margin(8)
+        .margin_right(32)
         .x_label_area_size(24)
         .y_label_area_size(40)
         .build_cartesian_2d(0.0..max, 0u32..top + 1)?;

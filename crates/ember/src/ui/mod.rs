@@ -27,6 +27,9 @@ use crate::context::ContextInner;
 use crate::listener::{BatchInfo, StreamingListener, StreamingStarted};
 use crate::lock::lock;
 
+/// Threads answering the UI's requests.
+const HANDLER_THREADS: usize = 4;
+
 /// Completed batches the UI and the REST API keep.
 pub const RETAINED_BATCHES: usize = 1000;
 
@@ -81,7 +84,7 @@ impl StreamingListener for StatsListener {
 pub(crate) struct UiServer {
     server: Arc<tiny_http::Server>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     address: SocketAddr,
 }
 
@@ -101,33 +104,37 @@ impl UiServer {
             .to_ip()
             .ok_or_else(|| std::io::Error::other("the UI server has no IP address"))?;
         let server = Arc::new(server);
-        let serving = Arc::clone(&server);
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop = Arc::clone(&stopping);
-        let thread = std::thread::Builder::new().name("ember-ui".into()).spawn(move || {
-            loop {
-                match serving.recv_timeout(Duration::from_millis(200)) {
-                    Ok(Some(request)) => {
-                        let view = View {
-                            ctx: ctx.clone(),
-                            stats: Arc::clone(&stats),
-                            interval_ms,
-                        };
-                        respond(request, &view);
+        // A few threads, so that a page's eight charts are drawn side by side.
+        let mut threads = Vec::new();
+        for i in 0..HANDLER_THREADS {
+            let (serving, stop, ctx, stats) = (Arc::clone(&server), Arc::clone(&stopping), ctx.clone(), Arc::clone(&stats));
+            let spawned = std::thread::Builder::new().name(format!("ember-ui-{i}")).spawn(move || {
+                let view = View { ctx, stats, interval_ms };
+                loop {
+                    match serving.recv_timeout(Duration::from_millis(200)) {
+                        Ok(Some(request)) => respond(request, &view),
+                        Ok(None) => {}
+                        Err(_) => break,
                     }
-                    Ok(None) => {}
-                    Err(_) => break,
+                    if view.ctx.strong_count() == 0 || stop.load(std::sync::atomic::Ordering::Acquire) {
+                        break;
+                    }
                 }
-                if ctx.strong_count() == 0 || stop.load(std::sync::atomic::Ordering::Acquire) {
-                    break;
+            });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    stopping.store(true, std::sync::atomic::Ordering::Release);
+                    return Err(e);
                 }
             }
-        })?;
+        }
         tracing::info!(%address, "Streaming UI at http://{address}/");
         Ok(UiServer {
             server,
             stopping,
-            thread: Some(thread),
+            threads,
             address,
         })
     }
@@ -139,7 +146,7 @@ impl UiServer {
     pub(crate) fn stop(mut self) {
         self.stopping.store(true, std::sync::atomic::Ordering::Release);
         self.server.unblock();
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -199,6 +206,11 @@ fn respond(request: tiny_http::Request, view: &View) {
     let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes());
     let mut response = tiny_http::Response::from_string(body).with_status_code(status);
     if let Ok(header) = header {
+        response = response.with_header(header);
+    }
+    // One request per connection: tiny_http can leave a browser's queued keep-alive requests
+    // unanswered while the page refreshes.
+    if let Ok(header) = tiny_http::Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
         response = response.with_header(header);
     }
     if let Err(e) = request.respond(response) {
