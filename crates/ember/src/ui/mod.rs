@@ -9,6 +9,35 @@
 //!   `/api/v1/streaming/batches/{batch time ms}`, `/api/v1/streaming/receivers` — JSON shaped
 //!   like Spark's REST API (field names in camelCase as Spark's).
 //!
+//! The JSON shapes (times in ms since the Unix epoch, delays in ms, rates in records per
+//! second; `null` where not known yet):
+//!
+//! ```text
+//! /api/v1/streaming/statistics
+//!   { "startTime", "batchDuration", "numReceivers", "numActiveReceivers",
+//!     "numInactiveReceivers", "numTotalCompletedBatches", "numRetainedCompletedBatches",
+//!     "numActiveBatches", "numProcessedRecords", "numReceivedRecords", "numFailedBatches",
+//!     "avgInputRate", "avgSchedulingDelay", "avgProcessingTime", "avgTotalDelay" }
+//! /api/v1/streaming/batches            newest first: batches in progress, then completed ones
+//!   [ { "batchId", "batchTime", "status" (QUEUED | PROCESSING | COMPLETED), "batchDuration",
+//!       "inputSize", "inputRecords" { stream: records }, "schedulingDelay", "processingTime",
+//!       "totalDelay", "numActiveOutputOps", "numCompletedOutputOps", "numFailedOutputOps",
+//!       "numTotalOutputOps", "firstFailureReason" } ]
+//! /api/v1/streaming/batches/{time}     one batch as above, plus
+//!   "outputOperations": [ { "outputOpId", "name", "startTime", "endTime", "duration",
+//!                           "failureReason" } ]                      (404 if not retained)
+//! /api/v1/streaming/receivers
+//!   [ { "streamName", "isActive", "recordsStored", "restarts", "lastErrorMessage" } ]
+//! ```
+//!
+//! `/metrics` has `ember_batches_completed_total`, `ember_batches_failed_total`,
+//! `ember_input_records_total`, `ember_stream_input_records_total{stream}`,
+//! `ember_batches_active`, `ember_batch_interval_seconds`, `ember_last_batch_*` (time, input
+//! records, scheduling delay, processing time, total delay), `ember_average_input_rate`,
+//! `ember_receiver_records_stored_total{receiver}`, `ember_receiver_restarts_total{receiver}`,
+//! `ember_receiver_active{receiver}`, `ember_bad_records_total{source,kind}` and
+//! `ember_listener_events_dropped_total`.
+//!
 //! The page loads nothing from the network: its script and styles are inline, the charts come
 //! from the same server. The server listens on 127.0.0.1 unless
 //! [`ui_host`](crate::StreamingContextBuilder::ui_host) says otherwise. It keeps the last
