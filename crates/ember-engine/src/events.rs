@@ -38,6 +38,9 @@ pub enum EngineEvent {
         ended: Instant,
         failure: Option<String>,
     },
+    /// After batch `time`, the state of stateful operator `operator` on one worker holds
+    /// `keys` keys; the operator's count is the sum over workers.
+    StateKeys { operator: Arc<str>, time: u64, keys: u64 },
     /// Every batch up to `through` (inclusive) finished on every local worker.
     BatchCompleted { through: u64, at: Instant },
 }

@@ -42,6 +42,11 @@ pub trait StatefulLogic: 'static {
 
     /// See [`KeyedState::restored`].
     fn restored(&mut self) {}
+
+    /// How many keys this worker's state holds, for metrics; `None` when it has no keys.
+    fn keys(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<L: StatefulLogic> KeyedState for L {
@@ -184,6 +189,8 @@ where
 {
     let logic = Rc::new(RefCell::new(logic));
     let checkpointed = checkpointed_state(c, name, Rc::clone(&logic), checkpoint_every_ms, grid.step_ms);
+    let shared = c.env.shared.clone();
+    let operator: std::sync::Arc<str> = std::sync::Arc::from(name);
     stream.per_batch(
         grid,
         name,
@@ -192,6 +199,13 @@ where
             parts.sort_by(|a, b| a.id.cmp(&b.id));
             let time = info.time;
             logic.borrow_mut().on_batch(info, parts, out);
+            if let Some(keys) = logic.borrow().keys() {
+                shared.emit(|| crate::events::EngineEvent::StateKeys {
+                    operator: std::sync::Arc::clone(&operator),
+                    time,
+                    keys,
+                });
+            }
             if let Some(failure) = checkpointed.after_batch(time) {
                 out.push(Msg::Failed(failure));
             }

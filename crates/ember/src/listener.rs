@@ -75,6 +75,9 @@ pub struct BatchInfo {
     pub processing_end_time: Option<u64>,
     /// Its output operations, by their index in the order they were registered.
     pub output_operations: BTreeMap<usize, OutputOperationInfo>,
+    /// Keys held by each stateful stream (`update_state_by_key`, `map_with_state`; by its name,
+    /// `kind#id`) after the batch, over this process's workers (an ember addition).
+    pub state_keys: BTreeMap<String, u64>,
 }
 
 impl BatchInfo {
@@ -295,6 +298,7 @@ fn deliver(receiver: &Receiver<BusEvent>, listeners: &Listeners) {
                     processing_start_time: None,
                     processing_end_time: None,
                     output_operations: BTreeMap::new(),
+                    state_keys: BTreeMap::new(),
                 };
                 each(&mut |l| l.on_batch_submitted(&info));
                 pending.insert(
@@ -309,6 +313,11 @@ fn deliver(receiver: &Receiver<BusEvent>, listeners: &Listeners) {
             BusEvent::Engine(EngineEvent::Input { source, time, records }) => {
                 if let Some(batch) = pending.get_mut(&time) {
                     *batch.info.input_records.entry(source.to_string()).or_default() += records;
+                }
+            }
+            BusEvent::Engine(EngineEvent::StateKeys { operator, time, keys }) => {
+                if let Some(batch) = pending.get_mut(&time) {
+                    *batch.info.state_keys.entry(operator.to_string()).or_default() += keys;
                 }
             }
             BusEvent::Engine(EngineEvent::OutputStarted {

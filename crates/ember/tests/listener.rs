@@ -129,6 +129,7 @@ fn a_listener_sees_every_event_in_sparks_order() {
         }
     }
     assert_eq!(batches[2].num_records(), 4);
+    assert!(batches.iter().all(|b| b.state_keys.is_empty()), "no stateful stream here");
     assert!(batches[2].failed() && !batches[0].failed());
 }
 

@@ -73,6 +73,11 @@ fn metrics_json_and_page_agree_with_the_listener() {
         })
         .unwrap();
     lines.foreach_rdd(|_, _| {}).unwrap();
+    // A stateful stream: its keys (odd and even) are a metric.
+    let parity = numbers
+        .map(|x: i32| (x % 2, 1u64))
+        .update_state_by_key(|new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()));
+    parity.foreach_rdd(|_, _| {}).unwrap();
     ssc.start().unwrap();
     let address = ssc.ui_address().expect("the UI runs");
     assert!(address.ip().is_loopback(), "{address}");
@@ -123,13 +128,14 @@ fn metrics_json_and_page_agree_with_the_listener() {
         assert_eq!(item["status"], "COMPLETED");
         assert_eq!(item["inputSize"], batch.num_records());
         assert_eq!(item["totalDelay"], batch.total_delay().unwrap());
-        assert_eq!(item["numTotalOutputOps"], 3);
+        assert_eq!(item["numTotalOutputOps"], 4);
+        assert_eq!(item["stateKeys"][parity.operator_name()], 2, "{item}");
         let failed = if batch.batch_time.milliseconds() == 3000 { 1 } else { 0 };
         assert_eq!(item["numFailedOutputOps"], failed, "{item}");
     }
     let one = json(address, "/api/v1/streaming/batches/3000");
     let ops = one["outputOperations"].as_array().unwrap();
-    assert_eq!(ops.len(), 3);
+    assert_eq!(ops.len(), 4);
     assert!(
         ops.iter()
             .any(|o| o["failureReason"].as_str().is_some_and(|r| r.contains("refused on purpose"))),
@@ -141,6 +147,8 @@ fn metrics_json_and_page_agree_with_the_listener() {
     assert_eq!(receivers[0]["streamName"], format!("socket_text_stream(127.0.0.1:{port})"));
     assert_eq!(receivers[0]["recordsStored"], 3);
     assert_eq!(receivers[0]["isActive"], true);
+    assert_eq!(receivers[0]["bufferedRecords"], 0);
+    assert_eq!(receivers[0]["rateLimit"], Value::Null);
 
     // Prometheus' text format, parsed.
     let (status, text) = get(address, "/metrics");
@@ -169,6 +177,8 @@ fn metrics_json_and_page_agree_with_the_listener() {
         3.0
     );
     assert_eq!(value("ember_receiver_records_stored_total", None), 3.0);
+    assert_eq!(value("ember_receiver_buffered_records", None), 0.0);
+    assert_eq!(value("ember_state_keys", Some(("stream", &parity.operator_name()))), 2.0);
     let last = batches.last().unwrap();
     assert_eq!(
         value("ember_last_batch_total_delay_seconds", None),

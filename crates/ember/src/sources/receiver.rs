@@ -442,7 +442,7 @@ impl<T: Data> ReceiverContext<T> {
 
 /// A receiver's state, as Spark's `ReceiverInfo` shows it
 /// ([`StreamingContext::receivers`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ReceiverInfo {
     /// The stream's name (for example `socket_text_stream(localhost:9999)`).
     pub name: String,
@@ -454,6 +454,13 @@ pub struct ReceiverInfo {
     pub restarts: u64,
     /// Why it last failed, asked to restart, or stopped.
     pub last_error: Option<String>,
+    /// Records stored and not yet handed to a batch.
+    pub buffered_records: u64,
+    /// Their size in bytes (line bytes for text receivers).
+    pub buffered_bytes: u64,
+    /// The rate `store` is held to now (records per second): the lower of `receiver_max_rate`
+    /// and the backpressure controller's estimate; `None` when unlimited.
+    pub rate_limit: Option<f64>,
 }
 
 /// Paces `store` to a rate in records per second: a fixed maximum, an adaptive one set by the
@@ -654,12 +661,19 @@ impl<T: Data> ReceiverHost for ReceiverRunner<T> {
 
 impl<T> Core<T> {
     fn info(&self) -> ReceiverInfo {
+        let buffered = {
+            let buffer = lock(&self.buffer);
+            (buffer.records, buffer.bytes)
+        };
         ReceiverInfo {
             name: self.name.clone(),
             active: *lock(&self.phase) == Phase::Running,
             stored: self.stored.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
+            buffered_records: buffered.0 as u64,
+            buffered_bytes: buffered.1 as u64,
+            rate_limit: self.limiter.rate(),
         }
     }
 

@@ -46,6 +46,7 @@ pub(crate) struct BatchJson {
     pub(crate) num_failed_output_ops: usize,
     pub(crate) num_total_output_ops: usize,
     pub(crate) first_failure_reason: Option<String>,
+    pub(crate) state_keys: std::collections::BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) output_operations: Option<Vec<OutputJson>>,
 }
@@ -71,6 +72,9 @@ pub(crate) struct ReceiverJson {
     pub(crate) records_stored: u64,
     pub(crate) restarts: u64,
     pub(crate) last_error_message: Option<String>,
+    pub(crate) buffered_records: u64,
+    pub(crate) buffered_bytes: u64,
+    pub(crate) rate_limit: Option<f64>,
 }
 
 fn mean(values: impl Iterator<Item = u64>) -> Option<f64> {
@@ -126,6 +130,7 @@ pub(crate) fn batch_json(batch: &BatchInfo, interval_ms: u64, status: &'static s
         num_failed_output_ops: failed,
         num_total_output_ops: ops.len(),
         first_failure_reason: ops.values().find_map(|o| o.failure_reason.clone()),
+        state_keys: batch.state_keys.clone(),
         output_operations: with_outputs.then(|| {
             ops.values()
                 .map(|o| OutputJson {
@@ -192,6 +197,9 @@ pub(crate) fn receivers(view: &View) -> String {
             records_stored: r.stored,
             restarts: r.restarts,
             last_error_message: r.last_error,
+            buffered_records: r.buffered_records,
+            buffered_bytes: r.buffered_bytes,
+            rate_limit: r.rate_limit,
         })
         .collect();
     to_json(&list)

@@ -116,18 +116,40 @@ pub(crate) fn render(view: &View) -> String {
         by_stream,
     );
 
+    let keys = Family::<Labels, Gauge>::default();
+    for (operator, n) in last.map(|b| b.state_keys.clone()).unwrap_or_default() {
+        keys.get_or_create(&vec![("stream".into(), operator)]).set(n as i64);
+    }
+    registry.register("state_keys", "Keys each stateful stream holds after the last completed batch", keys);
+
     let stored = Family::<Labels, Counter>::default();
     let restarts = Family::<Labels, Counter>::default();
     let active = Family::<Labels, Gauge>::default();
+    let buffered = Family::<Labels, Gauge>::default();
+    let rate = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     for receiver in view.receivers() {
         let labels = vec![("receiver".into(), receiver.name.clone())];
         stored.get_or_create(&labels).inc_by(receiver.stored);
         restarts.get_or_create(&labels).inc_by(receiver.restarts);
         active.get_or_create(&labels).set(i64::from(receiver.active));
+        buffered.get_or_create(&labels).set(receiver.buffered_records as i64);
+        if let Some(limit) = receiver.rate_limit {
+            rate.get_or_create(&labels).set(limit);
+        }
     }
     registry.register("receiver_records_stored", "Records each receiver stored", stored);
     registry.register("receiver_restarts", "Times each receiver was restarted", restarts);
     registry.register("receiver_active", "Whether each receiver is receiving (1) or not (0)", active);
+    registry.register(
+        "receiver_buffered_records",
+        "Records each receiver holds for the next batch",
+        buffered,
+    );
+    registry.register(
+        "receiver_rate_limit",
+        "Records per second each limited receiver is held to (max rate or backpressure)",
+        rate,
+    );
 
     let bad = Family::<Labels, Counter>::default();
     for counts in view.bad_records() {

@@ -22,12 +22,13 @@
 //!   [ { "batchId", "batchTime", "status" (QUEUED | PROCESSING | COMPLETED), "batchDuration",
 //!       "inputSize", "inputRecords" { stream: records }, "schedulingDelay", "processingTime",
 //!       "totalDelay", "numActiveOutputOps", "numCompletedOutputOps", "numFailedOutputOps",
-//!       "numTotalOutputOps", "firstFailureReason" } ]
+//!       "numTotalOutputOps", "firstFailureReason", "stateKeys" { stream: keys } } ]
 //! /api/v1/streaming/batches/{time}     one batch as above, plus
 //!   "outputOperations": [ { "outputOpId", "name", "startTime", "endTime", "duration",
 //!                           "failureReason" } ]                      (404 if not retained)
 //! /api/v1/streaming/receivers
-//!   [ { "streamName", "isActive", "recordsStored", "restarts", "lastErrorMessage" } ]
+//!   [ { "streamName", "isActive", "recordsStored", "restarts", "lastErrorMessage",
+//!       "bufferedRecords", "bufferedBytes", "rateLimit" } ]
 //! ```
 //!
 //! `/metrics` has `ember_batches_completed_total`, `ember_batches_failed_total`,
@@ -35,7 +36,9 @@
 //! `ember_batches_active`, `ember_batch_interval_seconds`, `ember_last_batch_*` (time, input
 //! records, scheduling delay, processing time, total delay), `ember_average_input_rate`,
 //! `ember_receiver_records_stored_total{receiver}`, `ember_receiver_restarts_total{receiver}`,
-//! `ember_receiver_active{receiver}`, `ember_bad_records_total{source,kind}` and
+//! `ember_receiver_active{receiver}`, `ember_receiver_buffered_records{receiver}`,
+//! `ember_receiver_rate_limit{receiver}`, `ember_state_keys{stream}`,
+//! `ember_bad_records_total{source,kind}` and
 //! `ember_listener_events_dropped_total`.
 //!
 //! The page loads nothing from the network: its script and styles are inline, the charts come

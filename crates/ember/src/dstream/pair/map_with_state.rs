@@ -511,6 +511,10 @@ impl<K: Key, V: Data, S: Data, U: Data> StatefulLogic for MapWithState<K, V, S, 
         Ok(())
     }
 
+    fn keys(&self) -> Option<u64> {
+        Some(self.states.values().map(|m| m.len() as u64).sum())
+    }
+
     fn restored(&mut self) {
         // Restored state replaces the initial states (they were joined in before), also on a
         // worker that got none.

@@ -212,6 +212,11 @@ impl<K: Key, V: Data, S: Data> StatefulLogic for UpdateState<K, V, S> {
         Ok(())
     }
 
+    fn keys(&self) -> Option<u64> {
+        let maps = self.state.as_ref()?;
+        Some(maps.values().map(|m| m.values().filter(|s| s.is_some()).count() as u64).sum())
+    }
+
     fn restored(&mut self) {
         // Restored state replaces the initial state, also on a worker that got none.
         self.state.get_or_insert_with(HashMap::new);
