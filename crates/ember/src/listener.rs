@@ -270,6 +270,8 @@ struct Pending {
     started: bool,
     /// Outputs that run on every worker: ended on how many of those that started.
     running: BTreeMap<usize, usize>,
+    /// Outputs whose completion listeners were told.
+    told: std::collections::BTreeSet<usize>,
 }
 
 /// The listener thread: assembles batches from the engine's events and calls the listeners.
@@ -307,6 +309,7 @@ fn deliver(receiver: &Receiver<BusEvent>, listeners: &Listeners) {
                         info,
                         started: false,
                         running: BTreeMap::new(),
+                        told: std::collections::BTreeSet::new(),
                     },
                 );
             }
@@ -390,6 +393,7 @@ fn deliver(receiver: &Receiver<BusEvent>, listeners: &Listeners) {
                 };
                 if done && !per_worker {
                     let op = op.clone();
+                    batch.told.insert(output);
                     each(&mut |l| l.on_output_operation_completed(&op));
                 }
             }
@@ -398,9 +402,9 @@ fn deliver(receiver: &Receiver<BusEvent>, listeners: &Listeners) {
                 for time in done {
                     let Some(mut batch) = pending.remove(&time) else { continue };
                     start_batch(&mut batch, last_completed, &each);
-                    // Outputs on every worker end with the batch.
+                    // Outputs on every worker (and any other not told yet) end with the batch.
                     for op in batch.info.output_operations.values() {
-                        if batch.running.contains_key(&op.id) {
+                        if !batch.told.contains(&op.id) {
                             each(&mut |l| l.on_output_operation_completed(op));
                         }
                     }

@@ -72,6 +72,11 @@ fn a_listener_sees_every_event_in_sparks_order() {
     })
     .unwrap();
     let failing_name = "foreach_rdd#5".to_owned();
+    // A third output, on every worker, whose input fails on the third batch.
+    a.map(|x: i32| if x == 5 { panic!("five is not allowed") } else { x })
+        .foreach_partition(|_, _| {})
+        .unwrap();
+    let per_worker_name = "foreach_partition#7".to_owned();
     ssc.start().unwrap();
     clock.advance(seconds(3));
     assert!(ssc.await_batch(Time::from_millis(3000), seconds(60)).unwrap());
@@ -90,8 +95,8 @@ fn a_listener_sees_every_event_in_sparks_order() {
         let started = at(&format!("started {t}"));
         let completed = at(&format!("completed {t}"));
         assert!(submitted < started && started < completed, "batch {t}: {events:#?}");
-        for output in [&both_name, &failing_name] {
-            let result = if t == 3000 && output == &failing_name { "failed" } else { "ok" };
+        for output in [&both_name, &failing_name, &per_worker_name] {
+            let result = if t == 3000 && output != &both_name { "failed" } else { "ok" };
             let output_started = at(&format!("output {output} started {t}"));
             let output_done = at(&format!("output {output} {result} {t}"));
             assert!(
@@ -118,14 +123,15 @@ fn a_listener_sees_every_event_in_sparks_order() {
         let (start, end) = (b.processing_start_time.unwrap(), b.processing_end_time.unwrap());
         assert!(b.submission_time <= start && start <= end, "{b:?}");
         assert_eq!(b.total_delay(), Some(b.scheduling_delay().unwrap() + b.processing_delay().unwrap()));
-        assert_eq!(b.output_operations.len(), 2, "{b:?}");
-        let failure = b.output_operations.values().find_map(|o| o.failure_reason.clone());
+        assert_eq!(b.output_operations.len(), 3, "{b:?}");
+        let failures: Vec<String> = b.output_operations.values().filter_map(|o| o.failure_reason.clone()).collect();
         match b.batch_time.milliseconds() {
-            3000 => assert!(
-                failure.as_deref().is_some_and(|f| f.contains("batch of 2 elements refused")),
-                "{failure:?}"
-            ),
-            _ => assert_eq!(failure, None),
+            3000 => {
+                assert_eq!(failures.len(), 2, "{failures:?}");
+                assert!(failures.iter().any(|f| f.contains("batch of 2 elements refused")), "{failures:?}");
+                assert!(failures.iter().any(|f| f.contains("five is not allowed")), "{failures:?}");
+            }
+            _ => assert!(failures.is_empty(), "{failures:?}"),
         }
     }
     assert_eq!(batches[2].num_records(), 4);
