@@ -6,12 +6,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::Operator;
-
-use crate::msg::{Data, Msg};
-use crate::runtime::{Compiler, EStream};
-
 /// One thing that happened in this process's part of a run.
 #[derive(Clone, Debug)]
 pub enum EngineEvent {
@@ -54,35 +48,4 @@ impl fmt::Debug for EventSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("EventSink")
     }
-}
-
-/// Passes `stream` through unchanged, reporting how many records each batch of input `source`
-/// brought on this worker (no-op without an event sink).
-pub fn count_input<'s, T: Data>(compiler: &mut Compiler<'s>, stream: EStream<'s, T>, source: &str) -> EStream<'s, T> {
-    let Some(sink) = compiler.env.shared.events().cloned() else {
-        return stream;
-    };
-    let source: Arc<str> = Arc::from(source);
-    stream.unary(Pipeline, "CountInput", move |_cap, _info| {
-        move |input, output| {
-            input.for_each(|time, data| {
-                let t = crate::ops::stamp_time(&time);
-                let records: usize = data
-                    .iter()
-                    .map(|msg| match msg {
-                        Msg::Part(part) => part.data.len(),
-                        _ => 0,
-                    })
-                    .sum();
-                if records > 0 {
-                    (sink.0)(EngineEvent::Input {
-                        source: Arc::clone(&source),
-                        time: t,
-                        records: records as u64,
-                    });
-                }
-                output.session(&time).give_container(data);
-            });
-        }
-    })
 }

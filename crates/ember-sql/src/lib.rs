@@ -69,12 +69,15 @@
 
 use std::sync::{Mutex, OnceLock};
 
+mod binding;
+mod save;
 mod sink;
 mod sql;
 mod transaction;
 mod value;
 
-pub use sink::{DatabaseSink, SaveToDatabase};
+pub use save::SaveToDatabase;
+pub use sink::DatabaseSink;
 pub use sql::{BATCHES_TABLE, Backend};
 pub use transaction::Transaction;
 pub use value::{SqlValue, ToRow};
@@ -194,7 +197,7 @@ impl Database {
     ///
     /// [`Error::Database`] with the URL (without its password) and the database's message.
     pub fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<u64> {
-        let query = transaction::bind_all(sqlx::query(sql), params);
+        let query = binding::bind_all(sqlx::query(sql), params);
         runtime()?
             .block_on(query.execute(&self.pool))
             .map(|done| done.rows_affected())
@@ -208,10 +211,10 @@ impl Database {
     ///
     /// As [`Database::execute`].
     pub fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>> {
-        let query = transaction::bind_all(sqlx::query(sql), params);
+        let query = binding::bind_all(sqlx::query(sql), params);
         runtime()?
             .block_on(query.fetch_all(&self.pool))
-            .map(|rows| rows.iter().map(transaction::row_values).collect())
+            .map(|rows| rows.iter().map(binding::row_values).collect())
             .map_err(|e| Error::Database(format!("{} ({}): {}", sql, self.shown, message(&e))))
     }
 

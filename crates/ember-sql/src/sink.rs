@@ -1,14 +1,12 @@
-//! `save_to_database`: every batch of a stream into a table, in one transaction per batch.
+//! A database sink: its settings (`DatabaseSink`) and the writer that puts each batch into its
+//! table in one transaction, exactly once.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ember::{Batch, DStream, Data};
-
+use crate::binding::bind;
 use crate::sql::{self, Mode};
-use crate::transaction::{Transaction, bind};
-use crate::value::{SqlValue, ToRow};
+use crate::value::SqlValue;
 use crate::{Database, Error, Result, message, transient};
 
 /// Where and how a stream's batches go into a table: the database URL, the table, its columns
@@ -96,7 +94,7 @@ impl DatabaseSink {
     }
 
     /// Checks the sink and opens its database's pool.
-    fn open(self) -> Result<Writer> {
+    pub(crate) fn open(self) -> Result<Writer> {
         sql::check_identifier("table", &self.table, true)?;
         if self.columns.is_empty() {
             return Err(Error::Config(format!(
@@ -171,6 +169,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// The table's columns, in the order of each row's values.
+    pub(crate) fn columns(&self) -> &[String] {
+        &self.spec.columns
+    }
+
     /// Opens a writer for `transaction` helpers: the batch-record table and retries only.
     pub(crate) fn for_transactions(url: &str, sink_id: &str) -> Result<Writer> {
         DatabaseSink::new(url, "unused").columns(["unused"]).sink_id(sink_id).open()
@@ -178,7 +181,7 @@ impl Writer {
 
     /// Writes one batch's values (`columns` per row) exactly once, retrying while the database
     /// cannot be reached.
-    fn write(&self, time_ms: u64, values: &[SqlValue]) -> std::result::Result<(), String> {
+    pub(crate) fn write(&self, time_ms: u64, values: &[SqlValue]) -> std::result::Result<(), String> {
         let rt = crate::runtime().map_err(|e| e.to_string())?;
         let outcome = self.with_retries(time_ms, |writer| rt.block_on(writer.try_write(time_ms, values)))?;
         if outcome == Outcome::AlreadyCommitted {
@@ -379,97 +382,4 @@ impl From<sqlx::Error> for Failure {
     fn from(e: sqlx::Error) -> Self {
         Failure::Sql(e)
     }
-}
-
-/// Output operations that write a stream into a database (import this trait to call them on
-/// a `DStream`).
-pub trait SaveToDatabase<T> {
-    /// Writes every batch into the sink's table, each element one row (see [`ToRow`]), exactly
-    /// once per batch (see the [crate] documentation). Empty batches write only their record.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for a sink set up wrongly (URL scheme, names, upsert key), checked
-    /// here rather than at the first batch; ember's errors for an output added after start.
-    fn save_to_database(&self, sink: DatabaseSink) -> Result<()>
-    where
-        T: ToRow;
-
-    /// [`SaveToDatabase::save_to_database`] with each element turned into a row by `to_row`.
-    ///
-    /// # Errors
-    ///
-    /// As [`SaveToDatabase::save_to_database`].
-    fn save_to_database_with<R: ToRow, F>(&self, sink: DatabaseSink, to_row: F) -> Result<()>
-    where
-        F: Fn(&T) -> R + Send + Sync + 'static;
-
-    /// Runs `f` on every batch inside one database transaction, with the batch's partitions
-    /// one by one (the seed's `foreachRDD(rdd => rdd.foreachPartition(...))` with a pooled
-    /// connection instead of one per partition or record), exactly once per batch: the
-    /// transaction also records the batch under `sink_id`, and a batch committed before is
-    /// skipped. `f` may run again for the same batch when the database was unreachable; it
-    /// must only write through the transaction.
-    ///
-    /// # Errors
-    ///
-    /// As [`SaveToDatabase::save_to_database`].
-    fn foreach_partition_in_transaction<F>(&self, url: &str, sink_id: &str, f: F) -> Result<()>
-    where
-        F: Fn(&mut Transaction<'_>, &[T]) -> Result<()> + Send + Sync + 'static;
-}
-
-impl<T: Data> SaveToDatabase<T> for DStream<T> {
-    fn save_to_database(&self, sink: DatabaseSink) -> Result<()>
-    where
-        T: ToRow,
-    {
-        register(self, sink, |x: &T, row: &mut Vec<SqlValue>| x.to_row(row))
-    }
-
-    fn save_to_database_with<R: ToRow, F>(&self, sink: DatabaseSink, to_row: F) -> Result<()>
-    where
-        F: Fn(&T) -> R + Send + Sync + 'static,
-    {
-        register(self, sink, move |x: &T, row: &mut Vec<SqlValue>| to_row(x).to_row(row))
-    }
-
-    fn foreach_partition_in_transaction<F>(&self, url: &str, sink_id: &str, f: F) -> Result<()>
-    where
-        F: Fn(&mut Transaction<'_>, &[T]) -> Result<()> + Send + Sync + 'static,
-    {
-        let writer = Arc::new(Writer::for_transactions(url, sink_id)?);
-        self.register_output_operation("foreach_partition_in_transaction", move |batch: Batch<T>| {
-            crate::transaction::run(&writer, batch.time(), batch.partitions(), &f)
-        })?;
-        Ok(())
-    }
-}
-
-/// Adds the output of `save_to_database`: each element's values appended by `append`.
-fn register<T: Data, A>(stream: &DStream<T>, sink: DatabaseSink, append: A) -> Result<()>
-where
-    A: Fn(&T, &mut Vec<SqlValue>) + Send + Sync + 'static,
-{
-    let writer = Arc::new(sink.open()?);
-    let width = writer.spec.columns.len();
-    stream.register_output_operation("save_to_database", move |batch: Batch<T>| {
-        let time_ms = batch.time().milliseconds();
-        let mut values = Vec::with_capacity(batch.count() as usize * width);
-        for (i, element) in batch.iter().enumerate() {
-            let before = values.len();
-            append(element, &mut values);
-            if values.len() - before != width {
-                return Err(format!(
-                    "{}: batch {time_ms} ms not written: element {} gives {} values for the {width} columns {:?}",
-                    writer.name,
-                    i + 1,
-                    values.len() - before,
-                    writer.spec.columns
-                ));
-            }
-        }
-        writer.write(time_ms, &values)
-    })?;
-    Ok(())
 }

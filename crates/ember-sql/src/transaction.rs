@@ -1,12 +1,11 @@
 //! `foreach_partition_in_transaction`: a user's own SQL per batch, in one pooled transaction
 //! that also records the batch, so that a batch run again is skipped.
 
-use ember::Time;
-use sqlx::Row as _;
-
+use crate::binding::{bind_all, row_values};
 use crate::sink::{Failure, Writer};
 use crate::value::SqlValue;
 use crate::{Backend, Error, Result, message};
+use ember::Time;
 
 /// A batch's open transaction, handed to the function of
 /// [`foreach_partition_in_transaction`](crate::SaveToDatabase::foreach_partition_in_transaction).
@@ -78,60 +77,6 @@ impl Transaction<'_> {
         let error = Error::Database(format!("{sql}: {}", message(&e)));
         self.failed.get_or_insert(e);
         error
-    }
-}
-
-/// One row's columns as values.
-pub(crate) fn row_values(row: &sqlx::any::AnyRow) -> Vec<SqlValue> {
-    (0..row.len())
-        .map(|i| {
-            if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-                return v.map_or(SqlValue::Null, SqlValue::Int);
-            }
-            if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
-                return v.map_or(SqlValue::Null, SqlValue::Float);
-            }
-            if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-                return v.map_or(SqlValue::Null, SqlValue::Text);
-            }
-            if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
-                return v.map_or(SqlValue::Null, SqlValue::Bool);
-            }
-            row.try_get::<Option<Vec<u8>>, _>(i)
-                .ok()
-                .flatten()
-                .map_or(SqlValue::Null, SqlValue::Bytes)
-        })
-        .collect()
-}
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
-/// Binds a non-null value (ember's own statements write nulls as literals).
-pub(crate) fn bind<'q>(query: AnyQuery<'q>, value: &'q SqlValue) -> AnyQuery<'q> {
-    match value {
-        SqlValue::Null => query,
-        other => bind_param(query, other),
-    }
-}
-
-/// Binds `params` in order (nulls as text `NULL`s).
-pub(crate) fn bind_all<'q>(mut query: AnyQuery<'q>, params: &'q [SqlValue]) -> AnyQuery<'q> {
-    for value in params {
-        query = bind_param(query, value);
-    }
-    query
-}
-
-/// Binds a value; a null as a text `NULL`.
-fn bind_param<'q>(query: AnyQuery<'q>, value: &'q SqlValue) -> AnyQuery<'q> {
-    match value {
-        SqlValue::Null => query.bind(None::<String>),
-        SqlValue::Bool(b) => query.bind(*b),
-        SqlValue::Int(i) => query.bind(*i),
-        SqlValue::Float(x) => query.bind(*x),
-        SqlValue::Text(s) => query.bind(s.as_str()),
-        SqlValue::Bytes(b) => query.bind(b.as_slice()),
     }
 }
 

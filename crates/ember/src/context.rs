@@ -967,7 +967,7 @@ impl StreamingContext {
         if let Some((host, port)) = &settings.ui {
             let stats = Arc::default();
             self.inner.bus.add(Box::new(crate::ui::StatsListener(Arc::clone(&stats))));
-            match crate::ui::UiServer::start(host, *port, Arc::downgrade(&self.inner), stats, interval) {
+            match crate::ui::UiServer::start(host, *port, Arc::new(UiJob(Arc::downgrade(&self.inner))), stats, interval) {
                 Ok(server) => *lock(&self.inner.ui) = Some(server),
                 Err(e) => {
                     return fail(
@@ -1186,8 +1186,47 @@ impl StreamingContext {
         // Listeners see how many records each source brought into each batch.
         DStream::node(&self.inner.plan, spec, move |c, label| {
             let stream = build(c, label);
-            ember_engine::events::count_input(c, stream, label)
+            ember_engine::ops::count_input(c, stream, label)
         })
+    }
+}
+
+impl StreamingContext {
+    /// Registers a listener for this context's events (Spark's `addStreamingListener`); it may
+    /// be added before or after `start`. See [`StreamingListener`](crate::StreamingListener).
+    pub fn add_streaming_listener(&self, listener: impl crate::listener::StreamingListener) -> crate::listener::ListenerId {
+        self.inner.bus.add(Box::new(listener))
+    }
+
+    /// Removes a listener (Spark's `removeStreamingListener`); returns whether it was there.
+    pub fn remove_streaming_listener(&self, id: crate::listener::ListenerId) -> bool {
+        self.inner.bus.remove(id)
+    }
+
+    /// Events dropped because the listeners fell behind (see [`StreamingListener`](crate::StreamingListener)).
+    pub fn dropped_listener_events(&self) -> u64 {
+        self.inner.bus.dropped()
+    }
+}
+
+/// What the web UI reads of a running context.
+struct UiJob(std::sync::Weak<ContextInner>);
+
+impl crate::ui::Job for UiJob {
+    fn receivers(&self) -> Vec<crate::sources::ReceiverInfo> {
+        self.0.upgrade().map(|c| c.receiver_infos()).unwrap_or_default()
+    }
+
+    fn bad_records(&self) -> Vec<crate::sources::BadRecordCounts> {
+        self.0.upgrade().map(|c| c.bad_record_counts()).unwrap_or_default()
+    }
+
+    fn dropped_events(&self) -> u64 {
+        self.0.upgrade().map_or(0, |c| c.bus.dropped())
+    }
+
+    fn alive(&self) -> bool {
+        self.0.strong_count() > 0
     }
 }
 

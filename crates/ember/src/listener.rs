@@ -5,7 +5,7 @@
 //! The engine and the receivers put events on a bounded queue without waiting
 //! ([`QUEUE_CAPACITY`]); the `ember-listener` thread assembles each batch's `BatchInfo` and calls
 //! the listeners in registration order. A listener slower than the job makes the queue fill:
-//! events are then dropped and counted ([`StreamingContext::dropped_listener_events`]), with a
+//! events are then dropped and counted (`StreamingContext::dropped_listener_events`), with a
 //! warning at most every 10 seconds, and the job never waits for a listener.
 //!
 //! In a cluster every process has its own listeners, which see that process's part of the
@@ -20,7 +20,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use ember_engine::events::{EngineEvent, EventSink};
 use serde::Serialize;
 
-use crate::context::StreamingContext;
 use crate::lock::lock;
 use crate::sources::ReceiverInfo;
 use crate::time::Time;
@@ -131,7 +130,7 @@ impl OutputOperationInfo {
     }
 }
 
-/// A registered listener, for [`StreamingContext::remove_streaming_listener`].
+/// A registered listener, for [`StreamingContext::remove_streaming_listener`](crate::StreamingContext::remove_streaming_listener).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ListenerId(u64);
 
@@ -433,24 +432,6 @@ fn start_batch(batch: &mut Pending, last_completed: Option<u64>, each: &dyn Fn(&
     batch.info.processing_start_time = Some(start);
     let info = batch.info.clone();
     each(&mut |l| l.on_batch_started(&info));
-}
-
-impl StreamingContext {
-    /// Registers a listener for this context's events (Spark's `addStreamingListener`); it may
-    /// be added before or after `start`. See [`StreamingListener`].
-    pub fn add_streaming_listener(&self, listener: impl StreamingListener) -> ListenerId {
-        self.inner().bus.add(Box::new(listener))
-    }
-
-    /// Removes a listener (Spark's `removeStreamingListener`); returns whether it was there.
-    pub fn remove_streaming_listener(&self, id: ListenerId) -> bool {
-        self.inner().bus.remove(id)
-    }
-
-    /// Events dropped because the listeners fell behind (see [`StreamingListener`]).
-    pub fn dropped_listener_events(&self) -> u64 {
-        self.inner().bus.dropped()
-    }
 }
 
 /// Logs a summary of the last `every` completed batches' delays (Spark's

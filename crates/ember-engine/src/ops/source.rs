@@ -1,8 +1,12 @@
-//! The source operator: cuts batches on the clock and asks a generator for each batch's data.
+//! The source operator: cuts batches on the clock and asks a generator for each batch's data;
+//! and the pass-through that counts a source's records for listeners.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use crate::clock::Clock;
@@ -101,6 +105,37 @@ where
             }
             // Re-check for a stop request regularly even when nothing is due.
             activator.activate_after(Duration::from_millis(5));
+        }
+    })
+}
+
+/// Passes `stream` through unchanged, reporting how many records each batch of input `source`
+/// brought on this worker (no-op without an event sink).
+pub fn count_input<'s, T: Data>(compiler: &mut Compiler<'s>, stream: EStream<'s, T>, source: &str) -> EStream<'s, T> {
+    let Some(sink) = compiler.env.shared.events().cloned() else {
+        return stream;
+    };
+    let source: Arc<str> = Arc::from(source);
+    stream.unary(Pipeline, "CountInput", move |_cap, _info| {
+        move |input, output| {
+            input.for_each(|time, data| {
+                let t = crate::ops::stamp_time(&time);
+                let records: usize = data
+                    .iter()
+                    .map(|msg| match msg {
+                        Msg::Part(part) => part.data.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                if records > 0 {
+                    (sink.0)(crate::events::EngineEvent::Input {
+                        source: Arc::clone(&source),
+                        time: t,
+                        records: records as u64,
+                    });
+                }
+                output.session(&time).give_container(data);
+            });
         }
     })
 }

@@ -52,10 +52,9 @@ mod metrics;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::context::ContextInner;
 use crate::listener::{BatchInfo, StreamingListener, StreamingStarted};
 use crate::lock::lock;
 
@@ -121,14 +120,8 @@ pub(crate) struct UiServer {
 }
 
 impl UiServer {
-    /// Serves the UI of the context `ctx` on `host:port` (port 0: any free port).
-    pub(crate) fn start(
-        host: &str,
-        port: u16,
-        ctx: Weak<ContextInner>,
-        stats: Arc<Mutex<Stats>>,
-        interval_ms: u64,
-    ) -> std::io::Result<UiServer> {
+    /// Serves the UI of `job` on `host:port` (port 0: any free port).
+    pub(crate) fn start(host: &str, port: u16, job: Arc<dyn Job>, stats: Arc<Mutex<Stats>>, interval_ms: u64) -> std::io::Result<UiServer> {
         let server = tiny_http::Server::http((host, port))
             .map_err(|e| std::io::Error::other(format!("cannot serve the UI on {host}:{port}: {e}")))?;
         let address = server
@@ -140,16 +133,16 @@ impl UiServer {
         // A few threads, so that a page's eight charts are drawn side by side.
         let mut threads = Vec::new();
         for i in 0..HANDLER_THREADS {
-            let (serving, stop, ctx, stats) = (Arc::clone(&server), Arc::clone(&stopping), ctx.clone(), Arc::clone(&stats));
+            let (serving, stop, job, stats) = (Arc::clone(&server), Arc::clone(&stopping), Arc::clone(&job), Arc::clone(&stats));
             let spawned = std::thread::Builder::new().name(format!("ember-ui-{i}")).spawn(move || {
-                let view = View { ctx, stats, interval_ms };
+                let view = View { job, stats, interval_ms };
                 loop {
                     match serving.recv_timeout(Duration::from_millis(200)) {
                         Ok(Some(request)) => respond(request, &view),
                         Ok(None) => {}
                         Err(_) => break,
                     }
-                    if view.ctx.strong_count() == 0 || stop.load(std::sync::atomic::Ordering::Acquire) {
+                    if !view.job.alive() || stop.load(std::sync::atomic::Ordering::Acquire) {
                         break;
                     }
                 }
@@ -184,27 +177,36 @@ impl UiServer {
     }
 }
 
+/// What the UI reads of the running context besides the listener's statistics.
+pub(crate) trait Job: Send + Sync {
+    /// Each receiver's state.
+    fn receivers(&self) -> Vec<crate::sources::ReceiverInfo>;
+    /// Each text source's bad-line counts.
+    fn bad_records(&self) -> Vec<crate::sources::BadRecordCounts>;
+    /// Events dropped because listeners fell behind.
+    fn dropped_events(&self) -> u64;
+    /// Whether the context is still there.
+    fn alive(&self) -> bool;
+}
+
 /// What a request can look at.
 pub(crate) struct View {
-    ctx: Weak<ContextInner>,
+    job: Arc<dyn Job>,
     pub(crate) stats: Arc<Mutex<Stats>>,
     pub(crate) interval_ms: u64,
 }
 
 impl View {
-    /// The receivers of the context, if it is still there.
     pub(crate) fn receivers(&self) -> Vec<crate::sources::ReceiverInfo> {
-        self.ctx.upgrade().map(|c| c.receiver_infos()).unwrap_or_default()
+        self.job.receivers()
     }
 
-    /// Events dropped because listeners fell behind.
     pub(crate) fn dropped_events(&self) -> u64 {
-        self.ctx.upgrade().map_or(0, |c| c.bus.dropped())
+        self.job.dropped_events()
     }
 
-    /// Each text source's bad-line counts.
     pub(crate) fn bad_records(&self) -> Vec<crate::sources::BadRecordCounts> {
-        self.ctx.upgrade().map(|c| c.bad_record_counts()).unwrap_or_default()
+        self.job.bad_records()
     }
 }
 
