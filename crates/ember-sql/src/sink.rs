@@ -11,7 +11,7 @@ use crate::{Database, Error, Result, message, transient};
 
 /// Where and how a stream's batches go into a table: the database URL, the table, its columns
 /// in the order of each element's values, insert or upsert, and the sink's id for exactly-once.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DatabaseSink {
     url: String,
     table: String,
@@ -22,6 +22,19 @@ pub struct DatabaseSink {
     row_by_row: bool,
     retry_for: Duration,
     keep_batch_records_for: Duration,
+}
+
+/// Shows the URL without its password.
+impl std::fmt::Debug for DatabaseSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSink")
+            .field("url", &crate::redact(&self.url))
+            .field("table", &self.table)
+            .field("columns", &self.columns)
+            .field("mode", &self.mode)
+            .field("sink_id", &self.sink_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DatabaseSink {

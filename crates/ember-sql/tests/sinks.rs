@@ -441,6 +441,8 @@ fn an_unreachable_database_fails_the_batch_without_showing_the_password() {
     assert!(!failure.contains("s3cret"), "{failure}");
     assert!(failure.contains(&format!("postgres://ember@127.0.0.1:{port}/test")), "{failure}");
     assert!(failure.contains("unreachable"), "{failure}");
+    let shown = format!("{:?}", DatabaseSink::new(&url, "t"));
+    assert!(!shown.contains("s3cret") && shown.contains("postgres://ember@"), "{shown}");
 }
 
 #[test]
