@@ -8,6 +8,9 @@
 //! events are then dropped and counted (`StreamingContext::dropped_listener_events`), with a
 //! warning at most every 10 seconds, and the job never waits for a listener.
 //!
+//! Events are queued only while some listener is registered: a listener added while the job
+//! runs sees the batches cut after it was added.
+//!
 //! In a cluster every process has its own listeners, which see that process's part of the
 //! job: receivers and gathered outputs (`print`, `foreach_rdd`) run on process 0.
 
@@ -155,6 +158,9 @@ type Listeners = Arc<Mutex<Vec<(ListenerId, Box<dyn StreamingListener>)>>>;
 pub(crate) struct ListenerBus {
     sender: Mutex<Option<SyncSender<BusEvent>>>,
     listeners: Listeners,
+    /// How many listeners are registered: without any, events are not queued at all (the
+    /// job pays nothing for the listener machinery).
+    registered: std::sync::atomic::AtomicUsize,
     next_id: AtomicU64,
     dropped: Arc<AtomicU64>,
     last_warning: Mutex<Option<Instant>>,
@@ -166,6 +172,7 @@ impl ListenerBus {
         ListenerBus {
             sender: Mutex::new(None),
             listeners: Arc::default(),
+            registered: std::sync::atomic::AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             dropped: Arc::default(),
             last_warning: Mutex::new(None),
@@ -175,7 +182,9 @@ impl ListenerBus {
 
     pub(crate) fn add(&self, listener: Box<dyn StreamingListener>) -> ListenerId {
         let id = ListenerId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        lock(&self.listeners).push((id, listener));
+        let mut listeners = lock(&self.listeners);
+        listeners.push((id, listener));
+        self.registered.store(listeners.len(), Ordering::Release);
         id
     }
 
@@ -183,6 +192,7 @@ impl ListenerBus {
         let mut listeners = lock(&self.listeners);
         let before = listeners.len();
         listeners.retain(|(i, _)| *i != id);
+        self.registered.store(listeners.len(), Ordering::Release);
         listeners.len() != before
     }
 
@@ -209,6 +219,9 @@ impl ListenerBus {
 
     /// Queues an event, or drops and counts it when the queue is full.
     pub(crate) fn send(&self, event: BusEvent) {
+        if self.registered.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let sender = lock(&self.sender).clone();
         let Some(sender) = sender else { return };
         if let Err(TrySendError::Full(_)) = sender.try_send(event) {
