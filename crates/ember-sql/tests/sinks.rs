@@ -108,6 +108,11 @@ impl Admin {
     }
 }
 
+/// Expected rows of two columns, as `Admin::rows` reads them.
+fn pairs<A: ToString, B: ToString>(rows: &[(A, B)]) -> Vec<Vec<String>> {
+    rows.iter().map(|(a, b)| vec![a.to_string(), b.to_string()]).collect()
+}
+
 /// A name unique to this test run and backend.
 fn unique(base: &str, backend: &str) -> String {
     format!("{base}_{backend}_{}", std::process::id())
@@ -155,22 +160,13 @@ fn rows_per_batch_are_exact(url: &str, backend: &str) {
     });
     assert!(failures.is_empty(), "{failures:?}");
     let per_batch = admin.rows(&format!("SELECT batch, COUNT(*) FROM {table} GROUP BY batch ORDER BY batch"));
-    assert_eq!(
-        per_batch,
-        vec![vec!["1", "4"], vec!["3", "2"], vec!["4", "11"]]
-            .into_iter()
-            .map(|r| r.into_iter().map(str::to_owned).collect::<Vec<_>>())
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(per_batch, pairs(&[(1, 4), (3, 2), (4, 11)]));
     let a = admin.rows(&format!("SELECT COUNT(*) FROM {table} WHERE word = 'a'"));
     assert_eq!(a, vec![vec!["2".to_owned()]]);
     let records = admin.rows(&format!(
         "SELECT batch_time, row_count FROM ember_sink_batches WHERE sink_id = '{table}' ORDER BY batch_time"
     ));
-    let want: Vec<Vec<String>> = [(1000, 4), (2000, 0), (3000, 2), (4000, 11)]
-        .iter()
-        .map(|(t, n)| vec![t.to_string(), n.to_string()])
-        .collect();
+    let want = pairs(&[(1000, 4), (2000, 0), (3000, 2), (4000, 11)]);
     assert_eq!(records, want);
 }
 
@@ -190,10 +186,7 @@ fn upsert_keeps_the_latest_value_per_key(url: &str, backend: &str) {
     });
     assert!(failures.is_empty(), "{failures:?}");
     let rows = admin.rows(&format!("SELECT word, count FROM {table} ORDER BY word"));
-    let want: Vec<Vec<String>> = [("ember", 1), ("hello", 3), ("spark", 2)]
-        .iter()
-        .map(|(w, n)| vec![w.to_string(), n.to_string()])
-        .collect();
+    let want = pairs(&[("ember", 1), ("hello", 3), ("spark", 2)]);
     assert_eq!(rows, want);
 }
 
@@ -220,10 +213,7 @@ fn a_batch_run_again_writes_nothing_twice(url: &str, backend: &str) {
     });
     assert!(failures.is_empty(), "{failures:?}");
     let per_batch = admin.rows(&format!("SELECT batch, COUNT(*) FROM {table} GROUP BY batch ORDER BY batch"));
-    let want: Vec<Vec<String>> = [(1, 2), (2, 3), (3, 1), (4, 2)]
-        .iter()
-        .map(|(b, n)| vec![b.to_string(), n.to_string()])
-        .collect();
+    let want = pairs(&[(1, 2), (2, 3), (3, 1), (4, 2)]);
     assert_eq!(per_batch, want);
 }
 
@@ -282,10 +272,7 @@ fn foreach_partition_in_transaction_writes_once(url: &str, backend: &str) {
         assert!(failures.is_empty(), "{failures:?}");
     }
     let rows = admin.rows(&format!("SELECT word, batch FROM {table} ORDER BY word"));
-    let want: Vec<Vec<String>> = [("a", 1), ("b", 1), ("c", 1), ("d", 2)]
-        .iter()
-        .map(|(w, b)| vec![w.to_string(), b.to_string()])
-        .collect();
+    let want = pairs(&[("a", 1), ("b", 1), ("c", 1), ("d", 2)]);
     assert_eq!(rows, want);
 }
 
@@ -412,10 +399,7 @@ fn a_server_restart_loses_nothing(url: &str, backend: &str) {
     let failures: Vec<String> = ssc.failures().iter().map(ToString::to_string).collect();
     assert!(failures.is_empty(), "{failures:?}");
     let per_batch = admin.rows(&format!("SELECT batch, COUNT(*) FROM {table} GROUP BY batch ORDER BY batch"));
-    let want: Vec<Vec<String>> = [(1, 2), (2, 1), (3, 3), (4, 1), (5, 2)]
-        .iter()
-        .map(|(b, n)| vec![b.to_string(), n.to_string()])
-        .collect();
+    let want = pairs(&[(1, 2), (2, 1), (3, 3), (4, 1), (5, 2)]);
     assert_eq!(per_batch, want);
 }
 

@@ -127,6 +127,18 @@ pub struct OutputOperationInfo {
 }
 
 impl OutputOperationInfo {
+    /// An output operation that started at `start_ms` and has not ended yet.
+    fn started(time: u64, id: usize, name: &str, start_ms: u64) -> Self {
+        OutputOperationInfo {
+            batch_time: Time::from_millis(time),
+            id,
+            name: name.to_owned(),
+            start_time: Some(start_ms),
+            end_time: None,
+            failure_reason: None,
+        }
+    }
+
     /// How long it ran (ms).
     pub fn duration(&self) -> Option<u64> {
         Some(self.end_time?.saturating_sub(self.start_time?))
@@ -349,14 +361,7 @@ fn deliver(receiver: &Receiver<BusEvent>, listeners: &Listeners) {
                 start_batch(batch, last_completed, &each);
                 let entry = batch.info.output_operations.entry(output);
                 let first = matches!(entry, std::collections::btree_map::Entry::Vacant(_));
-                let op = entry.or_insert_with(|| OutputOperationInfo {
-                    batch_time: Time::from_millis(time),
-                    id: output,
-                    name: name.to_string(),
-                    start_time: Some(clock.ms(at)),
-                    end_time: None,
-                    failure_reason: None,
-                });
+                let op = entry.or_insert_with(|| OutputOperationInfo::started(time, output, &name, clock.ms(at)));
                 if per_worker {
                     *batch.running.entry(output).or_default() += 1;
                 }
@@ -381,14 +386,7 @@ fn deliver(receiver: &Receiver<BusEvent>, listeners: &Listeners) {
                 start_batch(batch, last_completed, &each);
                 let op = batch.info.output_operations.entry(output).or_insert_with(|| {
                     // Failed upstream: it never started.
-                    let op = OutputOperationInfo {
-                        batch_time: Time::from_millis(time),
-                        id: output,
-                        name: name.to_string(),
-                        start_time: Some(clock.ms(started)),
-                        end_time: None,
-                        failure_reason: None,
-                    };
+                    let op = OutputOperationInfo::started(time, output, &name, clock.ms(started));
                     each(&mut |l| l.on_output_operation_started(&op));
                     op
                 });
