@@ -53,7 +53,9 @@ pub use plan::{OperatorId, Partitioning};
 /// Text receivers' line framing and decoding, public for the fuzz targets in `fuzz/`.
 #[doc(hidden)]
 pub use sources::lines;
-pub use sources::{BadRecordCounts, BatchQueue, LongLinePolicy, Receiver, ReceiverContext, ReceiverInfo, Utf8Policy};
+pub use sources::{
+    BadRecordCounts, BatchQueue, DirectBatch, DirectSource, LongLinePolicy, Receiver, ReceiverContext, ReceiverInfo, Utf8Policy,
+};
 pub use time::{Duration, Time, milliseconds, minutes, seconds};
 
 /// Everything a program needs, in one import.

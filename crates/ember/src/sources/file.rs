@@ -12,25 +12,21 @@
 //! any, fsynced before the batch is cut). A recovered run cuts the batches after the
 //! checkpoint from that log, with exactly the files they had, then lists the directory again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use ember_engine::ops::{PerPart, SourceBatch, batch_source};
-use ember_engine::state::{Checkpointed, KeyedState, checkpointed_state};
-use ember_engine::{Data, Msg, Part};
+use ember_engine::Data;
 use serde::{Deserialize, Serialize};
 
-use crate::context::{ContextInner, StreamingContext, lock};
-use crate::dstream::{DStream, spread};
+use crate::context::StreamingContext;
+use crate::dstream::DStream;
 use crate::error::{Error, Result};
+use crate::sources::direct::{DirectBatch, DirectSource};
 use crate::sources::lines::{BadKind, BadRecords};
-use crate::sources::partition_msgs;
+use crate::time::Time;
 
 /// A file chosen for a batch, with what it looked like then.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +39,8 @@ pub(crate) struct ChosenFile {
 
 /// Which files of a directory have been taken, and which batch took each one.
 ///
-/// Engine-owned state of the file stream: worker 0 lists the directory, so the tracker is one
-/// key group (0) that worker 0 owns; a snapshot restores the files seen.
+/// The file stream's position (engine-owned state of a direct source): worker 0 lists the
+/// directory, and a checkpoint restores the files seen.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct FileTracker {
     /// Files seen in the directory: read by a batch, or present at start and ignored.
@@ -57,22 +53,6 @@ struct Seen {
     modified_ns: u64,
     /// The batch that read the file; `None` for files present at start and ignored.
     batch: Option<u64>,
-}
-
-impl KeyedState for FileTracker {
-    fn owns(&self, group: u32) -> bool {
-        // Only worker 0 registers the tracker.
-        group == 0
-    }
-
-    fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {
-        Ok(BTreeMap::from([(0, crate::state_codec::encode(self)?)]))
-    }
-
-    fn restore(&mut self, _group: u32, bytes: &[u8]) -> std::result::Result<(), String> {
-        *self = crate::state_codec::decode(bytes)?;
-        Ok(())
-    }
 }
 
 impl FileTracker {
@@ -151,82 +131,6 @@ impl FileTracker {
                 },
             );
         }
-    }
-}
-
-/// One line of a file stream's selection log.
-#[derive(Debug, Serialize, Deserialize)]
-struct Selection {
-    time: u64,
-    files: Vec<ChosenFile>,
-}
-
-/// The files each batch chose, appended to the checkpoint directory before the batch is cut,
-/// and the choices a recovered run replays.
-#[derive(Debug, Default)]
-struct SelectionLog {
-    /// The log file, when checkpoints are on.
-    file: Option<(PathBuf, std::fs::File)>,
-    /// Batches after the restored checkpoint that chose files before the crash.
-    replay: BTreeMap<u64, Vec<ChosenFile>>,
-}
-
-impl SelectionLog {
-    /// Opens the log of stream `id` in `checkpoint_dir`, keeping the choices of the batches
-    /// after `after_ms` (the restored checkpoint; older ones are not needed again) to replay.
-    fn open(checkpoint_dir: &Path, id: &str, after_ms: u64) -> std::io::Result<SelectionLog> {
-        let dir = checkpoint_dir.join("sources");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("file-stream-{}.log", super::file_name_of(id)));
-        let mut replay = BTreeMap::new();
-        match std::fs::read_to_string(&path) {
-            // A torn last line is a batch whose choice was never durable, so never cut.
-            Ok(text) => {
-                for selection in text.lines().filter_map(|l| serde_json::from_str::<Selection>(l).ok()) {
-                    if selection.time > after_ms {
-                        replay.insert(selection.time, selection.files);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        // Rewritten with only what is still needed, then appended to.
-        let tmp = path.with_extension("tmp");
-        let mut text = String::new();
-        for (time, files) in &replay {
-            text.push_str(
-                &serde_json::to_string(&Selection {
-                    time: *time,
-                    files: files.clone(),
-                })
-                .map_err(std::io::Error::other)?,
-            );
-            text.push('\n');
-        }
-        std::fs::write(&tmp, text)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        let file = std::fs::OpenOptions::new().append(true).open(&path)?;
-        Ok(SelectionLog {
-            file: Some((path, file)),
-            replay,
-        })
-    }
-
-    /// Appends batch `time`'s choice durably.
-    fn record(&mut self, time: u64, files: &[ChosenFile]) -> std::result::Result<(), String> {
-        use std::io::Write;
-        let Some((path, file)) = self.file.as_mut() else { return Ok(()) };
-        let mut line = serde_json::to_string(&Selection {
-            time,
-            files: files.to_vec(),
-        })
-        .map_err(|e| e.to_string())?;
-        line.push('\n');
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|e| format!("cannot record the files chosen for batch {time} ms in {}: {e}", path.display()))
     }
 }
 
@@ -349,75 +253,57 @@ fn read_lines<T>(file: &ChosenFile, bad: &BadRecords, make: impl Fn(u64, &str) -
     Ok(records)
 }
 
-/// Lists the directory for each batch on worker 0 and reports listing problems once each.
-struct Lister {
-    name: String,
+/// A file stream's planner: lists the directory for each batch on worker 0, chooses the new
+/// files, and reports listing problems once each.
+struct FileSource {
     dir: PathBuf,
     filter: Arc<dyn Fn(&Path) -> bool + Send + Sync>,
-    tracker: Rc<RefCell<FileTracker>>,
-    checkpointed: Checkpointed,
-    selections: SelectionLog,
-    ctx: Weak<ContextInner>,
+    tracker: FileTracker,
     failing: Option<String>,
 }
 
-impl Lister {
-    fn report(&self, message: String) {
-        if let Some(ctx) = self.ctx.upgrade() {
-            ctx.report_source_error(Error::Source {
-                source_name: self.name.clone(),
-                message,
-            });
-        }
-    }
+impl DirectSource for FileSource {
+    type Slice = ChosenFile;
 
-    fn batch(&mut self, batch: SourceBatch) -> Vec<ChosenFile> {
-        let chosen = self.choose(batch);
-        if let Some(failure) = self.checkpointed.after_batch(batch.time) {
-            self.report(failure.to_string());
-        }
-        chosen
-    }
-
-    fn choose(&mut self, batch: SourceBatch) -> Vec<ChosenFile> {
-        if let Some(files) = self.selections.replay.remove(&batch.time) {
-            // A recovered run: the batch takes the files it took before the crash.
-            self.tracker.borrow_mut().take_again(batch.time, &files);
-            return files;
-        }
-        if self.selections.replay.keys().next().is_some_and(|next| *next > batch.time) {
-            // A recovered run, before a batch that chose files before the crash: this batch
-            // chose none then (every choice is logged), and must not take a later batch's.
-            return Vec::new();
-        }
+    fn plan(&mut self, batch: &DirectBatch<'_>) -> Vec<ChosenFile> {
+        let time = batch.time().milliseconds();
         let listing = match list(&self.dir, &*self.filter) {
             Ok(listing) => {
                 if self.failing.take().is_some() {
-                    tracing::info!(source = %self.name, "The directory can be listed again.");
+                    tracing::info!(directory = %self.dir.display(), "The directory can be listed again.");
                 }
                 listing
             }
             Err(e) => {
-                let message = format!("cannot list directory {} for batch {} ms: {e}", self.dir.display(), batch.time);
                 // One report per distinct problem, not one per batch.
                 if self.failing.as_deref() != Some(&e.to_string()) {
                     self.failing = Some(e.to_string());
-                    self.report(message);
+                    batch.report(format!("cannot list directory {} for batch {time} ms: {e}", self.dir.display()));
                 }
                 return Vec::new();
             }
         };
-        let (chosen, changed) = self.tracker.borrow_mut().choose(batch.time, listing);
+        let (chosen, changed) = self.tracker.choose(time, listing);
         for message in changed {
-            self.report(message);
+            batch.report(message);
         }
         if !chosen.is_empty() {
-            tracing::debug!(source = %self.name, batch_time_ms = batch.time, files = chosen.len(), "Files chosen for a batch.");
-            if let Err(message) = self.selections.record(batch.time, &chosen) {
-                self.report(format!("{message}; after a crash this batch may be recomputed with other files"));
-            }
+            tracing::debug!(directory = %self.dir.display(), batch_time_ms = time, files = chosen.len(), "Files chosen for a batch.");
         }
         chosen
+    }
+
+    fn replay(&mut self, time: Time, files: &[ChosenFile]) {
+        self.tracker.take_again(time.milliseconds(), files);
+    }
+
+    fn snapshot(&self) -> std::result::Result<Vec<u8>, String> {
+        crate::state_codec::encode(&self.tracker)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> std::result::Result<(), String> {
+        self.tracker = crate::state_codec::decode(bytes)?;
+        Ok(())
     }
 }
 
@@ -506,59 +392,16 @@ impl StreamingContext {
         new_files_only: bool,
         read: impl Fn(&ChosenFile, &BadRecords) -> std::result::Result<Vec<T>, String> + Copy + Send + Sync + 'static,
     ) -> DStream<T> {
-        let ctx = Arc::downgrade(self.inner());
         let bad = self.inner().add_bad_records(&name);
         // As Spark, the files present when the stream is created are the existing ones.
         let existing = list(&dir, &*filter).unwrap_or_default();
-        let tracker = Mutex::new(Some(FileTracker::starting_with(existing, new_files_only)));
-        self.source("file_stream", move |c, label| {
-            {
-                // Worker 0 lists the directory and chooses the files.
-                let mut lister = (c.env.index == 0).then(|| {
-                    let tracker = Rc::new(RefCell::new(lock(&tracker).take().unwrap_or_default()));
-                    let interval = c.env.interval_ms;
-                    let checkpointed = checkpointed_state(c, label, Rc::clone(&tracker), interval, interval);
-                    let checkpoint_dir = ctx.upgrade().and_then(|ctx| ctx.checkpoint_dir());
-                    let selections = match checkpoint_dir {
-                        None => SelectionLog::default(),
-                        Some(checkpoint_dir) => SelectionLog::open(&checkpoint_dir, c.operator_id(), c.env.start_ms).unwrap_or_else(|e| {
-                            if let Some(ctx) = ctx.upgrade() {
-                                ctx.report_source_error(Error::Source {
-                                    source_name: name.clone(),
-                                    message: format!(
-                                        "cannot open the file stream's selection log in {}: {e}; batches after the last checkpoint are not recoverable",
-                                        checkpoint_dir.display()
-                                    ),
-                                });
-                            }
-                            SelectionLog::default()
-                        }),
-                    };
-                    Lister {
-                        name: name.clone(),
-                        dir: dir.clone(),
-                        filter: Arc::clone(&filter),
-                        tracker,
-                        checkpointed,
-                        selections,
-                        ctx: ctx.clone(),
-                        failing: None,
-                    }
-                });
-                let files = batch_source(c, label, false, move |batch| -> Vec<Msg<ChosenFile>> {
-                    let Some(lister) = lister.as_mut() else { return Vec::new() };
-                    partition_msgs(lister.batch(batch).into_iter().map(|file| vec![file]).collect())
-                });
-                let bad = Arc::clone(&bad);
-                spread(c, files).try_per_part(label, move |part: Part<ChosenFile>| {
-                    let mut data = Vec::new();
-                    for file in &part.data {
-                        data.extend(read(file, &bad)?);
-                    }
-                    Ok(Part { id: part.id, data })
-                })
-            }
-        })
+        let source = FileSource {
+            tracker: FileTracker::starting_with(existing, new_files_only),
+            dir,
+            filter,
+            failing: None,
+        };
+        self.direct_stream("file_stream", name, source, move |file: &ChosenFile| read(file, &bad))
     }
 }
 

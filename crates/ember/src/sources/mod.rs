@@ -1,5 +1,6 @@
 //! Input streams: queues, pre-recorded batches, receivers (sockets and custom), files.
 
+pub(crate) mod direct;
 mod file;
 pub mod lines;
 mod queue;
@@ -8,6 +9,7 @@ mod replay;
 mod socket;
 mod wal;
 
+pub use direct::{DirectBatch, DirectSource};
 pub(crate) use lines::BadRecords;
 pub use lines::{BadRecordCounts, LongLinePolicy};
 pub use queue::BatchQueue;
