@@ -149,6 +149,21 @@ impl<T: Data> DStream<T> {
         self.register_output(name, action)
     }
 
+    /// Like [`DStream::register_output_operation`], but `action` runs on every worker with
+    /// the partitions that worker holds (its share of the batch, as a [`Batch`]), as Spark's
+    /// `foreachPartition` does: for sinks that every worker writes to in parallel. The batch
+    /// completes when every worker's action returned; an `Err` fails it with its message.
+    ///
+    /// # Errors
+    ///
+    /// As [`DStream::register_output_operation`].
+    pub fn register_output_operation_per_worker<F>(&self, name: &str, action: F) -> Result<()>
+    where
+        F: Fn(Batch<T>) -> std::result::Result<(), String> + Send + Sync + 'static,
+    {
+        self.register_output_with(name, OutputPlacement::PerWorker, None, action)
+    }
+
     /// Registers an output that runs `action` on every gathered batch.
     pub(crate) fn register_output<F>(&self, name: &str, action: F) -> Result<()>
     where

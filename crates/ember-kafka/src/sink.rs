@@ -1,0 +1,204 @@
+//! `save_to_kafka`: every batch written to a topic, each worker producing its own partitions.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ember::{DStream, Data};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+/// A record to write: an optional key, a value, and optionally the partition (otherwise
+/// librdkafka's partitioner chooses one from the key).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// The key's bytes.
+    pub key: Option<Vec<u8>>,
+    /// The value's bytes.
+    pub value: Vec<u8>,
+    /// The partition, when the program chooses it.
+    pub partition: Option<i32>,
+}
+
+impl ProducerRecord {
+    /// A record with `value` and no key.
+    pub fn new(value: impl Into<Vec<u8>>) -> Self {
+        ProducerRecord {
+            key: None,
+            value: value.into(),
+            partition: None,
+        }
+    }
+
+    /// The record with `key`.
+    pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The record for `partition`.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+}
+
+/// Where and how [`SaveToKafka::save_to_kafka`] writes.
+#[derive(Clone, Debug)]
+pub struct KafkaSink {
+    bootstrap_servers: String,
+    topic: String,
+    params: BTreeMap<String, String>,
+    delivery_timeout: Duration,
+}
+
+impl KafkaSink {
+    /// Writes to `topic` of the cluster at `bootstrap_servers`.
+    pub fn new(bootstrap_servers: impl Into<String>, topic: impl Into<String>) -> Self {
+        KafkaSink {
+            bootstrap_servers: bootstrap_servers.into(),
+            topic: topic.into(),
+            params: BTreeMap::new(),
+            delivery_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Sets a librdkafka producer property (for example `compression.type`, `linger.ms`).
+    /// The sink sets `enable.idempotence=true` (so `acks=all`) and `message.timeout.ms` from
+    /// [`KafkaSink::delivery_timeout`].
+    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.insert(key.into(), value.into());
+        self
+    }
+
+    /// How long a batch's records may take to be acknowledged by the brokers, retries
+    /// included (default 60 s); then the batch fails naming what was not delivered.
+    pub fn delivery_timeout(mut self, timeout: ember::Duration) -> Self {
+        self.delivery_timeout = timeout.to_std().max(Duration::from_millis(1));
+        self
+    }
+
+    fn producer(&self) -> Result<ThreadedProducer<Deliveries>, String> {
+        let mut config = ClientConfig::new();
+        for (k, v) in &self.params {
+            config.set(k, v);
+        }
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", self.delivery_timeout.as_millis().to_string());
+        config
+            .create_with_context(Deliveries)
+            .map_err(|e| format!("librdkafka refuses the producer settings for topic {}: {e}", self.topic))
+    }
+}
+
+/// What one worker's share of one batch delivered.
+#[derive(Default)]
+struct BatchDelivery {
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+/// Counts delivery failures into the batch each record belongs to.
+struct Deliveries;
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Arc<BatchDelivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchDelivery>) {
+        if let Err((e, _)) = result {
+            batch.failed.fetch_add(1, Ordering::Relaxed);
+            let mut first = batch.first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            first.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// Writing a stream to Kafka.
+pub trait SaveToKafka<T> {
+    /// Writes every batch to the sink's topic, `record` turning each element into a
+    /// [`ProducerRecord`]. Every worker produces its own partitions (one idempotent producer
+    /// per process); a batch counts as done once all its records are acknowledged by the
+    /// brokers, and fails otherwise, naming the topic, how many records were not delivered
+    /// and the first error. A batch computed again after a recovery is written again: the
+    /// topic holds each record at least once (the producer's idempotence removes the
+    /// duplicates of its own retries, not those of a recomputed batch).
+    ///
+    /// # Errors
+    ///
+    /// As [`DStream::print`].
+    fn save_to_kafka<F>(&self, sink: KafkaSink, record: F) -> ember::Result<()>
+    where
+        F: Fn(&T) -> ProducerRecord + Send + Sync + 'static;
+}
+
+impl<T: Data> SaveToKafka<T> for DStream<T> {
+    fn save_to_kafka<F>(&self, sink: KafkaSink, record: F) -> ember::Result<()>
+    where
+        F: Fn(&T) -> ProducerRecord + Send + Sync + 'static,
+    {
+        let producer: OnceLock<Result<ThreadedProducer<Deliveries>, String>> = OnceLock::new();
+        self.register_output_operation_per_worker("save_to_kafka", move |batch| {
+            let producer = producer.get_or_init(|| sink.producer()).as_ref().map_err(Clone::clone)?;
+            let time = batch.time().milliseconds();
+            let delivery = Arc::new(BatchDelivery::default());
+            let mut sent = 0u64;
+            for element in batch.iter() {
+                let out = record(element);
+                let mut base = BaseRecord::with_opaque_to(&sink.topic, Arc::clone(&delivery)).payload(&out.value);
+                if let Some(key) = &out.key {
+                    base = base.key(key);
+                }
+                if let Some(partition) = out.partition {
+                    base = base.partition(partition);
+                }
+                loop {
+                    match producer.send(base) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            // The local queue is full: let librdkafka deliver some first.
+                            base = back;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err((e, _)) => {
+                            return Err(format!("cannot write a record of batch {time} ms to topic {}: {e}", sink.topic));
+                        }
+                    }
+                }
+                sent += 1;
+            }
+            if sent == 0 {
+                return Ok(());
+            }
+            if let Err(e) = producer.flush(sink.delivery_timeout + Duration::from_secs(1)) {
+                return Err(format!(
+                    "the records of batch {time} ms were not all acknowledged by {} for topic {} within {} s: {e}",
+                    sink.bootstrap_servers,
+                    sink.topic,
+                    sink.delivery_timeout.as_secs()
+                ));
+            }
+            let failed = delivery.failed.load(Ordering::Relaxed);
+            if failed > 0 {
+                let first = delivery
+                    .first_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                return Err(format!(
+                    "{failed} of {sent} records of batch {time} ms were not delivered to topic {} at {}: {}",
+                    sink.topic,
+                    sink.bootstrap_servers,
+                    first.unwrap_or_default()
+                ));
+            }
+            Ok(())
+        })
+    }
+}
