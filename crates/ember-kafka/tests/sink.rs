@@ -92,11 +92,9 @@ fn an_unreachable_cluster_fails_the_batch_naming_the_topic() {
         )
         .unwrap();
     ssc.start().unwrap();
-    let error = loop {
-        match ssc.await_termination_or_timeout(seconds(30)) {
-            Err(e) => break e.to_string(),
-            Ok(stopped) => panic!("no error (stopped: {stopped})"),
-        }
+    let error = match ssc.await_termination_or_timeout(seconds(30)) {
+        Err(e) => e.to_string(),
+        Ok(stopped) => panic!("no error (stopped: {stopped})"),
     };
     ssc.stop(false).unwrap();
     assert!(error.contains("save_to_kafka"), "{error}");
