@@ -400,3 +400,56 @@ fn the_seeds_windowed_word_count_counts_each_window_exactly() {
         assert_eq!(got, &want, "window ending with batch {}", k + 1);
     }
 }
+
+#[test]
+fn completed_batches_commit_their_offsets_to_the_consumer_group() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let kafka = mock("lag");
+    produce(&kafka, "lag", 0..400);
+    let ssc = StreamingContext::builder(milliseconds(50)).build().unwrap();
+    let stream = KafkaDirectStream::new(kafka.bootstrap_servers())
+        .topics(["lag"])
+        .starting_offsets(StartingOffsets::Earliest)
+        .commit_to_group("ember-lag");
+    let (totals, _) = word_count(&ssc, stream);
+    ssc.start().unwrap();
+    let want: u64 = expected_counts(0..400).values().sum();
+    wait_for(60, "every word counted", || totals.lock().unwrap().values().sum::<u64>() >= want);
+    let group: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("group.id", "ember-lag")
+        .create()
+        .unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition("lag", p);
+    }
+    // Commits follow completions: wait until the group's offsets reach the ends.
+    wait_for(30, "the group's offsets at the end of every partition", || {
+        let committed = group.committed_offsets(list.clone(), StdDuration::from_secs(5)).unwrap();
+        committed.elements().iter().all(|e| e.offset() == rdkafka::Offset::Offset(100))
+    });
+    ssc.stop(false).unwrap();
+}
+
+#[test]
+fn a_topic_created_while_running_is_reported_missing_then_read_from_its_beginning() {
+    let kafka = mock("first");
+    let ssc = StreamingContext::builder(milliseconds(50)).workers(2).build().unwrap();
+    let stream = KafkaDirectStream::new(kafka.bootstrap_servers()).topics(["first", "second"]);
+    let (totals, seen) = word_count(&ssc, stream);
+    ssc.start().unwrap();
+    let error = ssc.await_termination_or_timeout(seconds(30)).unwrap_err().to_string();
+    assert!(error.contains("topic second does not exist"), "{error}");
+    // The job goes on; the topic appears with records already in it, which are read.
+    kafka.create_topic("second", PARTITIONS).unwrap();
+    produce(&kafka, "second", 0..200);
+    let want: u64 = expected_counts(0..200).values().sum();
+    wait_for(60, "the new topic's records counted", || {
+        totals.lock().unwrap().values().sum::<u64>() >= want
+    });
+    std::thread::sleep(StdDuration::from_millis(200));
+    ssc.stop(false).unwrap();
+    assert_eq!(*totals.lock().unwrap(), expected_counts(0..200));
+    assert_each_offset_once(&seen, 200);
+}
