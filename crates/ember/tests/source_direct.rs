@@ -166,7 +166,7 @@ fn backpressure_gives_the_planner_a_rate_that_follows_what_the_job_sustains() {
     let p = Arc::clone(&processed);
     ssc.direct_stream("numbered_log", "numbered log".into(), source, read)
         .foreach_rdd(move |batch, _| {
-            let n = batch.count() as u64;
+            let n = batch.count();
             std::thread::sleep(StdDuration::from_micros(50 * n));
             p.fetch_add(n, Ordering::Relaxed);
         })
