@@ -453,3 +453,34 @@ fn a_topic_created_while_running_is_reported_missing_then_read_from_its_beginnin
     assert_eq!(*totals.lock().unwrap(), expected_counts(0..200));
     assert_each_offset_once(&seen, 200);
 }
+
+#[test]
+fn request_errors_injected_into_offsets_and_fetches_are_retried_and_lose_nothing() {
+    use rdkafka::types::RDKafkaApiKey;
+    use rdkafka::types::RDKafkaRespErr;
+    let kafka = mock("flaky");
+    let ssc = StreamingContext::builder(milliseconds(50)).workers(2).build().unwrap();
+    let stream = KafkaDirectStream::new(kafka.bootstrap_servers())
+        .topics(["flaky"])
+        .starting_offsets(StartingOffsets::Earliest);
+    let (totals, seen) = word_count(&ssc, stream);
+    ssc.start().unwrap();
+    produce(&kafka, "flaky", 0..600);
+    // The next watermark queries and fetches fail: timeouts, a lost leader, dropped connections.
+    let errors = [
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+    ];
+    kafka.cluster().request_errors(RDKafkaApiKey::ListOffsets, &errors);
+    kafka.cluster().request_errors(RDKafkaApiKey::Fetch, &errors);
+    produce(&kafka, "flaky", 600..1200);
+    let want: u64 = expected_counts(0..1200).values().sum();
+    wait_for(60, "every word counted", || totals.lock().unwrap().values().sum::<u64>() >= want);
+    std::thread::sleep(StdDuration::from_millis(200));
+    ssc.stop(false).unwrap();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    assert_eq!(*totals.lock().unwrap(), expected_counts(0..1200));
+    assert_each_offset_once(&seen, 1200);
+}
