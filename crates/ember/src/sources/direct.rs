@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
 
 use ember_engine::ops::{PerPart, SourceBatch, batch_source};
 use ember_engine::state::{Checkpointed, KeyedState, checkpointed_state};
@@ -27,7 +26,7 @@ use crate::context::{ContextInner, StreamingContext, lock};
 use crate::dstream::{DStream, spread};
 use crate::error::Error;
 use crate::sources::partition_msgs;
-use crate::sources::receiver::PidRateEstimator;
+use crate::sources::receiver::BatchRates;
 use crate::time::{Duration, Time};
 
 /// A source planned batch by batch on worker 0: see [`StreamingContext::direct_stream`].
@@ -234,30 +233,11 @@ impl<S: Serialize + DeserializeOwned + Clone> SelectionLog<S> {
     }
 }
 
-/// Backpressure for a direct source: Spark's PID estimator fed by the batches' completions.
+/// Backpressure for a direct source: the rate Spark's PID estimator finds from the batches'
+/// completions.
 struct Backpressure {
-    estimator: PidRateEstimator,
-    /// Batches cut but not yet measured: (time, records, when cut).
-    pending: std::collections::VecDeque<(u64, u64, Instant)>,
-    last_done: Option<Instant>,
+    rates: BatchRates,
     rate: Option<f64>,
-}
-
-impl Backpressure {
-    fn observe(&mut self, shared: &RunShared) {
-        while let Some(&(time, records, cut)) = self.pending.front() {
-            let Some(done) = shared.completed_at(time) else { break };
-            self.pending.pop_front();
-            let start = self.last_done.map_or(cut, |d| d.max(cut)).min(done);
-            self.last_done = Some(done);
-            let processing = (done - start).as_secs_f64() * 1000.0;
-            let scheduling = (start - cut).as_secs_f64() * 1000.0;
-            if let Some(rate) = self.estimator.compute(time, records, processing, scheduling) {
-                tracing::debug!(batch_time_ms = time, rate, "Backpressure: new direct source rate.");
-                self.rate = Some(rate);
-            }
-        }
-    }
 }
 
 /// Worker 0's half of a direct source: plans, logs and replays its batches.
@@ -307,7 +287,9 @@ impl<S: DirectSource> Planner<S> {
             return slices;
         }
         let rate_limit = self.backpressure.as_mut().and_then(|b| {
-            b.observe(&self.shared);
+            if let Some(rate) = b.rates.observe(&self.shared) {
+                b.rate = Some(rate);
+            }
             b.rate
         });
         let report = |message: String| self.report(message);
@@ -322,7 +304,7 @@ impl<S: DirectSource> Planner<S> {
         if let Some(backpressure) = self.backpressure.as_mut() {
             let source = self.source.borrow();
             let records: u64 = slices.iter().filter_map(|s| source.0.records(s)).sum();
-            backpressure.pending.push_back((batch.time, records, Instant::now()));
+            backpressure.rates.cut(batch.time, records);
         }
         if !slices.is_empty()
             && let Err(message) = self.selections.record(batch.time, &slices)
@@ -380,9 +362,7 @@ impl StreamingContext {
                 let backpressure = context.as_ref().and_then(|ctx| {
                     let settings = ctx.receiver_settings();
                     settings.backpressure.then(|| Backpressure {
-                        estimator: PidRateEstimator::new(interval),
-                        pending: std::collections::VecDeque::new(),
-                        last_done: None,
+                        rates: BatchRates::new(interval),
                         rate: settings.initial_rate.map(|r| r as f64),
                     })
                 });

@@ -570,16 +570,33 @@ impl PidRateEstimator {
     }
 }
 
-/// Feeds the estimator from batch completions and sets the receiver's adaptive rate.
-struct RateController {
+/// Backpressure's measurements: the estimator fed from batch completions. Receivers and
+/// direct sources note each batch they cut, then ask for the new rate before the next one.
+#[derive(Debug)]
+pub(crate) struct BatchRates {
     estimator: PidRateEstimator,
     /// Batches cut but not yet measured: (time, records, when cut).
     pending: VecDeque<(u64, u64, Instant)>,
     last_done: Option<Instant>,
 }
 
-impl RateController {
-    fn observe(&mut self, shared: &RunShared, limiter: &RateLimiter) {
+impl BatchRates {
+    pub(crate) fn new(batch_interval_ms: u64) -> Self {
+        BatchRates {
+            estimator: PidRateEstimator::new(batch_interval_ms),
+            pending: VecDeque::new(),
+            last_done: None,
+        }
+    }
+
+    /// Batch `time`, cut now, carries `records`.
+    pub(crate) fn cut(&mut self, time: u64, records: u64) {
+        self.pending.push_back((time, records, Instant::now()));
+    }
+
+    /// Measures the batches that completed since the last call; the latest new rate, if any.
+    pub(crate) fn observe(&mut self, shared: &RunShared) -> Option<f64> {
+        let mut latest = None;
         while let Some(&(time, records, cut)) = self.pending.front() {
             let Some(done) = shared.completed_at(time) else { break };
             self.pending.pop_front();
@@ -589,10 +606,11 @@ impl RateController {
             let processing = (done - start).as_secs_f64() * 1000.0;
             let scheduling = (start - cut).as_secs_f64() * 1000.0;
             if let Some(rate) = self.estimator.compute(time, records, processing, scheduling) {
-                tracing::debug!(batch_time_ms = time, rate, "Backpressure: new receiver rate.");
-                limiter.set_adaptive(rate);
+                tracing::debug!(batch_time_ms = time, rate, "Backpressure: new rate.");
+                latest = Some(rate);
             }
         }
+        latest
     }
 }
 
@@ -823,20 +841,18 @@ impl StreamingContext {
         let stream = self.source(label, move |c, label| {
             let core = (c.env.index == owner).then(|| Arc::clone(&core));
             let ctx = ctx.clone();
-            let mut controller = backpressure.then(|| RateController {
-                estimator: PidRateEstimator::new(interval_ms),
-                pending: VecDeque::new(),
-                last_done: None,
-            });
+            let mut rates = backpressure.then(|| BatchRates::new(interval_ms));
             let stream = batch_source(c, label, true, move |batch: SourceBatch| -> Vec<Msg<S>> {
                 let Some(core) = core.as_ref() else { return Vec::new() };
                 let blocks = core.drain(batch.time);
-                if let Some(controller) = controller.as_mut()
+                if let Some(rates) = rates.as_mut()
                     && let Some(shared) = ctx.upgrade().and_then(|c| c.run_shared())
                 {
-                    controller.observe(&shared, &core.limiter);
+                    if let Some(rate) = rates.observe(&shared) {
+                        core.limiter.set_adaptive(rate);
+                    }
                     let records: usize = blocks.iter().map(|b| (core.weigh)(b).records).sum();
-                    controller.pending.push_back((batch.time, records as u64, Instant::now()));
+                    rates.cut(batch.time, records as u64);
                 }
                 partition_msgs(blocks)
             });
