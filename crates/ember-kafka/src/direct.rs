@@ -458,14 +458,27 @@ impl DirectSource for KafkaSource {
             return self.empty_ranges(batch);
         }
         let partitions: Vec<TopicPartition> = self.positions.keys().filter(|tp| !marks.contains_key(*tp)).cloned().collect();
+        let mut failed = Vec::new();
         for tp in partitions {
             match self.watermarks(&tp) {
                 Ok(m) => {
                     marks.insert(tp, m);
                 }
-                Err(e) => {
-                    self.unreachable(batch, e);
-                    return self.empty_ranges(batch);
+                Err(e) => failed.push(e),
+            }
+        }
+        if !failed.is_empty() {
+            if marks.is_empty() {
+                // No partition answers: the brokers are unreachable.
+                self.unreachable(batch, failed.swap_remove(0));
+                return self.empty_ranges(batch);
+            }
+            // Some partitions answer (a deleted topic's do not, a broker of a cluster is
+            // down): those are read; the others get empty ranges this batch.
+            for e in failed {
+                // Once per distinct problem, not once per batch.
+                if self.reported.insert(format!("partition: {e}")) {
+                    tracing::warn!(problem = %e, "A partition's offsets are unknown; it is not read until they are.");
                 }
             }
         }

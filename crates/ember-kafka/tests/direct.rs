@@ -484,3 +484,35 @@ fn request_errors_injected_into_offsets_and_fetches_are_retried_and_lose_nothing
     assert_eq!(*totals.lock().unwrap(), expected_counts(0..1200));
     assert_each_offset_once(&seen, 1200);
 }
+
+#[test]
+fn a_topic_that_disappears_is_reported_and_the_others_are_still_read() {
+    use rdkafka::types::RDKafkaRespErr;
+    let kafka = mock("stays");
+    kafka.create_topic("goes", 2).unwrap();
+    let ssc = StreamingContext::builder(milliseconds(50)).build().unwrap();
+    let stream = KafkaDirectStream::new(kafka.bootstrap_servers())
+        .topics(["stays", "goes"])
+        .starting_offsets(StartingOffsets::Earliest);
+    let (totals, _) = word_count(&ssc, stream);
+    ssc.start().unwrap();
+    produce(&kafka, "stays", 0..100);
+    let first: u64 = expected_counts(0..100).values().sum();
+    wait_for(60, "the first records counted", || {
+        totals.lock().unwrap().values().sum::<u64>() >= first
+    });
+    // The cluster now answers that the topic does not exist, as after a deletion.
+    kafka
+        .cluster()
+        .topic_error("goes", RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        .unwrap();
+    let error = ssc.await_termination_or_timeout(seconds(30)).unwrap_err().to_string();
+    assert!(error.contains("topic goes was deleted"), "{error}");
+    produce(&kafka, "stays", 100..200);
+    let want: u64 = expected_counts(0..200).values().sum();
+    wait_for(60, "the other topic's new records counted", || {
+        totals.lock().unwrap().values().sum::<u64>() >= want
+    });
+    ssc.stop(false).unwrap();
+    assert_eq!(*totals.lock().unwrap(), expected_counts(0..200));
+}
