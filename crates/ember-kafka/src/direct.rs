@@ -204,9 +204,10 @@ impl KafkaDirectStream {
             return Err(invalid("no topic to read: call `topics` with at least one".into()));
         }
         let config = self.consumer_config();
-        let metadata: BaseConsumer = self
-            .metadata_config()
-            .create()
+        // Checked here without creating a client: only worker 0 of process 0 creates one,
+        // when it plans the first batch.
+        self.metadata_config()
+            .create_native_config()
             .map_err(|e| invalid(format!("librdkafka refuses the settings: {e}")))?;
         let offsets = OffsetRanges::default();
         let skipped = Arc::new(AtomicU64::new(0));
@@ -217,7 +218,7 @@ impl KafkaDirectStream {
         );
         let source = KafkaSource {
             settings: self.clone(),
-            client: metadata,
+            client: None,
             positions: BTreeMap::new(),
             discovered: None,
             restored: false,
@@ -343,7 +344,8 @@ struct Position {
 /// Worker 0's planner.
 struct KafkaSource {
     settings: KafkaDirectStream,
-    client: BaseConsumer,
+    /// Metadata, watermarks and group commits; created when the first batch is planned.
+    client: Option<BaseConsumer>,
     /// The next offset of every partition found.
     positions: BTreeMap<TopicPartition, i64>,
     /// When the topics' partitions were last looked up.
@@ -392,7 +394,8 @@ impl KafkaSource {
         let fresh = self.discovered.is_none() && !self.restored;
         let topics: Vec<String> = self.settings.topics.iter().cloned().collect();
         for topic in topics {
-            let metadata = match self.client.fetch_metadata(Some(&topic), self.settings.request_timeout) {
+            let Some(client) = self.client.as_ref() else { return false };
+            let metadata = match client.fetch_metadata(Some(&topic), self.settings.request_timeout) {
                 Ok(metadata) => metadata,
                 Err(e) => {
                     self.unreachable(batch, format!("metadata of topic {topic}: {e}"));
@@ -443,7 +446,8 @@ impl KafkaSource {
     }
 
     fn watermarks(&self, tp: &TopicPartition) -> Result<offsets::Watermarks, String> {
-        self.client
+        let client = self.client.as_ref().ok_or("no Kafka client")?;
+        client
             .fetch_watermarks(&tp.topic, tp.partition, self.settings.request_timeout)
             .map_err(|e| format!("watermarks of topic {} partition {}: {e}", tp.topic, tp.partition))
     }
@@ -453,6 +457,15 @@ impl DirectSource for KafkaSource {
     type Slice = OffsetRange;
 
     fn plan(&mut self, batch: &DirectBatch<'_>) -> Vec<OffsetRange> {
+        if self.client.is_none() {
+            match self.settings.metadata_config().create() {
+                Ok(client) => self.client = Some(client),
+                Err(e) => {
+                    self.report_once(batch, format!("cannot create a Kafka client: {e}"));
+                    return Vec::new();
+                }
+            }
+        }
         let mut marks = BTreeMap::new();
         if self.discovered.is_none_or(|at| at.elapsed() >= DISCOVERY_EVERY) && !self.discover(batch, &mut marks) {
             return self.empty_ranges(batch);
@@ -532,7 +545,8 @@ impl DirectSource for KafkaSource {
             }
         }
         if list.count() > 0
-            && let Err(e) = self.client.commit(&list, CommitMode::Async)
+            && let Some(client) = self.client.as_ref()
+            && let Err(e) = client.commit(&list, CommitMode::Async)
         {
             tracing::warn!(batch_time_ms = time.milliseconds(), error = %e, "Cannot commit the batch's offsets to the consumer group.");
         }
