@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Side-by-side socket word count: ember against Spark Streaming (JVM), on this machine, in one
-# run (issue 12, workload 1: 1 s batches).
+# Side-by-side socket word counts: ember against Spark Streaming (JVM), on this machine, in one
+# run (issue 12: 1 s batches).
 #
-#   bench/compare.sh
+#   bench/compare.sh                          # workload 1: reduce_by_key per batch
+#   BENCH_WORKLOAD=window bench/compare.sh    # workload 3: reduce_by_key_and_window with the
+#                                             # inverse function, 30 s window, 1 s slide
+#   BENCH_WORKLOAD=state bench/compare.sh     # workload 4: update_state_by_key, 1,000,000 keys
 #
 # 1. Installs Spark from PyPI into a venv under bench/.work/ (the pyspark package carries
-#    Spark's jars), compiles bench/spark/SocketWordCount.java against those jars with javac,
-#    and builds ember (`ember` for the generator, the `bench_wordcount` example) in release.
-# 2. Starts `ember gen socket --kind words` unpaced once, to learn the words per line and the
+#    Spark's jars), compiles bench/spark/SocketWordCount.java and SocketStatefulCount.java
+#    against those jars with javac, and builds ember (`ember` for the generator, the
+#    `bench_wordcount` example, whose JOB argument selects the workload) in release.
+# 2. Starts `ember gen socket --kind KIND` unpaced once, to learn the words per line and the
 #    most lines per second one client can get from it.
 # 3. For each system, searches the highest sustainable rate: every trial starts a fresh
 #    generator at a rate (lines/s) and a fresh job reading it, drops the warm-up batches and
 #    judges the next ones with bench/verdict.py (all measured batches done, >= 95% of the
 #    offered words counted, processing p90 below the interval, total delay not growing and
-#    under two intervals at the end).
+#    under two intervals at the end). The window and state jobs output the number of keys and
+#    the sum of their counts per batch; the words of each batch are derived from those sums.
 #    The rate doubles (or halves) until one trial passes and one fails, then bisects. Each
 #    trial also measures the share of the machine's CPU that processes it did not start took
 #    meanwhile; a trial that failed on a busy machine is run once more.
@@ -27,11 +32,31 @@
 # not fit.
 #
 # Settings (environment variables, defaults in brackets):
+#   BENCH_WORKLOAD          wordcount, window or state [wordcount]
+#                           wordcount: reduce_by_key (Spark: reduceByKey), the output gathers
+#                             the batch's counts;
+#                           window: reduce_by_key_and_window_inv(+, -, BENCH_WINDOW_S, one
+#                             interval) (Spark: reduceByKeyAndWindow(+, -, window, slide));
+#                           state: update_state_by_key, a running count per word (Spark:
+#                             updateStateByKey).
+#                           Spark runs window and state with a checkpoint directory, which it
+#                           requires for them; ember does not require one (see
+#                           BENCH_EMBER_CHECKPOINT).
+#   BENCH_WINDOW_S          the window's length for BENCH_WORKLOAD=window, seconds [30]
+#   BENCH_EMBER_CHECKPOINT  1: ember's window and state jobs also checkpoint (ssc.checkpoint)
+#                           [0]
+#   BENCH_STATE_INITIAL     1: the state job starts with every word of the vocabulary at 0
+#                           (ember: update_state_by_key_with_initial; Spark: updateStateByKey
+#                           with an initial RDD read by textFile), so that the state holds all
+#                           1,000,000 keys from the first batch at any rate; 0: keys join the
+#                           state as they arrive, and at low rates a trial sees only part of
+#                           them [1; needs BENCH_KIND=vocab1m]
 #   BENCH_SYSTEMS           systems to run, in order ["ember spark"]
 #   BENCH_INTERVAL_MS       batch interval [1000]
-#   BENCH_WARMUP_BATCHES    batches dropped at the start of each trial [10]; the JVM needs
-#                           several to compile its hot code, and a backlog built then drains
-#                           during the measured batches
+#   BENCH_WARMUP_BATCHES    batches dropped at the start of each trial [10; window: the
+#                           window's batches + 5, so that batches leave the window during all
+#                           measured batches]; the JVM needs several to compile its hot code,
+#                           and a backlog built then drains during the measured batches
 #   BENCH_MEASURE_BATCHES   batches judged in each trial [15]
 #   BENCH_START_WORDS       first rate tried, words/s [500000]
 #   BENCH_MAX_DOUBLINGS     most trials while doubling or halving [8]
@@ -45,9 +70,13 @@
 #   BENCH_ABORT_DELAY_MS    a trial stops early once a batch's total delay passes this [10000]
 #   BENCH_BUSY_PERCENT      a failed trial is run once more when processes this script did not
 #                           start took more than this share of the machine's CPU meanwhile [15]
-#   BENCH_KIND              the generator's --kind [words: 8 words a line, 12-word vocabulary];
+#   BENCH_KIND              the generator's --kind [wordcount: words, window: vocab5000,
+#                           state: vocab1m]. words: 8 words a line, 12-word vocabulary;
 #                           vocab5000: lines of 10 words from a 5,000-word vocabulary (the
-#                           issue's workload), written to bench/.work/ and served as file:PATH
+#                           issue's workload), written to bench/.work/ and served as file:PATH;
+#                           vocab1m: 500,000 lines of 10 words from a 1,000,000-word
+#                           vocabulary (99% of the words occur), written once to bench/.work/
+#                           and served as file:PATH
 #   BENCH_EMBER_WORKERS     ember's worker threads [2]
 #   BENCH_SPARK_MASTER      Spark's master [local[2]]
 #   BENCH_SPARK_HEAP        the JVM's -Xmx [2g]
@@ -61,9 +90,31 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 WORK="$BENCH/.work"
 
+WORKLOAD=${BENCH_WORKLOAD:-wordcount}
+WINDOW_S=${BENCH_WINDOW_S:-30}
+EMBER_CHECKPOINT=${BENCH_EMBER_CHECKPOINT:-0}
+STATE_INITIAL=${BENCH_STATE_INITIAL:-1}
 SYSTEMS=${BENCH_SYSTEMS:-ember spark}
 INTERVAL_MS=${BENCH_INTERVAL_MS:-1000}
-WARMUP=${BENCH_WARMUP_BATCHES:-10}
+case $WORKLOAD in
+wordcount)
+    DEFAULT_KIND=words
+    DEFAULT_WARMUP=10
+    ;;
+window)
+    DEFAULT_KIND=vocab5000
+    DEFAULT_WARMUP=$((WINDOW_S * 1000 / INTERVAL_MS + 5))
+    ;;
+state)
+    DEFAULT_KIND=vocab1m
+    DEFAULT_WARMUP=10
+    ;;
+*)
+    echo "compare.sh: BENCH_WORKLOAD must be wordcount, window or state, not $WORKLOAD" >&2
+    exit 2
+    ;;
+esac
+WARMUP=${BENCH_WARMUP_BATCHES:-$DEFAULT_WARMUP}
 MEASURE=${BENCH_MEASURE_BATCHES:-15}
 START_WORDS=${BENCH_START_WORDS:-500000}
 MAX_DOUBLINGS=${BENCH_MAX_DOUBLINGS:-8}
@@ -75,7 +126,7 @@ GROWTH_MS=${BENCH_GROWTH_MS:-250}
 SETTLED_MS=${BENCH_SETTLED_MS:-$((2 * INTERVAL_MS))}
 ABORT_DELAY_MS=${BENCH_ABORT_DELAY_MS:-10000}
 BUSY_PERCENT=${BENCH_BUSY_PERCENT:-15}
-KIND=${BENCH_KIND:-words}
+KIND=${BENCH_KIND:-$DEFAULT_KIND}
 EMBER_WORKERS=${BENCH_EMBER_WORKERS:-2}
 SPARK_MASTER=${BENCH_SPARK_MASTER:-local[2]}
 SPARK_HEAP=${BENCH_SPARK_HEAP:-2g}
@@ -167,7 +218,8 @@ say "$(head -n1 "$RUN_DIR/java-version.txt")"
 CLASSES="$WORK/classes"
 rm -rf "$CLASSES"
 mkdir -p "$CLASSES"
-javac -nowarn -cp "$JARS/*" -d "$CLASSES" "$BENCH/spark/SocketWordCount.java" >"$RUN_DIR/javac.log" 2>&1 ||
+javac -nowarn -cp "$JARS/*" -d "$CLASSES" "$BENCH/spark/SocketWordCount.java" "$BENCH/spark/SocketStatefulCount.java" \
+    >"$RUN_DIR/javac.log" 2>&1 ||
     die "javac failed, see $RUN_DIR/javac.log"
 SPARK_CP="$CLASSES:$JARS/*"
 # The module options spark-submit adds on Java 17, from this Spark's own launcher.
@@ -185,7 +237,7 @@ EMBER_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown
 EMBER="$ROOT/target/release/ember"
 EMBER_JOB="$ROOT/target/release/examples/bench_wordcount"
 [[ -x "$EMBER" && -x "$EMBER_JOB" ]] || die "missing $EMBER or $EMBER_JOB"
-say "setup done"
+say "setup done; workload $WORKLOAD, $WARMUP warm-up + $MEASURE measured batches per trial"
 
 # ---------------------------------------------------------------------------------------------
 free_port() {
@@ -225,6 +277,35 @@ with open(sys.argv[1], "w") as f:
     for _ in range(200_000):
         f.write(" ".join(rng.choice(vocab) for _ in range(10)) + "\n")
 PYTHON
+elif [[ $KIND == vocab1m ]]; then
+    GEN_KIND="file:$WORK/vocab1m-lines.txt"
+    VOCAB_WORDS="$WORK/vocab1m-words.txt"
+    if [[ ! -s ${GEN_KIND#file:} || ! -s $VOCAB_WORDS ]]; then
+        say "writing ${GEN_KIND#file:} (500,000 lines of 10 words from 1,000,000 words) and $VOCAB_WORDS"
+        # The same every run, so they are written once; 10 draws a line from 1,000,000 words,
+        # 5,000,000 draws in all: 1 - e^-5 = 99.3% of the words occur.
+        "$PY" - "${GEN_KIND#file:}.tmp" "$VOCAB_WORDS.tmp" <<'PYTHON'
+import random, string, sys
+rng = random.Random(1_000_000)
+vocab = set()
+while len(vocab) < 1_000_000:
+    vocab.add("".join(rng.choices(string.ascii_lowercase, k=rng.randint(4, 10))))
+vocab = sorted(vocab)
+with open(sys.argv[1], "w") as f:
+    for _ in range(500_000):
+        f.write(" ".join(rng.choices(vocab, k=10)) + "\n")
+with open(sys.argv[2], "w") as f:
+    f.write("\n".join(vocab) + "\n")
+PYTHON
+        mv "${GEN_KIND#file:}.tmp" "${GEN_KIND#file:}"
+        mv "$VOCAB_WORDS.tmp" "$VOCAB_WORDS"
+    fi
+fi
+# The state job's initial states: every word of the vocabulary, or none ("-").
+INITIAL_FILE=-
+if [[ $WORKLOAD == state && $STATE_INITIAL == 1 ]]; then
+    [[ $KIND == vocab1m ]] || die "BENCH_STATE_INITIAL=1 needs BENCH_KIND=vocab1m (or BENCH_STATE_INITIAL=0)"
+    INITIAL_FILE=$VOCAB_WORDS
 fi
 start_generator 1000000000 30 "$RUN_DIR/probe-gen.log"
 probe=$("$PY" "$BENCH/gen_probe.py" 127.0.0.1 "$GEN_PORT" 3) || die "cannot read the generator"
@@ -269,13 +350,25 @@ run_trial() {
     if [[ $system == ember ]]; then startup=$STARTUP_S_EMBER; else startup=$STARTUP_S_SPARK; fi
     local span=$((startup + batches * INTERVAL_MS / 1000 + 30))
     start_generator "$rate" "$span" "$log.gen.log"
+    # A fresh checkpoint directory per trial (Spark's window and state jobs need one), removed
+    # after it.
+    local checkpoint="$log.checkpoint"
     case $system in
     ember)
-        "$EMBER_JOB" 127.0.0.1 "$GEN_PORT" "$batches" "$INTERVAL_MS" "$EMBER_WORKERS" >"$log.out" 2>"$log.err" &
+        local ember_checkpoint=-
+        [[ $EMBER_CHECKPOINT == 1 ]] && ember_checkpoint=$checkpoint
+        "$EMBER_JOB" 127.0.0.1 "$GEN_PORT" "$batches" "$INTERVAL_MS" "$EMBER_WORKERS" "$WORKLOAD" "$((WINDOW_S * 1000))" \
+            "$ember_checkpoint" "$INITIAL_FILE" >"$log.out" 2>"$log.err" &
         ;;
     spark)
-        java "${JAVA_MODULE_OPTS[@]}" "-Xmx$SPARK_HEAP" "${EXTRA_JAVA_OPTS[@]}" -cp "$SPARK_CP" \
-            SocketWordCount 127.0.0.1 "$GEN_PORT" "$batches" "$INTERVAL_MS" "$SPARK_MASTER" >"$log.out" 2>"$log.err" &
+        if [[ $WORKLOAD == wordcount ]]; then
+            java "${JAVA_MODULE_OPTS[@]}" "-Xmx$SPARK_HEAP" "${EXTRA_JAVA_OPTS[@]}" -cp "$SPARK_CP" \
+                SocketWordCount 127.0.0.1 "$GEN_PORT" "$batches" "$INTERVAL_MS" "$SPARK_MASTER" >"$log.out" 2>"$log.err" &
+        else
+            java "${JAVA_MODULE_OPTS[@]}" "-Xmx$SPARK_HEAP" "${EXTRA_JAVA_OPTS[@]}" -cp "$SPARK_CP" \
+                SocketStatefulCount 127.0.0.1 "$GEN_PORT" "$batches" "$INTERVAL_MS" "$WORKLOAD" "$((WINDOW_S * 1000))" \
+                "$checkpoint" "$SPARK_MASTER" "$INITIAL_FILE" >"$log.out" 2>"$log.err" &
+        fi
         ;;
     esac
     job_pid=$!
@@ -303,6 +396,10 @@ run_trial() {
     done
     stop_pid "$job_pid"
     stop_pid "$GEN_PID"
+    if [[ -d $checkpoint ]]; then
+        du -sk "$checkpoint" | awk '{ print "compare.sh: checkpoint directory " $1 " KiB" }' >>"$log.err"
+        rm -rf "$checkpoint"
+    fi
     ticks_after=$(cpu_ticks)
     children_seconds
     OTHERS=$(awk -v b="$ticks_before" -v a="$ticks_after" -v o1="$ours_before" -v o2="$CHILD_S" -v hz="$CLK_TCK" \
@@ -335,6 +432,9 @@ search() {
     BEST_RATE=0
     BEST_VERDICT=""
     BEST_BOUNDED=0
+    # The lowest rate tried and its verdict, for the table when no rate passes.
+    LOWEST_RATE=0
+    LOWEST_VERDICT=""
     if [[ $system == ember ]]; then cost=$OVERHEAD_S_EMBER; else cost=$OVERHEAD_S_SPARK; fi
     cost=$((cost + (WARMUP + MEASURE) * INTERVAL_MS / 1000))
     fits() { (($(date +%s) + cost <= end)); }
@@ -342,6 +442,10 @@ search() {
     while ((steps < MAX_DOUBLINGS)) && fits; do
         steps=$((steps + 1))
         judge "$system" "$rate"
+        if ((LOWEST_RATE == 0 || rate < LOWEST_RATE)); then
+            LOWEST_RATE=$rate
+            LOWEST_VERDICT=$VERDICT
+        fi
         if [[ $VERDICT == verdict=ok* ]]; then
             lo=$rate
             BEST_RATE=$rate
@@ -385,7 +489,7 @@ search() {
     say "  $system: highest sustainable $(words_of "$lo") words/s, lowest failed $(words_of "$hi") words/s"
 }
 
-declare -A RESULT_RATE RESULT_VERDICT RESULT_BOUNDED
+declare -A RESULT_RATE RESULT_VERDICT RESULT_BOUNDED RESULT_LOWEST_RATE RESULT_LOWEST_VERDICT
 read -r -a SYSTEM_LIST <<<"$SYSTEMS"
 search_start=$(date +%s)
 budget_end=$((START_EPOCH + TIME_BUDGET_S - 15))
@@ -405,6 +509,8 @@ for s in "${SYSTEM_LIST[@]}"; do
     RESULT_RATE[$s]=$BEST_RATE
     RESULT_VERDICT[$s]=$BEST_VERDICT
     RESULT_BOUNDED[$s]=$BEST_BOUNDED
+    RESULT_LOWEST_RATE[$s]=$LOWEST_RATE
+    RESULT_LOWEST_VERDICT[$s]=$LOWEST_VERDICT
 done
 search_s=$(($(date +%s) - search_start))
 
@@ -418,7 +524,19 @@ label() {
 }
 {
     echo
-    echo "Socket word count, ${INTERVAL_MS} ms batches, generator --kind $KIND ($WORDS_PER_LINE words/line)," \
+    case $WORKLOAD in
+    wordcount) echo -n "Socket word count (reduce_by_key)" ;;
+    window) echo -n "Socket windowed word count (reduce_by_key_and_window with the inverse function, ${WINDOW_S} s window, one-interval slide)" ;;
+    state)
+        echo -n "Socket running word count (update_state_by_key"
+        [[ $INITIAL_FILE == - ]] || echo -n ", every word of the vocabulary in the initial state"
+        echo -n ")"
+        ;;
+    esac
+    ckpt="Spark checkpoints"
+    [[ $EMBER_CHECKPOINT == 1 ]] && ckpt="both checkpoint"
+    [[ $WORKLOAD == wordcount ]] && ckpt="no checkpoints"
+    echo ", ${INTERVAL_MS} ms batches, $ckpt, generator --kind $KIND ($WORDS_PER_LINE words/line)," \
         "$WARMUP warm-up + $MEASURE measured batches per trial"
     printf '%-48s %16s %12s %12s %12s\n' "system" "max words/s" "lines/s" "p50 delay" "p99 delay"
     for s in "${SYSTEM_LIST[@]}"; do
@@ -434,6 +552,20 @@ label() {
             printf '%-48s %16s %12s %12s %12s\n' "$(label "$s")" "none passed" "-" "-" "-"
         fi
     done
+    for s in "${SYSTEM_LIST[@]}"; do
+        if ((RESULT_RATE[$s] == 0 && RESULT_LOWEST_RATE[$s] > 0)); then
+            echo "$s passed no rate; at the lowest tried, $(words_of "${RESULT_LOWEST_RATE[$s]}") words/s:" \
+                "${RESULT_LOWEST_VERDICT[$s]}"
+        fi
+    done
+    if [[ $WORKLOAD != wordcount ]]; then
+        for s in "${SYSTEM_LIST[@]}"; do
+            v=${RESULT_VERDICT[$s]}
+            [[ -n $v ]] || continue
+            echo "$s at its highest sustainable rate: $(field keys_first "$v") keys in the" \
+                "$([[ $WORKLOAD == window ]] && echo window || echo state) at the first measured batch, $(field keys_last "$v") at the last"
+        done
+    fi
     if [[ -n "${RESULT_RATE[ember]:-}" && -n "${RESULT_RATE[spark]:-}" ]] && ((RESULT_RATE[ember] > 0 && RESULT_RATE[spark] > 0)); then
         bounds=""
         ((RESULT_BOUNDED[ember] && RESULT_BOUNDED[spark])) || bounds=" (a bound only: a search found no failing rate)"

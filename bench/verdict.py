@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Judges one trial of bench/compare.sh: was the offered rate sustainable?
 
-Reads the per-batch lines that both word counts print,
+Reads the per-batch lines that both systems' jobs print,
 
-    BATCH time_ms=T keys=K words=W [records=N] proc_ms=P sched_ms=S total_ms=D
+    BATCH time_ms=T keys=K words=W [sum=S] [records=N] proc_ms=P sched_ms=S total_ms=D
+
+(words is the batch's input words: counted by the word count, derived from the per-batch sums
+of counts by the window and state jobs; other fields are informative)
 
 skips the warm-up batches, takes the next MEASURE batches and prints one line of key=value
 pairs, the first being verdict=ok or verdict=fail. A rate is sustainable when all of these
@@ -91,6 +94,9 @@ def main():
         out["p99_ms"] = quantile(totals, 0.99)
         out["max_ms"] = max(totals)
         out["end_ms"] = quantile(totals[-3:], 0.5)
+        # Keys in the output (the state's or window's size for those jobs), first and last.
+        out["keys_first"] = measured[0].get("keys", -1)
+        out["keys_last"] = measured[-1].get("keys", -1)
         if rate < args.recv_fraction * args.offered_words_per_s:
             reasons.append(f"counted {out['recv']:.0%} of the offered words")
         if out["proc_q"] >= args.interval_ms:
