@@ -351,23 +351,24 @@ run_trial() {
     local span=$((startup + batches * INTERVAL_MS / 1000 + 30))
     start_generator "$rate" "$span" "$log.gen.log"
     # A fresh checkpoint directory per trial (Spark's window and state jobs need one), removed
-    # after it.
+    # after it. The job's stderr is opened for appending, as the notes this script adds to it
+    # while the job runs would otherwise be overwritten by the job's later output.
     local checkpoint="$log.checkpoint"
     case $system in
     ember)
         local ember_checkpoint=-
         [[ $EMBER_CHECKPOINT == 1 ]] && ember_checkpoint=$checkpoint
         "$EMBER_JOB" 127.0.0.1 "$GEN_PORT" "$batches" "$INTERVAL_MS" "$EMBER_WORKERS" "$WORKLOAD" "$((WINDOW_S * 1000))" \
-            "$ember_checkpoint" "$INITIAL_FILE" >"$log.out" 2>"$log.err" &
+            "$ember_checkpoint" "$INITIAL_FILE" >"$log.out" 2>>"$log.err" &
         ;;
     spark)
         if [[ $WORKLOAD == wordcount ]]; then
             java "${JAVA_MODULE_OPTS[@]}" "-Xmx$SPARK_HEAP" "${EXTRA_JAVA_OPTS[@]}" -cp "$SPARK_CP" \
-                SocketWordCount 127.0.0.1 "$GEN_PORT" "$batches" "$INTERVAL_MS" "$SPARK_MASTER" >"$log.out" 2>"$log.err" &
+                SocketWordCount 127.0.0.1 "$GEN_PORT" "$batches" "$INTERVAL_MS" "$SPARK_MASTER" >"$log.out" 2>>"$log.err" &
         else
             java "${JAVA_MODULE_OPTS[@]}" "-Xmx$SPARK_HEAP" "${EXTRA_JAVA_OPTS[@]}" -cp "$SPARK_CP" \
                 SocketStatefulCount 127.0.0.1 "$GEN_PORT" "$batches" "$INTERVAL_MS" "$WORKLOAD" "$((WINDOW_S * 1000))" \
-                "$checkpoint" "$SPARK_MASTER" "$INITIAL_FILE" >"$log.out" 2>"$log.err" &
+                "$checkpoint" "$SPARK_MASTER" "$INITIAL_FILE" >"$log.out" 2>>"$log.err" &
         fi
         ;;
     esac
