@@ -32,6 +32,14 @@
 //! I/O: [`ControlPlane::stop_requested`], [`ControlPlane::final_time`] and
 //! [`ControlPlane::failure`] read an atomic or a mutex, and requests go to a background thread
 //! through a channel.
+//!
+//! # A failed send
+//!
+//! A failed send is not yet a loss. A peer that finished says goodbye and closes its end, and
+//! this process's heartbeat may hit the closed socket before the reader thread has handed over
+//! the goodbye already in the receive buffer. So a send failure only stops sending to that
+//! peer; the peer is lost when its reader reports the end of the connection without a goodbye,
+//! or one [`ControlConfig::peer_timeout`] after the failure, whichever comes first.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -944,6 +952,7 @@ fn join_as_coordinator(
                 last_heard: now,
                 said_goodbye: false,
                 open: true,
+                send_failed: None,
                 proposal: None,
             },
         );
@@ -1051,6 +1060,7 @@ fn join_as_follower(config: &ControlConfig, shared: Arc<Shared>) -> Result<(u64,
         last_heard: Instant::now(),
         open: true,
         coordinator_said_goodbye: false,
+        send_failed: None,
     };
     let driver = thread::Builder::new()
         .name(format!("ember-control-follower-{}", config.process))
@@ -1099,6 +1109,8 @@ struct Follower {
     last_heard: Instant,
     said_goodbye: bool,
     open: bool,
+    /// Why and when a send to it failed (see "A failed send" in the module docs).
+    send_failed: Option<(String, Instant)>,
     proposal: Option<u64>,
 }
 
@@ -1189,7 +1201,8 @@ impl Coordinator {
                     peer.open = false;
                     self.links.close(conn);
                     if !peer.said_goodbye {
-                        self.pending_losses.push((peer.process, cause.to_string()));
+                        let reason = peer.send_failed.take().map_or_else(|| cause.to_string(), |(reason, _)| reason);
+                        self.pending_losses.push((peer.process, reason));
                     }
                 }
             }
@@ -1232,27 +1245,31 @@ impl Coordinator {
 
     fn check_silence(&mut self, now: Instant) {
         for (&conn, peer) in &mut self.peers {
-            let silent = now.saturating_duration_since(peer.last_heard);
-            if peer.open && !peer.said_goodbye && silent > self.peer_timeout {
-                peer.open = false;
-                self.links.close(conn);
-                self.pending_losses
-                    .push((peer.process, format!("no heartbeat for {} ms", silent.as_millis())));
-            }
-        }
-    }
-
-    /// Sends to every open follower that has not said goodbye; a failed send closes that
-    /// follower's connection and queues its loss.
-    fn broadcast(&mut self, message: &Message) {
-        for (&conn, peer) in &mut self.peers {
             if !peer.open || peer.said_goodbye {
                 continue;
             }
+            let silent = now.saturating_duration_since(peer.last_heard);
+            let reason = match &peer.send_failed {
+                Some((reason, at)) if now.saturating_duration_since(*at) > self.peer_timeout => reason.clone(),
+                _ if silent > self.peer_timeout => format!("no heartbeat for {} ms", silent.as_millis()),
+                _ => continue,
+            };
+            peer.open = false;
+            self.links.close(conn);
+            self.pending_losses.push((peer.process, reason));
+        }
+    }
+
+    /// Sends to every open follower that has not said goodbye and whose connection has not
+    /// failed; a failed send is remembered (see "A failed send" in the module docs).
+    fn broadcast(&mut self, message: &Message) {
+        for (&conn, peer) in &mut self.peers {
+            if !peer.open || peer.said_goodbye || peer.send_failed.is_some() {
+                continue;
+            }
             if let Err(e) = self.links.send(conn, message) {
-                peer.open = false;
-                self.links.close(conn);
-                self.pending_losses.push((peer.process, format!("sending to it failed: {e}")));
+                tracing::debug!(process = peer.process, error = %e, "Sending to a follower failed; waiting for its connection's end.");
+                peer.send_failed = Some((format!("sending to it failed: {e}"), Instant::now()));
             }
         }
     }
@@ -1283,6 +1300,8 @@ struct FollowerDriver {
     last_heard: Instant,
     open: bool,
     coordinator_said_goodbye: bool,
+    /// Why and when a send to process 0 failed (see "A failed send" in the module docs).
+    send_failed: Option<(String, Instant)>,
 }
 
 impl FollowerDriver {
@@ -1294,8 +1313,14 @@ impl FollowerDriver {
             if now >= next_beat {
                 self.send(&Message::Heartbeat);
                 let silent = now.saturating_duration_since(self.last_heard);
-                if self.open && !self.coordinator_said_goodbye && silent > self.peer_timeout {
-                    self.lose(format!("no heartbeat for {} ms", silent.as_millis()));
+                if self.open && !self.coordinator_said_goodbye {
+                    match &self.send_failed {
+                        Some((reason, at)) if now.saturating_duration_since(*at) > self.peer_timeout => {
+                            self.lose(reason.clone());
+                        }
+                        _ if silent > self.peer_timeout => self.lose(format!("no heartbeat for {} ms", silent.as_millis())),
+                        _ => {}
+                    }
                 }
                 next_beat = now + self.heartbeat;
             }
@@ -1341,7 +1366,8 @@ impl FollowerDriver {
             }
             Event::Closed { cause, .. } => {
                 if self.open && !self.coordinator_said_goodbye {
-                    self.lose(cause.to_string());
+                    let reason = self.send_failed.take().map_or_else(|| cause.to_string(), |(reason, _)| reason);
+                    self.lose(reason);
                 }
                 self.open = false;
                 self.links.close(self.conn);
@@ -1357,11 +1383,12 @@ impl FollowerDriver {
     }
 
     fn send(&mut self, message: &Message) {
-        if !self.open || self.coordinator_said_goodbye {
+        if !self.open || self.coordinator_said_goodbye || self.send_failed.is_some() {
             return;
         }
         if let Err(e) = self.links.send(self.conn, message) {
-            self.lose(format!("sending to it failed: {e}"));
+            tracing::debug!(process = self.process, error = %e, "Sending to process 0 failed; waiting for its connection's end.");
+            self.send_failed = Some((format!("sending to it failed: {e}"), Instant::now()));
         }
     }
 
@@ -1752,6 +1779,132 @@ mod tests {
         thread::sleep(settle);
         assert_eq!(planes[0].failure(), None);
         planes.pop().expect("process 1").finish();
+    }
+
+    /// A connected pair: this side's stream adopted by fresh [`Links`] (whose reader feeds the
+    /// returned receiver) and the raw peer end.
+    fn linked_pair() -> (Links, usize, Receiver<Event>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let ours = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+        let (peer, _) = listener.accept().expect("accept");
+        let (events_tx, events) = mpsc::channel();
+        let mut links = Links::new(events_tx, &config(0, 2, "127.0.0.1:0"));
+        let conn = links.add(ours).expect("adopt");
+        (links, conn, events, peer)
+    }
+
+    /// The peer says goodbye and closes; returns once a write to it fails.
+    fn goodbye_then_failing_send(peer: TcpStream, mut send: impl FnMut()) {
+        let mut peer = peer;
+        peer.write_all(b"{\"type\":\"goodbye\"}\n").expect("goodbye");
+        drop(peer);
+        // The first write after the close draws a reset, the next ones fail.
+        for _ in 0..5 {
+            send();
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A peer that finishes says goodbye and closes its end; this side's heartbeat may fail
+    /// before the reader hands over that goodbye, which must not count as a loss. Both drivers
+    /// are driven by hand so that the send fails first every time.
+    #[test]
+    fn a_send_failing_before_the_peers_goodbye_is_handled_is_not_a_loss() {
+        let _guard = shared_test();
+        let (links, conn, events, peer) = linked_pair();
+        let mut follower = FollowerDriver {
+            links,
+            conn,
+            events,
+            shared: Arc::new(Shared::default()),
+            process: 1,
+            heartbeat: Duration::from_millis(50),
+            peer_timeout: PEER_TIMEOUT,
+            last_heard: Instant::now(),
+            open: true,
+            coordinator_said_goodbye: false,
+            send_failed: None,
+        };
+        goodbye_then_failing_send(peer, || follower.send(&Message::Heartbeat));
+        assert!(follower.send_failed.is_some(), "no send failed; the test did not exercise the race");
+        assert_eq!(follower.shared.outcome().failure, None, "a failed send was taken for a loss");
+        while let Ok(event) = follower.events.recv_timeout(Duration::from_millis(500)) {
+            follower.handle(event);
+        }
+        assert!(follower.coordinator_said_goodbye);
+        assert_eq!(follower.shared.outcome().failure, None);
+
+        let (links, conn, events, peer) = linked_pair();
+        let mut coordinator = Coordinator {
+            links,
+            events,
+            shared: Arc::new(Shared::default()),
+            peers: BTreeMap::from([(
+                conn,
+                Follower {
+                    process: 1,
+                    last_heard: Instant::now(),
+                    said_goodbye: false,
+                    open: true,
+                    send_failed: None,
+                    proposal: None,
+                },
+            )]),
+            own_proposal: None,
+            stop_sent: STOP_NONE,
+            final_sent: false,
+            heartbeat: Duration::from_millis(50),
+            peer_timeout: PEER_TIMEOUT,
+            pending_losses: Vec::new(),
+        };
+        goodbye_then_failing_send(peer, || {
+            coordinator.broadcast(&Message::Heartbeat);
+            coordinator.report_losses();
+        });
+        assert!(
+            coordinator.peers[&conn].send_failed.is_some(),
+            "no send failed; the test did not exercise the race"
+        );
+        assert_eq!(coordinator.shared.outcome().failure, None, "a failed send was taken for a loss");
+        while let Ok(event) = coordinator.events.recv_timeout(Duration::from_millis(500)) {
+            coordinator.handle(event);
+            coordinator.report_losses();
+        }
+        assert!(coordinator.peers[&conn].said_goodbye);
+        assert_eq!(coordinator.shared.outcome().failure, None);
+    }
+
+    /// Without a goodbye, a failed send is a loss once the reader reports the end, and the
+    /// failure is the reason given.
+    #[test]
+    fn a_failed_send_without_a_goodbye_is_a_loss() {
+        let _guard = shared_test();
+        let (links, conn, events, peer) = linked_pair();
+        let mut follower = FollowerDriver {
+            links,
+            conn,
+            events,
+            shared: Arc::new(Shared::default()),
+            process: 1,
+            heartbeat: Duration::from_millis(50),
+            peer_timeout: PEER_TIMEOUT,
+            last_heard: Instant::now(),
+            open: true,
+            coordinator_said_goodbye: false,
+            send_failed: None,
+        };
+        drop(peer);
+        for _ in 0..5 {
+            follower.send(&Message::Heartbeat);
+            thread::sleep(Duration::from_millis(20));
+        }
+        while let Ok(event) = follower.events.recv_timeout(Duration::from_millis(500)) {
+            follower.handle(event);
+        }
+        match follower.shared.outcome().failure.clone() {
+            Some(ControlError::PeerLost { process: 0, reason }) => assert!(reason.contains("sending to it failed"), "{reason}"),
+            other => panic!("expected the loss of process 0, got {other:?}"),
+        }
     }
 
     #[test]
