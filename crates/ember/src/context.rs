@@ -690,7 +690,9 @@ impl StreamingContext {
     /// The plan as text, one line per operation with its id, partitioning and slide: outputs
     /// first, each followed by the streams it reads, indented (Spark's `toDebugString` of the
     /// DStream graph). A stream read by several operations is listed once, then marked
-    /// "(see above)".
+    /// "(see above)". From start on, a narrow operation that runs inside the operation reading
+    /// it (one pass over each partition, as Spark pipelines a stage) is marked "fused into its
+    /// consumer".
     pub fn explain(&self) -> String {
         self.inner.plan.explain()
     }

@@ -98,6 +98,11 @@ pub(crate) struct NodeMeta {
     pub(crate) stateful: bool,
     /// Set when the plan is frozen: some output needs this node.
     consumed: AtomicBool,
+    /// Set when the plan is frozen: this node runs inside its only consumer (see
+    /// `dstream::fuse`).
+    fused: AtomicBool,
+    /// Set when the plan is frozen: `kind#id`, for messages.
+    label: std::sync::OnceLock<String>,
 }
 
 impl NodeMeta {
@@ -131,6 +136,16 @@ impl NodeMeta {
     pub(crate) fn consumed(&self) -> bool {
         self.consumed.load(Ordering::Acquire)
     }
+
+    /// Whether this node runs inside its only consumer (known once the plan is frozen).
+    pub(crate) fn fused(&self) -> bool {
+        self.fused.load(Ordering::Acquire)
+    }
+
+    /// The node's label, `kind#id` (known once the plan is frozen).
+    pub(crate) fn label(&self) -> String {
+        self.label.get().cloned().unwrap_or_default()
+    }
 }
 
 /// Compiles one node on one worker: builds its stream from its parents' (already compiled)
@@ -147,6 +162,10 @@ pub(crate) struct NodeSpec {
     /// Compiled right after its (single) parent rather than in creation order, so that an
     /// output added at start runs before the user's outputs of the same batch.
     pub(crate) follows_parent: bool,
+    /// A narrow stage that can run inside its consumer (see `dstream::fuse`).
+    pub(crate) stage: bool,
+    /// Can run its (single) parent's stages inside itself.
+    pub(crate) fuses_parent: bool,
 }
 
 impl NodeSpec {
@@ -159,7 +178,21 @@ impl NodeSpec {
             partitioning: Partitioning::Narrow,
             meta: Arc::default(),
             follows_parent: false,
+            stage: false,
+            fuses_parent: false,
         }
+    }
+
+    /// Marks a narrow stage that runs inside its only consumer when that consumer can take it.
+    pub(crate) fn stage(mut self) -> Self {
+        self.stage = true;
+        self
+    }
+
+    /// Marks a node that can run its parent's stages inside itself.
+    pub(crate) fn fuses_parent(mut self) -> Self {
+        self.fuses_parent = true;
+        self
     }
 
     pub(crate) fn partitioning(mut self, partitioning: Partitioning) -> Self {
@@ -538,6 +571,31 @@ impl Plan {
         self.phase.load(Ordering::Acquire) != OPEN
     }
 
+    /// The needed stages that run inside their consumer: a stage whose only needed consumer
+    /// takes its parent's stages and has no other parent.
+    fn fused(nodes: &[Node], needed: &[bool]) -> Vec<bool> {
+        let mut consumers = vec![0usize; nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            if needed[i] {
+                for &p in &node.spec.parents {
+                    consumers[p] += 1;
+                }
+            }
+        }
+        let mut fused = vec![false; nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            if needed[i]
+                && node.spec.fuses_parent
+                && let [p] = node.spec.parents[..]
+                && nodes[p].spec.stage
+                && consumers[p] == 1
+            {
+                fused[p] = true;
+            }
+        }
+        fused
+    }
+
     /// Freezes the plan for start: marks the nodes some output needs and returns what every
     /// worker compiles, with the plan's fingerprint.
     pub(crate) fn freeze(&self) -> (Arc<CompiledPlan>, u64) {
@@ -554,13 +612,16 @@ impl Plan {
                 order.extend((0..nodes.len()).filter(|&f| nodes[f].spec.follows_parent && nodes[f].spec.parents == [i]));
             }
         }
+        let fused = Self::fused(&nodes, &needed);
         for i in order {
             let node = &nodes[i];
             node.spec.meta.consumed.store(needed[i], Ordering::Release);
+            node.spec.meta.fused.store(fused[i], Ordering::Release);
             if !needed[i] {
                 continue;
             }
             let label = format!("{}#{}", node.spec.kind, ids[i]);
+            let _ = node.spec.meta.label.set(label.clone());
             label.hash(&mut fingerprint);
             node.spec.slide.as_millis().hash(&mut fingerprint);
             for &p in &node.spec.parents {
@@ -610,6 +671,10 @@ impl Plan {
             let consumers = nodes.iter().filter(|n| n.spec.parents.contains(&i)).count();
             if consumers > 1 {
                 let _ = write!(out, ", {consumers} consumers");
+            }
+            // Known from start on: the stage runs inside its consumer's operator.
+            if spec.meta.fused() {
+                out.push_str(", fused into its consumer");
             }
             if !shown.insert(i) && !spec.parents.is_empty() {
                 out.push_str("] (see above)\n");

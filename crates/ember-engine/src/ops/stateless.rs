@@ -34,6 +34,13 @@ pub trait PerPart<'s, T: Data> {
     where
         F: FnMut(Part<T>) -> Result<Part<U>, String> + 'static;
 
+    /// Like [`PerPart::per_part`], where `logic` gets the batch time and reports its own
+    /// failures, naming the operator it chooses (a fused chain names the operation that
+    /// failed). A panic that escapes `logic` is reported under `name`.
+    fn per_part_or_fail<U: Data, F>(self, name: &str, logic: F) -> EStream<'s, U>
+    where
+        F: FnMut(u64, Part<T>) -> Result<Part<U>, JobFailure> + 'static;
+
     /// Applies `logic` to every partition, which may produce any number of partitions;
     /// markers pass through unchanged. A panic fails the batch, as for [`PerPart::per_part`].
     fn per_parts<U: Data, F>(self, name: &str, logic: F) -> EStream<'s, U>
@@ -67,6 +74,20 @@ impl<'s, T: Data> PerPart<'s, T> for EStream<'s, T> {
         F: FnMut(Part<T>) -> Result<Part<U>, String> + 'static,
     {
         let operator = name.to_owned();
+        self.per_part_or_fail(name, move |t, part| {
+            logic(part).map_err(|message| JobFailure {
+                operator: operator.clone(),
+                time: t,
+                cause: FailureCause::Error(message),
+            })
+        })
+    }
+
+    fn per_part_or_fail<U: Data, F>(self, name: &str, mut logic: F) -> EStream<'s, U>
+    where
+        F: FnMut(u64, Part<T>) -> Result<Part<U>, JobFailure> + 'static,
+    {
+        let operator = name.to_owned();
         self.unary(Pipeline, name, move |_cap, _info| {
             move |input, output| {
                 input.for_each(|time, data| {
@@ -74,14 +95,9 @@ impl<'s, T: Data> PerPart<'s, T> for EStream<'s, T> {
                     let mut session = output.session(&time);
                     for msg in data.drain(..) {
                         let out = match msg {
-                            Msg::Part(part) => match catch_user(&operator, t, || logic(part)) {
+                            Msg::Part(part) => match catch_user(&operator, t, || logic(t, part)) {
                                 Ok(Ok(part)) => Msg::Part(part),
-                                Ok(Err(message)) => Msg::Failed(JobFailure {
-                                    operator: operator.clone(),
-                                    time: t,
-                                    cause: FailureCause::Error(message),
-                                }),
-                                Err(failure) => Msg::Failed(failure),
+                                Ok(Err(failure)) | Err(failure) => Msg::Failed(failure),
                             },
                             Msg::NoRdd => Msg::NoRdd,
                             Msg::Failed(f) => Msg::Failed(f),

@@ -8,7 +8,9 @@ use ember_engine::{Compiler, Data, EStream, PartId};
 
 use crate::plan::{Handle, NodeSpec, OperatorId, Partitioning, Plan};
 use crate::time::Duration;
+use fuse::{Chain, Stage, Upstream};
 
+pub(crate) mod fuse;
 mod ops;
 mod pair;
 pub(crate) mod shuffle;
@@ -34,6 +36,8 @@ pub struct DStream<T> {
     /// Shared by the clones of this handle; the plan keeps the batches of the streams whose
     /// handles are alive at start for [`DStream::slice`].
     pub(crate) handle: Arc<Handle>,
+    /// For a narrow stage, the operations from the nearest computed stream (see [`fuse`]).
+    chain: Option<Arc<dyn Chain<T>>>,
     _elements: PhantomData<fn() -> T>,
 }
 
@@ -78,6 +82,7 @@ impl<T> Clone for DStream<T> {
             slide: self.slide,
             meta: Arc::clone(&self.meta),
             handle: Arc::clone(&self.handle),
+            chain: self.chain.clone(),
             _elements: PhantomData,
         }
     }
@@ -99,14 +104,50 @@ impl<T: Data> DStream<T> {
     where
         B: for<'s> Fn(&mut Compiler<'s>, &str) -> EStream<'s, T> + Send + Sync + 'static,
     {
-        let (slide, meta) = (spec.slide, Arc::clone(&spec.meta));
-        let index = plan.add(
+        Self::node_with_chain(
+            plan,
             spec,
             Arc::new(move |c: &mut Compiler<'_>, index: u64, label: &str| {
                 let stream = build(c, label);
                 c.memo_insert(index, stream);
             }),
-        );
+            None,
+        )
+    }
+
+    /// A narrow stage computed from this stream: `step` pushes the outputs of one element. It
+    /// runs inside its consumer when the plan allows (see [`fuse`]), as its own operator
+    /// otherwise.
+    pub(crate) fn stage<U: Data, S>(&self, kind: &str, step: S) -> DStream<U>
+    where
+        S: Fn(T, &mut dyn FnMut(U)) + Send + Sync + 'static,
+    {
+        let spec = NodeSpec::new(kind, self.slide, vec![self.index]).stage().fuses_parent();
+        let meta = Arc::clone(&spec.meta);
+        let chain: Arc<dyn Chain<U>> = Arc::new(Stage::new(self.upstream(), Arc::clone(&meta), step));
+        let own = Arc::clone(&chain);
+        DStream::node_with_chain(
+            &self.plan,
+            spec,
+            Arc::new(move |c: &mut Compiler<'_>, index: u64, label: &str| {
+                // A fused stage is built by its consumer.
+                if !meta.fused() {
+                    let stream = fuse::materialize(own.as_ref(), c, label);
+                    c.memo_insert(index, stream);
+                }
+            }),
+            Some(chain),
+        )
+    }
+
+    /// What a consumer of this stream reads (see [`fuse::Upstream`]).
+    pub(crate) fn upstream(&self) -> Upstream<T> {
+        Upstream::new(self.node_ref(), Arc::clone(&self.meta), self.chain.clone())
+    }
+
+    fn node_with_chain(plan: &Arc<Plan>, spec: NodeSpec, compile: crate::plan::CompileFn, chain: Option<Arc<dyn Chain<T>>>) -> Self {
+        let (slide, meta) = (spec.slide, Arc::clone(&spec.meta));
+        let index = plan.add(spec, compile);
         let handle = Arc::new(Handle::default());
         let retained_meta = Arc::clone(&meta);
         plan.add_retainer(
@@ -119,6 +160,7 @@ impl<T: Data> DStream<T> {
                     slide,
                     meta: Arc::clone(&retained_meta),
                     handle,
+                    chain: None,
                     _elements: PhantomData,
                 };
                 stream.retain(keep, here)
@@ -130,6 +172,7 @@ impl<T: Data> DStream<T> {
             slide,
             meta,
             handle,
+            chain,
             _elements: PhantomData,
         }
     }
@@ -187,6 +230,16 @@ impl<T: Data> DStream<T> {
             let input = parent.stream(c);
             f(c, input, label)
         })
+    }
+
+    /// [`DStream::derive_node`] for a node that reads this stream through an [`Upstream`], so
+    /// that this stream's stages can run inside it.
+    pub(crate) fn derive_fusing<U: Data, F>(&self, spec: NodeSpec, f: F) -> DStream<U>
+    where
+        F: for<'s> Fn(&mut Compiler<'s>, &Upstream<T>, &str) -> EStream<'s, U> + Send + Sync + 'static,
+    {
+        let upstream = self.upstream();
+        DStream::node(&self.plan, spec.fuses_parent(), move |c, label| f(c, &upstream, label))
     }
 
     /// Records, for `start` to report, that `operation` combines this stream with one of a

@@ -24,14 +24,7 @@ impl<T: Data> DStream<T> {
     where
         F: Fn(T) -> U + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        self.derive("map", move |_c, s, label| {
-            let f = Arc::clone(&f);
-            s.per_part(label, move |p: Part<T>| Part {
-                id: p.id,
-                data: p.data.into_iter().map(|x| f(x)).collect(),
-            })
-        })
+        self.stage("map", move |x, out: &mut dyn FnMut(U)| out(f(x)))
     }
 
     /// A stream with every element replaced by the items `f` returns.
@@ -53,19 +46,7 @@ impl<T: Data> DStream<T> {
         I: IntoIterator<Item = U>,
         F: Fn(T) -> I + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        self.derive("flat_map", move |_c, s, label| {
-            let f = Arc::clone(&f);
-            s.per_part(label, move |p: Part<T>| {
-                // `extend` moves each returned `Vec` in one copy; a flattening iterator would
-                // move its items one by one and grow the output blindly.
-                let mut data = Vec::with_capacity(p.data.len());
-                for x in p.data {
-                    data.extend(f(x));
-                }
-                Part { id: p.id, data }
-            })
-        })
+        self.stage("flat_map", move |x, out: &mut dyn FnMut(U)| f(x).into_iter().for_each(&mut *out))
     }
 
     /// A stream with the elements for which `f` holds.
@@ -73,13 +54,10 @@ impl<T: Data> DStream<T> {
     where
         F: Fn(&T) -> bool + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        self.derive("filter", move |_c, s, label| {
-            let f = Arc::clone(&f);
-            s.per_part(label, move |mut p: Part<T>| {
-                p.data.retain(|x| f(x));
-                p
-            })
+        self.stage("filter", move |x, out: &mut dyn FnMut(T)| {
+            if f(&x) {
+                out(x)
+            }
         })
     }
 

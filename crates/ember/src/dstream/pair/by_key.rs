@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use ember_engine::ops::{PerBatch, PerPart};
+use ember_engine::ops::{BatchInfo, PerBatch};
 use ember_engine::{Data, Key, Msg, Part};
 
 use crate::dstream::shuffle::{Shuffle, assemble_owned};
 use crate::dstream::{DStream, spread};
-use crate::plan::Partitioning;
+use crate::plan::{NodeSpec, Partitioning};
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
@@ -34,14 +34,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     where
         F: Fn(V) -> U + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        self.derive("map_values", move |_c, s, label| {
-            let f = Arc::clone(&f);
-            s.per_part(label, move |p: Part<(K, V)>| Part {
-                id: p.id,
-                data: p.data.into_iter().map(|(k, v)| (k, f(v))).collect(),
-            })
-        })
+        self.stage("map_values", move |(k, v), out: &mut dyn FnMut((K, U))| out((k, f(v))))
     }
 
     /// A stream with every value replaced by the values `f` returns, each with its key.
@@ -50,17 +43,10 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         I: IntoIterator<Item = U>,
         F: Fn(V) -> I + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        self.derive("flat_map_values", move |_c, s, label| {
-            let f = Arc::clone(&f);
-            s.per_part(label, move |p: Part<(K, V)>| Part {
-                id: p.id,
-                data: p
-                    .data
-                    .into_iter()
-                    .flat_map(|(k, v)| f(v).into_iter().map(move |u| (k.clone(), u)))
-                    .collect(),
-            })
+        self.stage("flat_map_values", move |(k, v), out: &mut dyn FnMut((K, U))| {
+            for u in f(v) {
+                out((k.clone(), u))
+            }
         })
     }
 
@@ -170,29 +156,63 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         F3: Fn(C, C) -> C + Send + Sync + 'static,
     {
         let fns = Arc::new((create, merge_value, merge_combiners));
-        self.derive_as(name, Partitioning::ByKey(partitions), move |c, s, label| {
+        let spec = NodeSpec::new(name, self.slide, vec![self.index]).partitioning(Partitioning::ByKey(partitions));
+        self.derive_fusing(spec, move |c, upstream, label| {
             let shuffle = Shuffle::new(c, partitions);
             let (local_fns, final_fns) = (Arc::clone(&fns), Arc::clone(&fns));
+            let finish = move |info: BatchInfo, acc: FastMap<K, Option<C>>, out: &mut Vec<Msg<(K, C)>>| {
+                if info.no_rdd[0] {
+                    out.push(Msg::NoRdd);
+                }
+                let combined = acc.into_iter().filter_map(|(k, c)| c.map(|c| (k, c)));
+                out.extend(shuffle.split(combined).into_iter().map(Msg::Part));
+            };
             // `Option` lets a combiner be taken out and merged by value in place.
-            let local = s.per_batch(
-                &c.grid(),
-                label,
-                move |acc: &mut FastMap<K, Option<C>>, p: Part<(K, V)>| {
+            let local = if upstream.is_fused() {
+                // The operations before run in this pass: each partition's values are combined
+                // as they come out of them (Spark's map-side combine per partition), then the
+                // partitions' combiners per batch.
+                let mut partial: FastMap<K, Option<C>> = FastMap::default();
+                let partials = upstream.run(c, label, move |feed| {
                     let (create, merge_value, _) = &*local_fns;
-                    for (k, v) in p.data {
-                        fold_into(acc, k, v, &|v| Some(create(v)), &|c: &mut Option<C>, v| {
+                    // A partition that failed half-way leaves nothing behind.
+                    partial.clear();
+                    feed(&mut |(k, v)| {
+                        fold_into(&mut partial, k, v, &|v| Some(create(v)), &|c: &mut Option<C>, v| {
                             *c = c.take().map(|c| merge_value(c, v))
-                        });
-                    }
-                },
-                move |info, acc, out| {
-                    if info.no_rdd[0] {
-                        out.push(Msg::NoRdd);
-                    }
-                    let combined = acc.into_iter().filter_map(|(k, c)| c.map(|c| (k, c)));
-                    out.extend(shuffle.split(combined).into_iter().map(Msg::Part));
-                },
-            );
+                        })
+                    });
+                    partial.drain().filter_map(|(k, c)| c.map(|c| (k, c))).collect()
+                });
+                let part_fns = Arc::clone(&fns);
+                partials.per_batch(
+                    &c.grid(),
+                    label,
+                    move |acc: &mut FastMap<K, Option<C>>, p: Part<(K, C)>| {
+                        let merge_combiners = &part_fns.2;
+                        for (k, c) in p.data {
+                            fold_into(acc, k, c, &Some, &|a: &mut Option<C>, b| {
+                                *a = a.take().map(|a| merge_combiners(a, b))
+                            });
+                        }
+                    },
+                    finish,
+                )
+            } else {
+                upstream.stream(c, label).per_batch(
+                    &c.grid(),
+                    label,
+                    move |acc: &mut FastMap<K, Option<C>>, p: Part<(K, V)>| {
+                        let (create, merge_value, _) = &*local_fns;
+                        for (k, v) in p.data {
+                            fold_into(acc, k, v, &|v| Some(create(v)), &|c: &mut Option<C>, v| {
+                                *c = c.take().map(|c| merge_value(c, v))
+                            });
+                        }
+                    },
+                    finish,
+                )
+            };
             let owned = shuffle.owned(c).partitions;
             spread(c, local).per_batch(
                 &c.grid(),

@@ -1,0 +1,269 @@
+//! Operator fusion: chains of narrow operations run as one pass over each partition, as Spark
+//! pipelines the narrow operations of a stage.
+//!
+//! `map`, `flat_map`, `filter`, `map_values` and `flat_map_values` record *stages*: besides
+//! their plan node, their stream carries a [`Chain`], a push-based description of the work from
+//! the nearest stream that is really computed. When the plan is frozen, a stage whose only
+//! consumer can take a chain (another stage, or a keyed combine) is marked fused
+//! ([`NodeMeta::fused`]): it compiles to nothing, and its consumer runs it inside its own
+//! operator. Elements then go from one user function to the next without an intermediate
+//! `Vec` per operation; a keyed combine folds them straight into its map.
+//!
+//! A chain's head type is hidden behind each `DStream<T>`, so a chain is built from the end: the
+//! consumer hands its *tail* (what to do with each partition's elements) to the chain, each
+//! stage wraps it into a tail for its own input, and the stream at the head runs the outermost
+//! tail on every partition in one timely operator. That operator's output is type-erased
+//! ([`Fused`]), and one more operator unpacks it; both work per partition, never per element.
+//!
+//! A panic in a fused user function still names its operation (`map#3`): every stage records
+//! itself as the current one before calling its function.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ember_engine::ops::PerPart;
+use ember_engine::{Compiler, Data, EStream, FailureCause, JobFailure, Part};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::dstream::NodeRef;
+use crate::plan::NodeMeta;
+
+/// Pushes every element of one partition, after the chain's operations, into the sink it gets.
+pub(crate) type Feed<'a, T> = dyn FnMut(&mut dyn FnMut(T)) + 'a;
+
+/// What the end of a chain does with one partition: it gets the partition's feed and returns
+/// the partition's result, type-erased.
+pub(crate) type Tail<T> = Box<dyn FnMut(&mut Feed<'_, T>) -> Fused>;
+
+/// One partition's result of a fused chain, type-erased: only the operator right after the
+/// chain reads it, on the same worker, so it is never serialised (it refuses to be).
+#[derive(Clone)]
+pub(crate) struct Fused(Arc<dyn Any + Send + Sync>);
+
+impl Fused {
+    fn new<R: Send + Sync + 'static>(data: Vec<R>) -> Self {
+        Fused(Arc::new(data))
+    }
+
+    /// The partition's elements, if they are `R`s.
+    fn take<R: Clone + Send + Sync + 'static>(self) -> Option<Vec<R>> {
+        let data = self.0.downcast::<Vec<R>>().ok()?;
+        Some(Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone()))
+    }
+}
+
+impl Serialize for Fused {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "a fused partition never leaves its worker; this is a bug in ember",
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Fused {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "a fused partition never leaves its worker; this is a bug in ember",
+        ))
+    }
+}
+
+/// What a chain being built collects: the labels of its operations (the consumer's first), and
+/// which of them is running, for naming a panic.
+pub(crate) struct Fusion {
+    names: Vec<String>,
+    current: Rc<Cell<usize>>,
+}
+
+impl Fusion {
+    /// A chain ending in the operation `label`.
+    fn new(label: &str) -> Self {
+        Fusion {
+            names: vec![label.to_owned()],
+            current: Rc::new(Cell::new(0)),
+        }
+    }
+}
+
+/// A chain of fused operations ending in elements of `T` (see the module docs).
+pub(crate) trait Chain<T>: Send + Sync {
+    /// Builds the chain's operator on the worker of `c`, running `tail` on every partition of
+    /// the chain's output.
+    fn build<'s>(&self, c: &mut Compiler<'s>, fusion: &mut Fusion, tail: Tail<T>) -> EStream<'s, Fused>;
+}
+
+/// The stream a consumer reads: the parent's computed stream, or, when the parent was fused
+/// into the consumer, the parent's chain.
+pub(crate) struct Upstream<T> {
+    node: NodeRef<T>,
+    meta: Arc<NodeMeta>,
+    chain: Option<Arc<dyn Chain<T>>>,
+}
+
+impl<T> Clone for Upstream<T> {
+    fn clone(&self) -> Self {
+        Upstream {
+            node: self.node,
+            meta: Arc::clone(&self.meta),
+            chain: self.chain.clone(),
+        }
+    }
+}
+
+impl<T: Data> Upstream<T> {
+    pub(crate) fn new(node: NodeRef<T>, meta: Arc<NodeMeta>, chain: Option<Arc<dyn Chain<T>>>) -> Self {
+        Upstream { node, meta, chain }
+    }
+
+    /// The parent's chain, if it runs inside this consumer.
+    fn fused_chain(&self) -> Option<&Arc<dyn Chain<T>>> {
+        self.chain.as_ref().filter(|_| self.meta.fused())
+    }
+
+    /// Whether the parent runs inside this consumer.
+    pub(crate) fn is_fused(&self) -> bool {
+        self.fused_chain().is_some()
+    }
+
+    /// The parent's stream; when the parent was fused into this consumer, its chain run to the
+    /// end and collected into partitions.
+    pub(crate) fn stream<'s>(&self, c: &mut Compiler<'s>, label: &str) -> EStream<'s, T> {
+        match self.fused_chain() {
+            Some(chain) => materialize(chain.as_ref(), c, label),
+            None => self.node.stream(c),
+        }
+    }
+
+    /// Runs `tail` on every partition of the parent's batches, in the operator `label`, and
+    /// gives its results as the partitions of the returned stream (ids kept). When the parent
+    /// was fused into this consumer, the parent's operations run in the same pass; a panic in
+    /// `tail`'s own sink is reported under `label`.
+    pub(crate) fn run<'s, R: Data>(
+        &self,
+        c: &mut Compiler<'s>,
+        label: &str,
+        mut tail: impl FnMut(&mut Feed<'_, T>) -> Vec<R> + 'static,
+    ) -> EStream<'s, R> {
+        match self.fused_chain() {
+            Some(chain) => {
+                let mut fusion = Fusion::new(label);
+                let current = Rc::clone(&fusion.current);
+                let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
+                    Fused::new(tail(&mut |sink: &mut dyn FnMut(T)| {
+                        feed(&mut |t: T| {
+                            current.set(0);
+                            sink(t)
+                        })
+                    }))
+                });
+                unpack(chain.build(c, &mut fusion, tail), label)
+            }
+            None => self.node.stream(c).per_part(label, move |p: Part<T>| {
+                let mut data = p.data.into_iter();
+                Part {
+                    id: p.id,
+                    data: tail(&mut |sink: &mut dyn FnMut(T)| data.by_ref().for_each(&mut *sink)),
+                }
+            }),
+        }
+    }
+}
+
+impl<T: Data> Chain<T> for Upstream<T> {
+    fn build<'s>(&self, c: &mut Compiler<'s>, fusion: &mut Fusion, mut tail: Tail<T>) -> EStream<'s, Fused> {
+        if let Some(chain) = self.fused_chain() {
+            return chain.build(c, fusion, tail);
+        }
+        // The head: the computed stream, with the whole chain in one operator.
+        let names: Rc<[String]> = fusion.names.iter().cloned().collect();
+        let current = Rc::clone(&fusion.current);
+        let operator = names.iter().rev().cloned().collect::<Vec<_>>().join(" > ");
+        self.node.stream(c).per_part_or_fail(&operator, move |time, p: Part<T>| {
+            let mut data = p.data.into_iter();
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                tail(&mut |sink: &mut dyn FnMut(T)| data.by_ref().for_each(&mut *sink))
+            }));
+            match result {
+                Ok(fused) => Ok(Part {
+                    id: p.id,
+                    data: vec![fused],
+                }),
+                Err(payload) => Err(JobFailure::new(
+                    // Every index is a name's; the consumer's (0) is the fallback.
+                    names.get(current.get()).or(names.first()).cloned().unwrap_or_default(),
+                    time,
+                    FailureCause::Panic(ember_engine::msg::panic_message(payload.as_ref())),
+                )),
+            }
+        })
+    }
+}
+
+/// A narrow operation as a stage of a chain: `step` pushes the outputs of one input element.
+pub(crate) struct Stage<T, U, S> {
+    upstream: Upstream<T>,
+    meta: Arc<NodeMeta>,
+    step: Arc<S>,
+    _elements: std::marker::PhantomData<fn(T) -> U>,
+}
+
+impl<T, U, S> Stage<T, U, S> {
+    pub(crate) fn new(upstream: Upstream<T>, meta: Arc<NodeMeta>, step: S) -> Self {
+        Stage {
+            upstream,
+            meta,
+            step: Arc::new(step),
+            _elements: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, U, S> Chain<U> for Stage<T, U, S>
+where
+    T: Data,
+    U: Data,
+    S: Fn(T, &mut dyn FnMut(U)) + Send + Sync + 'static,
+{
+    fn build<'s>(&self, c: &mut Compiler<'s>, fusion: &mut Fusion, mut tail: Tail<U>) -> EStream<'s, Fused> {
+        let index = fusion.names.len();
+        fusion.names.push(self.meta.label());
+        let (step, current) = (Arc::clone(&self.step), Rc::clone(&fusion.current));
+        let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
+            tail(&mut |sink: &mut dyn FnMut(U)| {
+                feed(&mut |t: T| {
+                    current.set(index);
+                    step(t, &mut *sink)
+                })
+            })
+        });
+        self.upstream.build(c, fusion, tail)
+    }
+}
+
+/// Runs `chain` to its end in the operator `label` and collects each partition.
+pub(crate) fn materialize<'s, T: Data>(chain: &dyn Chain<T>, c: &mut Compiler<'s>, label: &str) -> EStream<'s, T> {
+    let mut fusion = Fusion::new(label);
+    // Partitions of a stream tend to be alike: start each at the size of the last.
+    let mut last = 0;
+    let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
+        let mut data = Vec::with_capacity(last);
+        feed(&mut |t: T| data.push(t));
+        last = data.len();
+        Fused::new(data)
+    });
+    unpack(chain.build(c, &mut fusion, tail), label)
+}
+
+/// The operator after a chain: turns each erased partition back into elements.
+fn unpack<'s, R: Data>(erased: EStream<'s, Fused>, label: &str) -> EStream<'s, R> {
+    erased.try_per_part(label, |p: Part<Fused>| {
+        let data = p.data.into_iter().next().and_then(Fused::take::<R>);
+        match data {
+            Some(data) => Ok(Part { id: p.id, data }),
+            None => Err("a fused partition had an unexpected type; this is a bug in ember".to_owned()),
+        }
+    })
+}
