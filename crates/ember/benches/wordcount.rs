@@ -1,5 +1,7 @@
 //! Word-count throughput and per-batch cost. Run: `cargo bench -p ember --bench wordcount`
-//! (`-- quick` for a short run). Prints Markdown rows for BENCHMARKS.md.
+//! (`-- quick` for a short run). Prints Markdown rows for BENCHMARKS.md. `-- callgrind` runs one
+//! small fixed word count (1 worker, 3 batches of 20,000 lines) for instruction counts:
+//! `valgrind --tool=callgrind target/release/deps/wordcount-* callgrind`.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -195,6 +197,11 @@ fn main() {
                 wal(block, on);
             }
         }
+        return;
+    }
+    if std::env::args().any(|a| a == "callgrind") {
+        // A small fixed run for `valgrind --tool=callgrind` (repeatable instruction counts).
+        no_wait(1, 3, 20_000);
         return;
     }
     if std::env::args().any(|a| a == "checkpoint") {

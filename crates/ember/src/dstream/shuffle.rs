@@ -17,6 +17,15 @@ use ember_engine::{Compiler, Data, EStream, Msg, Part, PartId};
 
 use crate::state_codec::encode;
 
+/// How the maps of keyed operators hash their keys on a worker (not where keys go: that is
+/// the stable hash above). foldhash: among the fastest hashers for the short keys of streaming
+/// jobs (words, ids), and seeded at random per map, so keys an outsider chooses cannot be
+/// crafted to collide in advance (the DoS that a fixed hash invites).
+pub(crate) type KeyHasher = foldhash::fast::RandomState;
+
+/// The hash map of keyed operators (see [`KeyHasher`]).
+pub(crate) type FastMap<K, V> = HashMap<K, V, KeyHasher>;
+
 /// The key space of one keyed operator on the worker being compiled.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shuffle {

@@ -15,7 +15,7 @@ use crate::dstream::shuffle::{Shuffle, assemble_owned};
 use crate::dstream::{DStream, spread};
 use crate::plan::{NodeSpec, Partitioning};
 
-type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+use crate::dstream::shuffle::FastMap;
 
 /// Folds `(k, v)` into `map` with `create`/`merge`.
 #[inline]

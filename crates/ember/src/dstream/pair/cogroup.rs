@@ -11,7 +11,8 @@ use crate::dstream::ops::transform::no_rdd_failure;
 use crate::dstream::{DStream, owned_partitions};
 use crate::plan::{NodeSpec, Partitioning};
 
-type Groups<K, V, W> = HashMap<u32, HashMap<K, (Vec<V>, Vec<W>), ahash::RandomState>>;
+type Groups<K, V, W> = HashMap<u32, FastMap<K, (Vec<V>, Vec<W>)>>;
+use crate::dstream::shuffle::FastMap;
 
 impl<K: Key, V: Data> DStream<(K, V)> {
     /// A stream of `(key, (this stream's values, other's values))` for every key present in

@@ -26,7 +26,7 @@ use crate::time::{Duration, Time};
 
 /// hashbrown's map for its `replace_entry_with`: a key's state is taken out, updated and put
 /// back (or removed) in one probe, with no placeholder value in the slot.
-type FastMap<K, V> = hashbrown::HashMap<K, V, ahash::RandomState>;
+type FastMap<K, V> = hashbrown::HashMap<K, V, crate::dstream::shuffle::KeyHasher>;
 
 /// The mapping function in its general form.
 type MappingFn<K, V, S, U> = Arc<dyn Fn(Time, &K, Option<V>, &mut State<S>) -> Option<U> + Send + Sync>;

@@ -18,7 +18,7 @@ use crate::plan::{NodeSpec, Partitioning};
 use crate::state_codec::decode;
 use crate::time::Time;
 
-type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+use crate::dstream::shuffle::FastMap;
 
 /// The general update function: batch time, key, the key's new values (possibly none), and
 /// its previous state; `None` deletes the key.

@@ -23,7 +23,7 @@ use crate::plan::{NodeSpec, Partitioning};
 use crate::state_codec::{decode, encode};
 use crate::time::Duration;
 
-type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+use crate::dstream::shuffle::FastMap;
 
 /// A filter over the window's `(key, value)` pairs.
 type KeyFilter<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
