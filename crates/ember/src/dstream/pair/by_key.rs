@@ -182,7 +182,13 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                             *c = c.take().map(|c| merge_value(c, v))
                         })
                     });
-                    partial.drain().filter_map(|(k, c)| c.map(|c| (k, c))).collect()
+                    let combined: Vec<(K, C)> = partial.drain().filter_map(|(k, c)| c.map(|c| (k, c))).collect();
+                    // A table grown by one partition of many keys would make every later
+                    // partition clear all of it.
+                    if partial.capacity() > 4 * combined.len().max(1024) {
+                        partial = FastMap::default();
+                    }
+                    combined
                 });
                 let part_fns = Arc::clone(&fns);
                 partials.per_batch(
