@@ -18,7 +18,8 @@ hold over the measured batches:
 - the PROC_QUANTILE quantile of the processing time is below the batch interval;
 - the total delay does not grow: the least-squares line through it rises by less than
   GROWTH_MS from the first measured batch to the last;
-- the total delay has settled: the median of the last three measured batches is below
+- the total delay has settled: the median of the last SETTLED_BATCHES measured batches (by
+  default three, or as many as fill 3 s when batches are shorter than 1 s) is below
   SETTLED_MS (a backlog left from the warm-up, say while the JVM compiles its hot code, must
   have drained by the end; a rate whose processing time only just fits the interval leaves
   it standing).
@@ -64,9 +65,12 @@ def main():
     ap.add_argument("--proc-quantile", type=float, default=0.9)
     ap.add_argument("--growth-ms", type=float, default=250.0)
     ap.add_argument("--settled-ms", type=float, help="default: two intervals")
+    ap.add_argument("--settled-batches", type=int, help="default: 3, or the batches of 3 s when shorter")
     args = ap.parse_args()
     if args.settled_ms is None:
         args.settled_ms = 2 * args.interval_ms
+    if args.settled_batches is None:
+        args.settled_batches = max(3, math.ceil(3000 / args.interval_ms))
 
     batches = []
     with open(args.log, encoding="utf-8", errors="replace") as f:
@@ -93,7 +97,7 @@ def main():
         out["p50_ms"] = quantile(totals, 0.5)
         out["p99_ms"] = quantile(totals, 0.99)
         out["max_ms"] = max(totals)
-        out["end_ms"] = quantile(totals[-3:], 0.5)
+        out["end_ms"] = quantile(totals[-args.settled_batches :], 0.5)
         # Keys in the output (the state's or window's size for those jobs), first and last.
         out["keys_first"] = measured[0].get("keys", -1)
         out["keys_last"] = measured[-1].get("keys", -1)

@@ -1,17 +1,19 @@
 // Spark Streaming's socket word count for bench/compare.sh, in Java against the jars that the
 // pyspark package ships. The job is the seed program as a Spark user writes it:
-// socketTextStream -> flatMap(split ' ') -> mapToPair((w, 1)) -> reduceByKey(+). Its output
+// socketTextStream -> flatMap(split ' ') -> mapToPair((w, 1)) -> reduceByKey(+); with --files,
+// the same over textFileStream(DIR), the lines of the files moved into DIR (workload 5). Its output
 // collects each batch's counts to the driver (as ember's foreach_rdd gathers them), so that
 // both systems total the words they counted, and a StreamingListener prints one line per
 // completed batch:
 //
 //   BATCH time_ms=T keys=K words=W records=N proc_ms=P sched_ms=S total_ms=D
 //
-// records is the lines the receiver stored for the batch; proc, sched and total are Spark's
-// processing, scheduling and total delay of the batch.
+// records is the lines the receiver stored for the batch (0 for --files, which has no receiver);
+// proc, sched and total are Spark's processing, scheduling and total delay of the batch.
 //
 // Usage: SocketWordCount HOST PORT BATCHES INTERVAL_MS [MASTER]   (MASTER defaults to local[2];
 // spark.* system properties given to the JVM override the defaults set here)
+//        SocketWordCount --files DIR BATCHES INTERVAL_MS [MASTER]   (new files of DIR)
 //        SocketWordCount --java-options   (prints the JVM options spark-submit would add on
 //                                          this Java: the --add-opens list of this Spark)
 
@@ -22,8 +24,8 @@ import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.spark.SparkConf;
 import org.apache.spark.streaming.Durations;
+import org.apache.spark.streaming.api.java.JavaDStream;
 import org.apache.spark.streaming.api.java.JavaPairDStream;
-import org.apache.spark.streaming.api.java.JavaReceiverInputDStream;
 import org.apache.spark.streaming.api.java.JavaStreamingContext;
 import org.apache.spark.streaming.scheduler.BatchInfo;
 import org.apache.spark.streaming.scheduler.StreamingListener;
@@ -51,11 +53,18 @@ public final class SocketWordCount {
             return;
         }
         if (args.length < 4) {
-            System.err.println("usage: SocketWordCount HOST PORT BATCHES INTERVAL_MS [MASTER]");
+            System.err.println("usage: SocketWordCount HOST PORT BATCHES INTERVAL_MS [MASTER]\n"
+                + "       SocketWordCount --files DIR BATCHES INTERVAL_MS [MASTER]");
             System.exit(2);
         }
+        boolean files = args[0].equals("--files");
         String host = args[0];
-        int port = Integer.parseInt(args[1]);
+        String dir = args[1];
+        if (files && !new java.io.File(dir).isDirectory()) {
+            System.err.println("SocketWordCount: " + dir + " is not a directory");
+            System.exit(2);
+        }
+        int port = files ? 0 : Integer.parseInt(args[1]);
         long batches = Long.parseLong(args[2]);
         long intervalMs = Long.parseLong(args[3]);
         String master = args.length > 4 ? args[4] : "local[2]";
@@ -69,7 +78,7 @@ public final class SocketWordCount {
         JavaStreamingContext ssc = new JavaStreamingContext(conf, Durations.milliseconds(intervalMs));
         ssc.sparkContext().setLogLevel("WARN");
 
-        JavaReceiverInputDStream<String> lines = ssc.socketTextStream(host, port);
+        JavaDStream<String> lines = files ? ssc.textFileStream(dir) : ssc.socketTextStream(host, port);
         JavaPairDStream<String, Integer> counts = lines
             .flatMap(line -> Arrays.asList(line.split(" ")).iterator())
             .mapToPair(word -> new Tuple2<>(word, 1))

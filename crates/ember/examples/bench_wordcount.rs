@@ -4,12 +4,15 @@
 //!
 //! Run a server first (`ember gen socket --port 9999 --kind words --rate 100000`), then:
 //! `cargo run --release -p ember --example bench_wordcount -- HOST PORT BATCHES INTERVAL_MS WORKERS [JOB [WINDOW_MS [CHECKPOINT_DIR [INITIAL_FILE]]]]`
+//! (for JOB `files`: `DIR 0 BATCHES INTERVAL_MS WORKERS files`, with `ember gen files --dir DIR ...`).
 //!
-//! Every job reads the socket's lines, splits them with `flat_map` of `split(' ')` and maps
-//! the words to `(w, 1)`; then, by JOB:
+//! Every job reads the socket's lines (`files`: the directory's), splits them with `flat_map`
+//! of `split(' ')` and maps the words to `(w, 1)`; then, by JOB:
 //!
 //! - `wordcount` (the default, issue 12's workload 1): `reduce_by_key`; the output gathers
 //!   each batch's counts, as Spark's `collect()` does, and totals them.
+//! - `files` (workload 5): the same word count over `text_file_stream(HOST)`, the lines of the
+//!   files moved into the directory HOST (PORT is then ignored; `ember gen files` writes them).
 //! - `window` (workload 3): `reduce_by_key_and_window_inv(+, -, WINDOW_MS, INTERVAL_MS)`,
 //!   the incremental windowed count (WINDOW_MS defaults to 30 s).
 //! - `state` (workload 4): `update_state_by_key` keeping a running count per word; with
@@ -107,8 +110,15 @@ fn main() -> ember::Result<()> {
     if checkpoint != "-" {
         ssc.checkpoint(&checkpoint)?;
     }
-    let pairs = ssc
-        .socket_text_stream(host, port)
+    let lines = if job == "files" {
+        ssc.text_file_stream(host).unwrap_or_else(|e| {
+            eprintln!("bench_wordcount: JOB files needs HOST to be a directory: {e}");
+            std::process::exit(2);
+        })
+    } else {
+        ssc.socket_text_stream(host, port)
+    };
+    let pairs = lines
         .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
         .map(|w| (w, 1u64));
 
@@ -117,7 +127,7 @@ fn main() -> ember::Result<()> {
         previous_output: AtomicU64::new(0),
     });
     let result = match job.as_str() {
-        "wordcount" => None,
+        "wordcount" | "files" => None,
         "window" => {
             Some(pairs.reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, milliseconds(window_ms), milliseconds(interval_ms))?)
         }
@@ -135,7 +145,7 @@ fn main() -> ember::Result<()> {
             }
         }
         other => {
-            eprintln!("bench_wordcount: JOB `{other}` is not one of wordcount, window, state");
+            eprintln!("bench_wordcount: JOB `{other}` is not one of wordcount, window, state, files");
             std::process::exit(2);
         }
     };

@@ -127,9 +127,12 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     pub(crate) fn group_by_key_impl(&self, partitions: Option<usize>) -> DStream<(K, Vec<V>)> {
-        self.combine_by_key_impl(
+        // As Spark's `groupByKey`, no combine per partition: it would only move the values
+        // into one more table, whose keys are then hashed again.
+        self.combine_by_key_with(
             "group_by_key",
             partitions,
+            false,
             |v| vec![v],
             |mut c: Vec<V>, v| {
                 c.push(v);
@@ -155,6 +158,26 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         F2: Fn(C, V) -> C + Send + Sync + 'static,
         F3: Fn(C, C) -> C + Send + Sync + 'static,
     {
+        self.combine_by_key_with(name, partitions, true, create, merge_value, merge_combiners)
+    }
+
+    /// [`DStream::combine_by_key_impl`]; with `per_partition`, fused stages before it are
+    /// combined per partition as they come (see `dstream::fuse`), else collected into the
+    /// batch's table directly.
+    fn combine_by_key_with<C: Data, F1, F2, F3>(
+        &self,
+        name: &str,
+        partitions: Option<usize>,
+        per_partition: bool,
+        create: F1,
+        merge_value: F2,
+        merge_combiners: F3,
+    ) -> DStream<(K, C)>
+    where
+        F1: Fn(V) -> C + Send + Sync + 'static,
+        F2: Fn(C, V) -> C + Send + Sync + 'static,
+        F3: Fn(C, C) -> C + Send + Sync + 'static,
+    {
         let fns = Arc::new((create, merge_value, merge_combiners));
         let spec = NodeSpec::new(name, self.slide, vec![self.index]).partitioning(Partitioning::ByKey(partitions));
         self.derive_fusing(spec, move |c, upstream, label| {
@@ -168,7 +191,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 out.extend(shuffle.split(combined).into_iter().map(Msg::Part));
             };
             // `Option` lets a combiner be taken out and merged by value in place.
-            let local = if upstream.is_fused() {
+            let local = if per_partition && upstream.is_fused() {
                 // The operations before run in this pass: each partition's values are combined
                 // as they come out of them (Spark's map-side combine per partition), then the
                 // partitions' combiners per batch.
