@@ -1793,6 +1793,23 @@ mod tests {
         (links, conn, events, peer)
     }
 
+    /// Process 1's driver over `links`, not running: the test calls its methods.
+    fn follower_driver(links: Links, conn: usize, events: Receiver<Event>) -> FollowerDriver {
+        FollowerDriver {
+            links,
+            conn,
+            events,
+            shared: Arc::new(Shared::default()),
+            process: 1,
+            heartbeat: Duration::from_millis(50),
+            peer_timeout: PEER_TIMEOUT,
+            last_heard: Instant::now(),
+            open: true,
+            coordinator_said_goodbye: false,
+            send_failed: None,
+        }
+    }
+
     /// The peer says goodbye and closes; returns once a write to it fails.
     fn goodbye_then_failing_send(peer: TcpStream, mut send: impl FnMut()) {
         let mut peer = peer;
@@ -1812,19 +1829,7 @@ mod tests {
     fn a_send_failing_before_the_peers_goodbye_is_handled_is_not_a_loss() {
         let _guard = shared_test();
         let (links, conn, events, peer) = linked_pair();
-        let mut follower = FollowerDriver {
-            links,
-            conn,
-            events,
-            shared: Arc::new(Shared::default()),
-            process: 1,
-            heartbeat: Duration::from_millis(50),
-            peer_timeout: PEER_TIMEOUT,
-            last_heard: Instant::now(),
-            open: true,
-            coordinator_said_goodbye: false,
-            send_failed: None,
-        };
+        let mut follower = follower_driver(links, conn, events);
         goodbye_then_failing_send(peer, || follower.send(&Message::Heartbeat));
         assert!(follower.send_failed.is_some(), "no send failed; the test did not exercise the race");
         assert_eq!(follower.shared.outcome().failure, None, "a failed send was taken for a loss");
@@ -1880,19 +1885,7 @@ mod tests {
     fn a_failed_send_without_a_goodbye_is_a_loss() {
         let _guard = shared_test();
         let (links, conn, events, peer) = linked_pair();
-        let mut follower = FollowerDriver {
-            links,
-            conn,
-            events,
-            shared: Arc::new(Shared::default()),
-            process: 1,
-            heartbeat: Duration::from_millis(50),
-            peer_timeout: PEER_TIMEOUT,
-            last_heard: Instant::now(),
-            open: true,
-            coordinator_said_goodbye: false,
-            send_failed: None,
-        };
+        let mut follower = follower_driver(links, conn, events);
         drop(peer);
         for _ in 0..5 {
             follower.send(&Message::Heartbeat);

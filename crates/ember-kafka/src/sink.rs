@@ -11,6 +11,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
+/// How much longer than the delivery timeout a batch waits for its records' acknowledgements.
+const FLUSH_MARGIN: Duration = Duration::from_secs(5);
+
 /// A record to write: an optional key, a value, and optionally the partition (otherwise
 /// librdkafka's partitioner chooses one from the key).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -75,7 +78,8 @@ impl KafkaSink {
     }
 
     /// How long a batch's records may take to be acknowledged by the brokers, retries
-    /// included (default 60 s); then the batch fails naming what was not delivered.
+    /// included (default 60 s); then the batch fails naming what was not delivered (the batch
+    /// waits up to 5 s more for librdkafka to report each record that timed out).
     pub fn delivery_timeout(mut self, timeout: ember::Duration) -> Self {
         self.delivery_timeout = timeout.to_std().max(Duration::from_millis(1));
         self
@@ -176,12 +180,17 @@ impl<T: Data> SaveToKafka<T> for DStream<T> {
             if sent == 0 {
                 return Ok(());
             }
-            if let Err(e) = producer.flush(sink.delivery_timeout + Duration::from_secs(1)) {
+            // librdkafka fails an undelivered record once its delivery timeout has passed, but
+            // looks for such records only about once a second, and later still on a busy
+            // machine: the flush waits beyond the timeout so that those failures, which say
+            // what went wrong, come back before it gives up.
+            let wait = sink.delivery_timeout + FLUSH_MARGIN;
+            if let Err(e) = producer.flush(wait) {
                 return Err(format!(
-                    "the records of batch {time} ms were not all acknowledged by {} for topic {} within {} s: {e}",
+                    "the records of batch {time} ms were not all acknowledged by {} for topic {} within {:.1} s: {e}",
                     sink.bootstrap_servers,
                     sink.topic,
-                    sink.delivery_timeout.as_secs()
+                    wait.as_secs_f64()
                 ));
             }
             let failed = delivery.failed.load(Ordering::Relaxed);
