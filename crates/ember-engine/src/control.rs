@@ -1102,6 +1102,23 @@ fn connect(config: &ControlConfig, started: Instant, deadline: Instant) -> Resul
     }
 }
 
+/// Why a peer that has not said goodbye is lost at `now`, if it is: a send to it failed a
+/// peer timeout ago, or it has been silent for longer than that (see "A failed send").
+fn overdue(send_failed: &Option<(String, Instant)>, last_heard: Instant, now: Instant, timeout: Duration) -> Option<String> {
+    let silent = now.saturating_duration_since(last_heard);
+    match send_failed {
+        Some((reason, at)) if now.saturating_duration_since(*at) > timeout => Some(reason.clone()),
+        _ if silent > timeout => Some(format!("no heartbeat for {} ms", silent.as_millis())),
+        _ => None,
+    }
+}
+
+/// Why a peer whose connection ended without a goodbye is lost: the failed send that came
+/// first, if any, else how the connection ended.
+fn closed_reason(send_failed: &mut Option<(String, Instant)>, cause: &Closed) -> String {
+    send_failed.take().map_or_else(|| cause.to_string(), |(reason, _)| reason)
+}
+
 /// What process 0 knows about one follower after startup.
 #[derive(Debug)]
 struct Follower {
@@ -1201,8 +1218,8 @@ impl Coordinator {
                     peer.open = false;
                     self.links.close(conn);
                     if !peer.said_goodbye {
-                        let reason = peer.send_failed.take().map_or_else(|| cause.to_string(), |(reason, _)| reason);
-                        self.pending_losses.push((peer.process, reason));
+                        self.pending_losses
+                            .push((peer.process, closed_reason(&mut peer.send_failed, &cause)));
                     }
                 }
             }
@@ -1248,11 +1265,8 @@ impl Coordinator {
             if !peer.open || peer.said_goodbye {
                 continue;
             }
-            let silent = now.saturating_duration_since(peer.last_heard);
-            let reason = match &peer.send_failed {
-                Some((reason, at)) if now.saturating_duration_since(*at) > self.peer_timeout => reason.clone(),
-                _ if silent > self.peer_timeout => format!("no heartbeat for {} ms", silent.as_millis()),
-                _ => continue,
+            let Some(reason) = overdue(&peer.send_failed, peer.last_heard, now, self.peer_timeout) else {
+                continue;
             };
             peer.open = false;
             self.links.close(conn);
@@ -1312,15 +1326,11 @@ impl FollowerDriver {
             let now = Instant::now();
             if now >= next_beat {
                 self.send(&Message::Heartbeat);
-                let silent = now.saturating_duration_since(self.last_heard);
-                if self.open && !self.coordinator_said_goodbye {
-                    match &self.send_failed {
-                        Some((reason, at)) if now.saturating_duration_since(*at) > self.peer_timeout => {
-                            self.lose(reason.clone());
-                        }
-                        _ if silent > self.peer_timeout => self.lose(format!("no heartbeat for {} ms", silent.as_millis())),
-                        _ => {}
-                    }
+                if self.open
+                    && !self.coordinator_said_goodbye
+                    && let Some(reason) = overdue(&self.send_failed, self.last_heard, now, self.peer_timeout)
+                {
+                    self.lose(reason);
                 }
                 next_beat = now + self.heartbeat;
             }
@@ -1366,7 +1376,7 @@ impl FollowerDriver {
             }
             Event::Closed { cause, .. } => {
                 if self.open && !self.coordinator_said_goodbye {
-                    let reason = self.send_failed.take().map_or_else(|| cause.to_string(), |(reason, _)| reason);
+                    let reason = closed_reason(&mut self.send_failed, &cause);
                     self.lose(reason);
                 }
                 self.open = false;

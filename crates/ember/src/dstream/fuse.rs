@@ -103,16 +103,6 @@ pub(crate) struct Upstream<T> {
     chain: Option<Arc<dyn Chain<T>>>,
 }
 
-impl<T> Clone for Upstream<T> {
-    fn clone(&self) -> Self {
-        Upstream {
-            node: self.node,
-            meta: Arc::clone(&self.meta),
-            chain: self.chain.clone(),
-        }
-    }
-}
-
 impl<T: Data> Upstream<T> {
     pub(crate) fn new(node: NodeRef<T>, meta: Arc<NodeMeta>, chain: Option<Arc<dyn Chain<T>>>) -> Self {
         Upstream { node, meta, chain }
@@ -121,11 +111,6 @@ impl<T: Data> Upstream<T> {
     /// The parent's chain, if it runs inside this consumer.
     fn fused_chain(&self) -> Option<&Arc<dyn Chain<T>>> {
         self.chain.as_ref().filter(|_| self.meta.fused())
-    }
-
-    /// Whether the parent runs inside this consumer.
-    pub(crate) fn is_fused(&self) -> bool {
-        self.fused_chain().is_some()
     }
 
     /// The parent's stream; when the parent was fused into this consumer, its chain run to the
@@ -137,38 +122,28 @@ impl<T: Data> Upstream<T> {
         }
     }
 
-    /// Runs `tail` on every partition of the parent's batches, in the operator `label`, and
-    /// gives its results as the partitions of the returned stream (ids kept). When the parent
-    /// was fused into this consumer, the parent's operations run in the same pass; a panic in
-    /// `tail`'s own sink is reported under `label`.
+    /// When the parent was fused into this consumer: runs the parent's operations and then
+    /// `tail` on every partition in one pass, in the operator `label`, and gives `tail`'s
+    /// results as the partitions of the returned stream (ids kept); a panic in `tail`'s own
+    /// sink is reported under `label`. `None` when the parent is computed on its own.
     pub(crate) fn run<'s, R: Data>(
         &self,
         c: &mut Compiler<'s>,
         label: &str,
         mut tail: impl FnMut(&mut Feed<'_, T>) -> Vec<R> + 'static,
-    ) -> EStream<'s, R> {
-        match self.fused_chain() {
-            Some(chain) => {
-                let mut fusion = Fusion::new(label);
-                let current = Rc::clone(&fusion.current);
-                let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
-                    Fused::new(tail(&mut |sink: &mut dyn FnMut(T)| {
-                        feed(&mut |t: T| {
-                            current.set(0);
-                            sink(t)
-                        })
-                    }))
-                });
-                unpack(chain.build(c, &mut fusion, tail), label)
-            }
-            None => self.node.stream(c).per_part(label, move |p: Part<T>| {
-                let mut data = p.data.into_iter();
-                Part {
-                    id: p.id,
-                    data: tail(&mut |sink: &mut dyn FnMut(T)| data.by_ref().for_each(&mut *sink)),
-                }
-            }),
-        }
+    ) -> Option<EStream<'s, R>> {
+        let chain = self.fused_chain()?;
+        let mut fusion = Fusion::new(label);
+        let current = Rc::clone(&fusion.current);
+        let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
+            Fused::new(tail(&mut |sink: &mut dyn FnMut(T)| {
+                feed(&mut |t: T| {
+                    current.set(0);
+                    sink(t)
+                })
+            }))
+        });
+        Some(unpack(chain.build(c, &mut fusion, tail), label))
     }
 }
 

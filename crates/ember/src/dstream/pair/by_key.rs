@@ -190,14 +190,14 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 let combined = acc.into_iter().filter_map(|(k, c)| c.map(|c| (k, c)));
                 out.extend(shuffle.split(combined).into_iter().map(Msg::Part));
             };
-            // `Option` lets a combiner be taken out and merged by value in place.
-            let local = if per_partition && upstream.is_fused() {
-                // The operations before run in this pass: each partition's values are combined
-                // as they come out of them (Spark's map-side combine per partition), then the
-                // partitions' combiners per batch.
+            // When the operations before were fused into this one, they run in the same pass:
+            // each partition's values are combined as they come out of them (Spark's map-side
+            // combine per partition), then the partitions' combiners per batch.
+            let partials = if per_partition {
+                let part_fns = Arc::clone(&fns);
                 let mut partial: FastMap<K, Option<C>> = FastMap::default();
-                let partials = upstream.run(c, label, move |feed| {
-                    let (create, merge_value, _) = &*local_fns;
+                upstream.run(c, label, move |feed| {
+                    let (create, merge_value, _) = &*part_fns;
                     // A partition that failed half-way leaves nothing behind.
                     partial.clear();
                     feed(&mut |(k, v)| {
@@ -212,13 +212,17 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                         partial = FastMap::default();
                     }
                     combined
-                });
-                let part_fns = Arc::clone(&fns);
-                partials.per_batch(
+                })
+            } else {
+                None
+            };
+            // `Option` lets a combiner be taken out and merged by value in place.
+            let local = match partials {
+                Some(partials) => partials.per_batch(
                     &c.grid(),
                     label,
                     move |acc: &mut FastMap<K, Option<C>>, p: Part<(K, C)>| {
-                        let merge_combiners = &part_fns.2;
+                        let merge_combiners = &local_fns.2;
                         for (k, c) in p.data {
                             fold_into(acc, k, c, &Some, &|a: &mut Option<C>, b| {
                                 *a = a.take().map(|a| merge_combiners(a, b))
@@ -226,9 +230,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                         }
                     },
                     finish,
-                )
-            } else {
-                upstream.stream(c, label).per_batch(
+                ),
+                None => upstream.stream(c, label).per_batch(
                     &c.grid(),
                     label,
                     move |acc: &mut FastMap<K, Option<C>>, p: Part<(K, V)>| {
@@ -240,7 +243,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                         }
                     },
                     finish,
-                )
+                ),
             };
             let owned = shuffle.owned(c).partitions;
             spread(c, local).per_batch(
