@@ -9,6 +9,13 @@
 //! operator. Elements then go from one user function to the next without an intermediate
 //! `Vec` per operation; a keyed combine folds them straight into its map.
 //!
+//! Elements travel down a chain in chunks of up to [`CHUNK`]: each stage runs its function over
+//! a chunk in a loop compiled for that function, and fills a reused buffer that it hands on when
+//! full. A chain's stages are hidden behind `dyn` (see below), so handing on each element by
+//! itself costs an indirect call per element and stage, with the element passed through memory
+//! each time; measured on the word count, chunks take about 6% less CPU (BENCHMARKS.md). The
+//! computed stream's partition is the first chunk, whole.
+//!
 //! A chain's head type is hidden behind each `DStream<T>`, so a chain is built from the end: the
 //! consumer hands its *tail* (what to do with each partition's elements) to the chain, each
 //! stage wraps it into a tail for its own input, and the stream at the head runs the outermost
@@ -31,8 +38,22 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::dstream::NodeRef;
 use crate::plan::NodeMeta;
 
-/// Pushes every element of one partition, after the chain's operations, into the sink it gets.
-pub(crate) type Feed<'a, T> = dyn FnMut(&mut dyn FnMut(T)) + 'a;
+/// Elements handed from one stage to the next at a time, at most (a `flat_map` of one element
+/// may give more).
+const CHUNK: usize = 256;
+
+/// Where a stage puts its output: a chunk of elements, which the sink takes (it leaves the
+/// `Vec` empty, its room kept).
+pub(crate) type Sink<'a, T> = dyn FnMut(&mut Vec<T>) + 'a;
+
+/// Pushes every element of one partition, after the chain's operations, into the sink it gets,
+/// chunk by chunk.
+pub(crate) type Feed<'a, T> = dyn FnMut(&mut Sink<'_, T>) + 'a;
+
+/// Runs `f` on every element `feed` gives, in order (for a consumer at the end of a chain).
+pub(crate) fn for_each<T>(feed: &mut Feed<'_, T>, mut f: impl FnMut(T)) {
+    feed(&mut |chunk: &mut Vec<T>| chunk.drain(..).for_each(&mut f));
+}
 
 /// What the end of a chain does with one partition: it gets the partition's feed and returns
 /// the partition's result, type-erased.
@@ -136,10 +157,11 @@ impl<T: Data> Upstream<T> {
         let mut fusion = Fusion::new(label);
         let current = Rc::clone(&fusion.current);
         let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
-            Fused::new(tail(&mut |sink: &mut dyn FnMut(T)| {
-                feed(&mut |t: T| {
+            Fused::new(tail(&mut |sink: &mut Sink<'_, T>| {
+                feed(&mut |chunk: &mut Vec<T>| {
                     current.set(0);
-                    sink(t)
+                    sink(chunk);
+                    chunk.clear();
                 })
             }))
         });
@@ -157,10 +179,8 @@ impl<T: Data> Chain<T> for Upstream<T> {
         let current = Rc::clone(&fusion.current);
         let operator = names.iter().rev().cloned().collect::<Vec<_>>().join(" > ");
         self.node.stream(c).per_part_or_fail(&operator, move |time, p: Part<T>| {
-            let mut data = p.data.into_iter();
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                tail(&mut |sink: &mut dyn FnMut(T)| data.by_ref().for_each(&mut *sink))
-            }));
+            let mut data = p.data;
+            let result = catch_unwind(AssertUnwindSafe(|| tail(&mut |sink: &mut Sink<'_, T>| sink(&mut data))));
             match result {
                 Ok(fused) => Ok(Part {
                     id: p.id,
@@ -206,12 +226,28 @@ where
         let index = fusion.names.len();
         fusion.names.push(self.meta.label());
         let (step, current) = (Arc::clone(&self.step), Rc::clone(&fusion.current));
+        // The stage's output buffer, kept from partition to partition.
+        let mut out: Vec<U> = Vec::new();
         let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
-            tail(&mut |sink: &mut dyn FnMut(U)| {
-                feed(&mut |t: T| {
+            out.clear();
+            tail(&mut |sink: &mut Sink<'_, U>| {
+                feed(&mut |chunk: &mut Vec<T>| {
+                    // Only this stage's function runs in this loop, but for the sink, which
+                    // names its own stage: this one's index is set again after it.
                     current.set(index);
-                    step(t, &mut *sink)
-                })
+                    for t in chunk.drain(..) {
+                        step(t, &mut |u| out.push(u));
+                        if out.len() >= CHUNK {
+                            sink(&mut out);
+                            out.clear();
+                            current.set(index);
+                        }
+                    }
+                });
+                if !out.is_empty() {
+                    sink(&mut out);
+                    out.clear();
+                }
             })
         });
         self.upstream.build(c, fusion, tail)
@@ -225,7 +261,7 @@ pub(crate) fn materialize<'s, T: Data>(chain: &dyn Chain<T>, c: &mut Compiler<'s
     let mut last = 0;
     let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
         let mut data = Vec::with_capacity(last);
-        feed(&mut |t: T| data.push(t));
+        feed(&mut |chunk: &mut Vec<T>| data.append(chunk));
         last = data.len();
         Fused::new(data)
     });

@@ -10,6 +10,7 @@ use crate::plan::{Handle, NodeSpec, OperatorId, Partitioning, Plan};
 use crate::time::Duration;
 use fuse::{Chain, Stage, Upstream};
 
+pub(crate) mod combine;
 pub(crate) mod fuse;
 mod ops;
 mod pair;

@@ -5,7 +5,6 @@
 //! one partial result per key, hashed to `num_partitions` shuffle partitions.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use ember_engine::ops::{BatchInfo, PerBatch};
@@ -15,18 +14,8 @@ use crate::dstream::shuffle::{Shuffle, assemble_owned};
 use crate::dstream::{DStream, spread};
 use crate::plan::{NodeSpec, Partitioning};
 
-use crate::dstream::shuffle::FastMap;
-
-/// Folds `(k, v)` into `map` with `create`/`merge`.
-#[inline]
-fn fold_into<K: Key, V, C>(map: &mut FastMap<K, C>, k: K, v: V, create: &impl Fn(V) -> C, merge: &impl Fn(&mut C, V)) {
-    match map.entry(k) {
-        Entry::Occupied(mut e) => merge(e.get_mut(), v),
-        Entry::Vacant(e) => {
-            e.insert(create(v));
-        }
-    }
-}
+use crate::dstream::combine::CombineTable;
+use crate::dstream::fuse;
 
 impl<K: Key, V: Data> DStream<(K, V)> {
     /// A stream with `f` applied to every value, keys unchanged.
@@ -183,7 +172,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         self.derive_fusing(spec, move |c, upstream, label| {
             let shuffle = Shuffle::new(c, partitions);
             let (local_fns, final_fns) = (Arc::clone(&fns), Arc::clone(&fns));
-            let finish = move |info: BatchInfo, acc: FastMap<K, Option<C>>, out: &mut Vec<Msg<(K, C)>>| {
+            let finish = move |info: BatchInfo, acc: CombineTable<K, Option<C>>, out: &mut Vec<Msg<(K, C)>>| {
                 if info.no_rdd[0] {
                     out.push(Msg::NoRdd);
                 }
@@ -195,21 +184,24 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             // combine per partition), then the partitions' combiners per batch.
             let partials = if per_partition {
                 let part_fns = Arc::clone(&fns);
-                let mut partial: FastMap<K, Option<C>> = FastMap::default();
+                let mut partial: CombineTable<K, Option<C>> = CombineTable::default();
                 upstream.run(c, label, move |feed| {
                     let (create, merge_value, _) = &*part_fns;
                     // A partition that failed half-way leaves nothing behind.
                     partial.clear();
-                    feed(&mut |(k, v)| {
-                        fold_into(&mut partial, k, v, &|v| Some(create(v)), &|c: &mut Option<C>, v| {
-                            *c = c.take().map(|c| merge_value(c, v))
-                        })
+                    fuse::for_each(feed, |(k, v)| {
+                        partial.fold(
+                            k,
+                            v,
+                            |v| Some(create(v)),
+                            |c: &mut Option<C>, v| *c = c.take().map(|c| merge_value(c, v)),
+                        )
                     });
                     let combined: Vec<(K, C)> = partial.drain().filter_map(|(k, c)| c.map(|c| (k, c))).collect();
                     // A table grown by one partition of many keys would make every later
                     // partition clear all of it.
                     if partial.capacity() > 4 * combined.len().max(1024) {
-                        partial = FastMap::default();
+                        partial = CombineTable::default();
                     }
                     combined
                 })
@@ -221,12 +213,10 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 Some(partials) => partials.per_batch(
                     &c.grid(),
                     label,
-                    move |acc: &mut FastMap<K, Option<C>>, p: Part<(K, C)>| {
+                    move |acc: &mut CombineTable<K, Option<C>>, p: Part<(K, C)>| {
                         let merge_combiners = &local_fns.2;
                         for (k, c) in p.data {
-                            fold_into(acc, k, c, &Some, &|a: &mut Option<C>, b| {
-                                *a = a.take().map(|a| merge_combiners(a, b))
-                            });
+                            acc.fold(k, c, Some, |a: &mut Option<C>, b| *a = a.take().map(|a| merge_combiners(a, b)));
                         }
                     },
                     finish,
@@ -234,12 +224,15 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 None => upstream.stream(c, label).per_batch(
                     &c.grid(),
                     label,
-                    move |acc: &mut FastMap<K, Option<C>>, p: Part<(K, V)>| {
+                    move |acc: &mut CombineTable<K, Option<C>>, p: Part<(K, V)>| {
                         let (create, merge_value, _) = &*local_fns;
                         for (k, v) in p.data {
-                            fold_into(acc, k, v, &|v| Some(create(v)), &|c: &mut Option<C>, v| {
-                                *c = c.take().map(|c| merge_value(c, v))
-                            });
+                            acc.fold(
+                                k,
+                                v,
+                                |v| Some(create(v)),
+                                |c: &mut Option<C>, v| *c = c.take().map(|c| merge_value(c, v)),
+                            );
                         }
                     },
                     finish,
@@ -249,13 +242,11 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             spread(c, local).per_batch(
                 &c.grid(),
                 label,
-                move |acc: &mut HashMap<u32, FastMap<K, Option<C>>>, p: Part<(K, C)>| {
+                move |acc: &mut HashMap<u32, CombineTable<K, Option<C>>>, p: Part<(K, C)>| {
                     let merge_combiners = &final_fns.2;
                     let map = acc.entry(p.id.head()).or_default();
                     for (k, c) in p.data {
-                        fold_into(map, k, c, &Some, &|a: &mut Option<C>, b| {
-                            *a = a.take().map(|a| merge_combiners(a, b))
-                        });
+                        map.fold(k, c, Some, |a: &mut Option<C>, b| *a = a.take().map(|a| merge_combiners(a, b)));
                     }
                 },
                 move |info, acc, out| {
