@@ -13,7 +13,7 @@
 //! a chunk in a loop compiled for that function, and fills a reused buffer that it hands on when
 //! full. A chain's stages are hidden behind `dyn` (see below), so handing on each element by
 //! itself costs an indirect call per element and stage, with the element passed through memory
-//! each time; measured on the word count, chunks take about 6% less CPU (BENCHMARKS.md). The
+//! each time; on the socket word count, chunks take about 10% less CPU (BENCHMARKS.md). The
 //! computed stream's partition is the first chunk, whole.
 //!
 //! A chain's head type is hidden behind each `DStream<T>`, so a chain is built from the end: the
