@@ -230,7 +230,7 @@ where
         let mut out: Vec<U> = Vec::new();
         let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
             out.clear();
-            tail(&mut |sink: &mut Sink<'_, U>| {
+            let fused = tail(&mut |sink: &mut Sink<'_, U>| {
                 feed(&mut |chunk: &mut Vec<T>| {
                     // Only this stage's function runs in this loop, but for the sink, which
                     // names its own stage: this one's index is set again after it.
@@ -248,7 +248,12 @@ where
                     sink(&mut out);
                     out.clear();
                 }
-            })
+            });
+            // A `flat_map` that gave one element many results leaves a large buffer behind.
+            if out.capacity() > 16 * CHUNK {
+                out = Vec::new();
+            }
+            fused
         });
         self.upstream.build(c, fusion, tail)
     }
