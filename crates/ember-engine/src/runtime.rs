@@ -684,6 +684,12 @@ fn quiet_peer_loss_panics() {
 /// communication thread is stuck on a lost peer, and it is left behind.
 const JOIN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a cluster process whose worker threads failed waits for the control plane to
+/// record a lost peer before it reports the failure as a worker's own: a dropped connection
+/// fails timely's threads and the control plane's reader at about the same moment (the
+/// control plane's default peer timeout, which bounds a silent peer's detection too).
+const LOSS_GRACE: Duration = Duration::from_secs(3);
+
 impl Runtime {
     /// Starts the workers of this process, each compiling the plan with `build`. In a cluster,
     /// first joins the control plane: process 0 decides the zero time and checks that every
@@ -884,6 +890,15 @@ impl Runtime {
                 }
             }
         };
+        if self.shared.control.is_some() && results.iter().any(Result::is_err) {
+            // In a cluster, timely's network threads fail the moment a peer's connection drops,
+            // often before the control plane's reader has recorded the loss: give it the time
+            // it needs, so that the error names the lost process rather than a failed thread.
+            let deadline = Instant::now() + LOSS_GRACE;
+            while self.shared.cluster_failure().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         before_leaving();
         if let Some(control) = &self.shared.control {
             control.close();
