@@ -15,9 +15,10 @@ use hashbrown::HashTable;
 use crate::dstream::shuffle::KeyHasher;
 
 /// Keys and their combiners (see the module docs). The hasher is seeded at random per table,
-/// as [`KeyHasher`] explains.
+/// as [`KeyHasher`] explains. A combiner is held as an `Option` so that it can be taken out and
+/// merged by value in place; one whose merge panicked stays empty and is left out.
 pub(crate) struct CombineTable<K, C> {
-    table: HashTable<(K, C)>,
+    table: HashTable<(K, Option<C>)>,
     hasher: KeyHasher,
 }
 
@@ -31,15 +32,15 @@ impl<K, C> Default for CombineTable<K, C> {
 }
 
 impl<K: std::hash::Hash + Eq + 'static, C> CombineTable<K, C> {
-    /// Folds `v` into `k`'s combiner: `merge` it into the combiner there, or `create` one.
+    /// Folds `v` into `k`'s combiner: `merge` it with the combiner there, or `create` one.
     #[inline]
-    pub(crate) fn fold<V>(&mut self, k: K, v: V, create: impl FnOnce(V) -> C, merge: impl FnOnce(&mut C, V)) {
+    pub(crate) fn fold<V>(&mut self, k: K, v: V, create: impl FnOnce(V) -> C, merge: impl FnOnce(C, V) -> C) {
         let hash = self.hasher.hash_one(&k);
         match self.table.find_mut(hash, |(other, _)| key_eq(other, &k)) {
-            Some((_, c)) => merge(c, v),
+            Some((_, slot)) => *slot = slot.take().map(|c| merge(c, v)),
             None => {
                 let hasher = &self.hasher;
-                self.table.insert_unique(hash, (k, create(v)), |(k, _)| hasher.hash_one(k));
+                self.table.insert_unique(hash, (k, Some(create(v))), |(k, _)| hasher.hash_one(k));
             }
         }
     }
@@ -51,21 +52,17 @@ impl<K: std::hash::Hash + Eq + 'static, C> CombineTable<K, C> {
 
     /// Every key and its combiner, leaving the table empty with its room kept.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = (K, C)> + '_ {
-        self.table.drain()
+        self.table.drain().filter_map(|(k, c)| Some((k, c?)))
+    }
+
+    /// Every key and its combiner.
+    pub(crate) fn into_entries(self) -> impl Iterator<Item = (K, C)> {
+        self.table.into_iter().filter_map(|(k, c)| Some((k, c?)))
     }
 
     /// Empties the table, keeping its room.
     pub(crate) fn clear(&mut self) {
         self.table.clear();
-    }
-}
-
-impl<K, C> IntoIterator for CombineTable<K, C> {
-    type Item = (K, C);
-    type IntoIter = hashbrown::hash_table::IntoIter<(K, C)>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.table.into_iter()
     }
 }
 
@@ -131,7 +128,7 @@ mod tests {
         let mut words: CombineTable<String, u64> = CombineTable::default();
         let text = "a bb a ccc dddd eeeee a bb ffffffff ggggggggg ffffffff hhhhhhhhhhhhhhhhhhhh hhhhhhhhhhhhhhhhhhhh";
         for w in text.split(' ') {
-            words.fold(w.to_owned(), 1, |v| v, |c, v| *c += v);
+            words.fold(w.to_owned(), 1, |v| v, |c, v| c + v);
         }
         let mut got: Vec<(String, u64)> = words.drain().collect();
         got.sort();
@@ -153,9 +150,17 @@ mod tests {
 
         let mut pairs: CombineTable<(u32, char), Vec<u8>> = CombineTable::default();
         for (i, x) in [(1, 'x'), (2, 'y'), (1, 'x'), (1, 'y')].into_iter().enumerate() {
-            pairs.fold(x, i as u8, |v| vec![v], |c, v| c.push(v));
+            pairs.fold(
+                x,
+                i as u8,
+                |v| vec![v],
+                |mut c, v| {
+                    c.push(v);
+                    c
+                },
+            );
         }
-        let mut got: Vec<_> = pairs.into_iter().collect();
+        let mut got: Vec<_> = pairs.into_entries().collect();
         got.sort();
         assert_eq!(got, vec![((1, 'x'), vec![0, 2]), ((1, 'y'), vec![3]), ((2, 'y'), vec![1])]);
     }

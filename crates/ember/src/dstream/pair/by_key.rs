@@ -172,32 +172,24 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         self.derive_fusing(spec, move |c, upstream, label| {
             let shuffle = Shuffle::new(c, partitions);
             let (local_fns, final_fns) = (Arc::clone(&fns), Arc::clone(&fns));
-            let finish = move |info: BatchInfo, acc: CombineTable<K, Option<C>>, out: &mut Vec<Msg<(K, C)>>| {
+            let finish = move |info: BatchInfo, acc: CombineTable<K, C>, out: &mut Vec<Msg<(K, C)>>| {
                 if info.no_rdd[0] {
                     out.push(Msg::NoRdd);
                 }
-                let combined = acc.into_iter().filter_map(|(k, c)| c.map(|c| (k, c)));
-                out.extend(shuffle.split(combined).into_iter().map(Msg::Part));
+                out.extend(shuffle.split(acc.into_entries()).into_iter().map(Msg::Part));
             };
             // When the operations before were fused into this one, they run in the same pass:
             // each partition's values are combined as they come out of them (Spark's map-side
             // combine per partition), then the partitions' combiners per batch.
             let partials = if per_partition {
                 let part_fns = Arc::clone(&fns);
-                let mut partial: CombineTable<K, Option<C>> = CombineTable::default();
+                let mut partial: CombineTable<K, C> = CombineTable::default();
                 upstream.run(c, label, move |feed| {
                     let (create, merge_value, _) = &*part_fns;
                     // A partition that failed half-way leaves nothing behind.
                     partial.clear();
-                    fuse::for_each(feed, |(k, v)| {
-                        partial.fold(
-                            k,
-                            v,
-                            |v| Some(create(v)),
-                            |c: &mut Option<C>, v| *c = c.take().map(|c| merge_value(c, v)),
-                        )
-                    });
-                    let combined: Vec<(K, C)> = partial.drain().filter_map(|(k, c)| c.map(|c| (k, c))).collect();
+                    fuse::for_each(feed, |(k, v)| partial.fold(k, v, create, merge_value));
+                    let combined: Vec<(K, C)> = partial.drain().collect();
                     // A table grown by one partition of many keys would make every later
                     // partition clear all of it.
                     if partial.capacity() > 4 * combined.len().max(1024) {
@@ -208,15 +200,14 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             } else {
                 None
             };
-            // `Option` lets a combiner be taken out and merged by value in place.
             let local = match partials {
                 Some(partials) => partials.per_batch(
                     &c.grid(),
                     label,
-                    move |acc: &mut CombineTable<K, Option<C>>, p: Part<(K, C)>| {
+                    move |acc: &mut CombineTable<K, C>, p: Part<(K, C)>| {
                         let merge_combiners = &local_fns.2;
                         for (k, c) in p.data {
-                            acc.fold(k, c, Some, |a: &mut Option<C>, b| *a = a.take().map(|a| merge_combiners(a, b)));
+                            acc.fold(k, c, |c| c, merge_combiners);
                         }
                     },
                     finish,
@@ -224,15 +215,10 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 None => upstream.stream(c, label).per_batch(
                     &c.grid(),
                     label,
-                    move |acc: &mut CombineTable<K, Option<C>>, p: Part<(K, V)>| {
+                    move |acc: &mut CombineTable<K, C>, p: Part<(K, V)>| {
                         let (create, merge_value, _) = &*local_fns;
                         for (k, v) in p.data {
-                            acc.fold(
-                                k,
-                                v,
-                                |v| Some(create(v)),
-                                |c: &mut Option<C>, v| *c = c.take().map(|c| merge_value(c, v)),
-                            );
+                            acc.fold(k, v, create, merge_value);
                         }
                     },
                     finish,
@@ -242,18 +228,15 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             spread(c, local).per_batch(
                 &c.grid(),
                 label,
-                move |acc: &mut HashMap<u32, CombineTable<K, Option<C>>>, p: Part<(K, C)>| {
+                move |acc: &mut HashMap<u32, CombineTable<K, C>>, p: Part<(K, C)>| {
                     let merge_combiners = &final_fns.2;
                     let map = acc.entry(p.id.head()).or_default();
                     for (k, c) in p.data {
-                        map.fold(k, c, Some, |a: &mut Option<C>, b| *a = a.take().map(|a| merge_combiners(a, b)));
+                        map.fold(k, c, |c| c, merge_combiners);
                     }
                 },
                 move |info, acc, out| {
-                    let acc: HashMap<u32, Vec<(K, C)>> = acc
-                        .into_iter()
-                        .map(|(p, m)| (p, m.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))).collect()))
-                        .collect();
+                    let acc: HashMap<u32, Vec<(K, C)>> = acc.into_iter().map(|(p, m)| (p, m.into_entries().collect())).collect();
                     assemble_owned(&owned, acc, info.no_rdd[0], out)
                 },
             )
