@@ -128,6 +128,38 @@ fn a_stage_read_by_two_operations_runs_once_per_element() {
 }
 
 #[test]
+fn a_flat_map_with_many_results_for_one_element_hands_them_on_a_chunk_at_a_time() {
+    // One input element gives 100,000 results from a lazy iterator. The fused `map` after it
+    // must see them while the iterator is still running, a chunk behind at most, so that no
+    // stage holds one element's results all at once (the memory of a large first batch).
+    let produced = Arc::new(AtomicUsize::new(0));
+    let lag = Arc::new(AtomicUsize::new(0));
+    let (p, seen_p, seen_lag) = (Arc::clone(&produced), Arc::clone(&produced), Arc::clone(&lag));
+    let consumed = AtomicUsize::new(0);
+    let out = ember::testing::run_batches_on(1, vec![vec![100_000u64]], move |s| {
+        s.flat_map(move |n: u64| {
+            let p = Arc::clone(&p);
+            (0..n).inspect(move |_| {
+                p.fetch_add(1, Ordering::Relaxed);
+            })
+        })
+        .map(move |x| {
+            let done = consumed.fetch_add(1, Ordering::Relaxed) + 1;
+            seen_lag.fetch_max(seen_p.load(Ordering::Relaxed) - done, Ordering::Relaxed);
+            (x % 3, 1u64)
+        })
+        .reduce_by_key(|a, b| a + b)
+    })
+    .unwrap();
+    let mut counts = out[0].clone();
+    counts.sort();
+    assert_eq!(counts, vec![(0, 33_334), (1, 33_333), (2, 33_333)]);
+    assert_eq!(produced.load(Ordering::Relaxed), 100_000);
+    let lag = lag.load(Ordering::Relaxed);
+    assert!(lag <= 1024, "the map ran up to {lag} results behind the flat_map");
+}
+
+#[test]
 fn a_panic_in_a_fused_operation_names_that_operation() {
     for (bad, kind) in [
         ("flat", "flat_map#"),

@@ -230,30 +230,31 @@ where
         let mut out: Vec<U> = Vec::new();
         let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
             out.clear();
-            let fused = tail(&mut |sink: &mut Sink<'_, U>| {
+            tail(&mut |sink: &mut Sink<'_, U>| {
                 feed(&mut |chunk: &mut Vec<T>| {
                     // Only this stage's function runs in this loop, but for the sink, which
                     // names its own stage: this one's index is set again after it.
                     current.set(index);
-                    for t in chunk.drain(..) {
-                        step(t, &mut |u| out.push(u));
+                    // A full chunk goes on as soon as it is full, even in the middle of one
+                    // element's results: a `flat_map` giving a million elements for one input
+                    // then never holds more than a chunk of them here.
+                    let mut emit = |u| {
+                        out.push(u);
                         if out.len() >= CHUNK {
                             sink(&mut out);
                             out.clear();
                             current.set(index);
                         }
+                    };
+                    for t in chunk.drain(..) {
+                        step(t, &mut emit);
                     }
                 });
                 if !out.is_empty() {
                     sink(&mut out);
                     out.clear();
                 }
-            });
-            // A `flat_map` that gave one element many results leaves a large buffer behind.
-            if out.capacity() > 16 * CHUNK {
-                out = Vec::new();
-            }
-            fused
+            })
         });
         self.upstream.build(c, fusion, tail)
     }
@@ -262,12 +263,11 @@ where
 /// Runs `chain` to its end in the operator `label` and collects each partition.
 pub(crate) fn materialize<'s, T: Data>(chain: &dyn Chain<T>, c: &mut Compiler<'s>, label: &str) -> EStream<'s, T> {
     let mut fusion = Fusion::new(label);
-    // Partitions of a stream tend to be alike: start each at the size of the last.
-    let mut last = 0;
+    // Each partition grows from empty: starting at the last partition's size would keep a
+    // large first batch's room (the initial load of a state) in every batch after it.
     let tail: Tail<T> = Box::new(move |feed: &mut Feed<'_, T>| {
-        let mut data = Vec::with_capacity(last);
+        let mut data = Vec::new();
         feed(&mut |chunk: &mut Vec<T>| data.append(chunk));
-        last = data.len();
         Fused::new(data)
     });
     unpack(chain.build(c, &mut fusion, tail), label)
