@@ -388,6 +388,16 @@ struct Outcome {
     failure: Option<ControlError>,
     /// Checkpoint reports received and not yet taken (process 0 only).
     checkpoints: Vec<CheckpointReport>,
+    /// The newest checkpoint time each process reported (process 0 only).
+    reported: BTreeMap<usize, u64>,
+}
+
+impl Outcome {
+    fn receive_checkpoint(&mut self, report: CheckpointReport) {
+        let newest = self.reported.entry(report.process).or_insert(report.time_ms);
+        *newest = (*newest).max(report.time_ms);
+        self.checkpoints.push(report);
+    }
 }
 
 /// One process's report that it wrote its part of a checkpoint (see
@@ -416,10 +426,14 @@ impl Shared {
     /// Records a failure unless an earlier one was recorded.
     fn fail(&self, error: ControlError) {
         let mut outcome = self.outcome();
+        // The first failure is this process's one error line about the loss; what the loss
+        // breaks afterwards (timely's threads, the workers) logs at debug level.
         if outcome.failure.is_none() {
-            tracing::error!(error = %error, "The control plane saw a failure in the cluster.");
+            tracing::error!(error = %error, "The cluster failed.");
             outcome.failure = Some(error);
             self.failed.store(true, Ordering::Release);
+        } else {
+            tracing::warn!(error = %error, "The cluster, already failed, saw another failure.");
         }
     }
 
@@ -691,7 +705,7 @@ impl ControlPlane {
     /// on the network.
     pub fn report_checkpoint(&self, time_ms: u64, report: String) {
         if self.process == 0 {
-            self.shared.outcome().checkpoints.push(CheckpointReport {
+            self.shared.outcome().receive_checkpoint(CheckpointReport {
                 process: 0,
                 time_ms,
                 report,
@@ -705,6 +719,12 @@ impl ControlPlane {
     /// in the order they arrived from each process. Only process 0 receives any.
     pub fn take_checkpoint_reports(&self) -> Vec<CheckpointReport> {
         std::mem::take(&mut self.shared.outcome().checkpoints)
+    }
+
+    /// The newest checkpoint time `process` reported (on process 0; `None` elsewhere, or before
+    /// its first report).
+    pub fn reported_through(&self, process: usize) -> Option<u64> {
+        self.shared.outcome().reported.get(&process).copied()
     }
 
     /// The first failure seen in the cluster after startup (a lost process), if any.
@@ -1196,8 +1216,7 @@ impl Coordinator {
                     Message::Checkpoint { time_ms, report } => {
                         self.shared
                             .outcome()
-                            .checkpoints
-                            .push(CheckpointReport { process, time_ms, report });
+                            .receive_checkpoint(CheckpointReport { process, time_ms, report });
                     }
                     Message::Goodbye => {
                         tracing::debug!(process, "A process said goodbye.");
@@ -1291,7 +1310,7 @@ impl Coordinator {
     /// Records queued losses and relays each to the surviving followers.
     fn report_losses(&mut self) {
         while let Some((process, reason)) = self.pending_losses.pop() {
-            tracing::error!(process, reason = %reason, "Process 0 lost a process of the cluster.");
+            tracing::debug!(process, reason = %reason, "Process 0 lost a process of the cluster.");
             self.shared.fail(ControlError::PeerLost {
                 process,
                 reason: reason.clone(),

@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod control;
 pub mod events;
+mod fault;
 pub mod keys;
 mod mesh;
 pub mod msg;

@@ -175,6 +175,8 @@ pub struct RunShared {
     /// Dropped once every local worker has compiled (and so restored its state).
     restore: Mutex<Option<crate::snapshot::RestoreImage>>,
     failures: Mutex<Vec<JobFailure>>,
+    /// The message of the first local worker that panicked for a reason other than a lost peer.
+    worker_panic: Mutex<Option<String>>,
     progress: Vec<AtomicU64>,
     exited: AtomicUsize,
     /// The last batch time recorded in `completions`.
@@ -207,6 +209,7 @@ impl RunShared {
             last_cut: AtomicU64::new(0),
             restore: Mutex::new(restore),
             failures: Mutex::new(Vec::new()),
+            worker_panic: Mutex::new(None),
             progress: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             exited: AtomicUsize::new(0),
             last_completed: AtomicU64::new(0),
@@ -512,6 +515,29 @@ impl WorkerEnv {
         }
     }
 
+    /// Whether an injected fault is due (see [`crate::fault`]): the fault's batch is ready here
+    /// and withheld from the outputs, every other local worker has output it and, on process 0
+    /// of a cluster, every other process has reported its part of the batch's checkpoint.
+    fn fault_due(&self, fault: crate::fault::WorkerFault) -> bool {
+        let time = fault.batch_ms;
+        if !self.scheduler.borrow().withheld(time) {
+            return false;
+        }
+        let others_done = self
+            .shared
+            .progress
+            .iter()
+            .enumerate()
+            .all(|(i, p)| i == self.local_index || p.load(Ordering::Acquire) >= time);
+        let reported = match self.shared.control() {
+            Some(control) if control.process() == 0 => {
+                (1..control.processes()).all(|p| control.reported_through(p).is_some_and(|t| t >= time))
+            }
+            _ => true,
+        };
+        others_done && reported
+    }
+
     pub(crate) fn add_source_activator(&self, activator: timely::scheduling::SyncActivator) {
         self.scheduler.borrow().add_source(activator);
     }
@@ -628,33 +654,92 @@ fn zero_now(clock: &Clock, interval_ms: u64) -> u64 {
     (now / interval_ms + 1) * interval_ms - interval_ms
 }
 
-/// Counts a worker as exited however its thread ends (a peer's loss can make timely panic).
+thread_local! {
+    /// The run and local index of the worker on this thread, until its exit is counted.
+    static WORKER: RefCell<Option<(Arc<RunShared>, usize)>> = const { RefCell::new(None) };
+    /// The last panic of this thread, as the panic hook classified it.
+    static LAST_PANIC: RefCell<Option<PanicRecord>> = const { RefCell::new(None) };
+}
+
+/// A panic as the hook saw it.
+#[derive(Clone, Debug)]
+struct PanicRecord {
+    message: String,
+    /// A timely thread failing on what a lost peer process left behind (a broken connection,
+    /// a poisoned queue): the loss is reported by the control plane, not by this panic.
+    peer_loss: bool,
+}
+
+/// Counts the worker of this thread as exited, once. Only a worker that finished its dataflow
+/// (every batch output: its progress says so) counts as having output everything; one that
+/// panicked, or ended on an abort, keeps the progress its outputs published, so that no
+/// checkpoint covers a batch whose outputs it did not run.
+fn count_worker_exit(finished: bool) {
+    let Some((shared, local_index)) = WORKER.with(|w| w.borrow_mut().take()) else {
+        return;
+    };
+    if !finished {
+        // The dataflow cannot complete without this worker (the others would wait for it
+        // forever): the run stops without grace, here and on every process of a cluster.
+        shared.request_stop(true);
+    } else if !shared.aborted()
+        && let Some(slot) = shared.progress.get(local_index)
+    {
+        slot.store(u64::MAX, Ordering::Release);
+    }
+    shared.exited.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Counts a worker as exited however its thread ends (see [`count_worker_exit`]).
 struct ExitGuard {
-    shared: Arc<RunShared>,
     local_index: usize,
 }
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            tracing::error!(worker = self.local_index, "A worker thread panicked.");
+        let panicking = std::thread::panicking();
+        if panicking {
+            match LAST_PANIC.with(|p| p.borrow().clone()) {
+                Some(PanicRecord { peer_loss: true, message }) => {
+                    tracing::debug!(worker = self.local_index, %message, "A worker thread ended after a peer process was lost.");
+                }
+                Some(PanicRecord { message, .. }) => {
+                    tracing::error!(worker = self.local_index, %message, "A worker thread panicked.");
+                    if let Some((shared, _)) = WORKER.with(|w| w.borrow().clone()) {
+                        crate::msg::lock(&shared.worker_panic).get_or_insert(message);
+                    }
+                }
+                None => tracing::error!(worker = self.local_index, "A worker thread panicked."),
+            }
         }
-        // A worker that finished has output everything, unless the run was aborted: then its
-        // progress stays at the last batch whose outputs ran.
-        if !self.shared.aborted()
-            && let Some(slot) = self.shared.progress.get(self.local_index)
-        {
-            slot.store(u64::MAX, Ordering::Release);
-        }
-        self.shared.exited.fetch_add(1, Ordering::AcqRel);
+        count_worker_exit(!panicking);
     }
 }
 
+/// The messages of timely's panics on what a lost peer leaves behind.
+const PEER_LOSS_PANICS: [&str; 4] = [
+    "timely communication error",
+    "MergeQueue poisoned",
+    "Send thread panic",
+    "Recv thread panic",
+];
+
+/// The messages of the panics Rust turns into an abort of the whole process once the hook
+/// returns: a destructor that panicked while its thread was already unwinding.
+const ABORTING_PANICS: [&str; 2] = ["panic in a destructor during cleanup", "panic in a function that cannot unwind"];
+
+/// Installs (once per process) the hook that sees every panic first.
+///
 /// Timely's threads panic when a peer process goes away (its network threads on the broken
 /// connection, then the workers and the joiner on what those left poisoned). ember reports the
-/// lost peer itself, as an error naming it, so these panics are logged at debug level instead of
-/// printing backtraces; every other panic goes to the hook that was there before.
-fn quiet_peer_loss_panics() {
+/// lost peer itself, as one error naming it, so these panics are logged at debug level instead
+/// of printing backtraces; every other panic goes to the hook that was there before.
+///
+/// Some of timely's destructors panic too when they run during such a panic, which Rust
+/// answers by aborting the process: a survivor would die by SIGABRT instead of returning its
+/// cluster error. A timely thread in that state is parked for good instead (its worker counted
+/// as exited, without progress): it is left behind, as a thread blocked on a lost peer is.
+fn install_panic_hook() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let previous = std::panic::take_hook();
@@ -663,15 +748,26 @@ fn quiet_peer_loss_panics() {
             let thread = std::thread::current();
             let name = thread.name().unwrap_or_default();
             let from_timely = name.starts_with("timely:") || name == "ember-join";
-            let peer_loss = [
-                "timely communication error",
-                "MergeQueue poisoned",
-                "Send thread panic",
-                "Recv thread panic",
-            ]
-            .iter()
-            .any(|m| message.contains(m));
-            if from_timely && peer_loss {
+            if from_timely && ABORTING_PANICS.iter().any(|m| message.starts_with(m)) {
+                let after_loss = LAST_PANIC.with(|p| p.borrow().as_ref().is_some_and(|r| r.peer_loss));
+                if after_loss {
+                    tracing::debug!(thread = name, %message, "A timely thread failed twice after a peer process was lost; it is parked, not aborted.");
+                } else {
+                    tracing::error!(thread = name, %message, "A timely thread panicked while unwinding; it is parked instead of aborting the process.");
+                }
+                count_worker_exit(false);
+                loop {
+                    std::thread::park();
+                }
+            }
+            let peer_loss = from_timely && PEER_LOSS_PANICS.iter().any(|m| message.contains(m));
+            LAST_PANIC.with(|p| {
+                *p.borrow_mut() = Some(PanicRecord {
+                    message: message.clone(),
+                    peer_loss,
+                })
+            });
+            if peer_loss {
                 tracing::debug!(thread = name, %message, "A timely thread ended after a peer process was lost.");
             } else {
                 previous(info);
@@ -681,8 +777,13 @@ fn quiet_peer_loss_panics() {
 }
 
 /// How long `join` waits for timely's threads once every worker has exited; longer means a
-/// communication thread is stuck on a lost peer, and it is left behind.
+/// communication thread is stuck, and it is left behind.
 const JOIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long `join` waits for the workers once the control plane has lost a peer: they see the
+/// loss at their next step. Timely's network threads may never end (a frozen peer's socket
+/// stays open), so they are not waited for at all.
+const LOST_PEER_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a cluster process whose worker threads failed waits for the control plane to
 /// record a lost peer before it reports the failure as a worker's own: a dropped connection
@@ -701,6 +802,7 @@ impl Runtime {
     /// different plans; [`LaunchError::Timely`] when timely cannot start the workers.
     pub fn launch(mut config: RunConfig, build: BuildPlan) -> Result<Runtime, LaunchError> {
         let launched = Instant::now();
+        install_panic_hook();
         // The image goes to the shared state only, which drops it once restored.
         let restore = config.restore.take();
         let workers = config.workers.max(1);
@@ -716,7 +818,6 @@ impl Runtime {
                 control.addresses = cluster.addresses.clone();
                 control.resume_ms = config.resume.map(|r| r.after_ms);
                 let plane = ControlPlane::join(control, choose_zero).map_err(LaunchError::Control)?;
-                quiet_peer_loss_panics();
                 let zero = plane.zero_ms();
                 (Some(Arc::new(plane)), zero)
             }
@@ -740,10 +841,11 @@ impl Runtime {
         let worker_shared = Arc::clone(&shared);
         let guards = timely::execute::execute_from(allocators, communication_guard, worker_config, move |worker| {
             let index = worker.index();
+            WORKER.with(|w| *w.borrow_mut() = Some((Arc::clone(&worker_shared), index % workers)));
             let _exit = ExitGuard {
-                shared: Arc::clone(&worker_shared),
                 local_index: index % workers,
             };
+            let fault = crate::fault::worker_fault(index, start_ms + interval_ms, interval_ms);
             let env = Rc::new(WorkerEnv {
                 index,
                 peers: worker.peers(),
@@ -762,6 +864,7 @@ impl Runtime {
                     index % workers,
                     zero_ms,
                     interval_ms,
+                    fault.map(|f| f.batch_ms),
                 )),
                 states: RefCell::new(crate::snapshot::StateRegistry::default()),
             });
@@ -807,8 +910,24 @@ impl Runtime {
                 if !worker.step_or_park(Some(park)) {
                     break;
                 }
+                if let Some(fault) = fault
+                    && env.fault_due(fault)
+                {
+                    panic!(
+                        "ember fault injection: worker {index} ends before the outputs of batch {} ms ran",
+                        fault.batch_ms
+                    );
+                }
             }
             env.scheduler.borrow_mut().shut_down();
+            if worker_shared.aborted() {
+                // Nothing runs after an abort. Timely would otherwise step the dataflow until it
+                // completes, which it never does once another worker is gone (a worker that
+                // panicked, a lost process): the thread would never end.
+                for dataflow in worker.installed_dataflows() {
+                    worker.drop_dataflow(dataflow);
+                }
+            }
         })
         .map_err(LaunchError::Timely)?;
         Ok(Runtime {
@@ -880,8 +999,13 @@ impl Runtime {
                         }
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     }
-                    if self.shared.all_exited() {
+                    let lost = self.shared.cluster_failure().is_some();
+                    if lost || self.shared.all_exited() {
                         let since = *exited_at.get_or_insert_with(Instant::now);
+                        if lost && (self.shared.all_exited() || since.elapsed() > LOST_PEER_GRACE) {
+                            tracing::debug!("The cluster lost a peer; timely's threads still running are left behind.");
+                            break Vec::new();
+                        }
                         if since.elapsed() > JOIN_GRACE {
                             tracing::warn!("Timely's threads did not end after the workers exited; leaving them behind.");
                             break Vec::new();
@@ -905,6 +1029,10 @@ impl Runtime {
         }
         if let Some(lost) = self.shared.cluster_failure() {
             return Err(JoinError::Cluster(lost));
+        }
+        // Timely's join reports a panic as `Any { .. }`: the hook kept the message.
+        if let Some(message) = crate::msg::lock(&self.shared.worker_panic).take() {
+            return Err(JoinError::Worker(message));
         }
         match results.into_iter().find_map(Result::err) {
             Some(message) => Err(JoinError::Worker(message)),
@@ -963,4 +1091,36 @@ fn lcm(a: u64, b: u64) -> u64 {
         (x, y) = (y, x % y);
     }
     (a / x).saturating_mul(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::install_panic_hook;
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    use std::time::Duration;
+
+    /// Rust aborts the process when a destructor panics while its thread unwinds; timely's
+    /// channel endpoints do that after a peer's loss. The hook parks such a timely thread
+    /// instead: were it not, this test binary would die by SIGABRT.
+    #[test]
+    fn a_timely_thread_panicking_while_it_unwinds_is_parked_instead_of_aborting_the_process() {
+        install_panic_hook();
+        struct PanicsOnDrop;
+        impl Drop for PanicsOnDrop {
+            fn drop(&mut self) {
+                panic!("MergeQueue poisoned.");
+            }
+        }
+        let (ended, watch) = channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("timely:recv-9".into())
+            .spawn(move || {
+                let _ended = ended;
+                let _endpoint = PanicsOnDrop;
+                panic!("timely communication error: a peer went away (a test)");
+            })
+            .unwrap();
+        assert_eq!(watch.recv_timeout(Duration::from_secs(1)), Err(RecvTimeoutError::Timeout));
+        assert!(!thread.is_finished(), "the thread should be parked for good");
+    }
 }

@@ -114,10 +114,21 @@ pub struct OutputScheduler {
     /// When batches were last handed over, and the longest output run that is done here.
     last_hand_over: Option<Instant>,
     inline_ns: u64,
+    /// An injected fault's batch (see [`crate::fault`]): it and every batch after it are never
+    /// handed over.
+    withhold_from: Option<u64>,
+    /// Every batch time below this is ready to hand over (the same as `sent` unless withheld).
+    ready: u64,
 }
 
 impl OutputScheduler {
-    pub(crate) fn new(shared: Arc<dyn ProgressSink>, local_index: usize, zero_ms: u64, interval_ms: u64) -> Self {
+    pub(crate) fn new(
+        shared: Arc<dyn ProgressSink>,
+        local_index: usize,
+        zero_ms: u64,
+        interval_ms: u64,
+        withhold_from: Option<u64>,
+    ) -> Self {
         OutputScheduler {
             handed_over: Vec::new(),
             pending: BTreeMap::new(),
@@ -135,6 +146,8 @@ impl OutputScheduler {
             thread: None,
             last_hand_over: None,
             inline_ns: INLINE_NS,
+            withhold_from,
+            ready: 0,
         }
     }
 
@@ -163,7 +176,9 @@ impl OutputScheduler {
 
     /// Sends every action whose batch all outputs have handed over to the output thread.
     pub(crate) fn run_ready(&mut self) {
-        let limit = self.handed_over.iter().copied().min().unwrap_or(u64::MAX);
+        let ready = self.handed_over.iter().copied().min().unwrap_or(u64::MAX);
+        self.ready = self.ready.max(ready);
+        let limit = self.withhold_from.map_or(ready, |from| ready.min(from));
         if limit <= self.sent {
             return;
         }
@@ -242,6 +257,11 @@ impl OutputScheduler {
             }
         }
         self.thread.as_ref()
+    }
+
+    /// Whether batch `time` is ready here but withheld from the outputs by an injected fault.
+    pub(crate) fn withheld(&self, time: u64) -> bool {
+        self.withhold_from.is_some_and(|from| from <= time) && self.ready > time
     }
 
     /// Every batch time below this has been handed to the output thread (or output already).

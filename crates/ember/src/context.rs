@@ -32,6 +32,18 @@ const INITIALIZED: u8 = 0;
 const ACTIVE: u8 = 1;
 const STOPPED: u8 = 2;
 
+/// Where a context is in its life (Spark's `StreamingContextState`), from
+/// [`StreamingContext::get_state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamingContextState {
+    /// Created, not started yet: streams and outputs can still be added.
+    Initialized,
+    /// Started and not stopped.
+    Active,
+    /// Stopped (by `stop`, or by the loss of a process of its cluster); it cannot be restarted.
+    Stopped,
+}
+
 /// Settings of a context, fixed at construction.
 #[derive(Clone, Debug)]
 struct Settings {
@@ -1032,6 +1044,28 @@ impl StreamingContext {
         Ok(())
     }
 
+    /// Where the context is in its life (Spark's `getState`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ember::prelude::*;
+    /// use ember::StreamingContextState;
+    ///
+    /// let ssc = StreamingContext::new(seconds(1))?;
+    /// assert_eq!(ssc.get_state(), StreamingContextState::Initialized);
+    /// ssc.stop(false)?;
+    /// assert_eq!(ssc.get_state(), StreamingContextState::Stopped);
+    /// # Ok::<(), ember::Error>(())
+    /// ```
+    pub fn get_state(&self) -> StreamingContextState {
+        match self.inner.phase.load(Ordering::Acquire) {
+            INITIALIZED => StreamingContextState::Initialized,
+            ACTIVE => StreamingContextState::Active,
+            _ => StreamingContextState::Stopped,
+        }
+    }
+
     /// The most recently started context that is still running, if any (Spark's
     /// `StreamingContext.getActive`). Spark allows one active context per JVM; ember allows
     /// several in a process (tests, independent jobs), and this returns the newest.
@@ -1075,11 +1109,14 @@ impl StreamingContext {
 
     /// Waits until the context is stopped, or returns the first failure not reported yet (a
     /// failed batch job or a source error), as Spark's `awaitTermination` throws it. The
-    /// computation goes on after a failure; call again to keep waiting.
+    /// computation goes on after a failure; call again to keep waiting. The loss of a process
+    /// of the cluster is the exception: it ends the cluster's run, so the context is stopped
+    /// (its state says so, and `stop` afterwards does nothing) before the error is returned.
     ///
     /// # Errors
     ///
-    /// [`Error::JobFailed`] or [`Error::Source`] for the failure.
+    /// [`Error::JobFailed`] or [`Error::Source`] for the failure; [`Error::Cluster`] for a lost
+    /// process of the cluster.
     pub fn await_termination(&self) -> Result<()> {
         self.await_until(None).map(|_| ())
     }
@@ -1097,6 +1134,12 @@ impl StreamingContext {
     fn await_until(&self, deadline: Option<Instant>) -> Result<bool> {
         loop {
             if let Some(error) = self.take_failure() {
+                if matches!(error, Error::Cluster(_)) {
+                    // The cluster is over (timely is fail-stop): this process's part of it is
+                    // stopped before the error is returned, so the context says it stopped and
+                    // a later `stop` has nothing to do. The stop's own error is this one.
+                    let _ = self.inner.stop(false);
+                }
                 return Err(error);
             }
             let finished = match self.inner.phase.load(Ordering::Acquire) {

@@ -43,7 +43,7 @@ pub mod ui;
 
 pub use batch::{Batch, Numeric, StatCounter};
 pub use context::{DEFAULT_MAX_FAILED_RESTARTS, DEFAULT_MAX_LINE_BYTES, DEFAULT_RECEIVER_BUFFER_BYTES};
-pub use context::{StreamingContext, StreamingContextBuilder};
+pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
 pub use display::SparkDisplay;
 pub use dstream::{DStream, MapWithStateDStream, ObjectFormat, State, StateSpec, batch_file_name, format_batch};
 pub use ember_engine::{Clock, Data, Key, ManualClock, keys};
