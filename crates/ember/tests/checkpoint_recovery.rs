@@ -375,3 +375,23 @@ fn a_replayed_batch_that_took_no_files_does_not_take_a_later_batchs() {
     let rest = outputs.lock().unwrap().take().unwrap().lock().unwrap().clone();
     assert_eq!(rest, whole[4..].to_vec());
 }
+
+/// Checkpoint times count from the job's zero time, as in Spark, not from the epoch: a job
+/// whose clock starts at 3 s (zero time 3 s, batches at 4 s, 5 s, ...) checkpointing every 2 s
+/// commits at 5 s, 7 s, 9 s and 11 s, never at an even second.
+#[test]
+fn checkpoint_times_are_multiples_of_the_interval_past_the_zero_time() {
+    let dir = TempDir::new("checkpoint-zero").unwrap();
+    let clock = ManualClock::new();
+    clock.set_ms(3_000);
+    let ssc = StreamingContext::get_or_create(dir.path(), || Ok(build(&clock, 1, 10, Variant::Seed)?.0)).unwrap();
+    run_until(&ssc, &clock, 11_000);
+    let mut manifests: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".manifest"))
+        .collect();
+    manifests.sort();
+    // The newest 2 are kept.
+    assert_eq!(manifests, ["checkpoint-11000.manifest", "checkpoint-9000.manifest"]);
+}
