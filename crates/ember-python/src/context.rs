@@ -1,0 +1,159 @@
+//! `ember._ember.StreamingContext`; `ember.pyspark.streaming.StreamingContext` gives it
+//! PySpark's names and defaults.
+
+use ember::{BatchQueue, StreamingContext, StreamingContextState, milliseconds};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use crate::call::take_exception;
+use crate::dstream::PyDStream;
+use crate::value::PyObj;
+
+/// A streaming context of Python streams.
+#[pyclass(name = "StreamingContext", module = "ember._ember", frozen)]
+pub struct PyContext {
+    ssc: StreamingContext,
+}
+
+/// The Python exception for an ember error: the user's own exception for a batch that failed
+/// in a Python function (with a note naming the operation and the batch), `ValueError` for a
+/// bad argument, `OSError` for I/O, `RuntimeError` otherwise.
+pub fn to_py_err(py: Python<'_>, error: ember::Error) -> PyErr {
+    match &error {
+        ember::Error::JobFailed { message, .. } => match take_exception(message) {
+            Some(exception) => {
+                let err = PyErr::from_value(exception.into_bound(py));
+                let _ = err.add_note(py, format!("ember: {error}"));
+                err
+            }
+            None => PyRuntimeError::new_err(error.to_string()),
+        },
+        ember::Error::InvalidArgument { .. } => PyValueError::new_err(error.to_string()),
+        ember::Error::Io { .. } => PyOSError::new_err(error.to_string()),
+        _ => PyRuntimeError::new_err(error.to_string()),
+    }
+}
+
+fn strings(stream: ember::DStream<String>) -> PyDStream {
+    PyDStream::new(stream.map(|line: String| Python::attach(|py| PyObj(PyString::new(py, &line).into_any().unbind()))))
+}
+
+#[pymethods]
+impl PyContext {
+    #[new]
+    #[pyo3(signature = (batch_ms, workers=1))]
+    fn new(py: Python<'_>, batch_ms: u64, workers: usize) -> PyResult<Self> {
+        if batch_ms == 0 {
+            return Err(PyValueError::new_err("batchDuration must be at least 1 ms"));
+        }
+        let ssc = StreamingContext::builder(milliseconds(batch_ms))
+            .workers(workers.max(1))
+            .build()
+            .map_err(|e| to_py_err(py, e))?;
+        Ok(PyContext { ssc })
+    }
+
+    /// Resumes from the checkpoint in `directory`, or calls `setup()` (which returns a
+    /// context) for a fresh start; `setup` runs in both cases, as the plan is rebuilt from it.
+    #[staticmethod]
+    fn get_or_create(py: Python<'_>, directory: &str, setup: Py<PyAny>) -> PyResult<Self> {
+        let mut failure: Option<PyErr> = None;
+        let ssc = StreamingContext::get_or_create(directory, || {
+            let built = setup
+                .bind(py)
+                .call0()
+                .and_then(|ctx| Ok(ctx.extract::<PyRef<'_, PyContext>>()?.ssc.clone()));
+            built.map_err(|e| {
+                let message = e.to_string();
+                failure = Some(e);
+                ember::Error::IllegalState(format!("setupFunc failed: {message}"))
+            })
+        });
+        match (ssc, failure) {
+            (Ok(ssc), _) => Ok(PyContext { ssc }),
+            (Err(_), Some(e)) => Err(e),
+            (Err(e), None) => Err(to_py_err(py, e)),
+        }
+    }
+
+    /// One batch per list (or all of them in the first batch), then `default` (or nothing).
+    #[pyo3(signature = (batches, one_at_a_time=true, default=None))]
+    fn queue_stream(&self, batches: Vec<Vec<Py<PyAny>>>, one_at_a_time: bool, default: Option<Vec<Py<PyAny>>>) -> PyDStream {
+        let queue = BatchQueue::new();
+        for batch in batches {
+            queue.push(batch.into_iter().map(PyObj).collect());
+        }
+        let default = default.map(|items| items.into_iter().map(PyObj).collect());
+        PyDStream::new(self.ssc.queue_stream(&queue, one_at_a_time, default))
+    }
+
+    fn socket_text_stream(&self, host: &str, port: u16) -> PyDStream {
+        strings(self.ssc.socket_text_stream(host, port))
+    }
+
+    fn text_file_stream(&self, py: Python<'_>, directory: &str) -> PyResult<PyDStream> {
+        self.ssc.text_file_stream(directory).map(strings).map_err(|e| to_py_err(py, e))
+    }
+
+    fn checkpoint(&self, py: Python<'_>, directory: &str) -> PyResult<()> {
+        self.ssc.checkpoint(directory).map_err(|e| to_py_err(py, e))
+    }
+
+    fn remember(&self, py: Python<'_>, duration_ms: u64) -> PyResult<()> {
+        self.ssc.remember(milliseconds(duration_ms)).map_err(|e| to_py_err(py, e))
+    }
+
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.ssc.start()).map_err(|e| to_py_err(py, e))
+    }
+
+    #[pyo3(signature = (graceful=false))]
+    fn stop(&self, py: Python<'_>, graceful: bool) -> PyResult<()> {
+        py.detach(|| self.ssc.stop(graceful)).map_err(|e| to_py_err(py, e))
+    }
+
+    /// Waits for the context to stop (at most `timeout_ms`); returns whether it stopped. The
+    /// GIL is released while waiting, and signals are checked every 100 ms: Ctrl-C stops the
+    /// context and raises `KeyboardInterrupt`.
+    #[pyo3(signature = (timeout_ms=None))]
+    fn await_termination(&self, py: Python<'_>, timeout_ms: Option<u64>) -> PyResult<bool> {
+        let deadline = timeout_ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms));
+        loop {
+            let step = deadline.map_or(100, |d| {
+                d.saturating_duration_since(std::time::Instant::now()).as_millis().min(100) as u64
+            });
+            match py.detach(|| self.ssc.await_termination_or_timeout(milliseconds(step))) {
+                Ok(true) => return Ok(true),
+                Ok(false) if deadline.is_some_and(|d| std::time::Instant::now() >= d) => return Ok(false),
+                Ok(false) => {}
+                Err(e) => return Err(to_py_err(py, e)),
+            }
+            if let Err(interrupted) = py.check_signals() {
+                let _ = py.detach(|| self.ssc.stop(false));
+                return Err(interrupted);
+            }
+        }
+    }
+
+    /// `"INITIALIZED"`, `"ACTIVE"` or `"STOPPED"`.
+    fn get_state(&self) -> &'static str {
+        match self.ssc.get_state() {
+            StreamingContextState::Initialized => "INITIALIZED",
+            StreamingContextState::Active => "ACTIVE",
+            StreamingContextState::Stopped => "STOPPED",
+        }
+    }
+
+    fn union(&self, py: Python<'_>, streams: Vec<PyRef<'_, PyDStream>>) -> PyResult<PyDStream> {
+        let mut iter = streams.iter();
+        let first = iter
+            .next()
+            .ok_or_else(|| PyValueError::new_err("union needs at least one stream"))?
+            .stream
+            .clone();
+        iter.try_fold(first, |acc, s| acc.union(&s.stream))
+            .map(PyDStream::new)
+            .map_err(|e| to_py_err(py, e))
+    }
+}

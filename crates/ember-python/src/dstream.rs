@@ -1,0 +1,294 @@
+//! `ember._ember.DStream`: a stream of Python objects; `ember.pyspark.streaming.DStream` gives
+//! it PySpark's names and defaults.
+
+use ember::{DStream, milliseconds};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use crate::call::{call, call1, fail_batch};
+use crate::value::{KeyRepr, PyKey, PyObj};
+
+/// A stream of Python objects.
+#[pyclass(name = "DStream", module = "ember._ember", frozen)]
+pub struct PyDStream {
+    pub(crate) stream: DStream<PyObj>,
+}
+
+/// Splits a pair element into its key and value; anything but a 2-item sequence, or a key with
+/// no stable hash, fails the batch with a `TypeError`.
+fn to_pair(x: PyObj) -> (PyKey, PyObj) {
+    Python::attach(|py| {
+        let pair = (|| -> PyResult<(PyKey, PyObj)> {
+            let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = x.bind(py).extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "a key-value operation needs elements that are (key, value) pairs, got {}",
+                    x.bind(py).repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?;
+            Ok((
+                PyKey {
+                    repr: KeyRepr::of(&k)?,
+                    obj: PyObj(k.unbind()),
+                },
+                PyObj(v.unbind()),
+            ))
+        })();
+        pair.unwrap_or_else(|e| fail_batch(py, e))
+    })
+}
+
+/// The tuple `(key, value)`.
+fn from_pair(py: Python<'_>, key: &PyKey, value: Bound<'_, PyAny>) -> PyObj {
+    let tuple = PyTuple::new(py, [key.obj.bind(py).clone(), value]).unwrap_or_else(|e| fail_batch(py, e));
+    PyObj(tuple.into_any().unbind())
+}
+
+fn pairs_to_objects(stream: &DStream<(PyKey, PyObj)>) -> DStream<PyObj> {
+    stream.map(|(k, v)| Python::attach(|py| from_pair(py, &k, v.bind(py).clone())))
+}
+
+fn to_key(x: PyObj) -> PyKey {
+    Python::attach(|py| match KeyRepr::of(x.bind(py)) {
+        Ok(repr) => PyKey { repr, obj: x },
+        Err(e) => fail_batch(py, e),
+    })
+}
+
+fn invalid(e: ember::Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+impl PyDStream {
+    pub(crate) fn new(stream: DStream<PyObj>) -> Self {
+        PyDStream { stream }
+    }
+
+    fn pairs(&self) -> DStream<(PyKey, PyObj)> {
+        self.stream.map(to_pair)
+    }
+}
+
+#[pymethods]
+impl PyDStream {
+    fn map(&self, f: Py<PyAny>) -> Self {
+        Self::new(self.stream.map(move |x| call1(&f, x)))
+    }
+
+    fn flat_map(&self, f: Py<PyAny>) -> Self {
+        Self::new(self.stream.flat_map(move |x| {
+            Python::attach(|py| {
+                let result = call(py, &f, (x.0,));
+                let items = result.try_iter().unwrap_or_else(|e| fail_batch(py, e));
+                items
+                    .map(|item| PyObj(item.unwrap_or_else(|e| fail_batch(py, e)).unbind()))
+                    .collect::<Vec<_>>()
+            })
+        }))
+    }
+
+    fn filter(&self, f: Py<PyAny>) -> Self {
+        Self::new(self.stream.filter(move |x| {
+            Python::attach(|py| {
+                let kept = call(py, &f, (x.0.clone_ref(py),));
+                kept.is_truthy().unwrap_or_else(|e| fail_batch(py, e))
+            })
+        }))
+    }
+
+    /// `f` maps each partition's list to an iterable.
+    fn map_partitions(&self, f: Py<PyAny>) -> Self {
+        Self::new(self.stream.map_partitions(move |part: std::vec::IntoIter<PyObj>| {
+            Python::attach(|py| {
+                let list = PyList::new(py, part.into_iter().map(|x| x.0)).unwrap_or_else(|e| fail_batch(py, e));
+                let result = call(py, &f, (list,));
+                let items = result.try_iter().unwrap_or_else(|e| fail_batch(py, e));
+                items
+                    .map(|item| PyObj(item.unwrap_or_else(|e| fail_batch(py, e)).unbind()))
+                    .collect::<Vec<_>>()
+            })
+        }))
+    }
+
+    fn map_values(&self, f: Py<PyAny>) -> Self {
+        Self::new(pairs_to_objects(&self.pairs().map_values(move |v| call1(&f, v))))
+    }
+
+    fn flat_map_values(&self, f: Py<PyAny>) -> Self {
+        let mapped = self.pairs().flat_map_values(move |v: PyObj| {
+            Python::attach(|py| {
+                let result = call(py, &f, (v.0,));
+                let items = result.try_iter().unwrap_or_else(|e| fail_batch(py, e));
+                items
+                    .map(|item| PyObj(item.unwrap_or_else(|e| fail_batch(py, e)).unbind()))
+                    .collect::<Vec<_>>()
+            })
+        });
+        Self::new(pairs_to_objects(&mapped))
+    }
+
+    #[pyo3(signature = (f, num_partitions=None))]
+    fn reduce_by_key(&self, f: Py<PyAny>, num_partitions: Option<usize>) -> Self {
+        let reduce = move |a: PyObj, b: PyObj| Python::attach(|py| PyObj(call(py, &f, (a.0, b.0)).unbind()));
+        let pairs = self.pairs();
+        let reduced = match num_partitions {
+            Some(n) => pairs.reduce_by_key_with_partitions(reduce, n),
+            None => pairs.reduce_by_key(reduce),
+        };
+        Self::new(pairs_to_objects(&reduced))
+    }
+
+    fn group_by_key(&self) -> Self {
+        let grouped = self.pairs().group_by_key();
+        Self::new(grouped.map(|(k, vs): (PyKey, Vec<PyObj>)| {
+            Python::attach(|py| {
+                let list = PyList::new(py, vs.into_iter().map(|v| v.0)).unwrap_or_else(|e| fail_batch(py, e));
+                from_pair(py, &k, list.into_any())
+            })
+        }))
+    }
+
+    fn count_by_value(&self) -> Self {
+        let counted = self.stream.map(to_key).count_by_value();
+        Self::new(counted.map(|(k, n): (PyKey, u64)| {
+            Python::attach(|py| {
+                from_pair(
+                    py,
+                    &k,
+                    n.into_pyobject(py)
+                        .map(|n| n.into_any())
+                        .unwrap_or_else(|e| fail_batch(py, e.into())),
+                )
+            })
+        }))
+    }
+
+    /// `f(new_values: list, last_state) -> state or None` (PySpark's `updateFunc`).
+    fn update_state_by_key(&self, f: Py<PyAny>) -> Self {
+        let updated = self.pairs().update_state_by_key(move |values: Vec<PyObj>, state: Option<PyObj>| {
+            Python::attach(|py| {
+                let list = PyList::new(py, values.into_iter().map(|v| v.0)).unwrap_or_else(|e| fail_batch(py, e));
+                let state = state.map_or_else(|| py.None(), |s| s.0);
+                let next = call(py, &f, (list, state));
+                (!next.is_none()).then(|| PyObj(next.unbind()))
+            })
+        });
+        Self::new(pairs_to_objects(&updated))
+    }
+
+    #[pyo3(signature = (f, inv_f, window_ms, slide_ms, filter=None))]
+    fn reduce_by_key_and_window(
+        &self,
+        f: Py<PyAny>,
+        inv_f: Option<Py<PyAny>>,
+        window_ms: u64,
+        slide_ms: u64,
+        filter: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let reduce = move |a: PyObj, b: PyObj| Python::attach(|py| PyObj(call(py, &f, (a.0, b.0)).unbind()));
+        let (window, slide) = (milliseconds(window_ms), milliseconds(slide_ms));
+        let pairs = self.pairs();
+        let windowed = match (inv_f, filter) {
+            (None, _) => pairs.reduce_by_key_and_window(reduce, window, slide),
+            (Some(inv), None) => {
+                let inverse = move |a: PyObj, b: PyObj| Python::attach(|py| PyObj(call(py, &inv, (a.0, b.0)).unbind()));
+                pairs.reduce_by_key_and_window_inv(reduce, inverse, window, slide)
+            }
+            (Some(inv), Some(keep)) => {
+                let inverse = move |a: PyObj, b: PyObj| Python::attach(|py| PyObj(call(py, &inv, (a.0, b.0)).unbind()));
+                let keep = move |k: &PyKey, v: &PyObj| {
+                    Python::attach(|py| {
+                        let pair = from_pair(py, k, v.bind(py).clone());
+                        let kept = call(py, &keep, (pair.0,));
+                        kept.is_truthy().unwrap_or_else(|e| fail_batch(py, e))
+                    })
+                };
+                pairs.reduce_by_key_and_window_inv_filtered(reduce, inverse, window, slide, None, keep)
+            }
+        }
+        .map_err(invalid)?;
+        Ok(Self::new(pairs_to_objects(&windowed)))
+    }
+
+    fn count_by_value_and_window(&self, window_ms: u64, slide_ms: u64) -> PyResult<Self> {
+        let counted = self
+            .stream
+            .map(to_key)
+            .count_by_value_and_window(milliseconds(window_ms), milliseconds(slide_ms))
+            .map_err(invalid)?;
+        Ok(Self::new(counted.map(|(k, n): (PyKey, u64)| {
+            Python::attach(|py| {
+                from_pair(
+                    py,
+                    &k,
+                    n.into_pyobject(py)
+                        .map(|n| n.into_any())
+                        .unwrap_or_else(|e| fail_batch(py, e.into())),
+                )
+            })
+        })))
+    }
+
+    fn window(&self, window_ms: u64, slide_ms: u64) -> PyResult<Self> {
+        self.stream
+            .window(milliseconds(window_ms), milliseconds(slide_ms))
+            .map(Self::new)
+            .map_err(invalid)
+    }
+
+    fn count(&self) -> Self {
+        Self::new(self.stream.count().map(|n| {
+            Python::attach(|py| {
+                PyObj(
+                    n.into_pyobject(py)
+                        .map(|n| n.into_any().unbind())
+                        .unwrap_or_else(|e| fail_batch(py, e.into())),
+                )
+            })
+        }))
+    }
+
+    fn union(&self, other: &PyDStream) -> PyResult<Self> {
+        self.stream.union(&other.stream).map(Self::new).map_err(invalid)
+    }
+
+    fn repartition(&self, num_partitions: usize) -> PyResult<Self> {
+        self.stream.repartition(num_partitions).map(Self::new).map_err(invalid)
+    }
+
+    fn checkpoint(&self, interval_ms: u64) -> PyResult<Self> {
+        self.stream.checkpoint(milliseconds(interval_ms)).map(Self::new).map_err(invalid)
+    }
+
+    /// Runs `f(time_ms, partitions)` for every batch, gathered on one worker, where
+    /// `partitions` is a list of lists; an exception fails the batch.
+    fn foreach_rdd(&self, f: Py<PyAny>) -> PyResult<()> {
+        self.stream
+            .try_foreach_rdd(move |batch, time| {
+                Python::attach(|py| -> Result<(), String> {
+                    let parts: Vec<Bound<'_, PyList>> = batch
+                        .into_partitions()
+                        .into_iter()
+                        .map(|p| PyList::new(py, p.into_iter().map(|x| x.0)))
+                        .collect::<PyResult<_>>()
+                        .map_err(|e| e.to_string())?;
+                    let parts = PyList::new(py, parts).map_err(|e| e.to_string())?;
+                    match f.bind(py).call1((time.milliseconds(), parts)) {
+                        Ok(_) => Ok(()),
+                        Err(e) => fail_batch(py, e),
+                    }
+                })
+            })
+            .map_err(invalid)
+    }
+
+    /// `prefix-<ms>.suffix/part-NNNNN` with `str()` of each element, as PySpark writes them.
+    fn save_as_text_files(&self, prefix: &str, suffix: &str) -> PyResult<()> {
+        self.stream.save_as_text_files(prefix, suffix).map_err(invalid)
+    }
+
+    /// The plan node's name (`map#3`), as errors name it.
+    fn operator_name(&self) -> String {
+        self.stream.operator_name()
+    }
+}

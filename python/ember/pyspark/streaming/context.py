@@ -1,0 +1,137 @@
+"""``StreamingContext``: PySpark's, on ember's engine."""
+
+import threading
+
+from ember import _ember
+from ember.pyspark.context import SparkContext
+from ember.pyspark.rdd import RDD
+from ember.pyspark.streaming.dstream import DStream
+from ember.pyspark.streaming.durations import to_ms
+
+
+def _items(rdd):
+    """The elements of a ``queueStream`` entry: an ``RDD`` from ``parallelize`` or a list."""
+    if isinstance(rdd, RDD):
+        return rdd.collect()
+    if isinstance(rdd, (str, bytes)):
+        raise TypeError("queueStream takes RDDs or lists of elements, got %s" % type(rdd).__name__)
+    return list(rdd)
+
+
+class StreamingContext:
+    """PySpark's ``StreamingContext(sparkContext, batchDuration)``; ``batchDuration`` is in
+    seconds (an int or a float: ember allows millisecond batches)."""
+
+    _active = None
+    _lock = threading.Lock()
+
+    def __init__(self, sparkContext, batchDuration=None, jssc=None):
+        if not isinstance(sparkContext, SparkContext):
+            raise TypeError("sparkContext must be a SparkContext, got %s" % type(sparkContext).__name__)
+        if jssc is not None:
+            self._ctx = jssc
+        else:
+            if batchDuration is None:
+                raise ValueError("batchDuration is required")
+            self._ctx = _ember.StreamingContext(to_ms(batchDuration, "batchDuration"), sparkContext._workers)
+        self._sc = sparkContext
+        self._batch_ms = None if batchDuration is None else to_ms(batchDuration, "batchDuration")
+
+    @property
+    def sparkContext(self):
+        return self._sc
+
+    # creating and finding contexts
+
+    @classmethod
+    def getOrCreate(cls, checkpointPath, setupFunc):
+        """Resumes from the checkpoint in ``checkpointPath``, or starts with the context
+        ``setupFunc()`` returns. ``setupFunc`` runs in both cases: the functions of the streams
+        come back from it (they cannot be stored), matched to the checkpoint by position."""
+        made = []
+
+        def setup():
+            ssc = setupFunc()
+            if not isinstance(ssc, StreamingContext):
+                raise TypeError("setupFunc must return a StreamingContext, got %s" % type(ssc).__name__)
+            made.append(ssc)
+            return ssc._ctx
+
+        ctx = _ember.StreamingContext.get_or_create(checkpointPath, setup)
+        ssc = made[-1]
+        ssc._ctx = ctx
+        return ssc
+
+    @classmethod
+    def getActive(cls):
+        with cls._lock:
+            active = cls._active
+        if active is not None and active._ctx.get_state() == "ACTIVE":
+            return active
+        return None
+
+    @classmethod
+    def getActiveOrCreate(cls, checkpointPath, setupFunc):
+        active = cls.getActive()
+        if active is not None:
+            return active
+        if checkpointPath is not None:
+            return cls.getOrCreate(checkpointPath, setupFunc)
+        return setupFunc()
+
+    # inputs
+
+    def socketTextStream(self, hostname, port, storageLevel=None):
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ValueError("port must be an int in 1..65535, got %r" % (port,))
+        return DStream(self._ctx.socket_text_stream(str(hostname), port), self)
+
+    def textFileStream(self, directory):
+        return DStream(self._ctx.text_file_stream(str(directory)), self)
+
+    def queueStream(self, rdds, oneAtATime=True, default=None):
+        """One entry of ``rdds`` (RDDs from ``sc.parallelize`` or lists) per batch, or all in
+        the first batch when ``oneAtATime`` is false; then ``default`` in every batch, if
+        given. Entries added to the list after this call are not seen (as in PySpark)."""
+        batches = [_items(rdd) for rdd in rdds]
+        return DStream(
+            self._ctx.queue_stream(batches, bool(oneAtATime), None if default is None else _items(default)),
+            self,
+        )
+
+    def union(self, *dstreams):
+        if not dstreams:
+            raise ValueError("should have at least one DStream to union")
+        return DStream(self._ctx.union([d._stream for d in dstreams]), self)
+
+    # settings
+
+    def checkpoint(self, directory):
+        self._ctx.checkpoint(str(directory))
+
+    def remember(self, duration):
+        self._ctx.remember(to_ms(duration, "duration"))
+
+    # running
+
+    def start(self):
+        self._ctx.start()
+        with StreamingContext._lock:
+            StreamingContext._active = self
+
+    def awaitTermination(self, timeout=None):
+        """Waits until the context stops, or ``timeout`` seconds; raises the exception of a
+        failed batch (the user function's own, with a note naming the operation and batch)."""
+        self._ctx.await_termination(None if timeout is None else to_ms(timeout, "timeout"))
+
+    def awaitTerminationOrTimeout(self, timeout):
+        """Like ``awaitTermination``; returns whether the context stopped."""
+        return self._ctx.await_termination(to_ms(timeout, "timeout"))
+
+    def stop(self, stopSparkContext=True, stopGraceFully=False):
+        self._ctx.stop(bool(stopGraceFully))
+        with StreamingContext._lock:
+            if StreamingContext._active is self:
+                StreamingContext._active = None
+        if stopSparkContext:
+            self._sc.stop()

@@ -1,0 +1,200 @@
+"""``DStream``: PySpark's, on ember's engine. Functions are called with the arguments PySpark
+passes; durations are in seconds."""
+
+import inspect
+import operator
+from datetime import datetime
+
+from ember.pyspark.rdd import RDD
+from ember.pyspark.streaming.durations import to_ms
+
+
+def _arity(func, name):
+    if not callable(func):
+        raise TypeError("%s must be callable, got %s" % (name, type(func).__name__))
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return None
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _callable(func, name):
+    if not callable(func):
+        raise TypeError("%s must be callable, got %s" % (name, type(func).__name__))
+    return func
+
+
+class DStream:
+    """A discretized stream of Python objects."""
+
+    def __init__(self, stream, ssc):
+        self._stream = stream
+        self._ssc = ssc
+
+    def __repr__(self):
+        return "DStream(%s)" % self._stream.operator_name()
+
+    def context(self):
+        return self._ssc
+
+    def _wrap(self, stream):
+        return DStream(stream, self._ssc)
+
+    def _slide_ms(self, slideDuration):
+        if slideDuration is None:
+            return self._ssc._batch_ms
+        return to_ms(slideDuration, "slideDuration")
+
+    # element-wise
+
+    def map(self, f, preservesPartitioning=False):
+        return self._wrap(self._stream.map(_callable(f, "f")))
+
+    def flatMap(self, f, preservesPartitioning=False):
+        return self._wrap(self._stream.flat_map(_callable(f, "f")))
+
+    def filter(self, f):
+        return self._wrap(self._stream.filter(_callable(f, "f")))
+
+    def mapPartitions(self, f, preservesPartitioning=False):
+        f = _callable(f, "f")
+        return self._wrap(self._stream.map_partitions(lambda part: f(iter(part))))
+
+    def mapPartitionsWithIndex(self, f, preservesPartitioning=False):
+        raise NotImplementedError("mapPartitionsWithIndex is not in ember yet")
+
+    def glom(self):
+        return self._wrap(self._stream.map_partitions(lambda part: [list(part)]))
+
+    def mapValues(self, f):
+        return self._wrap(self._stream.map_values(_callable(f, "f")))
+
+    def flatMapValues(self, f):
+        return self._wrap(self._stream.flat_map_values(_callable(f, "f")))
+
+    # per batch
+
+    def count(self):
+        return self._wrap(self._stream.count())
+
+    def reduce(self, func):
+        func = _callable(func, "func")
+        return self.map(lambda x: (None, x)).reduceByKey(func, 1).map(lambda kv: kv[1])
+
+    def countByValue(self):
+        return self._wrap(self._stream.count_by_value())
+
+    def reduceByKey(self, func, numPartitions=None):
+        return self._wrap(self._stream.reduce_by_key(_callable(func, "func"), numPartitions))
+
+    def groupByKey(self, numPartitions=None):
+        return self._wrap(self._stream.group_by_key())
+
+    def combineByKey(self, createCombiner, mergeValue, mergeCombiners, numPartitions=None):
+        create = _callable(createCombiner, "createCombiner")
+        merge = _callable(mergeValue, "mergeValue")
+        grouped = self.groupByKey(numPartitions)
+
+        def combine(values):
+            acc = create(values[0])
+            for v in values[1:]:
+                acc = merge(acc, v)
+            return acc
+
+        return grouped.mapValues(combine)
+
+    def union(self, other):
+        if not isinstance(other, DStream):
+            raise TypeError("other must be a DStream, got %s" % type(other).__name__)
+        return self._wrap(self._stream.union(other._stream))
+
+    def repartition(self, numPartitions):
+        return self._wrap(self._stream.repartition(numPartitions))
+
+    def cache(self):
+        return self
+
+    def persist(self, storageLevel=None):
+        return self
+
+    def checkpoint(self, interval):
+        return self._wrap(self._stream.checkpoint(to_ms(interval, "interval")))
+
+    # windows and state
+
+    def window(self, windowDuration, slideDuration=None):
+        return self._wrap(self._stream.window(to_ms(windowDuration, "windowDuration"), self._slide_ms(slideDuration)))
+
+    def reduceByKeyAndWindow(self, func, invFunc, windowDuration, slideDuration=None, numPartitions=None,
+                             filterFunc=None):
+        """PySpark's: with ``invFunc`` the window is computed incrementally."""
+        func = _callable(func, "func")
+        if invFunc is not None:
+            _callable(invFunc, "invFunc")
+        if filterFunc is not None:
+            _callable(filterFunc, "filterFunc")
+        return self._wrap(
+            self._stream.reduce_by_key_and_window(
+                func, invFunc, to_ms(windowDuration, "windowDuration"), self._slide_ms(slideDuration), filterFunc
+            )
+        )
+
+    def reduceByWindow(self, reduceFunc, invReduceFunc, windowDuration, slideDuration):
+        keyed = self.map(lambda x: (1, x))
+        reduced = keyed.reduceByKeyAndWindow(reduceFunc, invReduceFunc, windowDuration, slideDuration, 1)
+        return reduced.map(lambda kv: kv[1])
+
+    def countByWindow(self, windowDuration, slideDuration):
+        return self.map(lambda x: 1).reduceByWindow(operator.add, operator.sub, windowDuration, slideDuration)
+
+    def countByValueAndWindow(self, windowDuration, slideDuration, numPartitions=None):
+        return self._wrap(
+            self._stream.count_by_value_and_window(to_ms(windowDuration, "windowDuration"), self._slide_ms(slideDuration))
+        )
+
+    def groupByKeyAndWindow(self, windowDuration, slideDuration, numPartitions=None):
+        return self.window(windowDuration, slideDuration).groupByKey(numPartitions)
+
+    def updateStateByKey(self, updateFunc, numPartitions=None, initialRDD=None):
+        """``updateFunc(new_values, last_state)`` returns the new state, or ``None`` to drop
+        the key."""
+        if initialRDD is not None:
+            raise NotImplementedError("updateStateByKey's initialRDD is not in ember's Python API yet")
+        return self._wrap(self._stream.update_state_by_key(_callable(updateFunc, "updateFunc")))
+
+    # outputs
+
+    def foreachRDD(self, func):
+        """``func(rdd)`` or ``func(time, rdd)`` (PySpark's rule: a one-argument function gets
+        the RDD only); ``time`` is a ``datetime``."""
+        arity = _arity(func, "func")
+        if arity == 1:
+            def call(ms, partitions):
+                func(RDD(partitions))
+        else:
+            def call(ms, partitions):
+                func(datetime.fromtimestamp(ms / 1000.0), RDD(partitions))
+        self._stream.foreach_rdd(call)
+
+    def pprint(self, num=10):
+        """Prints the first ``num`` elements of every batch, as PySpark does."""
+
+        def takeAndPrint(time, rdd):
+            taken = rdd.take(num + 1)
+            print("-------------------------------------------")
+            print("Time: %s" % time)
+            print("-------------------------------------------")
+            for record in taken[:num]:
+                print(record)
+            if len(taken) > num:
+                print("...")
+            print("")
+
+        self.foreachRDD(takeAndPrint)
+
+    def saveAsTextFiles(self, prefix, suffix=None):
+        """``prefix-<ms>[.suffix]/part-NNNNN`` with ``str()`` of each element."""
+        self._stream.save_as_text_files(str(prefix), "" if suffix is None else str(suffix))
