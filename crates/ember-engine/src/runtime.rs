@@ -680,8 +680,15 @@ fn count_worker_exit(finished: bool) {
     };
     if !finished {
         // The dataflow cannot complete without this worker (the others would wait for it
-        // forever): the run stops without grace, here and on every process of a cluster.
-        shared.request_stop(true);
+        // forever): the run stops without grace. A panic of ember's own stops every process
+        // of a cluster; one caused by a lost peer stops this process only, and the control
+        // plane reports the loss (a stop request would race with that report on the others).
+        let after_loss = LAST_PANIC.with(|p| p.borrow().as_ref().is_some_and(|r| r.peer_loss));
+        if after_loss {
+            shared.abort.store(true, Ordering::Release);
+        } else {
+            shared.request_stop(true);
+        }
     } else if !shared.aborted()
         && let Some(slot) = shared.progress.get(local_index)
     {
