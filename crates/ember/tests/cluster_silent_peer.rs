@@ -294,6 +294,12 @@ fn wait_for_exits(processes: &mut [&mut Process], how: &str) {
 /// had `await_termination` return `Error::Cluster` naming it on the heartbeats, exited in time
 /// with its context stopped, and logged the loss once; prints the figures.
 fn assert_lost_on_heartbeats(survivor: &Process, lost: usize, silent_ms: u64, how: &str) {
+    assert_lost(survivor, lost, silent_ms, how, true);
+}
+
+/// What a survivor must show after losing process `lost` at `silent_ms`: on the heartbeats
+/// when nothing was closed (`on_heartbeats`), or at once when the peer's connections broke.
+fn assert_lost(survivor: &Process, lost: usize, silent_ms: u64, how: &str, on_heartbeats: bool) {
     let said = survivor.describe();
     let returned = survivor
         .said("EMBER-AWAIT-RETURNED ")
@@ -313,8 +319,13 @@ fn assert_lost_on_heartbeats(survivor: &Process, lost: usize, silent_ms: u64, ho
         "await_termination should return Error::Cluster naming process {lost}:\n{said}"
     );
     assert!(
-        outcome.contains("no heartbeat for"),
-        "the loss should be seen on the heartbeats (nothing was closed):\n{said}"
+        outcome.contains("no heartbeat for") == on_heartbeats,
+        "the loss should be seen {} :\n{said}",
+        if on_heartbeats {
+            "on the heartbeats (nothing was closed)"
+        } else {
+            "at once (the connections broke)"
+        }
     );
     assert!(
         to_exit <= RETURN_TO_EXIT_MS,
@@ -371,6 +382,28 @@ fn a_frozen_peer_is_lost_on_the_heartbeats_and_the_survivor_exits_within_a_secon
     let how = "the freeze of process 1";
     wait_for_exits(&mut [&mut processes[0]], how);
     assert_lost_on_heartbeats(&processes[0], 1, frozen_ms, how);
+    assert_counted_words(&processes[0]);
+}
+
+/// A peer killed with SIGKILL: its connections break, so the survivor sees the loss at once;
+/// timely's threads panic on the broken connections, and still the survivor logs one ERROR
+/// line, prints no panic and ends with its error (not by a signal).
+#[test]
+fn a_killed_peer_is_one_error_line_and_the_survivor_exits_with_its_error() {
+    if !in_parent() {
+        return;
+    }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let addresses = [free_address(), free_address()];
+    let control = free_address();
+    let mut processes = [Process::spawn(0, &addresses, &control), Process::spawn(1, &addresses, &control)];
+    wait_for_batches(&mut processes);
+    let killed_ms = unix_ms();
+    let _ = processes[1].child.kill();
+    let _ = processes[1].child.wait();
+    let how = "the SIGKILL of process 1";
+    wait_for_exits(&mut [&mut processes[0]], how);
+    assert_lost(&processes[0], 1, killed_ms, how, false);
     assert_counted_words(&processes[0]);
 }
 
