@@ -55,6 +55,21 @@ fn to_key(x: PyObj) -> PyKey {
     })
 }
 
+/// A count as a Python `int`.
+fn int(py: Python<'_>, n: u64) -> Bound<'_, PyAny> {
+    n.into_pyobject(py)
+        .map(Bound::into_any)
+        .unwrap_or_else(|e| fail_batch(py, e.into()))
+}
+
+/// The items of the iterable a user function returned; an error fails the batch.
+fn elements(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> Vec<PyObj> {
+    let items = iterable.try_iter().unwrap_or_else(|e| fail_batch(py, e));
+    items
+        .map(|item| PyObj(item.unwrap_or_else(|e| fail_batch(py, e)).unbind()))
+        .collect()
+}
+
 fn invalid(e: ember::Error) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
@@ -79,10 +94,7 @@ impl PyDStream {
         Self::new(self.stream.flat_map(move |x| {
             Python::attach(|py| {
                 let result = call(py, &f, (x.0,));
-                let items = result.try_iter().unwrap_or_else(|e| fail_batch(py, e));
-                items
-                    .map(|item| PyObj(item.unwrap_or_else(|e| fail_batch(py, e)).unbind()))
-                    .collect::<Vec<_>>()
+                elements(py, &result)
             })
         }))
     }
@@ -102,10 +114,7 @@ impl PyDStream {
             Python::attach(|py| {
                 let list = PyList::new(py, part.into_iter().map(|x| x.0)).unwrap_or_else(|e| fail_batch(py, e));
                 let result = call(py, &f, (list,));
-                let items = result.try_iter().unwrap_or_else(|e| fail_batch(py, e));
-                items
-                    .map(|item| PyObj(item.unwrap_or_else(|e| fail_batch(py, e)).unbind()))
-                    .collect::<Vec<_>>()
+                elements(py, &result)
             })
         }))
     }
@@ -118,10 +127,7 @@ impl PyDStream {
         let mapped = self.pairs().flat_map_values(move |v: PyObj| {
             Python::attach(|py| {
                 let result = call(py, &f, (v.0,));
-                let items = result.try_iter().unwrap_or_else(|e| fail_batch(py, e));
-                items
-                    .map(|item| PyObj(item.unwrap_or_else(|e| fail_batch(py, e)).unbind()))
-                    .collect::<Vec<_>>()
+                elements(py, &result)
             })
         });
         Self::new(pairs_to_objects(&mapped))
@@ -150,17 +156,7 @@ impl PyDStream {
 
     fn count_by_value(&self) -> Self {
         let counted = self.stream.map(to_key).count_by_value();
-        Self::new(counted.map(|(k, n): (PyKey, u64)| {
-            Python::attach(|py| {
-                from_pair(
-                    py,
-                    &k,
-                    n.into_pyobject(py)
-                        .map(|n| n.into_any())
-                        .unwrap_or_else(|e| fail_batch(py, e.into())),
-                )
-            })
-        }))
+        Self::new(counted.map(|(k, n): (PyKey, u64)| Python::attach(|py| from_pair(py, &k, int(py, n)))))
     }
 
     /// `f(new_values: list, last_state) -> state or None` (PySpark's `updateFunc`).
@@ -216,17 +212,9 @@ impl PyDStream {
             .map(to_key)
             .count_by_value_and_window(milliseconds(window_ms), milliseconds(slide_ms))
             .map_err(invalid)?;
-        Ok(Self::new(counted.map(|(k, n): (PyKey, u64)| {
-            Python::attach(|py| {
-                from_pair(
-                    py,
-                    &k,
-                    n.into_pyobject(py)
-                        .map(|n| n.into_any())
-                        .unwrap_or_else(|e| fail_batch(py, e.into())),
-                )
-            })
-        })))
+        Ok(Self::new(
+            counted.map(|(k, n): (PyKey, u64)| Python::attach(|py| from_pair(py, &k, int(py, n)))),
+        ))
     }
 
     fn window(&self, window_ms: u64, slide_ms: u64) -> PyResult<Self> {
@@ -237,15 +225,7 @@ impl PyDStream {
     }
 
     fn count(&self) -> Self {
-        Self::new(self.stream.count().map(|n| {
-            Python::attach(|py| {
-                PyObj(
-                    n.into_pyobject(py)
-                        .map(|n| n.into_any().unbind())
-                        .unwrap_or_else(|e| fail_batch(py, e.into())),
-                )
-            })
-        }))
+        Self::new(self.stream.count().map(|n| Python::attach(|py| PyObj(int(py, n).unbind()))))
     }
 
     fn union(&self, other: &PyDStream) -> PyResult<Self> {
