@@ -1,7 +1,7 @@
 //! `ember._ember.StreamingContext`; `ember.pyspark.streaming.StreamingContext` gives it
 //! PySpark's names and defaults.
 
-use ember::{BatchQueue, StreamingContext, StreamingContextState, milliseconds};
+use ember::{BatchQueue, ManualClock, StreamingContext, StreamingContextState, Time, milliseconds};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -14,6 +14,8 @@ use crate::value::PyObj;
 #[pyclass(name = "StreamingContext", module = "ember._ember", frozen)]
 pub struct PyContext {
     ssc: StreamingContext,
+    /// The manual clock the batches are cut on, for tests (`clock="manual"`).
+    clock: Option<ManualClock>,
 }
 
 /// The Python exception for an ember error: the user's own exception for a batch that failed
@@ -41,17 +43,60 @@ fn strings(stream: ember::DStream<String>) -> PyDStream {
 
 #[pymethods]
 impl PyContext {
+    /// `clock` is `"system"` (batches on the wall clock), `"manual"` (tests move it with
+    /// `set_clock`) or `"no_wait"` (batches back to back, for replayable inputs).
     #[new]
-    #[pyo3(signature = (batch_ms, workers=1))]
-    fn new(py: Python<'_>, batch_ms: u64, workers: usize) -> PyResult<Self> {
+    #[pyo3(signature = (batch_ms, workers=1, clock="system"))]
+    fn new(py: Python<'_>, batch_ms: u64, workers: usize, clock: &str) -> PyResult<Self> {
         if batch_ms == 0 {
             return Err(PyValueError::new_err("batchDuration must be at least 1 ms"));
         }
-        let ssc = StreamingContext::builder(milliseconds(batch_ms))
-            .workers(workers.max(1))
-            .build()
-            .map_err(|e| to_py_err(py, e))?;
-        Ok(PyContext { ssc })
+        let mut builder = StreamingContext::builder(milliseconds(batch_ms)).workers(workers.max(1));
+        let manual = match clock {
+            "system" => None,
+            "manual" => Some(ManualClock::new()),
+            "no_wait" => {
+                builder = builder.no_wait();
+                None
+            }
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "clock must be 'system', 'manual' or 'no_wait', got {other:?}"
+                )));
+            }
+        };
+        if let Some(manual) = &manual {
+            builder = builder.manual_clock(manual);
+        }
+        let ssc = builder.build().map_err(|e| to_py_err(py, e))?;
+        Ok(PyContext { ssc, clock: manual })
+    }
+
+    /// Sets the manual clock to `ms` (a context made with `clock="manual"` only).
+    fn set_clock(&self, ms: u64) -> PyResult<()> {
+        let clock = self
+            .clock
+            .as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("this context does not run on a manual clock"))?;
+        clock.set_ms(ms);
+        Ok(())
+    }
+
+    /// Waits until every output has run for batch `time_ms` (at most `timeout_ms`); returns
+    /// whether it has. The GIL is released while waiting.
+    fn await_batch(&self, py: Python<'_>, time_ms: u64, timeout_ms: u64) -> PyResult<bool> {
+        py.detach(|| self.ssc.await_batch(Time::from_millis(time_ms), milliseconds(timeout_ms)))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// Batch `i` of the list at the `i+1`-th batch time (`None`: no RDD then), in
+    /// `num_partitions` partitions; a recoverable source (tests and backfills).
+    fn replay_stream(&self, batches: Vec<Option<Vec<Py<PyAny>>>>, num_partitions: usize) -> PyDStream {
+        let batches = batches
+            .into_iter()
+            .map(|batch| batch.map(|items| items.into_iter().map(PyObj).collect()))
+            .collect();
+        PyDStream::new(self.ssc.replay_stream(batches, num_partitions.max(1)))
     }
 
     /// Resumes from the checkpoint in `directory`, or calls `setup()` (which returns a
@@ -71,7 +116,7 @@ impl PyContext {
             })
         });
         match (ssc, failure) {
-            (Ok(ssc), _) => Ok(PyContext { ssc }),
+            (Ok(ssc), _) => Ok(PyContext { ssc, clock: None }),
             (Err(_), Some(e)) => Err(e),
             (Err(e), None) => Err(to_py_err(py, e)),
         }

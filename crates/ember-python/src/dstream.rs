@@ -70,6 +70,24 @@ fn elements(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> Vec<PyObj> {
         .collect()
 }
 
+/// A batch's partitions as a Python list of lists.
+fn partitions<'py>(py: Python<'py>, parts: Vec<Vec<PyObj>>) -> Bound<'py, PyList> {
+    let lists: Vec<Bound<'py, PyList>> = parts
+        .into_iter()
+        .map(|p| PyList::new(py, p.into_iter().map(|x| x.0)))
+        .collect::<PyResult<_>>()
+        .unwrap_or_else(|e| fail_batch(py, e));
+    PyList::new(py, lists).unwrap_or_else(|e| fail_batch(py, e))
+}
+
+/// The partitions a `transform` function returned: an iterable of iterables.
+fn partitions_of(py: Python<'_>, result: &Bound<'_, PyAny>) -> Vec<Vec<PyObj>> {
+    let parts = result.try_iter().unwrap_or_else(|e| fail_batch(py, e));
+    parts
+        .map(|part| elements(py, &part.unwrap_or_else(|e| fail_batch(py, e))))
+        .collect()
+}
+
 fn invalid(e: ember::Error) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
@@ -244,19 +262,10 @@ impl PyDStream {
     /// `partitions` is a list of lists; an exception fails the batch.
     fn foreach_rdd(&self, f: Py<PyAny>) -> PyResult<()> {
         self.stream
-            .try_foreach_rdd(move |batch, time| {
-                Python::attach(|py| -> Result<(), String> {
-                    let parts: Vec<Bound<'_, PyList>> = batch
-                        .into_partitions()
-                        .into_iter()
-                        .map(|p| PyList::new(py, p.into_iter().map(|x| x.0)))
-                        .collect::<PyResult<_>>()
-                        .map_err(|e| e.to_string())?;
-                    let parts = PyList::new(py, parts).map_err(|e| e.to_string())?;
-                    match f.bind(py).call1((time.milliseconds(), parts)) {
-                        Ok(_) => Ok(()),
-                        Err(e) => fail_batch(py, e),
-                    }
+            .foreach_rdd(move |batch, time| {
+                Python::attach(|py| {
+                    let parts = partitions(py, batch.into_partitions());
+                    call(py, &f, (time.milliseconds(), parts));
                 })
             })
             .map_err(invalid)
@@ -265,6 +274,47 @@ impl PyDStream {
     /// `prefix-<ms>.suffix/part-NNNNN` with `str()` of each element, as PySpark writes them.
     fn save_as_text_files(&self, prefix: &str, suffix: &str) -> PyResult<()> {
         self.stream.save_as_text_files(prefix, suffix).map_err(invalid)
+    }
+
+    /// `f(time_ms, partitions)` returns the batch's new partitions (a list of lists).
+    fn transform(&self, f: Py<PyAny>) -> Self {
+        Self::new(self.stream.transform(move |batch| {
+            let time = batch.time();
+            Python::attach(|py| {
+                let parts = partitions(py, batch.into_partitions());
+                let result = call(py, &f, (time.milliseconds(), parts));
+                ember::Batch::from_partitions(time, partitions_of(py, &result))
+            })
+        }))
+    }
+
+    /// `f(time_ms, partitions, other_partitions)` returns the new partitions.
+    fn transform_with(&self, other: &PyDStream, f: Py<PyAny>) -> Self {
+        Self::new(self.stream.transform_with(&other.stream, move |left, right| {
+            let time = left.time();
+            Python::attach(|py| {
+                let (l, r) = (partitions(py, left.into_partitions()), partitions(py, right.into_partitions()));
+                let result = call(py, &f, (time.milliseconds(), l, r));
+                ember::Batch::from_partitions(time, partitions_of(py, &result))
+            })
+        }))
+    }
+
+    /// `(key, (values, other_values))` for every key of either stream, the values as lists.
+    #[pyo3(signature = (other, num_partitions=None))]
+    fn cogroup(&self, other: &PyDStream, num_partitions: Option<usize>) -> Self {
+        let (left, right) = (self.pairs(), other.pairs());
+        let grouped = match num_partitions {
+            Some(n) => left.cogroup_with_partitions(&right, n),
+            None => left.cogroup(&right),
+        };
+        Self::new(grouped.map(|(k, (vs, ws)): (PyKey, (Vec<PyObj>, Vec<PyObj>))| {
+            Python::attach(|py| {
+                let list = |items: Vec<PyObj>| PyList::new(py, items.into_iter().map(|x| x.0)).unwrap_or_else(|e| fail_batch(py, e));
+                let both = PyTuple::new(py, [list(vs).into_any(), list(ws).into_any()]).unwrap_or_else(|e| fail_batch(py, e));
+                from_pair(py, &k, both.into_any())
+            })
+        }))
     }
 
     /// The plan node's name (`map#3`), as errors name it.

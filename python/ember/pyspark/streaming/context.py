@@ -18,6 +18,13 @@ def _items(rdd):
     return list(rdd)
 
 
+def _call_list(func, time, rdds):
+    """PySpark's rule for ``StreamingContext.transform``: ``func(rdds)`` or ``func(time, rdds)``."""
+    from ember.pyspark.streaming.dstream import _arity
+
+    return func(rdds) if _arity(func, "transformFunc") == 1 else func(time, rdds)
+
+
 class StreamingContext:
     """PySpark's ``StreamingContext(sparkContext, batchDuration)``; ``batchDuration`` is in
     seconds (an int or a float: ember allows millisecond batches)."""
@@ -103,6 +110,16 @@ class StreamingContext:
         if not dstreams:
             raise ValueError("should have at least one DStream to union")
         return DStream(self._ctx.union([d._stream for d in dstreams]), self)
+
+    def transform(self, dstreams, transformFunc):
+        """``transformFunc(rdds)`` or ``transformFunc(time, rdds)`` over the batches of
+        ``dstreams`` (one or two streams in ember so far)."""
+        dstreams = list(dstreams)
+        if len(dstreams) == 1:
+            return dstreams[0].transform(lambda t, rdd: _call_list(transformFunc, t, [rdd]))
+        if len(dstreams) == 2:
+            return dstreams[0].transformWith(lambda t, a, b: _call_list(transformFunc, t, [a, b]), dstreams[1])
+        raise NotImplementedError("StreamingContext.transform of %d streams is not in ember yet" % len(dstreams))
 
     # settings
 

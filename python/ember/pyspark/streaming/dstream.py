@@ -21,6 +21,15 @@ def _arity(func, name):
     return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
+def _partitions_of(result, name):
+    """The partitions of what a ``transform`` function returned: an RDD, or a list."""
+    if isinstance(result, RDD):
+        return result._partitions
+    if isinstance(result, (list, tuple)):
+        return [list(result)]
+    raise TypeError("the function given to %s must return an RDD, got %s" % (name, type(result).__name__))
+
+
 def _callable(func, name):
     if not callable(func):
         raise TypeError("%s must be callable, got %s" % (name, type(func).__name__))
@@ -165,19 +174,64 @@ class DStream:
             raise NotImplementedError("updateStateByKey's initialRDD is not in ember's Python API yet")
         return self._wrap(self._stream.update_state_by_key(_callable(updateFunc, "updateFunc")))
 
+    # transform and two-stream operations
+
+    def _rdd_func(self, func, name):
+        """``func(rdd)`` or ``func(time, rdd)`` as a function of ``(ms, partitions)``."""
+        arity = _arity(func, name)
+        if arity == 1:
+            return lambda ms, partitions: func(RDD(partitions))
+        return lambda ms, partitions: func(datetime.fromtimestamp(ms / 1000.0), RDD(partitions))
+
+    def transform(self, func):
+        """``func(rdd)`` or ``func(time, rdd)`` returns this batch's new RDD."""
+        call = self._rdd_func(func, "func")
+
+        def apply(ms, partitions):
+            return _partitions_of(call(ms, partitions), "transform")
+
+        return self._wrap(self._stream.transform(apply))
+
+    def transformWith(self, func, other, keepSerializer=False):
+        """``func(rdd, other_rdd)`` or ``func(time, rdd, other_rdd)`` returns the new RDD."""
+        arity = _arity(func, "func")
+        if arity == 2:
+            def apply(ms, left, right):
+                return _partitions_of(func(RDD(left), RDD(right)), "transformWith")
+        else:
+            def apply(ms, left, right):
+                return _partitions_of(func(datetime.fromtimestamp(ms / 1000.0), RDD(left), RDD(right)), "transformWith")
+        return self._wrap(self._stream.transform_with(other._stream, apply))
+
+    def cogroup(self, other, numPartitions=None):
+        """``(k, (values, other_values))`` for every key of either stream (lists, where PySpark
+        gives iterables)."""
+        return self._wrap(self._stream.cogroup(other._stream, numPartitions))
+
+    def join(self, other, numPartitions=None):
+        return self.cogroup(other, numPartitions).flatMapValues(lambda vw: [(v, w) for v in vw[0] for w in vw[1]])
+
+    def leftOuterJoin(self, other, numPartitions=None):
+        return self.cogroup(other, numPartitions).flatMapValues(
+            lambda vw: [(v, w) for v in vw[0] for w in (vw[1] or [None])]
+        )
+
+    def rightOuterJoin(self, other, numPartitions=None):
+        return self.cogroup(other, numPartitions).flatMapValues(
+            lambda vw: [(v, w) for v in (vw[0] or [None]) for w in vw[1]]
+        )
+
+    def fullOuterJoin(self, other, numPartitions=None):
+        return self.cogroup(other, numPartitions).flatMapValues(
+            lambda vw: [(v, w) for v in (vw[0] or [None]) for w in (vw[1] or [None])]
+        )
+
     # outputs
 
     def foreachRDD(self, func):
         """``func(rdd)`` or ``func(time, rdd)`` (PySpark's rule: a one-argument function gets
         the RDD only); ``time`` is a ``datetime``."""
-        arity = _arity(func, "func")
-        if arity == 1:
-            def call(ms, partitions):
-                func(RDD(partitions))
-        else:
-            def call(ms, partitions):
-                func(datetime.fromtimestamp(ms / 1000.0), RDD(partitions))
-        self._stream.foreach_rdd(call)
+        self._stream.foreach_rdd(self._rdd_func(func, "func"))
 
     def pprint(self, num=10):
         """Prints the first ``num`` elements of every batch, as PySpark does."""
