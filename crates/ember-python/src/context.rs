@@ -45,13 +45,35 @@ fn strings(stream: ember::DStream<String>) -> PyDStream {
 impl PyContext {
     /// `clock` is `"system"` (batches on the wall clock), `"manual"` (tests move it with
     /// `set_clock`) or `"no_wait"` (batches back to back, for replayable inputs).
+    ///
+    /// `cluster` is `(process, addresses, control)`: this process's index, every process's
+    /// `host:port`, and where process 0's control plane listens (`None`: its port + 1000), to
+    /// run one process of a cluster (`python -m ember.launch` sets it).
     #[new]
-    #[pyo3(signature = (batch_ms, workers=1, clock="system"))]
-    fn new(py: Python<'_>, batch_ms: u64, workers: usize, clock: &str) -> PyResult<Self> {
+    #[pyo3(signature = (batch_ms, workers=1, clock="system", cluster=None))]
+    fn new(
+        py: Python<'_>,
+        batch_ms: u64,
+        workers: usize,
+        clock: &str,
+        cluster: Option<(usize, Vec<String>, Option<String>)>,
+    ) -> PyResult<Self> {
         if batch_ms == 0 {
             return Err(PyValueError::new_err("batchDuration must be at least 1 ms"));
         }
         let mut builder = StreamingContext::builder(milliseconds(batch_ms)).workers(workers.max(1));
+        if let Some((process, addresses, control)) = cluster {
+            if process >= addresses.len() {
+                return Err(PyValueError::new_err(format!(
+                    "cluster process {process} is not one of the {} addresses",
+                    addresses.len()
+                )));
+            }
+            builder = builder.cluster(process, addresses);
+            if let Some(control) = control {
+                builder = builder.cluster_control_address(control);
+            }
+        }
         let manual = match clock {
             "system" => None,
             "manual" => Some(ManualClock::new()),
@@ -139,6 +161,16 @@ impl PyContext {
 
     fn text_file_stream(&self, py: Python<'_>, directory: &str) -> PyResult<PyDStream> {
         self.ssc.text_file_stream(directory).map(strings).map_err(|e| to_py_err(py, e))
+    }
+
+    fn binary_records_stream(&self, py: Python<'_>, directory: &str, record_length: usize) -> PyResult<PyDStream> {
+        let records = self
+            .ssc
+            .binary_records_stream(directory, record_length)
+            .map_err(|e| to_py_err(py, e))?;
+        Ok(PyDStream::new(records.map(|record: Vec<u8>| {
+            Python::attach(|py| PyObj(pyo3::types::PyBytes::new(py, &record).into_any().unbind()))
+        })))
     }
 
     fn checkpoint(&self, py: Python<'_>, directory: &str) -> PyResult<()> {

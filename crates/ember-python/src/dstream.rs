@@ -177,17 +177,43 @@ impl PyDStream {
         Self::new(counted.map(|(k, n): (PyKey, u64)| Python::attach(|py| from_pair(py, &k, int(py, n)))))
     }
 
-    /// `f(new_values: list, last_state) -> state or None` (PySpark's `updateFunc`).
-    fn update_state_by_key(&self, f: Py<PyAny>) -> Self {
-        let updated = self.pairs().update_state_by_key(move |values: Vec<PyObj>, state: Option<PyObj>| {
+    /// `f(new_values: list, last_state) -> state or None` (PySpark's `updateFunc`); `initial`
+    /// holds `(key, state)` pairs the state starts with.
+    #[pyo3(signature = (f, initial=None))]
+    fn update_state_by_key(&self, py: Python<'_>, f: Py<PyAny>, initial: Option<Vec<Py<PyAny>>>) -> PyResult<Self> {
+        let initial = initial
+            .map(|pairs| {
+                pairs
+                    .into_iter()
+                    .map(|pair| {
+                        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair
+                            .bind(py)
+                            .extract()
+                            .map_err(|_| PyTypeError::new_err("initialRDD must hold (key, state) pairs"))?;
+                        Ok((
+                            PyKey {
+                                repr: KeyRepr::of(&k)?,
+                                obj: PyObj(k.unbind()),
+                            },
+                            PyObj(v.unbind()),
+                        ))
+                    })
+                    .collect::<PyResult<Vec<_>>>()
+            })
+            .transpose()?;
+        let update = move |values: Vec<PyObj>, state: Option<PyObj>| {
             Python::attach(|py| {
                 let list = PyList::new(py, values.into_iter().map(|v| v.0)).unwrap_or_else(|e| fail_batch(py, e));
                 let state = state.map_or_else(|| py.None(), |s| s.0);
                 let next = call(py, &f, (list, state));
                 (!next.is_none()).then(|| PyObj(next.unbind()))
             })
-        });
-        Self::new(pairs_to_objects(&updated))
+        };
+        let updated = match initial {
+            Some(initial) => self.pairs().update_state_by_key_with_initial(update, initial),
+            None => self.pairs().update_state_by_key(update),
+        };
+        Ok(Self::new(pairs_to_objects(&updated)))
     }
 
     #[pyo3(signature = (f, inv_f, window_ms, slide_ms, filter=None))]

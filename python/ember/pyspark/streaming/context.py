@@ -1,5 +1,6 @@
 """``StreamingContext``: PySpark's, on ember's engine."""
 
+import os
 import threading
 
 from ember import _ember
@@ -16,6 +17,24 @@ def _items(rdd):
     if isinstance(rdd, (str, bytes)):
         raise TypeError("queueStream takes RDDs or lists of elements, got %s" % type(rdd).__name__)
     return list(rdd)
+
+
+def _cluster_from_environment():
+    """This process's place in a cluster, as ``python -m ember.launch`` (or a user) sets it:
+    ``EMBER_CLUSTER_PROCESS`` (this process's index), ``EMBER_CLUSTER_ADDRESSES`` (every
+    process's ``host:port``, comma-separated) and optionally ``EMBER_CLUSTER_CONTROL`` (where
+    process 0's control plane listens)."""
+    process = os.environ.get("EMBER_CLUSTER_PROCESS")
+    addresses = os.environ.get("EMBER_CLUSTER_ADDRESSES")
+    if process is None and addresses is None:
+        return None
+    if process is None or addresses is None:
+        raise ValueError("EMBER_CLUSTER_PROCESS and EMBER_CLUSTER_ADDRESSES go together")
+    try:
+        index = int(process)
+    except ValueError:
+        raise ValueError("EMBER_CLUSTER_PROCESS must be a process index, got %r" % process) from None
+    return (index, [a.strip() for a in addresses.split(",") if a.strip()], os.environ.get("EMBER_CLUSTER_CONTROL"))
 
 
 def _call_list(func, time, rdds):
@@ -40,7 +59,9 @@ class StreamingContext:
         else:
             if batchDuration is None:
                 raise ValueError("batchDuration is required")
-            self._ctx = _ember.StreamingContext(to_ms(batchDuration, "batchDuration"), sparkContext._workers)
+            self._ctx = _ember.StreamingContext(
+                to_ms(batchDuration, "batchDuration"), sparkContext._workers, cluster=_cluster_from_environment()
+            )
         self._sc = sparkContext
         self._batch_ms = None if batchDuration is None else to_ms(batchDuration, "batchDuration")
 
@@ -95,6 +116,12 @@ class StreamingContext:
 
     def textFileStream(self, directory):
         return DStream(self._ctx.text_file_stream(str(directory)), self)
+
+    def binaryRecordsStream(self, directory, recordLength):
+        """Fixed-length records (``bytes``) of the new files in ``directory``."""
+        if not isinstance(recordLength, int) or isinstance(recordLength, bool) or recordLength < 1:
+            raise ValueError("recordLength must be a positive int, got %r" % (recordLength,))
+        return DStream(self._ctx.binary_records_stream(str(directory), recordLength), self)
 
     def queueStream(self, rdds, oneAtATime=True, default=None):
         """One entry of ``rdds`` (RDDs from ``sc.parallelize`` or lists) per batch, or all in

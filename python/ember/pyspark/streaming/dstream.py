@@ -170,9 +170,10 @@ class DStream:
     def updateStateByKey(self, updateFunc, numPartitions=None, initialRDD=None):
         """``updateFunc(new_values, last_state)`` returns the new state, or ``None`` to drop
         the key."""
+        initial = None
         if initialRDD is not None:
-            raise NotImplementedError("updateStateByKey's initialRDD is not in ember's Python API yet")
-        return self._wrap(self._stream.update_state_by_key(_callable(updateFunc, "updateFunc")))
+            initial = initialRDD.collect() if isinstance(initialRDD, RDD) else list(initialRDD)
+        return self._wrap(self._stream.update_state_by_key(_callable(updateFunc, "updateFunc"), initial))
 
     # transform and two-stream operations
 
