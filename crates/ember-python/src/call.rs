@@ -11,8 +11,6 @@ use std::sync::Mutex;
 
 use pyo3::prelude::*;
 
-use crate::value::PyObj;
-
 /// Exceptions of failed batches not raised yet, with their traceback text (bounded).
 static FAILED: Mutex<Vec<(String, Py<PyAny>)>> = Mutex::new(Vec::new());
 const FAILED_KEPT: usize = 64;
@@ -60,9 +58,4 @@ where
     A: pyo3::call::PyCallArgs<'py>,
 {
     f.bind(py).call1(args).unwrap_or_else(|e| fail_batch(py, e))
-}
-
-/// `f(x)` as an engine value.
-pub fn call1(f: &Py<PyAny>, x: PyObj) -> PyObj {
-    Python::attach(|py| PyObj(call(py, f, (x.0,)).unbind()))
 }

@@ -4,9 +4,9 @@
 use ember::{DStream, milliseconds};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
-use crate::call::{call, call1, fail_batch};
+use crate::call::{call, fail_batch};
 use crate::value::{KeyRepr, PyKey, PyObj};
 
 /// A stream of Python objects.
@@ -17,24 +17,47 @@ pub struct PyDStream {
 
 /// Splits a pair element into its key and value; anything but a 2-item sequence, or a key with
 /// no stable hash, fails the batch with a `TypeError`.
-fn to_pair(x: PyObj) -> (PyKey, PyObj) {
-    Python::attach(|py| {
-        let pair = (|| -> PyResult<(PyKey, PyObj)> {
-            let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = x.bind(py).extract().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "a key-value operation needs elements that are (key, value) pairs, got {}",
-                    x.bind(py).repr().map(|r| r.to_string()).unwrap_or_default()
-                ))
-            })?;
-            Ok((
-                PyKey {
-                    repr: KeyRepr::of(&k)?,
-                    obj: PyObj(k.unbind()),
-                },
-                PyObj(v.unbind()),
-            ))
-        })();
-        pair.unwrap_or_else(|e| fail_batch(py, e))
+fn to_pair(py: Python<'_>, x: PyObj) -> (PyKey, PyObj) {
+    let (k, v) = key_value(py, &x);
+    let repr = KeyRepr::of(&k).unwrap_or_else(|e| fail_batch(py, e));
+    (
+        PyKey {
+            repr,
+            obj: PyObj(k.unbind()),
+        },
+        PyObj(v.unbind()),
+    )
+}
+
+/// The key and value of a pair element.
+fn key_value<'py>(py: Python<'py>, x: &PyObj) -> (Bound<'py, PyAny>, Bound<'py, PyAny>) {
+    x.bind(py).extract().unwrap_or_else(|_| {
+        fail_batch(
+            py,
+            PyTypeError::new_err(format!(
+                "a key-value operation needs elements that are (key, value) pairs, got {}",
+                x.bind(py).repr().map(|r| r.to_string()).unwrap_or_default()
+            )),
+        )
+    })
+}
+
+/// Runs `f` on every element of each partition, taking the GIL once per partition (taking it
+/// per element costs more than most Python functions do).
+/// The node is named `operation` in the plan and in failures.
+fn under_gil<T: ember::Data, U: ember::Data>(
+    stream: &DStream<T>,
+    operation: &'static str,
+    f: impl Fn(Python<'_>, T, &mut Vec<U>) + Send + Sync + 'static,
+) -> DStream<U> {
+    stream.map_partitions_as(operation, move |part: std::vec::IntoIter<T>| {
+        Python::attach(|py| {
+            let mut out = Vec::with_capacity(part.len());
+            for x in part {
+                f(py, x, &mut out);
+            }
+            out
+        })
     })
 }
 
@@ -45,12 +68,14 @@ fn from_pair(py: Python<'_>, key: &PyKey, value: Bound<'_, PyAny>) -> PyObj {
 }
 
 fn pairs_to_objects(stream: &DStream<(PyKey, PyObj)>) -> DStream<PyObj> {
-    stream.map(|(k, v)| Python::attach(|py| from_pair(py, &k, v.bind(py).clone())))
+    under_gil(stream, "to_python", |py, (k, v): (PyKey, PyObj), out| {
+        out.push(from_pair(py, &k, v.0.into_bound(py)))
+    })
 }
 
-fn to_key(x: PyObj) -> PyKey {
-    Python::attach(|py| match KeyRepr::of(x.bind(py)) {
-        Ok(repr) => PyKey { repr, obj: x },
+fn to_keys(stream: &DStream<PyObj>) -> DStream<PyKey> {
+    under_gil(stream, "key", |py, x: PyObj, out| match KeyRepr::of(x.bind(py)) {
+        Ok(repr) => out.push(PyKey { repr, obj: x }),
         Err(e) => fail_batch(py, e),
     })
 }
@@ -97,32 +122,67 @@ impl PyDStream {
         PyDStream { stream }
     }
 
+    /// The pairs of each partition with the values of each key reduced with `f` in a Python
+    /// dict under one hold of the GIL (Spark's map-side combine, as PySpark's workers do it):
+    /// the engine's reduce then merges one value per key and partition.
+    fn combined(&self, f: &Py<PyAny>) -> DStream<(PyKey, PyObj)> {
+        let f = Python::attach(|py| f.clone_ref(py));
+        self.stream
+            .map_partitions_as("reduce_by_key", move |part: std::vec::IntoIter<PyObj>| {
+                Python::attach(|py| {
+                    let combined = PyDict::new(py);
+                    for x in part {
+                        let (k, v) = key_value(py, &x);
+                        let merged = match combined.get_item(&k) {
+                            Ok(Some(acc)) => call(py, &f, (acc, v)),
+                            Ok(None) => v,
+                            // An unhashable key: say which type, as the engine's keys do.
+                            Err(e) => fail_batch(py, KeyRepr::of(&k).err().unwrap_or(e)),
+                        };
+                        combined.set_item(&k, merged).unwrap_or_else(|e| fail_batch(py, e));
+                    }
+                    combined
+                        .iter()
+                        .map(|(k, v)| {
+                            let repr = KeyRepr::of(&k).unwrap_or_else(|e| fail_batch(py, e));
+                            (
+                                PyKey {
+                                    repr,
+                                    obj: PyObj(k.unbind()),
+                                },
+                                PyObj(v.unbind()),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+    }
+
     fn pairs(&self) -> DStream<(PyKey, PyObj)> {
-        self.stream.map(to_pair)
+        under_gil(&self.stream, "key_value", |py, x, out| out.push(to_pair(py, x)))
     }
 }
 
 #[pymethods]
 impl PyDStream {
     fn map(&self, f: Py<PyAny>) -> Self {
-        Self::new(self.stream.map(move |x| call1(&f, x)))
+        Self::new(under_gil(&self.stream, "map", move |py, x: PyObj, out| {
+            out.push(PyObj(call(py, &f, (x.0,)).unbind()))
+        }))
     }
 
     fn flat_map(&self, f: Py<PyAny>) -> Self {
-        Self::new(self.stream.flat_map(move |x| {
-            Python::attach(|py| {
-                let result = call(py, &f, (x.0,));
-                elements(py, &result)
-            })
+        Self::new(under_gil(&self.stream, "flat_map", move |py, x: PyObj, out| {
+            out.extend(elements(py, &call(py, &f, (x.0,))))
         }))
     }
 
     fn filter(&self, f: Py<PyAny>) -> Self {
-        Self::new(self.stream.filter(move |x| {
-            Python::attach(|py| {
-                let kept = call(py, &f, (x.0.clone_ref(py),));
-                kept.is_truthy().unwrap_or_else(|e| fail_batch(py, e))
-            })
+        Self::new(under_gil(&self.stream, "filter", move |py, x: PyObj, out| {
+            let kept = call(py, &f, (x.bind(py),));
+            if kept.is_truthy().unwrap_or_else(|e| fail_batch(py, e)) {
+                out.push(x);
+            }
         }))
     }
 
@@ -138,23 +198,27 @@ impl PyDStream {
     }
 
     fn map_values(&self, f: Py<PyAny>) -> Self {
-        Self::new(pairs_to_objects(&self.pairs().map_values(move |v| call1(&f, v))))
+        Self::new(under_gil(&self.stream, "map_values", move |py, x: PyObj, out| {
+            let (k, v) = key_value(py, &x);
+            let tuple = PyTuple::new(py, [k, call(py, &f, (v,))]).unwrap_or_else(|e| fail_batch(py, e));
+            out.push(PyObj(tuple.into_any().unbind()));
+        }))
     }
 
     fn flat_map_values(&self, f: Py<PyAny>) -> Self {
-        let mapped = self.pairs().flat_map_values(move |v: PyObj| {
-            Python::attach(|py| {
-                let result = call(py, &f, (v.0,));
-                elements(py, &result)
-            })
-        });
-        Self::new(pairs_to_objects(&mapped))
+        Self::new(under_gil(&self.stream, "flat_map_values", move |py, x: PyObj, out| {
+            let (k, v) = key_value(py, &x);
+            for item in elements(py, &call(py, &f, (v,))) {
+                let tuple = PyTuple::new(py, [k.clone(), item.0.into_bound(py)]).unwrap_or_else(|e| fail_batch(py, e));
+                out.push(PyObj(tuple.into_any().unbind()));
+            }
+        }))
     }
 
     #[pyo3(signature = (f, num_partitions=None))]
     fn reduce_by_key(&self, f: Py<PyAny>, num_partitions: Option<usize>) -> Self {
+        let pairs = self.combined(&f);
         let reduce = move |a: PyObj, b: PyObj| Python::attach(|py| PyObj(call(py, &f, (a.0, b.0)).unbind()));
-        let pairs = self.pairs();
         let reduced = match num_partitions {
             Some(n) => pairs.reduce_by_key_with_partitions(reduce, n),
             None => pairs.reduce_by_key(reduce),
@@ -173,8 +237,10 @@ impl PyDStream {
     }
 
     fn count_by_value(&self) -> Self {
-        let counted = self.stream.map(to_key).count_by_value();
-        Self::new(counted.map(|(k, n): (PyKey, u64)| Python::attach(|py| from_pair(py, &k, int(py, n)))))
+        let counted = to_keys(&self.stream).count_by_value();
+        Self::new(under_gil(&counted, "to_python", |py, (k, n): (PyKey, u64), out| {
+            out.push(from_pair(py, &k, int(py, n)))
+        }))
     }
 
     /// `f(new_values: list, last_state) -> state or None` (PySpark's `updateFunc`); `initial`
@@ -251,14 +317,12 @@ impl PyDStream {
     }
 
     fn count_by_value_and_window(&self, window_ms: u64, slide_ms: u64) -> PyResult<Self> {
-        let counted = self
-            .stream
-            .map(to_key)
+        let counted = to_keys(&self.stream)
             .count_by_value_and_window(milliseconds(window_ms), milliseconds(slide_ms))
             .map_err(invalid)?;
-        Ok(Self::new(
-            counted.map(|(k, n): (PyKey, u64)| Python::attach(|py| from_pair(py, &k, int(py, n)))),
-        ))
+        Ok(Self::new(under_gil(&counted, "to_python", |py, (k, n): (PyKey, u64), out| {
+            out.push(from_pair(py, &k, int(py, n)))
+        })))
     }
 
     fn window(&self, window_ms: u64, slide_ms: u64) -> PyResult<Self> {

@@ -67,8 +67,20 @@ impl<T: Data> DStream<T> {
         I: IntoIterator<Item = U>,
         F: Fn(std::vec::IntoIter<T>) -> I + Send + Sync + 'static,
     {
+        self.map_partitions_as("map_partitions", f)
+    }
+
+    /// [`DStream::map_partitions`] shown as `operation` in the plan and in failures
+    /// (`operation#3`): for bindings whose element-wise operations run a partition at a time
+    /// (ember's Python API takes the GIL once per partition), so that a failure names the
+    /// operation the user called.
+    pub fn map_partitions_as<U: Data, I, F>(&self, operation: &'static str, f: F) -> DStream<U>
+    where
+        I: IntoIterator<Item = U>,
+        F: Fn(std::vec::IntoIter<T>) -> I + Send + Sync + 'static,
+    {
         let f = Arc::new(f);
-        self.derive("map_partitions", move |_c, s, label| {
+        self.derive(operation, move |_c, s, label| {
             let f = Arc::clone(&f);
             s.per_part(label, move |p: Part<T>| Part {
                 id: p.id,
