@@ -744,8 +744,12 @@ const ABORTING_PANICS: [&str; 2] = ["panic in a destructor during cleanup", "pan
 ///
 /// Some of timely's destructors panic too when they run during such a panic, which Rust
 /// answers by aborting the process: a survivor would die by SIGABRT instead of returning its
-/// cluster error. A timely thread in that state is parked for good instead (its worker counted
-/// as exited, without progress): it is left behind, as a thread blocked on a lost peer is.
+/// cluster error. A timely thread in that state after a peer's loss is parked for good instead
+/// (its worker counted as exited, without progress): it is left behind, as a thread blocked on
+/// a lost peer is. (A double panic with no peer lost is an ember bug and aborts as Rust does.)
+/// The parked thread stays inside the panic hook, which holds the hook's lock: in that process,
+/// a later `std::panic::set_hook` or `take_hook` would wait for good, so a program should set
+/// its hooks before it starts a cluster's context.
 fn install_panic_hook() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
@@ -755,13 +759,9 @@ fn install_panic_hook() {
             let thread = std::thread::current();
             let name = thread.name().unwrap_or_default();
             let from_timely = name.starts_with("timely:") || name == "ember-join";
-            if from_timely && ABORTING_PANICS.iter().any(|m| message.starts_with(m)) {
-                let after_loss = LAST_PANIC.with(|p| p.borrow().as_ref().is_some_and(|r| r.peer_loss));
-                if after_loss {
-                    tracing::debug!(thread = name, %message, "A timely thread failed twice after a peer process was lost; it is parked, not aborted.");
-                } else {
-                    tracing::error!(thread = name, %message, "A timely thread panicked while unwinding; it is parked instead of aborting the process.");
-                }
+            let after_loss = LAST_PANIC.with(|p| p.borrow().as_ref().is_some_and(|r| r.peer_loss));
+            if from_timely && after_loss && ABORTING_PANICS.iter().any(|m| message.starts_with(m)) {
+                tracing::debug!(thread = name, %message, "A timely thread failed twice after a peer process was lost; it is parked, not aborted.");
                 count_worker_exit(false);
                 loop {
                     std::thread::park();
@@ -1103,14 +1103,39 @@ fn lcm(a: u64, b: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::install_panic_hook;
+    use std::process::Command;
     use std::sync::mpsc::{RecvTimeoutError, channel};
     use std::time::Duration;
 
     /// Rust aborts the process when a destructor panics while its thread unwinds; timely's
     /// channel endpoints do that after a peer's loss. The hook parks such a timely thread
-    /// instead: were it not, this test binary would die by SIGABRT.
+    /// instead. Run in a child process (this test binary again): the parked thread keeps the
+    /// panic hook's lock, which the test harness takes when it ends, so the child leaves with
+    /// `exit` once it has seen the thread parked; without the parking it dies by SIGABRT.
     #[test]
-    fn a_timely_thread_panicking_while_it_unwinds_is_parked_instead_of_aborting_the_process() {
+    fn a_timely_thread_panicking_while_it_unwinds_after_a_peer_loss_is_parked_instead_of_aborting() {
+        if std::env::var("EMBER_PARK_CHILD").is_ok() {
+            return park_child();
+        }
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "runtime::tests::a_timely_thread_panicking_while_it_unwinds_after_a_peer_loss_is_parked_instead_of_aborting",
+                "--nocapture",
+            ])
+            .env("EMBER_PARK_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.code() == Some(0) && stdout.contains("EMBER-PARKED"),
+            "the child did not see its thread parked ({}):\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn park_child() {
         install_panic_hook();
         struct PanicsOnDrop;
         impl Drop for PanicsOnDrop {
@@ -1129,5 +1154,7 @@ mod tests {
             .unwrap();
         assert_eq!(watch.recv_timeout(Duration::from_secs(1)), Err(RecvTimeoutError::Timeout));
         assert!(!thread.is_finished(), "the thread should be parked for good");
+        println!("EMBER-PARKED");
+        std::process::exit(0);
     }
 }
