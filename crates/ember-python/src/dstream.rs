@@ -1,6 +1,8 @@
 //! `ember._ember.DStream`: a stream of Python objects; `ember.pyspark.streaming.DStream` gives
 //! it PySpark's names and defaults.
 
+use std::sync::Arc;
+
 use ember::{DStream, milliseconds};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -13,6 +15,9 @@ use crate::value::{KeyRepr, PyKey, PyObj};
 #[pyclass(name = "DStream", module = "ember._ember", frozen)]
 pub struct PyDStream {
     pub(crate) stream: DStream<PyObj>,
+    /// The stateful node behind this stream, when it is the Python view of one (the state of
+    /// `updateStateByKey`, an incremental window): `checkpoint` sets its interval.
+    stateful: Option<Arc<dyn Fn(ember::Duration) -> ember::Result<()> + Send + Sync>>,
 }
 
 /// Splits a pair element into its key and value; anything but a 2-item sequence, or a key with
@@ -119,7 +124,17 @@ fn invalid(e: ember::Error) -> PyErr {
 
 impl PyDStream {
     pub(crate) fn new(stream: DStream<PyObj>) -> Self {
-        PyDStream { stream }
+        PyDStream { stream, stateful: None }
+    }
+
+    /// The Python view of the stateful pair stream `state`.
+    fn of_state(state: DStream<(PyKey, PyObj)>) -> Self {
+        let stream = pairs_to_objects(&state);
+        let stateful = Arc::new(move |interval| state.checkpoint(interval).map(|_| ()));
+        PyDStream {
+            stream,
+            stateful: Some(stateful),
+        }
     }
 
     /// The pairs of each partition with the values of each key reduced with `f` in a Python
@@ -279,7 +294,7 @@ impl PyDStream {
             Some(initial) => self.pairs().update_state_by_key_with_initial(update, initial),
             None => self.pairs().update_state_by_key(update),
         };
-        Ok(Self::new(pairs_to_objects(&updated)))
+        Ok(Self::of_state(updated))
     }
 
     #[pyo3(signature = (f, inv_f, window_ms, slide_ms, filter=None))]
@@ -313,7 +328,7 @@ impl PyDStream {
             }
         }
         .map_err(invalid)?;
-        Ok(Self::new(pairs_to_objects(&windowed)))
+        Ok(Self::of_state(windowed))
     }
 
     fn count_by_value_and_window(&self, window_ms: u64, slide_ms: u64) -> PyResult<Self> {
@@ -344,8 +359,24 @@ impl PyDStream {
         self.stream.repartition(num_partitions).map(Self::new).map_err(invalid)
     }
 
+    /// Sets the checkpoint interval of the stateful node behind this stream (or of this one).
     fn checkpoint(&self, interval_ms: u64) -> PyResult<Self> {
-        self.stream.checkpoint(milliseconds(interval_ms)).map(Self::new).map_err(invalid)
+        let interval = milliseconds(interval_ms);
+        match &self.stateful {
+            Some(stateful) => stateful(interval).map_err(invalid)?,
+            None => {
+                self.stream.checkpoint(interval).map_err(invalid)?;
+            }
+        }
+        Ok(PyDStream {
+            stream: self.stream.clone(),
+            stateful: self.stateful.clone(),
+        })
+    }
+
+    /// The stream's slide (ms): its batch interval, or its window's slide.
+    fn slide_ms(&self) -> u64 {
+        self.stream.slide_duration().as_millis()
     }
 
     /// Runs `f(time_ms, partitions)` for every batch, gathered on one worker, where

@@ -23,6 +23,9 @@ def _arity(func, name):
 
 def _partitions_of(result, name):
     """The partitions of what a ``transform`` function returned: an RDD, or a list."""
+    if result is None:
+        # Spark's words, as PySpark users see them.
+        raise TypeError("Transform function must not return null (the function given to %s returned None)" % name)
     if isinstance(result, RDD):
         return result._partitions
     if isinstance(result, (list, tuple)):
@@ -51,6 +54,19 @@ class DStream:
 
     def _wrap(self, stream):
         return DStream(stream, self._ssc)
+
+    def _validate_window_param(self, window, slide):
+        """PySpark's check, before anything else: the durations must be multiples of this
+        stream's slide."""
+        duration = self._stream.slide_ms()
+        if to_ms(window, "windowDuration") % duration != 0:
+            raise ValueError(
+                "windowDuration must be multiple of the parent dstream's slide (batch) duration (%d ms)" % duration
+            )
+        if slide is not None and to_ms(slide, "slideDuration") % duration != 0:
+            raise ValueError(
+                "slideDuration must be multiple of the parent dstream's slide (batch) duration (%d ms)" % duration
+            )
 
     def _slide_ms(self, slideDuration):
         if slideDuration is None:
@@ -135,11 +151,13 @@ class DStream:
     # windows and state
 
     def window(self, windowDuration, slideDuration=None):
+        self._validate_window_param(windowDuration, slideDuration)
         return self._wrap(self._stream.window(to_ms(windowDuration, "windowDuration"), self._slide_ms(slideDuration)))
 
     def reduceByKeyAndWindow(self, func, invFunc, windowDuration, slideDuration=None, numPartitions=None,
                              filterFunc=None):
         """PySpark's: with ``invFunc`` the window is computed incrementally."""
+        self._validate_window_param(windowDuration, slideDuration)
         func = _callable(func, "func")
         if invFunc is not None:
             _callable(invFunc, "invFunc")
@@ -160,6 +178,7 @@ class DStream:
         return self.map(lambda x: 1).reduceByWindow(operator.add, operator.sub, windowDuration, slideDuration)
 
     def countByValueAndWindow(self, windowDuration, slideDuration, numPartitions=None):
+        self._validate_window_param(windowDuration, slideDuration)
         return self._wrap(
             self._stream.count_by_value_and_window(to_ms(windowDuration, "windowDuration"), self._slide_ms(slideDuration))
         )
