@@ -38,6 +38,9 @@ struct Builder<'a> {
     ssc: &'a StreamingContext,
     vector: &'a Json,
     sources: HashMap<String, DStream<V>>,
+    /// The keyed stateful stream the last stage built, seen through `unpairs`: a `checkpoint`
+    /// stage right after it sets the interval of the state, not of the `map` after it.
+    state: Option<DStream<(V, V)>>,
 }
 
 fn field<'j>(j: &'j Json, name: &str) -> Built<&'j Json> {
@@ -174,6 +177,7 @@ impl Builder<'_> {
 
     fn stage(&mut self, s: DStream<V>, stage: &Json) -> Built<DStream<V>> {
         let op = func_name(stage, "op")?;
+        let state = self.state.take();
         let unknown = |kind: &str, name: &str| BuildError::Invalid(format!("unknown {kind} `{name}`"));
         let partitions = stage.get("num_partitions").and_then(Json::as_u64).map(|n| n as usize);
         Ok(match op {
@@ -276,17 +280,25 @@ impl Builder<'_> {
                 let name = func_name(stage, "func")?;
                 let f = upd_fn(name).ok_or_else(|| unknown("UpdFn", name))?;
                 let initial = stage.get("initial").map(pair_list).transpose()?;
-                unpairs(&pairs(&s).update_state_by_key_with_time(
+                let updated = pairs(&s).update_state_by_key_with_time(
                     move |t: Time, _k: &V, values: Vec<V>, state: Option<V>| f(t.milliseconds(), values, state),
                     partitions,
                     initial,
-                ))
+                );
+                self.state = Some(updated.clone());
+                unpairs(&updated)
             }
             "checkpoint" => {
                 let ms = field(stage, "interval_ms")?
                     .as_u64()
                     .ok_or_else(|| unknown("interval", "interval_ms"))?;
-                s.checkpoint(milliseconds(ms)).map_err(BuildError::Construction)?
+                match state {
+                    Some(state) => {
+                        state.checkpoint(milliseconds(ms)).map_err(BuildError::Construction)?;
+                        s
+                    }
+                    None => s.checkpoint(milliseconds(ms)).map_err(BuildError::Construction)?,
+                }
             }
             "stateSnapshots" => return invalid("`stateSnapshots` must follow `mapWithState`"),
             "persist" => s.persist(),
@@ -327,7 +339,7 @@ impl Builder<'_> {
                     Some(name) => Some(pred(name).ok_or_else(|| BuildError::Invalid(format!("unknown Pred `{name}`")))?),
                     None => None,
                 };
-                unpairs(&match (inv, filter) {
+                let windowed = match (inv, filter) {
                     (Some(inv), Some(keep)) => p
                         .reduce_by_key_and_window_inv_filtered(func, inv, window, slide, partitions, move |k: &V, v: &V| {
                             keep(&V::pair(k.clone(), v.clone()))
@@ -341,7 +353,9 @@ impl Builder<'_> {
                         Some(n) => p.reduce_by_key_and_window_with_partitions(func, window, slide, n).map_err(c)?,
                         None => p.reduce_by_key_and_window(func, window, slide).map_err(c)?,
                     },
-                })
+                };
+                self.state = Some(windowed.clone());
+                unpairs(&windowed)
             }
             "countByValueAndWindow" => s
                 .count_by_value_and_window(window, slide)
@@ -451,6 +465,7 @@ fn make(vector: &Json, workers: usize, clock: &ManualClock, sink: Arc<Mutex<Vec<
         ssc: &ssc,
         vector,
         sources: HashMap::new(),
+        state: None,
     };
     let expect_error = vector.get("expect_error");
     let phase = expect_error.and_then(|e| e.get("phase")).and_then(Json::as_str);
@@ -504,6 +519,7 @@ fn run_with_recovery(vector: &Json, workers: usize, recovery: &Json, batch_ms: u
     let dir = ember::testing::TempDir::new("conformance").map_err(|e| format!("cannot create a checkpoint directory: {e}"))?;
     let mut runs: Vec<Vec<Emission>> = Vec::new();
     let mut failures = Vec::new();
+    let mut resumed_after = None;
     for until in [restart_after, num_batches] {
         let clock = ManualClock::new();
         let sink: Arc<Mutex<Vec<Emission>>> = Arc::new(Mutex::new(Vec::new()));
@@ -529,7 +545,27 @@ fn run_with_recovery(vector: &Json, workers: usize, recovery: &Json, batch_ms: u
             return Ok(Outcome::Fail(format!("batch {} did not complete within 60 s", until * batch_ms)));
         }
         failures.extend(failed);
-        runs.push(std::mem::take(&mut *sink.lock().unwrap_or_else(|e| e.into_inner())));
+        let emissions = std::mem::take(&mut *sink.lock().unwrap_or_else(|e| e.into_inner()));
+        // The inputs replay, so a fresh start would give the same output: the first run must
+        // commit a checkpoint, and the second must resume after it.
+        match resumed_after {
+            None => match newest_checkpoint(dir.path()) {
+                Some(checkpoint) => resumed_after = Some(checkpoint),
+                None => {
+                    return Ok(Outcome::Fail(
+                        "the first run committed no checkpoint: recovery would restore nothing".into(),
+                    ));
+                }
+            },
+            Some(checkpoint) => {
+                if let Some((time, _)) = emissions.first().filter(|(time, _)| *time <= checkpoint) {
+                    return Ok(Outcome::Fail(format!(
+                        "the recovered run emitted batch {time} ms, not after the checkpoint of {checkpoint} ms: it did not resume"
+                    )));
+                }
+            }
+        }
+        runs.push(emissions);
     }
     let mut merged: std::collections::BTreeMap<u64, Emission> = std::collections::BTreeMap::new();
     for (run, emissions) in runs.into_iter().enumerate() {
@@ -557,6 +593,17 @@ fn run_with_recovery(vector: &Json, workers: usize, recovery: &Json, batch_ms: u
         }
     }
     compare(vector, batch_ms, merged.into_values().collect(), &failures)
+}
+
+/// The batch time of the newest committed checkpoint in `dir` (`checkpoint-<ms>.manifest`).
+fn newest_checkpoint(dir: &std::path::Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("checkpoint-")?.strip_suffix(".manifest")?.parse().ok()
+        })
+        .max()
 }
 
 fn check_message(expect_error: Option<&Json>, message: &str) -> Outcome {
