@@ -37,6 +37,10 @@ class SparkContext:
 
     def __init__(self, master=None, appName=None, sparkHome=None, pyFiles=None, environment=None,
                  batchSize=0, serializer=None, conf=None, gateway=None, jsc=None, profiler_cls=None):
+        if conf is not None:
+            master = master or conf.get("spark.master")
+            appName = appName or conf.get("spark.app.name")
+        self._conf = conf
         self.master = master or "local[*]"
         self.appName = appName or "ember"
         self._workers = _workers(self.master)
@@ -50,6 +54,12 @@ class SparkContext:
         with cls._lock:
             active = cls._active
         return active if active is not None else cls()
+
+    def getConf(self):
+        from ember.pyspark.conf import SparkConf
+
+        conf = SparkConf().setAll(self._conf.getAll() if self._conf is not None else [])
+        return conf.setMaster(self.master).setAppName(self.appName)
 
     @property
     def defaultParallelism(self):

@@ -64,6 +64,8 @@ class StreamingContext:
             )
         self._sc = sparkContext
         self._batch_ms = None if batchDuration is None else to_ms(batchDuration, "batchDuration")
+        # The batch duration as given (seed 000 prints it; older PySpark kept it here).
+        self._batchDuration = batchDuration
 
     @property
     def sparkContext(self):
