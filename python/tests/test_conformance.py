@@ -491,9 +491,49 @@ def compare(vector, emissions, failures):
             pytest.fail("emission %d (time %d ms): expected %s, got %s" % (i, ms, json.dumps(want), json.dumps(got)))
 
 
+
+
+def pyspark_semantics(vector):
+    """The vector as PySpark answers it. PySpark computes a window with an inverse function
+    incrementally only when it spans at least 5 slides (``PythonReducedWindowedDStream``);
+    a shorter one is reduced from its batches, so a key with no values in the window is absent
+    where Scala's incremental window keeps it with the inverse's 0 (and ``countByWindow`` of an
+    empty window is an empty batch, not 0). Vectors from Spark's Scala and Java suites expect
+    Scala's answer; for those windows their expected 0s are removed here."""
+    if vector["id"].startswith("pyspark."):
+        return vector
+    short = []
+
+    def visit(node):
+        if isinstance(node, list):
+            for item in node:
+                visit(item)
+        elif isinstance(node, dict):
+            op = node.get("op")
+            if op in ("reduceByKeyAndWindow", "reduceByWindow", "countByWindow") and (
+                node.get("inv_func") or op == "countByWindow"
+            ):
+                slide = node.get("slide_ms") or vector["batch_ms"]
+                if node["window_ms"] < 5 * slide:
+                    short.append(op)
+            for value in node.values():
+                visit(value)
+
+    visit(vector["op"])
+    if not short:
+        return vector
+
+    def nonzero(item):
+        value = item[1] if isinstance(item, list) and len(item) == 2 else item
+        return value != 0
+
+    return dict(vector, expected=[[item for item in batch if nonzero(item)] for batch in vector["expected"]])
+
+
 @pytest.mark.parametrize("workers", [1, 2], ids=["w1", "w2"])
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["id"] for v in VECTORS])
 def test_vector(vector, workers, tmp_path):
+    vector = pyspark_semantics(vector)
     if "recovery" in vector:
         result = run_vector_with_recovery(vector, workers, str(tmp_path / "checkpoint"))
     else:

@@ -9,7 +9,7 @@ import traceback
 import pytest
 
 from ember.pyspark import SparkContext
-from ember.pyspark.streaming import StreamingContext
+from ember.pyspark.streaming import StreamingContext, StreamingJobError
 
 
 def run(ssc, seconds):
@@ -82,21 +82,25 @@ def test_a_users_exception_is_raised_by_await_termination_with_its_traceback(sc)
 
     ssc.queueStream([["1", "2"], ["bad"]]).map(parse).foreachRDD(lambda rdd: None)
     ssc.start()
-    with pytest.raises(ValueError, match="cannot parse 'bad'") as raised:
+    with pytest.raises(StreamingJobError) as raised:
         ssc.awaitTermination(10)
     ssc.stop(stopSparkContext=False)
-    text = "".join(traceback.format_exception(raised.value))
-    assert "in parse" in text, text
-    notes = getattr(raised.value, "__notes__", [])
-    assert any(re.search(r"job for batch \d+ ms failed in map#\d+", n) for n in notes), notes
+    message = str(raised.value)
+    # As PySpark's error message does: the operation, the batch and the function's traceback.
+    assert re.match(r"job for batch \d+ ms failed in map#\d+:\nTraceback \(most recent call last\)", message), message
+    assert "in parse" in message and "ValueError: cannot parse 'bad'" in message, message
+    cause = raised.value.__cause__
+    assert isinstance(cause, ValueError) and str(cause) == "cannot parse 'bad'"
+    assert "in parse" in "".join(traceback.format_exception(cause))
 
 
 def test_a_key_without_a_stable_hash_fails_the_batch_with_a_type_error_naming_its_type(sc):
     ssc = StreamingContext(sc, 0.05)
     ssc.queueStream([[([1], 2)]]).reduceByKey(lambda a, b: a + b).foreachRDD(lambda rdd: None)
     ssc.start()
-    with pytest.raises(TypeError, match="key of type 'list' has no stable hash"):
+    with pytest.raises(StreamingJobError, match="key of type 'list' has no stable hash") as raised:
         ssc.awaitTermination(10)
+    assert isinstance(raised.value.__cause__, TypeError)
     ssc.stop(stopSparkContext=False)
 
 

@@ -144,12 +144,13 @@ impl PyContext {
         }
     }
 
-    /// One batch per list (or all of them in the first batch), then `default` (or nothing).
+    /// One batch per entry (or all of them in the first batch), then `default` (or nothing);
+    /// each entry is the batch's partitions, a list of lists.
     #[pyo3(signature = (batches, one_at_a_time=true, default=None))]
-    fn queue_stream(&self, batches: Vec<Vec<Py<PyAny>>>, one_at_a_time: bool, default: Option<Vec<Py<PyAny>>>) -> PyDStream {
+    fn queue_stream(&self, batches: Vec<Vec<Vec<Py<PyAny>>>>, one_at_a_time: bool, default: Option<Vec<Py<PyAny>>>) -> PyDStream {
         let queue = BatchQueue::new();
         for batch in batches {
-            queue.push(batch.into_iter().map(PyObj).collect());
+            queue.push_partitions(batch.into_iter().map(|part| part.into_iter().map(PyObj).collect()).collect());
         }
         let default = default.map(|items| items.into_iter().map(PyObj).collect());
         PyDStream::new(self.ssc.queue_stream(&queue, one_at_a_time, default))

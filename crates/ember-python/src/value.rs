@@ -62,11 +62,17 @@ impl<'de> Deserialize<'de> for PyObj {
 }
 
 impl ember::SparkDisplay for PyObj {
-    /// `str()` of the object, as PySpark's `saveAsTextFiles` writes it.
+    /// `str()` of the object, as PySpark's `saveAsTextFiles` writes it (`bytes` as they are).
     fn fmt_spark(&self, out: &mut String) {
-        Python::attach(|py| match self.bind(py).str() {
-            Ok(s) => out.push_str(&s.to_string_lossy()),
-            Err(e) => out.push_str(&format!("<str() failed: {e}>")),
+        Python::attach(|py| {
+            if let Ok(bytes) = self.bind(py).cast::<PyBytes>() {
+                out.push_str(&String::from_utf8_lossy(bytes.as_bytes()));
+                return;
+            }
+            match self.bind(py).str() {
+                Ok(s) => out.push_str(&s.to_string_lossy()),
+                Err(e) => out.push_str(&format!("<str() failed: {e}>")),
+            }
         });
     }
 }

@@ -130,7 +130,9 @@ PROGRAMS = [
         name="001_rdd_queue",
         seed="001, RDD队列流 (rdd_queue.py)",
         args=[],
-        compare=dict(stdout="comparable", batches=6),
+        # 5, not 6: ember's graceful stop cuts its last batch at once, where Spark's timer runs
+        # one more interval, so in the same 62 s ember prints one batch fewer.
+        compare=dict(stdout="comparable", batches=5),
     ),
     dict(
         name="001_network_word_count",

@@ -2,6 +2,7 @@
 
 import os
 import threading
+import traceback
 
 from ember import _ember
 from ember.pyspark.context import SparkContext
@@ -10,13 +11,14 @@ from ember.pyspark.streaming.dstream import DStream
 from ember.pyspark.streaming.durations import to_ms
 
 
-def _items(rdd):
-    """The elements of a ``queueStream`` entry: an ``RDD`` from ``parallelize`` or a list."""
+def _partitions(rdd, sc):
+    """The partitions of a ``queueStream`` entry: an ``RDD`` from ``parallelize``, or a list,
+    parallelized as PySpark does (``sc.defaultParallelism`` partitions)."""
     if isinstance(rdd, RDD):
-        return rdd.collect()
+        return rdd._partitions
     if isinstance(rdd, (str, bytes)):
         raise TypeError("queueStream takes RDDs or lists of elements, got %s" % type(rdd).__name__)
-    return list(rdd)
+    return sc.parallelize(list(rdd))._partitions
 
 
 def _cluster_from_environment():
@@ -38,10 +40,17 @@ def _cluster_from_environment():
 
 
 def _call_list(func, time, rdds):
-    """PySpark's rule for ``StreamingContext.transform``: ``func(rdds)`` or ``func(time, rdds)``."""
-    from ember.pyspark.streaming.dstream import _arity
+    """``StreamingContext.transform`` calls ``transformFunc(rdds)``, as PySpark does."""
+    return func(rdds)
 
-    return func(rdds) if _arity(func, "transformFunc") == 1 else func(time, rdds)
+
+# The note the extension module adds to a user function's exception that failed a batch.
+_FAILED_NOTE = "ember: "
+
+
+class StreamingJobError(Exception):
+    """A batch's job failed in a user function: the message says which operation and batch,
+    with the function's traceback; ``__cause__`` is the function's own exception."""
 
 
 class StreamingContext:
@@ -129,11 +138,9 @@ class StreamingContext:
         """One entry of ``rdds`` (RDDs from ``sc.parallelize`` or lists) per batch, or all in
         the first batch when ``oneAtATime`` is false; then ``default`` in every batch, if
         given. Entries added to the list after this call are not seen (as in PySpark)."""
-        batches = [_items(rdd) for rdd in rdds]
-        return DStream(
-            self._ctx.queue_stream(batches, bool(oneAtATime), None if default is None else _items(default)),
-            self,
-        )
+        batches = [_partitions(rdd, self._sc) for rdd in rdds]
+        default = None if default is None else [x for part in _partitions(default, self._sc) for x in part]
+        return DStream(self._ctx.queue_stream(batches, bool(oneAtATime), default), self)
 
     def union(self, *dstreams):
         if not dstreams:
@@ -166,13 +173,26 @@ class StreamingContext:
             StreamingContext._active = self
 
     def awaitTermination(self, timeout=None):
-        """Waits until the context stops, or ``timeout`` seconds; raises the exception of a
-        failed batch (the user function's own, with a note naming the operation and batch)."""
-        self._ctx.await_termination(None if timeout is None else to_ms(timeout, "timeout"))
+        """Waits until the context stops, or ``timeout`` seconds. A batch that failed in a user
+        function raises ``StreamingJobError``: its message names the operation and the batch
+        and carries the function's Python traceback (as the message of PySpark's
+        ``Py4JJavaError`` does), and ``__cause__`` is the function's own exception."""
+        self._await(None if timeout is None else to_ms(timeout, "timeout"))
 
     def awaitTerminationOrTimeout(self, timeout):
         """Like ``awaitTermination``; returns whether the context stopped."""
-        return self._ctx.await_termination(to_ms(timeout, "timeout"))
+        return self._await(to_ms(timeout, "timeout"))
+
+    def _await(self, timeout_ms):
+        try:
+            return self._ctx.await_termination(timeout_ms)
+        except Exception as e:
+            failed = [n for n in getattr(e, "__notes__", ()) if n.startswith(_FAILED_NOTE)]
+            if not failed:
+                raise
+            where = failed[0][len(_FAILED_NOTE):].split(": ", 1)[0]
+            text = "".join(traceback.format_exception(type(e), e, e.__traceback__, chain=False))
+            raise StreamingJobError("%s:\n%s" % (where, text.rstrip())) from e
 
     def stop(self, stopSparkContext=True, stopGraceFully=False):
         self._ctx.stop(bool(stopGraceFully))

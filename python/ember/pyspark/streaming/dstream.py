@@ -1,7 +1,6 @@
 """``DStream``: PySpark's, on ember's engine. Functions are called with the arguments PySpark
 passes; durations are in seconds."""
 
-import inspect
 import operator
 from datetime import datetime
 
@@ -10,15 +9,12 @@ from ember.pyspark.streaming.durations import to_ms
 
 
 def _arity(func, name):
+    """PySpark's rule for the functions of ``foreachRDD`` and ``transform``:
+    ``func.__code__.co_argcount`` (a callable without ``__code__``, such as a
+    ``functools.partial``, raises ``AttributeError`` as in PySpark)."""
     if not callable(func):
         raise TypeError("%s must be callable, got %s" % (name, type(func).__name__))
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind == p.VAR_POSITIONAL for p in params):
-        return None
-    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    return func.__code__.co_argcount
 
 
 def _partitions_of(result, name):
@@ -69,8 +65,9 @@ class DStream:
             )
 
     def _slide_ms(self, slideDuration):
+        """``slideDuration`` in ms, or this stream's own slide (PySpark's default)."""
         if slideDuration is None:
-            return self._ssc._batch_ms
+            return self._stream.slide_ms()
         return to_ms(slideDuration, "slideDuration")
 
     # element-wise
@@ -156,18 +153,20 @@ class DStream:
 
     def reduceByKeyAndWindow(self, func, invFunc, windowDuration, slideDuration=None, numPartitions=None,
                              filterFunc=None):
-        """PySpark's: with ``invFunc`` the window is computed incrementally."""
+        """PySpark's: with ``invFunc``, a window of at least 5 slides is computed incrementally
+        (keys whose values all left it stay, with what ``invFunc`` left, unless ``filterFunc``
+        drops them); a shorter one is reduced from its batches, and ``invFunc`` is not used (as
+        PySpark's ``PythonReducedWindowedDStream`` does)."""
         self._validate_window_param(windowDuration, slideDuration)
         func = _callable(func, "func")
-        if invFunc is not None:
-            _callable(invFunc, "invFunc")
+        window_ms, slide_ms = to_ms(windowDuration, "windowDuration"), self._slide_ms(slideDuration)
         if filterFunc is not None:
             _callable(filterFunc, "filterFunc")
-        return self._wrap(
-            self._stream.reduce_by_key_and_window(
-                func, invFunc, to_ms(windowDuration, "windowDuration"), self._slide_ms(slideDuration), filterFunc
-            )
-        )
+        if invFunc and window_ms >= 5 * slide_ms:
+            _callable(invFunc, "invFunc")
+            return self._wrap(self._stream.reduce_by_key_and_window(func, invFunc, window_ms, slide_ms, filterFunc))
+        windowed = self._wrap(self._stream.reduce_by_key_and_window(func, None, window_ms, slide_ms, None))
+        return windowed.filter(filterFunc) if invFunc and filterFunc is not None else windowed
 
     def reduceByWindow(self, reduceFunc, invReduceFunc, windowDuration, slideDuration):
         keyed = self.map(lambda x: (1, x))
