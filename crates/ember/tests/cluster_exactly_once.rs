@@ -17,13 +17,15 @@
 //!
 //! The job runs in child processes: this test binary run again with `EMBER_XO_CHILD` set.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
+mod common;
+
+use common::read_counts;
 use ember::prelude::*;
 use ember::testing::TempDir;
 
@@ -225,22 +227,6 @@ fn batches_without_outputs(out: &Path, zero: u64, interval: u64, through: u64, w
             !saved || marks < workers
         })
         .collect()
-}
-
-/// Reads a `state-<ms>` directory as word counts.
-fn read_counts(dir: &Path) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.file_name().unwrap().to_string_lossy().starts_with("part-") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            let (word, n) = line.trim_matches(|c| c == '(' || c == ')').rsplit_once(',').unwrap();
-            counts.insert(word.to_owned(), n.parse().unwrap());
-        }
-    }
-    counts
 }
 
 /// Runs the job with worker 0 ending abnormally before the outputs of the `batch`-th batch of

@@ -367,16 +367,22 @@ fn assert_counted_words(process_0: &Process) {
     );
 }
 
+/// A 2-process cluster connected directly (no proxy), once both have run a few batches.
+fn running_cluster() -> [Process; 2] {
+    let addresses = [free_address(), free_address()];
+    let control = free_address();
+    let mut processes = [Process::spawn(0, &addresses, &control), Process::spawn(1, &addresses, &control)];
+    wait_for_batches(&mut processes);
+    processes
+}
+
 #[test]
 fn a_frozen_peer_is_lost_on_the_heartbeats_and_the_survivor_exits_within_a_second_of_await() {
     if !in_parent() {
         return;
     }
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let addresses = [free_address(), free_address()];
-    let control = free_address();
-    let mut processes = [Process::spawn(0, &addresses, &control), Process::spawn(1, &addresses, &control)];
-    wait_for_batches(&mut processes);
+    let mut processes = running_cluster();
     let frozen_ms = unix_ms();
     processes[1].freeze();
     let how = "the freeze of process 1";
@@ -394,10 +400,7 @@ fn a_killed_peer_is_one_error_line_and_the_survivor_exits_with_its_error() {
         return;
     }
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let addresses = [free_address(), free_address()];
-    let control = free_address();
-    let mut processes = [Process::spawn(0, &addresses, &control), Process::spawn(1, &addresses, &control)];
-    wait_for_batches(&mut processes);
+    let mut processes = running_cluster();
     let killed_ms = unix_ms();
     let _ = processes[1].child.kill();
     let _ = processes[1].child.wait();

@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
+mod common;
+
+use common::read_counts;
 use ember::prelude::*;
 use ember::testing::TempDir;
 
@@ -352,22 +355,6 @@ fn word_counts(files: &[String]) -> BTreeMap<String, u64> {
     for text in files {
         for word in text.lines().flat_map(|l| l.split(' ')) {
             *counts.entry(word.to_owned()).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
-/// Reads a `state-<ms>` directory as word counts.
-fn read_counts(dir: &Path) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.file_name().unwrap().to_string_lossy().starts_with("part-") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            let (word, n) = line.trim_matches(|c| c == '(' || c == ')').rsplit_once(',').unwrap();
-            counts.insert(word.to_owned(), n.parse().unwrap());
         }
     }
     counts
