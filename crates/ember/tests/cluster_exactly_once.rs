@@ -126,13 +126,7 @@ struct Job {
 
 impl Job {
     fn spawn(dir: &Path, out: &Path, logs: &Path, processes: usize, round: &str, fault: Option<&str>) -> Job {
-        // Fresh ports every run: a killed process's may still be taken.
-        let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let listeners = [bind(), bind(), bind()];
-        let port = |i: usize| listeners[i].local_addr().unwrap().port();
-        let addresses = format!("127.0.0.1:{},127.0.0.1:{}", port(0), port(1));
-        let control = format!("127.0.0.1:{}", port(2));
-        drop(listeners);
+        let (addresses, control) = common::cluster_addresses();
         let mut job = Job {
             children: Vec::new(),
             logs: Vec::new(),

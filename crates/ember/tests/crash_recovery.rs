@@ -726,13 +726,7 @@ impl Cluster {
 
     /// The job `child` (see `crash_child`) on both processes.
     fn spawn_child(child: &str, logs: &Path, round: usize, stop_at: Option<u64>) -> Cluster {
-        // Fresh ports every round: a killed process's may still be taken.
-        let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let listeners = [bind(), bind(), bind()];
-        let port = |i: usize| listeners[i].local_addr().unwrap().port();
-        let addresses = format!("127.0.0.1:{},127.0.0.1:{}", port(0), port(1));
-        let control = format!("127.0.0.1:{}", port(2));
-        drop(listeners);
+        let (addresses, control) = common::cluster_addresses();
         let mut cluster = Cluster {
             children: Vec::new(),
             logs: Vec::new(),

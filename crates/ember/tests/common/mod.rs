@@ -19,3 +19,16 @@ pub fn read_counts(dir: &Path) -> BTreeMap<String, u64> {
     }
     counts
 }
+
+/// Fresh loopback addresses for a 2-process cluster: its two processes' `host:port`s
+/// (comma-separated) and its control plane's. New ports for every run: a killed process's may
+/// still be taken.
+pub fn cluster_addresses() -> (String, String) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listeners = [bind(), bind(), bind()];
+    let port = |i: usize| listeners[i].local_addr().unwrap().port();
+    (
+        format!("127.0.0.1:{},127.0.0.1:{}", port(0), port(1)),
+        format!("127.0.0.1:{}", port(2)),
+    )
+}
