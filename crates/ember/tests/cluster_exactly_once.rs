@@ -58,17 +58,7 @@ fn xo_child() {
     let counted = Arc::new(AtomicU64::new(0));
     let seen = Arc::clone(&counted);
     let ssc = StreamingContext::get_or_create(dir, || {
-        let mut builder = StreamingContext::builder(milliseconds(INTERVAL_MS)).workers(WORKERS);
-        if let Some(cluster) = &cluster {
-            let mut parts = cluster.split(';');
-            let process = parts.next().unwrap().parse().unwrap();
-            let addresses = parts.next().unwrap().split(',').map(str::to_owned).collect();
-            builder = builder
-                .cluster(process, addresses)
-                .cluster_control_address(parts.next().unwrap())
-                .cluster_start_timeout(seconds(10));
-        }
-        let ssc = builder.build()?;
+        let ssc = common::child_builder(INTERVAL_MS, WORKERS, cluster.as_deref(), seconds(10)).build()?;
         let totals = ssc
             .replay_stream(input(), 2)
             .map(|w| (w, 1u64))

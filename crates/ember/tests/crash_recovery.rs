@@ -47,19 +47,8 @@ fn input() -> Vec<Option<Vec<String>>> {
 /// The context builder of a child: `workers` threads, in a cluster when `cluster` is
 /// "process;address,address;control address".
 fn builder(interval_ms: u64, workers: usize, cluster: Option<&str>) -> ember::StreamingContextBuilder {
-    let mut builder = StreamingContext::builder(milliseconds(interval_ms)).workers(workers);
-    if let Some(cluster) = cluster {
-        let mut parts = cluster.split(';');
-        let process = parts.next().unwrap().parse().unwrap();
-        let addresses = parts.next().unwrap().split(',').map(str::to_owned).collect();
-        // A process killed before the other reached it is indistinguishable from one that has
-        // not started yet: the other waits for the start timeout (5 s here, 60 s by default).
-        builder = builder
-            .cluster(process, addresses)
-            .cluster_control_address(parts.next().unwrap())
-            .cluster_start_timeout(seconds(5));
-    }
-    builder
+    // 5 s rather than the default 60: the other processes of a killed one wait that long.
+    common::child_builder(interval_ms, workers, cluster, seconds(5))
 }
 
 /// The stateful word count of the seeds on `words`: running totals and a 3-batch incremental

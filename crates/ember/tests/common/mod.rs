@@ -32,3 +32,26 @@ pub fn cluster_addresses() -> (String, String) {
         format!("127.0.0.1:{}", port(2)),
     )
 }
+
+/// The context builder of a test's child process: `workers` threads every `interval_ms`, as one
+/// process of a cluster when `cluster` is "process;address,address;control address" (a process
+/// killed before the others reached it looks like one not started yet: the others wait
+/// `start_timeout`).
+pub fn child_builder(
+    interval_ms: u64,
+    workers: usize,
+    cluster: Option<&str>,
+    start_timeout: ember::Duration,
+) -> ember::StreamingContextBuilder {
+    let mut builder = ember::StreamingContext::builder(ember::milliseconds(interval_ms)).workers(workers);
+    if let Some(cluster) = cluster {
+        let mut parts = cluster.split(';');
+        let process = parts.next().unwrap().parse().unwrap();
+        let addresses = parts.next().unwrap().split(',').map(str::to_owned).collect();
+        builder = builder
+            .cluster(process, addresses)
+            .cluster_control_address(parts.next().unwrap())
+            .cluster_start_timeout(start_timeout);
+    }
+    builder
+}
