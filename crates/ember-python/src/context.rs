@@ -223,6 +223,32 @@ impl PyContext {
         }
     }
 
+    /// `deliver(kind, json)` gets every listener event of this context (see `listener.rs`).
+    fn add_streaming_listener(&self, deliver: Py<PyAny>) {
+        self.ssc.add_streaming_listener(crate::listener::PyListener::new(deliver));
+    }
+
+    /// `f(time_ms, [partitions of each stream])` returns the batch's new partitions (Spark's
+    /// `StreamingContext.transform` over any number of streams).
+    fn transform(&self, py: Python<'_>, streams: Vec<PyRef<'_, PyDStream>>, f: Py<PyAny>) -> PyResult<PyDStream> {
+        let streams: Vec<_> = streams.iter().map(|s| s.stream.clone()).collect();
+        self.ssc
+            .transform(&streams, move |batches: Vec<ember::Batch<PyObj>>| {
+                let time = batches.first().map_or(Time::from_millis(0), ember::Batch::time);
+                Python::attach(|py| {
+                    let lists = batches
+                        .into_iter()
+                        .map(|b| crate::dstream::partitions(py, b.into_partitions()))
+                        .collect::<Vec<_>>();
+                    let lists = pyo3::types::PyList::new(py, lists).unwrap_or_else(|e| crate::call::fail_batch(py, e));
+                    let result = crate::call::call(py, &f, (time.milliseconds(), lists));
+                    ember::Batch::from_partitions(time, crate::dstream::partitions_of(py, &result))
+                })
+            })
+            .map(PyDStream::new)
+            .map_err(|e| to_py_err(py, e))
+    }
+
     fn union(&self, py: Python<'_>, streams: Vec<PyRef<'_, PyDStream>>) -> PyResult<PyDStream> {
         let mut iter = streams.iter();
         let first = iter

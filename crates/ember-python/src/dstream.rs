@@ -101,7 +101,7 @@ fn elements(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> Vec<PyObj> {
 }
 
 /// A batch's partitions as a Python list of lists.
-fn partitions<'py>(py: Python<'py>, parts: Vec<Vec<PyObj>>) -> Bound<'py, PyList> {
+pub(crate) fn partitions<'py>(py: Python<'py>, parts: Vec<Vec<PyObj>>) -> Bound<'py, PyList> {
     let lists: Vec<Bound<'py, PyList>> = parts
         .into_iter()
         .map(|p| PyList::new(py, p.into_iter().map(|x| x.0)))
@@ -111,7 +111,7 @@ fn partitions<'py>(py: Python<'py>, parts: Vec<Vec<PyObj>>) -> Bound<'py, PyList
 }
 
 /// The partitions a `transform` function returned: an iterable of iterables.
-fn partitions_of(py: Python<'_>, result: &Bound<'_, PyAny>) -> Vec<Vec<PyObj>> {
+pub(crate) fn partitions_of(py: Python<'_>, result: &Bound<'_, PyAny>) -> Vec<Vec<PyObj>> {
     let parts = result.try_iter().unwrap_or_else(|e| fail_batch(py, e));
     parts
         .map(|part| elements(py, &part.unwrap_or_else(|e| fail_batch(py, e))))
@@ -436,6 +436,35 @@ impl PyDStream {
                 from_pair(py, &k, both.into_any())
             })
         }))
+    }
+
+    /// The batches from `from_ms` to `to_ms` (both included) this stream kept for `remember`,
+    /// each as its partitions. The GIL is released while the kept batches are looked up.
+    fn slice<'py>(&self, py: Python<'py>, from_ms: u64, to_ms: u64) -> PyResult<Vec<Bound<'py, PyList>>> {
+        let batches = py
+            .detach(|| self.stream.slice(ember::Time::from_millis(from_ms), ember::Time::from_millis(to_ms)))
+            .map_err(|e| crate::context::to_py_err(py, e))?;
+        Ok(batches.into_iter().map(|b| partitions(py, b.into_partitions())).collect())
+    }
+
+    /// Every batch's pairs in `num_partitions` partitions by key: ember's stable hash, or
+    /// `func(key) % num_partitions` (PySpark's `partitionBy`).
+    #[pyo3(signature = (num_partitions, func=None))]
+    fn partition_by(&self, py: Python<'_>, num_partitions: usize, func: Option<Py<PyAny>>) -> PyResult<Self> {
+        let pairs = self.pairs();
+        let moved = match func {
+            None => pairs.partition_by(num_partitions),
+            Some(func) => pairs.partition_by_with(num_partitions, move |key: &PyKey| {
+                Python::attach(|py| {
+                    let placed = call(py, &func, (key.obj.bind(py),));
+                    placed
+                        .rem(num_partitions)
+                        .and_then(|r| r.extract::<usize>())
+                        .unwrap_or_else(|e| fail_batch(py, e))
+                })
+            }),
+        };
+        Ok(Self::new(pairs_to_objects(&moved.map_err(|e| crate::context::to_py_err(py, e))?)))
     }
 
     /// The plan node's name (`map#3`), as errors name it.

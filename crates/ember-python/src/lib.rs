@@ -6,6 +6,7 @@
 mod call;
 mod context;
 mod dstream;
+mod listener;
 mod value;
 
 use pyo3::prelude::*;

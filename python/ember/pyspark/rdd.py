@@ -136,6 +136,9 @@ class RDD:
     def mapPartitions(self, f, preservesPartitioning=False):
         return self._per_item(lambda part: list(f(iter(part))))
 
+    def mapPartitionsWithIndex(self, f, preservesPartitioning=False):
+        return RDD([list(f(i, iter(part))) for i, part in enumerate(self._partitions)])
+
     def mapValues(self, f):
         return self._per_item(lambda part: [(k, f(v)) for k, v in part])
 

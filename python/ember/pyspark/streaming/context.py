@@ -7,8 +7,9 @@ import traceback
 from ember import _ember
 from ember.pyspark.context import SparkContext
 from ember.pyspark.rdd import RDD
-from ember.pyspark.streaming.dstream import DStream
+from ember.pyspark.streaming.dstream import DStream, _partitions_of
 from ember.pyspark.streaming.durations import to_ms
+from ember.pyspark.streaming.listener import StreamingListener, _deliverer
 
 
 def _partitions(rdd, sc):
@@ -37,11 +38,6 @@ def _cluster_from_environment():
     except ValueError:
         raise ValueError("EMBER_CLUSTER_PROCESS must be a process index, got %r" % process) from None
     return (index, [a.strip() for a in addresses.split(",") if a.strip()], os.environ.get("EMBER_CLUSTER_CONTROL"))
-
-
-def _call_list(func, time, rdds):
-    """``StreamingContext.transform`` calls ``transformFunc(rdds)``, as PySpark does."""
-    return func(rdds)
 
 
 # The note the extension module adds to a user function's exception that failed a batch.
@@ -148,14 +144,32 @@ class StreamingContext:
         return DStream(self._ctx.union([d._stream for d in dstreams]), self)
 
     def transform(self, dstreams, transformFunc):
-        """``transformFunc(rdds)`` or ``transformFunc(time, rdds)`` over the batches of
-        ``dstreams`` (one or two streams in ember so far)."""
+        """``transformFunc(rdds)`` over the batches of ``dstreams`` (a tuple of their RDDs, in
+        the list's order), returning the new RDD, as PySpark calls it."""
         dstreams = list(dstreams)
-        if len(dstreams) == 1:
-            return dstreams[0].transform(lambda t, rdd: _call_list(transformFunc, t, [rdd]))
-        if len(dstreams) == 2:
-            return dstreams[0].transformWith(lambda t, a, b: _call_list(transformFunc, t, [a, b]), dstreams[1])
-        raise NotImplementedError("StreamingContext.transform of %d streams is not in ember yet" % len(dstreams))
+        if not dstreams:
+            raise ValueError("transform needs at least one DStream")
+        for d in dstreams:
+            if not isinstance(d, DStream):
+                raise TypeError("dstreams must be DStreams, got %s" % type(d).__name__)
+        if not callable(transformFunc):
+            raise TypeError("transformFunc must be callable, got %s" % type(transformFunc).__name__)
+
+        def apply(ms, per_stream):
+            result = transformFunc(tuple(RDD(partitions) for partitions in per_stream))
+            return _partitions_of(result, "StreamingContext.transform")
+
+        return DStream(self._ctx.transform([d._stream for d in dstreams], apply), self)
+
+    def addStreamingListener(self, streamingListener):
+        """Registers a ``StreamingListener`` (``ember.pyspark.streaming.listener``); its
+        methods get PySpark's event objects on ember's listener thread."""
+        if not isinstance(streamingListener, StreamingListener):
+            raise TypeError(
+                "streamingListener must be a StreamingListener (ember.pyspark.streaming.listener), got %s"
+                % type(streamingListener).__name__
+            )
+        self._ctx.add_streaming_listener(_deliverer(streamingListener))
 
     # settings
 

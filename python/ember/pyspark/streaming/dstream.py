@@ -2,6 +2,7 @@
 passes; durations are in seconds."""
 
 import operator
+import time as _time
 from datetime import datetime
 
 from ember.pyspark.rdd import RDD
@@ -27,6 +28,18 @@ def _partitions_of(result, name):
     if isinstance(result, (list, tuple)):
         return [list(result)]
     raise TypeError("the function given to %s must return an RDD, got %s" % (name, type(result).__name__))
+
+
+def _ms_of(timestamp, name):
+    """PySpark's ``_jtime``: a ``datetime`` (local time, to the second) or seconds since the
+    epoch, in milliseconds."""
+    if isinstance(timestamp, datetime):
+        timestamp = _time.mktime(timestamp.timetuple())
+    if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
+        raise TypeError("%s must be a datetime or seconds since the epoch, got %s" % (name, type(timestamp).__name__))
+    if timestamp < 0:
+        raise ValueError("%s must not be before the epoch, got %r" % (name, timestamp))
+    return int(timestamp * 1000)
 
 
 def _callable(func, name):
@@ -86,7 +99,10 @@ class DStream:
         return self._wrap(self._stream.map_partitions(lambda part: f(iter(part))))
 
     def mapPartitionsWithIndex(self, f, preservesPartitioning=False):
-        raise NotImplementedError("mapPartitionsWithIndex is not in ember yet")
+        """``f(index, iterator)`` of each partition of each batch (as PySpark, through
+        ``transform``: the batch is gathered on one worker)."""
+        f = _callable(f, "f")
+        return self.transform(lambda rdd: rdd.mapPartitionsWithIndex(f, preservesPartitioning))
 
     def glom(self):
         return self._wrap(self._stream.map_partitions(lambda part: [list(part)]))
@@ -127,6 +143,17 @@ class DStream:
             return acc
 
         return grouped.mapValues(combine)
+
+    def partitionBy(self, numPartitions, partitionFunc=None):
+        """Each batch's pairs in ``numPartitions`` partitions by key: partition
+        ``partitionFunc(key) % numPartitions``, or by ember's stable hash of the key when no
+        function is given (PySpark's default, ``portable_hash``, needs ``PYTHONHASHSEED``
+        for strings; ember's hash does not)."""
+        if not isinstance(numPartitions, int) or isinstance(numPartitions, bool) or numPartitions < 1:
+            raise ValueError("numPartitions must be a positive int, got %r" % (numPartitions,))
+        if partitionFunc is not None:
+            partitionFunc = _callable(partitionFunc, "partitionFunc")
+        return self._wrap(self._stream.partition_by(numPartitions, partitionFunc))
 
     def union(self, other):
         if not isinstance(other, DStream):
@@ -244,6 +271,13 @@ class DStream:
         return self.cogroup(other, numPartitions).flatMapValues(
             lambda vw: [(v, w) for v in (vw[0] or [None]) for w in (vw[1] or [None])]
         )
+
+    def slice(self, begin, end):
+        """The RDDs of the batches from ``begin`` to ``end`` (``datetime`` or seconds since the
+        epoch, both included), as PySpark's ``slice``. ember keeps batches for this only when
+        ``ssc.remember(duration)`` was set before ``start``, and only for streams some output
+        computes; otherwise ``RuntimeError`` says why."""
+        return [RDD(partitions) for partitions in self._stream.slice(_ms_of(begin, "begin"), _ms_of(end, "end"))]
 
     # outputs
 
