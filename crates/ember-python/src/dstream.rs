@@ -442,7 +442,10 @@ impl PyDStream {
     /// each as its partitions. The GIL is released while the kept batches are looked up.
     fn slice<'py>(&self, py: Python<'py>, from_ms: u64, to_ms: u64) -> PyResult<Vec<Bound<'py, PyList>>> {
         let batches = py
-            .detach(|| self.stream.slice(ember::Time::from_millis(from_ms), ember::Time::from_millis(to_ms)))
+            .detach(|| {
+                self.stream
+                    .slice(ember::Time::from_millis(from_ms), ember::Time::from_millis(to_ms))
+            })
             .map_err(|e| crate::context::to_py_err(py, e))?;
         Ok(batches.into_iter().map(|b| partitions(py, b.into_partitions())).collect())
     }
