@@ -17,6 +17,9 @@
 #   BENCH_WORKLOAD=startup bench/compare.sh   # workload 6: launch to first batch, peak RSS
 #   BENCH_SYSTEMS="ember spark pyspark" bench/compare.sh   # PySpark DStreams as a third system
 #                                             # (wordcount, files and startup)
+#   BENCH_SYSTEMS="spark pyspark ember-python ember-python2" bench/compare.sh
+#                                             # the same PySpark program on ember (issue 26):
+#                                             # one process, and a cluster of two
 #
 # 1. Installs Spark from PyPI into a venv under bench/.work/ (the pyspark package carries
 #    Spark's jars, and is the PySpark that bench/spark/socket_word_count.py runs with, under
@@ -87,7 +90,17 @@
 #   BENCH_SYSTEMS           systems to run, in order, from ember, spark (Spark Streaming,
 #                           Java) and pyspark (PySpark DStreams: bench/spark/
 #                           socket_word_count.py, the same Spark settings as the Java job;
-#                           wordcount, files and startup only) ["ember spark"]
+#                           wordcount, files and startup only), ember-python (that same
+#                           Python program on ember, `socket_word_count.py --ember`: its
+#                           imports from ember.pyspark, one process, master
+#                           BENCH_EMBER_PYTHON_MASTER) and ember-python2 (the same as two
+#                           processes of an ember cluster, `python -m ember.launch -n 2`, each
+#                           with that master); the ember-python systems install ember's Python
+#                           package (release build, `pip install ./python`) into the venv
+#                           ["ember spark"]
+#   BENCH_EMBER_PYTHON_MASTER  the Python program's master on ember, per process [local[1]:
+#                           the GIL lets one thread of Python run at a time, so a process
+#                           gains little from a second worker]
 #   BENCH_INTERVAL_MS       batch interval [1000]. Below 1000 (workload 2: 100 or 10), the
 #                           defaults of the warm-up and measured batches keep their durations
 #                           (10 s and 15 s of batches), the growth limit is a quarter of an
@@ -196,11 +209,11 @@ read -r -a SYSTEM_LIST <<<"$SYSTEMS"
 for s in "${SYSTEM_LIST[@]}"; do
     case $s in
     ember | spark) ;;
-    pyspark)
+    pyspark | ember-python | ember-python2)
         [[ $WORKLOAD == wordcount || $WORKLOAD == files || $WORKLOAD == startup ]] ||
-            usage_error "pyspark runs the word count only (BENCH_WORKLOAD wordcount, files or startup), not $WORKLOAD"
+            usage_error "$s runs the word count only (BENCH_WORKLOAD wordcount, files or startup), not $WORKLOAD"
         ;;
-    *) usage_error "unknown system '$s' in BENCH_SYSTEMS (ember, spark, pyspark)" ;;
+    *) usage_error "unknown system '$s' in BENCH_SYSTEMS (ember, spark, pyspark, ember-python, ember-python2)" ;;
     esac
 done
 WARMUP=${BENCH_WARMUP_BATCHES:-$DEFAULT_WARMUP}
@@ -224,6 +237,7 @@ BUSY_PERCENT=${BENCH_BUSY_PERCENT:-15}
 KIND=${BENCH_KIND:-$DEFAULT_KIND}
 EMBER_WORKERS=${BENCH_EMBER_WORKERS:-2}
 SPARK_MASTER=${BENCH_SPARK_MASTER:-local[2]}
+EMBER_PYTHON_MASTER=${BENCH_EMBER_PYTHON_MASTER:-local[1]}
 SPARK_HEAP=${BENCH_SPARK_HEAP:-2g}
 SPARK_JAVA_OPTS=${BENCH_SPARK_JAVA_OPTS:-}
 PYSPARK_VERSION=${BENCH_PYSPARK_VERSION:-3.5.9}
@@ -240,11 +254,11 @@ positive_int BENCH_MEASURE_BATCHES "$MEASURE"
 
 # Seconds a trial may take before its first batch line: process start, and for Spark the JVM,
 # the SparkContext and the receiver (PySpark: also the Python driver and workers).
-declare -A STARTUP_S=([ember]=15 [spark]=60 [pyspark]=90)
+declare -A STARTUP_S=([ember]=15 [spark]=60 [pyspark]=90 [ember-python]=20 [ember-python2]=30)
 # What a trial usually costs beyond its batches, for planning the time budget.
-declare -A OVERHEAD_S=([ember]=4 [spark]=14 [pyspark]=18)
+declare -A OVERHEAD_S=([ember]=4 [spark]=14 [pyspark]=18 [ember-python]=5 [ember-python2]=6)
 # Each system's share of the search's time (Spark's trials take longer: JVM start).
-declare -A WEIGHT=([ember]=2 [spark]=3 [pyspark]=3)
+declare -A WEIGHT=([ember]=2 [spark]=3 [pyspark]=3 [ember-python]=2 [ember-python2]=2)
 
 RUN_DIR="$WORK/run-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$RUN_DIR"
@@ -394,6 +408,15 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     say "building ember (release)"
     (cd "$ROOT" && cargo build --release -p ember-cli && cargo build --release -p ember --example bench_wordcount) \
         >"$RUN_DIR/cargo.log" 2>&1 || die "cargo build failed, see $RUN_DIR/cargo.log"
+fi
+if [[ " ${SYSTEM_LIST[*]} " == *" ember-python"* ]]; then
+    if [[ "$SKIP_BUILD" != 1 ]] || ! "$PY" -c 'import ember.pyspark' 2>/dev/null; then
+        say "installing ember's Python package into $VENV (pip install ./python: a release build)"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$ROOT/python" \
+            >"$RUN_DIR/pip-ember.log" 2>&1 || die "pip install ./python failed, see $RUN_DIR/pip-ember.log"
+    fi
+    "$PY" -c 'import ember.pyspark.streaming' 2>"$RUN_DIR/ember-import.log" ||
+        die "the venv's python cannot import ember.pyspark.streaming, see $RUN_DIR/ember-import.log"
 fi
 EMBER_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -z "$(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]] || EMBER_COMMIT="$EMBER_COMMIT+changes"
@@ -552,6 +575,14 @@ start_job() {
         "$PY" "$BENCH/spark/socket_word_count.py" "${input[@]}" "$batches" "$INTERVAL_MS" "$SPARK_MASTER" \
             "${PYSPARK_CONFS[@]}" >"$log.out" 2>>"$log.err" &
         ;;
+    ember-python)
+        "$PY" "$BENCH/spark/socket_word_count.py" --ember "${input[@]}" "$batches" "$INTERVAL_MS" "$EMBER_PYTHON_MASTER" \
+            >"$log.out" 2>>"$log.err" &
+        ;;
+    ember-python2)
+        "$PY" -m ember.launch -n 2 "$BENCH/spark/socket_word_count.py" --ember "${input[@]}" "$batches" "$INTERVAL_MS" \
+            "$EMBER_PYTHON_MASTER" >"$log.out" 2>>"$log.err" &
+        ;;
     esac
     JOB_PID=$!
     PIDS+=("$JOB_PID")
@@ -622,7 +653,7 @@ run_trial() {
         ((count >= batches)) && break
         if ((count > 0 && first_seen == 0)); then
             first_seen=1
-            [[ $system == pyspark ]] && adopt_family "$job_pid"
+            [[ $system == pyspark || $system == ember-python2 ]] && adopt_family "$job_pid"
             deadline=$(($(date +%s) + (batches - count) * INTERVAL_MS / 1000 + 3 * INTERVAL_MS / 1000 + 5))
         fi
         if (($(date +%s) > deadline)); then
@@ -644,7 +675,7 @@ run_trial() {
     if ! kill -0 "$job_pid" 2>/dev/null && (($(grep -c '^BATCH ' "$log.out" || true) < batches)); then
         say "  $system ended before its batches were in: $(grep -v '^\s*$' "$log.err" | tail -n1)"
     fi
-    [[ $system == pyspark ]] && extra_ticks=$(descendant_ticks "$job_pid")
+    [[ $system == pyspark || $system == ember-python2 ]] && extra_ticks=$(descendant_ticks "$job_pid")
     stop_pid "$job_pid"
     stop_family
     if [[ -n $writer_pid ]]; then
@@ -753,13 +784,19 @@ label() {
     ember) echo "ember $EMBER_COMMIT, $EMBER_WORKERS workers" ;;
     spark) echo "$SPARK_LABEL, $SPARK_MASTER" ;;
     pyspark) echo "$PYSPARK_LABEL, $SPARK_MASTER" ;;
+    ember-python) echo "PySpark program on ember $EMBER_COMMIT, 1 process, $EMBER_PYTHON_MASTER" ;;
+    ember-python2) echo "PySpark program on ember $EMBER_COMMIT, 2 processes, $EMBER_PYTHON_MASTER each" ;;
     esac
 }
 short_name() {
-    case $1 in ember) echo ember ;; spark) echo Spark ;; pyspark) echo PySpark ;; esac
+    case $1 in
+    ember) echo ember ;; spark) echo Spark ;; pyspark) echo PySpark ;;
+    ember-python) echo "ember-Python(1 process)" ;; ember-python2) echo "ember-Python(2 processes)" ;;
+    esac
 }
 # The pairs of systems a ratio is given for, when both ran: faster system first.
-RATIO_PAIRS=("ember spark" "ember pyspark" "spark pyspark")
+RATIO_PAIRS=("ember spark" "ember pyspark" "spark pyspark" "ember-python spark" "ember-python2 spark"
+    "ember-python pyspark" "ember-python2 pyspark" "ember-python2 ember-python" "ember ember-python")
 
 # ---------------------------------------------------------------------------------------------
 # Workload 6: launch to first batch, and peak resident memory, at a fixed rate. No search.
@@ -898,7 +935,7 @@ search_s=$(($(date +%s) - search_start))
         echo "thresholds for ${INTERVAL_MS} ms batches: processing p$(awk -v q="$PROC_QUANTILE" 'BEGIN { print q * 100 }') < ${INTERVAL_MS} ms," \
             "delay growth < ${GROWTH_MS} ms, delay at the end < ${SETTLED_MS} ms$( ((INTERVAL_MS < 200)) && echo ", Spark block interval ${INTERVAL_MS} ms")"
     fi
-    printf '%-48s %16s %12s %12s %12s\n' "system" "max words/s" "lines/s" "p50 delay" "p99 delay"
+    printf '%-62s %16s %12s %12s %12s\n' "system" "max words/s" "lines/s" "p50 delay" "p99 delay"
     for s in "${SYSTEM_LIST[@]}"; do
         r=${RESULT_RATE[$s]}
         v=${RESULT_VERDICT[$s]}
@@ -906,10 +943,10 @@ search_s=$(($(date +%s) - search_start))
             # ">=": no higher rate failed (the search ran out of steps or time first).
             bound=""
             ((RESULT_BOUNDED[$s])) || bound=">="
-            printf '%-48s %16s %12s %9s ms %9s ms\n' "$(label "$s")" "$bound$(words_of "$r")" "$bound$r" "$(field p50_ms "$v")" \
+            printf '%-62s %16s %12s %9s ms %9s ms\n' "$(label "$s")" "$bound$(words_of "$r")" "$bound$r" "$(field p50_ms "$v")" \
                 "$(field p99_ms "$v")"
         else
-            printf '%-48s %16s %12s %12s %12s\n' "$(label "$s")" "none passed" "-" "-" "-"
+            printf '%-62s %16s %12s %12s %12s\n' "$(label "$s")" "none passed" "-" "-" "-"
         fi
     done
     for s in "${SYSTEM_LIST[@]}"; do

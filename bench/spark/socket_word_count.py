@@ -14,8 +14,13 @@ processing, scheduling and total delay of the batch.
 
 Usage (with the python of the venv that holds pyspark; PYSPARK_PYTHON should name it too):
 
-    socket_word_count.py HOST PORT BATCHES INTERVAL_MS [MASTER] [--conf KEY=VALUE ...]
-    socket_word_count.py --files DIR BATCHES INTERVAL_MS [MASTER] [--conf KEY=VALUE ...]
+    socket_word_count.py [--ember] HOST PORT BATCHES INTERVAL_MS [MASTER] [--conf KEY=VALUE ...]
+    socket_word_count.py [--ember] --files DIR BATCHES INTERVAL_MS [MASTER] [--conf KEY=VALUE ...]
+
+--ember runs the same program on ember: its imports are taken from ember.pyspark instead of
+pyspark, and nothing else changes (as a user takes a program to ember). Run that way under
+`python -m ember.launch -n N`, it is N processes of an ember cluster; process 0 prints the
+batch lines (the others' listeners see no receiver and no output, so they stay silent).
 
 MASTER defaults to local[2]. --conf settings go to the SparkConf before the JVM starts (so
 spark.driver.memory and spark.driver.extraJavaOptions apply to it); the defaults here are the
@@ -40,6 +45,9 @@ def usage(message):
 def parse(argv):
     confs = []
     positional = []
+    ember = bool(argv) and argv[0] == "--ember"
+    if ember:
+        argv = argv[1:]
     i = 0
     while i < len(argv):
         if argv[i] == "--conf":
@@ -70,17 +78,23 @@ def parse(argv):
     if files and not os.path.isdir(source):
         usage(f"{source} is not a directory")
     master = positional[4] if len(positional) > 4 else "local[2]"
-    return files, source, batches, interval_ms, master, confs
+    return ember, files, source, batches, interval_ms, master, confs
 
 
 def main():
-    files, source, batches, interval_ms, master, confs = parse(sys.argv[1:])
+    ember, files, source, batches, interval_ms, master, confs = parse(sys.argv[1:])
     try:
-        from pyspark import SparkConf, SparkContext
-        from pyspark.streaming import StreamingContext
-        from pyspark.streaming.listener import StreamingListener
+        if ember:
+            from ember.pyspark import SparkConf, SparkContext
+            from ember.pyspark.streaming import StreamingContext
+            from ember.pyspark.streaming.listener import StreamingListener
+        else:
+            from pyspark import SparkConf, SparkContext
+            from pyspark.streaming import StreamingContext
+            from pyspark.streaming.listener import StreamingListener
     except ImportError as e:
-        print(f"socket_word_count.py: cannot import pyspark ({e}); run it with the venv's python", file=sys.stderr)
+        system = "ember (pip install ./python)" if ember else "pyspark"
+        print(f"socket_word_count.py: cannot import {system} ({e}); run it with the venv's python", file=sys.stderr)
         sys.exit(2)
 
     conf = SparkConf().setAppName("socket_word_count.py").setMaster(master)
@@ -133,7 +147,9 @@ def main():
         def onReceiverStopped(self, receiverStopped):
             print(f"RECEIVER stopped: {receiverStopped.receiverInfo().lastErrorMessage()}", file=sys.stderr, flush=True)
 
-    ssc.addStreamingListener(Listener())
+    # In an ember cluster, process 0 runs the receiver and the outputs: only it reports batches.
+    if os.environ.get("EMBER_CLUSTER_PROCESS", "0") == "0":
+        ssc.addStreamingListener(Listener())
     ssc.start()
     while completed[0] < batches:
         if ssc.awaitTerminationOrTimeout(0.05):

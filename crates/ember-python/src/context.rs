@@ -37,8 +37,15 @@ pub fn to_py_err(py: Python<'_>, error: ember::Error) -> PyErr {
     }
 }
 
+/// Lines as Python `str`s, a partition under one hold of the GIL.
 fn strings(stream: ember::DStream<String>) -> PyDStream {
-    PyDStream::new(stream.map(|line: String| Python::attach(|py| PyObj(PyString::new(py, &line).into_any().unbind()))))
+    PyDStream::new(stream.map_partitions_as("to_python", |lines: std::vec::IntoIter<String>| {
+        crate::gil::attach(|py| {
+            lines
+                .map(|line| PyObj(PyString::new(py, &line).into_any().unbind()))
+                .collect::<Vec<_>>()
+        })
+    }))
 }
 
 #[pymethods]
@@ -169,9 +176,16 @@ impl PyContext {
             .ssc
             .binary_records_stream(directory, record_length)
             .map_err(|e| to_py_err(py, e))?;
-        Ok(PyDStream::new(records.map(|record: Vec<u8>| {
-            Python::attach(|py| PyObj(pyo3::types::PyBytes::new(py, &record).into_any().unbind()))
-        })))
+        Ok(PyDStream::new(records.map_partitions_as(
+            "to_python",
+            |records: std::vec::IntoIter<Vec<u8>>| {
+                crate::gil::attach(|py| {
+                    records
+                        .map(|record| PyObj(pyo3::types::PyBytes::new(py, &record).into_any().unbind()))
+                        .collect::<Vec<_>>()
+                })
+            },
+        )))
     }
 
     fn checkpoint(&self, py: Python<'_>, directory: &str) -> PyResult<()> {
@@ -235,7 +249,7 @@ impl PyContext {
         self.ssc
             .transform(&streams, move |batches: Vec<ember::Batch<PyObj>>| {
                 let time = batches.first().map_or(Time::from_millis(0), ember::Batch::time);
-                Python::attach(|py| {
+                crate::gil::attach(|py| {
                     let lists = batches
                         .into_iter()
                         .map(|b| crate::dstream::partitions(py, b.into_partitions()))

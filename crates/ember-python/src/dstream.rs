@@ -56,7 +56,7 @@ fn under_gil<T: ember::Data, U: ember::Data>(
     f: impl Fn(Python<'_>, T, &mut Vec<U>) + Send + Sync + 'static,
 ) -> DStream<U> {
     stream.map_partitions_as(operation, move |part: std::vec::IntoIter<T>| {
-        Python::attach(|py| {
+        crate::gil::attach(|py| {
             let mut out = Vec::with_capacity(part.len());
             for x in part {
                 f(py, x, &mut out);
@@ -141,10 +141,10 @@ impl PyDStream {
     /// dict under one hold of the GIL (Spark's map-side combine, as PySpark's workers do it):
     /// the engine's reduce then merges one value per key and partition.
     fn combined(&self, f: &Py<PyAny>) -> DStream<(PyKey, PyObj)> {
-        let f = Python::attach(|py| f.clone_ref(py));
+        let f = crate::gil::attach(|py| f.clone_ref(py));
         self.stream
             .map_partitions_as("reduce_by_key", move |part: std::vec::IntoIter<PyObj>| {
-                Python::attach(|py| {
+                crate::gil::attach(|py| {
                     let combined = PyDict::new(py);
                     for x in part {
                         let (k, v) = key_value(py, &x);
@@ -204,7 +204,7 @@ impl PyDStream {
     /// `f` maps each partition's list to an iterable.
     fn map_partitions(&self, f: Py<PyAny>) -> Self {
         Self::new(self.stream.map_partitions(move |part: std::vec::IntoIter<PyObj>| {
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let list = PyList::new(py, part.into_iter().map(|x| x.0)).unwrap_or_else(|e| fail_batch(py, e));
                 let result = call(py, &f, (list,));
                 elements(py, &result)
@@ -233,7 +233,7 @@ impl PyDStream {
     #[pyo3(signature = (f, num_partitions=None))]
     fn reduce_by_key(&self, f: Py<PyAny>, num_partitions: Option<usize>) -> Self {
         let pairs = self.combined(&f);
-        let reduce = move |a: PyObj, b: PyObj| Python::attach(|py| PyObj(call(py, &f, (a.0, b.0)).unbind()));
+        let reduce = move |a: PyObj, b: PyObj| crate::gil::attach(|py| PyObj(call(py, &f, (a.0, b.0)).unbind()));
         let reduced = match num_partitions {
             Some(n) => pairs.reduce_by_key_with_partitions(reduce, n),
             None => pairs.reduce_by_key(reduce),
@@ -244,7 +244,7 @@ impl PyDStream {
     fn group_by_key(&self) -> Self {
         let grouped = self.pairs().group_by_key();
         Self::new(grouped.map(|(k, vs): (PyKey, Vec<PyObj>)| {
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let list = PyList::new(py, vs.into_iter().map(|v| v.0)).unwrap_or_else(|e| fail_batch(py, e));
                 from_pair(py, &k, list.into_any())
             })
@@ -283,7 +283,7 @@ impl PyDStream {
             })
             .transpose()?;
         let update = move |values: Vec<PyObj>, state: Option<PyObj>| {
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let list = PyList::new(py, values.into_iter().map(|v| v.0)).unwrap_or_else(|e| fail_batch(py, e));
                 let state = state.map_or_else(|| py.None(), |s| s.0);
                 let next = call(py, &f, (list, state));
@@ -306,19 +306,19 @@ impl PyDStream {
         slide_ms: u64,
         filter: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let reduce = move |a: PyObj, b: PyObj| Python::attach(|py| PyObj(call(py, &f, (a.0, b.0)).unbind()));
+        let reduce = move |a: PyObj, b: PyObj| crate::gil::attach(|py| PyObj(call(py, &f, (a.0, b.0)).unbind()));
         let (window, slide) = (milliseconds(window_ms), milliseconds(slide_ms));
         let pairs = self.pairs();
         let windowed = match (inv_f, filter) {
             (None, _) => pairs.reduce_by_key_and_window(reduce, window, slide),
             (Some(inv), None) => {
-                let inverse = move |a: PyObj, b: PyObj| Python::attach(|py| PyObj(call(py, &inv, (a.0, b.0)).unbind()));
+                let inverse = move |a: PyObj, b: PyObj| crate::gil::attach(|py| PyObj(call(py, &inv, (a.0, b.0)).unbind()));
                 pairs.reduce_by_key_and_window_inv(reduce, inverse, window, slide)
             }
             (Some(inv), Some(keep)) => {
-                let inverse = move |a: PyObj, b: PyObj| Python::attach(|py| PyObj(call(py, &inv, (a.0, b.0)).unbind()));
+                let inverse = move |a: PyObj, b: PyObj| crate::gil::attach(|py| PyObj(call(py, &inv, (a.0, b.0)).unbind()));
                 let keep = move |k: &PyKey, v: &PyObj| {
-                    Python::attach(|py| {
+                    crate::gil::attach(|py| {
                         let pair = from_pair(py, k, v.bind(py).clone());
                         let kept = call(py, &keep, (pair.0,));
                         kept.is_truthy().unwrap_or_else(|e| fail_batch(py, e))
@@ -348,7 +348,7 @@ impl PyDStream {
     }
 
     fn count(&self) -> Self {
-        Self::new(self.stream.count().map(|n| Python::attach(|py| PyObj(int(py, n).unbind()))))
+        Self::new(self.stream.count().map(|n| crate::gil::attach(|py| PyObj(int(py, n).unbind()))))
     }
 
     fn union(&self, other: &PyDStream) -> PyResult<Self> {
@@ -384,7 +384,7 @@ impl PyDStream {
     fn foreach_rdd(&self, f: Py<PyAny>) -> PyResult<()> {
         self.stream
             .foreach_rdd(move |batch, time| {
-                Python::attach(|py| {
+                crate::gil::attach(|py| {
                     let parts = partitions(py, batch.into_partitions());
                     call(py, &f, (time.milliseconds(), parts));
                 })
@@ -401,7 +401,7 @@ impl PyDStream {
     fn transform(&self, f: Py<PyAny>) -> Self {
         Self::new(self.stream.transform(move |batch| {
             let time = batch.time();
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let parts = partitions(py, batch.into_partitions());
                 let result = call(py, &f, (time.milliseconds(), parts));
                 ember::Batch::from_partitions(time, partitions_of(py, &result))
@@ -413,7 +413,7 @@ impl PyDStream {
     fn transform_with(&self, other: &PyDStream, f: Py<PyAny>) -> Self {
         Self::new(self.stream.transform_with(&other.stream, move |left, right| {
             let time = left.time();
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let (l, r) = (partitions(py, left.into_partitions()), partitions(py, right.into_partitions()));
                 let result = call(py, &f, (time.milliseconds(), l, r));
                 ember::Batch::from_partitions(time, partitions_of(py, &result))
@@ -430,7 +430,7 @@ impl PyDStream {
             None => left.cogroup(&right),
         };
         Self::new(grouped.map(|(k, (vs, ws)): (PyKey, (Vec<PyObj>, Vec<PyObj>))| {
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let list = |items: Vec<PyObj>| PyList::new(py, items.into_iter().map(|x| x.0)).unwrap_or_else(|e| fail_batch(py, e));
                 let both = PyTuple::new(py, [list(vs).into_any(), list(ws).into_any()]).unwrap_or_else(|e| fail_batch(py, e));
                 from_pair(py, &k, both.into_any())
@@ -458,7 +458,7 @@ impl PyDStream {
         let moved = match func {
             None => pairs.partition_by(num_partitions),
             Some(func) => pairs.partition_by_with(num_partitions, move |key: &PyKey| {
-                Python::attach(|py| {
+                crate::gil::attach(|py| {
                     let placed = call(py, &func, (key.obj.bind(py),));
                     placed
                         .rem(num_partitions)

@@ -20,7 +20,7 @@ impl PyListener {
     }
 
     fn send(&self, kind: &str, payload: serde_json::Value) {
-        Python::attach(|py| {
+        crate::gil::attach(|py| {
             // The Python side catches the user's exceptions and prints them, as Spark's
             // listener bus logs them; anything left is printed here, and the job goes on.
             if let Err(e) = self.deliver.bind(py).call1((kind, payload.to_string())) {

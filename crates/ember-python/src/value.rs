@@ -26,13 +26,13 @@ impl PyObj {
 
 impl Clone for PyObj {
     fn clone(&self) -> Self {
-        Python::attach(|py| PyObj(self.0.clone_ref(py)))
+        crate::gil::attach(|py| PyObj(self.0.clone_ref(py)))
     }
 }
 
 impl std::fmt::Debug for PyObj {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        Python::attach(|py| match self.bind(py).repr() {
+        crate::gil::attach(|py| match self.bind(py).repr() {
             Ok(repr) => f.write_str(&repr.to_string_lossy()),
             Err(_) => f.write_str("<object without repr>"),
         })
@@ -41,7 +41,7 @@ impl std::fmt::Debug for PyObj {
 
 impl Serialize for PyObj {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let bytes = Python::attach(|py| -> PyResult<Vec<u8>> {
+        let bytes = crate::gil::attach(|py| -> PyResult<Vec<u8>> {
             let pickled = py.import("pickle")?.call_method1("dumps", (self.bind(py),))?;
             Ok(pickled.cast::<PyBytes>()?.as_bytes().to_vec())
         })
@@ -53,7 +53,7 @@ impl Serialize for PyObj {
 impl<'de> Deserialize<'de> for PyObj {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
-        Python::attach(|py| -> PyResult<PyObj> {
+        crate::gil::attach(|py| -> PyResult<PyObj> {
             let value = py.import("pickle")?.call_method1("loads", (PyBytes::new(py, &bytes),))?;
             Ok(PyObj(value.unbind()))
         })
@@ -64,7 +64,7 @@ impl<'de> Deserialize<'de> for PyObj {
 impl ember::SparkDisplay for PyObj {
     /// `str()` of the object, as PySpark's `saveAsTextFiles` writes it (`bytes` as they are).
     fn fmt_spark(&self, out: &mut String) {
-        Python::attach(|py| {
+        crate::gil::attach(|py| {
             if let Ok(bytes) = self.bind(py).cast::<PyBytes>() {
                 out.push_str(&String::from_utf8_lossy(bytes.as_bytes()));
                 return;

@@ -50,10 +50,10 @@ class SparkContext:
 
     @classmethod
     def getOrCreate(cls, conf=None):
-        """The active context, or a new one."""
+        """The active context, or a new one made from ``conf``."""
         with cls._lock:
             active = cls._active
-        return active if active is not None else cls()
+        return active if active is not None else cls(conf=conf)
 
     def getConf(self):
         from ember.pyspark.conf import SparkConf
@@ -63,11 +63,15 @@ class SparkContext:
 
     @property
     def defaultParallelism(self):
+        """``spark.default.parallelism`` when the conf sets it, else the worker threads (as
+        Spark's local mode)."""
+        if self._conf is not None and self._conf.contains("spark.default.parallelism"):
+            return int(self._conf.get("spark.default.parallelism"))
         return self._workers
 
     def parallelize(self, c, numSlices=None):
         """An RDD of the items of ``c`` in ``numSlices`` partitions (default: the worker count)."""
-        return RDD.from_items(list(c), numSlices or self._workers)
+        return RDD.from_items(list(c), numSlices or self.defaultParallelism)
 
     def setLogLevel(self, logLevel):
         """Kept for PySpark programs; ember logs through ``RUST_LOG``."""

@@ -69,7 +69,9 @@ class RDD:
         return _reduce(f, items)
 
     def fold(self, zeroValue, op):
-        return _reduce(op, self._items(), zeroValue)
+        """PySpark's: each partition folded from ``zeroValue``, then their results folded from
+        ``zeroValue`` again."""
+        return _reduce(op, (_reduce(op, part, zeroValue) for part in self._partitions), zeroValue)
 
     def collectAsMap(self):
         return dict(self._items())
@@ -109,14 +111,15 @@ class RDD:
         return len(self._partitions)
 
     def saveAsTextFile(self, path, compressionCodecClass=None):
-        """``path/part-NNNNN`` with ``str()`` of each element, and ``_SUCCESS``."""
+        """``path/part-NNNNN`` with ``str()`` of each element (``bytes`` as they are, as
+        PySpark writes them), and ``_SUCCESS``."""
         if os.path.exists(path):
             raise FileExistsError("Output directory %s already exists" % path)
         os.makedirs(path)
         for i, part in enumerate(self._partitions):
-            with open(os.path.join(path, "part-%05d" % i), "w", encoding="utf-8") as f:
+            with open(os.path.join(path, "part-%05d" % i), "wb") as f:
                 for item in part:
-                    f.write(str(item) + "\n")
+                    f.write((item if isinstance(item, bytes) else str(item).encode("utf-8")) + b"\n")
         open(os.path.join(path, "_SUCCESS"), "w").close()
 
     # transformations

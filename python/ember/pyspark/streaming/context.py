@@ -2,6 +2,7 @@
 
 import os
 import threading
+import warnings
 import traceback
 
 from ember import _ember
@@ -119,15 +120,18 @@ class StreamingContext:
     def socketTextStream(self, hostname, port, storageLevel=None):
         if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             raise ValueError("port must be an int in 1..65535, got %r" % (port,))
+        self._check_definable()
         return DStream(self._ctx.socket_text_stream(str(hostname), port), self)
 
     def textFileStream(self, directory):
+        self._check_definable()
         return DStream(self._ctx.text_file_stream(str(directory)), self)
 
     def binaryRecordsStream(self, directory, recordLength):
         """Fixed-length records (``bytes``) of the new files in ``directory``."""
         if not isinstance(recordLength, int) or isinstance(recordLength, bool) or recordLength < 1:
             raise ValueError("recordLength must be a positive int, got %r" % (recordLength,))
+        self._check_definable()
         return DStream(self._ctx.binary_records_stream(str(directory), recordLength), self)
 
     def queueStream(self, rdds, oneAtATime=True, default=None):
@@ -136,11 +140,13 @@ class StreamingContext:
         given. Entries added to the list after this call are not seen (as in PySpark)."""
         batches = [_partitions(rdd, self._sc) for rdd in rdds]
         default = None if default is None else [x for part in _partitions(default, self._sc) for x in part]
+        self._check_definable()
         return DStream(self._ctx.queue_stream(batches, bool(oneAtATime), default), self)
 
     def union(self, *dstreams):
         if not dstreams:
             raise ValueError("should have at least one DStream to union")
+        self._check_definable()
         return DStream(self._ctx.union([d._stream for d in dstreams]), self)
 
     def transform(self, dstreams, transformFunc):
@@ -159,6 +165,7 @@ class StreamingContext:
             result = transformFunc(tuple(RDD(partitions) for partitions in per_stream))
             return _partitions_of(result, "StreamingContext.transform")
 
+        self._check_definable()
         return DStream(self._ctx.transform([d._stream for d in dstreams], apply), self)
 
     def addStreamingListener(self, streamingListener):
@@ -181,7 +188,24 @@ class StreamingContext:
 
     # running
 
+    def _check_definable(self):
+        """Spark's rule: streams and outputs are defined before ``start``."""
+        state = self._ctx.get_state()
+        if state == "ACTIVE":
+            raise RuntimeError(
+                "Adding new inputs, transformations, and output operations after starting a context is not supported"
+            )
+        if state == "STOPPED":
+            raise RuntimeError(
+                "Adding new inputs, transformations, and output operations after stopping a context is not supported"
+            )
+
     def start(self):
+        """Starts the job. A context already started only gets a warning (as Spark logs one);
+        a stopped one cannot be started again (``RuntimeError``)."""
+        if self._ctx.get_state() == "ACTIVE":
+            warnings.warn("StreamingContext has already been started", stacklevel=2)
+            return
         self._ctx.start()
         with StreamingContext._lock:
             StreamingContext._active = self

@@ -62,6 +62,7 @@ class DStream:
         return self._ssc
 
     def _wrap(self, stream):
+        self._ssc._check_definable()
         return DStream(stream, self._ssc)
 
     def _validate_window_param(self, window, slide):
@@ -210,7 +211,14 @@ class DStream:
         )
 
     def groupByKeyAndWindow(self, windowDuration, slideDuration, numPartitions=None):
-        return self.window(windowDuration, slideDuration).groupByKey(numPartitions)
+        """PySpark's: the values of each key in the window, as a list, through
+        ``reduceByKeyAndWindow`` with an inverse function; so from 5 slides on (where the
+        inverse function is used) a key whose values all left the window stays, with ``[]``."""
+        lists = self.mapValues(lambda x: [x])
+        grouped = lists.reduceByKeyAndWindow(
+            lambda a, b: a + b, lambda a, b: a[len(b):], windowDuration, slideDuration, numPartitions
+        )
+        return grouped
 
     def updateStateByKey(self, updateFunc, numPartitions=None, initialRDD=None):
         """``updateFunc(new_values, last_state)`` returns the new state, or ``None`` to drop
@@ -284,6 +292,7 @@ class DStream:
     def foreachRDD(self, func):
         """``func(rdd)`` or ``func(time, rdd)`` (PySpark's rule: a one-argument function gets
         the RDD only); ``time`` is a ``datetime``."""
+        self._ssc._check_definable()
         self._stream.foreach_rdd(self._rdd_func(func, "func"))
 
     def pprint(self, num=10):
@@ -304,4 +313,5 @@ class DStream:
 
     def saveAsTextFiles(self, prefix, suffix=None):
         """``prefix-<ms>[.suffix]/part-NNNNN`` with ``str()`` of each element."""
+        self._ssc._check_definable()
         self._stream.save_as_text_files(str(prefix), "" if suffix is None else str(suffix))
