@@ -136,7 +136,7 @@ impl<T: Data> DStream<T> {
 
     /// Adds an output operation shown as `name` in the plan and in failures (`name#7`), which
     /// runs `action` on every batch, gathered on worker 0, in batch order, as
-    /// [`DStream::try_foreach_rdd`] does. For crates that add output operations (`ember-sql`'s
+    /// [`DStream::try_foreach_rdd`] does. For crates that add output operations (`ember-database`'s
     /// `save_to_database`); an `Err` fails the batch's job with its message.
     ///
     /// # Errors

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use ember::prelude::*;
-use ember_sql::{DatabaseSink, SaveToDatabase, SqlValue};
+use ember_database::{DatabaseSink, SaveToDatabase, SqlValue};
 use sqlx::Row as _;
 
 fn postgres_url() -> String {
@@ -35,7 +35,7 @@ mod tempdir {
     }
     impl Dir {
         pub fn new(name: &str) -> Dir {
-            let path = std::env::temp_dir().join(format!("ember-sql-{name}-{}", std::process::id()));
+            let path = std::env::temp_dir().join(format!("ember-database-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir_all(&path).unwrap();
             Dir { path }
@@ -258,7 +258,7 @@ fn foreach_partition_in_transaction_writes_once(url: &str, backend: &str) {
             ssc.replay_stream(input.clone(), 2)
                 .foreach_partition_in_transaction(&url, &sink_id, move |tx, partition| {
                     let sql = match tx.backend() {
-                        ember_sql::Backend::Postgres => format!("INSERT INTO {table} (word, batch) VALUES ($1, $2)"),
+                        ember_database::Backend::Postgres => format!("INSERT INTO {table} (word, batch) VALUES ($1, $2)"),
                         _ => format!("INSERT INTO {table} (word, batch) VALUES (?, ?)"),
                     };
                     let batch = tx.batch_time().milliseconds() as i64 / 1000;

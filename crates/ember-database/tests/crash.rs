@@ -11,7 +11,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use ember::prelude::*;
 use ember::testing::TempDir;
-use ember_sql::{Database, DatabaseSink, SaveToDatabase, SqlValue};
+use ember_database::{Database, DatabaseSink, SaveToDatabase, SqlValue};
 
 const BATCHES: u64 = 150;
 const INTERVAL_MS: u64 = 10;

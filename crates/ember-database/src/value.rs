@@ -87,7 +87,7 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
 /// for a word count), and for `Vec<SqlValue>`. Implement it for your own types:
 ///
 /// ```
-/// use ember_sql::{SqlValue, ToRow};
+/// use ember_database::{SqlValue, ToRow};
 ///
 /// struct Sale { product: String, amount: f64 }
 ///

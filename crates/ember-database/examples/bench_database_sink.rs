@@ -2,7 +2,7 @@
 //! statement per row (the seed's `foreachPartition` way, kept as `row_by_row`), both one
 //! transaction per batch.
 //!
-//! `cargo run --release -p ember-sql --example bench_database_sink -- [ROWS_PER_BATCH] [BATCHES] [URL...]`
+//! `cargo run --release -p ember-database --example bench_database_sink -- [ROWS_PER_BATCH] [BATCHES] [URL...]`
 //!
 //! Defaults: 20 000 rows per batch, 5 batches, SQLite in a temporary file, the local PostgreSQL
 //! and MariaDB (`EMBER_TEST_POSTGRES_URL`, `EMBER_TEST_MYSQL_URL`).
@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use ember::prelude::*;
-use ember_sql::{Database, DatabaseSink, SaveToDatabase};
+use ember_database::{Database, DatabaseSink, SaveToDatabase};
 
 fn run(url: &str, rows: usize, batches: u64, row_by_row: bool) -> Result<f64, Box<dyn std::error::Error>> {
     let db = Database::open(url)?;
@@ -42,7 +42,7 @@ fn run(url: &str, rows: usize, batches: u64, row_by_row: bool) -> Result<f64, Bo
         return Err(failure.to_string().into());
     }
     let written = db.query("SELECT COUNT(*) FROM bench_rows", &[])?;
-    let want = ember_sql::SqlValue::Int(rows as i64 * batches as i64);
+    let want = ember_database::SqlValue::Int(rows as i64 * batches as i64);
     if written.first().and_then(|r| r.first()) != Some(&want) {
         return Err(format!("{url}: wrote {written:?} rows, not {want}").into());
     }

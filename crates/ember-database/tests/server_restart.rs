@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration as StdDuration, Instant};
 
 use ember::prelude::*;
-use ember_sql::{Database, DatabaseSink, SaveToDatabase, SqlValue};
+use ember_database::{Database, DatabaseSink, SaveToDatabase, SqlValue};
 
 fn command(program: &str, args: &[&str]) {
     let shown = format!("{program} {}", args.join(" "));

@@ -3,7 +3,7 @@
 //! batch's counts upserted into the table `wordcount` in one transaction per batch, exactly
 //! once (the seed opened a connection per partition and inserted every count of every batch).
 //!
-//! `cargo run -p ember-sql --example network_word_count_to_database -- [--url URL] [HOST PORT]`
+//! `cargo run -p ember-database --example network_word_count_to_database -- [--url URL] [HOST PORT]`
 //!
 //! The database is SQLite (`sqlite://wordcount.db`) unless `--url` names another:
 //! `postgres://postgres@127.0.0.1:5432/test` or `mysql://root@127.0.0.1:3306/test`. The table is
@@ -18,7 +18,7 @@ mod common;
 use std::time::Duration as StdDuration;
 
 use ember::prelude::*;
-use ember_sql::{Database, DatabaseSink, SaveToDatabase, SqlValue};
+use ember_database::{Database, DatabaseSink, SaveToDatabase, SqlValue};
 
 fn update(new_values: Vec<i64>, last_sum: Option<i64>) -> Option<i64> {
     Some(new_values.iter().sum::<i64>() + last_sum.unwrap_or(0))

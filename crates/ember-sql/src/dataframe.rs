@@ -1,0 +1,297 @@
+//! `DataFrame`: a query over streams (or tables), with Spark's operations. Each operation
+//! extends a DataFusion logical plan; nothing runs until a query starts.
+
+use std::collections::HashSet;
+
+use datafusion::common::{NullHandling, UnnestOptions};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::prelude::ident;
+
+use crate::error::{Error, Result};
+use crate::functions::{Column, Resolved};
+use crate::query::DataStreamWriter;
+use crate::session::SparkSession;
+
+/// A distributed collection of rows under a schema (Spark's `DataFrame`); a streaming one is
+/// an unbounded table fed by its sources.
+#[derive(Clone)]
+pub struct DataFrame {
+    pub(crate) session: SparkSession,
+    pub(crate) df: datafusion::dataframe::DataFrame,
+}
+
+impl std::fmt::Debug for DataFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let columns: Vec<String> = self
+            .columns()
+            .into_iter()
+            .zip(self.df.schema().fields().iter())
+            .map(|(name, field)| format!("{name}: {}", crate::session::spark_type(field.data_type())))
+            .collect();
+        write!(f, "DataFrame[{}]", columns.join(", "))
+    }
+}
+
+/// A predicate for [`DataFrame::filter`]: a column, or SQL text.
+pub enum Predicate {
+    Column(Column),
+    Sql(String),
+}
+
+impl From<Column> for Predicate {
+    fn from(column: Column) -> Self {
+        Predicate::Column(column)
+    }
+}
+
+impl From<&str> for Predicate {
+    fn from(sql: &str) -> Self {
+        Predicate::Sql(sql.to_owned())
+    }
+}
+
+/// The name a generator's input column gets while the select is planned.
+const EXPLODED: &str = "__ember_explode";
+
+impl DataFrame {
+    pub(crate) fn new(session: SparkSession, df: datafusion::dataframe::DataFrame) -> Self {
+        DataFrame { session, df }
+    }
+
+    fn with(&self, df: datafusion::dataframe::DataFrame) -> DataFrame {
+        DataFrame::new(self.session.clone(), df)
+    }
+
+    /// The column names, in order.
+    pub fn columns(&self) -> Vec<String> {
+        self.df.schema().fields().iter().map(|f| f.name().clone()).collect()
+    }
+
+    /// The DataFusion logical plan (unoptimized).
+    pub fn logical_plan(&self) -> &LogicalPlan {
+        self.df.logical_plan()
+    }
+
+    /// Whether some source of this DataFrame is a stream (Spark's `isStreaming`).
+    pub fn is_streaming(&self) -> bool {
+        crate::session::stream_sources(self.df.logical_plan()).next().is_some()
+    }
+
+    fn check_columns(&self, resolved: &[Resolved]) -> Result<()> {
+        let schema = self.df.schema();
+        for r in resolved {
+            for column in r.expr.column_refs() {
+                if schema.has_column(column) {
+                    continue;
+                }
+                let name = &column.name;
+                let mut names: Vec<String> = self.columns().iter().map(|c| format!("`{c}`")).collect();
+                names.sort();
+                return Err(Error::analysis(format!(
+                    "[UNRESOLVED_COLUMN.WITH_SUGGESTION] A column or function parameter with name `{name}` cannot be resolved. Did you mean one of the following? [{}].",
+                    names.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_all(&self, columns: Vec<Column>) -> Result<Vec<Resolved>> {
+        let resolved = columns.iter().map(|c| c.resolve(&self.df)).collect::<Result<Vec<_>>>()?;
+        self.check_columns(&resolved)?;
+        Ok(resolved)
+    }
+
+    /// The given columns, computed per row (Spark's `select`). One of them may be a generator
+    /// (`explode`), which gives a row per element.
+    pub fn select<C: Into<Column>>(&self, columns: impl IntoIterator<Item = C>) -> Result<DataFrame> {
+        let resolved = self.resolve_all(columns.into_iter().map(Into::into).collect())?;
+        self.project(resolved)
+    }
+
+    fn project(&self, resolved: Vec<Resolved>) -> Result<DataFrame> {
+        let generators = resolved.iter().filter(|r| r.explode).count();
+        if generators > 1 {
+            return Err(Error::analysis(format!(
+                "[UNSUPPORTED_GENERATOR.MULTI_GENERATOR] The generator is not supported: only one generator allowed per select clause but found {generators}: explode."
+            )));
+        }
+        let named = |r: &Resolved| -> Expr {
+            match &r.expr {
+                Expr::Column(c) if c.name == r.name => r.expr.clone(),
+                e => e.clone().alias(&r.name),
+            }
+        };
+        if generators == 0 {
+            let exprs: Vec<Expr> = resolved.iter().map(named).collect();
+            return Ok(self.with(self.df.clone().select(exprs)?));
+        }
+        // A generator: the other columns and the generator's input first, then unnest, then
+        // the final names (Spark drops the rows of null or empty arrays).
+        let mut first = Vec::with_capacity(resolved.len());
+        let mut last = Vec::with_capacity(resolved.len());
+        for (i, r) in resolved.iter().enumerate() {
+            if r.explode {
+                let Expr::Unnest(unnest) = &r.expr else {
+                    return Err(Error::analysis("explode must be the outermost function of its column"));
+                };
+                first.push((*unnest.expr).clone().alias(EXPLODED));
+                last.push(ident(EXPLODED).alias(&r.name));
+            } else {
+                let hidden = format!("__ember_select_{i}");
+                first.push(r.expr.clone().alias(&hidden));
+                last.push(ident(hidden).alias(&r.name));
+            }
+        }
+        let options = UnnestOptions::new().with_null_handling(NullHandling::Drop);
+        let df = self
+            .df
+            .clone()
+            .select(first)?
+            .unnest_columns_with_options(&[EXPLODED], options)?
+            .select(last)?;
+        Ok(self.with(df))
+    }
+
+    /// Columns from SQL expressions (Spark's `selectExpr`).
+    pub fn select_expr(&self, exprs: &[&str]) -> Result<DataFrame> {
+        self.select(exprs.iter().map(|e| crate::functions::expr(e)))
+    }
+
+    /// The rows for which `condition` is true (Spark's `filter`): a column, or SQL text.
+    pub fn filter(&self, condition: impl Into<Predicate>) -> Result<DataFrame> {
+        let column = match condition.into() {
+            Predicate::Column(c) => c,
+            Predicate::Sql(text) => crate::functions::expr(&text),
+        };
+        let resolved = self.resolve_all(vec![column])?;
+        let predicate = resolved.into_iter().next().map(|r| r.expr).expect("one condition");
+        Ok(self.with(self.df.clone().filter(predicate)?))
+    }
+
+    /// The same as [`DataFrame::filter`] (Spark's `where`).
+    pub fn where_(&self, condition: impl Into<Predicate>) -> Result<DataFrame> {
+        self.filter(condition)
+    }
+
+    /// Every column, and `column` as `name` (replacing a column of that name; Spark's
+    /// `withColumn`).
+    pub fn with_column(&self, name: &str, column: Column) -> Result<DataFrame> {
+        let resolved = self.resolve_all(vec![column])?;
+        let expr = resolved.into_iter().next().map(|r| r.expr).expect("one column");
+        Ok(self.with(self.df.clone().with_column(name, expr)?))
+    }
+
+    /// Column `existing` named `new` (no-op when there is no such column; Spark's
+    /// `withColumnRenamed`).
+    pub fn with_column_renamed(&self, existing: &str, new: &str) -> Result<DataFrame> {
+        Ok(self.with(self.df.clone().with_column_renamed(existing, new)?))
+    }
+
+    /// Every column but `names` (names that are not columns are ignored; Spark's `drop`).
+    pub fn drop(&self, names: &[&str]) -> Result<DataFrame> {
+        let gone: HashSet<&str> = names.iter().copied().collect();
+        let kept: Vec<Expr> = self
+            .columns()
+            .iter()
+            .filter(|c| !gone.contains(c.as_str()))
+            .map(|c| ident(c.as_str()))
+            .collect();
+        Ok(self.with(self.df.clone().select(kept)?))
+    }
+
+    /// The rows of this DataFrame and then `other`'s, by column position (Spark's `union`).
+    pub fn union(&self, other: &DataFrame) -> Result<DataFrame> {
+        Ok(self.with(self.df.clone().union(other.df.clone())?))
+    }
+
+    /// Groups the rows by `columns` for an aggregation (Spark's `groupBy`).
+    pub fn group_by<C: Into<Column>>(&self, columns: impl IntoIterator<Item = C>) -> GroupedData {
+        GroupedData {
+            df: self.clone(),
+            keys: columns.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Aggregates over all rows (Spark's `agg` on a DataFrame: a global aggregation).
+    pub fn agg(&self, columns: impl IntoIterator<Item = Column>) -> Result<DataFrame> {
+        self.group_by(Vec::<Column>::new()).agg(columns)
+    }
+
+    /// Names this DataFrame for `spark.sql` (Spark's `createOrReplaceTempView`).
+    pub fn create_or_replace_temp_view(&self, name: &str) -> Result<()> {
+        self.session.register_view(name, self.df.logical_plan().clone())
+    }
+
+    /// The plans, as text (Spark's `explain`): the logical plan, and with `extended` the
+    /// optimized logical and the physical plans too.
+    pub fn explain_string(&self, extended: bool) -> Result<String> {
+        let logical = self.df.logical_plan().display_indent().to_string();
+        if !extended {
+            return Ok(format!("== Physical Plan ==\n{}\n", self.physical_text()?));
+        }
+        let optimized = self.session.state().optimize(self.df.logical_plan())?;
+        Ok(format!(
+            "== Parsed Logical Plan ==\n{logical}\n\n== Optimized Logical Plan ==\n{}\n\n== Physical Plan ==\n{}\n",
+            optimized.display_indent(),
+            self.physical_text()?
+        ))
+    }
+
+    fn physical_text(&self) -> Result<String> {
+        let plan = futures::executor::block_on(self.session.state().create_physical_plan(self.df.logical_plan()))?;
+        Ok(datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string())
+    }
+
+    /// Prints [`DataFrame::explain_string`] (Spark's `explain`).
+    pub fn explain(&self, extended: bool) -> Result<()> {
+        print!("{}", self.explain_string(extended)?);
+        Ok(())
+    }
+
+    /// The rows of a DataFrame without streams, such as a memory sink's table (Spark's
+    /// `collect`); a streaming DataFrame is refused as Spark refuses it.
+    pub fn collect(&self) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+        if self.is_streaming() {
+            return Err(Error::analysis(
+                "Queries with streaming sources must be executed with writeStream.start();",
+            ));
+        }
+        Ok(futures::executor::block_on(self.df.clone().collect())?)
+    }
+
+    /// The interface to start a streaming query (Spark's `writeStream`).
+    pub fn write_stream(&self) -> DataStreamWriter {
+        DataStreamWriter::new(self.clone())
+    }
+}
+
+/// A DataFrame grouped by keys, for an aggregation (Spark's `GroupedData`).
+#[derive(Clone, Debug)]
+pub struct GroupedData {
+    df: DataFrame,
+    keys: Vec<Column>,
+}
+
+impl GroupedData {
+    /// The rows of each group, in a column named `count` (Spark's `count`).
+    pub fn count(&self) -> Result<DataFrame> {
+        self.agg([crate::functions::count("*").alias("count")])
+    }
+
+    /// The aggregates `columns` of each group, after the keys (Spark's `agg`).
+    pub fn agg(&self, columns: impl IntoIterator<Item = Column>) -> Result<DataFrame> {
+        let keys = self.df.resolve_all(self.keys.clone())?;
+        let aggregates = self.df.resolve_all(columns.into_iter().collect())?;
+        let key_exprs: Vec<Expr> = keys
+            .iter()
+            .map(|r| match &r.expr {
+                Expr::Column(c) if c.name == r.name => r.expr.clone(),
+                e => e.clone().alias(&r.name),
+            })
+            .collect();
+        let aggregate_exprs: Vec<Expr> = aggregates.iter().map(|r| r.expr.clone().alias(&r.name)).collect();
+        let df = self.df.df.clone().aggregate(key_exprs, aggregate_exprs)?;
+        Ok(self.df.with(df))
+    }
+}

@@ -1,0 +1,394 @@
+//! `Column` and the functions of Spark's `pyspark.sql.functions` that build columns (`col`,
+//! `lit`, `split`, `explode`, `lower`, `count`, `sum`, `avg`, `min`, `max`, `expr`, ...), with
+//! Spark's names, argument orders and default column names.
+//!
+//! A column is resolved against the DataFrame it is used on, so that `expr("...")` SQL text
+//! reads that DataFrame's columns.
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::expr::Unnest;
+use datafusion::logical_expr::{Expr, Operator, binary_expr};
+use datafusion::prelude::{ident, lit as df_lit};
+use datafusion::scalar::ScalarValue;
+
+use crate::error::Result;
+
+type Build = Arc<dyn Fn(Vec<Expr>) -> Result<Expr> + Send + Sync>;
+
+#[derive(Clone)]
+enum Inner {
+    /// A column of the DataFrame, by name.
+    Named(String),
+    /// A literal, with Spark's name for it.
+    Literal(ScalarValue, String),
+    /// SQL text (`expr("...")`), parsed against the DataFrame's schema.
+    Sql(String),
+    /// A function or operator over other columns; `name` makes Spark's column name from
+    /// theirs.
+    Call {
+        build: Build,
+        args: Vec<Column>,
+        name: Arc<dyn Fn(&[String]) -> String + Send + Sync>,
+    },
+    /// `explode(child)`: one row per element of an array (a generator: select lists only).
+    Explode(Box<Column>),
+    /// `child.alias(name)`.
+    Alias(Box<Column>, String),
+}
+
+/// A column expression (Spark's `Column`).
+#[derive(Clone)]
+pub struct Column(Inner);
+
+impl std::fmt::Debug for Column {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Column<'{}'>", self.spark_name())
+    }
+}
+
+/// A resolved column: the DataFusion expression, Spark's name for it, and whether it explodes.
+pub(crate) struct Resolved {
+    pub expr: Expr,
+    pub name: String,
+    pub explode: bool,
+}
+
+impl Column {
+    fn call(args: Vec<Column>, build: Build, name: impl Fn(&[String]) -> String + Send + Sync + 'static) -> Column {
+        Column(Inner::Call {
+            build,
+            args,
+            name: Arc::new(name),
+        })
+    }
+
+    /// A function `label(args...)` named as Spark names it.
+    fn function(label: &'static str, args: Vec<Column>, build: impl Fn(Vec<Expr>) -> Expr + Send + Sync + 'static) -> Column {
+        Column::call(args, Arc::new(move |a| Ok(build(a))), move |names| {
+            format!("{label}({})", names.join(", "))
+        })
+    }
+
+    fn binary(self, other: Column, op: Operator, symbol: &'static str) -> Column {
+        Column::call(
+            vec![self, other],
+            Arc::new(move |mut a| {
+                let right = a.pop().expect("two arguments");
+                let left = a.pop().expect("two arguments");
+                Ok(binary_expr(left, op, right))
+            }),
+            move |n| format!("({} {symbol} {})", n[0], n[1]),
+        )
+    }
+
+    /// The column under another name (Spark's `alias`, `name`, `as`).
+    pub fn alias(self, name: &str) -> Column {
+        Column(Inner::Alias(Box::new(self), name.to_owned()))
+    }
+
+    /// `self = other` (Spark's `==`, `eqNullSafe` aside).
+    pub fn eq(self, other: impl Into<Column>) -> Column {
+        self.binary(other.into(), Operator::Eq, "=")
+    }
+
+    /// `self != other`.
+    pub fn ne(self, other: impl Into<Column>) -> Column {
+        let named = self.binary(other.into(), Operator::NotEq, "=");
+        Column::call(vec![named], Arc::new(|mut a| Ok(a.remove(0))), |n| format!("(NOT {})", n[0]))
+    }
+
+    /// `self > other`.
+    pub fn gt(self, other: impl Into<Column>) -> Column {
+        self.binary(other.into(), Operator::Gt, ">")
+    }
+
+    /// `self >= other`.
+    pub fn ge(self, other: impl Into<Column>) -> Column {
+        self.binary(other.into(), Operator::GtEq, ">=")
+    }
+
+    /// `self < other`.
+    pub fn lt(self, other: impl Into<Column>) -> Column {
+        self.binary(other.into(), Operator::Lt, "<")
+    }
+
+    /// `self <= other`.
+    pub fn le(self, other: impl Into<Column>) -> Column {
+        self.binary(other.into(), Operator::LtEq, "<=")
+    }
+
+    /// `self AND other`.
+    pub fn and(self, other: Column) -> Column {
+        self.binary(other, Operator::And, "AND")
+    }
+
+    /// `self OR other`.
+    pub fn or(self, other: Column) -> Column {
+        self.binary(other, Operator::Or, "OR")
+    }
+
+    /// `self + other`.
+    pub fn plus(self, other: impl Into<Column>) -> Column {
+        self.binary(other.into(), Operator::Plus, "+")
+    }
+
+    /// `self IS NULL`.
+    pub fn is_null(self) -> Column {
+        Column::call(vec![self], Arc::new(|mut a| Ok(a.remove(0).is_null())), |n| {
+            format!("({} IS NULL)", n[0])
+        })
+    }
+
+    /// `self IS NOT NULL`.
+    pub fn is_not_null(self) -> Column {
+        Column::call(vec![self], Arc::new(|mut a| Ok(a.remove(0).is_not_null())), |n| {
+            format!("({} IS NOT NULL)", n[0])
+        })
+    }
+
+    /// Spark's name for the column when it is not aliased.
+    pub(crate) fn spark_name(&self) -> String {
+        match &self.0 {
+            Inner::Named(name) => name.clone(),
+            Inner::Literal(_, name) => name.clone(),
+            Inner::Sql(text) => text.clone(),
+            Inner::Call { args, name, .. } => {
+                let names: Vec<String> = args.iter().map(Column::spark_name).collect();
+                name(&names)
+            }
+            Inner::Explode(_) => "col".to_owned(),
+            Inner::Alias(_, name) => name.clone(),
+        }
+    }
+
+    /// The DataFusion expression of this column over `df`'s columns.
+    pub(crate) fn resolve(&self, df: &datafusion::dataframe::DataFrame) -> Result<Resolved> {
+        Ok(match &self.0 {
+            Inner::Named(name) => Resolved {
+                expr: ident(name),
+                name: name.clone(),
+                explode: false,
+            },
+            Inner::Literal(value, name) => Resolved {
+                expr: df_lit(value.clone()),
+                name: name.clone(),
+                explode: false,
+            },
+            Inner::Sql(text) => {
+                let expr = df.parse_sql_expr(text)?;
+                let name = match &expr {
+                    Expr::Alias(a) => a.name.clone(),
+                    _ => text.clone(),
+                };
+                Resolved {
+                    expr,
+                    name,
+                    explode: false,
+                }
+            }
+            Inner::Call { build, args, .. } => {
+                let resolved = args.iter().map(|a| a.resolve(df)).collect::<Result<Vec<_>>>()?;
+                if resolved.iter().any(|r| r.explode) {
+                    return Err(crate::Error::analysis(
+                        "Generators are not supported when it's nested in expressions, but got: explode",
+                    ));
+                }
+                Resolved {
+                    expr: build(resolved.into_iter().map(|r| r.expr).collect())?,
+                    name: self.spark_name(),
+                    explode: false,
+                }
+            }
+            Inner::Explode(child) => {
+                let inner = child.resolve(df)?;
+                Resolved {
+                    expr: Expr::Unnest(Unnest::new(inner.expr)),
+                    name: "col".to_owned(),
+                    explode: true,
+                }
+            }
+            Inner::Alias(child, name) => {
+                let inner = child.resolve(df)?;
+                Resolved {
+                    expr: inner.expr,
+                    name: name.clone(),
+                    explode: inner.explode,
+                }
+            }
+        })
+    }
+}
+
+impl From<&str> for Column {
+    /// A column by name, as PySpark reads a string where it takes a column.
+    fn from(name: &str) -> Self {
+        col(name)
+    }
+}
+
+impl From<i64> for Column {
+    fn from(value: i64) -> Self {
+        lit(value)
+    }
+}
+
+impl From<i32> for Column {
+    fn from(value: i32) -> Self {
+        lit(i64::from(value))
+    }
+}
+
+impl From<f64> for Column {
+    fn from(value: f64) -> Self {
+        lit(value)
+    }
+}
+
+/// A literal value for [`lit`].
+pub trait Literal {
+    /// The value, and Spark's name for its column.
+    fn literal(self) -> (ScalarValue, String);
+}
+
+impl Literal for i64 {
+    fn literal(self) -> (ScalarValue, String) {
+        (ScalarValue::Int64(Some(self)), self.to_string())
+    }
+}
+
+impl Literal for i32 {
+    fn literal(self) -> (ScalarValue, String) {
+        (ScalarValue::Int32(Some(self)), self.to_string())
+    }
+}
+
+impl Literal for f64 {
+    fn literal(self) -> (ScalarValue, String) {
+        (ScalarValue::Float64(Some(self)), crate::show::java_double(self))
+    }
+}
+
+impl Literal for bool {
+    fn literal(self) -> (ScalarValue, String) {
+        (ScalarValue::Boolean(Some(self)), self.to_string())
+    }
+}
+
+impl Literal for &str {
+    fn literal(self) -> (ScalarValue, String) {
+        (ScalarValue::Utf8(Some(self.to_owned())), self.to_owned())
+    }
+}
+
+impl Literal for String {
+    fn literal(self) -> (ScalarValue, String) {
+        (ScalarValue::Utf8(Some(self.clone())), self)
+    }
+}
+
+/// The column named `name` (Spark's `col`).
+pub fn col(name: &str) -> Column {
+    Column(Inner::Named(name.to_owned()))
+}
+
+/// A literal (Spark's `lit`).
+pub fn lit(value: impl Literal) -> Column {
+    let (value, name) = value.literal();
+    Column(Inner::Literal(value, name))
+}
+
+/// A column from SQL text (Spark's `expr`), parsed against the DataFrame it is used on.
+pub fn expr(sql: &str) -> Column {
+    Column(Inner::Sql(sql.to_owned()))
+}
+
+/// The pieces of `str` around the matches of the regular expression `pattern` (Spark's
+/// `split(str, pattern, limit=-1)`).
+pub fn split(str: impl Into<Column>, pattern: &str) -> Column {
+    split_limit(str, pattern, -1)
+}
+
+/// [`split`] into at most `limit` pieces (`limit <= 0`: all).
+pub fn split_limit(str: impl Into<Column>, pattern: &str, limit: i32) -> Column {
+    let pattern_text = pattern.to_owned();
+    let pattern = pattern.to_owned();
+    Column::call(
+        vec![str.into()],
+        Arc::new(move |mut a| {
+            let udf = Arc::new(crate::udf::SparkSplit::udf());
+            Ok(udf.call(vec![a.remove(0), df_lit(pattern.clone()), df_lit(limit)]))
+        }),
+        move |n| format!("split({}, {pattern_text}, {limit})", n[0]),
+    )
+}
+
+/// One row per element of an array column (Spark's `explode`); its column is named `col`
+/// unless aliased. Elements of a null or empty array give no row.
+pub fn explode(column: impl Into<Column>) -> Column {
+    Column(Inner::Explode(Box::new(column.into())))
+}
+
+/// Lower case (Spark's `lower`).
+pub fn lower(column: impl Into<Column>) -> Column {
+    Column::function("lower", vec![column.into()], |mut a| {
+        datafusion::functions::expr_fn::lower(a.remove(0))
+    })
+}
+
+/// Upper case (Spark's `upper`).
+pub fn upper(column: impl Into<Column>) -> Column {
+    Column::function("upper", vec![column.into()], |mut a| {
+        datafusion::functions::expr_fn::upper(a.remove(0))
+    })
+}
+
+/// The number of characters (Spark's `length`).
+pub fn length(column: impl Into<Column>) -> Column {
+    Column::function("length", vec![column.into()], |mut a| {
+        datafusion::functions::expr_fn::character_length(a.remove(0))
+    })
+}
+
+/// The number of non-null values (Spark's `count`); `count("*")` counts rows, named `count(1)`.
+pub fn count(column: impl Into<Column>) -> Column {
+    let column = column.into();
+    if matches!(&column.0, Inner::Named(n) if n == "*") {
+        return Column::call(
+            vec![],
+            Arc::new(|_| Ok(datafusion::functions_aggregate::expr_fn::count(df_lit(1i64)))),
+            |_| "count(1)".to_owned(),
+        );
+    }
+    Column::function("count", vec![column], |mut a| {
+        datafusion::functions_aggregate::expr_fn::count(a.remove(0))
+    })
+}
+
+/// The sum (Spark's `sum`).
+pub fn sum(column: impl Into<Column>) -> Column {
+    Column::function("sum", vec![column.into()], |mut a| {
+        datafusion::functions_aggregate::expr_fn::sum(a.remove(0))
+    })
+}
+
+/// The mean, a double (Spark's `avg`).
+pub fn avg(column: impl Into<Column>) -> Column {
+    Column::function("avg", vec![column.into()], |mut a| {
+        datafusion::functions_aggregate::expr_fn::avg(a.remove(0))
+    })
+}
+
+/// The least value (Spark's `min`).
+pub fn min(column: impl Into<Column>) -> Column {
+    Column::function("min", vec![column.into()], |mut a| {
+        datafusion::functions_aggregate::expr_fn::min(a.remove(0))
+    })
+}
+
+/// The greatest value (Spark's `max`).
+pub fn max(column: impl Into<Column>) -> Column {
+    Column::function("max", vec![column.into()], |mut a| {
+        datafusion::functions_aggregate::expr_fn::max(a.remove(0))
+    })
+}

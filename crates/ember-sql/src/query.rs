@@ -1,0 +1,898 @@
+//! Starting and running a streaming query: `writeStream` (output mode, sink, trigger), Spark's
+//! checks of what a streaming query may do, the split of the plan into what each worker runs
+//! per micro-batch and what is merged after, and the query handle.
+//!
+//! The plan is planned once per worker into a physical plan whose leaf reads that worker's
+//! micro-batch (see `source.rs`). For a query without aggregation that plan is the whole query
+//! and its output goes to the sink. With an aggregation, each worker runs the plan up to the
+//! aggregation's partial mode (DataFusion's `AggregateExec` in `Partial` mode: group keys and
+//! accumulator states); the partial rows of a micro-batch are gathered, merged into the state
+//! (`PartialReduce`), finished (`Final`) for every group (complete mode) or for the groups the
+//! micro-batch touched (update mode), and the plan above the aggregation runs on that.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use serde::{Deserialize, Serialize};
+
+use crate::dataframe::DataFrame;
+use crate::error::{Error, Result};
+use crate::lock;
+use crate::show::show_string;
+use crate::source::{FileSource, Slot, SourceSpec, find_slot, lines_batch, read_lines, slot_exec};
+
+/// What reaches the sink each micro-batch (Spark's `outputMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Only new rows (queries without aggregation).
+    Append,
+    /// The whole result, every micro-batch.
+    Complete,
+    /// The rows that changed in the micro-batch.
+    Update,
+}
+
+impl OutputMode {
+    fn parse(mode: &str) -> Result<Self> {
+        match mode.to_ascii_lowercase().as_str() {
+            "append" => Ok(OutputMode::Append),
+            "complete" => Ok(OutputMode::Complete),
+            "update" => Ok(OutputMode::Update),
+            _ => Err(Error::illegal_argument(format!(
+                "Unknown output mode {mode}. Accepted output modes are 'append', 'complete', 'update'"
+            ))),
+        }
+    }
+}
+
+/// When micro-batches run (Spark's `trigger`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// As soon as the last one ended (ember: every 100 ms).
+    Default,
+    /// Every interval.
+    ProcessingTime(Duration),
+    /// Everything available at start in one micro-batch, then stop.
+    Once,
+    /// Everything available at start, in as many micro-batches as the source's limits say,
+    /// then stop.
+    AvailableNow,
+}
+
+/// The default trigger's interval: Spark starts the next micro-batch as soon as the last one
+/// ended; ember's engine cuts micro-batches on a clock.
+const DEFAULT_TRIGGER_INTERVAL: Duration = Duration::from_millis(100);
+
+type ForeachBatch = Arc<dyn Fn(&[RecordBatch], i64) -> std::result::Result<(), String> + Send + Sync>;
+
+/// Starts a streaming query (Spark's `DataStreamWriter`).
+#[derive(Clone)]
+pub struct DataStreamWriter {
+    df: DataFrame,
+    mode: String,
+    format: String,
+    options: BTreeMap<String, String>,
+    trigger: Trigger,
+    name: Option<String>,
+    foreach_batch: Option<ForeachBatch>,
+}
+
+impl std::fmt::Debug for DataStreamWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataStreamWriter")
+            .field("mode", &self.mode)
+            .field("format", &self.format)
+            .field("trigger", &self.trigger)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataStreamWriter {
+    pub(crate) fn new(df: DataFrame) -> Self {
+        DataStreamWriter {
+            df,
+            mode: "append".to_owned(),
+            format: "console".to_owned(),
+            options: BTreeMap::new(),
+            trigger: Trigger::Default,
+            name: None,
+            foreach_batch: None,
+        }
+    }
+
+    /// `append` (the default), `complete` or `update` (Spark's `outputMode`).
+    pub fn output_mode(mut self, mode: &str) -> Self {
+        self.mode = mode.to_owned();
+        self
+    }
+
+    /// The sink: `console` or `memory` (Spark's `format`).
+    pub fn format(mut self, format: &str) -> Self {
+        self.format = format.to_owned();
+        self
+    }
+
+    /// A sink option: the console's `numRows` and `truncate` (Spark's `option`).
+    pub fn option(mut self, key: &str, value: impl ToString) -> Self {
+        self.options.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    /// When micro-batches run (Spark's `trigger`).
+    pub fn trigger(mut self, trigger: Trigger) -> Self {
+        self.trigger = trigger;
+        self
+    }
+
+    /// The query's name; the memory sink's table (Spark's `queryName`).
+    pub fn query_name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Hands every micro-batch's output rows and its batch id to `f` (Spark's
+    /// `foreachBatch`); an error fails the query.
+    pub fn foreach_batch(mut self, f: impl Fn(&[RecordBatch], i64) -> std::result::Result<(), String> + Send + Sync + 'static) -> Self {
+        self.foreach_batch = Some(Arc::new(f));
+        self.format = "foreachBatch".to_owned();
+        self
+    }
+
+    /// Starts the query (Spark's `start`).
+    pub fn start(self) -> Result<StreamingQuery> {
+        let mode = OutputMode::parse(&self.mode)?;
+        let session = self.df.session.clone();
+        let logical = session.state().optimize(self.df.logical_plan())?;
+        let sources: Vec<_> = crate::session::stream_sources(self.df.logical_plan()).collect();
+        let source = match sources.as_slice() {
+            [] => return Err(Error::analysis("'writeStream' can be called only on streaming Dataset/DataFrame")),
+            [one] => one.spec.clone(),
+            _ => {
+                return Err(Error::unsupported(
+                    "a query over more than one stream (union, joins) is not in ember yet",
+                ));
+            }
+        };
+        check(&logical, mode)?;
+        let sink = Sink::new(&self, &session)?;
+        let names = self.df.columns();
+        let planner = Planner::new(session.clone(), self.df.logical_plan().clone())?;
+        StreamingQuery::start(session, source, planner, mode, sink, names, self.trigger, self.name)
+    }
+}
+
+/// Spark's `UnsupportedOperationChecker`, for what ember runs: the message of each refusal is
+/// Spark's.
+fn check(plan: &LogicalPlan, mode: OutputMode) -> Result<()> {
+    let mut aggregates = 0;
+    let mut sort_above_aggregate = false;
+    let mut sort_without_aggregate = false;
+    let mut limit = false;
+    let _ = plan.apply(|node| {
+        match node {
+            LogicalPlan::Aggregate(_) => aggregates += 1,
+            LogicalPlan::Sort(_) if aggregates == 0 => {
+                let mut below = false;
+                let _ = node.apply(|n| {
+                    if matches!(n, LogicalPlan::Aggregate(_)) {
+                        below = true;
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                });
+                if below {
+                    sort_above_aggregate = true;
+                } else {
+                    sort_without_aggregate = true;
+                }
+            }
+            LogicalPlan::Sort(_) => sort_without_aggregate = true,
+            LogicalPlan::Limit(_) => limit = true,
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if aggregates > 1 {
+        return Err(Error::analysis(
+            "Multiple streaming aggregations are not supported with streaming DataFrames/Datasets",
+        ));
+    }
+    match mode {
+        OutputMode::Complete if aggregates == 0 => {
+            return Err(Error::analysis(
+                "Complete output mode not supported when there are no streaming aggregations on streaming DataFrames/Datasets",
+            ));
+        }
+        OutputMode::Append if aggregates > 0 => {
+            return Err(Error::analysis(
+                "Append output mode not supported when there are streaming aggregations on streaming DataFrames/DataSets without watermark",
+            ));
+        }
+        _ => {}
+    }
+    if sort_without_aggregate || (sort_above_aggregate && mode != OutputMode::Complete) {
+        return Err(Error::analysis(
+            "Sorting is not supported on streaming DataFrames/Datasets, unless it is on aggregated DataFrame/Dataset in Complete output mode",
+        ));
+    }
+    if limit && mode == OutputMode::Update {
+        return Err(Error::analysis(
+            "Limits are not supported on streaming DataFrames/Datasets in Update output mode",
+        ));
+    }
+    Ok(())
+}
+
+/// A record batch that ember's engine can move between processes (as Arrow IPC).
+#[derive(Clone, Debug)]
+pub(crate) struct ArrowBatch(pub RecordBatch);
+
+impl Serialize for ArrowBatch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut bytes = Vec::new();
+        let written = (|| -> std::result::Result<(), datafusion::arrow::error::ArrowError> {
+            let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &self.0.schema())?;
+            writer.write(&self.0)?;
+            writer.finish()
+        })();
+        written.map_err(|e| serde::ser::Error::custom(format!("cannot encode a record batch: {e}")))?;
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for ArrowBatch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(deserializer)?;
+        let mut reader = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| serde::de::Error::custom(format!("not a record batch: {e}")))?;
+        match reader.next() {
+            Some(Ok(batch)) => Ok(ArrowBatch(batch)),
+            Some(Err(e)) => Err(serde::de::Error::custom(format!("not a record batch: {e}"))),
+            None => Err(serde::de::Error::custom("an empty record batch stream")),
+        }
+    }
+}
+
+/// What a worker's copy of the plan made of one partition of a micro-batch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct StageOut {
+    input_rows: u64,
+    batches: Vec<ArrowBatch>,
+}
+
+/// One copy of a physical plan and the slot its leaf reads.
+struct Instance {
+    plan: Arc<dyn ExecutionPlan>,
+    slot: Slot,
+}
+
+impl Instance {
+    fn run(&self, input: Vec<RecordBatch>, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+        self.slot.fill(input);
+        let stream = self.plan.execute(0, Arc::clone(task))?;
+        Ok(futures::executor::block_on(datafusion::physical_plan::common::collect(stream))?)
+    }
+}
+
+fn same_node(a: &Arc<dyn ExecutionPlan>, b: &Arc<dyn ExecutionPlan>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
+
+/// The topmost aggregation of a physical plan.
+fn top_aggregate(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    if plan.downcast_ref::<AggregateExec>().is_some() {
+        return Some(Arc::clone(plan));
+    }
+    plan.children().into_iter().find_map(top_aggregate)
+}
+
+/// The partial aggregation under a final one (through nodes that only move batches).
+fn partial_below(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    let mut node = Arc::clone(plan);
+    loop {
+        if let Some(agg) = node.downcast_ref::<AggregateExec>()
+            && *agg.mode() == AggregateMode::Partial
+        {
+            return Some(node);
+        }
+        let children = node.children();
+        let [only] = children.as_slice() else {
+            return None;
+        };
+        node = Arc::clone(only);
+    }
+}
+
+/// The plans of a query: what every worker runs per micro-batch (the whole query, or up to
+/// the partial aggregation) and, with an aggregation, what finishes it.
+struct Planner {
+    session: crate::session::SparkSession,
+    logical: LogicalPlan,
+    /// With an aggregation: how many of the partial rows' columns are group keys.
+    aggregate: Option<usize>,
+    pool: Mutex<Vec<Instance>>,
+    task: Arc<TaskContext>,
+}
+
+/// The stages after the gather, for an aggregation.
+struct Finisher {
+    merge: Instance,
+    finish: Instance,
+    upper: Instance,
+    groups: usize,
+    state: Option<RecordBatch>,
+    partial_schema: SchemaRef,
+}
+
+impl Planner {
+    fn new(session: crate::session::SparkSession, logical: LogicalPlan) -> Result<Self> {
+        let task = session.state().task_ctx();
+        let mut planner = Planner {
+            session,
+            logical,
+            aggregate: None,
+            pool: Mutex::new(Vec::new()),
+            task,
+        };
+        // Plan one copy now: errors surface at `start`, and it says whether there is an
+        // aggregation.
+        let first = planner.instance()?;
+        lock(&planner.pool).push(first);
+        let physical = planner.physical()?;
+        planner.aggregate = match top_aggregate(&physical) {
+            Some(agg) => {
+                let agg = agg.downcast_ref::<AggregateExec>().expect("an aggregate");
+                Some(agg.group_expr().expr().len())
+            }
+            None => None,
+        };
+        Ok(planner)
+    }
+
+    fn physical(&self) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(futures::executor::block_on(
+            self.session.state().create_physical_plan(&self.logical),
+        )?)
+    }
+
+    /// Splits a fresh physical plan into (partial stage, aggregate node, its input schema).
+    fn split(&self) -> Result<(Arc<dyn ExecutionPlan>, Option<(Arc<dyn ExecutionPlan>, Arc<dyn ExecutionPlan>)>)> {
+        let physical = self.physical()?;
+        let Some(top) = top_aggregate(&physical) else {
+            return Ok((physical, None));
+        };
+        let agg = top.downcast_ref::<AggregateExec>().expect("an aggregate");
+        let partial: Arc<dyn ExecutionPlan> = match agg.mode() {
+            AggregateMode::Final | AggregateMode::FinalPartitioned => {
+                partial_below(agg.input()).ok_or_else(|| Error::unsupported("an aggregation whose partial stage ember cannot find"))?
+            }
+            AggregateMode::Single | AggregateMode::SinglePartitioned => Arc::new(AggregateExec::try_new(
+                AggregateMode::Partial,
+                agg.group_expr().clone(),
+                agg.aggr_expr().to_vec(),
+                agg.filter_expr().to_vec(),
+                Arc::clone(agg.input()),
+                agg.input_schema(),
+            )?),
+            other => return Err(Error::unsupported(format!("an aggregation planned in mode {other:?}"))),
+        };
+        Ok((Arc::clone(&partial), Some((top, physical))))
+    }
+
+    /// A worker's copy of its stage.
+    fn instance(&self) -> Result<Instance> {
+        let (stage, _) = self.split()?;
+        let slot = find_slot(&stage).ok_or_else(|| Error::unsupported("a plan without its stream's scan"))?;
+        Ok(Instance { plan: stage, slot })
+    }
+
+    /// Runs the worker's stage over one partition's rows.
+    fn run_stage(&self, input: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let instance = match lock(&self.pool).pop() {
+            Some(instance) => instance,
+            None => self.instance()?,
+        };
+        let out = instance.run(vec![input], &self.task);
+        lock(&self.pool).push(instance);
+        out
+    }
+
+    fn finisher(&self) -> Result<Option<Finisher>> {
+        let (partial, Some((top, physical))) = self.split()? else {
+            return Ok(None);
+        };
+        let agg = top.downcast_ref::<AggregateExec>().expect("an aggregate");
+        let partial_agg = partial.downcast_ref::<AggregateExec>().expect("a partial aggregate");
+        let partial_schema = partial.schema();
+        let final_groups = partial_agg.group_expr().as_final();
+        let no_filters = vec![None; partial_agg.aggr_expr().len()];
+        let (merge_leaf, merge_slot) = slot_exec(Arc::clone(&partial_schema))?;
+        let merge = AggregateExec::try_new(
+            AggregateMode::PartialReduce,
+            final_groups.clone(),
+            partial_agg.aggr_expr().to_vec(),
+            no_filters.clone(),
+            merge_leaf,
+            partial_agg.input_schema(),
+        )?;
+        let (finish_leaf, finish_slot) = slot_exec(Arc::clone(&partial_schema))?;
+        let finish = AggregateExec::try_new(
+            AggregateMode::Final,
+            final_groups,
+            partial_agg.aggr_expr().to_vec(),
+            no_filters,
+            finish_leaf,
+            partial_agg.input_schema(),
+        )?;
+        let (upper_leaf, upper_slot) = slot_exec(agg.schema())?;
+        let upper = physical
+            .transform_down(|node| {
+                Ok(if same_node(&node, &top) {
+                    Transformed::new(Arc::clone(&upper_leaf), true, TreeNodeRecursion::Jump)
+                } else {
+                    Transformed::no(node)
+                })
+            })?
+            .data;
+        Ok(Some(Finisher {
+            merge: Instance {
+                plan: Arc::new(merge),
+                slot: merge_slot,
+            },
+            finish: Instance {
+                plan: Arc::new(finish),
+                slot: finish_slot,
+            },
+            upper: Instance {
+                plan: upper,
+                slot: upper_slot,
+            },
+            groups: partial_agg.group_expr().expr().len(),
+            state: None,
+            partial_schema,
+        }))
+    }
+}
+
+impl Finisher {
+    /// Merges a micro-batch's partial rows into the state and returns the rows the output
+    /// mode sends to the sink.
+    fn step(&mut self, partials: Vec<RecordBatch>, mode: OutputMode, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+        let new = concat_batches(&self.partial_schema, &partials)?;
+        let mut input = Vec::with_capacity(2);
+        if let Some(state) = self.state.take() {
+            input.push(state);
+        }
+        input.push(new.clone());
+        let merged = self.merge.run(input, task)?;
+        let merged = concat_batches(&self.partial_schema, &merged)?;
+        let finishing = match mode {
+            OutputMode::Update if self.groups > 0 => {
+                let keys = |batch: &RecordBatch| -> Result<datafusion::arrow::row::Rows> {
+                    let fields = batch.columns()[..self.groups]
+                        .iter()
+                        .map(|c| SortField::new(c.data_type().clone()))
+                        .collect();
+                    let converter = RowConverter::new(fields)?;
+                    Ok(converter.convert_columns(&batch.columns()[..self.groups])?)
+                };
+                let touched: HashSet<Vec<u8>> = keys(&new)?.iter().map(|r| r.as_ref().to_vec()).collect();
+                let mask: BooleanArray = keys(&merged)?.iter().map(|r| Some(touched.contains(r.as_ref()))).collect();
+                filter_record_batch(&merged, &mask)?
+            }
+            _ => merged.clone(),
+        };
+        self.state = Some(merged);
+        let finished = self.finish.run(vec![finishing], task)?;
+        self.upper.run(finished, task)
+    }
+}
+
+/// Where a query's output goes.
+enum SinkKind {
+    Console { num_rows: usize, truncate: usize },
+    Memory { table: String },
+    Foreach(ForeachBatch),
+}
+
+struct Sink {
+    kind: SinkKind,
+}
+
+impl Sink {
+    fn new(writer: &DataStreamWriter, _session: &crate::session::SparkSession) -> Result<Self> {
+        let get = |key: &str| {
+            writer
+                .options
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.clone())
+        };
+        let kind = match writer.format.to_ascii_lowercase().as_str() {
+            "console" => {
+                let num_rows = match get("numRows") {
+                    None => 20,
+                    Some(v) => v
+                        .parse::<usize>()
+                        .map_err(|_| Error::illegal_argument(format!("Invalid value '{v}' for option 'numRows'")))?,
+                };
+                let truncate = match get("truncate").as_deref() {
+                    None | Some("true") => 20,
+                    Some("false") => 0,
+                    Some(v) => v
+                        .parse::<usize>()
+                        .map_err(|_| Error::illegal_argument(format!("Invalid value '{v}' for option 'truncate'")))?,
+                };
+                SinkKind::Console { num_rows, truncate }
+            }
+            "memory" => {
+                let table = writer
+                    .name
+                    .clone()
+                    .ok_or_else(|| Error::analysis("queryName must be specified for memory sink"))?;
+                SinkKind::Memory { table }
+            }
+            "foreachbatch" => SinkKind::Foreach(
+                writer
+                    .foreach_batch
+                    .clone()
+                    .ok_or_else(|| Error::illegal_argument("foreachBatch function cannot be null"))?,
+            ),
+            other => {
+                return Err(Error::unsupported(format!(
+                    "Data source {other} does not support streamed writing (ember writes console, memory and foreachBatch so far)"
+                )));
+            }
+        };
+        Ok(Sink { kind })
+    }
+
+    fn write(
+        &self,
+        session: &crate::session::SparkSession,
+        names: &[String],
+        batches: &[RecordBatch],
+        batch_id: i64,
+        mode: OutputMode,
+        memory: &Mutex<Vec<RecordBatch>>,
+    ) -> Result<()> {
+        match &self.kind {
+            SinkKind::Console { num_rows, truncate } => {
+                let mut text = String::new();
+                text.push_str("-------------------------------------------\n");
+                text.push_str(&format!("Batch: {batch_id}\n"));
+                text.push_str("-------------------------------------------\n");
+                text.push_str(&show_string(names, batches, *num_rows, *truncate));
+                text.push('\n');
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                stdout
+                    .write_all(text.as_bytes())
+                    .and_then(|()| stdout.flush())
+                    .map_err(|e| Error::illegal_argument(format!("cannot write to standard output: {e}")))?;
+            }
+            SinkKind::Memory { table } => {
+                let mut rows = lock(memory);
+                if mode == OutputMode::Complete {
+                    rows.clear();
+                }
+                rows.extend(batches.iter().cloned());
+                let Some(schema) = batches
+                    .first()
+                    .map(RecordBatch::schema)
+                    .or_else(|| rows.first().map(RecordBatch::schema))
+                else {
+                    return Ok(());
+                };
+                let mem = datafusion::datasource::MemTable::try_new(schema, vec![rows.clone()])?;
+                session.register_table(table, Arc::new(mem))?;
+            }
+            SinkKind::Foreach(f) => f(batches, batch_id).map_err(Error::illegal_argument)?,
+        }
+        Ok(())
+    }
+}
+
+struct QueryState {
+    id: String,
+    run_id: String,
+    name: Option<String>,
+    ssc: ember::StreamingContext,
+    stopped: AtomicBool,
+    failure: Mutex<Option<String>>,
+    batches: AtomicU64,
+    /// `availableNow`/`once`: the source planned its last data at this batch time (ms + 1).
+    exhausted_at: Arc<AtomicU64>,
+    /// The latest batch time the sink has handled (ms + 1).
+    handled: AtomicU64,
+}
+
+/// A running query (Spark's `StreamingQuery`).
+#[derive(Clone)]
+pub struct StreamingQuery {
+    state: Arc<QueryState>,
+}
+
+impl std::fmt::Debug for StreamingQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingQuery")
+            .field("id", &self.state.id)
+            .field("name", &self.state.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut words = [0u64; 2];
+    for w in &mut words {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        *w = h.finish();
+    }
+    let hex = format!("{:016x}{:016x}", words[0], words[1]);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+impl StreamingQuery {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        session: crate::session::SparkSession,
+        source: SourceSpec,
+        planner: Planner,
+        mode: OutputMode,
+        sink: Sink,
+        names: Vec<String>,
+        trigger: Trigger,
+        name: Option<String>,
+    ) -> Result<StreamingQuery> {
+        let finite = matches!(trigger, Trigger::Once | Trigger::AvailableNow);
+        let interval = match trigger {
+            Trigger::ProcessingTime(d) if !d.is_zero() => d,
+            _ => DEFAULT_TRIGGER_INTERVAL,
+        };
+        let mut builder =
+            ember::StreamingContext::builder(ember::milliseconds(interval.as_millis().max(1) as u64)).workers(session.workers());
+        if finite {
+            builder = builder.no_wait();
+        }
+        let ssc = builder.build()?;
+        let exhausted_at = Arc::new(AtomicU64::new(0));
+        let lines: ember::DStream<String> = match &source {
+            SourceSpec::Socket { host, port } => {
+                if finite {
+                    return Err(Error::unsupported(
+                        "the socket source cannot run with Trigger.Once or Trigger.AvailableNow (it has no end)",
+                    ));
+                }
+                ssc.socket_text_stream(host, *port)
+            }
+            SourceSpec::Text(options) => {
+                let mut files = FileSource::new(options.clone(), finite);
+                if trigger == Trigger::Once {
+                    files = FileSource::new(
+                        crate::source::FileOptions {
+                            max_files_per_trigger: None,
+                            ..options.clone()
+                        },
+                        true,
+                    );
+                }
+                let exhausted = Arc::clone(&files.exhausted);
+                let at = Arc::clone(&exhausted_at);
+                let marked = MarkExhausted { files, exhausted, at };
+                ssc.direct_stream("file_stream_source", source.describe(), marked, |slice| read_lines(&slice.path))
+            }
+        };
+        let planner = Arc::new(planner);
+        let schema = source.schema();
+        let stage = Arc::clone(&planner);
+        let staged = lines.map_partitions(move |part: std::vec::IntoIter<String>| {
+            let lines: Vec<String> = part.collect();
+            if lines.is_empty() {
+                return vec![StageOut {
+                    input_rows: 0,
+                    batches: Vec::new(),
+                }];
+            }
+            let input_rows = lines.len() as u64;
+            match stage.run_stage(lines_batch(&schema, lines)) {
+                Ok(out) => vec![StageOut {
+                    input_rows,
+                    batches: out.into_iter().map(ArrowBatch).collect(),
+                }],
+                Err(e) => panic!("the query's plan failed on a micro-batch: {e}"),
+            }
+        });
+        let state = Arc::new(QueryState {
+            id: new_id(),
+            run_id: new_id(),
+            name,
+            ssc: ssc.clone(),
+            stopped: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            batches: AtomicU64::new(0),
+            exhausted_at,
+            handled: AtomicU64::new(0),
+        });
+        let finisher = Mutex::new(planner.finisher()?);
+        let memory = Mutex::new(Vec::new());
+        let output_state = Arc::clone(&state);
+        let output_session = session.clone();
+        staged.try_foreach_rdd(move |batch: ember::Batch<StageOut>, time: ember::Time| -> Result<()> {
+            let outs: Vec<StageOut> = batch.into_vec();
+            let input_rows: u64 = outs.iter().map(|o| o.input_rows).sum();
+            let result = if input_rows == 0 {
+                Ok(())
+            } else {
+                let batches: Vec<RecordBatch> = outs.into_iter().flat_map(|o| o.batches).map(|b| b.0).collect();
+                let rows = match lock(&finisher).as_mut() {
+                    None => Ok(batches),
+                    Some(f) => f.step(batches, mode, &planner.task),
+                };
+                rows.and_then(|rows| {
+                    let id = output_state.batches.fetch_add(1, Ordering::SeqCst) as i64;
+                    sink.write(&output_session, &names, &rows, id, mode, &memory)
+                })
+            };
+            output_state.handled.store(time.milliseconds() + 1, Ordering::SeqCst);
+            if let Err(e) = &result {
+                *lock(&output_state.failure) = Some(e.to_string());
+            }
+            result
+        })?;
+        ssc.start()?;
+        let query = StreamingQuery { state };
+        if finite {
+            let driver = query.clone();
+            std::thread::Builder::new()
+                .name("ember-sql-trigger".to_owned())
+                .spawn(move || driver.stop_when_exhausted())
+                .map_err(|e| Error::illegal_argument(format!("cannot start the trigger's thread: {e}")))?;
+        }
+        session.track(query.clone());
+        Ok(query)
+    }
+
+    /// For `availableNow` and `once`: stops the query once the micro-batch that read the last
+    /// file has been handled.
+    fn stop_when_exhausted(&self) {
+        loop {
+            if self.state.stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            let at = self.state.exhausted_at.load(Ordering::SeqCst);
+            if at > 0 && self.state.handled.load(Ordering::SeqCst) >= at {
+                let _ = self.stop();
+                return;
+            }
+            if self.state.ssc.await_termination_or_timeout(ember::milliseconds(5)).unwrap_or(true) {
+                return;
+            }
+        }
+    }
+
+    /// The query's id (Spark's `id`), kept across restarts from a checkpoint in Spark.
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    /// This run's id (Spark's `runId`).
+    pub fn run_id(&self) -> &str {
+        &self.state.run_id
+    }
+
+    /// The name given with `query_name` (Spark's `name`).
+    pub fn name(&self) -> Option<&str> {
+        self.state.name.as_deref()
+    }
+
+    /// Whether the query runs (Spark's `isActive`).
+    pub fn is_active(&self) -> bool {
+        !self.state.stopped.load(Ordering::SeqCst) && matches!(self.state.ssc.get_state(), ember::StreamingContextState::Active)
+    }
+
+    /// Micro-batches that reached the sink.
+    pub fn batches(&self) -> u64 {
+        self.state.batches.load(Ordering::SeqCst)
+    }
+
+    /// Why the query failed, if it did (Spark's `exception`).
+    pub fn exception(&self) -> Option<String> {
+        lock(&self.state.failure).clone()
+    }
+
+    /// Stops the query (Spark's `stop`).
+    pub fn stop(&self) -> Result<()> {
+        self.state.stopped.store(true, Ordering::SeqCst);
+        self.state.ssc.stop(false)?;
+        Ok(())
+    }
+
+    fn failed(&self, error: ember::Error) -> Error {
+        let _ = self.stop();
+        let message = self.exception().unwrap_or_else(|| error.to_string());
+        Error::StreamingQuery {
+            name: self.describe(),
+            message,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.state.name {
+            Some(name) => format!("{name} [id = {}, runId = {}]", self.state.id, self.state.run_id),
+            None => format!("[id = {}, runId = {}]", self.state.id, self.state.run_id),
+        }
+    }
+
+    /// Waits until the query stops; a failed micro-batch ends it with
+    /// [`Error::StreamingQuery`] (Spark's `awaitTermination`).
+    pub fn await_termination(&self) -> Result<()> {
+        while !self.await_termination_timeout(Duration::from_millis(100))? {}
+        Ok(())
+    }
+
+    /// [`StreamingQuery::await_termination`] for at most `timeout`; returns whether it stopped.
+    pub fn await_termination_timeout(&self, timeout: Duration) -> Result<bool> {
+        match self
+            .state
+            .ssc
+            .await_termination_or_timeout(ember::milliseconds(timeout.as_millis() as u64))
+        {
+            Ok(stopped) => Ok(stopped),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+}
+
+/// The file source, telling the query when an `availableNow` run has planned its last file.
+struct MarkExhausted {
+    files: FileSource,
+    exhausted: Arc<AtomicBool>,
+    at: Arc<AtomicU64>,
+}
+
+impl ember::DirectSource for MarkExhausted {
+    type Slice = crate::source::FileSlice;
+
+    fn plan(&mut self, batch: &ember::DirectBatch<'_>) -> Vec<Self::Slice> {
+        let slices = self.files.plan(batch);
+        if self.exhausted.load(Ordering::SeqCst) && self.at.load(Ordering::SeqCst) == 0 {
+            self.at.store(batch.time().milliseconds() + 1, Ordering::SeqCst);
+        }
+        slices
+    }
+
+    fn replay(&mut self, time: ember::Time, slices: &[Self::Slice]) {
+        self.files.replay(time, slices);
+    }
+
+    fn snapshot(&self) -> std::result::Result<Vec<u8>, String> {
+        self.files.snapshot()
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> std::result::Result<(), String> {
+        self.files.restore(bytes)
+    }
+}

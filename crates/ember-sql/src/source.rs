@@ -1,0 +1,345 @@
+//! Streaming sources (`spark.readStream.format(...)`): what each reads, its schema, and how its
+//! rows reach a query's plan.
+//!
+//! A streaming DataFrame's plan scans a [`StreamTable`]: a DataFusion table whose scan is a
+//! [`LazyMemoryExec`] reading from a [`Slot`]. A query plans once per worker and, for every
+//! micro-batch, puts the batch's rows in that worker's slot and executes the same physical
+//! plan again: no planning per batch.
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::memory::{LazyBatchGenerator, LazyMemoryExec};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What a streaming DataFrame reads.
+#[derive(Clone, Debug)]
+pub enum SourceSpec {
+    /// `format("socket")`: lines of text from `host:port`, one `value` column.
+    Socket { host: String, port: u16 },
+    /// `format("text")`: the lines of the files in a directory, one `value` column.
+    Text(FileOptions),
+}
+
+/// The options of a file source.
+#[derive(Clone, Debug)]
+pub struct FileOptions {
+    /// The directory (Spark's `path`).
+    pub path: PathBuf,
+    /// At most this many new files a micro-batch (`maxFilesPerTrigger`).
+    pub max_files_per_trigger: Option<usize>,
+    /// Newest files first (`latestFirst`).
+    pub latest_first: bool,
+}
+
+impl SourceSpec {
+    /// Reads a source from `format` and its options, as `DataStreamReader.load` does.
+    pub fn from_options(format: &str, options: &BTreeMap<String, String>, path: Option<&str>) -> Result<SourceSpec> {
+        let get = |key: &str| options.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str());
+        match format.to_ascii_lowercase().as_str() {
+            "socket" => {
+                let host = get("host").ok_or_else(|| Error::analysis("Set a host to read from with option(\"host\", ...)."))?;
+                let port = get("port").ok_or_else(|| Error::analysis("Set a port to read from with option(\"port\", ...)."))?;
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| Error::analysis(format!("Invalid value '{port}' for option 'port', must be a positive integer")))?;
+                Ok(SourceSpec::Socket {
+                    host: host.to_owned(),
+                    port,
+                })
+            }
+            "text" => {
+                let path = path
+                    .or_else(|| get("path"))
+                    .ok_or_else(|| Error::analysis("'path' is not specified"))?;
+                let max_files_per_trigger = match get("maxFilesPerTrigger") {
+                    None => None,
+                    Some(v) => match v.parse::<usize>() {
+                        Ok(n) if n > 0 => Some(n),
+                        _ => {
+                            return Err(Error::illegal_argument(format!(
+                                "Invalid value '{v}' for option 'maxFilesPerTrigger', must be a positive integer"
+                            )));
+                        }
+                    },
+                };
+                let latest_first = match get("latestFirst") {
+                    None => false,
+                    Some(v) => v.parse::<bool>().map_err(|_| {
+                        Error::illegal_argument(format!("Invalid value '{v}' for option 'latestFirst', must be true or false"))
+                    })?,
+                };
+                Ok(SourceSpec::Text(FileOptions {
+                    path: PathBuf::from(path),
+                    max_files_per_trigger,
+                    latest_first,
+                }))
+            }
+            other => Err(Error::unsupported(format!(
+                "Data source {other} does not support streamed reading (ember reads socket and text so far)"
+            ))),
+        }
+    }
+
+    /// The rows' schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("value", DataType::Utf8, true)]))
+    }
+
+    /// A short description, as `explain` and progress name the source.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceSpec::Socket { host, port } => format!("TextSocketV2[host: {host}, port: {port}]"),
+            SourceSpec::Text(o) => format!("FileStreamSource[{}]", o.path.display()),
+        }
+    }
+}
+
+/// Lines as a record batch of one `value` column.
+pub fn lines_batch(schema: &SchemaRef, lines: Vec<String>) -> RecordBatch {
+    let values = StringArray::from(lines);
+    RecordBatch::try_new(Arc::clone(schema), vec![Arc::new(values)]).expect("one utf8 column matches the source schema")
+}
+
+/// Where a worker puts a micro-batch's rows for its copy of the plan to read.
+#[derive(Clone, Debug, Default)]
+pub struct Slot(Arc<Mutex<VecDeque<RecordBatch>>>);
+
+impl Slot {
+    /// Puts `batches` for the next execution of the plan.
+    pub fn fill(&self, batches: impl IntoIterator<Item = RecordBatch>) {
+        crate::lock(&self.0).extend(batches);
+    }
+}
+
+/// The generator a [`LazyMemoryExec`] reads a slot through.
+struct SlotGenerator {
+    slot: Slot,
+    projection: Option<Vec<usize>>,
+}
+
+impl fmt::Debug for SlotGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SlotGenerator")
+    }
+}
+
+impl fmt::Display for SlotGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("micro-batch")
+    }
+}
+
+impl LazyBatchGenerator for SlotGenerator {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn generate_next_batch(&mut self) -> DfResult<Option<RecordBatch>> {
+        let next = crate::lock(&self.slot.0).pop_front();
+        match (next, &self.projection) {
+            (Some(batch), Some(columns)) => Ok(Some(batch.project(columns)?)),
+            (next, _) => Ok(next),
+        }
+    }
+
+    fn reset_state(&self) -> Arc<RwLock<dyn LazyBatchGenerator>> {
+        Arc::new(RwLock::new(SlotGenerator {
+            slot: self.slot.clone(),
+            projection: self.projection.clone(),
+        }))
+    }
+}
+
+/// A plan's leaf over a slot: a [`LazyMemoryExec`] of `schema` reading what the slot gets.
+pub fn slot_exec(schema: SchemaRef) -> Result<(Arc<dyn ExecutionPlan>, Slot)> {
+    let slot = Slot::default();
+    let generator = SlotGenerator {
+        slot: slot.clone(),
+        projection: None,
+    };
+    let exec = LazyMemoryExec::try_new(schema, vec![Arc::new(RwLock::new(generator))])?;
+    Ok((Arc::new(exec), slot))
+}
+
+/// The slot of the (only) source leaf of `plan`.
+pub fn find_slot(plan: &Arc<dyn ExecutionPlan>) -> Option<Slot> {
+    if let Some(lazy) = plan.downcast_ref::<LazyMemoryExec>() {
+        let generators = lazy.generators();
+        let generator = generators.first()?.read();
+        return generator.as_any().downcast_ref::<SlotGenerator>().map(|g| g.slot.clone());
+    }
+    plan.children().into_iter().find_map(find_slot)
+}
+
+/// The table a streaming DataFrame's plan scans. Its scan is a fresh slot each time it is
+/// planned (each worker plans its own copy).
+#[derive(Debug)]
+pub struct StreamTable {
+    pub(crate) id: usize,
+    pub(crate) spec: SourceSpec,
+    schema: SchemaRef,
+}
+
+impl StreamTable {
+    pub fn new(id: usize, spec: SourceSpec) -> Self {
+        let schema = spec.schema();
+        StreamTable { id, spec, schema }
+    }
+}
+
+#[async_trait]
+impl TableProvider for StreamTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(columns) => Arc::new(self.schema.project(columns)?),
+            None => Arc::clone(&self.schema),
+        };
+        let generator = SlotGenerator {
+            slot: Slot::default(),
+            projection: projection.cloned(),
+        };
+        Ok(Arc::new(LazyMemoryExec::try_new(schema, vec![Arc::new(RwLock::new(generator))])?))
+    }
+}
+
+/// One file a micro-batch of a file source reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSlice {
+    pub path: PathBuf,
+}
+
+/// Spark's `FileStreamSource` over ember's direct-source protocol: each micro-batch takes the
+/// files not seen before (all that are there when the query starts, then new ones), oldest
+/// first by modification time (newest first with `latestFirst`), at most
+/// `maxFilesPerTrigger` of them. Hidden files (`.` or `_` first) are not read.
+pub struct FileSource {
+    options: FileOptions,
+    seen: BTreeSet<PathBuf>,
+    /// With `availableNow`: the files there at start, still to be read; `None` otherwise.
+    available_now: Option<VecDeque<PathBuf>>,
+    /// Told when every file of an `availableNow` query has been planned.
+    pub(crate) exhausted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FileSource {
+    pub fn new(options: FileOptions, available_now: bool) -> Self {
+        let mut source = FileSource {
+            options,
+            seen: BTreeSet::new(),
+            available_now: None,
+            exhausted: Arc::default(),
+        };
+        if available_now {
+            source.available_now = Some(source.new_files().into());
+        }
+        source
+    }
+
+    /// The files not seen yet, in the order the source takes them.
+    fn new_files(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.options.path) else {
+            return Vec::new();
+        };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                !name.starts_with('.') && !name.starts_with('_')
+            })
+            .filter(|e| !self.seen.contains(&e.path()))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        files.sort();
+        if self.options.latest_first {
+            files.reverse();
+        }
+        files.into_iter().map(|(_, p)| p).collect()
+    }
+
+    fn take(&mut self) -> Vec<PathBuf> {
+        let limit = self.options.max_files_per_trigger.unwrap_or(usize::MAX);
+        let taken: Vec<PathBuf> = match &mut self.available_now {
+            Some(queue) => {
+                let n = limit.min(queue.len());
+                queue.drain(..n).collect()
+            }
+            None => self.new_files().into_iter().take(limit).collect(),
+        };
+        if self.available_now.as_ref().is_some_and(VecDeque::is_empty) {
+            self.exhausted.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.seen.extend(taken.iter().cloned());
+        taken
+    }
+}
+
+impl ember::DirectSource for FileSource {
+    type Slice = FileSlice;
+
+    fn plan(&mut self, _batch: &ember::DirectBatch<'_>) -> Vec<FileSlice> {
+        self.take().into_iter().map(|path| FileSlice { path }).collect()
+    }
+
+    fn replay(&mut self, _time: ember::Time, slices: &[FileSlice]) {
+        for slice in slices {
+            self.seen.insert(slice.path.clone());
+            if let Some(queue) = &mut self.available_now {
+                queue.retain(|p| p != &slice.path);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> std::result::Result<Vec<u8>, String> {
+        serde_json::to_vec(&self.seen).map_err(|e| e.to_string())
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> std::result::Result<(), String> {
+        self.seen = serde_json::from_slice(bytes).map_err(|e| format!("not a file source position: {e}"))?;
+        if let Some(queue) = &mut self.available_now {
+            let seen = &self.seen;
+            queue.retain(|p| !seen.contains(p));
+        }
+        Ok(())
+    }
+}
+
+/// The lines of one file (a final line without a newline counts; `\r\n` ends a line too).
+pub fn read_lines(path: &Path) -> std::result::Result<Vec<String>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8(text).map_err(|e| format!("{} is not UTF-8: {e}", path.display()))?;
+    Ok(text
+        .split_inclusive('\n')
+        .map(|line| line.trim_end_matches('\n').trim_end_matches('\r').to_owned())
+        .collect())
+}

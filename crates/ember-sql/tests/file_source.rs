@@ -1,0 +1,243 @@
+//! Structured Streaming over the file source on the `availableNow` trigger: batch k reads
+//! file k (`maxFilesPerTrigger` 1), so every micro-batch's output is known; results are read
+//! back through the memory sink and `foreachBatch`, and compared with a recomputation.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use ember_sql::functions::{avg, col, count, explode, lit, lower, max, min, split, sum};
+use ember_sql::{Error, SparkSession, Trigger};
+
+fn session() -> SparkSession {
+    SparkSession::builder()
+        .app_name("tests")
+        .master("local[2]")
+        .get_or_create()
+        .unwrap()
+}
+
+/// A directory with one file per batch, written a few milliseconds apart (the source takes
+/// files oldest first).
+fn files(batches: &[&[&str]]) -> tempfile_dir::Dir {
+    let dir = tempfile_dir::Dir::new();
+    for (i, lines) in batches.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("part-{i:03}.txt")), lines.join("\n") + "\n").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    dir
+}
+
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    /// A fresh directory, removed when dropped.
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "ember-sql-test-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Every micro-batch's rows as (word, count) pairs, sorted, by batch id.
+fn word_counts(batches: &[RecordBatch]) -> Vec<(String, i64)> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let words = b.column(0).as_string::<i32>();
+        let counts = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            rows.push((words.value(i).to_owned(), counts.value(i)));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+type Seen = Arc<Mutex<Vec<(i64, Vec<RecordBatch>)>>>;
+
+fn collecting() -> (Seen, impl Fn(&[RecordBatch], i64) -> Result<(), String> + Send + Sync + 'static) {
+    let seen: Seen = Arc::default();
+    let sink = Arc::clone(&seen);
+    (seen, move |batches: &[RecordBatch], id: i64| {
+        sink.lock().unwrap().push((id, batches.to_vec()));
+        Ok(())
+    })
+}
+
+const INPUT: &[&[&str]] = &[&["the cat sat", "on the mat"], &["the dog"], &["a cat", "the end the"]];
+
+#[test]
+fn word_count_in_complete_and_update_mode_batch_by_batch() {
+    let dir = files(INPUT);
+    for mode in ["complete", "update"] {
+        let spark = session();
+        let lines = spark
+            .read_stream()
+            .format("text")
+            .option("maxFilesPerTrigger", 1)
+            .load_path(dir.path())
+            .unwrap();
+        let words = lines.select([explode(split(col("value"), " ")).alias("word")]).unwrap();
+        let counts = words.group_by([col("word")]).count().unwrap();
+        assert_eq!(counts.columns(), ["word", "count"]);
+        let (seen, sink) = collecting();
+        let query = counts
+            .write_stream()
+            .output_mode(mode)
+            .trigger(Trigger::AvailableNow)
+            .foreach_batch(sink)
+            .start()
+            .unwrap();
+        assert!(
+            query.await_termination_timeout(Duration::from_secs(30)).unwrap(),
+            "{mode}: the query did not stop"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [0, 1, 2], "{mode}");
+        let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+        for (k, batch) in INPUT.iter().enumerate() {
+            let mut touched = BTreeMap::new();
+            for word in batch.iter().flat_map(|l| l.split(' ')) {
+                *totals.entry(word.to_owned()).or_default() += 1;
+                touched.insert(word.to_owned(), ());
+            }
+            let expected: Vec<(String, i64)> = totals
+                .iter()
+                .filter(|(w, _)| mode == "complete" || touched.contains_key(*w))
+                .map(|(w, n)| (w.clone(), *n))
+                .collect();
+            assert_eq!(word_counts(&seen[k].1), expected, "{mode}, batch {k}");
+        }
+    }
+}
+
+#[test]
+fn aggregates_and_a_global_count_match_a_recomputation() {
+    let dir = files(&[&["3", "5", "x"], &["10"], &["-2", "7"]]);
+    let spark = session();
+    let lines = spark
+        .read_stream()
+        .format("text")
+        .option("maxFilesPerTrigger", 1)
+        .load_path(dir.path())
+        .unwrap();
+    let numbers = lines
+        .select([
+            col("value").alias("text"),
+            ember_sql::functions::expr("CAST(value AS BIGINT)").alias("n"),
+        ])
+        .unwrap();
+    let stats = numbers
+        .agg([count("n"), sum("n"), avg("n"), min("n"), max("n"), count("*")])
+        .unwrap();
+    assert_eq!(stats.columns(), ["count(n)", "sum(n)", "avg(n)", "min(n)", "max(n)", "count(1)"]);
+    let query = stats
+        .write_stream()
+        .output_mode("complete")
+        .format("memory")
+        .query_name("stats")
+        .trigger(Trigger::AvailableNow)
+        .start()
+        .unwrap();
+    assert!(query.await_termination_timeout(Duration::from_secs(30)).unwrap());
+    let result = spark.sql("SELECT * FROM stats").unwrap().collect().unwrap();
+    let row = &result[0];
+    let ints = |i: usize| row.column(i).as_primitive::<Int64Type>().value(0);
+    // 3, 5, 10, -2, 7 (and "x", which casts to null).
+    assert_eq!((ints(0), ints(1), ints(3), ints(4), ints(5)), (5, 23, -2, 10, 6));
+    let mean = row.column(2).as_primitive::<datafusion::arrow::datatypes::Float64Type>().value(0);
+    assert!((mean - 23.0 / 5.0).abs() < 1e-12);
+    assert!(!row.column(0).is_null(0));
+}
+
+#[test]
+fn stateless_queries_append_their_rows_batch_by_batch() {
+    let dir = files(&[&["Hello World", "skip me"], &["ANOTHER line"]]);
+    let spark = session();
+    let lines = spark
+        .read_stream()
+        .format("text")
+        .option("maxFilesPerTrigger", 1)
+        .load_path(dir.path())
+        .unwrap();
+    let kept = lines
+        .filter(col("value").ne(lit("skip me")))
+        .unwrap()
+        .select([lower(col("value")).alias("lower"), col("value")])
+        .unwrap()
+        .with_column("n", ember_sql::functions::length(col("value")))
+        .unwrap();
+    let (seen, sink) = collecting();
+    let query = kept
+        .write_stream()
+        .trigger(Trigger::AvailableNow)
+        .foreach_batch(sink)
+        .start()
+        .unwrap();
+    assert!(query.await_termination_timeout(Duration::from_secs(30)).unwrap());
+    let seen = seen.lock().unwrap();
+    let rows = |k: usize| -> Vec<(String, i64)> {
+        seen[k]
+            .1
+            .iter()
+            .flat_map(|b| {
+                let lower = b.column(0).as_string::<i32>().clone();
+                let n = b.column(2).as_primitive::<datafusion::arrow::datatypes::Int32Type>().clone();
+                (0..b.num_rows()).map(move |i| (lower.value(i).to_owned(), i64::from(n.value(i))))
+            })
+            .collect()
+    };
+    assert_eq!(rows(0), [("hello world".to_owned(), 11)]);
+    assert_eq!(rows(1), [("another line".to_owned(), 12)]);
+}
+
+#[test]
+fn the_checker_refuses_what_spark_refuses_with_its_message() {
+    let spark = session();
+    let lines = spark
+        .read_stream()
+        .format("socket")
+        .option("host", "localhost")
+        .option("port", 9)
+        .load()
+        .unwrap();
+    let complete = lines.write_stream().output_mode("complete").format("console").start();
+    assert!(
+        matches!(&complete, Err(Error::Analysis(m)) if m.starts_with("Complete output mode not supported when there are no streaming aggregations"))
+    );
+    let counts = lines.group_by([col("value")]).count().unwrap();
+    let append = counts.write_stream().output_mode("append").format("console").start();
+    assert!(
+        matches!(&append, Err(Error::Analysis(m)) if m.starts_with("Append output mode not supported when there are streaming aggregations"))
+    );
+    let bad = lines.select([col("nope")]);
+    assert!(
+        matches!(&bad, Err(Error::Analysis(m)) if m.contains("`nope` cannot be resolved")),
+        "{bad:?}"
+    );
+    let mode = lines.write_stream().output_mode("sometimes").start();
+    assert!(matches!(&mode, Err(Error::IllegalArgument(m)) if m.starts_with("Unknown output mode sometimes")));
+}
