@@ -4,10 +4,10 @@
 use ember::{BatchQueue, ManualClock, StreamingContext, StreamingContextState, Time, milliseconds};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 
 use crate::call::take_exception;
 use crate::dstream::PyDStream;
+use crate::native::PyNative;
 use crate::value::PyObj;
 
 /// A streaming context of Python streams.
@@ -35,17 +35,6 @@ pub fn to_py_err(py: Python<'_>, error: ember::Error) -> PyErr {
         ember::Error::Io { .. } => PyOSError::new_err(error.to_string()),
         _ => PyRuntimeError::new_err(error.to_string()),
     }
-}
-
-/// Lines as Python `str`s, a partition under one hold of the GIL.
-fn strings(stream: ember::DStream<String>) -> PyDStream {
-    PyDStream::new(stream.map_partitions_as("to_python", |lines: std::vec::IntoIter<String>| {
-        crate::gil::attach(|py| {
-            lines
-                .map(|line| PyObj(PyString::new(py, &line).into_any().unbind()))
-                .collect::<Vec<_>>()
-        })
-    }))
 }
 
 #[pymethods]
@@ -163,12 +152,17 @@ impl PyContext {
         PyDStream::new(self.ssc.queue_stream(&queue, one_at_a_time, default))
     }
 
-    fn socket_text_stream(&self, host: &str, port: u16) -> PyDStream {
-        strings(self.ssc.socket_text_stream(host, port))
+    /// The lines of a socket, as a native stream (`to_python()` makes Python `str`s of them).
+    fn socket_text_stream(&self, host: &str, port: u16) -> PyNative {
+        PyNative::text(self.ssc.socket_text_stream(host, port))
     }
 
-    fn text_file_stream(&self, py: Python<'_>, directory: &str) -> PyResult<PyDStream> {
-        self.ssc.text_file_stream(directory).map(strings).map_err(|e| to_py_err(py, e))
+    /// The lines of the new files of a directory, as a native stream.
+    fn text_file_stream(&self, py: Python<'_>, directory: &str) -> PyResult<PyNative> {
+        self.ssc
+            .text_file_stream(directory)
+            .map(PyNative::text)
+            .map_err(|e| to_py_err(py, e))
     }
 
     fn binary_records_stream(&self, py: Python<'_>, directory: &str, record_length: usize) -> PyResult<PyDStream> {

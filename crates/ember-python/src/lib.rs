@@ -8,6 +8,7 @@ mod context;
 mod dstream;
 mod gil;
 mod listener;
+mod native;
 mod value;
 
 use pyo3::prelude::*;
@@ -23,5 +24,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn _ember(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<context::PyContext>()?;
     m.add_class::<dstream::PyDStream>()?;
+    m.add_class::<native::PyNative>()?;
     Ok(())
 }

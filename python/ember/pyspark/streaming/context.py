@@ -121,11 +121,11 @@ class StreamingContext:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             raise ValueError("port must be an int in 1..65535, got %r" % (port,))
         self._check_definable()
-        return DStream(self._ctx.socket_text_stream(str(hostname), port), self)
+        return DStream(None, self, self._ctx.socket_text_stream(str(hostname), port))
 
     def textFileStream(self, directory):
         self._check_definable()
-        return DStream(self._ctx.text_file_stream(str(directory)), self)
+        return DStream(None, self, self._ctx.text_file_stream(str(directory)))
 
     def binaryRecordsStream(self, directory, recordLength):
         """Fixed-length records (``bytes``) of the new files in ``directory``."""

@@ -6,6 +6,7 @@ import time as _time
 from datetime import datetime
 
 from ember.pyspark.rdd import RDD
+from ember.pyspark.streaming import native
 from ember.pyspark.streaming.durations import to_ms
 
 
@@ -49,13 +50,34 @@ def _callable(func, name):
 
 
 class DStream:
-    """A discretized stream of Python objects."""
+    """A discretized stream of Python objects.
 
-    def __init__(self, stream, ssc):
-        self._stream = stream
+    A stream of a text source starts as a native stream of ``str`` (``_native``): the
+    functions ``native.py`` recognises run on it in Rust, and any other operation takes its
+    elements as Python objects (``_stream``)."""
+
+    def __init__(self, stream, ssc, native_stream=None):
+        self._python = stream
+        self._native = native_stream
         self._ssc = ssc
 
+    @property
+    def _stream(self):
+        """The stream of Python objects (made from the native stream the first time)."""
+        if self._python is None:
+            self._python = self._native.to_python()
+        return self._python
+
+    def _native_kind(self):
+        return None if self._native is None else self._native.kind()
+
+    def _wrap_native(self, native_stream):
+        self._ssc._check_definable()
+        return DStream(None, self._ssc, native_stream)
+
     def __repr__(self):
+        if self._python is None:
+            return "DStream(%s)" % self._native.operator_name()
         return "DStream(%s)" % self._stream.operator_name()
 
     def context(self):
@@ -87,9 +109,17 @@ class DStream:
     # element-wise
 
     def map(self, f, preservesPartitioning=False):
+        if self._native_kind() == "text":
+            constant = native.pair_constant(f)
+            if constant is not None:
+                return self._wrap_native(self._native.pair(constant))
         return self._wrap(self._stream.map(_callable(f, "f")))
 
     def flatMap(self, f, preservesPartitioning=False):
+        if self._native_kind() == "text":
+            sep = native.split_separator(f)
+            if sep is not None:
+                return self._wrap_native(self._native.split(sep))
         return self._wrap(self._stream.flat_map(_callable(f, "f")))
 
     def filter(self, f):
@@ -127,6 +157,8 @@ class DStream:
         return self._wrap(self._stream.count_by_value())
 
     def reduceByKey(self, func, numPartitions=None):
+        if self._native_kind() == "pairs" and native.is_add(func):
+            return self._wrap_native(self._native.reduce_add(numPartitions))
         return self._wrap(self._stream.reduce_by_key(_callable(func, "func"), numPartitions))
 
     def groupByKey(self, numPartitions=None):
