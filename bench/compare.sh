@@ -95,7 +95,9 @@
 #                           imports from ember.pyspark, one process, master
 #                           BENCH_EMBER_PYTHON_MASTER) and ember-python2 (the same as two
 #                           processes of an ember cluster, `python -m ember.launch -n 2`, each
-#                           with that master); the ember-python systems install ember's Python
+#                           with that master), ember-python2-py (ember-python2 with
+#                           EMBER_NATIVE_FUNCTIONS=0: every function called in Python, none
+#                           recognised and run natively); the ember-python systems install ember's Python
 #                           package (release build, `pip install ./python`) into the venv
 #                           ["ember spark"]
 #   BENCH_EMBER_PYTHON_MASTER  the Python program's master on ember, per process [local[1]:
@@ -209,11 +211,11 @@ read -r -a SYSTEM_LIST <<<"$SYSTEMS"
 for s in "${SYSTEM_LIST[@]}"; do
     case $s in
     ember | spark) ;;
-    pyspark | ember-python | ember-python2)
+    pyspark | ember-python | ember-python2 | ember-python2-py)
         [[ $WORKLOAD == wordcount || $WORKLOAD == files || $WORKLOAD == startup ]] ||
             usage_error "$s runs the word count only (BENCH_WORKLOAD wordcount, files or startup), not $WORKLOAD"
         ;;
-    *) usage_error "unknown system '$s' in BENCH_SYSTEMS (ember, spark, pyspark, ember-python, ember-python2)" ;;
+    *) usage_error "unknown system '$s' in BENCH_SYSTEMS (ember, spark, pyspark, ember-python, ember-python2, ember-python2-py)" ;;
     esac
 done
 WARMUP=${BENCH_WARMUP_BATCHES:-$DEFAULT_WARMUP}
@@ -254,11 +256,11 @@ positive_int BENCH_MEASURE_BATCHES "$MEASURE"
 
 # Seconds a trial may take before its first batch line: process start, and for Spark the JVM,
 # the SparkContext and the receiver (PySpark: also the Python driver and workers).
-declare -A STARTUP_S=([ember]=15 [spark]=60 [pyspark]=90 [ember-python]=20 [ember-python2]=30)
+declare -A STARTUP_S=([ember]=15 [spark]=60 [pyspark]=90 [ember-python]=20 [ember-python2]=30 [ember-python2-py]=30)
 # What a trial usually costs beyond its batches, for planning the time budget.
-declare -A OVERHEAD_S=([ember]=4 [spark]=14 [pyspark]=18 [ember-python]=5 [ember-python2]=6)
+declare -A OVERHEAD_S=([ember]=4 [spark]=14 [pyspark]=18 [ember-python]=5 [ember-python2]=6 [ember-python2-py]=6)
 # Each system's share of the search's time (Spark's trials take longer: JVM start).
-declare -A WEIGHT=([ember]=2 [spark]=3 [pyspark]=3 [ember-python]=2 [ember-python2]=2)
+declare -A WEIGHT=([ember]=2 [spark]=3 [pyspark]=3 [ember-python]=2 [ember-python2]=2 [ember-python2-py]=2)
 
 RUN_DIR="$WORK/run-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$RUN_DIR"
@@ -579,9 +581,11 @@ start_job() {
         "$PY" "$BENCH/spark/socket_word_count.py" --ember "${input[@]}" "$batches" "$INTERVAL_MS" "$EMBER_PYTHON_MASTER" \
             >"$log.out" 2>>"$log.err" &
         ;;
-    ember-python2)
-        "$PY" -m ember.launch -n 2 "$BENCH/spark/socket_word_count.py" --ember "${input[@]}" "$batches" "$INTERVAL_MS" \
-            "$EMBER_PYTHON_MASTER" >"$log.out" 2>>"$log.err" &
+    ember-python2 | ember-python2-py)
+        local native=1
+        [[ $system == ember-python2-py ]] && native=0
+        EMBER_NATIVE_FUNCTIONS=$native "$PY" -m ember.launch -n 2 "$BENCH/spark/socket_word_count.py" --ember "${input[@]}" \
+            "$batches" "$INTERVAL_MS" "$EMBER_PYTHON_MASTER" >"$log.out" 2>>"$log.err" &
         ;;
     esac
     JOB_PID=$!
@@ -653,7 +657,7 @@ run_trial() {
         ((count >= batches)) && break
         if ((count > 0 && first_seen == 0)); then
             first_seen=1
-            [[ $system == pyspark || $system == ember-python2 ]] && adopt_family "$job_pid"
+            [[ $system == pyspark || $system == ember-python2* ]] && adopt_family "$job_pid"
             deadline=$(($(date +%s) + (batches - count) * INTERVAL_MS / 1000 + 3 * INTERVAL_MS / 1000 + 5))
         fi
         if (($(date +%s) > deadline)); then
@@ -675,7 +679,7 @@ run_trial() {
     if ! kill -0 "$job_pid" 2>/dev/null && (($(grep -c '^BATCH ' "$log.out" || true) < batches)); then
         say "  $system ended before its batches were in: $(grep -v '^\s*$' "$log.err" | tail -n1)"
     fi
-    [[ $system == pyspark || $system == ember-python2 ]] && extra_ticks=$(descendant_ticks "$job_pid")
+    [[ $system == pyspark || $system == ember-python2* ]] && extra_ticks=$(descendant_ticks "$job_pid")
     stop_pid "$job_pid"
     stop_family
     if [[ -n $writer_pid ]]; then
@@ -786,17 +790,20 @@ label() {
     pyspark) echo "$PYSPARK_LABEL, $SPARK_MASTER" ;;
     ember-python) echo "PySpark program on ember $EMBER_COMMIT, 1 process, $EMBER_PYTHON_MASTER" ;;
     ember-python2) echo "PySpark program on ember $EMBER_COMMIT, 2 processes, $EMBER_PYTHON_MASTER each" ;;
+    ember-python2-py) echo "the same, every function called in Python" ;;
     esac
 }
 short_name() {
     case $1 in
     ember) echo ember ;; spark) echo Spark ;; pyspark) echo PySpark ;;
     ember-python) echo "ember-Python(1 process)" ;; ember-python2) echo "ember-Python(2 processes)" ;;
+    ember-python2-py) echo "ember-Python(2 processes, no native functions)" ;;
     esac
 }
 # The pairs of systems a ratio is given for, when both ran: faster system first.
 RATIO_PAIRS=("ember spark" "ember pyspark" "spark pyspark" "ember-python spark" "ember-python2 spark"
-    "ember-python pyspark" "ember-python2 pyspark" "ember-python2 ember-python" "ember ember-python")
+    "ember-python pyspark" "ember-python2 pyspark" "ember-python2 ember-python" "ember ember-python"
+    "ember-python2-py spark" "ember-python2 ember-python2-py")
 
 # ---------------------------------------------------------------------------------------------
 # Workload 6: launch to first batch, and peak resident memory, at a fixed rate. No search.

@@ -9,9 +9,15 @@ any separator string and any ``int`` constant below 2**31 in absolute value), an
 same interpreter; it then runs them in Rust on Rust values, with the same results (the same
 pieces and empty pieces as ``str.split(sep)``, the same pairs, the same sums). A function with
 a closure, defaults, another body or another constant is called in Python as always.
+
+``EMBER_NATIVE_FUNCTIONS=0`` in the environment turns the recognition off: every function is
+called in Python (to compare, or to debug a function that is recognised).
 """
 
 import operator
+import os
+
+_ENABLED = os.environ.get("EMBER_NATIVE_FUNCTIONS", "1") != "0"
 
 _SPLIT = lambda s: s.split(" ")  # noqa: E731
 _PAIR = lambda x: (x, 1)  # noqa: E731
@@ -28,7 +34,7 @@ def _same_shape(f, reference):
     """``f`` compiles to the reference's code (constants aside), and has no closure, defaults
     or keyword-only arguments."""
     code = getattr(f, "__code__", None)
-    if code is None or not callable(f):
+    if not _ENABLED or code is None or not callable(f):
         return False
     if getattr(f, "__closure__", None) or getattr(f, "__defaults__", None) or getattr(f, "__kwdefaults__", None):
         return False
@@ -64,4 +70,4 @@ def pair_constant(f):
 
 def is_add(f):
     """Whether ``f`` is ``operator.add`` or a function ``(a, b) -> a + b``."""
-    return f is operator.add or _same_shape(f, _ADD)
+    return _ENABLED and (f is operator.add or _same_shape(f, _ADD))
