@@ -76,6 +76,9 @@ const DEFAULT_TRIGGER_INTERVAL: Duration = Duration::from_millis(100);
 
 type ForeachBatch = Arc<dyn Fn(&[RecordBatch], i64) -> std::result::Result<(), String> + Send + Sync>;
 
+/// Where the console sink writes (standard output unless [`DataStreamWriter::console_output`]).
+type ConsoleOut = Arc<Mutex<Box<dyn std::io::Write + Send>>>;
+
 /// Starts a streaming query (Spark's `DataStreamWriter`).
 #[derive(Clone)]
 pub struct DataStreamWriter {
@@ -86,6 +89,7 @@ pub struct DataStreamWriter {
     trigger: Trigger,
     name: Option<String>,
     foreach_batch: Option<ForeachBatch>,
+    console: Option<ConsoleOut>,
 }
 
 impl std::fmt::Debug for DataStreamWriter {
@@ -108,7 +112,15 @@ impl DataStreamWriter {
             trigger: Trigger::Default,
             name: None,
             foreach_batch: None,
+            console: None,
         }
+    }
+
+    /// The console sink writes to `out` instead of standard output (an ember addition, for
+    /// programs that keep the text, and for tests).
+    pub fn console_output(mut self, out: impl std::io::Write + Send + 'static) -> Self {
+        self.console = Some(Arc::new(Mutex::new(Box::new(out))));
+        self
     }
 
     /// `append` (the default), `complete` or `update` (Spark's `outputMode`).
@@ -500,7 +512,11 @@ impl Finisher {
 
 /// Where a query's output goes.
 enum SinkKind {
-    Console { num_rows: usize, truncate: usize },
+    Console {
+        num_rows: usize,
+        truncate: usize,
+        out: Option<ConsoleOut>,
+    },
     Memory { table: String },
     Foreach(ForeachBatch),
 }
@@ -533,7 +549,11 @@ impl Sink {
                         .parse::<usize>()
                         .map_err(|_| Error::illegal_argument(format!("Invalid value '{v}' for option 'truncate'")))?,
                 };
-                SinkKind::Console { num_rows, truncate }
+                SinkKind::Console {
+                    num_rows,
+                    truncate,
+                    out: writer.console.clone(),
+                }
             }
             "memory" => {
                 let table = writer
@@ -567,7 +587,7 @@ impl Sink {
         memory: &Mutex<Vec<RecordBatch>>,
     ) -> Result<()> {
         match &self.kind {
-            SinkKind::Console { num_rows, truncate } => {
+            SinkKind::Console { num_rows, truncate, out } => {
                 let mut text = String::new();
                 text.push_str("-------------------------------------------\n");
                 text.push_str(&format!("Batch: {batch_id}\n"));
@@ -575,11 +595,17 @@ impl Sink {
                 text.push_str(&show_string(names, batches, *num_rows, *truncate));
                 text.push('\n');
                 use std::io::Write;
-                let mut stdout = std::io::stdout().lock();
-                stdout
-                    .write_all(text.as_bytes())
-                    .and_then(|()| stdout.flush())
-                    .map_err(|e| Error::illegal_argument(format!("cannot write to standard output: {e}")))?;
+                let written = match out {
+                    Some(out) => {
+                        let mut out = lock(out);
+                        out.write_all(text.as_bytes()).and_then(|()| out.flush())
+                    }
+                    None => {
+                        let mut stdout = std::io::stdout().lock();
+                        stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
+                    }
+                };
+                written.map_err(|e| Error::illegal_argument(format!("cannot write the console sink's output: {e}")))?;
             }
             SinkKind::Memory { table } => {
                 let mut rows = lock(memory);
