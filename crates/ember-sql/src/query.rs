@@ -517,7 +517,9 @@ enum SinkKind {
         truncate: usize,
         out: Option<ConsoleOut>,
     },
-    Memory { table: String },
+    Memory {
+        table: String,
+    },
     Foreach(ForeachBatch),
 }
 
