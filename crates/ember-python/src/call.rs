@@ -9,6 +9,7 @@
 
 use std::sync::Mutex;
 
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 /// Exceptions of failed batches not raised yet, with their traceback text (bounded).
@@ -58,4 +59,23 @@ where
     A: pyo3::call::PyCallArgs<'py>,
 {
     f.bind(py).call1(args).unwrap_or_else(|e| fail_batch(py, e))
+}
+
+/// The Python exception for an ember error: the user's own exception for a batch that failed
+/// in a Python function (with a note naming the operation and the batch), `ValueError` for a
+/// bad argument, `OSError` for I/O, `RuntimeError` otherwise.
+pub fn to_py_err(py: Python<'_>, error: ember::Error) -> PyErr {
+    match &error {
+        ember::Error::JobFailed { message, .. } => match take_exception(message) {
+            Some(exception) => {
+                let err = PyErr::from_value(exception.into_bound(py));
+                let _ = err.add_note(py, format!("ember: {error}"));
+                err
+            }
+            None => PyRuntimeError::new_err(error.to_string()),
+        },
+        ember::Error::InvalidArgument { .. } => PyValueError::new_err(error.to_string()),
+        ember::Error::Io { .. } => PyOSError::new_err(error.to_string()),
+        _ => PyRuntimeError::new_err(error.to_string()),
+    }
 }

@@ -2,10 +2,10 @@
 //! PySpark's names and defaults.
 
 use ember::{BatchQueue, ManualClock, StreamingContext, StreamingContextState, Time, milliseconds};
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::call::take_exception;
+use crate::call::to_py_err;
 use crate::dstream::PyDStream;
 use crate::native::PyNative;
 use crate::value::PyObj;
@@ -16,25 +16,6 @@ pub struct PyContext {
     ssc: StreamingContext,
     /// The manual clock the batches are cut on, for tests (`clock="manual"`).
     clock: Option<ManualClock>,
-}
-
-/// The Python exception for an ember error: the user's own exception for a batch that failed
-/// in a Python function (with a note naming the operation and the batch), `ValueError` for a
-/// bad argument, `OSError` for I/O, `RuntimeError` otherwise.
-pub fn to_py_err(py: Python<'_>, error: ember::Error) -> PyErr {
-    match &error {
-        ember::Error::JobFailed { message, .. } => match take_exception(message) {
-            Some(exception) => {
-                let err = PyErr::from_value(exception.into_bound(py));
-                let _ = err.add_note(py, format!("ember: {error}"));
-                err
-            }
-            None => PyRuntimeError::new_err(error.to_string()),
-        },
-        ember::Error::InvalidArgument { .. } => PyValueError::new_err(error.to_string()),
-        ember::Error::Io { .. } => PyOSError::new_err(error.to_string()),
-        _ => PyRuntimeError::new_err(error.to_string()),
-    }
 }
 
 #[pymethods]

@@ -446,7 +446,7 @@ impl PyDStream {
                 self.stream
                     .slice(ember::Time::from_millis(from_ms), ember::Time::from_millis(to_ms))
             })
-            .map_err(|e| crate::context::to_py_err(py, e))?;
+            .map_err(|e| crate::call::to_py_err(py, e))?;
         Ok(batches.into_iter().map(|b| partitions(py, b.into_partitions())).collect())
     }
 
@@ -467,7 +467,7 @@ impl PyDStream {
                 })
             }),
         };
-        Ok(Self::new(pairs_to_objects(&moved.map_err(|e| crate::context::to_py_err(py, e))?)))
+        Ok(Self::new(pairs_to_objects(&moved.map_err(|e| crate::call::to_py_err(py, e))?)))
     }
 
     /// The plan node's name (`map#3`), as errors name it.

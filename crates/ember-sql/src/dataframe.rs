@@ -3,13 +3,13 @@
 
 use std::collections::HashSet;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{NullHandling, UnnestOptions};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::ident;
 
 use crate::error::{Error, Result};
 use crate::functions::{Column, Resolved};
-use crate::query::DataStreamWriter;
 use crate::session::SparkSession;
 
 /// A distributed collection of rows under a schema (Spark's `DataFrame`); a streaming one is
@@ -26,7 +26,7 @@ impl std::fmt::Debug for DataFrame {
             .columns()
             .into_iter()
             .zip(self.df.schema().fields().iter())
-            .map(|(name, field)| format!("{name}: {}", crate::session::spark_type(field.data_type())))
+            .map(|(name, field)| format!("{name}: {}", spark_type(field.data_type())))
             .collect();
         write!(f, "DataFrame[{}]", columns.join(", "))
     }
@@ -74,7 +74,7 @@ impl DataFrame {
 
     /// Whether some source of this DataFrame is a stream (Spark's `isStreaming`).
     pub fn is_streaming(&self) -> bool {
-        crate::session::stream_sources(self.df.logical_plan()).next().is_some()
+        crate::source::stream_sources(self.df.logical_plan()).next().is_some()
     }
 
     fn check_columns(&self, resolved: &[Resolved]) -> Result<()> {
@@ -259,11 +259,6 @@ impl DataFrame {
         }
         Ok(futures::executor::block_on(self.df.clone().collect())?)
     }
-
-    /// The interface to start a streaming query (Spark's `writeStream`).
-    pub fn write_stream(&self) -> DataStreamWriter {
-        DataStreamWriter::new(self.clone())
-    }
 }
 
 /// A DataFrame grouped by keys, for an aggregation (Spark's `GroupedData`).
@@ -293,5 +288,24 @@ impl GroupedData {
         let aggregate_exprs: Vec<Expr> = aggregates.iter().map(|r| r.expr.clone().alias(&r.name)).collect();
         let df = self.df.df.clone().aggregate(key_exprs, aggregate_exprs)?;
         Ok(self.df.with(df))
+    }
+}
+
+/// Spark's name of a type, as `printSchema` and `DataFrame`'s text show it.
+pub(crate) fn spark_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".to_owned(),
+        DataType::Int64 => "bigint".to_owned(),
+        DataType::Int32 => "int".to_owned(),
+        DataType::Int16 => "smallint".to_owned(),
+        DataType::Int8 => "tinyint".to_owned(),
+        DataType::Float64 => "double".to_owned(),
+        DataType::Float32 => "float".to_owned(),
+        DataType::Boolean => "boolean".to_owned(),
+        DataType::Timestamp(..) => "timestamp".to_owned(),
+        DataType::Date32 => "date".to_owned(),
+        DataType::Binary | DataType::LargeBinary => "binary".to_owned(),
+        DataType::List(f) | DataType::LargeList(f) => format!("array<{}>", spark_type(f.data_type())),
+        other => other.to_string().to_lowercase(),
     }
 }

@@ -26,6 +26,7 @@ mod dataframe;
 mod error;
 pub mod functions;
 mod query;
+mod reader;
 mod session;
 pub mod show;
 mod source;
@@ -37,7 +38,8 @@ pub use datafusion::arrow;
 pub use error::{Error, Result};
 pub use functions::Column;
 pub use query::{DataStreamWriter, OutputMode, StreamingQuery, Trigger};
-pub use session::{Builder, DataStreamReader, SparkSession};
+pub use reader::DataStreamReader;
+pub use session::{Builder, SparkSession};
 
 /// A mutex's guard, whether or not a panicking holder poisoned it.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataframe::DataFrame;
 use crate::error::{Error, Result};
 use crate::lock;
+use crate::session::SparkSession;
 use crate::show::show_string;
 use crate::source::{FileSource, Slot, SourceSpec, find_slot, lines_batch, read_lines, slot_exec};
 
@@ -166,7 +167,7 @@ impl DataStreamWriter {
         let mode = OutputMode::parse(&self.mode)?;
         let session = self.df.session.clone();
         let logical = session.state().optimize(self.df.logical_plan())?;
-        let sources: Vec<_> = crate::session::stream_sources(self.df.logical_plan()).collect();
+        let sources: Vec<_> = crate::source::stream_sources(self.df.logical_plan()).collect();
         let source = match sources.as_slice() {
             [] => return Err(Error::analysis("'writeStream' can be called only on streaming Dataset/DataFrame")),
             [one] => one.spec.clone(),
@@ -645,6 +646,25 @@ struct QueryState {
     handled: AtomicU64,
 }
 
+/// The queries started, with their session's number (Spark's `StreamingQueryManager`).
+static ACTIVE: Mutex<Vec<(usize, StreamingQuery)>> = Mutex::new(Vec::new());
+
+impl SparkSession {
+    /// The active streaming queries (Spark's `spark.streams.active`).
+    pub fn active_queries(&self) -> Vec<StreamingQuery> {
+        let mut queries = lock(&ACTIVE);
+        queries.retain(|(_, q)| q.is_active());
+        queries.iter().filter(|(s, _)| *s == self.id()).map(|(_, q)| q.clone()).collect()
+    }
+}
+
+impl DataFrame {
+    /// The interface to start a streaming query (Spark's `writeStream`).
+    pub fn write_stream(&self) -> DataStreamWriter {
+        DataStreamWriter::new(self.clone())
+    }
+}
+
 /// A running query (Spark's `StreamingQuery`).
 #[derive(Clone)]
 pub struct StreamingQuery {
@@ -799,7 +819,7 @@ impl StreamingQuery {
                 .spawn(move || driver.stop_when_exhausted())
                 .map_err(|e| Error::illegal_argument(format!("cannot start the trigger's thread: {e}")))?;
         }
-        session.track(query.clone());
+        lock(&ACTIVE).push((session.id(), query.clone()));
         Ok(query)
     }
 

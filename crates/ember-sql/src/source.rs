@@ -17,8 +17,10 @@ use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::memory::{LazyBatchGenerator, LazyMemoryExec};
 use parking_lot::RwLock;
@@ -342,4 +344,29 @@ pub fn read_lines(path: &Path) -> std::result::Result<Vec<String>, String> {
         .split_inclusive('\n')
         .map(|line| line.trim_end_matches('\n').trim_end_matches('\r').to_owned())
         .collect())
+}
+
+/// The stream tables `plan` scans.
+pub(crate) fn stream_sources(plan: &LogicalPlan) -> impl Iterator<Item = Arc<StreamTable>> {
+    let mut found = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(table) = provider.downcast_ref::<StreamTable>()
+        {
+            found.push(Arc::new(StreamTable::new(table.id, table.spec.clone())));
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    // Views are inlined when the plan is analyzed; look into them too.
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(view) = provider.downcast_ref::<datafusion::catalog::view::ViewTable>()
+        {
+            found.extend(stream_sources(view.logical_plan()));
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    found.into_iter()
 }

@@ -19,6 +19,18 @@ fn session() -> SparkSession {
         .unwrap()
 }
 
+/// A session, and the stream of `dir`'s files, one file a micro-batch.
+fn one_file_a_batch(dir: &std::path::Path) -> (SparkSession, ember_sql::DataFrame) {
+    let spark = session();
+    let lines = spark
+        .read_stream()
+        .format("text")
+        .option("maxFilesPerTrigger", 1)
+        .load_path(dir)
+        .unwrap();
+    (spark, lines)
+}
+
 /// A directory with one file per batch, written a few milliseconds apart (the source takes
 /// files oldest first).
 fn files(batches: &[&[&str]]) -> tempfile_dir::Dir {
@@ -93,13 +105,7 @@ const INPUT: &[&[&str]] = &[&["the cat sat", "on the mat"], &["the dog"], &["a c
 fn word_count_in_complete_and_update_mode_batch_by_batch() {
     let dir = files(INPUT);
     for mode in ["complete", "update"] {
-        let spark = session();
-        let lines = spark
-            .read_stream()
-            .format("text")
-            .option("maxFilesPerTrigger", 1)
-            .load_path(dir.path())
-            .unwrap();
+        let (_spark, lines) = one_file_a_batch(dir.path());
         let words = lines.select([explode(split(col("value"), " ")).alias("word")]).unwrap();
         let counts = words.group_by([col("word")]).count().unwrap();
         assert_eq!(counts.columns(), ["word", "count"]);
@@ -137,13 +143,7 @@ fn word_count_in_complete_and_update_mode_batch_by_batch() {
 #[test]
 fn aggregates_and_a_global_count_match_a_recomputation() {
     let dir = files(&[&["3", "5", "x"], &["10"], &["-2", "7"]]);
-    let spark = session();
-    let lines = spark
-        .read_stream()
-        .format("text")
-        .option("maxFilesPerTrigger", 1)
-        .load_path(dir.path())
-        .unwrap();
+    let (spark, lines) = one_file_a_batch(dir.path());
     let numbers = lines
         .select([
             col("value").alias("text"),
@@ -176,13 +176,7 @@ fn aggregates_and_a_global_count_match_a_recomputation() {
 #[test]
 fn stateless_queries_append_their_rows_batch_by_batch() {
     let dir = files(&[&["Hello World", "skip me"], &["ANOTHER line"]]);
-    let spark = session();
-    let lines = spark
-        .read_stream()
-        .format("text")
-        .option("maxFilesPerTrigger", 1)
-        .load_path(dir.path())
-        .unwrap();
+    let (_spark, lines) = one_file_a_batch(dir.path());
     let kept = lines
         .filter(col("value").ne(lit("skip me")))
         .unwrap()

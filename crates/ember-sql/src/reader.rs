@@ -1,0 +1,107 @@
+//! Making DataFrames from a session: streams (`read_stream`, Spark's `DataStreamReader`) and
+//! SQL (`sql`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::LogicalPlanBuilder;
+
+use crate::dataframe::DataFrame;
+use crate::error::{Error, Result};
+use crate::session::SparkSession;
+use crate::source::{SourceSpec, StreamTable};
+
+impl SparkSession {
+    /// Reads streams (Spark's `readStream`).
+    pub fn read_stream(&self) -> DataStreamReader {
+        DataStreamReader {
+            session: self.clone(),
+            format: "text".to_owned(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    /// A DataFrame of SQL over the temporary views (Spark's `sql`); Spark's `explode` reads as
+    /// DataFusion's `unnest`.
+    pub fn sql(&self, query: &str) -> Result<DataFrame> {
+        let state = self.state();
+        let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+        let mut statements = datafusion::sql::parser::DFParser::parse_sql_with_dialect(query, &dialect)?;
+        if statements.len() != 1 {
+            return Err(Error::analysis(format!("sql takes one statement, got {}", statements.len())));
+        }
+        let mut statement = statements.pop_front().expect("one statement");
+        rename_generators(&mut statement);
+        let plan = futures::executor::block_on(state.statement_to_plan(statement))?;
+        Ok(DataFrame::new(self.clone(), datafusion::dataframe::DataFrame::new(state, plan)))
+    }
+
+    fn stream_frame(&self, spec: SourceSpec) -> Result<DataFrame> {
+        let id = self.next_source();
+        let table: Arc<dyn TableProvider> = Arc::new(StreamTable::new(id, spec));
+        let plan = LogicalPlanBuilder::scan(format!("__stream_{id}"), provider_as_source(table), None)?.build()?;
+        Ok(DataFrame::new(
+            self.clone(),
+            datafusion::dataframe::DataFrame::new(self.state(), plan),
+        ))
+    }
+}
+
+/// Spark's `explode(x)` in SQL is DataFusion's `unnest(x)`.
+fn rename_generators(statement: &mut datafusion::sql::parser::Statement) {
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ObjectNamePart, visit_expressions_mut};
+    if let datafusion::sql::parser::Statement::Statement(inner) = statement {
+        let _ = visit_expressions_mut(inner.as_mut(), |e| {
+            if let SqlExpr::Function(f) = e
+                && let [ObjectNamePart::Identifier(ident)] = f.name.0.as_mut_slice()
+                && ident.value.eq_ignore_ascii_case("explode")
+            {
+                ident.value = "unnest".to_owned();
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+}
+
+/// Reads a stream (Spark's `DataStreamReader`).
+#[derive(Clone, Debug)]
+pub struct DataStreamReader {
+    session: SparkSession,
+    format: String,
+    options: BTreeMap<String, String>,
+}
+
+impl DataStreamReader {
+    /// The source: `socket` or `text` (Spark's `format`).
+    pub fn format(mut self, format: &str) -> Self {
+        self.format = format.to_owned();
+        self
+    }
+
+    /// A source option (Spark's `option`).
+    pub fn option(mut self, key: &str, value: impl ToString) -> Self {
+        self.options.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    /// The streaming DataFrame of the source (Spark's `load`).
+    pub fn load(self) -> Result<DataFrame> {
+        let spec = SourceSpec::from_options(&self.format, &self.options, None)?;
+        self.session.stream_frame(spec)
+    }
+
+    /// The stream of the files of directory `path` (Spark's `load(path)`).
+    pub fn load_path(self, path: impl AsRef<std::path::Path>) -> Result<DataFrame> {
+        let path = path.as_ref().to_string_lossy().into_owned();
+        let spec = SourceSpec::from_options(&self.format, &self.options, Some(&path))?;
+        self.session.stream_frame(spec)
+    }
+
+    /// The lines of the files of directory `path` (Spark's `text(path)`).
+    pub fn text(self, path: &str) -> Result<DataFrame> {
+        let spec = SourceSpec::from_options("text", &self.options, Some(path))?;
+        self.session.stream_frame(spec)
+    }
+}
