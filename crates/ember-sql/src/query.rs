@@ -819,7 +819,11 @@ impl StreamingQuery {
                 .spawn(move || driver.stop_when_exhausted())
                 .map_err(|e| Error::illegal_argument(format!("cannot start the trigger's thread: {e}")))?;
         }
-        lock(&ACTIVE).push((session.id(), query.clone()));
+        let mut active = lock(&ACTIVE);
+        // Stopped queries leave the list as new ones join, so it does not grow with every start.
+        active.retain(|(_, q)| q.is_active());
+        active.push((session.id(), query.clone()));
+        drop(active);
         Ok(query)
     }
 
