@@ -9,6 +9,7 @@ mod dstream;
 mod gil;
 mod listener;
 mod native;
+mod sql;
 mod value;
 
 use pyo3::prelude::*;
@@ -25,5 +26,13 @@ fn _ember(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<context::PyContext>()?;
     m.add_class::<dstream::PyDStream>()?;
     m.add_class::<native::PyNative>()?;
+    m.add_class::<sql::PySession>()?;
+    m.add_class::<sql::PyColumn>()?;
+    m.add_class::<sql::PyDataFrame>()?;
+    m.add_class::<sql::PyQuery>()?;
+    m.add_function(wrap_pyfunction!(sql::sql_col, m)?)?;
+    m.add_function(wrap_pyfunction!(sql::sql_expr, m)?)?;
+    m.add_function(wrap_pyfunction!(sql::sql_lit, m)?)?;
+    m.add_function(wrap_pyfunction!(sql::sql_function, m)?)?;
     Ok(())
 }

@@ -62,9 +62,24 @@ impl DataFrame {
         DataFrame::new(self.session.clone(), df)
     }
 
+    /// The session this DataFrame belongs to (Spark's `sparkSession`).
+    pub fn spark_session(&self) -> &SparkSession {
+        &self.session
+    }
+
     /// The column names, in order.
     pub fn columns(&self) -> Vec<String> {
         self.df.schema().fields().iter().map(|f| f.name().clone()).collect()
+    }
+
+    /// Each column's name and Spark's name of its type (Spark's `dtypes`).
+    pub fn dtypes(&self) -> Vec<(String, String)> {
+        self.df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), spark_type(f.data_type())))
+            .collect()
     }
 
     /// The DataFusion logical plan (unoptimized).
@@ -258,6 +273,22 @@ impl DataFrame {
             ));
         }
         Ok(futures::executor::block_on(self.df.clone().collect())?)
+    }
+
+    /// The schema of the rows, as Arrow gives it.
+    pub fn arrow_schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        std::sync::Arc::new(self.df.schema().as_arrow().clone())
+    }
+
+    /// The number of rows of a DataFrame without streams (Spark's `count`).
+    pub fn count(&self) -> Result<usize> {
+        Ok(self.collect()?.iter().map(|b| b.num_rows()).sum())
+    }
+
+    /// The first `num_rows` rows as Spark's `show` prints them, cells cut to `truncate`
+    /// characters (0: not cut).
+    pub fn show_string(&self, num_rows: usize, truncate: usize) -> Result<String> {
+        Ok(crate::show::show_string(&self.columns(), &self.collect()?, num_rows, truncate))
     }
 }
 

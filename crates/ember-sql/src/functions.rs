@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::expr::Unnest;
 use datafusion::logical_expr::{Expr, Operator, binary_expr};
 use datafusion::prelude::{ident, lit as df_lit};
@@ -133,6 +134,59 @@ impl Column {
         self.binary(other.into(), Operator::Plus, "+")
     }
 
+    /// `self - other`.
+    pub fn minus(self, other: impl Into<Column>) -> Column {
+        self.binary(other.into(), Operator::Minus, "-")
+    }
+
+    /// `self * other`.
+    pub fn multiply(self, other: impl Into<Column>) -> Column {
+        self.binary(other.into(), Operator::Multiply, "*")
+    }
+
+    /// `self / other`: a double, as Spark's `/` gives for any numbers.
+    pub fn divide(self, other: impl Into<Column>) -> Column {
+        Column::call(
+            vec![self, other.into()],
+            Arc::new(|mut a| {
+                let right = a.pop().expect("two arguments");
+                let left = a.pop().expect("two arguments");
+                Ok(binary_expr(to_double(left), Operator::Divide, to_double(right)))
+            }),
+            |n| format!("({} / {})", n[0], n[1]),
+        )
+    }
+
+    /// `self % other`.
+    pub fn modulo(self, other: impl Into<Column>) -> Column {
+        self.binary(other.into(), Operator::Modulo, "%")
+    }
+
+    /// The column as another type (Spark's `cast`, without ANSI mode: a value that does not
+    /// convert becomes null). `to` is Spark's name of a type: `string`, `int`, `bigint`,
+    /// `double`, `float`, `boolean`, `smallint`, `tinyint`, `date`, `timestamp`.
+    pub fn cast(self, to: &str) -> Result<Column> {
+        let data_type = spark_data_type(to)?;
+        let upper = to.trim().to_ascii_uppercase();
+        let upper = match upper.as_str() {
+            "INTEGER" => "INT".to_owned(),
+            "LONG" => "BIGINT".to_owned(),
+            "SHORT" => "SMALLINT".to_owned(),
+            "BYTE" => "TINYINT".to_owned(),
+            _ => upper,
+        };
+        Ok(Column::call(
+            vec![self],
+            Arc::new(move |mut a| {
+                Ok(Expr::TryCast(datafusion::logical_expr::TryCast::new(
+                    Box::new(a.remove(0)),
+                    data_type.clone(),
+                )))
+            }),
+            move |n| format!("CAST({} AS {upper})", n[0]),
+        ))
+    }
+
     /// `self IS NULL`.
     pub fn is_null(self) -> Column {
         Column::call(vec![self], Arc::new(|mut a| Ok(a.remove(0).is_null())), |n| {
@@ -220,6 +274,24 @@ impl Column {
     }
 }
 
+impl std::ops::Not for Column {
+    type Output = Column;
+
+    /// `NOT self` (Spark's `!` in Scala, `~` in Python).
+    fn not(self) -> Column {
+        Column::call(vec![self], Arc::new(|mut a| Ok(!a.remove(0))), |n| format!("(NOT {})", n[0]))
+    }
+}
+
+impl std::ops::Neg for Column {
+    type Output = Column;
+
+    /// `-self`.
+    fn neg(self) -> Column {
+        Column::call(vec![self], Arc::new(|mut a| Ok(-a.remove(0))), |n| format!("(- {})", n[0]))
+    }
+}
+
 impl From<&str> for Column {
     /// A column by name, as PySpark reads a string where it takes a column.
     fn from(name: &str) -> Self {
@@ -287,6 +359,32 @@ impl Literal for String {
     }
 }
 
+fn to_double(expr: Expr) -> Expr {
+    Expr::TryCast(datafusion::logical_expr::TryCast::new(Box::new(expr), DataType::Float64))
+}
+
+/// The Arrow type of Spark's type name (as `cast` takes it).
+fn spark_data_type(name: &str) -> Result<DataType> {
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "string" => DataType::Utf8,
+        "int" | "integer" => DataType::Int32,
+        "bigint" | "long" => DataType::Int64,
+        "smallint" | "short" => DataType::Int16,
+        "tinyint" | "byte" => DataType::Int8,
+        "double" => DataType::Float64,
+        "float" => DataType::Float32,
+        "boolean" => DataType::Boolean,
+        "date" => DataType::Date32,
+        "timestamp" => DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+        other => {
+            return Err(crate::Error::illegal_argument(format!(
+                "[UNSUPPORTED_DATATYPE] Unsupported data type \"{}\" (ember's cast takes string, int, bigint, smallint, tinyint, double, float, boolean, date, timestamp)",
+                other.to_ascii_uppercase()
+            )));
+        }
+    })
+}
+
 /// The column named `name` (Spark's `col`).
 pub fn col(name: &str) -> Column {
     Column(Inner::Named(name.to_owned()))
@@ -296,6 +394,11 @@ pub fn col(name: &str) -> Column {
 pub fn lit(value: impl Literal) -> Column {
     let (value, name) = value.literal();
     Column(Inner::Literal(value, name))
+}
+
+/// A null literal (Spark's `lit(None)`), named `NULL`.
+pub fn lit_null() -> Column {
+    Column(Inner::Literal(ScalarValue::Null, "NULL".to_owned()))
 }
 
 /// A column from SQL text (Spark's `expr`), parsed against the DataFrame it is used on.

@@ -165,6 +165,11 @@ impl DataStreamWriter {
     /// Starts the query (Spark's `start`).
     pub fn start(self) -> Result<StreamingQuery> {
         let mode = OutputMode::parse(&self.mode)?;
+        if self.options.keys().any(|k| k.eq_ignore_ascii_case("checkpointLocation")) {
+            return Err(Error::unsupported(
+                "option checkpointLocation: ember's Structured Streaming queries do not checkpoint yet (a restarted query starts over); remove the option to run without recovery",
+            ));
+        }
         let session = self.df.session.clone();
         let logical = session.state().optimize(self.df.logical_plan())?;
         let sources: Vec<_> = crate::source::stream_sources(self.df.logical_plan()).collect();

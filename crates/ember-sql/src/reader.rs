@@ -23,6 +23,21 @@ impl SparkSession {
         }
     }
 
+    /// A DataFrame of the given rows (Spark's `createDataFrame`, from Arrow record batches of
+    /// one schema); `foreachBatch` programs get each micro-batch's output this way.
+    pub fn create_data_frame(
+        &self,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+        batches: Vec<datafusion::arrow::array::RecordBatch>,
+    ) -> Result<DataFrame> {
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+        let plan = LogicalPlanBuilder::scan("batch", provider_as_source(Arc::new(table)), None)?.build()?;
+        Ok(DataFrame::new(
+            self.clone(),
+            datafusion::dataframe::DataFrame::new(self.state(), plan),
+        ))
+    }
+
     /// A DataFrame of SQL over the temporary views (Spark's `sql`); Spark's `explode` reads as
     /// DataFusion's `unnest`.
     pub fn sql(&self, query: &str) -> Result<DataFrame> {

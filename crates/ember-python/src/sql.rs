@@ -1,0 +1,541 @@
+//! The bridge to Structured Streaming (`ember-sql`): sessions, columns, DataFrames and streaming
+//! queries. `ember.pyspark.sql` gives them PySpark's names, operators and defaults.
+//!
+//! Errors become the exceptions of `ember.pyspark.errors`, named as PySpark names them
+//! (`AnalysisException`, `IllegalArgumentException`, `StreamingQueryException`, ...).
+
+use std::time::{Duration, Instant};
+
+use ember_sql::arrow::array::{Array, AsArray, RecordBatch};
+use ember_sql::arrow::datatypes::{self as types, DataType, TimeUnit};
+use ember_sql::functions as f;
+use ember_sql::{Column, DataFrame, SparkSession, StreamingQuery, Trigger};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{IntoPyDict as _, PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// The Python exception for an error of `ember-sql`: the class of `ember.pyspark.errors` that
+/// PySpark raises for it.
+fn sql_err(py: Python<'_>, error: ember_sql::Error) -> PyErr {
+    let class = match error {
+        ember_sql::Error::Ember(inner) => return crate::call::to_py_err(py, inner),
+        ember_sql::Error::IllegalArgument(_) => "IllegalArgumentException",
+        ember_sql::Error::Unsupported(_) => "UnsupportedOperationException",
+        ember_sql::Error::StreamingQuery { .. } => "StreamingQueryException",
+        ember_sql::Error::Analysis(_) | ember_sql::Error::DataFusion(_) | ember_sql::Error::Arrow(_) => "AnalysisException",
+    };
+    let message = error.to_string();
+    match py
+        .import("ember.pyspark.errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| c.call1((message.clone(),)))
+    {
+        Ok(exception) => PyErr::from_value(exception),
+        Err(e) => e,
+    }
+}
+
+/// A Structured Streaming session.
+#[pyclass(name = "SqlSession", module = "ember._ember", frozen)]
+pub struct PySession {
+    spark: SparkSession,
+}
+
+#[pymethods]
+impl PySession {
+    /// `config` holds the builder's settings; `spark.master` among them is the master unless
+    /// `master` is given.
+    #[new]
+    #[pyo3(signature = (app_name, master=None, config=Vec::new()))]
+    fn new(py: Python<'_>, app_name: &str, master: Option<&str>, config: Vec<(String, String)>) -> PyResult<Self> {
+        let mut builder = SparkSession::builder().app_name(app_name);
+        if let Some(master) = master {
+            builder = builder.master(master);
+        }
+        for (key, value) in &config {
+            builder = builder.config(key, value);
+        }
+        let spark = builder.get_or_create().map_err(|e| sql_err(py, e))?;
+        Ok(PySession { spark })
+    }
+
+    fn app_name(&self) -> &str {
+        self.spark.app_name()
+    }
+
+    /// `format`'s stream with `options` (and `path`, for the file sources).
+    #[pyo3(signature = (format, options, path=None))]
+    fn read_stream(&self, py: Python<'_>, format: &str, options: Vec<(String, String)>, path: Option<String>) -> PyResult<PyDataFrame> {
+        let mut reader = self.spark.read_stream().format(format);
+        for (key, value) in &options {
+            reader = reader.option(key, value);
+        }
+        let df = match path {
+            Some(path) => reader.load_path(path),
+            None => reader.load(),
+        };
+        df.map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    fn sql(&self, py: Python<'_>, query: &str) -> PyResult<PyDataFrame> {
+        self.spark.sql(query).map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    /// The streaming queries of this session that run.
+    fn active(&self) -> Vec<PyQuery> {
+        self.spark.active_queries().into_iter().map(|query| PyQuery { query }).collect()
+    }
+}
+
+/// A column expression.
+#[pyclass(name = "SqlColumn", module = "ember._ember", frozen)]
+#[derive(Clone)]
+pub struct PyColumn {
+    column: Column,
+}
+
+impl From<Column> for PyColumn {
+    fn from(column: Column) -> Self {
+        PyColumn { column }
+    }
+}
+
+#[pymethods]
+impl PyColumn {
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.column)
+    }
+
+    fn alias(&self, name: &str) -> PyColumn {
+        self.column.clone().alias(name).into()
+    }
+
+    /// `self op other`, `op` being Spark's symbol: `+ - * / % = != < <= > >= AND OR`.
+    fn binary(&self, op: &str, other: &PyColumn) -> PyResult<PyColumn> {
+        let (a, b) = (self.column.clone(), other.column.clone());
+        Ok(match op {
+            "+" => a.plus(b),
+            "-" => a.minus(b),
+            "*" => a.multiply(b),
+            "/" => a.divide(b),
+            "%" => a.modulo(b),
+            "=" => a.eq(b),
+            "!=" => a.ne(b),
+            "<" => a.lt(b),
+            "<=" => a.le(b),
+            ">" => a.gt(b),
+            ">=" => a.ge(b),
+            "AND" => a.and(b),
+            "OR" => a.or(b),
+            other => return Err(PyValueError::new_err(format!("unknown operator {other:?}"))),
+        }
+        .into())
+    }
+
+    /// `NOT`, `-`, `IS NULL` or `IS NOT NULL` of this column.
+    fn unary(&self, op: &str) -> PyResult<PyColumn> {
+        let a = self.column.clone();
+        Ok(match op {
+            "NOT" => !a,
+            "-" => -a,
+            "IS NULL" => a.is_null(),
+            "IS NOT NULL" => a.is_not_null(),
+            other => return Err(PyValueError::new_err(format!("unknown operator {other:?}"))),
+        }
+        .into())
+    }
+
+    fn cast(&self, py: Python<'_>, to: &str) -> PyResult<PyColumn> {
+        self.column.clone().cast(to).map(PyColumn::from).map_err(|e| sql_err(py, e))
+    }
+}
+
+/// `col(name)`.
+#[pyfunction]
+pub fn sql_col(name: &str) -> PyColumn {
+    f::col(name).into()
+}
+
+/// `expr(text)`.
+#[pyfunction]
+pub fn sql_expr(text: &str) -> PyColumn {
+    f::expr(text).into()
+}
+
+/// `lit(value)`: `None`, `bool`, `int` (an int column when it fits 32 bits, as Spark's), `float`
+/// or `str`.
+#[pyfunction]
+pub fn sql_lit(value: &Bound<'_, PyAny>) -> PyResult<PyColumn> {
+    let column = if value.is_none() {
+        f::lit_null()
+    } else if value.is_instance_of::<PyBool>() {
+        f::lit(value.extract::<bool>()?)
+    } else if value.is_instance_of::<PyInt>() {
+        let n: i64 = value
+            .extract()
+            .map_err(|_| PyValueError::new_err(format!("lit: {value} does not fit a bigint")))?;
+        match i32::try_from(n) {
+            Ok(small) => f::lit(small),
+            Err(_) => f::lit(n),
+        }
+    } else if value.is_instance_of::<PyFloat>() {
+        f::lit(value.extract::<f64>()?)
+    } else if value.is_instance_of::<PyString>() {
+        f::lit(value.extract::<String>()?)
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "lit takes None, bool, int, float or str, got {}",
+            value.get_type().name()?
+        )));
+    };
+    Ok(column.into())
+}
+
+/// The function `name` of `pyspark.sql.functions` over `args`; `split` also takes `pattern`
+/// and `limit`.
+#[pyfunction]
+#[pyo3(signature = (name, args, pattern=None, limit=-1))]
+pub fn sql_function(name: &str, args: Vec<PyRef<'_, PyColumn>>, pattern: Option<&str>, limit: i32) -> PyResult<PyColumn> {
+    let mut args: Vec<Column> = args.iter().map(|a| a.column.clone()).collect();
+    let one = |args: &mut Vec<Column>| -> PyResult<Column> {
+        if args.len() != 1 {
+            return Err(PyTypeError::new_err(format!("{name}() takes one column, got {}", args.len())));
+        }
+        Ok(args.remove(0))
+    };
+    let column = match name {
+        "split" => {
+            let pattern = pattern.ok_or_else(|| PyTypeError::new_err("split() needs a pattern"))?;
+            f::split_limit(one(&mut args)?, pattern, limit)
+        }
+        "explode" => f::explode(one(&mut args)?),
+        "lower" => f::lower(one(&mut args)?),
+        "upper" => f::upper(one(&mut args)?),
+        "length" => f::length(one(&mut args)?),
+        "count" => f::count(one(&mut args)?),
+        "sum" => f::sum(one(&mut args)?),
+        "avg" | "mean" => f::avg(one(&mut args)?),
+        "min" => f::min(one(&mut args)?),
+        "max" => f::max(one(&mut args)?),
+        other => return Err(PyValueError::new_err(format!("ember has no function {other:?} yet"))),
+    };
+    Ok(column.into())
+}
+
+fn columns(cols: Vec<PyRef<'_, PyColumn>>) -> Vec<Column> {
+    cols.iter().map(|c| c.column.clone()).collect()
+}
+
+/// A DataFrame: a streaming query's plan, or rows (a `foreachBatch` batch, a memory table).
+#[pyclass(name = "SqlDataFrame", module = "ember._ember", frozen)]
+pub struct PyDataFrame {
+    df: DataFrame,
+}
+
+impl From<DataFrame> for PyDataFrame {
+    fn from(df: DataFrame) -> Self {
+        PyDataFrame { df }
+    }
+}
+
+#[pymethods]
+impl PyDataFrame {
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.df)
+    }
+
+    fn columns(&self) -> Vec<String> {
+        self.df.columns()
+    }
+
+    fn is_streaming(&self) -> bool {
+        self.df.is_streaming()
+    }
+
+    /// `(name, Spark's type name)` of each column.
+    fn dtypes(&self) -> Vec<(String, String)> {
+        self.df.dtypes()
+    }
+
+    fn select(&self, py: Python<'_>, cols: Vec<PyRef<'_, PyColumn>>) -> PyResult<PyDataFrame> {
+        self.df.select(columns(cols)).map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    fn select_expr(&self, py: Python<'_>, exprs: Vec<String>) -> PyResult<PyDataFrame> {
+        let exprs: Vec<&str> = exprs.iter().map(String::as_str).collect();
+        self.df.select_expr(&exprs).map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    fn filter(&self, py: Python<'_>, condition: PyRef<'_, PyColumn>) -> PyResult<PyDataFrame> {
+        self.df
+            .filter(condition.column.clone())
+            .map(PyDataFrame::from)
+            .map_err(|e| sql_err(py, e))
+    }
+
+    fn filter_sql(&self, py: Python<'_>, condition: &str) -> PyResult<PyDataFrame> {
+        self.df.filter(condition).map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    fn with_column(&self, py: Python<'_>, name: &str, column: PyRef<'_, PyColumn>) -> PyResult<PyDataFrame> {
+        self.df
+            .with_column(name, column.column.clone())
+            .map(PyDataFrame::from)
+            .map_err(|e| sql_err(py, e))
+    }
+
+    fn with_column_renamed(&self, py: Python<'_>, existing: &str, new: &str) -> PyResult<PyDataFrame> {
+        self.df
+            .with_column_renamed(existing, new)
+            .map(PyDataFrame::from)
+            .map_err(|e| sql_err(py, e))
+    }
+
+    fn drop(&self, py: Python<'_>, names: Vec<String>) -> PyResult<PyDataFrame> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.df.drop(&names).map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    fn union(&self, py: Python<'_>, other: PyRef<'_, PyDataFrame>) -> PyResult<PyDataFrame> {
+        self.df.union(&other.df).map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    /// `groupBy(keys).agg(aggregates)`; no aggregates: `groupBy(keys).count()`.
+    fn group_by(&self, py: Python<'_>, keys: Vec<PyRef<'_, PyColumn>>, aggregates: Vec<PyRef<'_, PyColumn>>) -> PyResult<PyDataFrame> {
+        let grouped = self.df.group_by(columns(keys));
+        let df = if aggregates.is_empty() {
+            grouped.count()
+        } else {
+            grouped.agg(columns(aggregates))
+        };
+        df.map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    fn create_or_replace_temp_view(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        self.df.create_or_replace_temp_view(name).map_err(|e| sql_err(py, e))
+    }
+
+    fn explain_string(&self, py: Python<'_>, extended: bool) -> PyResult<String> {
+        self.df.explain_string(extended).map_err(|e| sql_err(py, e))
+    }
+
+    /// The rows, as tuples of Python values (Spark's `collect`, before `Row`s are made of them).
+    fn collect_tuples<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        let batches = py.detach(|| self.df.collect()).map_err(|e| sql_err(py, e))?;
+        let mut rows = Vec::new();
+        for batch in &batches {
+            for row in 0..batch.num_rows() {
+                let values = batch
+                    .columns()
+                    .iter()
+                    .map(|array| value(py, array.as_ref(), row))
+                    .collect::<PyResult<Vec<_>>>()?;
+                rows.push(PyTuple::new(py, values)?);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn count(&self, py: Python<'_>) -> PyResult<usize> {
+        py.detach(|| self.df.count()).map_err(|e| sql_err(py, e))
+    }
+
+    fn show_string(&self, py: Python<'_>, num_rows: usize, truncate: usize) -> PyResult<String> {
+        py.detach(|| self.df.show_string(num_rows, truncate)).map_err(|e| sql_err(py, e))
+    }
+
+    /// The rows as an Arrow IPC stream (for `pyarrow.ipc.open_stream`: `toPandas`, `toArrow`).
+    fn arrow_ipc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let batches = py.detach(|| self.df.collect()).map_err(|e| sql_err(py, e))?;
+        let schema = self.df.arrow_schema();
+        let mut bytes = Vec::new();
+        {
+            let mut writer =
+                ember_sql::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &schema).map_err(|e| sql_err(py, e.into()))?;
+            for batch in &batches {
+                writer.write(batch).map_err(|e| sql_err(py, e.into()))?;
+            }
+            writer.finish().map_err(|e| sql_err(py, e.into()))?;
+        }
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Starts a streaming query. `trigger` is `default`, `processingTime` (every `interval_ms`),
+    /// `once` or `availableNow`; `foreach(df, batch_id)` is `foreachBatch`'s function.
+    #[pyo3(signature = (mode, format, options, trigger, interval_ms=0, name=None, foreach=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &self,
+        py: Python<'_>,
+        mode: &str,
+        format: &str,
+        options: Vec<(String, String)>,
+        trigger: &str,
+        interval_ms: u64,
+        name: Option<String>,
+        foreach: Option<Py<PyAny>>,
+    ) -> PyResult<PyQuery> {
+        let trigger = match trigger {
+            "default" => Trigger::Default,
+            "processingTime" => Trigger::ProcessingTime(Duration::from_millis(interval_ms)),
+            "once" => Trigger::Once,
+            "availableNow" => Trigger::AvailableNow,
+            other => return Err(PyValueError::new_err(format!("unknown trigger {other:?}"))),
+        };
+        let mut writer = self.df.write_stream().output_mode(mode).format(format).trigger(trigger);
+        for (key, value) in &options {
+            writer = writer.option(key, value);
+        }
+        if let Some(name) = &name {
+            writer = writer.query_name(name);
+        }
+        if let Some(function) = foreach {
+            let session = self.df.spark_session().clone();
+            let schema = self.df.arrow_schema();
+            writer = writer.foreach_batch(move |batches: &[RecordBatch], batch_id: i64| {
+                let df = session
+                    .create_data_frame(schema.clone(), batches.to_vec())
+                    .map_err(|e| e.to_string())?;
+                crate::gil::attach(|py| {
+                    let frame = Py::new(py, PyDataFrame { df }).map_err(|e| e.to_string())?;
+                    function
+                        .bind(py)
+                        .call1((frame, batch_id))
+                        .map(|_| ())
+                        .map_err(|e| crate::call::traceback_text(py, &e))
+                })
+            });
+        }
+        let query = py.detach(|| writer.start()).map_err(|e| sql_err(py, e))?;
+        Ok(PyQuery { query })
+    }
+}
+
+/// The Python value of row `row` of `array`: `None`, `bool`, `int`, `float`, `str`, `bytes`,
+/// `list`, `tuple` (a struct), `datetime.date` or `datetime.datetime` (UTC, naive, as PySpark
+/// gives them with `spark.sql.session.timeZone` UTC); other types as Spark's `show` text.
+fn value<'py>(py: Python<'py>, array: &dyn Array, row: usize) -> PyResult<Bound<'py, PyAny>> {
+    if array.is_null(row) {
+        return Ok(py.None().into_bound(py));
+    }
+    macro_rules! primitive {
+        ($t:ty) => {
+            array.as_primitive::<$t>().value(row).into_pyobject(py)?.into_any()
+        };
+    }
+    Ok(match array.data_type() {
+        DataType::Boolean => PyBool::new(py, array.as_boolean().value(row)).to_owned().into_any(),
+        DataType::Int8 => primitive!(types::Int8Type),
+        DataType::Int16 => primitive!(types::Int16Type),
+        DataType::Int32 => primitive!(types::Int32Type),
+        DataType::Int64 => primitive!(types::Int64Type),
+        DataType::UInt8 => primitive!(types::UInt8Type),
+        DataType::UInt16 => primitive!(types::UInt16Type),
+        DataType::UInt32 => primitive!(types::UInt32Type),
+        DataType::UInt64 => primitive!(types::UInt64Type),
+        DataType::Float32 => primitive!(types::Float32Type),
+        DataType::Float64 => primitive!(types::Float64Type),
+        DataType::Utf8 => PyString::new(py, array.as_string::<i32>().value(row)).into_any(),
+        DataType::LargeUtf8 => PyString::new(py, array.as_string::<i64>().value(row)).into_any(),
+        DataType::Utf8View => PyString::new(py, array.as_string_view().value(row)).into_any(),
+        DataType::Binary => PyBytes::new(py, array.as_binary::<i32>().value(row)).into_any(),
+        DataType::LargeBinary => PyBytes::new(py, array.as_binary::<i64>().value(row)).into_any(),
+        DataType::List(_) => list(py, array.as_list::<i32>().value(row).as_ref())?,
+        DataType::LargeList(_) => list(py, array.as_list::<i64>().value(row).as_ref())?,
+        DataType::Struct(_) => {
+            let fields = array.as_struct();
+            let values = fields
+                .columns()
+                .iter()
+                .map(|c| value(py, c.as_ref(), row))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyTuple::new(py, values)?.into_any()
+        }
+        DataType::Date32 => {
+            let days = array.as_primitive::<types::Date32Type>().value(row);
+            let epoch = py.import("datetime")?.getattr("date")?.call1((1970, 1, 1))?;
+            let delta = py.import("datetime")?.getattr("timedelta")?.call1((days,))?;
+            epoch.call_method1("__add__", (delta,))?
+        }
+        DataType::Timestamp(unit, _) => {
+            let raw = match unit {
+                TimeUnit::Second => array.as_primitive::<types::TimestampSecondType>().value(row) * 1_000_000,
+                TimeUnit::Millisecond => array.as_primitive::<types::TimestampMillisecondType>().value(row) * 1_000,
+                TimeUnit::Microsecond => array.as_primitive::<types::TimestampMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => array.as_primitive::<types::TimestampNanosecondType>().value(row) / 1_000,
+            };
+            let datetime = py.import("datetime")?;
+            let epoch = datetime.getattr("datetime")?.call1((1970, 1, 1))?;
+            let delta = datetime
+                .getattr("timedelta")?
+                .call((), Some(&[("microseconds", raw)].into_py_dict(py)?))?;
+            epoch.call_method1("__add__", (delta,))?
+        }
+        _ => PyString::new(py, &ember_sql::show::cell(array, row)).into_any(),
+    })
+}
+
+fn list<'py>(py: Python<'py>, values: &dyn Array) -> PyResult<Bound<'py, PyAny>> {
+    let items = (0..values.len()).map(|i| value(py, values, i)).collect::<PyResult<Vec<_>>>()?;
+    Ok(PyList::new(py, items)?.into_any())
+}
+
+/// A running streaming query.
+#[pyclass(name = "SqlQuery", module = "ember._ember", frozen)]
+pub struct PyQuery {
+    query: StreamingQuery,
+}
+
+#[pymethods]
+impl PyQuery {
+    fn id(&self) -> &str {
+        self.query.id()
+    }
+
+    fn run_id(&self) -> &str {
+        self.query.run_id()
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.query.name()
+    }
+
+    fn is_active(&self) -> bool {
+        self.query.is_active()
+    }
+
+    fn batches(&self) -> u64 {
+        self.query.batches()
+    }
+
+    fn exception(&self) -> Option<String> {
+        self.query.exception()
+    }
+
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.query.stop()).map_err(|e| sql_err(py, e))
+    }
+
+    /// Waits for the query to stop (at most `timeout_ms`); returns whether it stopped. A failed
+    /// micro-batch raises `StreamingQueryException`. The GIL is released while waiting, and
+    /// signals are checked every 100 ms: Ctrl-C stops the query and raises `KeyboardInterrupt`.
+    #[pyo3(signature = (timeout_ms=None))]
+    fn await_termination(&self, py: Python<'_>, timeout_ms: Option<u64>) -> PyResult<bool> {
+        let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        loop {
+            let step = deadline.map_or(Duration::from_millis(100), |d| {
+                d.saturating_duration_since(Instant::now()).min(Duration::from_millis(100))
+            });
+            match py.detach(|| self.query.await_termination_timeout(step)) {
+                Ok(true) => return Ok(true),
+                Ok(false) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
+                Ok(false) => {}
+                Err(e) => return Err(sql_err(py, e)),
+            }
+            if let Err(interrupted) = py.check_signals() {
+                let _ = py.detach(|| self.query.stop());
+                return Err(interrupted);
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+"""``DataFrame`` and ``GroupedData``: PySpark's operations on a streaming query's plan, and on the
+rows a ``foreachBatch`` function or a memory table gives (``collect``, ``show``, ``count``,
+``toPandas``)."""
+
+from ember.pyspark.errors import PySparkTypeError
+from ember.pyspark.sql.column import Column, _to_column
+from ember.pyspark.sql.types import Row
+
+
+def _columns_of(cols):
+    """``select("a", "b")``, ``select(["a", "b"])`` and ``select(col("a"), ...)`` alike."""
+    if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
+        cols = cols[0]
+    return [_to_column(c) for c in cols]
+
+
+class DataFrame:
+    """A DataFrame: a query over streams (``isStreaming``) or rows."""
+
+    def __init__(self, jdf, session):
+        self._jdf = jdf
+        self.sparkSession = session
+
+    def _new(self, jdf):
+        return DataFrame(jdf, self.sparkSession)
+
+    def __repr__(self):
+        return repr(self._jdf)
+
+    @property
+    def columns(self):
+        return self._jdf.columns()
+
+    @property
+    def dtypes(self):
+        return self._jdf.dtypes()
+
+    @property
+    def isStreaming(self):
+        return self._jdf.is_streaming()
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._jdf.columns():
+            raise AttributeError("'DataFrame' object has no attribute '%s'" % name)
+        return Column(_to_column(name))
+
+    def __getitem__(self, item):
+        if isinstance(item, str):
+            return Column(_to_column(item))
+        if isinstance(item, Column):
+            return self.filter(item)
+        if isinstance(item, (list, tuple)):
+            return self.select(*item)
+        if isinstance(item, int):
+            return Column(_to_column(self.columns[item]))
+        raise PySparkTypeError("DataFrame[...] takes a column name, a Column, a list or an index, got %s" % type(item).__name__)
+
+    def select(self, *cols):
+        """The given columns (names, ``Column``s, ``"*"``); one may be ``explode(...)``."""
+        if len(cols) == 1 and isinstance(cols[0], str) and cols[0] == "*":
+            return self
+        return self._new(self._jdf.select(_columns_of(cols)))
+
+    def selectExpr(self, *expr):
+        if len(expr) == 1 and isinstance(expr[0], list):
+            expr = expr[0]
+        return self._new(self._jdf.select_expr(list(expr)))
+
+    def filter(self, condition):
+        """Rows where ``condition`` (a boolean ``Column`` or SQL text) holds."""
+        if isinstance(condition, str):
+            return self._new(self._jdf.filter_sql(condition))
+        if isinstance(condition, Column):
+            return self._new(self._jdf.filter(condition._jc))
+        raise PySparkTypeError(
+            "[NOT_COLUMN_OR_STR] Argument `condition` should be a Column or str, got %s." % type(condition).__name__
+        )
+
+    where = filter
+
+    def withColumn(self, colName, col):
+        if not isinstance(col, Column):
+            raise PySparkTypeError("[NOT_COLUMN] Argument `col` should be a Column, got %s." % type(col).__name__)
+        return self._new(self._jdf.with_column(colName, col._jc))
+
+    def withColumnRenamed(self, existing, new):
+        return self._new(self._jdf.with_column_renamed(existing, new))
+
+    def drop(self, *cols):
+        names = []
+        for c in cols:
+            if not isinstance(c, str):
+                raise PySparkTypeError("ember's drop takes column names, got %s" % type(c).__name__)
+            names.append(c)
+        return self._new(self._jdf.drop(names))
+
+    def union(self, other):
+        return self._new(self._jdf.union(other._jdf))
+
+    unionAll = union
+
+    def groupBy(self, *cols):
+        return GroupedData(self, _columns_of(cols))
+
+    groupby = groupBy
+
+    def agg(self, *exprs):
+        return self.groupBy().agg(*exprs)
+
+    def createOrReplaceTempView(self, name):
+        self._jdf.create_or_replace_temp_view(name)
+
+    def explain(self, extended=None, mode=None):
+        """Prints the plans: the physical plan, or with ``extended=True`` (or
+        ``mode="extended"``) the logical plans too."""
+        if isinstance(extended, str):
+            mode, extended = extended, None
+        extended = bool(extended) or mode == "extended"
+        print(self._jdf.explain_string(extended), end="")
+
+    def collect(self):
+        """The rows, as ``Row``s (not for a streaming DataFrame)."""
+        names = self.columns
+        return [Row._make(names, values) for values in self._jdf.collect_tuples()]
+
+    def take(self, num):
+        return self.collect()[:num]
+
+    def head(self, n=None):
+        rows = self.collect()
+        if n is None:
+            return rows[0] if rows else None
+        return rows[:n]
+
+    def first(self):
+        return self.head()
+
+    def count(self):
+        return self._jdf.count()
+
+    def isEmpty(self):
+        return self.count() == 0
+
+    def show(self, n=20, truncate=True, vertical=False):
+        """Prints the first ``n`` rows as Spark's ``show`` does (cells cut to 20 characters, or
+        to ``truncate`` when it is a number; ``truncate=False`` does not cut)."""
+        if vertical:
+            raise NotImplementedError("ember's show has no vertical form yet")
+        if isinstance(truncate, bool):
+            truncate = 20 if truncate else 0
+        print(self._jdf.show_string(int(n), int(truncate)), end="")
+
+    def toArrow(self):
+        """The rows as a ``pyarrow.Table`` (needs pyarrow)."""
+        import pyarrow
+
+        return pyarrow.ipc.open_stream(self._jdf.arrow_ipc()).read_all()
+
+    def toPandas(self):
+        """The rows as a ``pandas.DataFrame`` (needs pandas and pyarrow)."""
+        return self.toArrow().to_pandas()
+
+    @property
+    def writeStream(self):
+        """Starts a streaming query of this DataFrame."""
+        from ember.pyspark.sql.streaming import DataStreamWriter
+
+        return DataStreamWriter(self)
+
+
+class GroupedData:
+    """A DataFrame grouped by keys, for ``count`` or ``agg``."""
+
+    def __init__(self, df, keys):
+        self._df = df
+        self._keys = keys
+
+    def count(self):
+        """The rows of each group, in a column named ``count``."""
+        return self._df._new(self._df._jdf.group_by(self._keys, []))
+
+    def agg(self, *exprs):
+        """Aggregate columns (``count``, ``sum``, ``avg``, ``min``, ``max``), or a dict of
+        column name to function name (``{"amount": "sum"}``)."""
+        if len(exprs) == 1 and isinstance(exprs[0], dict):
+            from ember.pyspark.sql import functions
+
+            columns = []
+            for name, function in exprs[0].items():
+                make = getattr(functions, "avg" if function == "mean" else function, None)
+                if make is None:
+                    raise PySparkTypeError("ember has no aggregate function %r" % function)
+                columns.append(make(name))
+            exprs = columns
+        if not exprs:
+            raise PySparkTypeError("agg takes at least one aggregate column")
+        for e in exprs:
+            if not isinstance(e, Column):
+                raise PySparkTypeError("[NOT_COLUMN] agg takes Columns, got %s" % type(e).__name__)
+        return self._df._new(self._df._jdf.group_by(self._keys, [e._jc for e in exprs]))
+
+    def _simple(self, function, cols):
+        from ember.pyspark.sql import functions
+
+        return self.agg(*[getattr(functions, function)(c) for c in cols])
+
+    def sum(self, *cols):
+        return self._simple("sum", cols)
+
+    def avg(self, *cols):
+        return self._simple("avg", cols)
+
+    mean = avg
+
+    def min(self, *cols):
+        return self._simple("min", cols)
+
+    def max(self, *cols):
+        return self._simple("max", cols)

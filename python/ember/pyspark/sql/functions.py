@@ -1,0 +1,98 @@
+"""PySpark's column functions (``pyspark.sql.functions``) that ember has, with PySpark's names,
+argument orders and column names. A string where a column is expected names a column."""
+
+from ember import _ember
+from ember.pyspark.sql.column import Column, _lit, _to_column
+
+
+def col(col):
+    """The column named ``col``."""
+    if not isinstance(col, str):
+        return Column(_to_column(col))
+    return Column(_ember.sql_col(col))
+
+
+column = col
+
+
+def lit(col):
+    """A literal column (a ``Column`` is returned as it is)."""
+    if isinstance(col, Column):
+        return col
+    return Column(_lit(col))
+
+
+def expr(str):
+    """A column from SQL text, read against the DataFrame it is used on."""
+    return Column(_ember.sql_expr(str))
+
+
+def _call(name, *cols, **kwargs):
+    return Column(_ember.sql_function(name, [_to_column(c) for c in cols], **kwargs))
+
+
+def split(str, pattern, limit=-1):
+    """The pieces of ``str`` around the matches of the regular expression ``pattern``, at most
+    ``limit`` of them when ``limit > 0``."""
+    return _call("split", str, pattern=pattern, limit=limit)
+
+
+def explode(col):
+    """One row per element of an array column; the column is named ``col`` unless aliased."""
+    return _call("explode", col)
+
+
+def lower(col):
+    return _call("lower", col)
+
+
+def upper(col):
+    return _call("upper", col)
+
+
+def length(col):
+    return _call("length", col)
+
+
+def count(col):
+    """The number of non-null values; ``count("*")`` counts rows."""
+    return _call("count", col)
+
+
+def sum(col):
+    return _call("sum", col)
+
+
+def avg(col):
+    return _call("avg", col)
+
+
+def mean(col):
+    return _call("avg", col)
+
+
+def min(col):
+    return _call("min", col)
+
+
+def max(col):
+    return _call("max", col)
+
+
+__all__ = [
+    "col",
+    "column",
+    "lit",
+    "expr",
+    "split",
+    "explode",
+    "lower",
+    "upper",
+    "length",
+    "count",
+    "sum",
+    "avg",
+    "mean",
+    "min",
+    "max",
+]

@@ -1,0 +1,272 @@
+"""Structured Streaming's reader, writer and query handle (``pyspark.sql.streaming``):
+``spark.readStream``, ``df.writeStream``, ``StreamingQuery`` and ``spark.streams``."""
+
+import re
+
+from ember.pyspark.errors import IllegalArgumentException, PySparkTypeError, PySparkValueError, StreamingQueryException
+
+
+def _option_text(value):
+    """An option's value as PySpark passes it to the JVM: ``True`` is ``"true"``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+_INTERVAL = re.compile(
+    r"^\s*(?:interval\s+)?(\d+(?:\.\d+)?)\s*(milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|h|days?|d)\s*$",
+    re.IGNORECASE,
+)
+_UNIT_MS = {"ms": 1, "millisecond": 1, "milliseconds": 1, "s": 1000, "sec": 1000, "secs": 1000,
+            "second": 1000, "seconds": 1000, "m": 60000, "min": 60000, "mins": 60000, "minute": 60000,
+            "minutes": 60000, "h": 3600000, "hour": 3600000, "hours": 3600000, "d": 86400000,
+            "day": 86400000, "days": 86400000}
+
+
+def _interval_ms(text):
+    """``"1 second"``, ``"500 milliseconds"``, ``"2 minutes"`` in milliseconds."""
+    match = _INTERVAL.match(str(text))
+    if match is None:
+        raise IllegalArgumentException("Invalid interval: %s" % text)
+    return int(round(float(match.group(1)) * _UNIT_MS[match.group(2).lower()]))
+
+
+class DataStreamReader:
+    """Reads a stream (``spark.readStream``): ``format("socket")`` with ``host`` and ``port``,
+    ``format("text")`` of a directory's new files (``maxFilesPerTrigger``, ``latestFirst``)."""
+
+    def __init__(self, session):
+        self._session = session
+        self._format = "text"
+        self._options = {}
+
+    def format(self, source):
+        self._format = source
+        return self
+
+    def option(self, key, value):
+        self._options[key] = _option_text(value)
+        return self
+
+    def options(self, **options):
+        for key, value in options.items():
+            self.option(key, value)
+        return self
+
+    def schema(self, schema):
+        raise PySparkValueError("ember's stream sources have fixed schemas (socket and text: one `value` string column) so far")
+
+    def load(self, path=None, format=None, schema=None, **options):
+        if format is not None:
+            self.format(format)
+        if schema is not None:
+            self.schema(schema)
+        self.options(**options)
+        from ember.pyspark.sql.dataframe import DataFrame
+
+        jdf = self._session._jsession.read_stream(self._format, list(self._options.items()), path)
+        return DataFrame(jdf, self._session)
+
+    def text(self, path, wholetext=False, lineSep=None, pathGlobFilter=None, recursiveFileLookup=None):
+        if wholetext or lineSep is not None or pathGlobFilter is not None or recursiveFileLookup:
+            raise PySparkValueError("ember's text stream reads whole lines of the files directly in the directory (no wholetext, lineSep, pathGlobFilter, recursiveFileLookup yet)")
+        return self.load(path, format="text")
+
+
+class DataStreamWriter:
+    """Starts a streaming query of a DataFrame (``df.writeStream``)."""
+
+    def __init__(self, df):
+        self._df = df
+        self._mode = "append"
+        self._format = "console"
+        self._options = {}
+        self._trigger = ("default", 0)
+        self._name = None
+        self._foreach = None
+
+    def outputMode(self, outputMode):
+        if not isinstance(outputMode, str) or not outputMode.strip():
+            raise PySparkValueError("[VALUE_NOT_NON_EMPTY_STR] Value for `outputMode` must be a non-empty string, got '%s'." % outputMode)
+        self._mode = outputMode
+        return self
+
+    def format(self, source):
+        self._format = source
+        return self
+
+    def option(self, key, value):
+        self._options[key] = _option_text(value)
+        return self
+
+    def options(self, **options):
+        for key, value in options.items():
+            self.option(key, value)
+        return self
+
+    def queryName(self, queryName):
+        if not isinstance(queryName, str) or not queryName.strip():
+            raise PySparkValueError("[VALUE_NOT_NON_EMPTY_STR] Value for `queryName` must be a non-empty string, got '%s'." % queryName)
+        self._name = queryName
+        return self
+
+    def partitionBy(self, *cols):
+        raise PySparkValueError("ember's sinks do not partition their output yet")
+
+    def trigger(self, processingTime=None, once=None, continuous=None, availableNow=None):
+        """One of ``processingTime="1 second"``, ``once=True``, ``availableNow=True``
+        (``continuous`` processing is refused: ember runs micro-batches)."""
+        given = [p for p in (processingTime, once, continuous, availableNow) if p is not None]
+        if len(given) > 1:
+            raise PySparkValueError("[ONLY_ALLOW_SINGLE_TRIGGER] Only a single trigger is allowed.")
+        if not given:
+            raise PySparkValueError("[ONLY_ALLOW_SINGLE_TRIGGER] Only a single trigger is allowed.")
+        if processingTime is not None:
+            if not isinstance(processingTime, str) or not processingTime.strip():
+                raise PySparkValueError("[VALUE_NOT_NON_EMPTY_STR] Value for `processingTime` must be a non-empty string, got '%s'." % processingTime)
+            self._trigger = ("processingTime", _interval_ms(processingTime))
+        elif once is not None:
+            if once is not True:
+                raise PySparkValueError("[VALUE_NOT_TRUE] Value for `once` must be True, got '%s'." % once)
+            self._trigger = ("once", 0)
+        elif availableNow is not None:
+            if availableNow is not True:
+                raise PySparkValueError("[VALUE_NOT_TRUE] Value for `availableNow` must be True, got '%s'." % availableNow)
+            self._trigger = ("availableNow", 0)
+        else:
+            raise PySparkValueError("ember runs micro-batches: continuous processing (trigger(continuous=...)) is not supported")
+        return self
+
+    def foreachBatch(self, func):
+        """Calls ``func(batch_df, batch_id)`` with each micro-batch's output rows."""
+        if not callable(func):
+            raise PySparkTypeError("[NOT_CALLABLE] Argument `func` should be a callable, got %s." % type(func).__name__)
+        self._foreach = func
+        self._format = "foreachBatch"
+        return self
+
+    def foreach(self, f):
+        raise PySparkValueError("ember has no foreach sink yet; foreachBatch hands over each micro-batch")
+
+    def start(self, path=None, format=None, outputMode=None, partitionBy=None, queryName=None, **options):
+        if format is not None:
+            self.format(format)
+        if outputMode is not None:
+            self.outputMode(outputMode)
+        if partitionBy is not None:
+            self.partitionBy(partitionBy)
+        if queryName is not None:
+            self.queryName(queryName)
+        if path is not None:
+            self._options["path"] = path
+        self.options(**options)
+        session = self._df.sparkSession
+        foreach = None
+        if self._foreach is not None:
+            from ember.pyspark.sql.dataframe import DataFrame
+
+            user = self._foreach
+
+            def foreach(jdf, batch_id):
+                user(DataFrame(jdf, session), batch_id)
+
+        kind, interval = self._trigger
+        jquery = self._df._jdf.start(self._mode, self._format, list(self._options.items()), kind, interval, self._name, foreach)
+        return StreamingQuery(jquery, self._df)
+
+    def toTable(self, tableName, **options):
+        raise PySparkValueError("ember has no catalog tables yet: use format('memory') with queryName, or a file sink")
+
+
+class StreamingQuery:
+    """A running query: ``id``, ``runId``, ``name``, ``isActive``, ``awaitTermination``,
+    ``stop``, ``exception``."""
+
+    def __init__(self, jquery, df):
+        self._jquery = jquery
+        self._df = df
+
+    def __repr__(self):
+        return "<StreamingQuery id=%s runId=%s name=%s>" % (self.id, self.runId, self.name)
+
+    @property
+    def id(self):
+        return self._jquery.id()
+
+    @property
+    def runId(self):
+        return self._jquery.run_id()
+
+    @property
+    def name(self):
+        return self._jquery.name()
+
+    @property
+    def isActive(self):
+        return self._jquery.is_active()
+
+    def awaitTermination(self, timeout=None):
+        """Waits for the query to stop; with ``timeout`` (seconds), at most that long and returns
+        whether it stopped. A failed query raises ``StreamingQueryException``."""
+        if timeout is None:
+            self._jquery.await_termination(None)
+            return None
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise PySparkValueError("[VALUE_NOT_POSITIVE] Value for `timeout` must be positive, got '%s'." % timeout)
+        return self._jquery.await_termination(int(timeout * 1000))
+
+    def stop(self):
+        self._jquery.stop()
+
+    def exception(self):
+        message = self._jquery.exception()
+        return None if message is None else StreamingQueryException(message)
+
+    @property
+    def status(self):
+        active = self.isActive
+        return {
+            "message": "Waiting for data to arrive" if active else "Stopped",
+            "isDataAvailable": False,
+            "isTriggerActive": False,
+        }
+
+    def explain(self, extended=False):
+        self._df.explain(extended)
+
+
+class StreamingQueryManager:
+    """The session's queries (``spark.streams``)."""
+
+    def __init__(self, session):
+        self._session = session
+
+    @property
+    def active(self):
+        return [StreamingQuery(q, None) for q in self._session._jsession.active()]
+
+    def get(self, id):
+        for query in self.active:
+            if query.id == id:
+                return query
+        return None
+
+    def awaitAnyTermination(self, timeout=None):
+        """Waits until one of the active queries stops (with ``timeout`` seconds, at most that
+        long; returns whether one did)."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        queries = self.active
+        while True:
+            for query in queries:
+                if query._jquery.await_termination(50):
+                    return True if timeout is not None else None
+            if not queries:
+                time.sleep(0.05)
+                queries = self.active
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def resetTerminated(self):
+        pass

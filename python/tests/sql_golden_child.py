@@ -1,0 +1,41 @@
+"""Runs one Structured Streaming golden case of crates/ember-sql/tests/golden on ember's Python
+package, exactly as make_goldens.py ran it on PySpark (only the imports differ): the file source
+with maxFilesPerTrigger 1 on DIR, the case's query text evaluated with the functions of
+``ember.pyspark.sql.functions`` in scope, the console sink, ``trigger(availableNow=True)``.
+
+Usage: sql_golden_child.py CASES_JSON NAME DIR
+"""
+
+import json
+import sys
+
+from ember.pyspark.sql import SparkSession
+from ember.pyspark.sql import functions as F
+
+
+def main():
+    cases_path, name, directory = sys.argv[1:4]
+    with open(cases_path, encoding="utf-8") as f:
+        case = next(c for c in json.load(f) if c["name"] == name)
+    spark = (
+        SparkSession.builder.appName("ember-goldens")
+        .master("local[2]")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory)
+    scope = {n: getattr(F, n) for n in dir(F) if not n.startswith("_")}
+    scope.update(spark=spark, lines=lines)
+    *statements, last = case["dataframe"].split("\n")
+    for statement in statements:
+        exec(statement, scope)
+    df = eval(last, scope)
+    query = df.writeStream.format("console").outputMode(case["mode"]).trigger(availableNow=True).start()
+    query.awaitTermination()
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""Structured Streaming from Python (``ember.pyspark.sql``, issue 27): seed 002's word count with
+only its imports changed, in complete and update mode, fed over a real socket; PySpark's names,
+column names, ``Row``s, errors and sinks (``foreachBatch``, ``memory``); the golden comparisons
+with PySpark are in test_sql_goldens.py."""
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "golden")
+if GOLDEN not in sys.path:
+    sys.path.insert(0, GOLDEN)
+
+import make_goldens  # noqa: E402
+
+from ember.pyspark.errors import AnalysisException, IllegalArgumentException, PySparkTypeError, StreamingQueryException  # noqa: E402
+from ember.pyspark.sql import Row, SparkSession  # noqa: E402
+from ember.pyspark.sql import functions as F  # noqa: E402
+
+DASHES = "-------------------------------------------"
+SEED = os.path.join(HERE, "seeds", "002_structured_wordcount.py")
+
+
+def ember_program(tmp_path, path):
+    """The program with its pyspark imports turned into ember's (and nothing else changed)."""
+    text = open(path, encoding="utf-8").read()
+    changed = re.sub(r"^from pyspark\.", "from ember.pyspark.", text, flags=re.M)
+    assert changed.count("from ember.pyspark.") == 2
+    assert "pyspark" not in re.sub(r"ember\.pyspark", "", changed).split("import os", 1)[1].replace("# ", "")
+    out = tmp_path / os.path.basename(path)
+    out.write_text(changed, encoding="utf-8")
+    return str(out)
+
+
+def tables(stdout):
+    """``[(batch id, {word: count})]`` of the console sink's output, checking each block's
+    form: the dashed line, ``Batch: N``, the dashed line, then a two-column table."""
+    blocks = stdout.split(DASHES + "\nBatch: ")
+    assert blocks[0] == "", "output before the first batch: %r" % blocks[0]
+    out = []
+    for block in blocks[1:]:
+        lines = block.split("\n")
+        batch = int(lines[0])
+        assert lines[1] == DASHES
+        border = lines[2]
+        assert re.fullmatch(r"\+-+\+-+\+", border), border
+        widths = [len(part) for part in border.strip("+").split("+")]
+        assert lines[3] == "|%s|%s|" % ("word".rjust(widths[0]), "count".rjust(widths[1]))
+        assert lines[4] == border
+        counts = {}
+        i = 5
+        while lines[i] != border:
+            cells = lines[i].strip("|").split("|")
+            assert [len(c) for c in cells] == widths, lines[i]
+            counts[cells[0].strip()] = int(cells[1])
+            i += 1
+        if lines[i + 1].startswith("only showing top"):
+            i += 1
+        assert lines[i + 1] == "", lines[i + 1]
+        out.append((batch, counts))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["complete", "update"])
+def test_seed_structured_word_count(tmp_path, mode):
+    lines = make_goldens.WORD_LINES
+    totals = collections.Counter(w for line in lines for w in line.split(" "))
+    server = make_goldens.LineServer(lines, 0.05)
+    try:
+        program = ember_program(tmp_path, SEED)
+        proc = subprocess.run(
+            [sys.executable, program, "127.0.0.1", str(server.port), mode],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "SEED_RUN_SECONDS": "4"},
+        )
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr
+    printed = tables(proc.stdout)
+    assert [b for b, _ in printed] == list(range(len(printed))), "batch ids are 0, 1, 2, ..."
+    assert len(printed) >= 2, proc.stdout
+    if mode == "complete":
+        # Every table holds every word seen so far; the last one all of them, with their totals.
+        assert printed[-1][1] == dict(totals)
+        for (_, before), (_, after) in zip(printed, printed[1:]):
+            assert all(after.get(w, 0) >= n for w, n in before.items())
+    else:
+        # A word appears in a batch's table only when its count changed; its last one is its total.
+        last = {}
+        for _, counts in printed:
+            for word, n in counts.items():
+                assert n > last.get(word, 0), (word, n, last.get(word))
+                last[word] = n
+        assert last == dict(totals)
+
+
+def test_seed_as_written_stops_on_ctrl_c(tmp_path):
+    """awaitTermination() without a timeout, as the seed calls it: Ctrl-C stops the query and
+    raises KeyboardInterrupt, as in PySpark; nothing hangs."""
+    server = make_goldens.LineServer(make_goldens.WORD_LINES, 0.02)
+    program = tmp_path / "seed.py"
+    program.write_text(
+        open(SEED, encoding="utf-8").read()
+        .replace("from pyspark.", "from ember.pyspark.")
+        .replace("query.awaitTermination(RUN_SECONDS)", "query.awaitTermination()"),
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(program), "127.0.0.1", str(server.port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        server.close()
+    assert "KeyboardInterrupt" in stderr, stderr
+    assert tables(stdout)[-1][1]["hello"] > 0
+
+
+@pytest.fixture
+def spark():
+    session = SparkSession.builder.appName("ember-sql-tests").master("local[2]").getOrCreate()
+    yield session
+    session.stop()
+
+
+def text_stream(spark, directory, batches):
+    for i, lines in enumerate(batches):
+        path = os.path.join(str(directory), "part-%03d.txt" % i)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
+        stamp = time.time() - 100 + i
+        os.utime(path, (stamp, stamp))
+    return spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(directory))
+
+
+def test_builder_get_or_create_returns_the_active_session(spark):
+    assert SparkSession.builder.getOrCreate() is spark
+    assert SparkSession.getActiveSession() is spark
+    assert spark.readStream is not None and spark.streams.active == []
+
+
+def test_columns_are_named_as_pyspark_names_them(spark, tmp_path):
+    lines = text_stream(spark, tmp_path, [["1"]])
+    assert lines.columns == ["value"] and lines.isStreaming
+    assert lines.dtypes == [("value", "string")]
+    df = lines.select(
+        F.col("value"),
+        F.lit(1),
+        (F.col("value") == "a"),
+        (F.col("value") != "a"),
+        F.split(lines.value, " "),
+        F.lower("value"),
+        F.length(lines["value"]) + 1,
+        F.col("value").cast("int"),
+        ~(F.length("value") > 2) & F.col("value").isNotNull(),
+    )
+    assert df.columns == [
+        "value",
+        "1",
+        "(value = a)",
+        "(NOT (value = a))",
+        "split(value,  , -1)",
+        "lower(value)",
+        "(length(value) + 1)",
+        "CAST(value AS INT)",
+        "((NOT (length(value) > 2)) AND (value IS NOT NULL))",
+    ]
+    assert repr(F.col("x").alias("y")) == "Column<'y'>"
+    numbers = lines.selectExpr("CAST(value AS BIGINT) AS n")
+    counts = numbers.groupBy("n").agg(F.count("*"), F.sum("n"), F.avg("n"), F.max("n"), F.min(numbers.n))
+    assert counts.columns == ["n", "count(1)", "sum(n)", "avg(n)", "max(n)", "min(n)"]
+
+
+def test_foreach_batch_gets_dataframes_with_rows(spark, tmp_path):
+    lines = text_stream(spark, tmp_path, [["a b", "b"], ["c"], ["b c d"]])
+    words = lines.select(F.explode(F.split("value", " ")).alias("word"))
+    seen = []
+
+    def handle(batch_df, batch_id):
+        rows = sorted(batch_df.collect())
+        seen.append((batch_id, batch_df.count(), rows, batch_df.columns))
+
+    query = words.groupBy("word").count().writeStream.outputMode("update").foreachBatch(handle).trigger(availableNow=True).start()
+    assert query.awaitTermination(60) is True
+    assert [s[0] for s in seen] == [0, 1, 2]
+    assert seen[0][1:] == (2, [Row(word="a", count=1), Row(word="b", count=2)], ["word", "count"])
+    assert seen[1][2] == [Row(word="c", count=1)]
+    assert seen[2][2] == [Row(word="b", count=3), Row(word="c", count=2), Row(word="d", count=1)]
+    row = seen[2][2][0]
+    assert row.word == "b" and row["count"] == 3 and row.asDict() == {"word": "b", "count": 3}
+    assert repr(row) == "Row(word='b', count=3)"
+
+
+def test_foreach_batch_show_and_pandas(spark, tmp_path, capfd):
+    lines = text_stream(spark, tmp_path, [["x", "yy", "x"]])
+    frames = []
+
+    def handle(batch_df, batch_id):
+        batch_df.show()
+        frames.append(batch_df)
+
+    query = lines.groupBy("value").count().writeStream.outputMode("complete").foreachBatch(handle).trigger(once=True).start()
+    query.awaitTermination()
+    out = capfd.readouterr().out
+    rows = sorted(out.strip().split("\n")[3:5])
+    assert out.startswith("+-----+-----+\n|value|count|\n+-----+-----+\n"), out
+    assert rows == ["|    x|    2|", "|   yy|    1|"], out
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = frames[0].toPandas().sort_values("value").reset_index(drop=True)
+    assert isinstance(frame, pandas.DataFrame)
+    assert frame.to_dict("list") == {"value": ["x", "yy"], "count": [2, 1]}
+
+
+def test_memory_sink_is_a_table_for_spark_sql(spark, tmp_path):
+    lines = text_stream(spark, tmp_path, [["3", "4"], ["5"]])
+    numbers = lines.selectExpr("CAST(value AS BIGINT) AS n").where("n > 3")
+    query = numbers.writeStream.format("memory").queryName("numbers").outputMode("append").trigger(availableNow=True).start()
+    query.awaitTermination()
+    assert query.name == "numbers" and not query.isActive
+    assert sorted(spark.sql("SELECT n * 2 AS twice FROM numbers").collect()) == [Row(twice=8), Row(twice=10)]
+
+
+def test_errors_are_pysparks(spark, tmp_path):
+    lines = text_stream(spark, tmp_path, [["a"]])
+    with pytest.raises(AnalysisException) as unresolved:
+        lines.select("nope")
+    assert "[UNRESOLVED_COLUMN.WITH_SUGGESTION]" in str(unresolved.value)
+    assert unresolved.value.getErrorClass() == "UNRESOLVED_COLUMN.WITH_SUGGESTION"
+    with pytest.raises(AnalysisException, match="Complete output mode not supported when there are no streaming aggregations"):
+        lines.writeStream.outputMode("complete").format("console").start()
+    with pytest.raises(AnalysisException, match="Append output mode not supported"):
+        lines.groupBy("value").count().writeStream.format("console").start()
+    with pytest.raises(IllegalArgumentException, match="Unknown output mode"):
+        lines.writeStream.outputMode("sideways").format("console").start()
+    with pytest.raises(AnalysisException, match="Queries with streaming sources must be executed with writeStream.start"):
+        lines.collect()
+    with pytest.raises(PySparkTypeError):
+        lines.select(3)
+    with pytest.raises(TypeError):
+        F.lit(object())
+    with pytest.raises(ValueError):
+        bool(F.col("a") == 1)
+    with pytest.raises(ValueError, match="continuous"):
+        lines.writeStream.trigger(continuous="1 second")
+
+
+def test_failing_foreach_batch_raises_streaming_query_exception(spark, tmp_path):
+    lines = text_stream(spark, tmp_path, [["a"], ["b"]])
+
+    def fail(batch_df, batch_id):
+        raise ZeroDivisionError("no batch %d for you" % batch_id)
+
+    query = lines.writeStream.foreachBatch(fail).start()
+    with pytest.raises(StreamingQueryException) as failed:
+        query.awaitTermination(60)
+    assert "ZeroDivisionError: no batch 0 for you" in str(failed.value)
+    assert "no batch 0 for you" in str(query.exception())
+    assert not query.isActive
+
+
+def test_await_termination_timeout_and_stop(spark, tmp_path):
+    lines = text_stream(spark, tmp_path, [["a"]])
+    query = lines.writeStream.format("memory").queryName("held").trigger(processingTime="200 milliseconds").start()
+    assert query.awaitTermination(0.3) is False
+    assert query.isActive and spark.streams.active[0].id == query.id
+    assert spark.streams.get(query.id).runId == query.runId
+    query.stop()
+    assert query.awaitTermination(5) is True
+    assert not query.isActive and spark.streams.active == []
