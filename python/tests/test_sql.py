@@ -283,3 +283,47 @@ def test_await_termination_timeout_and_stop(spark, tmp_path):
     query.stop()
     assert query.awaitTermination(5) is True
     assert not query.isActive and spark.streams.active == []
+
+
+def test_file_sink_with_checkpoint_resumes_where_it_left_off(spark, tmp_path):
+    """A json file sink with checkpointLocation: a second run on the same checkpoint reads only
+    the new files and continues the batch ids; every row is in the sink's log once."""
+    import json
+
+    source, out, checkpoint = tmp_path / "in", tmp_path / "out", tmp_path / "checkpoint"
+    source.mkdir()
+
+    def run():
+        lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(source))
+        query = lines.selectExpr("value", "length(value) AS len").writeStream.trigger(availableNow=True).start(
+            path=str(out), format="json", checkpointLocation=str(checkpoint)
+        )
+        query.awaitTermination(60)
+        return query
+
+    text_stream(spark, source, [["a", "bb"], ["ccc"]])
+    first = run()
+    for i, lines in enumerate([["dddd"], ["e", "ff"]], start=2):
+        path = source / ("part-%03d.txt" % i)
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    second = run()
+    assert first.id == second.id and first.runId != second.runId
+    log = sorted(int(p.name) for p in (out / "_spark_metadata").iterdir())
+    assert log == [0, 1, 2, 3]
+    rows = []
+    for batch in log:
+        entries = (out / "_spark_metadata" / str(batch)).read_text(encoding="utf-8").split("\n")
+        assert entries[0] == "v1"
+        for entry in filter(None, entries[1:]):
+            path = json.loads(entry)["path"][len("file://"):]
+            rows += [json.loads(line) for line in open(path, encoding="utf-8").read().splitlines()]
+    assert sorted(r["value"] for r in rows) == ["a", "bb", "ccc", "dddd", "e", "ff"]
+    assert all(r["len"] == len(r["value"]) for r in rows)
+
+
+def test_checkpoint_with_an_aggregation_is_refused_clearly(spark, tmp_path):
+    from ember.pyspark.errors import UnsupportedOperationException
+
+    lines = text_stream(spark, tmp_path, [["a"]])
+    with pytest.raises(UnsupportedOperationException, match="checkpointLocation with an aggregation"):
+        lines.groupBy("value").count().writeStream.outputMode("complete").option("checkpointLocation", str(tmp_path / "cp")).start()

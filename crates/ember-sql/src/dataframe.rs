@@ -18,6 +18,8 @@ use crate::session::SparkSession;
 pub struct DataFrame {
     pub(crate) session: SparkSession,
     pub(crate) df: datafusion::dataframe::DataFrame,
+    /// The SQL text this DataFrame came from (`spark.sql`), for the origins Spark's messages name.
+    pub(crate) sql: Option<std::sync::Arc<String>>,
 }
 
 impl std::fmt::Debug for DataFrame {
@@ -55,11 +57,14 @@ const EXPLODED: &str = "__ember_explode";
 
 impl DataFrame {
     pub(crate) fn new(session: SparkSession, df: datafusion::dataframe::DataFrame) -> Self {
-        DataFrame { session, df }
+        DataFrame { session, df, sql: None }
     }
 
     fn with(&self, df: datafusion::dataframe::DataFrame) -> DataFrame {
-        DataFrame::new(self.session.clone(), df)
+        DataFrame {
+            sql: self.sql.clone(),
+            ..DataFrame::new(self.session.clone(), df)
+        }
     }
 
     /// The session this DataFrame belongs to (Spark's `sparkSession`).

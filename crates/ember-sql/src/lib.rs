@@ -22,6 +22,7 @@
 //! # Ok::<(), ember_sql::Error>(())
 //! ```
 
+mod checkpoint;
 mod dataframe;
 mod error;
 pub mod functions;
@@ -29,6 +30,7 @@ mod query;
 mod reader;
 mod session;
 pub mod show;
+mod sink;
 mod source;
 mod udf;
 
@@ -40,6 +42,7 @@ pub use functions::Column;
 pub use query::{DataStreamWriter, OutputMode, StreamingQuery, Trigger};
 pub use reader::DataStreamReader;
 pub use session::{Builder, SparkSession};
+pub use sink::committed_files;
 
 /// A mutex's guard, whether or not a panicking holder poisoned it.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

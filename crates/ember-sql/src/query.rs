@@ -26,11 +26,12 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{Committed, QueryCheckpoint};
 use crate::dataframe::DataFrame;
 use crate::error::{Error, Result};
 use crate::lock;
 use crate::session::SparkSession;
-use crate::show::show_string;
+use crate::sink::Sink;
 use crate::source::{FileSource, Slot, SourceSpec, find_slot, lines_batch, read_lines, slot_exec};
 
 /// What reaches the sink each micro-batch (Spark's `outputMode`).
@@ -75,22 +76,22 @@ pub enum Trigger {
 /// ended; ember's engine cuts micro-batches on a clock.
 const DEFAULT_TRIGGER_INTERVAL: Duration = Duration::from_millis(100);
 
-type ForeachBatch = Arc<dyn Fn(&[RecordBatch], i64) -> std::result::Result<(), String> + Send + Sync>;
+pub(crate) type ForeachBatch = Arc<dyn Fn(&[RecordBatch], i64) -> std::result::Result<(), String> + Send + Sync>;
 
 /// Where the console sink writes (standard output unless [`DataStreamWriter::console_output`]).
-type ConsoleOut = Arc<Mutex<Box<dyn std::io::Write + Send>>>;
+pub(crate) type ConsoleOut = Arc<Mutex<Box<dyn std::io::Write + Send>>>;
 
 /// Starts a streaming query (Spark's `DataStreamWriter`).
 #[derive(Clone)]
 pub struct DataStreamWriter {
     df: DataFrame,
     mode: String,
-    format: String,
-    options: BTreeMap<String, String>,
+    pub(crate) format: String,
+    pub(crate) options: BTreeMap<String, String>,
     trigger: Trigger,
-    name: Option<String>,
-    foreach_batch: Option<ForeachBatch>,
-    console: Option<ConsoleOut>,
+    pub(crate) name: Option<String>,
+    pub(crate) foreach_batch: Option<ForeachBatch>,
+    pub(crate) console: Option<ConsoleOut>,
 }
 
 impl std::fmt::Debug for DataStreamWriter {
@@ -165,11 +166,6 @@ impl DataStreamWriter {
     /// Starts the query (Spark's `start`).
     pub fn start(self) -> Result<StreamingQuery> {
         let mode = OutputMode::parse(&self.mode)?;
-        if self.options.keys().any(|k| k.eq_ignore_ascii_case("checkpointLocation")) {
-            return Err(Error::unsupported(
-                "option checkpointLocation: ember's Structured Streaming queries do not checkpoint yet (a restarted query starts over); remove the option to run without recovery",
-            ));
-        }
         let session = self.df.session.clone();
         let logical = session.state().optimize(self.df.logical_plan())?;
         let sources: Vec<_> = crate::source::stream_sources(self.df.logical_plan()).collect();
@@ -182,17 +178,53 @@ impl DataStreamWriter {
                 ));
             }
         };
-        check(&logical, mode)?;
-        let sink = Sink::new(&self, &session)?;
+        check(&logical, mode, self.df.sql.as_deref().map(String::as_str))?;
+        let sink = Sink::new(&self, mode)?;
         let names = self.df.columns();
         let planner = Planner::new(session.clone(), self.df.logical_plan().clone())?;
-        StreamingQuery::start(session, source, planner, mode, sink, names, self.trigger, self.name)
+        let checkpoint = self
+            .options
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("checkpointLocation"))
+            .map(|(_, v)| std::path::PathBuf::from(v));
+        if checkpoint.is_some() && planner.aggregate.is_some() {
+            return Err(Error::unsupported(
+                "option checkpointLocation with an aggregation: ember does not checkpoint aggregation state yet (a query without aggregation checkpoints; an aggregation runs without the option and starts over)",
+            ));
+        }
+        StreamingQuery::start(Start {
+            session,
+            source,
+            planner,
+            mode,
+            sink,
+            names,
+            trigger: self.trigger,
+            name: self.name,
+            checkpoint,
+        })
     }
 }
 
+/// Spark's "line L pos P" of the first `GROUP BY` of SQL text (0-based position in its line), as
+/// Spark's messages name the origin of an aggregation that came from `spark.sql`.
+fn group_by_origin(sql: &str) -> Option<String> {
+    let at = regex::RegexBuilder::new(r"\bgroup\s+by\b")
+        .case_insensitive(true)
+        .build()
+        .ok()?
+        .find(sql)?
+        .start();
+    let before = &sql[..at];
+    let line = before.matches('\n').count() + 1;
+    let pos = before.rfind('\n').map_or(at, |n| at - n - 1);
+    Some(format!(" line {line} pos {pos};"))
+}
+
 /// Spark's `UnsupportedOperationChecker`, for what ember runs: the message of each refusal is
-/// Spark's.
-fn check(plan: &LogicalPlan, mode: OutputMode) -> Result<()> {
+/// Spark's first line (Spark adds the plan after it), with its origin in `sql` when the query
+/// came from `spark.sql`.
+fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>) -> Result<()> {
     let mut aggregates = 0;
     let mut sort_above_aggregate = false;
     let mut sort_without_aggregate = false;
@@ -221,31 +253,33 @@ fn check(plan: &LogicalPlan, mode: OutputMode) -> Result<()> {
         Ok(TreeNodeRecursion::Continue)
     });
     if aggregates > 1 {
+        // Spark 3.5 refuses a stateful operator after another one, without a watermark, so.
         return Err(Error::analysis(
-            "Multiple streaming aggregations are not supported with streaming DataFrames/Datasets",
+            "Detected pattern of possible 'correctness' issue due to global watermark. The query contains stateful operation which can emit rows older than the current watermark plus allowed late record delay, which are \"late rows\" in downstream stateful operations and these rows can be discarded. Please refer the programming guide doc for more details. If you understand the possible risk of correctness issue and still need to run the query, you can disable this check by setting the config `spark.sql.streaming.statefulOperator.checkCorrectness.enabled` to false.;",
         ));
     }
     match mode {
         OutputMode::Complete if aggregates == 0 => {
             return Err(Error::analysis(
-                "Complete output mode not supported when there are no streaming aggregations on streaming DataFrames/Datasets",
+                "Complete output mode not supported when there are no streaming aggregations on streaming DataFrames/Datasets;",
             ));
         }
         OutputMode::Append if aggregates > 0 => {
-            return Err(Error::analysis(
-                "Append output mode not supported when there are streaming aggregations on streaming DataFrames/DataSets without watermark",
-            ));
+            let origin = sql.and_then(group_by_origin).unwrap_or_default();
+            return Err(Error::analysis(format!(
+                "Append output mode not supported when there are streaming aggregations on streaming DataFrames/DataSets without watermark;{origin}"
+            )));
         }
         _ => {}
     }
     if sort_without_aggregate || (sort_above_aggregate && mode != OutputMode::Complete) {
         return Err(Error::analysis(
-            "Sorting is not supported on streaming DataFrames/Datasets, unless it is on aggregated DataFrame/Dataset in Complete output mode",
+            "Sorting is not supported on streaming DataFrames/Datasets, unless it is on aggregated DataFrame/Dataset in Complete output mode;",
         ));
     }
     if limit && mode == OutputMode::Update {
         return Err(Error::analysis(
-            "Limits are not supported on streaming DataFrames/Datasets in Update output mode",
+            "Limits are not supported on streaming DataFrames/Datasets in Update output mode;",
         ));
     }
     Ok(())
@@ -516,132 +550,12 @@ impl Finisher {
     }
 }
 
-/// Where a query's output goes.
-enum SinkKind {
-    Console {
-        num_rows: usize,
-        truncate: usize,
-        out: Option<ConsoleOut>,
-    },
-    Memory {
-        table: String,
-    },
-    Foreach(ForeachBatch),
-}
-
-struct Sink {
-    kind: SinkKind,
-}
-
-impl Sink {
-    fn new(writer: &DataStreamWriter, _session: &crate::session::SparkSession) -> Result<Self> {
-        let get = |key: &str| {
-            writer
-                .options
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v.clone())
-        };
-        let kind = match writer.format.to_ascii_lowercase().as_str() {
-            "console" => {
-                let num_rows = match get("numRows") {
-                    None => 20,
-                    Some(v) => v
-                        .parse::<usize>()
-                        .map_err(|_| Error::illegal_argument(format!("Invalid value '{v}' for option 'numRows'")))?,
-                };
-                let truncate = match get("truncate").as_deref() {
-                    None | Some("true") => 20,
-                    Some("false") => 0,
-                    Some(v) => v
-                        .parse::<usize>()
-                        .map_err(|_| Error::illegal_argument(format!("Invalid value '{v}' for option 'truncate'")))?,
-                };
-                SinkKind::Console {
-                    num_rows,
-                    truncate,
-                    out: writer.console.clone(),
-                }
-            }
-            "memory" => {
-                let table = writer
-                    .name
-                    .clone()
-                    .ok_or_else(|| Error::analysis("queryName must be specified for memory sink"))?;
-                SinkKind::Memory { table }
-            }
-            "foreachbatch" => SinkKind::Foreach(
-                writer
-                    .foreach_batch
-                    .clone()
-                    .ok_or_else(|| Error::illegal_argument("foreachBatch function cannot be null"))?,
-            ),
-            other => {
-                return Err(Error::unsupported(format!(
-                    "Data source {other} does not support streamed writing (ember writes console, memory and foreachBatch so far)"
-                )));
-            }
-        };
-        Ok(Sink { kind })
-    }
-
-    fn write(
-        &self,
-        session: &crate::session::SparkSession,
-        names: &[String],
-        batches: &[RecordBatch],
-        batch_id: i64,
-        mode: OutputMode,
-        memory: &Mutex<Vec<RecordBatch>>,
-    ) -> Result<()> {
-        match &self.kind {
-            SinkKind::Console { num_rows, truncate, out } => {
-                let mut text = String::new();
-                text.push_str("-------------------------------------------\n");
-                text.push_str(&format!("Batch: {batch_id}\n"));
-                text.push_str("-------------------------------------------\n");
-                text.push_str(&show_string(names, batches, *num_rows, *truncate));
-                text.push('\n');
-                use std::io::Write;
-                let written = match out {
-                    Some(out) => {
-                        let mut out = lock(out);
-                        out.write_all(text.as_bytes()).and_then(|()| out.flush())
-                    }
-                    None => {
-                        let mut stdout = std::io::stdout().lock();
-                        stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
-                    }
-                };
-                written.map_err(|e| Error::illegal_argument(format!("cannot write the console sink's output: {e}")))?;
-            }
-            SinkKind::Memory { table } => {
-                let mut rows = lock(memory);
-                if mode == OutputMode::Complete {
-                    rows.clear();
-                }
-                rows.extend(batches.iter().cloned());
-                let Some(schema) = batches
-                    .first()
-                    .map(RecordBatch::schema)
-                    .or_else(|| rows.first().map(RecordBatch::schema))
-                else {
-                    return Ok(());
-                };
-                let mem = datafusion::datasource::MemTable::try_new(schema, vec![rows.clone()])?;
-                session.register_table(table, Arc::new(mem))?;
-            }
-            SinkKind::Foreach(f) => f(batches, batch_id).map_err(Error::illegal_argument)?,
-        }
-        Ok(())
-    }
-}
-
 struct QueryState {
     id: String,
     run_id: String,
-    name: Option<String>,
-    ssc: ember::StreamingContext,
+    pub(crate) name: Option<String>,
+    /// Set once the query's context is built (before it starts).
+    ssc: std::sync::OnceLock<ember::StreamingContext>,
     stopped: AtomicBool,
     failure: Mutex<Option<String>>,
     batches: AtomicU64,
@@ -653,6 +567,12 @@ struct QueryState {
 
 /// The queries started, with their session's number (Spark's `StreamingQueryManager`).
 static ACTIVE: Mutex<Vec<(usize, StreamingQuery)>> = Mutex::new(Vec::new());
+
+impl QueryState {
+    fn ssc(&self) -> &ember::StreamingContext {
+        self.ssc.get().expect("a query's context is set before the query is handed out")
+    }
+}
 
 impl SparkSession {
     /// The active streaming queries (Spark's `spark.streams.active`).
@@ -708,113 +628,159 @@ fn new_id() -> String {
     )
 }
 
+/// What [`StreamingQuery::start`] runs.
+struct Start {
+    session: crate::session::SparkSession,
+    source: SourceSpec,
+    planner: Planner,
+    mode: OutputMode,
+    sink: Sink,
+    names: Vec<String>,
+    trigger: Trigger,
+    name: Option<String>,
+    checkpoint: Option<std::path::PathBuf>,
+}
+
 impl StreamingQuery {
-    #[allow(clippy::too_many_arguments)]
-    fn start(
-        session: crate::session::SparkSession,
-        source: SourceSpec,
-        planner: Planner,
-        mode: OutputMode,
-        sink: Sink,
-        names: Vec<String>,
-        trigger: Trigger,
-        name: Option<String>,
-    ) -> Result<StreamingQuery> {
+    fn start(start: Start) -> Result<StreamingQuery> {
+        let Start {
+            session,
+            source,
+            planner,
+            mode,
+            sink,
+            names,
+            trigger,
+            name,
+            checkpoint,
+        } = start;
         let finite = matches!(trigger, Trigger::Once | Trigger::AvailableNow);
         let interval = match trigger {
             Trigger::ProcessingTime(d) if !d.is_zero() => d,
             _ => DEFAULT_TRIGGER_INTERVAL,
         };
-        let mut builder =
-            ember::StreamingContext::builder(ember::milliseconds(interval.as_millis().max(1) as u64)).workers(session.workers());
-        if finite {
-            builder = builder.no_wait();
+        if finite && matches!(source, SourceSpec::Socket { .. }) {
+            return Err(Error::unsupported(
+                "the socket source cannot run with Trigger.Once or Trigger.AvailableNow (it has no end)",
+            ));
         }
-        let ssc = builder.build()?;
-        let exhausted_at = Arc::new(AtomicU64::new(0));
-        let lines: ember::DStream<String> = match &source {
-            SourceSpec::Socket { host, port } => {
-                if finite {
-                    return Err(Error::unsupported(
-                        "the socket source cannot run with Trigger.Once or Trigger.AvailableNow (it has no end)",
-                    ));
+        let (checkpoint, id, committed, interval) = match &checkpoint {
+            Some(dir) => {
+                let asked = interval.as_millis().max(1) as u64;
+                let (checkpoint, id, committed, grid) = QueryCheckpoint::open(dir, new_id, asked)?;
+                // The engine's checkpoint holds batch times on its grid: a finite trigger runs
+                // back to back on it; another processing time cannot follow it.
+                if grid != asked && matches!(trigger, Trigger::ProcessingTime(_)) {
+                    return Err(Error::illegal_argument(format!(
+                        "the checkpoint in {} was written with a trigger interval of {grid} ms; ember restarts a query on the same interval (processingTime '{grid} milliseconds')",
+                        dir.display()
+                    )));
                 }
-                ssc.socket_text_stream(host, *port)
+                (Some(Arc::new(checkpoint)), id, committed, Duration::from_millis(grid))
             }
-            SourceSpec::Text(options) => {
-                let mut files = FileSource::new(options.clone(), finite);
-                if trigger == Trigger::Once {
-                    files = FileSource::new(
-                        crate::source::FileOptions {
-                            max_files_per_trigger: None,
-                            ..options.clone()
-                        },
-                        true,
-                    );
-                }
-                let exhausted = Arc::clone(&files.exhausted);
-                let at = Arc::clone(&exhausted_at);
-                let marked = MarkExhausted { files, exhausted, at };
-                ssc.direct_stream("file_stream_source", source.describe(), marked, |slice| read_lines(&slice.path))
-            }
+            None => (None, new_id(), Committed::default(), interval),
         };
-        let planner = Arc::new(planner);
-        let schema = source.schema();
-        let stage = Arc::clone(&planner);
-        let staged = lines.map_partitions(move |part: std::vec::IntoIter<String>| {
-            let lines: Vec<String> = part.collect();
-            if lines.is_empty() {
-                return vec![StageOut {
-                    input_rows: 0,
-                    batches: Vec::new(),
-                }];
-            }
-            let input_rows = lines.len() as u64;
-            match stage.run_stage(lines_batch(&schema, lines)) {
-                Ok(out) => vec![StageOut {
-                    input_rows,
-                    batches: out.into_iter().map(ArrowBatch).collect(),
-                }],
-                Err(e) => panic!("the query's plan failed on a micro-batch: {e}"),
-            }
-        });
         let state = Arc::new(QueryState {
-            id: new_id(),
+            id,
             run_id: new_id(),
             name,
-            ssc: ssc.clone(),
+            ssc: std::sync::OnceLock::new(),
             stopped: AtomicBool::new(false),
             failure: Mutex::new(None),
-            batches: AtomicU64::new(0),
-            exhausted_at,
+            batches: AtomicU64::new(committed.next_id as u64),
+            exhausted_at: Arc::new(AtomicU64::new(0)),
             handled: AtomicU64::new(0),
         });
         let finisher = Mutex::new(planner.finisher()?);
-        let memory = Mutex::new(Vec::new());
-        let output_state = Arc::clone(&state);
-        let output_session = session.clone();
-        staged.try_foreach_rdd(move |batch: ember::Batch<StageOut>, time: ember::Time| -> Result<()> {
-            let outs: Vec<StageOut> = batch.into_vec();
-            let input_rows: u64 = outs.iter().map(|o| o.input_rows).sum();
-            let result = if input_rows == 0 {
-                Ok(())
-            } else {
-                let batches: Vec<RecordBatch> = outs.into_iter().flat_map(|o| o.batches).map(|b| b.0).collect();
-                let rows = match lock(&finisher).as_mut() {
-                    None => Ok(batches),
-                    Some(f) => f.step(batches, mode, &planner.task),
-                };
-                rows.and_then(|rows| {
-                    let id = output_state.batches.fetch_add(1, Ordering::SeqCst) as i64;
-                    sink.write(&output_session, &names, &rows, id, mode, &memory)
-                })
-            };
-            output_state.handled.store(time.milliseconds() + 1, Ordering::SeqCst);
-            if let Err(e) = &result {
-                *lock(&output_state.failure) = Some(e.to_string());
+        let session_id = session.id();
+        let build_state = Arc::clone(&state);
+        let build_checkpoint = checkpoint.clone();
+        let build = move || -> ember::Result<ember::StreamingContext> {
+            let state = build_state;
+            let mut builder =
+                ember::StreamingContext::builder(ember::milliseconds(interval.as_millis().max(1) as u64)).workers(session.workers());
+            if finite {
+                builder = builder.no_wait();
             }
-            result
-        })?;
+            let ssc = builder.build()?;
+            let lines: ember::DStream<String> = match &source {
+                SourceSpec::Socket { host, port } => ssc.socket_text_stream(host, *port),
+                SourceSpec::Text(options) => {
+                    let options = match trigger {
+                        // Once: everything there is in one micro-batch.
+                        Trigger::Once => crate::source::FileOptions {
+                            max_files_per_trigger: None,
+                            ..options.clone()
+                        },
+                        _ => options.clone(),
+                    };
+                    let files = FileSource::new(options, finite);
+                    let exhausted = Arc::clone(&files.exhausted);
+                    let at = Arc::clone(&state.exhausted_at);
+                    let marked = MarkExhausted { files, exhausted, at };
+                    ssc.direct_stream("file_stream_source", source.describe(), marked, |slice| read_lines(&slice.path))
+                }
+            };
+            let planner = Arc::new(planner);
+            let schema = source.schema();
+            let stage = Arc::clone(&planner);
+            let staged = lines.map_partitions(move |part: std::vec::IntoIter<String>| {
+                let lines: Vec<String> = part.collect();
+                if lines.is_empty() {
+                    return vec![StageOut {
+                        input_rows: 0,
+                        batches: Vec::new(),
+                    }];
+                }
+                let input_rows = lines.len() as u64;
+                match stage.run_stage(lines_batch(&schema, lines)) {
+                    Ok(out) => vec![StageOut {
+                        input_rows,
+                        batches: out.into_iter().map(ArrowBatch).collect(),
+                    }],
+                    Err(e) => panic!("the query's plan failed on a micro-batch: {e}"),
+                }
+            });
+            let memory = Mutex::new(Vec::new());
+            let output_state = Arc::clone(&state);
+            let output_session = session.clone();
+            let checkpoint = build_checkpoint;
+            staged.try_foreach_rdd(move |batch: ember::Batch<StageOut>, time: ember::Time| -> Result<()> {
+                let outs: Vec<StageOut> = batch.into_vec();
+                let input_rows: u64 = outs.iter().map(|o| o.input_rows).sum();
+                // A batch the commit log holds ran again after a restart: its output is there.
+                let committed = committed.last_time_ms.is_some_and(|t| time.milliseconds() <= t);
+                let result = if input_rows == 0 || committed {
+                    Ok(())
+                } else {
+                    let batches: Vec<RecordBatch> = outs.into_iter().flat_map(|o| o.batches).map(|b| b.0).collect();
+                    let rows = match lock(&finisher).as_mut() {
+                        None => Ok(batches),
+                        Some(f) => f.step(batches, mode, &planner.task),
+                    };
+                    rows.and_then(|rows| {
+                        let id = output_state.batches.load(Ordering::SeqCst) as i64;
+                        sink.write(&output_session, &names, &rows, id, mode, &memory)?;
+                        if let Some(checkpoint) = &checkpoint {
+                            checkpoint.commit(id, time.milliseconds())?;
+                        }
+                        output_state.batches.store(id as u64 + 1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                };
+                output_state.handled.store(time.milliseconds() + 1, Ordering::SeqCst);
+                if let Err(e) = &result {
+                    *lock(&output_state.failure) = Some(e.to_string());
+                }
+                result
+            })?;
+            Ok(ssc)
+        };
+        let ssc = match &checkpoint {
+            Some(checkpoint) => ember::StreamingContext::get_or_create(checkpoint.engine_dir(), build)?,
+            None => build()?,
+        };
+        let _ = state.ssc.set(ssc.clone());
         ssc.start()?;
         let query = StreamingQuery { state };
         if finite {
@@ -827,7 +793,7 @@ impl StreamingQuery {
         let mut active = lock(&ACTIVE);
         // Stopped queries leave the list as new ones join, so it does not grow with every start.
         active.retain(|(_, q)| q.is_active());
-        active.push((session.id(), query.clone()));
+        active.push((session_id, query.clone()));
         drop(active);
         Ok(query)
     }
@@ -844,7 +810,12 @@ impl StreamingQuery {
                 let _ = self.stop();
                 return;
             }
-            if self.state.ssc.await_termination_or_timeout(ember::milliseconds(5)).unwrap_or(true) {
+            if self
+                .state
+                .ssc()
+                .await_termination_or_timeout(ember::milliseconds(5))
+                .unwrap_or(true)
+            {
                 return;
             }
         }
@@ -867,7 +838,7 @@ impl StreamingQuery {
 
     /// Whether the query runs (Spark's `isActive`).
     pub fn is_active(&self) -> bool {
-        !self.state.stopped.load(Ordering::SeqCst) && matches!(self.state.ssc.get_state(), ember::StreamingContextState::Active)
+        !self.state.stopped.load(Ordering::SeqCst) && matches!(self.state.ssc().get_state(), ember::StreamingContextState::Active)
     }
 
     /// Micro-batches that reached the sink.
@@ -883,7 +854,7 @@ impl StreamingQuery {
     /// Stops the query (Spark's `stop`).
     pub fn stop(&self) -> Result<()> {
         self.state.stopped.store(true, Ordering::SeqCst);
-        self.state.ssc.stop(false)?;
+        self.state.ssc().stop(false)?;
         Ok(())
     }
 
@@ -914,7 +885,7 @@ impl StreamingQuery {
     pub fn await_termination_timeout(&self, timeout: Duration) -> Result<bool> {
         match self
             .state
-            .ssc
+            .ssc()
             .await_termination_or_timeout(ember::milliseconds(timeout.as_millis() as u64))
         {
             Ok(stopped) => Ok(stopped),

@@ -50,7 +50,9 @@ impl SparkSession {
         let mut statement = statements.pop_front().expect("one statement");
         rename_generators(&mut statement);
         let plan = futures::executor::block_on(state.statement_to_plan(statement))?;
-        Ok(DataFrame::new(self.clone(), datafusion::dataframe::DataFrame::new(state, plan)))
+        let mut df = DataFrame::new(self.clone(), datafusion::dataframe::DataFrame::new(state, plan));
+        df.sql = Some(Arc::new(query.to_owned()));
+        Ok(df)
     }
 
     fn stream_frame(&self, spec: SourceSpec) -> Result<DataFrame> {

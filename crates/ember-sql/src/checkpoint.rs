@@ -1,0 +1,105 @@
+//! A query's checkpoint (`checkpointLocation`), laid out as Spark lays its own out where the
+//! parts correspond:
+//!
+//! - `metadata`: the query's id (`{"id": ...}`), kept across restarts, and the interval of
+//!   ember's batch grid (`emberBatchIntervalMs`: the engine's checkpoint holds batch times on it);
+//! - `engine/`: ember's checkpoint of the micro-batches (the file source's files per batch,
+//!   written before the batch runs: Spark's offsets log) through `StreamingContext::get_or_create`;
+//! - `commits/<batchId>`: written after the sink committed batch `batchId`, with the batch's
+//!   time (Spark's commit log).
+//!
+//! A restarted query runs again the micro-batches after the engine's last checkpoint with the
+//! same input; those the commit log holds are not written again, and the next batch id follows
+//! the last committed one, so a replayable source into the file, memory or `foreachBatch` sink
+//! (idempotent per batch id) gives every row once.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::sink::write_atomically;
+
+/// The checkpoint directory of a query.
+pub(crate) struct QueryCheckpoint {
+    dir: PathBuf,
+}
+
+/// What a checkpoint says about the batches already committed.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Committed {
+    /// The id the next batch gets.
+    pub next_id: i64,
+    /// The time of the last committed batch (ms), if any.
+    pub last_time_ms: Option<u64>,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::illegal_argument(format!("{what}: {e}"))
+}
+
+impl QueryCheckpoint {
+    /// Opens (or creates) the checkpoint in `dir`; returns it, the query's id (`new_id()` for a
+    /// new checkpoint), what it committed and the batch grid's interval: `interval_ms` for a new
+    /// checkpoint, else the checkpoint's.
+    pub fn open(dir: &Path, new_id: impl FnOnce() -> String, interval_ms: u64) -> Result<(Self, String, Committed, u64)> {
+        std::fs::create_dir_all(dir.join("commits")).map_err(io(format!("cannot create the checkpoint directory {}", dir.display())))?;
+        let metadata = dir.join("metadata");
+        let (id, interval_ms) = match std::fs::read_to_string(&metadata) {
+            Ok(text) => {
+                let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let id = value["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| Error::illegal_argument(format!("{} is not a query's metadata", metadata.display())))?;
+                (id, value["emberBatchIntervalMs"].as_u64().unwrap_or(interval_ms))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = new_id();
+                let text = serde_json::json!({ "id": id, "emberBatchIntervalMs": interval_ms }).to_string();
+                write_atomically(&metadata, text.as_bytes()).map_err(io(format!("cannot write {}", metadata.display())))?;
+                (id, interval_ms)
+            }
+            Err(e) => return Err(io(format!("cannot read {}", metadata.display()))(e)),
+        };
+        let checkpoint = QueryCheckpoint { dir: dir.to_path_buf() };
+        let committed = checkpoint.committed()?;
+        Ok((checkpoint, id, committed, interval_ms))
+    }
+
+    fn committed(&self) -> Result<Committed> {
+        let commits = self.dir.join("commits");
+        let last = std::fs::read_dir(&commits)
+            .map_err(io(format!("cannot read {}", commits.display())))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+            .max();
+        let Some(last) = last else {
+            return Ok(Committed::default());
+        };
+        let path = commits.join(last.to_string());
+        let text = std::fs::read_to_string(&path).map_err(io(format!("cannot read {}", path.display())))?;
+        let time = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["batchTime"].as_u64())
+            .ok_or_else(|| Error::illegal_argument(format!("{} is not a commit of the commit log", path.display())))?;
+        Ok(Committed {
+            next_id: last + 1,
+            last_time_ms: Some(time),
+        })
+    }
+
+    /// Where ember's engine keeps its checkpoint of the micro-batches.
+    pub fn engine_dir(&self) -> PathBuf {
+        self.dir.join("engine")
+    }
+
+    /// Records that the sink committed batch `batch_id`, the micro-batch of `time_ms`.
+    pub fn commit(&self, batch_id: i64, time_ms: u64) -> Result<()> {
+        let path = self.dir.join("commits").join(batch_id.to_string());
+        write_atomically(
+            &path,
+            serde_json::json!({ "nextBatchWatermarkMs": 0, "batchTime": time_ms })
+                .to_string()
+                .as_bytes(),
+        )
+        .map_err(io(format!("cannot write {}", path.display())))
+    }
+}

@@ -1,0 +1,294 @@
+//! Where a streaming query's output goes: the console (Spark's format), a memory table,
+//! `foreachBatch`, and files (`json`, `csv`) written exactly once per batch id.
+//!
+//! The file sink writes batch k's rows to `part-<k>-0000.<format>` in its directory, then
+//! commits the batch with `_spark_metadata/<k>` (Spark's file sink log: `v1`, then one JSON
+//! line per file), each written to a temporary name and renamed into place. A batch whose log
+//! entry exists is not written again; a batch run again after a crash before its log entry
+//! rewrites the same file names. Readers take the files the log lists, as Spark's do.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::RecordBatch;
+
+use crate::error::{Error, Result};
+use crate::lock;
+use crate::query::{ConsoleOut, DataStreamWriter, ForeachBatch, OutputMode};
+use crate::show::show_string;
+
+/// Where a query's output goes.
+enum SinkKind {
+    Console {
+        num_rows: usize,
+        truncate: usize,
+        out: Option<ConsoleOut>,
+    },
+    Memory {
+        table: String,
+    },
+    Foreach(ForeachBatch),
+    File(FileSink),
+}
+
+pub(crate) struct Sink {
+    kind: SinkKind,
+}
+
+impl Sink {
+    pub(crate) fn new(writer: &DataStreamWriter, mode: OutputMode) -> Result<Self> {
+        let get = |key: &str| {
+            writer
+                .options
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.clone())
+        };
+        let kind = match writer.format.to_ascii_lowercase().as_str() {
+            "console" => {
+                let num_rows = match get("numRows") {
+                    None => 20,
+                    Some(v) => v
+                        .parse::<usize>()
+                        .map_err(|_| Error::illegal_argument(format!("Invalid value '{v}' for option 'numRows'")))?,
+                };
+                let truncate = match get("truncate").as_deref() {
+                    None | Some("true") => 20,
+                    Some("false") => 0,
+                    Some(v) => v
+                        .parse::<usize>()
+                        .map_err(|_| Error::illegal_argument(format!("Invalid value '{v}' for option 'truncate'")))?,
+                };
+                SinkKind::Console {
+                    num_rows,
+                    truncate,
+                    out: writer.console.clone(),
+                }
+            }
+            "memory" => {
+                let table = writer
+                    .name
+                    .clone()
+                    .ok_or_else(|| Error::analysis("queryName must be specified for memory sink"))?;
+                SinkKind::Memory { table }
+            }
+            "foreachbatch" => SinkKind::Foreach(
+                writer
+                    .foreach_batch
+                    .clone()
+                    .ok_or_else(|| Error::illegal_argument("foreachBatch function cannot be null"))?,
+            ),
+            format @ ("json" | "csv") => {
+                let path = get("path").ok_or_else(|| Error::illegal_argument("'path' is not specified"))?;
+                if mode != OutputMode::Append {
+                    return Err(Error::analysis(format!(
+                        "Data source {format} does not support {} output mode",
+                        match mode {
+                            OutputMode::Complete => "Complete",
+                            _ => "Update",
+                        }
+                    )));
+                }
+                SinkKind::File(FileSink::new(std::path::Path::new(&path), FileFormat::parse(format))?)
+            }
+            "parquet" | "orc" => {
+                return Err(Error::unsupported(format!(
+                    "Data source {} does not support streamed writing in ember yet (the file sink writes json and csv)",
+                    writer.format
+                )));
+            }
+            other => {
+                return Err(Error::unsupported(format!(
+                    "Data source {other} does not support streamed writing (ember writes console, memory, foreachBatch, json and csv files so far)"
+                )));
+            }
+        };
+        Ok(Sink { kind })
+    }
+
+    pub(crate) fn write(
+        &self,
+        session: &crate::session::SparkSession,
+        names: &[String],
+        batches: &[RecordBatch],
+        batch_id: i64,
+        mode: OutputMode,
+        memory: &Mutex<Vec<RecordBatch>>,
+    ) -> Result<()> {
+        match &self.kind {
+            SinkKind::Console { num_rows, truncate, out } => {
+                let mut text = String::new();
+                text.push_str("-------------------------------------------\n");
+                text.push_str(&format!("Batch: {batch_id}\n"));
+                text.push_str("-------------------------------------------\n");
+                text.push_str(&show_string(names, batches, *num_rows, *truncate));
+                text.push('\n');
+                use std::io::Write;
+                let written = match out {
+                    Some(out) => {
+                        let mut out = lock(out);
+                        out.write_all(text.as_bytes()).and_then(|()| out.flush())
+                    }
+                    None => {
+                        let mut stdout = std::io::stdout().lock();
+                        stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
+                    }
+                };
+                written.map_err(|e| Error::illegal_argument(format!("cannot write the console sink's output: {e}")))?;
+            }
+            SinkKind::Memory { table } => {
+                let mut rows = lock(memory);
+                if mode == OutputMode::Complete {
+                    rows.clear();
+                }
+                rows.extend(batches.iter().cloned());
+                let Some(schema) = batches
+                    .first()
+                    .map(RecordBatch::schema)
+                    .or_else(|| rows.first().map(RecordBatch::schema))
+                else {
+                    return Ok(());
+                };
+                let mem = datafusion::datasource::MemTable::try_new(schema, vec![rows.clone()])?;
+                session.register_table(table, Arc::new(mem))?;
+            }
+            SinkKind::Foreach(f) => f(batches, batch_id).map_err(Error::illegal_argument)?,
+            SinkKind::File(sink) => sink.write(batches, batch_id)?,
+        }
+        Ok(())
+    }
+}
+
+/// A file sink's format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileFormat {
+    /// One JSON object a line, null fields left out (Spark's `json`).
+    Json,
+    /// Comma-separated values without a header, nulls empty (Spark's `csv` defaults).
+    Csv,
+}
+
+impl FileFormat {
+    fn parse(format: &str) -> Self {
+        if format == "csv" { FileFormat::Csv } else { FileFormat::Json }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Json => "json",
+            FileFormat::Csv => "csv",
+        }
+    }
+}
+
+/// Files in a directory, committed per batch id in `_spark_metadata`.
+pub(crate) struct FileSink {
+    dir: PathBuf,
+    format: FileFormat,
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, synced, so that `path` is
+/// either absent or whole.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temp = path.with_file_name(format!(".{name}.tmp"));
+    {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temp, path)?;
+    if let Some(parent) = path.parent()
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+impl FileSink {
+    fn new(dir: &Path, format: FileFormat) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("_spark_metadata"))
+            .map_err(|e| Error::illegal_argument(format!("cannot create the file sink's directory {}: {e}", dir.display())))?;
+        Ok(FileSink {
+            dir: dir.to_path_buf(),
+            format,
+        })
+    }
+
+    fn log_entry(&self, batch_id: i64) -> PathBuf {
+        self.dir.join("_spark_metadata").join(batch_id.to_string())
+    }
+
+    fn write(&self, batches: &[RecordBatch], batch_id: i64) -> Result<()> {
+        if self.log_entry(batch_id).exists() {
+            return Ok(());
+        }
+        let io = |what: &str, e: std::io::Error| Error::illegal_argument(format!("file sink {}: {what}: {e}", self.dir.display()));
+        let mut bytes = Vec::new();
+        match self.format {
+            FileFormat::Json => {
+                let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut bytes);
+                for batch in batches {
+                    writer.write(batch)?;
+                }
+                writer.finish()?;
+            }
+            FileFormat::Csv => {
+                let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(false).build(&mut bytes);
+                for batch in batches {
+                    writer.write(batch)?;
+                }
+            }
+        }
+        let mut entries = String::from("v1\n");
+        if !bytes.is_empty() {
+            let name = format!("part-{batch_id:05}-0000.{}", self.format.extension());
+            let path = self.dir.join(&name);
+            write_atomically(&path, &bytes).map_err(|e| io(&format!("cannot write {name}"), e))?;
+            let absolute = std::fs::canonicalize(&path).unwrap_or(path);
+            let modified = std::fs::metadata(&absolute)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64);
+            let entry = serde_json::json!({
+                "path": format!("file://{}", absolute.display()),
+                "size": bytes.len(),
+                "isDir": false,
+                "modificationTime": modified,
+                "blockReplication": 1,
+                "blockSize": 33554432,
+                "action": "add",
+            });
+            entries.push_str(&entry.to_string());
+            entries.push('\n');
+        }
+        write_atomically(&self.log_entry(batch_id), entries.as_bytes())
+            .map_err(|e| io(&format!("cannot commit batch {batch_id} in _spark_metadata"), e))
+    }
+}
+
+/// The files a file sink committed, in batch order, as its `_spark_metadata` log lists them.
+pub fn committed_files(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let log = dir.as_ref().join("_spark_metadata");
+    let mut ids: Vec<i64> = std::fs::read_dir(&log)
+        .map_err(|e| Error::illegal_argument(format!("cannot read {}: {e}", log.display())))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    let mut files = Vec::new();
+    for id in ids {
+        let text = std::fs::read_to_string(log.join(id.to_string()))
+            .map_err(|e| Error::illegal_argument(format!("cannot read {}/{id}: {e}", log.display())))?;
+        for line in text.lines().skip(1) {
+            let entry: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| Error::illegal_argument(format!("{}/{id}: not a file entry: {e}", log.display())))?;
+            if let Some(path) = entry["path"].as_str() {
+                files.push(PathBuf::from(path.strip_prefix("file://").unwrap_or(path)));
+            }
+        }
+    }
+    Ok(files)
+}

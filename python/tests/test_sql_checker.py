@@ -1,0 +1,85 @@
+"""Structured Streaming queries Spark refuses at ``writeStream...start()`` (its
+UnsupportedOperationChecker and the output-mode parser), against the real PySpark: the checks of
+crates/ember-sql/tests/golden/checker_errors.json (made by make_goldens.py --only-checker with
+PySpark 3.5.9). Each check's query text is run on ember with only the imports changed; ember must
+raise the exception of the same class (from ``ember.pyspark.errors``) with the same first line
+of the message. Spark appends the analysed plan (with expression ids) after the first line;
+ember need not."""
+
+import json
+import os
+import time
+
+import pytest
+
+from ember.pyspark import errors
+from ember.pyspark.sql import SparkSession
+from ember.pyspark.sql import functions as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "..", "..", "crates", "ember-sql", "tests", "golden", "checker_errors.json")
+
+with open(GOLDEN, encoding="utf-8") as f:
+    GOLDENS = json.load(f)
+CHECKS = {c["name"]: c for c in GOLDENS["checks"]}
+
+
+def write_inputs(directory, batches):
+    """One file per batch, each modified a second after the one before (as make_goldens.py)."""
+    base = time.time() - 10 * (len(batches) + 1)
+    for i, lines in enumerate(batches):
+        path = os.path.join(directory, "part-%03d.txt" % i)
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write("".join(line + "\n" for line in lines))
+        os.utime(path, (base + i, base + i))
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = (
+        SparkSession.builder.appName("ember-checker")
+        .master("local[2]")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def build(spark, lines, source):
+    """The check's query text as make_goldens.py evaluates it; its last line is the DataFrame."""
+    scope = {name: getattr(F, name) for name in dir(F) if not name.startswith("_")}
+    scope.update(spark=spark, lines=lines)
+    *statements, last = source.split("\n")
+    for statement in statements:
+        exec(statement, scope)
+    return eval(last, scope)
+
+
+def test_goldens_were_made_with_pyspark_3_5():
+    assert GOLDENS["pyspark"].startswith("3.5.")
+    assert all(c.get("exception") for c in GOLDENS["checks"]), "every check is a query Spark refuses"
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_start_refuses_like_pyspark(spark, name, tmp_path):
+    check = CHECKS[name]
+    write_inputs(str(tmp_path), GOLDENS["input"])
+    lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(tmp_path))
+    df = build(spark, lines, check["dataframe"])
+    expected = getattr(errors, check["exception"])
+    try:
+        query = df.writeStream.format("console").outputMode(check["mode"]).start()
+    except Exception as e:  # noqa: BLE001 - the class is compared by name below
+        got = e
+    else:
+        query.stop()
+        pytest.fail("ember started %s (%s mode); PySpark raised %s: %s" % (
+            check["dataframe"], check["mode"], check["exception"], check["first_line"]))
+    first_line = str(got).split("\n")[0]
+    assert (type(got).__name__, first_line) == (check["exception"], check["first_line"]), (
+        "ember raised %s: %s\nPySpark raised %s: %s" % (
+            type(got).__name__, str(got), check["exception"], check["first_line"]))
+    assert isinstance(got, expected)
