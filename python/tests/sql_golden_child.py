@@ -10,7 +10,7 @@ import json
 import sys
 
 from ember.pyspark.sql import SparkSession
-from ember.pyspark.sql import functions as F
+from sql_cases import build
 
 
 def main():
@@ -26,12 +26,7 @@ def main():
     )
     spark.sparkContext.setLogLevel("ERROR")
     lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory)
-    scope = {n: getattr(F, n) for n in dir(F) if not n.startswith("_")}
-    scope.update(spark=spark, lines=lines)
-    *statements, last = case["dataframe"].split("\n")
-    for statement in statements:
-        exec(statement, scope)
-    df = eval(last, scope)
+    df = build(spark, lines, case["dataframe"])
     query = df.writeStream.format("console").outputMode(case["mode"]).trigger(availableNow=True).start()
     query.awaitTermination()
     spark.stop()

@@ -8,13 +8,12 @@ ember need not."""
 
 import json
 import os
-import time
 
 import pytest
 
 from ember.pyspark import errors
 from ember.pyspark.sql import SparkSession
-from ember.pyspark.sql import functions as F
+from sql_cases import build, write_inputs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "..", "..", "crates", "ember-sql", "tests", "golden", "checker_errors.json")
@@ -22,16 +21,6 @@ GOLDEN = os.path.join(HERE, "..", "..", "crates", "ember-sql", "tests", "golden"
 with open(GOLDEN, encoding="utf-8") as f:
     GOLDENS = json.load(f)
 CHECKS = {c["name"]: c for c in GOLDENS["checks"]}
-
-
-def write_inputs(directory, batches):
-    """One file per batch, each modified a second after the one before (as make_goldens.py)."""
-    base = time.time() - 10 * (len(batches) + 1)
-    for i, lines in enumerate(batches):
-        path = os.path.join(directory, "part-%03d.txt" % i)
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write("".join(line + "\n" for line in lines))
-        os.utime(path, (base + i, base + i))
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +35,6 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-
-
-def build(spark, lines, source):
-    """The check's query text as make_goldens.py evaluates it; its last line is the DataFrame."""
-    scope = {name: getattr(F, name) for name in dir(F) if not name.startswith("_")}
-    scope.update(spark=spark, lines=lines)
-    *statements, last = source.split("\n")
-    for statement in statements:
-        exec(statement, scope)
-    return eval(last, scope)
 
 
 def test_goldens_were_made_with_pyspark_3_5():

@@ -9,9 +9,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
+from sql_cases import write_inputs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "..", "..", "crates", "ember-sql", "tests", "golden")
@@ -19,16 +19,6 @@ CASES = os.path.join(GOLDEN, "cases.json")
 
 with open(CASES, encoding="utf-8") as f:
     NAMES = [c["name"] for c in json.load(f)]
-
-
-def write_inputs(directory, batches):
-    """One file per batch, each modified a second after the one before (as make_goldens.py)."""
-    base = time.time() - 10 * (len(batches) + 1)
-    for i, lines in enumerate(batches):
-        path = os.path.join(directory, "part-%03d.txt" % i)
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write("".join(line + "\n" for line in lines))
-        os.utime(path, (base + i, base + i))
 
 
 def normalised(text, sort_rows):

@@ -39,9 +39,10 @@ pub use dataframe::{DataFrame, GroupedData, Predicate};
 pub use datafusion::arrow;
 pub use error::{Error, Result};
 pub use functions::Column;
-pub use query::{DataStreamWriter, OutputMode, StreamingQuery, Trigger};
+pub use query::{DataStreamWriter, StreamingQuery, Trigger};
 pub use reader::DataStreamReader;
 pub use session::{Builder, SparkSession};
+pub use sink::OutputMode;
 pub use sink::committed_files;
 
 /// A mutex's guard, whether or not a panicking holder poisoned it.

@@ -31,32 +31,8 @@ use crate::dataframe::DataFrame;
 use crate::error::{Error, Result};
 use crate::lock;
 use crate::session::SparkSession;
-use crate::sink::Sink;
+use crate::sink::{ConsoleOut, ForeachBatch, OutputMode, Sink};
 use crate::source::{FileSource, Slot, SourceSpec, find_slot, lines_batch, read_lines, slot_exec};
-
-/// What reaches the sink each micro-batch (Spark's `outputMode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputMode {
-    /// Only new rows (queries without aggregation).
-    Append,
-    /// The whole result, every micro-batch.
-    Complete,
-    /// The rows that changed in the micro-batch.
-    Update,
-}
-
-impl OutputMode {
-    fn parse(mode: &str) -> Result<Self> {
-        match mode.to_ascii_lowercase().as_str() {
-            "append" => Ok(OutputMode::Append),
-            "complete" => Ok(OutputMode::Complete),
-            "update" => Ok(OutputMode::Update),
-            _ => Err(Error::illegal_argument(format!(
-                "Unknown output mode {mode}. Accepted output modes are 'append', 'complete', 'update'"
-            ))),
-        }
-    }
-}
 
 /// When micro-batches run (Spark's `trigger`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,22 +52,17 @@ pub enum Trigger {
 /// ended; ember's engine cuts micro-batches on a clock.
 const DEFAULT_TRIGGER_INTERVAL: Duration = Duration::from_millis(100);
 
-pub(crate) type ForeachBatch = Arc<dyn Fn(&[RecordBatch], i64) -> std::result::Result<(), String> + Send + Sync>;
-
-/// Where the console sink writes (standard output unless [`DataStreamWriter::console_output`]).
-pub(crate) type ConsoleOut = Arc<Mutex<Box<dyn std::io::Write + Send>>>;
-
 /// Starts a streaming query (Spark's `DataStreamWriter`).
 #[derive(Clone)]
 pub struct DataStreamWriter {
     df: DataFrame,
     mode: String,
-    pub(crate) format: String,
-    pub(crate) options: BTreeMap<String, String>,
+    format: String,
+    options: BTreeMap<String, String>,
     trigger: Trigger,
-    pub(crate) name: Option<String>,
-    pub(crate) foreach_batch: Option<ForeachBatch>,
-    pub(crate) console: Option<ConsoleOut>,
+    name: Option<String>,
+    foreach_batch: Option<ForeachBatch>,
+    console: Option<ConsoleOut>,
 }
 
 impl std::fmt::Debug for DataStreamWriter {
@@ -179,7 +150,14 @@ impl DataStreamWriter {
             }
         };
         check(&logical, mode, self.df.sql.as_deref().map(String::as_str))?;
-        let sink = Sink::new(&self, mode)?;
+        let sink = Sink::new(
+            &self.format,
+            &self.options,
+            self.name.as_deref(),
+            self.foreach_batch.clone(),
+            self.console.clone(),
+            mode,
+        )?;
         let names = self.df.columns();
         let planner = Planner::new(session.clone(), self.df.logical_plan().clone())?;
         let checkpoint = self
@@ -553,7 +531,7 @@ impl Finisher {
 struct QueryState {
     id: String,
     run_id: String,
-    pub(crate) name: Option<String>,
+    name: Option<String>,
     /// Set once the query's context is built (before it starts).
     ssc: std::sync::OnceLock<ember::StreamingContext>,
     stopped: AtomicBool,

@@ -14,8 +14,36 @@ use datafusion::arrow::array::RecordBatch;
 
 use crate::error::{Error, Result};
 use crate::lock;
-use crate::query::{ConsoleOut, DataStreamWriter, ForeachBatch, OutputMode};
 use crate::show::show_string;
+
+/// What reaches the sink each micro-batch (Spark's `outputMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Only new rows (queries without aggregation).
+    Append,
+    /// The whole result, every micro-batch.
+    Complete,
+    /// The rows that changed in the micro-batch.
+    Update,
+}
+
+impl OutputMode {
+    pub(crate) fn parse(mode: &str) -> Result<Self> {
+        match mode.to_ascii_lowercase().as_str() {
+            "append" => Ok(OutputMode::Append),
+            "complete" => Ok(OutputMode::Complete),
+            "update" => Ok(OutputMode::Update),
+            _ => Err(Error::illegal_argument(format!(
+                "Unknown output mode {mode}. Accepted output modes are 'append', 'complete', 'update'"
+            ))),
+        }
+    }
+}
+
+pub(crate) type ForeachBatch = Arc<dyn Fn(&[RecordBatch], i64) -> std::result::Result<(), String> + Send + Sync>;
+
+/// Where the console sink writes (standard output unless [`crate::DataStreamWriter::console_output`]).
+pub(crate) type ConsoleOut = Arc<Mutex<Box<dyn std::io::Write + Send>>>;
 
 /// Where a query's output goes.
 enum SinkKind {
@@ -36,15 +64,17 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    pub(crate) fn new(writer: &DataStreamWriter, mode: OutputMode) -> Result<Self> {
-        let get = |key: &str| {
-            writer
-                .options
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v.clone())
-        };
-        let kind = match writer.format.to_ascii_lowercase().as_str() {
+    /// The sink `format` with its `options`; `name` is the query's (the memory sink's table).
+    pub(crate) fn new(
+        format: &str,
+        options: &std::collections::BTreeMap<String, String>,
+        name: Option<&str>,
+        foreach_batch: Option<ForeachBatch>,
+        console: Option<ConsoleOut>,
+        mode: OutputMode,
+    ) -> Result<Self> {
+        let get = |key: &str| options.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
+        let kind = match format.to_ascii_lowercase().as_str() {
             "console" => {
                 let num_rows = match get("numRows") {
                     None => 20,
@@ -62,22 +92,18 @@ impl Sink {
                 SinkKind::Console {
                     num_rows,
                     truncate,
-                    out: writer.console.clone(),
+                    out: console,
                 }
             }
             "memory" => {
-                let table = writer
-                    .name
-                    .clone()
+                let table = name
+                    .map(str::to_owned)
                     .ok_or_else(|| Error::analysis("queryName must be specified for memory sink"))?;
                 SinkKind::Memory { table }
             }
-            "foreachbatch" => SinkKind::Foreach(
-                writer
-                    .foreach_batch
-                    .clone()
-                    .ok_or_else(|| Error::illegal_argument("foreachBatch function cannot be null"))?,
-            ),
+            "foreachbatch" => {
+                SinkKind::Foreach(foreach_batch.ok_or_else(|| Error::illegal_argument("foreachBatch function cannot be null"))?)
+            }
             format @ ("json" | "csv") => {
                 let path = get("path").ok_or_else(|| Error::illegal_argument("'path' is not specified"))?;
                 if mode != OutputMode::Append {
@@ -94,7 +120,7 @@ impl Sink {
             "parquet" | "orc" => {
                 return Err(Error::unsupported(format!(
                     "Data source {} does not support streamed writing in ember yet (the file sink writes json and csv)",
-                    writer.format
+                    format
                 )));
             }
             other => {

@@ -101,9 +101,12 @@ class SparkSession:
     def conf(self):
         return _RuntimeConfig(self._conf)
 
+    def _frame(self, jdf):
+        return DataFrame(jdf, self)
+
     def sql(self, sqlQuery):
         """A DataFrame of SQL over the temporary views (streams among them)."""
-        return DataFrame(self._jsession.sql(sqlQuery), self)
+        return self._frame(self._jsession.sql(sqlQuery))
 
     def stop(self):
         """Stops the session's queries; the next ``getOrCreate`` makes a new session."""

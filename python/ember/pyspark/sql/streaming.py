@@ -2,6 +2,7 @@
 ``spark.readStream``, ``df.writeStream``, ``StreamingQuery`` and ``spark.streams``."""
 
 import re
+import time
 
 from ember.pyspark.errors import IllegalArgumentException, PySparkTypeError, PySparkValueError, StreamingQueryException
 
@@ -31,14 +32,8 @@ def _interval_ms(text):
     return int(round(float(match.group(1)) * _UNIT_MS[match.group(2).lower()]))
 
 
-class DataStreamReader:
-    """Reads a stream (``spark.readStream``): ``format("socket")`` with ``host`` and ``port``,
-    ``format("text")`` of a directory's new files (``maxFilesPerTrigger``, ``latestFirst``)."""
-
-    def __init__(self, session):
-        self._session = session
-        self._format = "text"
-        self._options = {}
+class _Options:
+    """``format``, ``option`` and ``options``, as the reader and the writer both take them."""
 
     def format(self, source):
         self._format = source
@@ -53,6 +48,16 @@ class DataStreamReader:
             self.option(key, value)
         return self
 
+
+class DataStreamReader(_Options):
+    """Reads a stream (``spark.readStream``): ``format("socket")`` with ``host`` and ``port``,
+    ``format("text")`` of a directory's new files (``maxFilesPerTrigger``, ``latestFirst``)."""
+
+    def __init__(self, session):
+        self._session = session
+        self._format = "text"
+        self._options = {}
+
     def schema(self, schema):
         raise PySparkValueError("ember's stream sources have fixed schemas (socket and text: one `value` string column) so far")
 
@@ -62,10 +67,8 @@ class DataStreamReader:
         if schema is not None:
             self.schema(schema)
         self.options(**options)
-        from ember.pyspark.sql.dataframe import DataFrame
-
         jdf = self._session._jsession.read_stream(self._format, list(self._options.items()), path)
-        return DataFrame(jdf, self._session)
+        return self._session._frame(jdf)
 
     def text(self, path, wholetext=False, lineSep=None, pathGlobFilter=None, recursiveFileLookup=None):
         if wholetext or lineSep is not None or pathGlobFilter is not None or recursiveFileLookup:
@@ -73,7 +76,7 @@ class DataStreamReader:
         return self.load(path, format="text")
 
 
-class DataStreamWriter:
+class DataStreamWriter(_Options):
     """Starts a streaming query of a DataFrame (``df.writeStream``)."""
 
     def __init__(self, df):
@@ -89,19 +92,6 @@ class DataStreamWriter:
         if not isinstance(outputMode, str) or not outputMode.strip():
             raise PySparkValueError("[VALUE_NOT_NON_EMPTY_STR] Value for `outputMode` must be a non-empty string, got '%s'." % outputMode)
         self._mode = outputMode
-        return self
-
-    def format(self, source):
-        self._format = source
-        return self
-
-    def option(self, key, value):
-        self._options[key] = _option_text(value)
-        return self
-
-    def options(self, **options):
-        for key, value in options.items():
-            self.option(key, value)
         return self
 
     def queryName(self, queryName):
@@ -163,12 +153,10 @@ class DataStreamWriter:
         session = self._df.sparkSession
         foreach = None
         if self._foreach is not None:
-            from ember.pyspark.sql.dataframe import DataFrame
-
             user = self._foreach
 
             def foreach(jdf, batch_id):
-                user(DataFrame(jdf, session), batch_id)
+                user(session._frame(jdf), batch_id)
 
         kind, interval = self._trigger
         jquery = self._df._jdf.start(self._mode, self._format, list(self._options.items()), kind, interval, self._name, foreach)
@@ -254,7 +242,6 @@ class StreamingQueryManager:
     def awaitAnyTermination(self, timeout=None):
         """Waits until one of the active queries stops (with ``timeout`` seconds, at most that
         long; returns whether one did)."""
-        import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         queries = self.active

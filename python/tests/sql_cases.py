@@ -1,0 +1,28 @@
+"""What the Structured Streaming golden tests share with make_goldens.py's way of running a
+case (crates/ember-sql/tests/golden): the input files, and the case's query text evaluated with
+the functions of ``ember.pyspark.sql.functions`` in scope."""
+
+import os
+import time
+
+from ember.pyspark.sql import functions as F
+
+
+def write_inputs(directory, batches):
+    """One file per batch, each modified a second after the one before (as make_goldens.py)."""
+    base = time.time() - 10 * (len(batches) + 1)
+    for i, lines in enumerate(batches):
+        path = os.path.join(directory, "part-%03d.txt" % i)
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write("".join(line + "\n" for line in lines))
+        os.utime(path, (base + i, base + i))
+
+
+def build(spark, lines, source):
+    """The case's query text as make_goldens.py evaluates it; its last line is the DataFrame."""
+    scope = {name: getattr(F, name) for name in dir(F) if not name.startswith("_")}
+    scope.update(spark=spark, lines=lines)
+    *statements, last = source.split("\n")
+    for statement in statements:
+        exec(statement, scope)
+    return eval(last, scope)
