@@ -327,3 +327,38 @@ def test_checkpoint_with_an_aggregation_is_refused_clearly(spark, tmp_path):
     lines = text_stream(spark, tmp_path, [["a"]])
     with pytest.raises(UnsupportedOperationException, match="checkpointLocation with an aggregation"):
         lines.groupBy("value").count().writeStream.outputMode("complete").option("checkpointLocation", str(tmp_path / "cp")).start()
+
+
+def test_jdbc_sink_writes_each_batch_once_into_sqlite(spark, tmp_path):
+    """format("jdbc") with url and dbtable: ember's database sink, each batch and its record in
+    one transaction; a second run on the same checkpoint writes only the new rows."""
+    import sqlite3
+
+    source, checkpoint, db = tmp_path / "in", tmp_path / "checkpoint", tmp_path / "out.db"
+    source.mkdir()
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE words (value TEXT, len BIGINT)")
+
+    def run():
+        lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(source))
+        query = (
+            lines.selectExpr("value", "length(value) AS len")
+            .writeStream.format("jdbc")
+            .option("url", "sqlite://%s" % db)
+            .option("dbtable", "words")
+            .option("checkpointLocation", str(checkpoint))
+            .trigger(availableNow=True)
+            .start()
+        )
+        assert query.awaitTermination(60)
+
+    text_stream(spark, source, [["a", "bb"], ["ccc"]])
+    run()
+    (source / "part-002.txt").write_text("dddd\n", encoding="utf-8")
+    run()
+    with sqlite3.connect(db) as connection:
+        rows = sorted(connection.execute("SELECT value, len FROM words").fetchall())
+    assert rows == [("a", 1), ("bb", 2), ("ccc", 3), ("dddd", 4)]
+    with pytest.raises(AnalysisException, match="does not support Complete output mode"):
+        lines = spark.readStream.format("text").load(str(source))
+        lines.groupBy("value").count().writeStream.outputMode("complete").format("jdbc").option("url", "sqlite://%s" % db).option("dbtable", "words").start()

@@ -77,7 +77,7 @@ mod transaction;
 mod value;
 
 pub use save::SaveToDatabase;
-pub use sink::DatabaseSink;
+pub use sink::{BatchWriter, DatabaseSink};
 pub use sql::{BATCHES_TABLE, Backend};
 pub use transaction::Transaction;
 pub use value::{SqlValue, ToRow};

@@ -106,6 +106,17 @@ impl DatabaseSink {
         self
     }
 
+    /// Checks the sink and opens it for writing batches one call at a time, exactly once per
+    /// batch time, for output layers above ember's DStreams (Structured Streaming's database
+    /// sink); a `DStream` uses [`SaveToDatabase`](crate::SaveToDatabase) instead.
+    ///
+    /// # Errors
+    ///
+    /// As [`SaveToDatabase::save_to_database`](crate::SaveToDatabase::save_to_database).
+    pub fn open_batch_writer(self) -> Result<BatchWriter> {
+        Ok(BatchWriter { writer: self.open()? })
+    }
+
     /// Checks the sink and opens its database's pool.
     pub(crate) fn open(self) -> Result<Writer> {
         sql::check_identifier("table", &self.table, true)?;
@@ -154,6 +165,37 @@ impl DatabaseSink {
             table_ready: AtomicBool::new(false),
             batches: AtomicU64::new(0),
         })
+    }
+}
+
+/// An opened [`DatabaseSink`] that writes whole batches (see
+/// [`DatabaseSink::open_batch_writer`]).
+pub struct BatchWriter {
+    writer: Writer,
+}
+
+impl std::fmt::Debug for BatchWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchWriter").field("sink", &self.writer.name).finish()
+    }
+}
+
+impl BatchWriter {
+    /// The table's columns, in the order of each row's values.
+    pub fn columns(&self) -> &[String] {
+        self.writer.columns()
+    }
+
+    /// Writes the rows of the batch of `batch_time_ms` (`values` holds `columns().len()` values a
+    /// row, row after row) in one transaction with the batch's record, unless that record is
+    /// there already (the batch was committed before: nothing is written); retries while the
+    /// database cannot be reached. The error names the sink and the URL without its password.
+    ///
+    /// # Errors
+    ///
+    /// The batch was not written: the database stayed unreachable, or refused a row.
+    pub fn write_batch(&self, batch_time_ms: u64, values: &[SqlValue]) -> std::result::Result<(), String> {
+        self.writer.write(batch_time_ms, values)
     }
 }
 

@@ -102,7 +102,7 @@ impl DataStreamWriter {
         self
     }
 
-    /// The sink: `console` or `memory` (Spark's `format`).
+    /// The sink: `console`, `memory`, `json`, `csv` or `jdbc` (Spark's `format`).
     pub fn format(mut self, format: &str) -> Self {
         self.format = format.to_owned();
         self
@@ -150,15 +150,6 @@ impl DataStreamWriter {
             }
         };
         check(&logical, mode, self.df.sql.as_deref().map(String::as_str))?;
-        let sink = Sink::new(
-            &self.format,
-            &self.options,
-            self.name.as_deref(),
-            self.foreach_batch.clone(),
-            self.console.clone(),
-            mode,
-        )?;
-        let names = self.df.columns();
         let planner = Planner::new(session.clone(), self.df.logical_plan().clone())?;
         let checkpoint = self
             .options
@@ -170,6 +161,17 @@ impl DataStreamWriter {
                 "option checkpointLocation with an aggregation: ember does not checkpoint aggregation state yet (a query without aggregation checkpoints; an aggregation runs without the option and starts over)",
             ));
         }
+        let opened = Opened::new(checkpoint.as_deref(), self.trigger)?;
+        let sink = Sink::new(
+            &self.format,
+            &self.options,
+            self.name.as_deref(),
+            self.foreach_batch.clone(),
+            self.console.clone(),
+            &opened.id,
+            mode,
+        )?;
+        let names = self.df.columns();
         StreamingQuery::start(Start {
             session,
             source,
@@ -179,7 +181,49 @@ impl DataStreamWriter {
             names,
             trigger: self.trigger,
             name: self.name,
-            checkpoint,
+            opened,
+        })
+    }
+}
+
+/// A query's id and where it starts: a new query, or one resumed from its checkpoint.
+struct Opened {
+    checkpoint: Option<Arc<QueryCheckpoint>>,
+    id: String,
+    committed: Committed,
+    /// The batch grid's interval.
+    interval: Duration,
+}
+
+impl Opened {
+    fn new(checkpoint: Option<&std::path::Path>, trigger: Trigger) -> Result<Self> {
+        let interval = match trigger {
+            Trigger::ProcessingTime(d) if !d.is_zero() => d,
+            _ => DEFAULT_TRIGGER_INTERVAL,
+        };
+        let Some(dir) = checkpoint else {
+            return Ok(Opened {
+                checkpoint: None,
+                id: new_id(),
+                committed: Committed::default(),
+                interval,
+            });
+        };
+        let asked = interval.as_millis().max(1) as u64;
+        let (checkpoint, id, committed, grid) = QueryCheckpoint::open(dir, new_id, asked)?;
+        // The engine's checkpoint holds batch times on its grid: a finite trigger runs back to
+        // back on it; another processing time cannot follow it.
+        if grid != asked && matches!(trigger, Trigger::ProcessingTime(_)) {
+            return Err(Error::illegal_argument(format!(
+                "the checkpoint in {} was written with a trigger interval of {grid} ms; ember restarts a query on the same interval (processingTime '{grid} milliseconds')",
+                dir.display()
+            )));
+        }
+        Ok(Opened {
+            checkpoint: Some(Arc::new(checkpoint)),
+            id,
+            committed,
+            interval: Duration::from_millis(grid),
         })
     }
 }
@@ -616,7 +660,7 @@ struct Start {
     names: Vec<String>,
     trigger: Trigger,
     name: Option<String>,
-    checkpoint: Option<std::path::PathBuf>,
+    opened: Opened,
 }
 
 impl StreamingQuery {
@@ -630,34 +674,20 @@ impl StreamingQuery {
             names,
             trigger,
             name,
-            checkpoint,
+            opened,
         } = start;
+        let Opened {
+            checkpoint,
+            id,
+            committed,
+            interval,
+        } = opened;
         let finite = matches!(trigger, Trigger::Once | Trigger::AvailableNow);
-        let interval = match trigger {
-            Trigger::ProcessingTime(d) if !d.is_zero() => d,
-            _ => DEFAULT_TRIGGER_INTERVAL,
-        };
         if finite && matches!(source, SourceSpec::Socket { .. }) {
             return Err(Error::unsupported(
                 "the socket source cannot run with Trigger.Once or Trigger.AvailableNow (it has no end)",
             ));
         }
-        let (checkpoint, id, committed, interval) = match &checkpoint {
-            Some(dir) => {
-                let asked = interval.as_millis().max(1) as u64;
-                let (checkpoint, id, committed, grid) = QueryCheckpoint::open(dir, new_id, asked)?;
-                // The engine's checkpoint holds batch times on its grid: a finite trigger runs
-                // back to back on it; another processing time cannot follow it.
-                if grid != asked && matches!(trigger, Trigger::ProcessingTime(_)) {
-                    return Err(Error::illegal_argument(format!(
-                        "the checkpoint in {} was written with a trigger interval of {grid} ms; ember restarts a query on the same interval (processingTime '{grid} milliseconds')",
-                        dir.display()
-                    )));
-                }
-                (Some(Arc::new(checkpoint)), id, committed, Duration::from_millis(grid))
-            }
-            None => (None, new_id(), Committed::default(), interval),
-        };
         let state = Arc::new(QueryState {
             id,
             run_id: new_id(),
@@ -719,7 +749,6 @@ impl StreamingQuery {
                     Err(e) => panic!("the query's plan failed on a micro-batch: {e}"),
                 }
             });
-            let memory = Mutex::new(Vec::new());
             let output_state = Arc::clone(&state);
             let output_session = session.clone();
             let checkpoint = build_checkpoint;
@@ -738,7 +767,7 @@ impl StreamingQuery {
                     };
                     rows.and_then(|rows| {
                         let id = output_state.batches.load(Ordering::SeqCst) as i64;
-                        sink.write(&output_session, &names, &rows, id, mode, &memory)?;
+                        sink.write(&output_session, &names, &rows, id, time.milliseconds(), mode)?;
                         if let Some(checkpoint) = &checkpoint {
                             checkpoint.commit(id, time.milliseconds())?;
                         }

@@ -54,9 +54,12 @@ enum SinkKind {
     },
     Memory {
         table: String,
+        /// The table's rows (append and update: all so far; complete: the last batch's).
+        rows: Mutex<Vec<RecordBatch>>,
     },
     Foreach(ForeachBatch),
     File(FileSink),
+    Database(Box<DatabaseOut>),
 }
 
 pub(crate) struct Sink {
@@ -71,6 +74,7 @@ impl Sink {
         name: Option<&str>,
         foreach_batch: Option<ForeachBatch>,
         console: Option<ConsoleOut>,
+        query_id: &str,
         mode: OutputMode,
     ) -> Result<Self> {
         let get = |key: &str| options.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
@@ -99,7 +103,10 @@ impl Sink {
                 let table = name
                     .map(str::to_owned)
                     .ok_or_else(|| Error::analysis("queryName must be specified for memory sink"))?;
-                SinkKind::Memory { table }
+                SinkKind::Memory {
+                    table,
+                    rows: Mutex::new(Vec::new()),
+                }
             }
             "foreachbatch" => {
                 SinkKind::Foreach(foreach_batch.ok_or_else(|| Error::illegal_argument("foreachBatch function cannot be null"))?)
@@ -117,6 +124,25 @@ impl Sink {
                 }
                 SinkKind::File(FileSink::new(std::path::Path::new(&path), FileFormat::parse(format))?)
             }
+            "jdbc" => {
+                let url = get("url").ok_or_else(|| Error::illegal_argument("Option 'url' is required."))?;
+                let table = get("dbtable").ok_or_else(|| Error::illegal_argument("Option 'dbtable' is required."))?;
+                if mode != OutputMode::Append {
+                    return Err(Error::analysis(format!(
+                        "Data source jdbc does not support {} output mode (ember's database sink appends rows; write an aggregation with foreachBatch)",
+                        if mode == OutputMode::Complete { "Complete" } else { "Update" }
+                    )));
+                }
+                // Each batch is recorded under this id with its batch time: a query resumed
+                // from its checkpoint keeps its id, a new query gets a new one.
+                let sink_id = get("sinkId").unwrap_or_else(|| format!("ember-sql-{query_id}"));
+                SinkKind::Database(Box::new(DatabaseOut {
+                    url,
+                    table,
+                    sink_id,
+                    writer: std::sync::OnceLock::new(),
+                }))
+            }
             "parquet" | "orc" => {
                 return Err(Error::unsupported(format!(
                     "Data source {} does not support streamed writing in ember yet (the file sink writes json and csv)",
@@ -125,7 +151,7 @@ impl Sink {
             }
             other => {
                 return Err(Error::unsupported(format!(
-                    "Data source {other} does not support streamed writing (ember writes console, memory, foreachBatch, json and csv files so far)"
+                    "Data source {other} does not support streamed writing (ember writes console, memory, foreachBatch, json and csv files, and jdbc into a database, so far)"
                 )));
             }
         };
@@ -138,8 +164,8 @@ impl Sink {
         names: &[String],
         batches: &[RecordBatch],
         batch_id: i64,
+        time_ms: u64,
         mode: OutputMode,
-        memory: &Mutex<Vec<RecordBatch>>,
     ) -> Result<()> {
         match &self.kind {
             SinkKind::Console { num_rows, truncate, out } => {
@@ -162,8 +188,8 @@ impl Sink {
                 };
                 written.map_err(|e| Error::illegal_argument(format!("cannot write the console sink's output: {e}")))?;
             }
-            SinkKind::Memory { table } => {
-                let mut rows = lock(memory);
+            SinkKind::Memory { table, rows } => {
+                let mut rows = lock(rows);
                 if mode == OutputMode::Complete {
                     rows.clear();
                 }
@@ -180,6 +206,7 @@ impl Sink {
             }
             SinkKind::Foreach(f) => f(batches, batch_id).map_err(Error::illegal_argument)?,
             SinkKind::File(sink) => sink.write(batches, batch_id)?,
+            SinkKind::Database(sink) => sink.write(names, batches, time_ms)?,
         }
         Ok(())
     }
@@ -317,4 +344,65 @@ pub fn committed_files(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// The database sink (`format("jdbc")` with `url` and `dbtable`): each batch's rows and a record
+/// of the batch go into the table in one transaction (ember-database's exactly-once writer),
+/// the table's columns named as the query's.
+pub(crate) struct DatabaseOut {
+    url: String,
+    table: String,
+    sink_id: String,
+    /// Opened at the first batch (with the query's column names).
+    writer: std::sync::OnceLock<ember_database::BatchWriter>,
+}
+
+impl DatabaseOut {
+    fn write(&self, names: &[String], batches: &[RecordBatch], time_ms: u64) -> Result<()> {
+        let writer = match self.writer.get() {
+            Some(writer) => writer,
+            None => {
+                let opened = ember_database::DatabaseSink::new(&self.url, &self.table)
+                    .columns(names.iter().cloned())
+                    .sink_id(&self.sink_id)
+                    .open_batch_writer()
+                    .map_err(|e| Error::illegal_argument(e.to_string()))?;
+                self.writer.get_or_init(|| opened)
+            }
+        };
+        let mut values = Vec::new();
+        for batch in batches {
+            for row in 0..batch.num_rows() {
+                for column in batch.columns() {
+                    values.push(sql_value(column.as_ref(), row));
+                }
+            }
+        }
+        writer.write_batch(time_ms, &values).map_err(Error::illegal_argument)
+    }
+}
+
+/// A cell as the database sink binds it.
+fn sql_value(array: &dyn datafusion::arrow::array::Array, row: usize) -> ember_database::SqlValue {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{self as types, DataType};
+    use ember_database::SqlValue;
+    if array.is_null(row) {
+        return SqlValue::Null;
+    }
+    match array.data_type() {
+        DataType::Boolean => SqlValue::Bool(array.as_boolean().value(row)),
+        DataType::Int8 => SqlValue::Int(array.as_primitive::<types::Int8Type>().value(row).into()),
+        DataType::Int16 => SqlValue::Int(array.as_primitive::<types::Int16Type>().value(row).into()),
+        DataType::Int32 => SqlValue::Int(array.as_primitive::<types::Int32Type>().value(row).into()),
+        DataType::Int64 => SqlValue::Int(array.as_primitive::<types::Int64Type>().value(row)),
+        DataType::UInt8 => SqlValue::Int(array.as_primitive::<types::UInt8Type>().value(row).into()),
+        DataType::UInt16 => SqlValue::Int(array.as_primitive::<types::UInt16Type>().value(row).into()),
+        DataType::UInt32 => SqlValue::Int(array.as_primitive::<types::UInt32Type>().value(row).into()),
+        DataType::Float32 => SqlValue::Float(array.as_primitive::<types::Float32Type>().value(row).into()),
+        DataType::Float64 => SqlValue::Float(array.as_primitive::<types::Float64Type>().value(row)),
+        DataType::Binary => SqlValue::Bytes(array.as_binary::<i32>().value(row).to_vec()),
+        DataType::LargeBinary => SqlValue::Bytes(array.as_binary::<i64>().value(row).to_vec()),
+        _ => SqlValue::Text(crate::show::cell(array, row)),
+    }
 }

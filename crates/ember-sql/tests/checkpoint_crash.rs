@@ -1,8 +1,9 @@
 //! `kill -9` at random moments of a query with `checkpointLocation`: the file source
-//! (`maxFilesPerTrigger` 1) into the file sink (`json`). The killed query is started again on the
-//! same checkpoint each time, and finally run to the end (`availableNow`); the files its
-//! `_spark_metadata` log lists must then hold every input line exactly once, and the directory
-//! no file the log does not list.
+//! (`maxFilesPerTrigger` 1) into the file sink (`json`), and into the database sink (`jdbc`:
+//! SQLite, and PostgreSQL at `EMBER_TEST_POSTGRES_URL`, by default the local server). The
+//! killed query is started again on the same checkpoint each time, and finally run to the end
+//! (`availableNow`); the files its `_spark_metadata` log lists, or the table, must then hold
+//! every input line exactly once (and the directory no file the log does not list).
 //!
 //! The child (this test binary again, running `checkpoint_crash_child` with
 //! `EMBER_SQL_CRASH_CHILD` set) runs the query; `EMBER_SQL_CRASH_SEED` repeats a run's kill
@@ -24,8 +25,8 @@ const LINES_PER_FILE: usize = 25;
 fn checkpoint_crash_child() {
     let Ok(spec) = std::env::var("EMBER_SQL_CRASH_CHILD") else { return };
     let parts: Vec<&str> = spec.split(';').collect();
-    let [input, checkpoint, output, how] = parts.as_slice() else {
-        panic!("EMBER_SQL_CRASH_CHILD is input;checkpoint;output;run|finish, got {spec}")
+    let [input, checkpoint, output, how, table] = parts.as_slice() else {
+        panic!("EMBER_SQL_CRASH_CHILD is input;checkpoint;output;run|finish;table, got {spec}")
     };
     let spark = SparkSession::builder()
         .app_name("crash")
@@ -43,28 +44,32 @@ fn checkpoint_crash_child() {
     } else {
         Trigger::ProcessingTime(Duration::from_millis(20))
     };
-    let query = lines
+    // `table` empty: the json file sink in the directory `output`; else the database sink
+    // into that table of the database at the URL `output`.
+    let writer = lines
         .select_expr(&["value", "length(value) AS len"])
         .unwrap()
         .write_stream()
-        .format("json")
-        .option("path", output)
         .option("checkpointLocation", checkpoint)
-        .trigger(trigger)
-        .start()
-        .unwrap();
+        .trigger(trigger);
+    let writer = if table.is_empty() {
+        writer.format("json").option("path", output)
+    } else {
+        writer.format("jdbc").option("url", output).option("dbtable", table)
+    };
+    let query = writer.start().unwrap();
     assert!(
         query.await_termination_timeout(Duration::from_secs(120)).unwrap(),
         "the query did not end"
     );
 }
 
-fn spawn(input: &Path, checkpoint: &Path, output: &Path, how: &str) -> std::process::Child {
+fn spawn(input: &Path, checkpoint: &Path, output: &str, how: &str, table: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "checkpoint_crash_child", "--nocapture", "--test-threads=1"])
         .env(
             "EMBER_SQL_CRASH_CHILD",
-            format!("{};{};{};{how}", input.display(), checkpoint.display(), output.display()),
+            format!("{};{};{output};{how};{table}", input.display(), checkpoint.display()),
         )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -104,11 +109,7 @@ impl Random {
     }
 }
 
-#[test]
-fn file_source_into_file_sink_exactly_once_across_kill_9() {
-    if std::env::var("EMBER_SQL_CRASH_CHILD").is_ok() {
-        return;
-    }
+fn seed_and_kills() -> (u64, usize) {
     let seed = std::env::var("EMBER_SQL_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -118,19 +119,25 @@ fn file_source_into_file_sink_exactly_once_across_kill_9() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     println!("ember-sql crash test seed: {seed} (set EMBER_SQL_CRASH_SEED to repeat)");
+    (seed, kills)
+}
+
+/// Kills the query `kills` times at random moments, then runs it to the end; returns the root
+/// directory (input, checkpoint, and the file sink's output when `table` is empty).
+fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, table: &str) -> (PathBuf, Vec<String>) {
     let mut random = Random(seed);
-    let root = std::env::temp_dir().join(format!("ember-sql-crash-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("ember-sql-crash-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let (input, expected) = input_dir(&root);
-    let (checkpoint, output) = (root.join("checkpoint"), root.join("output"));
-
+    let checkpoint = root.join("checkpoint");
+    let output = output.map_or_else(|| root.join("output").display().to_string(), str::to_owned);
     for _ in 0..kills {
-        let mut child = spawn(&input, &checkpoint, &output, "run");
+        let mut child = spawn(&input, &checkpoint, &output, "run", table);
         std::thread::sleep(Duration::from_millis(50 + random.below(600)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
-    let child = spawn(&input, &checkpoint, &output, "finish");
+    let child = spawn(&input, &checkpoint, &output, "finish", table);
     let started = Instant::now();
     let finished = child.wait_with_output().unwrap();
     assert!(
@@ -139,28 +146,43 @@ fn file_source_into_file_sink_exactly_once_across_kill_9() {
         started.elapsed(),
         String::from_utf8_lossy(&finished.stderr)
     );
+    (root, expected)
+}
 
-    let files = ember_sql::committed_files(&output).unwrap();
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for file in &files {
-        for line in std::fs::read_to_string(file).unwrap().lines() {
-            let row: serde_json::Value = serde_json::from_str(line).unwrap();
-            let value = row["value"].as_str().unwrap().to_owned();
-            assert_eq!(row["len"].as_i64(), Some(value.chars().count() as i64), "{line}");
-            *seen.entry(value).or_default() += 1;
-        }
+/// Every expected value seen exactly once, with its length right.
+fn assert_each_once(rows: &[(String, i64)], expected: &[String], what: &str, seed: u64) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (value, len) in rows {
+        assert_eq!(*len, value.chars().count() as i64, "{value}");
+        *seen.entry(value).or_default() += 1;
     }
     let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         repeated.is_empty(),
-        "rows written more than once after {kills} kills (seed {seed}): {repeated:?}"
+        "{what}: rows written more than once (seed {seed}): {repeated:?}"
     );
-    let mut want = expected.clone();
-    want.sort();
-    let got: Vec<String> = seen.into_keys().collect();
-    let missing: Vec<_> = want.iter().filter(|w| got.binary_search(w).is_err()).collect();
-    assert!(missing.is_empty(), "rows lost after {kills} kills (seed {seed}): {missing:?}");
-    assert_eq!(got, want);
+    let missing: Vec<_> = expected.iter().filter(|w| !seen.contains_key(w.as_str())).collect();
+    assert!(missing.is_empty(), "{what}: rows lost (seed {seed}): {missing:?}");
+    assert_eq!(seen.len(), expected.len(), "{what}: rows that were not in the input (seed {seed})");
+}
+
+#[test]
+fn file_source_into_file_sink_exactly_once_across_kill_9() {
+    if std::env::var("EMBER_SQL_CRASH_CHILD").is_ok() {
+        return;
+    }
+    let (seed, kills) = seed_and_kills();
+    let (root, expected) = kill_and_finish("file", seed, kills, None, "");
+    let output = root.join("output");
+    let files = ember_sql::committed_files(&output).unwrap();
+    let mut rows = Vec::new();
+    for file in &files {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            rows.push((row["value"].as_str().unwrap().to_owned(), row["len"].as_i64().unwrap()));
+        }
+    }
+    assert_each_once(&rows, &expected, &format!("file sink after {kills} kills"), seed);
 
     // Nothing outside the log: a batch run again rewrites the same file names.
     let mut listed: Vec<PathBuf> = std::fs::read_dir(&output)
@@ -181,9 +203,58 @@ fn file_source_into_file_sink_exactly_once_across_kill_9() {
     ids.sort_unstable();
     assert_eq!(ids, (0..ids.len() as i64).collect::<Vec<_>>());
     println!(
-        "ember-sql crash test: {kills} kills, {} rows in {} committed files, each once",
-        want.len(),
+        "ember-sql crash test (file sink): {kills} kills, {} rows in {} committed files, each once",
+        expected.len(),
         files.len()
     );
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The database sink into a fresh table of `url`: every row once after the kills.
+fn database_sink_across_kill_9(url_of: impl FnOnce(&Path) -> String, name: &str) {
+    let (seed, kills) = seed_and_kills();
+    let scratch = std::env::temp_dir().join(format!("ember-sql-crash-db-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let url = url_of(&scratch);
+    let table = format!("sql_crash_{}_{}", name, std::process::id());
+    let db = ember_database::Database::open(&url).unwrap();
+    db.execute(&format!("DROP TABLE IF EXISTS {table}"), &[]).unwrap();
+    db.execute(&format!("CREATE TABLE {table} (value VARCHAR(20), len BIGINT)"), &[])
+        .unwrap();
+    let (root, expected) = kill_and_finish(name, seed, kills, Some(&url), &table);
+    let rows: Vec<(String, i64)> = db
+        .query(&format!("SELECT value, len FROM {table}"), &[])
+        .unwrap()
+        .into_iter()
+        .map(|row| match row.as_slice() {
+            [ember_database::SqlValue::Text(v), ember_database::SqlValue::Int(n)] => (v.clone(), *n),
+            other => panic!("unexpected row {other:?}"),
+        })
+        .collect();
+    assert_each_once(&rows, &expected, &format!("database sink ({name}) after {kills} kills"), seed);
+    println!(
+        "ember-sql crash test (database sink, {name}): {kills} kills, {} rows, each once",
+        expected.len()
+    );
+    db.execute(&format!("DROP TABLE {table}"), &[]).unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[test]
+fn file_source_into_sqlite_exactly_once_across_kill_9() {
+    if std::env::var("EMBER_SQL_CRASH_CHILD").is_ok() {
+        return;
+    }
+    database_sink_across_kill_9(|dir| format!("sqlite://{}", dir.join("out.db").display()), "sqlite");
+}
+
+#[test]
+fn file_source_into_postgres_exactly_once_across_kill_9() {
+    if std::env::var("EMBER_SQL_CRASH_CHILD").is_ok() {
+        return;
+    }
+    // PostgreSQL runs on the project's machines (`.ci/run` starts it and sets the URL).
+    let url = std::env::var("EMBER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    database_sink_across_kill_9(|_| url, "postgres");
 }

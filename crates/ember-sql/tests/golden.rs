@@ -77,9 +77,18 @@ fn query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (DataFrame, &'s
                 .unwrap(),
             "append",
         ),
+        "projection_sql_append" => {
+            lines.create_or_replace_temp_view("lines").unwrap();
+            let sql = "SELECT value, upper(value) AS up, length(value) AS len, CAST(value AS INT) AS n FROM lines WHERE value != 'skip'";
+            (spark.sql(sql).unwrap(), "append")
+        }
         "aggregates_complete" => (aggregates(), "complete"),
         "aggregates_update" => (aggregates(), "update"),
         "global_count_complete" => (lines.group_by(Vec::<Column>::new()).count().unwrap(), "complete"),
+        "global_count_sql_complete" => {
+            lines.create_or_replace_temp_view("lines").unwrap();
+            (spark.sql("SELECT count(*) AS count FROM lines").unwrap(), "complete")
+        }
         "aggregates_sql_complete" => {
             lines.create_or_replace_temp_view("lines").unwrap();
             let sql = "SELECT n % 2 AS parity, count(n) AS cnt, sum(n) AS total, avg(n) AS mean, min(n) AS lo, max(n) AS hi \
@@ -118,7 +127,7 @@ fn console_output_matches_pysparks_batch_by_batch() {
         names.sort();
         names
     };
-    assert!(cases.len() >= 8, "golden cases missing: {cases:?}");
+    assert!(cases.len() >= 10, "golden cases missing: {cases:?}");
     let mut failures = Vec::new();
     for case in &cases {
         let dir = input_dir(case);

@@ -25,6 +25,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 WORDS = [["the cat sat", "on the mat"], ["the dog"], ["a cat", "the end the"]]
 NUMBERS = [["1", "2", "4"], ["7", "10", "-3"], ["12"]]
+PROJECTION_INPUT = [
+    ["hello world", "skip", "", "42", "this line is longer than twenty characters", "-7"],
+    ["Mixed Case", "0", "skip", "exactly twenty chars", "twenty-one characters"],
+    ["row %02d" % i if i % 5 else str(i * 100) for i in range(1, 26)],
+]
+LETTERS = [["a", "b"], ["c"], ["d", "e", "f"]]
 
 WORDCOUNT = 'lines.select(explode(split(lines.value, " ")).alias("word")).groupBy("word").count()'
 AGGREGATES = (
@@ -67,11 +73,7 @@ CASES = [
             '"CAST(value AS INT) AS n").filter("value != \'skip\'")'
         ),
         "sql": None,
-        "input": [
-            ["hello world", "skip", "", "42", "this line is longer than twenty characters", "-7"],
-            ["Mixed Case", "0", "skip", "exactly twenty chars", "twenty-one characters"],
-            ["row %02d" % i if i % 5 else str(i * 100) for i in range(1, 26)],
-        ],
+        "input": PROJECTION_INPUT,
     },
     {
         "name": "aggregates_complete",
@@ -92,7 +94,7 @@ CASES = [
         "mode": "complete",
         "dataframe": "lines.groupBy().count()",
         "sql": None,
-        "input": [["a", "b"], ["c"], ["d", "e", "f"]],
+        "input": LETTERS,
     },
     {
         "name": "aggregates_sql_complete",
@@ -107,6 +109,30 @@ CASES = [
             "min(n) AS lo, max(n) AS hi FROM (SELECT CAST(value AS BIGINT) AS n FROM lines) GROUP BY n % 2"
         ),
         "input": NUMBERS,
+    },
+    {
+        "name": "projection_sql_append",
+        "mode": "append",
+        "dataframe": (
+            'lines.createOrReplaceTempView("lines")\n'
+            'spark.sql("SELECT value, upper(value) AS up, length(value) AS len, CAST(value AS INT) AS n '
+            'FROM lines WHERE value != \'skip\'")'
+        ),
+        "sql": (
+            "SELECT value, upper(value) AS up, length(value) AS len, CAST(value AS INT) AS n "
+            "FROM lines WHERE value != 'skip'"
+        ),
+        "input": PROJECTION_INPUT,
+    },
+    {
+        "name": "global_count_sql_complete",
+        "mode": "complete",
+        "dataframe": (
+            'lines.createOrReplaceTempView("lines")\n'
+            'spark.sql("SELECT count(*) AS count FROM lines")'
+        ),
+        "sql": "SELECT count(*) AS count FROM lines",
+        "input": LETTERS,
     },
 ]
 
