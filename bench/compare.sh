@@ -98,7 +98,16 @@
 #                           with that master), ember-python2-py (ember-python2 with
 #                           EMBER_NATIVE_FUNCTIONS=0: every function called in Python, none
 #                           recognised and run natively); the ember-python systems install ember's Python
-#                           package (release build, `pip install ./python`) into the venv
+#                           package (release build, `pip install ./python`) into the venv.
+#                           Structured Streaming (wordcount only: seed 002's query, complete
+#                           mode, console sink, processingTime trigger of BENCH_INTERVAL_MS):
+#                           spark-sql (PySpark Structured Streaming on the JVM: bench/spark/
+#                           structured_word_count.py), ember-sql (the same query in Rust:
+#                           crates/ember-sql/examples/bench_structured_word_count.rs, or
+#                           BENCH_EMBER_SQL_JOB), ember-sql-py (structured_word_count.py
+#                           --ember: the Python program on ember, master
+#                           BENCH_EMBER_PYTHON_MASTER). Their words are the input lines times
+#                           10 (vocab5000's lines), read from the queries' progress reports
 #                           ["ember spark"]
 #   BENCH_EMBER_PYTHON_MASTER  the Python program's master on ember, per process [local[1]:
 #                           the GIL lets one thread of Python run at a time, so a process
@@ -215,7 +224,10 @@ for s in "${SYSTEM_LIST[@]}"; do
         [[ $WORKLOAD == wordcount || $WORKLOAD == files || $WORKLOAD == startup ]] ||
             usage_error "$s runs the word count only (BENCH_WORKLOAD wordcount, files or startup), not $WORKLOAD"
         ;;
-    *) usage_error "unknown system '$s' in BENCH_SYSTEMS (ember, spark, pyspark, ember-python, ember-python2, ember-python2-py)" ;;
+    spark-sql | ember-sql | ember-sql-py)
+        [[ $WORKLOAD == wordcount ]] || usage_error "$s runs the socket word count only (BENCH_WORKLOAD wordcount), not $WORKLOAD"
+        ;;
+    *) usage_error "unknown system '$s' in BENCH_SYSTEMS (ember, spark, pyspark, ember-python, ember-python2, ember-python2-py, spark-sql, ember-sql, ember-sql-py)" ;;
     esac
 done
 WARMUP=${BENCH_WARMUP_BATCHES:-$DEFAULT_WARMUP}
@@ -256,11 +268,14 @@ positive_int BENCH_MEASURE_BATCHES "$MEASURE"
 
 # Seconds a trial may take before its first batch line: process start, and for Spark the JVM,
 # the SparkContext and the receiver (PySpark: also the Python driver and workers).
-declare -A STARTUP_S=([ember]=15 [spark]=60 [pyspark]=90 [ember-python]=20 [ember-python2]=30 [ember-python2-py]=30)
+declare -A STARTUP_S=([ember]=15 [spark]=60 [pyspark]=90 [ember-python]=20 [ember-python2]=30 [ember-python2-py]=30
+    [spark-sql]=90 [ember-sql]=15 [ember-sql-py]=20)
 # What a trial usually costs beyond its batches, for planning the time budget.
-declare -A OVERHEAD_S=([ember]=4 [spark]=14 [pyspark]=18 [ember-python]=5 [ember-python2]=6 [ember-python2-py]=6)
+declare -A OVERHEAD_S=([ember]=4 [spark]=14 [pyspark]=18 [ember-python]=5 [ember-python2]=6 [ember-python2-py]=6
+    [spark-sql]=18 [ember-sql]=4 [ember-sql-py]=5)
 # Each system's share of the search's time (Spark's trials take longer: JVM start).
-declare -A WEIGHT=([ember]=2 [spark]=3 [pyspark]=3 [ember-python]=2 [ember-python2]=2 [ember-python2-py]=2)
+declare -A WEIGHT=([ember]=2 [spark]=3 [pyspark]=3 [ember-python]=2 [ember-python2]=2 [ember-python2-py]=2
+    [spark-sql]=3 [ember-sql]=2 [ember-sql-py]=2)
 
 RUN_DIR="$WORK/run-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$RUN_DIR"
@@ -399,10 +414,10 @@ if ((INTERVAL_MS < 200)) && [[ $SPARK_JAVA_OPTS != *spark.streaming.blockInterva
     PYSPARK_CONFS+=(--conf "spark.streaming.blockInterval=${INTERVAL_MS}ms")
 fi
 echo "${JAVA_MODULE_OPTS[*]}" >"$RUN_DIR/java-options.txt"
-if [[ " ${SYSTEM_LIST[*]} " == *" pyspark "* ]]; then
+if [[ " ${SYSTEM_LIST[*]} " == *" pyspark "* || " ${SYSTEM_LIST[*]} " == *" spark-sql "* ]]; then
     # PySpark's workers must be the venv's python too (pyspark's own default is `python3`).
     export PYSPARK_PYTHON="$PY"
-    "$PY" -c 'import pyspark.streaming' 2>"$RUN_DIR/pyspark-import.log" ||
+    "$PY" -c 'import pyspark.streaming, pyspark.sql' 2>"$RUN_DIR/pyspark-import.log" ||
         die "the venv's python cannot import pyspark.streaming, see $RUN_DIR/pyspark-import.log"
 fi
 
@@ -410,8 +425,17 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     say "building ember (release)"
     (cd "$ROOT" && cargo build --release -p ember-cli && cargo build --release -p ember --example bench_wordcount) \
         >"$RUN_DIR/cargo.log" 2>&1 || die "cargo build failed, see $RUN_DIR/cargo.log"
+    if [[ " ${SYSTEM_LIST[*]} " == *" ember-sql "* && -z ${BENCH_EMBER_SQL_JOB:-} ]]; then
+        say "building ember-sql's job (release; DataFusion's first release build takes a while)"
+        (cd "$ROOT" && cargo build --release -p ember-sql --example bench_structured_word_count) \
+            >>"$RUN_DIR/cargo.log" 2>&1 || die "cargo build failed, see $RUN_DIR/cargo.log"
+    fi
 fi
-if [[ " ${SYSTEM_LIST[*]} " == *" ember-python"* ]]; then
+EMBER_SQL_JOB=${BENCH_EMBER_SQL_JOB:-$ROOT/target/release/examples/bench_structured_word_count}
+if [[ " ${SYSTEM_LIST[*]} " == *" ember-sql "* ]]; then
+    [[ -x $EMBER_SQL_JOB ]] || die "missing $EMBER_SQL_JOB"
+fi
+if [[ " ${SYSTEM_LIST[*]} " == *" ember-python"* || " ${SYSTEM_LIST[*]} " == *" ember-sql-py "* ]]; then
     if [[ "$SKIP_BUILD" != 1 ]] || ! "$PY" -c 'import ember.pyspark' 2>/dev/null; then
         say "installing ember's Python package into $VENV (pip install ./python: a release build)"
         "$VENV/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$ROOT/python" \
@@ -579,6 +603,17 @@ start_job() {
         ;;
     ember-python)
         "$PY" "$BENCH/spark/socket_word_count.py" --ember "${input[@]}" "$batches" "$INTERVAL_MS" "$EMBER_PYTHON_MASTER" \
+            >"$log.out" 2>>"$log.err" &
+        ;;
+    spark-sql)
+        "$PY" "$BENCH/spark/structured_word_count.py" "${input[@]}" "$batches" "$INTERVAL_MS" "$SPARK_MASTER" \
+            >"$log.out" 2>>"$log.err" &
+        ;;
+    ember-sql)
+        "$EMBER_SQL_JOB" "${input[@]}" "$batches" "$INTERVAL_MS" "$EMBER_WORKERS" >"$log.out" 2>>"$log.err" &
+        ;;
+    ember-sql-py)
+        "$PY" "$BENCH/spark/structured_word_count.py" --ember "${input[@]}" "$batches" "$INTERVAL_MS" "$EMBER_PYTHON_MASTER" \
             >"$log.out" 2>>"$log.err" &
         ;;
     ember-python2 | ember-python2-py)
@@ -791,6 +826,9 @@ label() {
     ember-python) echo "PySpark program on ember $EMBER_COMMIT, 1 process, $EMBER_PYTHON_MASTER" ;;
     ember-python2) echo "PySpark program on ember $EMBER_COMMIT, 2 processes, $EMBER_PYTHON_MASTER each" ;;
     ember-python2-py) echo "the same, every function called in Python" ;;
+    spark-sql) echo "PySpark $PYSPARK_VERSION Structured Streaming (JVM), $SPARK_MASTER" ;;
+    ember-sql) echo "ember-sql $EMBER_COMMIT (Rust), $EMBER_WORKERS workers" ;;
+    ember-sql-py) echo "the PySpark Structured Streaming program on ember $EMBER_COMMIT, $EMBER_PYTHON_MASTER" ;;
     esac
 }
 short_name() {
@@ -798,12 +836,14 @@ short_name() {
     ember) echo ember ;; spark) echo Spark ;; pyspark) echo PySpark ;;
     ember-python) echo "ember-Python(1 process)" ;; ember-python2) echo "ember-Python(2 processes)" ;;
     ember-python2-py) echo "ember-Python(2 processes, no native functions)" ;;
+    spark-sql) echo "Spark-SS" ;; ember-sql) echo "ember-SS" ;; ember-sql-py) echo "ember-SS-Python" ;;
     esac
 }
 # The pairs of systems a ratio is given for, when both ran: faster system first.
 RATIO_PAIRS=("ember spark" "ember pyspark" "spark pyspark" "ember-python spark" "ember-python2 spark"
     "ember-python pyspark" "ember-python2 pyspark" "ember-python2 ember-python" "ember ember-python"
-    "ember-python2-py spark" "ember-python2 ember-python2-py")
+    "ember-python2-py spark" "ember-python2 ember-python2-py" "ember-sql spark-sql" "ember-sql-py spark-sql"
+    "ember-sql ember-sql-py" "ember-sql spark")
 
 # ---------------------------------------------------------------------------------------------
 # Workload 6: launch to first batch, and peak resident memory, at a fixed rate. No search.

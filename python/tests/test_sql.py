@@ -362,3 +362,21 @@ def test_jdbc_sink_writes_each_batch_once_into_sqlite(spark, tmp_path):
     with pytest.raises(AnalysisException, match="does not support Complete output mode"):
         lines = spark.readStream.format("text").load(str(source))
         lines.groupBy("value").count().writeStream.outputMode("complete").format("jdbc").option("url", "sqlite://%s" % db).option("dbtable", "words").start()
+
+
+def test_progress_reports_have_sparks_fields(spark, tmp_path):
+    lines = text_stream(spark, tmp_path, [["a b", "b"], ["c"], ["a a a"]])
+    counts = lines.select(F.explode(F.split("value", " ")).alias("word")).groupBy("word").count()
+    query = counts.writeStream.format("memory").queryName("progress_counts").outputMode("complete").trigger(availableNow=True).start()
+    assert query.awaitTermination(60)
+    reports = query.recentProgress
+    assert [r["batchId"] for r in reports] == [0, 1, 2]
+    assert [r["numInputRows"] for r in reports] == [2, 1, 1]
+    assert [r["stateOperators"][0]["numRowsTotal"] for r in reports] == [2, 3, 3]
+    assert [r["sink"]["numOutputRows"] for r in reports] == [2, 3, 3]
+    last = query.lastProgress
+    assert last == reports[-1]
+    assert last["id"] == query.id and last["runId"] == query.runId and last["name"] == "progress_counts"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", last["timestamp"])
+    assert set(last["durationMs"]) >= {"addBatch", "triggerExecution"}
+    assert last["sources"][0]["numInputRows"] == 1 and last["processedRowsPerSecond"] > 0

@@ -512,6 +512,16 @@ impl PyQuery {
         self.query.exception()
     }
 
+    /// The last micro-batch's progress, as Spark's JSON.
+    fn last_progress(&self) -> Option<String> {
+        self.query.last_progress().map(|p| p.json())
+    }
+
+    /// The recent micro-batches' progress, as Spark's JSON, oldest first.
+    fn recent_progress(&self) -> Vec<String> {
+        self.query.recent_progress().iter().map(ember_sql::QueryProgress::json).collect()
+    }
+
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| self.query.stop()).map_err(|e| sql_err(py, e))
     }

@@ -30,6 +30,7 @@ use crate::checkpoint::{Committed, QueryCheckpoint};
 use crate::dataframe::DataFrame;
 use crate::error::{Error, Result};
 use crate::lock;
+use crate::progress::QueryProgress;
 use crate::session::SparkSession;
 use crate::sink::{ConsoleOut, ForeachBatch, OutputMode, Sink};
 use crate::source::{FileSource, Slot, SourceSpec, find_slot, lines_batch, read_lines, slot_exec};
@@ -539,6 +540,11 @@ impl Planner {
 }
 
 impl Finisher {
+    /// Groups in the state.
+    fn state_rows(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.num_rows() as u64)
+    }
+
     /// Merges a micro-batch's partial rows into the state and returns the rows the output
     /// mode sends to the sink.
     fn step(&mut self, partials: Vec<RecordBatch>, mode: OutputMode, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
@@ -585,6 +591,9 @@ struct QueryState {
     exhausted_at: Arc<AtomicU64>,
     /// The latest batch time the sink has handled (ms + 1).
     handled: AtomicU64,
+    /// The time of the last micro-batch with input (ms; 0: none yet).
+    last_input_ms: AtomicU64,
+    progress: Mutex<crate::progress::Reports>,
 }
 
 /// The queries started, with their session's number (Spark's `StreamingQueryManager`).
@@ -698,6 +707,8 @@ impl StreamingQuery {
             batches: AtomicU64::new(committed.next_id as u64),
             exhausted_at: Arc::new(AtomicU64::new(0)),
             handled: AtomicU64::new(0),
+            last_input_ms: AtomicU64::new(0),
+            progress: Mutex::new(crate::progress::Reports::default()),
         });
         let finisher = Mutex::new(planner.finisher()?);
         let session_id = session.id();
@@ -752,6 +763,7 @@ impl StreamingQuery {
             let output_state = Arc::clone(&state);
             let output_session = session.clone();
             let checkpoint = build_checkpoint;
+            let source_text = source.describe();
             staged.try_foreach_rdd(move |batch: ember::Batch<StageOut>, time: ember::Time| -> Result<()> {
                 let outs: Vec<StageOut> = batch.into_vec();
                 let input_rows: u64 = outs.iter().map(|o| o.input_rows).sum();
@@ -760,11 +772,15 @@ impl StreamingQuery {
                 let result = if input_rows == 0 || committed {
                     Ok(())
                 } else {
+                    let started = std::time::Instant::now();
                     let batches: Vec<RecordBatch> = outs.into_iter().flat_map(|o| o.batches).map(|b| b.0).collect();
-                    let rows = match lock(&finisher).as_mut() {
+                    let mut finishing = lock(&finisher);
+                    let rows = match finishing.as_mut() {
                         None => Ok(batches),
                         Some(f) => f.step(batches, mode, &planner.task),
                     };
+                    let state_rows = finishing.as_ref().map(Finisher::state_rows);
+                    drop(finishing);
                     rows.and_then(|rows| {
                         let id = output_state.batches.load(Ordering::SeqCst) as i64;
                         sink.write(&output_session, &names, &rows, id, time.milliseconds(), mode)?;
@@ -772,6 +788,37 @@ impl StreamingQuery {
                             checkpoint.commit(id, time.milliseconds())?;
                         }
                         output_state.batches.store(id as u64 + 1, Ordering::SeqCst);
+                        let add_batch_ms = started.elapsed().as_millis() as u64;
+                        let now_ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as u64);
+                        let previous = output_state.last_input_ms.swap(time.milliseconds(), Ordering::SeqCst);
+                        let since = if previous == 0 {
+                            interval.as_millis() as u64
+                        } else {
+                            time.milliseconds().saturating_sub(previous)
+                        };
+                        lock(&output_state.progress).push(QueryProgress {
+                            id: output_state.id.clone(),
+                            run_id: output_state.run_id.clone(),
+                            name: output_state.name.clone(),
+                            batch_id: id,
+                            timestamp_ms: time.milliseconds(),
+                            num_input_rows: input_rows,
+                            input_rows_per_second: input_rows as f64 * 1000.0 / since.max(1) as f64,
+                            // The batch's input ends at its time; without a clock (once,
+                            // availableNow) batches run back to back and only the work counts.
+                            trigger_execution_ms: if finite {
+                                add_batch_ms
+                            } else {
+                                now_ms.saturating_sub(time.milliseconds()).max(add_batch_ms)
+                            },
+                            add_batch_ms,
+                            state_rows,
+                            num_output_rows: rows.iter().map(|b| b.num_rows() as u64).sum(),
+                            source: source_text.clone(),
+                            sink: sink.describe(),
+                        });
                         Ok(())
                     })
                 };
@@ -851,6 +898,17 @@ impl StreamingQuery {
     /// Micro-batches that reached the sink.
     pub fn batches(&self) -> u64 {
         self.state.batches.load(Ordering::SeqCst)
+    }
+
+    /// The progress of the last micro-batch with input (Spark's `lastProgress`).
+    pub fn last_progress(&self) -> Option<QueryProgress> {
+        lock(&self.state.progress).last()
+    }
+
+    /// The progress of the last micro-batches with input, oldest first, at most 100 (Spark's
+    /// `recentProgress`).
+    pub fn recent_progress(&self) -> Vec<QueryProgress> {
+        lock(&self.state.progress).all()
     }
 
     /// Why the query failed, if it did (Spark's `exception`).

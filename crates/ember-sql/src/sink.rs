@@ -158,6 +158,17 @@ impl Sink {
         Ok(Sink { kind })
     }
 
+    /// The sink as progress reports describe it (Spark's `sink.description`).
+    pub(crate) fn describe(&self) -> String {
+        match &self.kind {
+            SinkKind::Console { .. } => "org.apache.spark.sql.execution.streaming.ConsoleTable$".to_owned(),
+            SinkKind::Memory { table, .. } => format!("MemorySink[{table}]"),
+            SinkKind::Foreach(_) => "ForeachBatchSink".to_owned(),
+            SinkKind::File(sink) => format!("FileSink[{}]", sink.dir.display()),
+            SinkKind::Database(sink) => format!("DatabaseSink[{}, {}]", ember_database::redact(&sink.url), sink.table),
+        }
+    }
+
     pub(crate) fn write(
         &self,
         session: &crate::session::SparkSession,

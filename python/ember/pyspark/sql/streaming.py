@@ -1,6 +1,7 @@
 """Structured Streaming's reader, writer and query handle (``pyspark.sql.streaming``):
 ``spark.readStream``, ``df.writeStream``, ``StreamingQuery`` and ``spark.streams``."""
 
+import json
 import re
 import time
 
@@ -168,7 +169,7 @@ class DataStreamWriter(_Options):
 
 class StreamingQuery:
     """A running query: ``id``, ``runId``, ``name``, ``isActive``, ``awaitTermination``,
-    ``stop``, ``exception``."""
+    ``stop``, ``exception``, ``lastProgress``, ``recentProgress``."""
 
     def __init__(self, jquery, df):
         self._jquery = jquery
@@ -205,6 +206,19 @@ class StreamingQuery:
 
     def stop(self):
         self._jquery.stop()
+
+    @property
+    def lastProgress(self):
+        """The last micro-batch's progress as a dict with Spark's fields (``batchId``,
+        ``numInputRows``, ``inputRowsPerSecond``, ``processedRowsPerSecond``, ``durationMs``,
+        ``stateOperators``, ``sources``, ``sink``, ...), or ``None`` before the first."""
+        text = self._jquery.last_progress()
+        return None if text is None else json.loads(text)
+
+    @property
+    def recentProgress(self):
+        """The recent micro-batches' progress (at most 100), oldest first."""
+        return [json.loads(text) for text in self._jquery.recent_progress()]
 
     def exception(self):
         message = self._jquery.exception()
