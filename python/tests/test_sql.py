@@ -321,12 +321,39 @@ def test_file_sink_with_checkpoint_resumes_where_it_left_off(spark, tmp_path):
     assert all(r["len"] == len(r["value"]) for r in rows)
 
 
-def test_checkpoint_with_an_aggregation_is_refused_clearly(spark, tmp_path):
-    from ember.pyspark.errors import UnsupportedOperationException
+def test_aggregation_resumes_from_its_checkpointed_state(spark, tmp_path):
+    """A word count in complete mode with checkpointLocation: a second run counts on from the
+    first run's state; a changed aggregation on that checkpoint is refused."""
+    source, checkpoint = tmp_path / "in", tmp_path / "checkpoint"
+    source.mkdir()
+    tables = []
 
-    lines = text_stream(spark, tmp_path, [["a"]])
-    with pytest.raises(UnsupportedOperationException, match="checkpointLocation with an aggregation"):
-        lines.groupBy("value").count().writeStream.outputMode("complete").option("checkpointLocation", str(tmp_path / "cp")).start()
+    def run(df):
+        query = (
+            df.writeStream.outputMode("complete")
+            .foreachBatch(lambda batch, batch_id: tables.append((batch_id, sorted(batch.collect()))))
+            .option("checkpointLocation", str(checkpoint))
+            .trigger(availableNow=True)
+            .start()
+        )
+        assert query.awaitTermination(60)
+
+    def lines():
+        return spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(source))
+
+    def word_counts():
+        return lines().select(F.explode(F.split("value", " ")).alias("word")).groupBy("word").count()
+
+    text_stream(spark, source, [["a b", "a"]])
+    run(word_counts())
+    (source / "part-001.txt").write_text("b c\n", encoding="utf-8")
+    run(word_counts())
+    assert tables == [
+        (0, [Row(word="a", count=2), Row(word="b", count=1)]),
+        (1, [Row(word="a", count=2), Row(word="b", count=2), Row(word="c", count=1)]),
+    ]
+    with pytest.raises(AnalysisException, match="stateStoreSave"):
+        run(lines().groupBy("value").agg(F.count("*"), F.max("value")))
 
 
 def test_jdbc_sink_writes_each_batch_once_into_sqlite(spark, tmp_path):

@@ -5,6 +5,9 @@
 //!   ember's batch grid (`emberBatchIntervalMs`: the engine's checkpoint holds batch times on it);
 //! - `engine/`: ember's checkpoint of the micro-batches (the file source's files per batch,
 //!   written before the batch runs: Spark's offsets log) through `StreamingContext::get_or_create`;
+//! - `state/<batchId>`: with an aggregation, its state after batch `batchId` (the groups' keys
+//!   and accumulator states as one Arrow IPC stream), written before the batch's commit (Spark's
+//!   state store versions); the two newest are kept;
 //! - `commits/<batchId>`: written after the sink committed batch `batchId`, with the batch's
 //!   time (Spark's commit log).
 //!
@@ -89,6 +92,33 @@ impl QueryCheckpoint {
     /// Where ember's engine keeps its checkpoint of the micro-batches.
     pub fn engine_dir(&self) -> PathBuf {
         self.dir.join("engine")
+    }
+
+    /// Keeps the aggregation's state after batch `batch_id`, and forgets versions before the one
+    /// that batch started from.
+    pub fn write_state(&self, batch_id: i64, bytes: &[u8]) -> Result<()> {
+        let dir = self.dir.join("state");
+        std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+        let path = dir.join(batch_id.to_string());
+        write_atomically(&path, bytes).map_err(io(format!("cannot write {}", path.display())))?;
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for old in entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+                .filter(|v| *v < batch_id - 1)
+            {
+                let _ = std::fs::remove_file(dir.join(old.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The aggregation's state after batch `batch_id`.
+    pub fn read_state(&self, batch_id: i64) -> Result<Vec<u8>> {
+        let path = self.dir.join("state").join(batch_id.to_string());
+        std::fs::read(&path).map_err(io(format!(
+            "the checkpoint commits batch {batch_id} but has no state for it at {}",
+            path.display()
+        )))
     }
 
     /// Records that the sink committed batch `batch_id`, the micro-batch of `time_ms`.

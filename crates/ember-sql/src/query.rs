@@ -157,11 +157,6 @@ impl DataStreamWriter {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("checkpointLocation"))
             .map(|(_, v)| std::path::PathBuf::from(v));
-        if checkpoint.is_some() && planner.aggregate.is_some() {
-            return Err(Error::unsupported(
-                "option checkpointLocation with an aggregation: ember does not checkpoint aggregation state yet (a query without aggregation checkpoints; an aggregation runs without the option and starts over)",
-            ));
-        }
         let opened = Opened::new(checkpoint.as_deref(), self.trigger)?;
         let sink = Sink::new(
             &self.format,
@@ -540,6 +535,39 @@ impl Planner {
 }
 
 impl Finisher {
+    /// The state as an Arrow IPC stream (none or one batch of the partial schema).
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &self.partial_schema)?;
+        if let Some(state) = &self.state {
+            writer.write(state)?;
+        }
+        writer.finish()?;
+        drop(writer);
+        Ok(bytes)
+    }
+
+    /// Takes the state of a [`Finisher::snapshot`]; refuses one of another query's aggregation.
+    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(bytes, None)?;
+        let schema = reader.schema();
+        let fields =
+            |s: &SchemaRef| -> Vec<(String, String)> { s.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect() };
+        if fields(&schema) != fields(&self.partial_schema) {
+            return Err(Error::analysis(format!(
+                "The checkpoint's state of the aggregation (operator stateStoreSave) has the columns {:?}; the query's aggregation now keeps {:?}: the query changed in a way its state cannot follow (start it with a new checkpointLocation)",
+                fields(&schema),
+                fields(&self.partial_schema)
+            )));
+        }
+        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+        self.state = match batches.len() {
+            0 => None,
+            _ => Some(concat_batches(&self.partial_schema, &batches)?),
+        };
+        Ok(())
+    }
+
     /// Groups in the state.
     fn state_rows(&self) -> u64 {
         self.state.as_ref().map_or(0, |s| s.num_rows() as u64)
@@ -710,7 +738,14 @@ impl StreamingQuery {
             last_input_ms: AtomicU64::new(0),
             progress: Mutex::new(crate::progress::Reports::default()),
         });
-        let finisher = Mutex::new(planner.finisher()?);
+        let mut finisher = planner.finisher()?;
+        // A resumed aggregation starts from the state of the last committed batch.
+        if let (Some(checkpoint), Some(finisher)) = (&checkpoint, finisher.as_mut())
+            && committed.next_id > 0
+        {
+            finisher.restore(&checkpoint.read_state(committed.next_id - 1)?)?;
+        }
+        let finisher = Mutex::new(finisher);
         let session_id = session.id();
         let build_state = Arc::clone(&state);
         let build_checkpoint = checkpoint.clone();
@@ -780,13 +815,16 @@ impl StreamingQuery {
                         Some(f) => f.step(batches, mode, &planner.task),
                     };
                     let state_rows = finishing.as_ref().map(Finisher::state_rows);
-                    drop(finishing);
                     rows.and_then(|rows| {
                         let id = output_state.batches.load(Ordering::SeqCst) as i64;
                         sink.write(&output_session, &names, &rows, id, time.milliseconds(), mode)?;
                         if let Some(checkpoint) = &checkpoint {
+                            if let Some(finisher) = finishing.as_ref() {
+                                checkpoint.write_state(id, &finisher.snapshot()?)?;
+                            }
                             checkpoint.commit(id, time.milliseconds())?;
                         }
+                        drop(finishing);
                         output_state.batches.store(id as u64 + 1, Ordering::SeqCst);
                         let add_batch_ms = started.elapsed().as_millis() as u64;
                         let now_ms = std::time::SystemTime::now()

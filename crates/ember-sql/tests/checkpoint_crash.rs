@@ -57,11 +57,47 @@ fn checkpoint_crash_child() {
     } else {
         writer.format("jdbc").option("url", output).option("dbtable", table)
     };
-    let query = writer.start().unwrap();
+    let query = if *table == "aggregation" {
+        aggregation_query(lines, checkpoint, output, trigger)
+    } else {
+        writer.start().unwrap()
+    };
     assert!(
         query.await_termination_timeout(Duration::from_secs(120)).unwrap(),
         "the query did not end"
     );
+}
+
+/// Rows per input file, in complete mode, each batch's whole result written by `foreachBatch`
+/// to `output/batch-<id>.txt` (`file,count` lines; a batch run again writes its file again).
+fn aggregation_query(lines: ember_sql::DataFrame, checkpoint: &str, output: &str, trigger: Trigger) -> ember_sql::StreamingQuery {
+    std::fs::create_dir_all(output).unwrap();
+    let output = PathBuf::from(output);
+    lines
+        .select_expr(&["substr(value, 1, 3) AS file"])
+        .unwrap()
+        .group_by([ember_sql::functions::col("file")])
+        .count()
+        .unwrap()
+        .write_stream()
+        .output_mode("complete")
+        .option("checkpointLocation", checkpoint)
+        .trigger(trigger)
+        .foreach_batch(move |batches, batch_id| {
+            let mut text = String::new();
+            for batch in batches {
+                for row in 0..batch.num_rows() {
+                    let file = ember_sql::show::cell(batch.column(0).as_ref(), row);
+                    let count = ember_sql::show::cell(batch.column(1).as_ref(), row);
+                    text.push_str(&format!("{file},{count}\n"));
+                }
+            }
+            let temp = output.join(format!(".batch-{batch_id}.tmp"));
+            std::fs::write(&temp, text).map_err(|e| e.to_string())?;
+            std::fs::rename(&temp, output.join(format!("batch-{batch_id}.txt"))).map_err(|e| e.to_string())
+        })
+        .start()
+        .unwrap()
 }
 
 fn spawn(input: &Path, checkpoint: &Path, output: &str, how: &str, table: &str) -> std::process::Child {
@@ -257,4 +293,40 @@ fn file_source_into_postgres_exactly_once_across_kill_9() {
     // PostgreSQL runs on the project's machines (`.ci/run` starts it and sets the URL).
     let url = std::env::var("EMBER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     database_sink_across_kill_9(|_| url, "postgres");
+}
+
+#[test]
+fn aggregation_state_survives_kill_9() {
+    if std::env::var("EMBER_SQL_CRASH_CHILD").is_ok() {
+        return;
+    }
+    let (seed, kills) = seed_and_kills();
+    let (root, _) = kill_and_finish("aggregation", seed, kills, None, "aggregation");
+    let output = root.join("output");
+    let mut ids: Vec<i64> = std::fs::read_dir(&output)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_str()?.to_owned();
+            name.strip_prefix("batch-")?.strip_suffix(".txt")?.parse().ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..ids.len() as i64).collect::<Vec<_>>(), "batch ids with gaps (seed {seed})");
+    // The last batch's table: every file's 25 rows counted once, across every restart.
+    let last = std::fs::read_to_string(output.join(format!("batch-{}.txt", ids.last().unwrap()))).unwrap();
+    let mut counts: Vec<(String, u64)> = last
+        .lines()
+        .map(|l| {
+            let (file, count) = l.split_once(',').unwrap();
+            (file.to_owned(), count.parse().unwrap())
+        })
+        .collect();
+    counts.sort();
+    let want: Vec<(String, u64)> = (0..FILES).map(|f| (format!("f{f:02}"), LINES_PER_FILE as u64)).collect();
+    assert_eq!(counts, want, "the aggregation after {kills} kills (seed {seed})");
+    println!(
+        "ember-sql crash test (aggregation state): {kills} kills, {} batches, every count right",
+        ids.len()
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }
