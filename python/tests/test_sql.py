@@ -407,3 +407,19 @@ def test_progress_reports_have_sparks_fields(spark, tmp_path):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", last["timestamp"])
     assert set(last["durationMs"]) >= {"addBatch", "triggerExecution"}
     assert last["sources"][0]["numInputRows"] == 1 and last["processedRowsPerSecond"] > 0
+
+
+def test_rate_source_rows_and_timestamps(spark):
+    import datetime
+
+    rate = spark.readStream.format("rate").option("rowsPerSecond", 100).load()
+    assert rate.dtypes == [("timestamp", "timestamp"), ("value", "bigint")]
+    even = rate.where(rate.value % 2 == 0).select("timestamp", (rate.value * 10).alias("ten"))
+    query = even.writeStream.format("memory").queryName("rate_even").trigger(processingTime="100 milliseconds").start()
+    time.sleep(1.0)
+    query.stop()
+    rows = sorted(spark.sql("SELECT * FROM rate_even").collect(), key=lambda r: r.ten)
+    assert len(rows) >= 25
+    assert [r.ten for r in rows] == list(range(0, 20 * len(rows), 20))
+    assert all(isinstance(r.timestamp, datetime.datetime) for r in rows)
+    assert (rows[1].timestamp - rows[0].timestamp) == datetime.timedelta(milliseconds=20)

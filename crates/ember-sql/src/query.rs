@@ -33,7 +33,7 @@ use crate::lock;
 use crate::progress::QueryProgress;
 use crate::session::SparkSession;
 use crate::sink::{ConsoleOut, ForeachBatch, OutputMode, Sink};
-use crate::source::{FileSource, Slot, SourceSpec, find_slot, lines_batch, read_lines, slot_exec};
+use crate::source::{FileSource, RateSource, Slot, SourceSpec, find_slot, read_lines, slot_exec};
 
 /// When micro-batches run (Spark's `trigger`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -720,9 +720,9 @@ impl StreamingQuery {
             interval,
         } = opened;
         let finite = matches!(trigger, Trigger::Once | Trigger::AvailableNow);
-        if finite && matches!(source, SourceSpec::Socket { .. }) {
+        if finite && matches!(source, SourceSpec::Socket { .. } | SourceSpec::Rate { .. }) {
             return Err(Error::unsupported(
-                "the socket source cannot run with Trigger.Once or Trigger.AvailableNow (it has no end)",
+                "the socket and rate sources cannot run with Trigger.Once or Trigger.AvailableNow (they have no end)",
             ));
         }
         let state = Arc::new(QueryState {
@@ -759,6 +759,18 @@ impl StreamingQuery {
             let ssc = builder.build()?;
             let lines: ember::DStream<String> = match &source {
                 SourceSpec::Socket { host, port } => ssc.socket_text_stream(host, *port),
+                SourceSpec::Rate {
+                    rows_per_second,
+                    num_partitions,
+                } => ssc.direct_stream(
+                    "rate_source",
+                    source.describe(),
+                    RateSource::new(
+                        *rows_per_second,
+                        if *num_partitions == 0 { session.workers() } else { *num_partitions },
+                    ),
+                    |slice: &crate::source::RateSlice| Ok::<_, String>(slice.rows()),
+                ),
                 SourceSpec::Text(options) => {
                     let options = match trigger {
                         // Once: everything there is in one micro-batch.
@@ -778,6 +790,7 @@ impl StreamingQuery {
             let planner = Arc::new(planner);
             let schema = source.schema();
             let stage = Arc::clone(&planner);
+            let stage_source = source.clone();
             let staged = lines.map_partitions(move |part: std::vec::IntoIter<String>| {
                 let lines: Vec<String> = part.collect();
                 if lines.is_empty() {
@@ -787,7 +800,11 @@ impl StreamingQuery {
                     }];
                 }
                 let input_rows = lines.len() as u64;
-                match stage.run_stage(lines_batch(&schema, lines)) {
+                let batch = match stage_source.batch(&schema, lines) {
+                    Ok(batch) => batch,
+                    Err(e) => panic!("the source's rows do not fit its schema: {e}"),
+                };
+                match stage.run_stage(batch) {
                     Ok(out) => vec![StageOut {
                         input_rows,
                         batches: out.into_iter().map(ArrowBatch).collect(),

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
 use datafusion::common::tree_node::TreeNode;
@@ -35,6 +35,9 @@ pub enum SourceSpec {
     Socket { host: String, port: u16 },
     /// `format("text")`: the lines of the files in a directory, one `value` column.
     Text(FileOptions),
+    /// `format("rate")`: `rows_per_second` rows a second, `timestamp` and `value` columns, in
+    /// `num_partitions` partitions (0: one per worker thread).
+    Rate { rows_per_second: u64, num_partitions: usize },
 }
 
 /// The options of a file source.
@@ -91,15 +94,72 @@ impl SourceSpec {
                     latest_first,
                 }))
             }
+            "rate" => {
+                let positive = |key: &str, default: u64| -> Result<u64> {
+                    match get(key) {
+                        None => Ok(default),
+                        Some(v) => match v.parse::<u64>() {
+                            Ok(n) if n > 0 => Ok(n),
+                            _ => Err(Error::illegal_argument(format!(
+                                "Invalid value '{v}'. The option '{key}' must be positive"
+                            ))),
+                        },
+                    }
+                };
+                if let Some(ramp) = get("rampUpTime")
+                    && ramp.trim_start_matches('0').trim_end_matches('s').trim() != ""
+                {
+                    return Err(Error::unsupported(format!(
+                        "the rate source's rampUpTime ({ramp}) is not in ember yet: rows come at rowsPerSecond from the start"
+                    )));
+                }
+                Ok(SourceSpec::Rate {
+                    rows_per_second: positive("rowsPerSecond", 1)?,
+                    // 0: one per worker thread (Spark's default parallelism).
+                    num_partitions: match get("numPartitions") {
+                        None => 0,
+                        Some(_) => positive("numPartitions", 1)? as usize,
+                    },
+                })
+            }
             other => Err(Error::unsupported(format!(
-                "Data source {other} does not support streamed reading (ember reads socket and text so far)"
+                "Data source {other} does not support streamed reading (ember reads socket, text and rate so far)"
             ))),
         }
     }
 
     /// The rows' schema.
     pub fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(vec![Field::new("value", DataType::Utf8, true)]))
+        match self {
+            SourceSpec::Rate { .. } => Arc::new(Schema::new(vec![
+                Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+                Field::new("value", DataType::Int64, true),
+            ])),
+            _ => Arc::new(Schema::new(vec![Field::new("value", DataType::Utf8, true)])),
+        }
+    }
+
+    /// A micro-batch's rows from what the source's stream carries: lines for the socket and
+    /// text sources, `value,timestamp_ms` for the rate source.
+    pub fn batch(&self, schema: &SchemaRef, lines: Vec<String>) -> std::result::Result<RecordBatch, String> {
+        match self {
+            SourceSpec::Rate { .. } => {
+                let mut values = Vec::with_capacity(lines.len());
+                let mut stamps = Vec::with_capacity(lines.len());
+                for line in &lines {
+                    let (value, ms) = line
+                        .split_once(',')
+                        .and_then(|(v, t)| Some((v.parse::<i64>().ok()?, t.parse::<i64>().ok()?)))
+                        .ok_or_else(|| format!("not a rate source row: {line:?}"))?;
+                    values.push(value);
+                    stamps.push(ms * 1000);
+                }
+                let stamps = TimestampMicrosecondArray::from(stamps).with_timezone("UTC");
+                RecordBatch::try_new(Arc::clone(schema), vec![Arc::new(stamps), Arc::new(Int64Array::from(values))])
+                    .map_err(|e| e.to_string())
+            }
+            _ => Ok(lines_batch(schema, lines)),
+        }
     }
 
     /// A short description, as `explain` and progress name the source.
@@ -107,6 +167,10 @@ impl SourceSpec {
         match self {
             SourceSpec::Socket { host, port } => format!("TextSocketV2[host: {host}, port: {port}]"),
             SourceSpec::Text(o) => format!("FileStreamSource[{}]", o.path.display()),
+            SourceSpec::Rate {
+                rows_per_second,
+                num_partitions,
+            } => format!("RateStreamV2[rowsPerSecond={rows_per_second}, rampUpTimeSeconds=0, numPartitions={num_partitions}"),
         }
     }
 }
@@ -369,4 +433,103 @@ pub(crate) fn stream_sources(plan: &LogicalPlan) -> impl Iterator<Item = Arc<Str
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     });
     found.into_iter()
+}
+
+/// The rows `[from, to)` of a rate source, timed from its start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateSlice {
+    pub from: u64,
+    pub to: u64,
+    pub start_ms: u64,
+    pub rows_per_second: u64,
+}
+
+impl RateSlice {
+    /// `value,timestamp_ms` of each row: row `v` is due `v / rowsPerSecond` seconds after the
+    /// start, as in Spark's rate source.
+    pub fn rows(&self) -> Vec<String> {
+        (self.from..self.to)
+            .map(|v| format!("{v},{}", self.start_ms + v * 1000 / self.rows_per_second))
+            .collect()
+    }
+}
+
+/// Spark's rate source over ember's direct-source protocol: each micro-batch takes the rows due
+/// by its time, split into `numPartitions` ranges; its position (start and next value) is
+/// checkpointed, so a resumed query goes on with the next value.
+#[derive(Debug)]
+pub struct RateSource {
+    rows_per_second: u64,
+    num_partitions: usize,
+    /// The first micro-batch's time (ms): row 0 is due then.
+    start_ms: Option<u64>,
+    next: u64,
+}
+
+impl RateSource {
+    pub fn new(rows_per_second: u64, num_partitions: usize) -> Self {
+        RateSource {
+            rows_per_second,
+            num_partitions: num_partitions.max(1),
+            start_ms: None,
+            next: 0,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RatePosition {
+    start_ms: Option<u64>,
+    next: u64,
+}
+
+impl ember::DirectSource for RateSource {
+    type Slice = RateSlice;
+
+    fn plan(&mut self, batch: &ember::DirectBatch<'_>) -> Vec<RateSlice> {
+        let now = batch.time().milliseconds();
+        let start = *self.start_ms.get_or_insert(now);
+        let due = now.saturating_sub(start) * self.rows_per_second / 1000 + 1;
+        if due <= self.next {
+            return Vec::new();
+        }
+        let (from, count) = (self.next, due - self.next);
+        self.next = due;
+        let parts = self.num_partitions as u64;
+        (0..parts)
+            .map(|p| RateSlice {
+                from: from + count * p / parts,
+                to: from + count * (p + 1) / parts,
+                start_ms: start,
+                rows_per_second: self.rows_per_second,
+            })
+            .filter(|s| s.to > s.from)
+            .collect()
+    }
+
+    fn replay(&mut self, _time: ember::Time, slices: &[RateSlice]) {
+        for slice in slices {
+            self.start_ms.get_or_insert(slice.start_ms);
+            self.next = self.next.max(slice.to);
+        }
+    }
+
+    fn records(&self, slice: &RateSlice) -> Option<u64> {
+        Some(slice.to - slice.from)
+    }
+
+    fn snapshot(&self) -> std::result::Result<Vec<u8>, String> {
+        serde_json::to_vec(&RatePosition {
+            start_ms: self.start_ms,
+            next: self.next,
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> std::result::Result<(), String> {
+        let position: RatePosition = serde_json::from_slice(bytes).map_err(|e| format!("not a rate source position: {e}"))?;
+        self.start_ms = position.start_ms;
+        self.next = position.next;
+        Ok(())
+    }
 }
