@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ember_sql::arrow::array::{Array, AsArray};
+use ember_sql::arrow::array::AsArray;
 use ember_sql::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use ember_sql::{SparkSession, Trigger};
 
