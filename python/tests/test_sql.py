@@ -423,3 +423,17 @@ def test_rate_source_rows_and_timestamps(spark):
     assert [r.ten for r in rows] == list(range(0, 20 * len(rows), 20))
     assert all(isinstance(r.timestamp, datetime.datetime) for r in rows)
     assert (rows[1].timestamp - rows[0].timestamp) == datetime.timedelta(milliseconds=20)
+
+
+def test_when_otherwise_names_and_values(spark, tmp_path):
+    lines = text_stream(spark, tmp_path, [["1", "5", "x"]])
+    n = F.col("value").cast("int")
+    size = F.when(n > 3, "big").when(n > 0, "small").otherwise("none")
+    assert repr(size) == "Column<'CASE WHEN (CAST(value AS INT) > 3) THEN big WHEN (CAST(value AS INT) > 0) THEN small ELSE none END'>"
+    seen = []
+    query = lines.select("value", size.alias("size"), F.when(n > 3, n)).writeStream.foreachBatch(
+        lambda df, i: seen.extend(df.collect())).trigger(once=True).start()
+    assert query.awaitTermination(60)
+    assert sorted(tuple(r) for r in seen) == [("1", "small", None), ("5", "big", 5), ("x", "none", None)]
+    with pytest.raises(IllegalArgumentException):
+        size.otherwise("again")

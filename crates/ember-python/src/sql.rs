@@ -145,6 +145,23 @@ impl PyColumn {
         .into())
     }
 
+    /// Another branch of a `when(...)` column.
+    fn when(&self, py: Python<'_>, condition: &PyColumn, value: &PyColumn) -> PyResult<PyColumn> {
+        self.column
+            .clone()
+            .when(condition.column.clone(), value.column.clone())
+            .map(PyColumn::from)
+            .map_err(|e| sql_err(py, e))
+    }
+
+    fn otherwise(&self, py: Python<'_>, value: &PyColumn) -> PyResult<PyColumn> {
+        self.column
+            .clone()
+            .otherwise(value.column.clone())
+            .map(PyColumn::from)
+            .map_err(|e| sql_err(py, e))
+    }
+
     fn cast(&self, py: Python<'_>, to: &str) -> PyResult<PyColumn> {
         self.column.clone().cast(to).map(PyColumn::from).map_err(|e| sql_err(py, e))
     }
@@ -154,6 +171,12 @@ impl PyColumn {
 #[pyfunction]
 pub fn sql_col(name: &str) -> PyColumn {
     f::col(name).into()
+}
+
+/// `when(condition, value)`.
+#[pyfunction]
+pub fn sql_when(condition: &PyColumn, value: &PyColumn) -> PyColumn {
+    f::when(condition.column.clone(), value.column.clone()).into()
 }
 
 /// `expr(text)`.

@@ -139,6 +139,16 @@ class Column:
 
     astype = cast
 
+    def when(self, condition, value):
+        """Another branch of a ``when(...)`` column."""
+        if not isinstance(condition, Column):
+            raise PySparkTypeError("[NOT_COLUMN] Argument `condition` should be a Column, got %s." % type(condition).__name__)
+        return Column(self._jc.when(condition._jc, _lit(value)))
+
+    def otherwise(self, value):
+        """The value where no branch of a ``when(...)`` column holds."""
+        return Column(self._jc.otherwise(_lit(value)))
+
     def isNull(self):
         return Column(self._jc.unary("IS NULL"))
 

@@ -2,6 +2,7 @@
 argument orders and column names. A string where a column is expected names a column."""
 
 from ember import _ember
+from ember.pyspark.errors import PySparkTypeError
 from ember.pyspark.sql.column import Column, _lit, _to_column
 
 
@@ -25,6 +26,14 @@ def lit(col):
 def expr(str):
     """A column from SQL text, read against the DataFrame it is used on."""
     return Column(_ember.sql_expr(str))
+
+
+def when(condition, value):
+    """``value`` (a Column or a literal) where ``condition`` holds, null elsewhere; chain
+    ``.when(...)`` and ``.otherwise(...)`` on the result."""
+    if not isinstance(condition, Column):
+        raise PySparkTypeError("[NOT_COLUMN] Argument `condition` should be a Column, got %s." % type(condition).__name__)
+    return Column(_ember.sql_when(condition._jc, _lit(value)))
 
 
 def _call(name, *cols, **kwargs):
@@ -84,6 +93,7 @@ __all__ = [
     "column",
     "lit",
     "expr",
+    "when",
     "split",
     "explode",
     "lower",
