@@ -437,3 +437,15 @@ def test_when_otherwise_names_and_values(spark, tmp_path):
     assert sorted(tuple(r) for r in seen) == [("1", "small", None), ("5", "big", 5), ("x", "none", None)]
     with pytest.raises(IllegalArgumentException):
         size.otherwise("again")
+
+
+def test_process_all_available_waits_for_the_files_there(spark, tmp_path):
+    lines = text_stream(spark, tmp_path, [["a", "b"], ["c"]])
+    query = lines.writeStream.format("memory").queryName("available").trigger(processingTime="50 milliseconds").start()
+    query.processAllAvailable()
+    assert sorted(r.value for r in spark.sql("SELECT value FROM available").collect()) == ["a", "b", "c"]
+    (tmp_path / "part-009.txt").write_text("d\ne\n", encoding="utf-8")
+    query.processAllAvailable()
+    assert sorted(r.value for r in spark.sql("SELECT value FROM available").collect()) == ["a", "b", "c", "d", "e"]
+    assert query.isActive
+    query.stop()

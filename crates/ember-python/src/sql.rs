@@ -549,6 +549,34 @@ impl PyQuery {
         py.detach(|| self.query.stop()).map_err(|e| sql_err(py, e))
     }
 
+    /// Waits until the data available now has been processed (`processAllAvailable`); the GIL
+    /// is released, and Ctrl-C stops the query and raises `KeyboardInterrupt`.
+    fn process_all_available(&self, py: Python<'_>) -> PyResult<()> {
+        let query = self.query.clone();
+        let (done, result) = (
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            std::sync::Arc::new(std::sync::Mutex::new(None)),
+        );
+        let (thread_done, thread_result) = (std::sync::Arc::clone(&done), std::sync::Arc::clone(&result));
+        std::thread::spawn(move || {
+            let outcome = query.process_all_available();
+            *thread_result.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(outcome);
+            thread_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            py.detach(|| std::thread::sleep(Duration::from_millis(10)));
+            if let Err(interrupted) = py.check_signals() {
+                let _ = py.detach(|| self.query.stop());
+                return Err(interrupted);
+            }
+        }
+        let outcome = result.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        match outcome {
+            Some(Err(e)) => Err(sql_err(py, e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Waits for the query to stop (at most `timeout_ms`); returns whether it stopped. A failed
     /// micro-batch raises `StreamingQueryException`. The GIL is released while waiting, and
     /// signals are checked every 100 ms: Ctrl-C stops the query and raises `KeyboardInterrupt`.

@@ -621,6 +621,10 @@ struct QueryState {
     handled: AtomicU64,
     /// The time of the last micro-batch with input (ms; 0: none yet).
     last_input_ms: AtomicU64,
+    /// The time of the last micro-batch without input (ms; 0: none yet).
+    drained_at: AtomicU64,
+    /// Once, availableNow: the query ends by itself.
+    finite: bool,
     progress: Mutex<crate::progress::Reports>,
 }
 
@@ -736,6 +740,8 @@ impl StreamingQuery {
             exhausted_at: Arc::new(AtomicU64::new(0)),
             handled: AtomicU64::new(0),
             last_input_ms: AtomicU64::new(0),
+            drained_at: AtomicU64::new(0),
+            finite,
             progress: Mutex::new(crate::progress::Reports::default()),
         });
         let mut finisher = planner.finisher()?;
@@ -877,6 +883,9 @@ impl StreamingQuery {
                         Ok(())
                     })
                 };
+                if input_rows == 0 {
+                    output_state.drained_at.store(time.milliseconds(), Ordering::SeqCst);
+                }
                 output_state.handled.store(time.milliseconds() + 1, Ordering::SeqCst);
                 if let Err(e) = &result {
                     *lock(&output_state.failure) = Some(e.to_string());
@@ -953,6 +962,29 @@ impl StreamingQuery {
     /// Micro-batches that reached the sink.
     pub fn batches(&self) -> u64 {
         self.state.batches.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the sources' data available now has been processed and committed (Spark's
+    /// `processAllAvailable`, for tests): until a micro-batch after this call finds no new
+    /// input. With data that keeps arriving that may take for ever, as in Spark; a query on
+    /// `once` or `availableNow` is waited for to the end.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StreamingQuery`] when a micro-batch fails meanwhile.
+    pub fn process_all_available(&self) -> Result<()> {
+        if self.state.finite {
+            return self.await_termination();
+        }
+        let called = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        while self.state.drained_at.load(Ordering::SeqCst) <= called {
+            if self.await_termination_timeout(Duration::from_millis(10))? {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// The progress of the last micro-batch with input (Spark's `lastProgress`).

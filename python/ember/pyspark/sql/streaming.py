@@ -207,6 +207,11 @@ class StreamingQuery:
     def stop(self):
         self._jquery.stop()
 
+    def processAllAvailable(self):
+        """Waits until the data the sources have now has been processed and committed (until a
+        micro-batch finds no new input; with data that keeps arriving that may never be)."""
+        self._jquery.process_all_available()
+
     @property
     def lastProgress(self):
         """The last micro-batch's progress as a dict with Spark's fields (``batchId``,
