@@ -449,3 +449,17 @@ def test_process_all_available_waits_for_the_files_there(spark, tmp_path):
     assert sorted(r.value for r in spark.sql("SELECT value FROM available").collect()) == ["a", "b", "c", "d", "e"]
     assert query.isActive
     query.stop()
+
+
+def test_union_of_two_file_streams(spark, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    text_stream(spark, a, [["x y"], ["y"]])
+    both = text_stream(spark, a, []).union(text_stream(spark, b, [["x"], ["z"]]))
+    words = both.select(F.explode(F.split("value", " ")).alias("word"))
+    tables = []
+    query = words.groupBy("word").count().writeStream.outputMode("complete").foreachBatch(
+        lambda df, i: tables.append(sorted(df.collect()))).trigger(availableNow=True).start()
+    assert query.awaitTermination(60)
+    assert tables[-1] == [Row(word="x", count=2), Row(word="y", count=2), Row(word="z", count=1)]

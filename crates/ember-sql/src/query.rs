@@ -33,7 +33,7 @@ use crate::lock;
 use crate::progress::QueryProgress;
 use crate::session::SparkSession;
 use crate::sink::{ConsoleOut, ForeachBatch, OutputMode, Sink};
-use crate::source::{FileSource, RateSource, Slot, SourceSpec, find_slot, read_lines, slot_exec};
+use crate::source::{FileSource, RateSource, Slot, SourceSpec, find_slots, read_lines, slot_exec};
 
 /// When micro-batches run (Spark's `trigger`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,16 +140,25 @@ impl DataStreamWriter {
         let mode = OutputMode::parse(&self.mode)?;
         let session = self.df.session.clone();
         let logical = session.state().optimize(self.df.logical_plan())?;
-        let sources: Vec<_> = crate::source::stream_sources(self.df.logical_plan()).collect();
-        let source = match sources.as_slice() {
-            [] => return Err(Error::analysis("'writeStream' can be called only on streaming Dataset/DataFrame")),
-            [one] => one.spec.clone(),
-            _ => {
-                return Err(Error::unsupported(
-                    "a query over more than one stream (union, joins) is not in ember yet",
-                ));
+        let mut sources: Vec<(usize, SourceSpec)> = Vec::new();
+        for table in crate::source::stream_sources(self.df.logical_plan()) {
+            if sources.iter().all(|(id, _)| *id != table.id) {
+                sources.push((table.id, table.spec.clone()));
             }
-        };
+        }
+        if sources.is_empty() {
+            return Err(Error::analysis("'writeStream' can be called only on streaming Dataset/DataFrame"));
+        }
+        let mut joins = false;
+        let _ = logical.apply(|node| {
+            joins |= matches!(node, LogicalPlan::Join(_));
+            Ok(TreeNodeRecursion::Continue)
+        });
+        if joins && sources.len() > 1 {
+            return Err(Error::unsupported(
+                "a join of two streams is not in ember yet (stream-stream joins with watermarks come with event time); a union of streams is",
+            ));
+        }
         check(&logical, mode, self.df.sql.as_deref().map(String::as_str))?;
         let planner = Planner::new(session.clone(), self.df.logical_plan().clone())?;
         let checkpoint = self
@@ -170,7 +179,7 @@ impl DataStreamWriter {
         let names = self.df.columns();
         StreamingQuery::start(Start {
             session,
-            source,
+            sources,
             planner,
             mode,
             sink,
@@ -340,17 +349,39 @@ pub(crate) struct StageOut {
     batches: Vec<ArrowBatch>,
 }
 
-/// One copy of a physical plan and the slot its leaf reads.
+/// One copy of a physical plan and the slots its leaves read, with the stream each scans.
 struct Instance {
     plan: Arc<dyn ExecutionPlan>,
-    slot: Slot,
+    slots: Vec<(usize, Slot)>,
 }
 
 impl Instance {
+    /// Runs the plan over `input` in every leaf (a stage between others has one).
     fn run(&self, input: Vec<RecordBatch>, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
-        self.slot.fill(input);
-        let stream = self.plan.execute(0, Arc::clone(task))?;
-        Ok(futures::executor::block_on(datafusion::physical_plan::common::collect(stream))?)
+        for (_, slot) in &self.slots {
+            slot.fill(input.iter().cloned());
+        }
+        self.execute(task)
+    }
+
+    /// Runs the plan with `input` in the leaves that scan stream `source` (the others read
+    /// nothing: for a union, the other streams' rows go through on their own).
+    fn run_source(&self, source: usize, input: Vec<RecordBatch>, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+        for (_, slot) in self.slots.iter().filter(|(id, _)| *id == source) {
+            slot.fill(input.iter().cloned());
+        }
+        self.execute(task)
+    }
+
+    /// Every output partition (a union has one per input), in order.
+    fn execute(&self, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+        let partitions = self.plan.properties().partitioning.partition_count();
+        let mut out = Vec::new();
+        for partition in 0..partitions {
+            let stream = self.plan.execute(partition, Arc::clone(task))?;
+            out.extend(futures::executor::block_on(datafusion::physical_plan::common::collect(stream))?);
+        }
+        Ok(out)
     }
 }
 
@@ -462,17 +493,20 @@ impl Planner {
     /// A worker's copy of its stage.
     fn instance(&self) -> Result<Instance> {
         let (stage, _) = self.split()?;
-        let slot = find_slot(&stage).ok_or_else(|| Error::unsupported("a plan without its stream's scan"))?;
-        Ok(Instance { plan: stage, slot })
+        let slots = find_slots(&stage);
+        if slots.is_empty() {
+            return Err(Error::unsupported("a plan without its stream's scan"));
+        }
+        Ok(Instance { plan: stage, slots })
     }
 
-    /// Runs the worker's stage over one partition's rows.
-    fn run_stage(&self, input: RecordBatch) -> Result<Vec<RecordBatch>> {
+    /// Runs the worker's stage over one partition's rows of stream `source`.
+    fn run_stage(&self, source: usize, input: RecordBatch) -> Result<Vec<RecordBatch>> {
         let instance = match lock(&self.pool).pop() {
             Some(instance) => instance,
             None => self.instance()?,
         };
-        let out = instance.run(vec![input], &self.task);
+        let out = instance.run_source(source, vec![input], &self.task);
         lock(&self.pool).push(instance);
         out
     }
@@ -517,15 +551,15 @@ impl Planner {
         Ok(Some(Finisher {
             merge: Instance {
                 plan: Arc::new(merge),
-                slot: merge_slot,
+                slots: vec![(usize::MAX, merge_slot)],
             },
             finish: Instance {
                 plan: Arc::new(finish),
-                slot: finish_slot,
+                slots: vec![(usize::MAX, finish_slot)],
             },
             upper: Instance {
                 plan: upper,
-                slot: upper_slot,
+                slots: vec![(usize::MAX, upper_slot)],
             },
             groups: partial_agg.group_expr().expr().len(),
             state: None,
@@ -615,8 +649,8 @@ struct QueryState {
     stopped: AtomicBool,
     failure: Mutex<Option<String>>,
     batches: AtomicU64,
-    /// `availableNow`/`once`: the source planned its last data at this batch time (ms + 1).
-    exhausted_at: Arc<AtomicU64>,
+    /// `availableNow`/`once`: each source planned its last data at this batch time (ms + 1).
+    exhausted_at: Vec<Arc<AtomicU64>>,
     /// The latest batch time the sink has handled (ms + 1).
     handled: AtomicU64,
     /// The time of the last micro-batch with input (ms; 0: none yet).
@@ -694,7 +728,8 @@ fn new_id() -> String {
 /// What [`StreamingQuery::start`] runs.
 struct Start {
     session: crate::session::SparkSession,
-    source: SourceSpec,
+    /// The query's streams, with their tables' ids.
+    sources: Vec<(usize, SourceSpec)>,
     planner: Planner,
     mode: OutputMode,
     sink: Sink,
@@ -708,7 +743,7 @@ impl StreamingQuery {
     fn start(start: Start) -> Result<StreamingQuery> {
         let Start {
             session,
-            source,
+            sources,
             planner,
             mode,
             sink,
@@ -724,7 +759,11 @@ impl StreamingQuery {
             interval,
         } = opened;
         let finite = matches!(trigger, Trigger::Once | Trigger::AvailableNow);
-        if finite && matches!(source, SourceSpec::Socket { .. } | SourceSpec::Rate { .. }) {
+        if finite
+            && sources
+                .iter()
+                .any(|(_, s)| matches!(s, SourceSpec::Socket { .. } | SourceSpec::Rate { .. }))
+        {
             return Err(Error::unsupported(
                 "the socket and rate sources cannot run with Trigger.Once or Trigger.AvailableNow (they have no end)",
             ));
@@ -737,7 +776,7 @@ impl StreamingQuery {
             stopped: AtomicBool::new(false),
             failure: Mutex::new(None),
             batches: AtomicU64::new(committed.next_id as u64),
-            exhausted_at: Arc::new(AtomicU64::new(0)),
+            exhausted_at: sources.iter().map(|_| Arc::new(AtomicU64::new(0))).collect(),
             handled: AtomicU64::new(0),
             last_input_ms: AtomicU64::new(0),
             drained_at: AtomicU64::new(0),
@@ -763,65 +802,46 @@ impl StreamingQuery {
                 builder = builder.no_wait();
             }
             let ssc = builder.build()?;
-            let lines: ember::DStream<String> = match &source {
-                SourceSpec::Socket { host, port } => ssc.socket_text_stream(host, *port),
-                SourceSpec::Rate {
-                    rows_per_second,
-                    num_partitions,
-                } => ssc.direct_stream(
-                    "rate_source",
-                    source.describe(),
-                    RateSource::new(
-                        *rows_per_second,
-                        if *num_partitions == 0 { session.workers() } else { *num_partitions },
-                    ),
-                    |slice: &crate::source::RateSlice| Ok::<_, String>(slice.rows()),
-                ),
-                SourceSpec::Text(options) => {
-                    let options = match trigger {
-                        // Once: everything there is in one micro-batch.
-                        Trigger::Once => crate::source::FileOptions {
-                            max_files_per_trigger: None,
-                            ..options.clone()
-                        },
-                        _ => options.clone(),
-                    };
-                    let files = FileSource::new(options, finite);
-                    let exhausted = Arc::clone(&files.exhausted);
-                    let at = Arc::clone(&state.exhausted_at);
-                    let marked = MarkExhausted { files, exhausted, at };
-                    ssc.direct_stream("file_stream_source", source.describe(), marked, |slice| read_lines(&slice.path))
-                }
-            };
+            let mut streams = Vec::with_capacity(sources.len());
+            for (k, (_, spec)) in sources.iter().enumerate() {
+                streams.push(source_stream(&ssc, spec, k, trigger, session.workers(), &state.exhausted_at[k])?);
+            }
             let planner = Arc::new(planner);
-            let schema = source.schema();
             let stage = Arc::clone(&planner);
-            let stage_source = source.clone();
-            let staged = lines.map_partitions(move |part: std::vec::IntoIter<String>| {
-                let lines: Vec<String> = part.collect();
-                if lines.is_empty() {
-                    return vec![StageOut {
-                        input_rows: 0,
-                        batches: Vec::new(),
-                    }];
-                }
-                let input_rows = lines.len() as u64;
-                let batch = match stage_source.batch(&schema, lines) {
-                    Ok(batch) => batch,
-                    Err(e) => panic!("the source's rows do not fit its schema: {e}"),
-                };
-                match stage.run_stage(batch) {
-                    Ok(out) => vec![StageOut {
-                        input_rows,
-                        batches: out.into_iter().map(ArrowBatch).collect(),
-                    }],
-                    Err(e) => panic!("the query's plan failed on a micro-batch: {e}"),
-                }
-            });
+            let staged = if streams.len() == 1 {
+                let (id, spec) = sources[0].clone();
+                let schema = spec.schema();
+                streams
+                    .pop()
+                    .expect("one stream")
+                    .map_partitions(move |part: std::vec::IntoIter<String>| vec![stage_lines(&stage, id, &spec, &schema, part.collect())])
+            } else {
+                // A union: each line tagged with its stream, each stream's lines staged into
+                // its own scans of the plan (the others read nothing for them).
+                let tagged: Vec<ember::DStream<(usize, String)>> = streams
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, stream)| stream.map(move |line: String| (k, line)))
+                    .collect();
+                let specs: Vec<(usize, SourceSpec, SchemaRef)> =
+                    sources.iter().map(|(id, spec)| (*id, spec.clone(), spec.schema())).collect();
+                ssc.union(&tagged)?
+                    .map_partitions(move |part: std::vec::IntoIter<(usize, String)>| {
+                        let mut lines: Vec<Vec<String>> = vec![Vec::new(); specs.len()];
+                        for (k, line) in part {
+                            lines[k].push(line);
+                        }
+                        lines
+                            .into_iter()
+                            .zip(&specs)
+                            .map(|(lines, (id, spec, schema))| stage_lines(&stage, *id, spec, schema, lines))
+                            .collect::<Vec<_>>()
+                    })
+            };
             let output_state = Arc::clone(&state);
             let output_session = session.clone();
             let checkpoint = build_checkpoint;
-            let source_text = source.describe();
+            let source_text = sources.iter().map(|(_, s)| s.describe()).collect::<Vec<_>>().join(", ");
             staged.try_foreach_rdd(move |batch: ember::Batch<StageOut>, time: ember::Time| -> Result<()> {
                 let outs: Vec<StageOut> = batch.into_vec();
                 let input_rows: u64 = outs.iter().map(|o| o.input_rows).sum();
@@ -923,8 +943,10 @@ impl StreamingQuery {
             if self.state.stopped.load(Ordering::SeqCst) {
                 return;
             }
-            let at = self.state.exhausted_at.load(Ordering::SeqCst);
-            if at > 0 && self.state.handled.load(Ordering::SeqCst) >= at {
+            // Every source planned its last data, and the sink has handled the batch of the last.
+            let ats: Vec<u64> = self.state.exhausted_at.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+            let at = ats.iter().copied().max().unwrap_or(0);
+            if ats.iter().all(|a| *a > 0) && self.state.handled.load(Ordering::SeqCst) >= at {
                 let _ = self.stop();
                 return;
             }
@@ -1043,6 +1065,77 @@ impl StreamingQuery {
             Ok(stopped) => Ok(stopped),
             Err(e) => Err(self.failed(e)),
         }
+    }
+}
+
+/// The lines of stream `k` of a query (`k` names its engine source after the first, so that a
+/// checkpoint finds each again).
+fn source_stream(
+    ssc: &ember::StreamingContext,
+    spec: &SourceSpec,
+    k: usize,
+    trigger: Trigger,
+    workers: usize,
+    exhausted_at: &Arc<AtomicU64>,
+) -> ember::Result<ember::DStream<String>> {
+    let finite = matches!(trigger, Trigger::Once | Trigger::AvailableNow);
+    // The engine names operators with static strings; a union's later streams (rare, a few
+    // bytes each) get theirs leaked.
+    let name = |base: &'static str| -> &'static str {
+        if k == 0 {
+            base
+        } else {
+            Box::leak(format!("{base}_{k}").into_boxed_str())
+        }
+    };
+    Ok(match spec {
+        SourceSpec::Socket { host, port } => ssc.socket_text_stream(host, *port),
+        SourceSpec::Rate {
+            rows_per_second,
+            num_partitions,
+        } => ssc.direct_stream(
+            name("rate_source"),
+            spec.describe(),
+            RateSource::new(*rows_per_second, if *num_partitions == 0 { workers } else { *num_partitions }),
+            |slice: &crate::source::RateSlice| Ok::<_, String>(slice.rows()),
+        ),
+        SourceSpec::Text(options) => {
+            let options = match trigger {
+                // Once: everything there is in one micro-batch.
+                Trigger::Once => crate::source::FileOptions {
+                    max_files_per_trigger: None,
+                    ..options.clone()
+                },
+                _ => options.clone(),
+            };
+            let files = FileSource::new(options, finite);
+            let exhausted = Arc::clone(&files.exhausted);
+            let at = Arc::clone(exhausted_at);
+            let marked = MarkExhausted { files, exhausted, at };
+            ssc.direct_stream(name("file_stream_source"), spec.describe(), marked, |slice| read_lines(&slice.path))
+        }
+    })
+}
+
+/// One partition of stream `id`'s lines, through the worker's copy of the query's stage.
+fn stage_lines(stage: &Planner, id: usize, spec: &SourceSpec, schema: &SchemaRef, lines: Vec<String>) -> StageOut {
+    if lines.is_empty() {
+        return StageOut {
+            input_rows: 0,
+            batches: Vec::new(),
+        };
+    }
+    let input_rows = lines.len() as u64;
+    let batch = match spec.batch(schema, lines) {
+        Ok(batch) => batch,
+        Err(e) => panic!("the source's rows do not fit its schema: {e}"),
+    };
+    match stage.run_stage(id, batch) {
+        Ok(out) => StageOut {
+            input_rows,
+            batches: out.into_iter().map(ArrowBatch).collect(),
+        },
+        Err(e) => panic!("the query's plan failed on a micro-batch: {e}"),
     }
 }
 

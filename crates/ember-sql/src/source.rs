@@ -196,6 +196,8 @@ impl Slot {
 struct SlotGenerator {
     slot: Slot,
     projection: Option<Vec<usize>>,
+    /// The stream table it scans (`usize::MAX`: a leaf between stages).
+    source: usize,
 }
 
 impl fmt::Debug for SlotGenerator {
@@ -227,6 +229,7 @@ impl LazyBatchGenerator for SlotGenerator {
         Arc::new(RwLock::new(SlotGenerator {
             slot: self.slot.clone(),
             projection: self.projection.clone(),
+            source: self.source,
         }))
     }
 }
@@ -237,19 +240,27 @@ pub fn slot_exec(schema: SchemaRef) -> Result<(Arc<dyn ExecutionPlan>, Slot)> {
     let generator = SlotGenerator {
         slot: slot.clone(),
         projection: None,
+        source: usize::MAX,
     };
     let exec = LazyMemoryExec::try_new(schema, vec![Arc::new(RwLock::new(generator))])?;
     Ok((Arc::new(exec), slot))
 }
 
-/// The slot of the (only) source leaf of `plan`.
-pub fn find_slot(plan: &Arc<dyn ExecutionPlan>) -> Option<Slot> {
+/// The slots of every leaf of `plan` that reads one, with the stream table each scans (a plan
+/// over a union of streams, or a stream with itself, has several).
+pub fn find_slots(plan: &Arc<dyn ExecutionPlan>) -> Vec<(usize, Slot)> {
+    let mut found = Vec::new();
     if let Some(lazy) = plan.downcast_ref::<LazyMemoryExec>() {
-        let generators = lazy.generators();
-        let generator = generators.first()?.read();
-        return generator.as_any().downcast_ref::<SlotGenerator>().map(|g| g.slot.clone());
+        for generator in lazy.generators() {
+            if let Some(g) = generator.read().as_any().downcast_ref::<SlotGenerator>() {
+                found.push((g.source, g.slot.clone()));
+            }
+        }
     }
-    plan.children().into_iter().find_map(find_slot)
+    for child in plan.children() {
+        found.extend(find_slots(child));
+    }
+    found
 }
 
 /// The table a streaming DataFrame's plan scans. Its scan is a fresh slot each time it is
@@ -292,6 +303,7 @@ impl TableProvider for StreamTable {
         let generator = SlotGenerator {
             slot: Slot::default(),
             projection: projection.cloned(),
+            source: self.id,
         };
         Ok(Arc::new(LazyMemoryExec::try_new(schema, vec![Arc::new(RwLock::new(generator))])?))
     }

@@ -1,0 +1,103 @@
+//! `union` of streams: two file sources (each at its own pace: `maxFilesPerTrigger` 1 and 2)
+//! into one word count, a stream with itself (every row twice, as in Spark), and a join of two
+//! streams refused until event time brings stream-stream joins.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use ember_sql::functions::{col, explode, split};
+use ember_sql::{DataFrame, SparkSession, Trigger};
+
+fn directory(name: &str, files: &[&[&str]]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ember-sql-union-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = SystemTime::now() - Duration::from_secs(100);
+    for (k, lines) in files.iter().enumerate() {
+        let path = dir.join(format!("part-{k:03}.txt"));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(start + Duration::from_secs(k as u64))
+            .unwrap();
+    }
+    dir
+}
+
+fn stream(spark: &SparkSession, dir: &Path, per_trigger: usize) -> DataFrame {
+    spark
+        .read_stream()
+        .format("text")
+        .option("maxFilesPerTrigger", per_trigger)
+        .load_path(dir)
+        .unwrap()
+}
+
+/// The rows each batch handed to `foreachBatch`, as `value|count` strings, sorted.
+fn run(df: &DataFrame, mode: &str) -> Vec<Vec<String>> {
+    let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let into = Arc::clone(&seen);
+    let query = df
+        .write_stream()
+        .output_mode(mode)
+        .trigger(Trigger::AvailableNow)
+        .foreach_batch(move |batches, _| {
+            let mut rows = Vec::new();
+            for batch in batches {
+                for row in 0..batch.num_rows() {
+                    let cells: Vec<String> = batch.columns().iter().map(|c| ember_sql::show::cell(c.as_ref(), row)).collect();
+                    rows.push(cells.join("|"));
+                }
+            }
+            rows.sort();
+            into.lock().unwrap().push(rows);
+            Ok(())
+        })
+        .start()
+        .unwrap();
+    assert!(query.await_termination_timeout(Duration::from_secs(60)).unwrap());
+    seen.lock().unwrap().clone()
+}
+
+#[test]
+fn a_union_of_two_file_streams_counts_both() {
+    let spark = SparkSession::builder().master("local[2]").get_or_create().unwrap();
+    let a = directory("a", &[&["x y"], &["y"], &["z"]]);
+    let b = directory("b", &[&["x"], &["x w"]]);
+    let lines = stream(&spark, &a, 1).union(&stream(&spark, &b, 2)).unwrap();
+    let words = lines.select([explode(split(col("value"), " ")).alias("word")]).unwrap();
+    let batches = run(&words.group_by([col("word")]).count().unwrap(), "complete");
+    // Every file read once: the last table has every word's total over both directories.
+    assert_eq!(batches.last().unwrap(), &["w|1", "x|3", "y|2", "z|1"]);
+    let total: usize = batches.iter().map(|b| b.len()).sum();
+    assert!(batches.len() >= 3 && total > 4, "{batches:?}");
+    let _ = std::fs::remove_dir_all(a);
+    let _ = std::fs::remove_dir_all(b);
+}
+
+#[test]
+fn a_stream_with_itself_gives_each_row_twice() {
+    let spark = SparkSession::builder().master("local[2]").get_or_create().unwrap();
+    let a = directory("self", &[&["p", "q"]]);
+    let lines = stream(&spark, &a, 1);
+    let batches = run(&lines.union(&lines).unwrap(), "append");
+    assert_eq!(batches, [["p", "p", "q", "q"]]);
+    let _ = std::fs::remove_dir_all(a);
+}
+
+#[test]
+fn a_join_of_two_streams_is_refused() {
+    let spark = SparkSession::builder().master("local[1]").get_or_create().unwrap();
+    let a = directory("join-a", &[&["1"]]);
+    let b = directory("join-b", &[&["1"]]);
+    stream(&spark, &a, 1).create_or_replace_temp_view("a").unwrap();
+    stream(&spark, &b, 1).create_or_replace_temp_view("b").unwrap();
+    let joined = spark.sql("SELECT a.value FROM a JOIN b ON a.value = b.value").unwrap();
+    let err = joined.write_stream().format("memory").query_name("j").start().unwrap_err();
+    assert!(err.to_string().contains("a join of two streams is not in ember yet"), "{err}");
+    let _ = std::fs::remove_dir_all(a);
+    let _ = std::fs::remove_dir_all(b);
+}
