@@ -607,7 +607,7 @@ start_job() {
         ;;
     spark-sql)
         "$PY" "$BENCH/spark/structured_word_count.py" "${input[@]}" "$batches" "$INTERVAL_MS" "$SPARK_MASTER" \
-            >"$log.out" 2>>"$log.err" &
+            "${PYSPARK_CONFS[@]}" >"$log.out" 2>>"$log.err" &
         ;;
     ember-sql)
         "$EMBER_SQL_JOB" "${input[@]}" "$batches" "$INTERVAL_MS" "$EMBER_WORKERS" >"$log.out" 2>>"$log.err" &
@@ -692,7 +692,7 @@ run_trial() {
         ((count >= batches)) && break
         if ((count > 0 && first_seen == 0)); then
             first_seen=1
-            [[ $system == pyspark || $system == ember-python2* ]] && adopt_family "$job_pid"
+            [[ $system == pyspark || $system == spark-sql || $system == ember-python2* ]] && adopt_family "$job_pid"
             deadline=$(($(date +%s) + (batches - count) * INTERVAL_MS / 1000 + 3 * INTERVAL_MS / 1000 + 5))
         fi
         if (($(date +%s) > deadline)); then
@@ -870,7 +870,7 @@ if [[ $WORKLOAD == startup ]]; then
             PIDS+=("$probe_pid")
             wait "$probe_pid" || say "  warning: startup_probe.py failed, see $log.probe"
             stop_pid "$probe_pid"
-            [[ $s == pyspark ]] && adopt_family "$JOB_PID"
+            [[ $s == pyspark || $s == spark-sql ]] && adopt_family "$JOB_PID"
             stop_pid "$JOB_PID"
             stop_family
             stop_pid "$GEN_PID"

@@ -13,13 +13,21 @@ one overran carries that lateness (a backlog shows as growing total_ms); sched_m
 lateness.
 
 Usage: structured_word_count.py [--ember] HOST PORT BATCHES INTERVAL_MS MASTER [WORDS_PER_LINE]
+       [--conf KEY=VALUE ...] (settings for the session's builder: spark.driver.memory, ...)
 """
 
 import datetime
 import sys
 import time
 
-args = sys.argv[1:]
+args, confs = [], []
+argv = sys.argv[1:]
+while argv:
+    if argv[0] == "--conf" and len(argv) > 1 and "=" in argv[1]:
+        confs.append(argv[1].split("=", 1))
+        argv = argv[2:]
+    else:
+        args.append(argv.pop(0))
 EMBER = bool(args) and args[0] == "--ember"
 if EMBER:
     args = args[1:]
@@ -32,13 +40,15 @@ else:
 host, port, batches, interval_ms, master = args[0], int(args[1]), int(args[2]), int(args[3]), args[4]
 words_per_line = int(args[5]) if len(args) > 5 else 10
 
-spark = (
+builder = (
     SparkSession.builder.appName("StructuredNetworkWordCount")
     .master(master)
     .config("spark.sql.shuffle.partitions", "2")
     .config("spark.ui.enabled", "false")
-    .getOrCreate()
 )
+for key, value in confs:
+    builder = builder.config(key, value)
+spark = builder.getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
 lines = spark.readStream.format("socket").option("host", host).option("port", port).load()
 words = lines.select(explode(split(lines.value, " ")).alias("word"))
