@@ -51,6 +51,8 @@ fn literal(pattern: &str) -> Option<&str> {
 }
 
 enum Splitter {
+    /// A one-character literal: found with `memchr` (a word count's `" "`).
+    Char(char),
     Text(String),
     Regex(regex::Regex),
 }
@@ -58,7 +60,13 @@ enum Splitter {
 impl Splitter {
     fn new(pattern: &str) -> Result<Self> {
         match literal(pattern) {
-            Some(text) => Ok(Splitter::Text(text.to_owned())),
+            Some(text) => {
+                let mut chars = text.chars();
+                Ok(match (chars.next(), chars.next()) {
+                    (Some(c), None) => Splitter::Char(c),
+                    _ => Splitter::Text(text.to_owned()),
+                })
+            }
             None => match regex::Regex::new(pattern) {
                 Ok(re) => Ok(Splitter::Regex(re)),
                 Err(e) => exec_err!("split: the pattern {pattern:?} is not a regular expression ember reads: {e}"),
@@ -69,6 +77,7 @@ impl Splitter {
     fn split_into(&self, text: &str, limit: i64, out: &mut StringBuilder) {
         let limit = if limit > 0 { limit as usize } else { usize::MAX };
         match self {
+            Splitter::Char(sep) => text.splitn(limit, *sep).for_each(|piece| out.append_value(piece)),
             Splitter::Text(sep) => text.splitn(limit, sep.as_str()).for_each(|piece| out.append_value(piece)),
             Splitter::Regex(re) => re.splitn(text, limit).for_each(|piece| out.append_value(piece)),
         }
