@@ -1,11 +1,25 @@
 """What the Structured Streaming golden tests share with make_goldens.py's way of running a
-case (crates/ember-sql/tests/golden): the input files, and the case's query text evaluated with
-the functions of ``ember.pyspark.sql.functions`` in scope."""
+case (crates/ember-sql/tests/golden): the session, the input files, and the case's query text
+evaluated with the functions of ``ember.pyspark.sql.functions`` in scope."""
 
 import os
 import time
 
+from ember.pyspark.sql import SparkSession
 from ember.pyspark.sql import functions as F
+
+
+def session(app_name):
+    """The session make_goldens.py ran its cases in (local[2], its settings), on ember."""
+    spark = (
+        SparkSession.builder.appName(app_name)
+        .master("local[2]")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
 
 
 def write_inputs(directory, batches):

@@ -9,22 +9,14 @@ Usage: sql_golden_child.py CASES_JSON NAME DIR
 import json
 import sys
 
-from ember.pyspark.sql import SparkSession
-from sql_cases import build
+from sql_cases import build, session
 
 
 def main():
     cases_path, name, directory = sys.argv[1:4]
     with open(cases_path, encoding="utf-8") as f:
         case = next(c for c in json.load(f) if c["name"] == name)
-    spark = (
-        SparkSession.builder.appName("ember-goldens")
-        .master("local[2]")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = session("ember-goldens")
     lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory)
     df = build(spark, lines, case["dataframe"])
     query = df.writeStream.format("console").outputMode(case["mode"]).trigger(availableNow=True).start()

@@ -12,8 +12,7 @@ import os
 import pytest
 
 from ember.pyspark import errors
-from ember.pyspark.sql import SparkSession
-from sql_cases import build, write_inputs
+from sql_cases import build, session, write_inputs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "..", "..", "crates", "ember-sql", "tests", "golden", "checker_errors.json")
@@ -25,16 +24,9 @@ CHECKS = {c["name"]: c for c in GOLDENS["checks"]}
 
 @pytest.fixture(scope="module")
 def spark():
-    session = (
-        SparkSession.builder.appName("ember-checker")
-        .master("local[2]")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    spark = session("ember-checker")
+    yield spark
+    spark.stop()
 
 
 def test_goldens_were_made_with_pyspark_3_5():

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ember_sql::{SparkSession, Trigger};
 
+mod common;
+
 const FILES: usize = 40;
 const LINES_PER_FILE: usize = 25;
 
@@ -114,23 +116,12 @@ fn spawn(input: &Path, checkpoint: &Path, output: &str, how: &str, table: &str) 
 }
 
 fn input_dir(root: &Path) -> (PathBuf, Vec<String>) {
+    let files: Vec<Vec<String>> = (0..FILES)
+        .map(|f| (0..LINES_PER_FILE).map(|l| format!("f{f:02}-l{l:02}")).collect())
+        .collect();
     let dir = root.join("input");
-    std::fs::create_dir_all(&dir).unwrap();
-    let start = SystemTime::now() - Duration::from_secs(1000);
-    let mut all = Vec::new();
-    for f in 0..FILES {
-        let lines: Vec<String> = (0..LINES_PER_FILE).map(|l| format!("f{f:02}-l{l:02}")).collect();
-        let path = dir.join(format!("part-{f:03}.txt"));
-        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(start + Duration::from_secs(f as u64))
-            .unwrap();
-        all.extend(lines);
-    }
-    (dir, all)
+    common::batch_files(&dir, &files);
+    (dir, files.concat())
 }
 
 /// A small xorshift generator: the kill times of a run follow from its seed.
@@ -162,7 +153,7 @@ fn seed_and_kills() -> (u64, usize) {
 /// directory (input, checkpoint, and the file sink's output when `table` is empty).
 fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, table: &str) -> (PathBuf, Vec<String>) {
     let mut random = Random(seed);
-    let root = std::env::temp_dir().join(format!("ember-sql-crash-{name}-{}", std::process::id()));
+    let root = common::temp_dir(&format!("crash-{name}"));
     let _ = std::fs::remove_dir_all(&root);
     let (input, expected) = input_dir(&root);
     let checkpoint = root.join("checkpoint");
@@ -249,7 +240,7 @@ fn file_source_into_file_sink_exactly_once_across_kill_9() {
 /// The database sink into a fresh table of `url`: every row once after the kills.
 fn database_sink_across_kill_9(url_of: impl FnOnce(&Path) -> String, name: &str) {
     let (seed, kills) = seed_and_kills();
-    let scratch = std::env::temp_dir().join(format!("ember-sql-crash-db-{name}-{}", std::process::id()));
+    let scratch = common::temp_dir(&format!("crash-db-{name}"));
     std::fs::create_dir_all(&scratch).unwrap();
     let url = url_of(&scratch);
     let table = format!("sql_crash_{}_{}", name, std::process::id());

@@ -8,31 +8,23 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ember_sql::functions::{avg, col, count, explode, expr, max, min, split, sum};
 use ember_sql::{Column, DataFrame, SparkSession, Trigger};
+
+mod common;
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-/// A fresh directory holding one file per batch, their modification times a second apart.
+/// A fresh directory holding one file per batch of the case's input.
 fn input_dir(case: &str) -> PathBuf {
     let text = std::fs::read_to_string(golden_dir().join(format!("{case}.input.json"))).unwrap();
     let batches: Vec<Vec<String>> = serde_json::from_str(&text).unwrap();
-    let dir = std::env::temp_dir().join(format!("ember-sql-golden-{}-{case}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let start = SystemTime::now() - Duration::from_secs(100);
-    for (k, lines) in batches.iter().enumerate() {
-        let path = dir.join(format!("part-{k:03}.txt"));
-        let mut text = lines.join("\n");
-        text.push('\n');
-        std::fs::write(&path, text).unwrap();
-        let file = std::fs::File::options().write(true).open(&path).unwrap();
-        file.set_modified(start + Duration::from_secs(k as u64)).unwrap();
-    }
+    let dir = common::temp_dir(&format!("golden-{case}"));
+    common::batch_files(&dir, &batches);
     dir
 }
 

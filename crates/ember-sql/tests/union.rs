@@ -4,26 +4,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ember_sql::functions::{col, explode, split};
 use ember_sql::{DataFrame, SparkSession, Trigger};
 
+mod common;
+
 fn directory(name: &str, files: &[&[&str]]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ember-sql-union-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let start = SystemTime::now() - Duration::from_secs(100);
-    for (k, lines) in files.iter().enumerate() {
-        let path = dir.join(format!("part-{k:03}.txt"));
-        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(start + Duration::from_secs(k as u64))
-            .unwrap();
-    }
+    let batches: Vec<Vec<&str>> = files.iter().map(|f| f.to_vec()).collect();
+    let dir = common::temp_dir(&format!("union-{name}"));
+    common::batch_files(&dir, &batches);
     dir
 }
 
