@@ -99,8 +99,9 @@
 #                           EMBER_NATIVE_FUNCTIONS=0: every function called in Python, none
 #                           recognised and run natively); the ember-python systems install ember's Python
 #                           package (release build, `pip install ./python`) into the venv.
-#                           Structured Streaming (wordcount only: seed 002's query, complete
-#                           mode, console sink, processingTime trigger of BENCH_INTERVAL_MS):
+#                           Structured Streaming (wordcount and files: seed 002's query, complete
+#                           mode, console sink, processingTime trigger of BENCH_INTERVAL_MS;
+#                           files reads the directory with the text file source):
 #                           spark-sql (PySpark Structured Streaming on the JVM: bench/spark/
 #                           structured_word_count.py), ember-sql (the same query in Rust:
 #                           crates/ember-sql/examples/bench_structured_word_count.rs, or
@@ -225,7 +226,8 @@ for s in "${SYSTEM_LIST[@]}"; do
             usage_error "$s runs the word count only (BENCH_WORKLOAD wordcount, files or startup), not $WORKLOAD"
         ;;
     spark-sql | ember-sql | ember-sql-py)
-        [[ $WORKLOAD == wordcount ]] || usage_error "$s runs the socket word count only (BENCH_WORKLOAD wordcount), not $WORKLOAD"
+        [[ $WORKLOAD == wordcount || $WORKLOAD == files ]] ||
+            usage_error "$s runs the word count only (BENCH_WORKLOAD wordcount or files), not $WORKLOAD"
         ;;
     *) usage_error "unknown system '$s' in BENCH_SYSTEMS (ember, spark, pyspark, ember-python, ember-python2, ember-python2-py, spark-sql, ember-sql, ember-sql-py)" ;;
     esac

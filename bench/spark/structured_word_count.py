@@ -1,4 +1,5 @@
 """bench/compare.sh's Structured Streaming job in Python: seed 002's word count (socket lines,
+or with ``--files DIR`` the text file source over a directory new files are moved into;
 explode(split(value, " ")), groupBy("word").count(), complete mode, the console sink) on a
 processing-time trigger, run by PySpark (the JVM's Structured Streaming), or with ``--ember``
 by ember's Python package with only the imports changed. One line per micro-batch with input
@@ -12,7 +13,7 @@ batch's start plus whole intervals) to its end, so a batch that starts late beca
 one overran carries that lateness (a backlog shows as growing total_ms); sched_ms: that
 lateness.
 
-Usage: structured_word_count.py [--ember] HOST PORT BATCHES INTERVAL_MS MASTER [WORDS_PER_LINE]
+Usage: structured_word_count.py [--ember] (HOST PORT | --files DIR) BATCHES INTERVAL_MS MASTER [WORDS_PER_LINE]
        [--conf KEY=VALUE ...] (settings for the session's builder: spark.driver.memory, ...)
 """
 
@@ -37,7 +38,8 @@ else:
     from pyspark.sql import SparkSession
     from pyspark.sql.functions import explode, split
 
-host, port, batches, interval_ms, master = args[0], int(args[1]), int(args[2]), int(args[3]), args[4]
+FILES = args[0] == "--files"
+host, port, batches, interval_ms, master = args[0], args[1], int(args[2]), int(args[3]), args[4]
 words_per_line = int(args[5]) if len(args) > 5 else 10
 
 builder = (
@@ -50,7 +52,10 @@ for key, value in confs:
     builder = builder.config(key, value)
 spark = builder.getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
-lines = spark.readStream.format("socket").option("host", host).option("port", port).load()
+if FILES:
+    lines = spark.readStream.format("text").load(port)
+else:
+    lines = spark.readStream.format("socket").option("host", host).option("port", int(port)).load()
 words = lines.select(explode(split(lines.value, " ")).alias("word"))
 word_counts = words.groupBy("word").count()
 query = (

@@ -1,4 +1,5 @@
-//! `bench/compare.sh`'s Structured Streaming job: seed 002's word count (lines from a socket,
+//! `bench/compare.sh`'s Structured Streaming job: seed 002's word count (lines from a socket, or
+//! with `--files DIR` the text file source over a directory new files are moved into;
 //! `explode(split(value, " "))`, `groupBy("word").count()`, complete mode, the console sink),
 //! on a processing-time trigger, printing one line per micro-batch for `bench/verdict.py`:
 //!
@@ -10,7 +11,7 @@
 //! fixed number of words), `keys` the groups in the state, `proc_ms` and `total_ms` the time
 //! from the micro-batch's time to the sink's commit (Spark's `durationMs.triggerExecution`).
 //!
-//! Arguments: HOST PORT BATCHES INTERVAL_MS WORKERS [WORDS_PER_LINE, 10]. It stops after
+//! Arguments: (HOST PORT | --files DIR) BATCHES INTERVAL_MS WORKERS [WORDS_PER_LINE, 10]. It stops after
 //! BATCHES micro-batches with input.
 
 use std::time::Duration;
@@ -21,7 +22,7 @@ use ember_sql::{SparkSession, Trigger};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 5 {
-        return Err("arguments: HOST PORT BATCHES INTERVAL_MS WORKERS [WORDS_PER_LINE]".into());
+        return Err("arguments: (HOST PORT | --files DIR) BATCHES INTERVAL_MS WORKERS [WORDS_PER_LINE]".into());
     }
     let (host, port) = (&args[0], &args[1]);
     let batches: usize = args[2].parse()?;
@@ -33,12 +34,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .app_name("StructuredNetworkWordCount")
         .master(&format!("local[{workers}]"))
         .get_or_create()?;
-    let lines = spark
-        .read_stream()
-        .format("socket")
-        .option("host", host)
-        .option("port", port)
-        .load()?;
+    let lines = if host == "--files" {
+        spark.read_stream().format("text").load_path(port)?
+    } else {
+        spark
+            .read_stream()
+            .format("socket")
+            .option("host", host)
+            .option("port", port)
+            .load()?
+    };
     let words = lines.select([explode(split(col("value"), " ")).alias("word")])?;
     let word_counts = words.group_by([col("word")]).count()?;
     let query = word_counts

@@ -33,6 +33,9 @@ pub(crate) struct Committed {
     pub next_id: i64,
     /// The time of the last committed batch (ms), if any.
     pub last_time_ms: Option<u64>,
+    /// The watermarks the next batch runs with (Spark's `nextBatchWatermarkMs`; ember also
+    /// keeps the one for late rows).
+    pub watermarks: crate::eventtime::Watermarks,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -79,13 +82,18 @@ impl QueryCheckpoint {
         };
         let path = commits.join(last.to_string());
         let text = std::fs::read_to_string(&path).map_err(io(format!("cannot read {}", path.display())))?;
-        let time = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["batchTime"].as_u64())
+        let value = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+        let time = value["batchTime"]
+            .as_u64()
             .ok_or_else(|| Error::illegal_argument(format!("{} is not a commit of the commit log", path.display())))?;
+        let eviction_ms = value["nextBatchWatermarkMs"].as_i64().unwrap_or(0);
         Ok(Committed {
             next_id: last + 1,
             last_time_ms: Some(time),
+            watermarks: crate::eventtime::Watermarks {
+                eviction_ms,
+                late_ms: value["emberLateRowsWatermarkMs"].as_i64().unwrap_or(eviction_ms),
+            },
         })
     }
 
@@ -121,14 +129,19 @@ impl QueryCheckpoint {
         )))
     }
 
-    /// Records that the sink committed batch `batch_id`, the micro-batch of `time_ms`.
-    pub fn commit(&self, batch_id: i64, time_ms: u64) -> Result<()> {
+    /// Records that the sink committed batch `batch_id`, the micro-batch of `time_ms`, and the
+    /// watermarks the next batch runs with.
+    pub fn commit(&self, batch_id: i64, time_ms: u64, next: crate::eventtime::Watermarks) -> Result<()> {
         let path = self.dir.join("commits").join(batch_id.to_string());
         write_atomically(
             &path,
-            serde_json::json!({ "nextBatchWatermarkMs": 0, "batchTime": time_ms })
-                .to_string()
-                .as_bytes(),
+            serde_json::json!({
+                "nextBatchWatermarkMs": next.eviction_ms,
+                "emberLateRowsWatermarkMs": next.late_ms,
+                "batchTime": time_ms,
+            })
+            .to_string()
+            .as_bytes(),
         )
         .map_err(io(format!("cannot write {}", path.display())))
     }

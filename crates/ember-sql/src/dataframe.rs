@@ -9,6 +9,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::ident;
 
 use crate::error::{Error, Result};
+use crate::eventtime::Watermark;
 use crate::functions::{Column, Resolved};
 use crate::session::SparkSession;
 
@@ -20,6 +21,8 @@ pub struct DataFrame {
     pub(crate) df: datafusion::dataframe::DataFrame,
     /// The SQL text this DataFrame came from (`spark.sql`), for the origins Spark's messages name.
     pub(crate) sql: Option<std::sync::Arc<String>>,
+    /// The watermark of this DataFrame's stream (`withWatermark`), if any.
+    pub(crate) watermark: Option<std::sync::Arc<Watermark>>,
 }
 
 impl std::fmt::Debug for DataFrame {
@@ -57,14 +60,56 @@ const EXPLODED: &str = "__ember_explode";
 
 impl DataFrame {
     pub(crate) fn new(session: SparkSession, df: datafusion::dataframe::DataFrame) -> Self {
-        DataFrame { session, df, sql: None }
+        DataFrame {
+            session,
+            df,
+            sql: None,
+            watermark: None,
+        }
     }
 
     fn with(&self, df: datafusion::dataframe::DataFrame) -> DataFrame {
         DataFrame {
             sql: self.sql.clone(),
+            watermark: self.watermark.clone(),
             ..DataFrame::new(self.session.clone(), df)
         }
+    }
+
+    /// Defines the watermark of this stream (Spark's `withWatermark`): `event_time` is a
+    /// timestamp column, and the watermark of a micro-batch is the greatest event time seen
+    /// before it minus `delay_threshold` (`"10 minutes"`). Stateful operations keyed by that
+    /// time (a `window` of it, or the column itself) drop rows older than the watermark and
+    /// free the state it has passed.
+    pub fn with_watermark(&self, event_time: &str, delay_threshold: &str) -> Result<DataFrame> {
+        let Some(field) = self.df.schema().fields().iter().find(|f| f.name() == event_time) else {
+            let mut names: Vec<String> = self.columns().iter().map(|c| format!("`{c}`")).collect();
+            names.sort();
+            return Err(Error::analysis(format!(
+                "[UNRESOLVED_COLUMN.WITH_SUGGESTION] A column or function parameter with name `{event_time}` cannot be resolved. Did you mean one of the following? [{}].",
+                names.join(", ")
+            )));
+        };
+        if !matches!(field.data_type(), DataType::Timestamp(..)) {
+            return Err(Error::analysis(format!(
+                "Event time must be defined on a window or a timestamp, but {event_time} is of type {}.",
+                spark_type(field.data_type())
+            )));
+        }
+        let delay_ms = crate::eventtime::parse_delay_ms(delay_threshold).map_err(Error::analysis)?;
+        if delay_ms < 0 {
+            return Err(Error::illegal_argument(format!(
+                "requirement failed: delay threshold ({delay_threshold}) should not be negative."
+            )));
+        }
+        Ok(DataFrame {
+            watermark: Some(std::sync::Arc::new(Watermark {
+                column: event_time.to_owned(),
+                delay_ms,
+                plan: self.df.logical_plan().clone(),
+            })),
+            ..self.clone()
+        })
     }
 
     /// The session this DataFrame belongs to (Spark's `sparkSession`).
@@ -222,7 +267,14 @@ impl DataFrame {
 
     /// The rows of this DataFrame and then `other`'s, by column position (Spark's `union`).
     pub fn union(&self, other: &DataFrame) -> Result<DataFrame> {
-        Ok(self.with(self.df.clone().union(other.df.clone())?))
+        if self.watermark.is_some() && other.watermark.is_some() {
+            return Err(Error::unsupported(
+                "a union of two streams that both have a watermark (ember keeps one watermark per query for now)",
+            ));
+        }
+        let mut union = self.with(self.df.clone().union(other.df.clone())?);
+        union.watermark = self.watermark.clone().or_else(|| other.watermark.clone());
+        Ok(union)
     }
 
     /// Groups the rows by `columns` for an aggregation (Spark's `groupBy`).
@@ -240,7 +292,8 @@ impl DataFrame {
 
     /// Names this DataFrame for `spark.sql` (Spark's `createOrReplaceTempView`).
     pub fn create_or_replace_temp_view(&self, name: &str) -> Result<()> {
-        self.session.register_view(name, self.df.logical_plan().clone())
+        self.session
+            .register_view(name, self.df.logical_plan().clone(), self.watermark.clone())
     }
 
     /// The plans, as text (Spark's `explain`): the logical plan, and with `extended` the

@@ -192,6 +192,20 @@ impl Column {
         ))
     }
 
+    /// The element at 0-based position `index` of an array column, null when there is none
+    /// (Spark's `getItem`, and `column[index]` in Python).
+    pub fn get_item(self, index: i64) -> Column {
+        Column::call(
+            vec![self],
+            Arc::new(move |mut a| {
+                // DataFusion counts from 1, and from the end below 0; Spark has no negative index.
+                let position = if index < 0 { i64::MAX } else { index + 1 };
+                Ok(datafusion::functions_nested::expr_fn::array_element(a.remove(0), df_lit(position)))
+            }),
+            move |n| format!("{}[{index}]", n[0]),
+        )
+    }
+
     /// `self IS NULL`.
     pub fn is_null(self) -> Column {
         Column::call(vec![self], Arc::new(|mut a| Ok(a.remove(0).is_null())), |n| {
@@ -578,4 +592,44 @@ pub fn max(column: impl Into<Column>) -> Column {
     Column::function("max", vec![column.into()], |mut a| {
         datafusion::functions_aggregate::expr_fn::max(a.remove(0))
     })
+}
+
+/// Strings as timestamps, as Spark's `to_timestamp(col)` without a format reads them
+/// (`2017-04-23 12:07:00`, ISO 8601 with `T`, fractions and offsets; a time without an offset is
+/// UTC, ember's session time zone); text that is no timestamp gives null.
+pub fn to_timestamp(column: impl Into<Column>) -> Column {
+    Column::function("to_timestamp", vec![column.into()], |mut a| {
+        Expr::TryCast(datafusion::logical_expr::TryCast::new(
+            Box::new(a.remove(0)),
+            crate::eventtime::timestamp_type(),
+        ))
+    })
+}
+
+/// The event-time window of each row's `time_column` (Spark's `window(timeColumn,
+/// windowDuration, slideDuration=None, startTime=None)`): a `struct<start, end>` column named
+/// `window`, `[start, end)` aligned to the epoch plus `start_time`. With a slide shorter than the
+/// window, each row falls into several windows: such a window is a grouping key
+/// (`group_by([window(...), ...])`), which gives the row once per window.
+pub fn window(time_column: impl Into<Column>, window_duration: &str, slide_duration: Option<&str>, start_time: Option<&str>) -> Column {
+    // The SQL function's arguments: the slide (the window's length when not given) comes before
+    // a start time.
+    let mut texts = vec![window_duration.to_owned()];
+    if slide_duration.is_some() || start_time.is_some() {
+        texts.push(slide_duration.unwrap_or(window_duration).to_owned());
+    }
+    texts.extend(start_time.map(str::to_owned));
+    Column::call(
+        vec![time_column.into()],
+        Arc::new(move |mut a| {
+            let spec = crate::eventtime::WindowSpec::parse(&texts[0], texts.get(1).map(String::as_str), texts.get(2).map(String::as_str));
+            if let Err(e) = spec {
+                return Err(crate::Error::illegal_argument(e));
+            }
+            let mut args = vec![a.remove(0)];
+            args.extend(texts.iter().map(|t| df_lit(t.clone())));
+            Ok(Arc::new(crate::eventtime::SparkWindow::udf()).call(args))
+        }),
+        |_| "window".to_owned(),
+    )
 }

@@ -25,6 +25,7 @@
 mod checkpoint;
 mod dataframe;
 mod error;
+mod eventtime;
 pub mod functions;
 mod progress;
 mod query;

@@ -30,6 +30,15 @@ pub struct QueryProgress {
     pub add_batch_ms: u64,
     /// Groups in the aggregation's state after the micro-batch (`None`: no aggregation).
     pub state_rows: Option<u64>,
+    /// Groups the micro-batch added or changed in the state.
+    pub state_rows_updated: u64,
+    /// Groups the watermark freed from the state.
+    pub state_rows_removed: u64,
+    /// Rows the aggregation dropped as older than the watermark (Spark counts the partially
+    /// aggregated rows, one per group).
+    pub state_rows_dropped_by_watermark: u64,
+    /// With a watermark: the micro-batch's event times (none without rows) and its watermark.
+    pub event_time: Option<(Option<crate::eventtime::EventStats>, i64)>,
     /// Rows the sink got.
     pub num_output_rows: u64,
     /// The source, as Spark describes it.
@@ -52,14 +61,22 @@ impl QueryProgress {
     pub fn json(&self) -> String {
         let state_operators: Vec<serde_json::Value> = self
             .state_rows
-            .map(|rows| serde_json::json!({ "operatorName": "stateStoreSave", "numRowsTotal": rows }))
+            .map(|rows| {
+                serde_json::json!({
+                    "operatorName": "stateStoreSave",
+                    "numRowsTotal": rows,
+                    "numRowsUpdated": self.state_rows_updated,
+                    "numRowsRemoved": self.state_rows_removed,
+                    "numRowsDroppedByWatermark": self.state_rows_dropped_by_watermark,
+                })
+            })
             .into_iter()
             .collect();
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "id": self.id,
             "runId": self.run_id,
             "name": self.name,
-            "timestamp": iso_timestamp(self.timestamp_ms),
+            "timestamp": iso_timestamp(self.timestamp_ms as i64),
             "batchId": self.batch_id,
             "numInputRows": self.num_input_rows,
             "inputRowsPerSecond": self.input_rows_per_second,
@@ -73,8 +90,19 @@ impl QueryProgress {
                 "processedRowsPerSecond": self.processed_rows_per_second(),
             }],
             "sink": { "description": self.sink, "numOutputRows": self.num_output_rows },
-        })
-        .to_string()
+        });
+        if let Some((stats, watermark_ms)) = &self.event_time {
+            let mut event_time = serde_json::Map::new();
+            if let Some(stats) = stats {
+                // Spark formats the average's whole milliseconds.
+                event_time.insert("avg".into(), iso_timestamp(stats.avg as i64).into());
+                event_time.insert("max".into(), iso_timestamp(stats.max).into());
+                event_time.insert("min".into(), iso_timestamp(stats.min).into());
+            }
+            event_time.insert("watermark".into(), iso_timestamp(*watermark_ms).into());
+            json["eventTime"] = event_time.into();
+        }
+        json.to_string()
     }
 }
 
@@ -100,9 +128,9 @@ impl Reports {
 }
 
 /// `2026-12-07T01:20:36.123Z` of milliseconds since the epoch (UTC, as Spark prints it).
-pub(crate) fn iso_timestamp(ms: u64) -> String {
-    let days = (ms / 86_400_000) as i64;
-    let rest = ms % 86_400_000;
+pub(crate) fn iso_timestamp(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rest = ms.rem_euclid(86_400_000);
     // Howard Hinnant's days-to-civil algorithm.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -131,6 +159,7 @@ mod tests {
         assert_eq!(iso_timestamp(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso_timestamp(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(iso_timestamp(1_796_606_436_123), "2026-12-07T01:20:36.123Z");
+        assert_eq!(iso_timestamp(-1), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]
@@ -147,6 +176,10 @@ mod tests {
             trigger_execution_ms: 4,
             add_batch_ms: 1,
             state_rows: Some(3),
+            state_rows_updated: 2,
+            state_rows_removed: 1,
+            state_rows_dropped_by_watermark: 0,
+            event_time: None,
             num_output_rows: 3,
             source: "s".into(),
             sink: "k".into(),

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{Committed, QueryCheckpoint};
 use crate::dataframe::DataFrame;
 use crate::error::{Error, Result};
+use crate::eventtime::{EventStats, KeyTime, Watermarks};
 use crate::lock;
 use crate::progress::QueryProgress;
 use crate::session::SparkSession;
@@ -159,8 +160,27 @@ impl DataStreamWriter {
                 "a join of two streams is not in ember yet (stream-stream joins with watermarks come with event time); a union of streams is",
             ));
         }
-        check(&logical, mode, self.df.sql.as_deref().map(String::as_str))?;
-        let planner = Planner::new(session.clone(), self.df.logical_plan().clone())?;
+        let event_time = match &self.df.watermark {
+            Some(watermark) => Some(EventTime {
+                delay_ms: watermark.delay_ms,
+                key: crate::eventtime::watermark_key(self.df.logical_plan(), &watermark.column),
+            }),
+            None => None,
+        };
+        check(
+            &logical,
+            mode,
+            self.df.sql.as_deref().map(String::as_str),
+            event_time.is_some_and(|e| e.key.is_some()),
+        )?;
+        let mut planner = Planner::new(session.clone(), self.df.logical_plan().clone())?;
+        if let Some(watermark) = &self.df.watermark {
+            // The rows where the watermark is defined, their event-time column only.
+            let probe = datafusion::logical_expr::LogicalPlanBuilder::from(watermark.plan.clone())
+                .project(vec![datafusion::prelude::ident(&watermark.column)])?
+                .build()?;
+            planner.probe = Some(Box::new(Planner::new(session.clone(), probe)?));
+        }
         let checkpoint = self
             .options
             .iter()
@@ -181,6 +201,7 @@ impl DataStreamWriter {
             session,
             sources,
             planner,
+            event_time,
             mode,
             sink,
             names,
@@ -251,7 +272,7 @@ fn group_by_origin(sql: &str) -> Option<String> {
 /// Spark's `UnsupportedOperationChecker`, for what ember runs: the message of each refusal is
 /// Spark's first line (Spark adds the plan after it), with its origin in `sql` when the query
 /// came from `spark.sql`.
-fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>) -> Result<()> {
+fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>, watermarked_aggregation: bool) -> Result<()> {
     let mut aggregates = 0;
     let mut sort_above_aggregate = false;
     let mut sort_without_aggregate = false;
@@ -291,7 +312,7 @@ fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>) -> Result<()> 
                 "Complete output mode not supported when there are no streaming aggregations on streaming DataFrames/Datasets;",
             ));
         }
-        OutputMode::Append if aggregates > 0 => {
+        OutputMode::Append if aggregates > 0 && !watermarked_aggregation => {
             let origin = sql.and_then(group_by_origin).unwrap_or_default();
             return Err(Error::analysis(format!(
                 "Append output mode not supported when there are streaming aggregations on streaming DataFrames/DataSets without watermark;{origin}"
@@ -347,6 +368,8 @@ impl<'de> Deserialize<'de> for ArrowBatch {
 pub(crate) struct StageOut {
     input_rows: u64,
     batches: Vec<ArrowBatch>,
+    /// With a watermark: the event times of the partition's rows where it is defined.
+    event_time: Option<EventStats>,
 }
 
 /// One copy of a physical plan and the slots its leaves read, with the stream each scans.
@@ -423,6 +446,8 @@ struct Planner {
     aggregate: Option<usize>,
     pool: Mutex<Vec<Instance>>,
     task: Arc<TaskContext>,
+    /// With a watermark: the plan of its event-time column, run over the same input.
+    probe: Option<Box<Planner>>,
 }
 
 /// The stages after the gather, for an aggregation.
@@ -433,6 +458,23 @@ struct Finisher {
     groups: usize,
     state: Option<RecordBatch>,
     partial_schema: SchemaRef,
+    /// The key that holds event time, when the query has a watermark on it.
+    key_time: Option<(usize, KeyTime)>,
+}
+
+/// What a micro-batch did to an aggregation: the rows for the sink and the state's counts.
+struct Step {
+    rows: Vec<RecordBatch>,
+    updated: u64,
+    removed: u64,
+    dropped: u64,
+}
+
+/// Which rows of `batch` have their key's event time at or before `watermark_ms`.
+fn at_or_before(batch: &RecordBatch, (key, kind): (usize, KeyTime), watermark_ms: i64) -> Result<BooleanArray> {
+    let times = crate::eventtime::key_times(batch.column(key), kind)?;
+    let limit = watermark_ms.saturating_mul(1000);
+    Ok(times.iter().map(|t| Some(t.is_some_and(|t| t <= limit))).collect())
 }
 
 impl Planner {
@@ -444,6 +486,7 @@ impl Planner {
             aggregate: None,
             pool: Mutex::new(Vec::new()),
             task,
+            probe: None,
         };
         // Plan one copy now: errors surface at `start`, and it says whether there is an
         // aggregation.
@@ -564,6 +607,7 @@ impl Planner {
             groups: partial_agg.group_expr().expr().len(),
             state: None,
             partial_schema,
+            key_time: None,
         }))
     }
 }
@@ -608,9 +652,29 @@ impl Finisher {
     }
 
     /// Merges a micro-batch's partial rows into the state and returns the rows the output
-    /// mode sends to the sink.
-    fn step(&mut self, partials: Vec<RecordBatch>, mode: OutputMode, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+    /// mode sends to the sink. With event time (`watermarks`): groups at or before the late-rows
+    /// watermark are dropped; update mode then frees the groups at or before the eviction
+    /// watermark, append mode emits and frees them (Spark 3.5's `StateStoreSaveExec`).
+    fn step(
+        &mut self,
+        partials: Vec<RecordBatch>,
+        mode: OutputMode,
+        task: &Arc<TaskContext>,
+        watermarks: Option<Watermarks>,
+    ) -> Result<Step> {
         let new = concat_batches(&self.partial_schema, &partials)?;
+        // One row per group, as Spark's stateful operator sees them after its shuffle.
+        let mut new = concat_batches(&self.partial_schema, &self.merge.run(vec![new], task)?)?;
+        // Complete mode keeps every group: no late rows, no eviction (Spark's).
+        let event = self.key_time.zip(watermarks).filter(|_| mode != OutputMode::Complete);
+        let mut dropped = 0;
+        if let Some((key, w)) = event {
+            let late = at_or_before(&new, key, w.late_ms)?;
+            dropped = late.true_count() as u64;
+            if dropped > 0 {
+                new = filter_record_batch(&new, &datafusion::arrow::compute::not(&late)?)?;
+            }
+        }
         let mut input = Vec::with_capacity(2);
         if let Some(state) = self.state.take() {
             input.push(state);
@@ -618,7 +682,17 @@ impl Finisher {
         input.push(new.clone());
         let merged = self.merge.run(input, task)?;
         let merged = concat_batches(&self.partial_schema, &merged)?;
+        let evicted = match event {
+            Some((key, w)) => Some(at_or_before(&merged, key, w.eviction_ms)?),
+            None => None,
+        };
+        let removed = evicted.as_ref().map_or(0, |e| e.true_count() as u64);
+        let kept = match &evicted {
+            Some(mask) if removed > 0 => filter_record_batch(&merged, &datafusion::arrow::compute::not(mask)?)?,
+            _ => merged.clone(),
+        };
         let finishing = match mode {
+            OutputMode::Complete => merged,
             OutputMode::Update if self.groups > 0 => {
                 let keys = |batch: &RecordBatch| -> Result<datafusion::arrow::row::Rows> {
                     let fields = batch.columns()[..self.groups]
@@ -632,11 +706,20 @@ impl Finisher {
                 let mask: BooleanArray = keys(&merged)?.iter().map(|r| Some(touched.contains(r.as_ref()))).collect();
                 filter_record_batch(&merged, &mask)?
             }
-            _ => merged.clone(),
+            OutputMode::Update => merged,
+            OutputMode::Append => match &evicted {
+                Some(mask) => filter_record_batch(&merged, mask)?,
+                None => return Err(Error::unsupported("append mode for an aggregation without a watermark on its key")),
+            },
         };
-        self.state = Some(merged);
+        self.state = Some(kept);
         let finished = self.finish.run(vec![finishing], task)?;
-        self.upper.run(finished, task)
+        Ok(Step {
+            rows: self.upper.run(finished, task)?,
+            updated: new.num_rows() as u64,
+            removed,
+            dropped,
+        })
     }
 }
 
@@ -659,6 +742,11 @@ struct QueryState {
     drained_at: AtomicU64,
     /// Once, availableNow: the query ends by itself.
     finite: bool,
+    /// The watermarks the next micro-batch runs with.
+    watermarks: Mutex<Watermarks>,
+    /// The watermark moved past what the last micro-batch evicted with: the next runs even
+    /// without input (Spark's no-data batch), and a finite trigger waits for it.
+    no_data_pending: AtomicBool,
     progress: Mutex<crate::progress::Reports>,
 }
 
@@ -725,12 +813,20 @@ fn new_id() -> String {
     )
 }
 
+/// A query with a watermark: its delay, and the aggregation's key that holds event time.
+#[derive(Clone, Copy, Debug)]
+struct EventTime {
+    delay_ms: i64,
+    key: Option<(usize, KeyTime)>,
+}
+
 /// What [`StreamingQuery::start`] runs.
 struct Start {
     session: crate::session::SparkSession,
     /// The query's streams, with their tables' ids.
     sources: Vec<(usize, SourceSpec)>,
     planner: Planner,
+    event_time: Option<EventTime>,
     mode: OutputMode,
     sink: Sink,
     names: Vec<String>,
@@ -745,6 +841,7 @@ impl StreamingQuery {
             session,
             sources,
             planner,
+            event_time,
             mode,
             sink,
             names,
@@ -781,9 +878,14 @@ impl StreamingQuery {
             last_input_ms: AtomicU64::new(0),
             drained_at: AtomicU64::new(0),
             finite,
+            watermarks: Mutex::new(committed.watermarks),
+            no_data_pending: AtomicBool::new(false),
             progress: Mutex::new(crate::progress::Reports::default()),
         });
         let mut finisher = planner.finisher()?;
+        if let Some(finisher) = finisher.as_mut() {
+            finisher.key_time = event_time.and_then(|e| e.key);
+        }
         // A resumed aggregation starts from the state of the last committed batch.
         if let (Some(checkpoint), Some(finisher)) = (&checkpoint, finisher.as_mut())
             && committed.next_id > 0
@@ -845,28 +947,46 @@ impl StreamingQuery {
             staged.try_foreach_rdd(move |batch: ember::Batch<StageOut>, time: ember::Time| -> Result<()> {
                 let outs: Vec<StageOut> = batch.into_vec();
                 let input_rows: u64 = outs.iter().map(|o| o.input_rows).sum();
+                let stats = outs.iter().filter_map(|o| o.event_time).reduce(EventStats::merge);
                 // A batch the commit log holds ran again after a restart: its output is there.
                 let committed = committed.last_time_ms.is_some_and(|t| time.milliseconds() <= t);
-                let result = if input_rows == 0 || committed {
+                let no_data = input_rows == 0 && output_state.no_data_pending.load(Ordering::SeqCst);
+                let result = if (input_rows == 0 && !no_data) || committed {
                     Ok(())
                 } else {
+                    let watermarks = *lock(&output_state.watermarks);
                     let started = std::time::Instant::now();
                     let batches: Vec<RecordBatch> = outs.into_iter().flat_map(|o| o.batches).map(|b| b.0).collect();
                     let mut finishing = lock(&finisher);
-                    let rows = match finishing.as_mut() {
-                        None => Ok(batches),
-                        Some(f) => f.step(batches, mode, &planner.task),
+                    let step = match finishing.as_mut() {
+                        None => Ok(Step {
+                            rows: batches,
+                            updated: 0,
+                            removed: 0,
+                            dropped: 0,
+                        }),
+                        Some(f) => f.step(batches, mode, &planner.task, event_time.map(|_| watermarks)),
                     };
                     let state_rows = finishing.as_ref().map(Finisher::state_rows);
-                    rows.and_then(|rows| {
+                    step.and_then(|step| {
+                        let rows = step.rows;
+                        let next = match event_time {
+                            Some(e) => watermarks.after(e.delay_ms, stats),
+                            None => watermarks,
+                        };
                         let id = output_state.batches.load(Ordering::SeqCst) as i64;
                         sink.write(&output_session, &names, &rows, id, time.milliseconds(), mode)?;
                         if let Some(checkpoint) = &checkpoint {
                             if let Some(finisher) = finishing.as_ref() {
                                 checkpoint.write_state(id, &finisher.snapshot()?)?;
                             }
-                            checkpoint.commit(id, time.milliseconds())?;
+                            checkpoint.commit(id, time.milliseconds(), next)?;
                         }
+                        *lock(&output_state.watermarks) = next;
+                        let evicts = event_time.is_some_and(|e| e.key.is_some()) && mode != OutputMode::Complete;
+                        output_state
+                            .no_data_pending
+                            .store(evicts && next.eviction_ms > watermarks.eviction_ms, Ordering::SeqCst);
                         drop(finishing);
                         output_state.batches.store(id as u64 + 1, Ordering::SeqCst);
                         let add_batch_ms = started.elapsed().as_millis() as u64;
@@ -896,6 +1016,10 @@ impl StreamingQuery {
                             },
                             add_batch_ms,
                             state_rows,
+                            state_rows_updated: step.updated,
+                            state_rows_removed: step.removed,
+                            state_rows_dropped_by_watermark: step.dropped,
+                            event_time: event_time.map(|_| (stats, watermarks.eviction_ms)),
                             num_output_rows: rows.iter().map(|b| b.num_rows() as u64).sum(),
                             source: source_text.clone(),
                             sink: sink.describe(),
@@ -946,7 +1070,10 @@ impl StreamingQuery {
             // Every source planned its last data, and the sink has handled the batch of the last.
             let ats: Vec<u64> = self.state.exhausted_at.iter().map(|a| a.load(Ordering::SeqCst)).collect();
             let at = ats.iter().copied().max().unwrap_or(0);
-            if ats.iter().all(|a| *a > 0) && self.state.handled.load(Ordering::SeqCst) >= at {
+            if ats.iter().all(|a| *a > 0)
+                && self.state.handled.load(Ordering::SeqCst) >= at
+                && !self.state.no_data_pending.load(Ordering::SeqCst)
+            {
                 let _ = self.stop();
                 return;
             }
@@ -1123,6 +1250,7 @@ fn stage_lines(stage: &Planner, id: usize, spec: &SourceSpec, schema: &SchemaRef
         return StageOut {
             input_rows: 0,
             batches: Vec::new(),
+            event_time: None,
         };
     }
     let input_rows = lines.len() as u64;
@@ -1130,10 +1258,24 @@ fn stage_lines(stage: &Planner, id: usize, spec: &SourceSpec, schema: &SchemaRef
         Ok(batch) => batch,
         Err(e) => panic!("the source's rows do not fit its schema: {e}"),
     };
+    let event_time = stage.probe.as_ref().map(|probe| -> Result<Option<EventStats>> {
+        let mut stats: Option<EventStats> = None;
+        for times in probe.run_stage(id, batch.clone())? {
+            if let Some(more) = EventStats::of(times.column(0))? {
+                stats = Some(stats.map_or(more, |s| s.merge(more)));
+            }
+        }
+        Ok(stats)
+    });
+    let event_time = match event_time.transpose() {
+        Ok(stats) => stats.flatten(),
+        Err(e) => panic!("the query's watermark failed on a micro-batch: {e}"),
+    };
     match stage.run_stage(id, batch) {
         Ok(out) => StageOut {
             input_rows,
             batches: out.into_iter().map(ArrowBatch).collect(),
+            event_time,
         },
         Err(e) => panic!("the query's plan failed on a micro-batch: {e}"),
     }

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 
 use crate::dataframe::DataFrame;
 use crate::error::{Error, Result};
@@ -50,8 +51,23 @@ impl SparkSession {
         let mut statement = statements.pop_front().expect("one statement");
         rename_generators(&mut statement);
         let plan = futures::executor::block_on(state.statement_to_plan(statement))?;
+        // A view whose DataFrame had a watermark brings it along.
+        let mut watermark = None;
+        let _ = plan.apply(|node| {
+            // DataFusion inlines a view as its plan under the view's name.
+            let name = match node {
+                LogicalPlan::TableScan(scan) => Some(scan.table_name.table()),
+                LogicalPlan::SubqueryAlias(alias) => Some(alias.alias.table()),
+                _ => None,
+            };
+            if let Some(w) = name.and_then(|n| self.view_watermark(n)) {
+                watermark = Some(w);
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        });
         let mut df = DataFrame::new(self.clone(), datafusion::dataframe::DataFrame::new(state, plan));
         df.sql = Some(Arc::new(query.to_owned()));
+        df.watermark = watermark;
         Ok(df)
     }
 

@@ -23,6 +23,8 @@ struct Inner {
     ctx: SessionContext,
     next_source: AtomicUsize,
     id: usize,
+    /// The watermarks of the temporary views whose DataFrames had one.
+    watermarks: std::sync::Mutex<BTreeMap<String, Arc<crate::eventtime::Watermark>>>,
 }
 
 /// The entry point to DataFrames and SQL over streams (Spark's `SparkSession`).
@@ -101,7 +103,9 @@ impl Builder {
         let mut state = SessionStateBuilder::new().with_config(config).with_default_features().build();
         datafusion_spark::register_all(&mut state)?;
         state.add_analyzer_rule(Arc::new(crate::udf::SparkCasts));
+        state.add_analyzer_rule(Arc::new(crate::eventtime::SlidingWindows));
         datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(crate::udf::SparkSplit::udf()))?;
+        datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(crate::eventtime::SparkWindow::udf()))?;
         let ctx = SessionContext::new_with_state(state);
         Ok(SparkSession {
             inner: Arc::new(Inner {
@@ -110,6 +114,7 @@ impl Builder {
                 ctx,
                 next_source: AtomicUsize::new(0),
                 id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+                watermarks: std::sync::Mutex::default(),
             }),
         })
     }
@@ -145,11 +150,21 @@ impl SparkSession {
         self.inner.ctx.state()
     }
 
-    pub(crate) fn register_view(&self, name: &str, plan: LogicalPlan) -> Result<()> {
+    pub(crate) fn register_view(&self, name: &str, plan: LogicalPlan, watermark: Option<Arc<crate::eventtime::Watermark>>) -> Result<()> {
         let view = datafusion::catalog::view::ViewTable::new(plan, None);
         let _ = self.inner.ctx.deregister_table(name)?;
         self.inner.ctx.register_table(name, Arc::new(view))?;
+        let mut watermarks = self.inner.watermarks.lock().unwrap_or_else(|e| e.into_inner());
+        match watermark {
+            Some(w) => watermarks.insert(name.to_owned(), w),
+            None => watermarks.remove(name),
+        };
         Ok(())
+    }
+
+    /// The watermark of the temporary view `name`, if its DataFrame had one.
+    pub(crate) fn view_watermark(&self, name: &str) -> Option<Arc<crate::eventtime::Watermark>> {
+        self.inner.watermarks.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
     pub(crate) fn register_table(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {

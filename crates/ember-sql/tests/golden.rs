@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ember_sql::functions::{avg, col, count, explode, expr, max, min, split, sum};
+use ember_sql::functions::{avg, col, count, explode, expr, max, min, split, sum, to_timestamp, window};
 use ember_sql::{Column, DataFrame, SparkSession, Trigger};
 
 mod common;
@@ -19,9 +19,14 @@ fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
+/// The event-time cases (`tests/golden-eventtime/make_goldens.py`), with each batch's progress.
+fn event_time_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden-eventtime")
+}
+
 /// A fresh directory holding one file per batch of the case's input.
-fn input_dir(case: &str) -> PathBuf {
-    let text = std::fs::read_to_string(golden_dir().join(format!("{case}.input.json"))).unwrap();
+fn input_dir(golden: &Path, case: &str) -> PathBuf {
+    let text = std::fs::read_to_string(golden.join(format!("{case}.input.json"))).unwrap();
     let batches: Vec<Vec<String>> = serde_json::from_str(&text).unwrap();
     let dir = common::temp_dir(&format!("golden-{case}"));
     common::batch_files(&dir, &batches);
@@ -91,6 +96,45 @@ fn query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (DataFrame, &'s
     }
 }
 
+/// The event-time case's query over `lines` (`timestamp,word` lines), and its output mode.
+fn event_time_query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (DataFrame, &'static str) {
+    let parts = || split(col("value"), ",");
+    let events = lines
+        .select([
+            to_timestamp(parts().get_item(0)).alias("timestamp"),
+            parts().get_item(1).alias("word"),
+        ])
+        .unwrap();
+    let watermarked = |delay| events.with_watermark("timestamp", delay).unwrap();
+    let sliding = || window(col("timestamp"), "10 minutes", Some("5 minutes"), None);
+    let guide = || watermarked("10 minutes").group_by([sliding(), col("word")]).count().unwrap();
+    match case {
+        "guide_update" => (guide(), "update"),
+        "guide_append" => (guide(), "append"),
+        "tumbling_append" => (
+            watermarked("5 minutes")
+                .group_by([window(col("timestamp"), "10 minutes", None, None), col("word")])
+                .count()
+                .unwrap(),
+            "append",
+        ),
+        "guide_sql_update" => {
+            watermarked("10 minutes").create_or_replace_temp_view("events").unwrap();
+            let sql = "SELECT window(timestamp, '10 minutes', '5 minutes') AS window, word, count(*) AS count FROM events \
+                       GROUP BY window(timestamp, '10 minutes', '5 minutes'), word";
+            (spark.sql(sql).unwrap(), "update")
+        }
+        "agg_window_complete" => (
+            events
+                .group_by([window(col("timestamp"), "10 minutes", None, None)])
+                .agg([count("*"), min("word"), max("word")])
+                .unwrap(),
+            "complete",
+        ),
+        other => panic!("no ember query for event-time golden case {other}"),
+    }
+}
+
 /// The batches of a console output, each with its table rows in one order.
 fn normalised(text: &str, sort_rows: bool) -> Vec<String> {
     let header = "-------------------------------------------\nBatch: ";
@@ -108,52 +152,122 @@ fn normalised(text: &str, sort_rows: bool) -> Vec<String> {
         .collect()
 }
 
+/// The names of the cases in `golden` (its `.out` files), sorted.
+fn cases(golden: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(golden)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".out").map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Runs `case` of `golden` on the `availableNow` trigger, one file a micro-batch; its console
+/// output, and the query's progress reports.
+fn run(
+    golden: &Path,
+    case: &str,
+    query: fn(&str, &SparkSession, &DataFrame) -> (DataFrame, &'static str),
+) -> (String, &'static str, Vec<ember_sql::QueryProgress>) {
+    let dir = input_dir(golden, case);
+    let spark = SparkSession::builder()
+        .app_name("golden")
+        .master("local[2]")
+        .get_or_create()
+        .unwrap();
+    let lines = spark
+        .read_stream()
+        .format("text")
+        .option("maxFilesPerTrigger", 1)
+        .load_path(&dir)
+        .unwrap();
+    let (df, mode) = query(case, &spark, &lines);
+    let out = Captured::default();
+    let running = df
+        .write_stream()
+        .output_mode(mode)
+        .format("console")
+        .trigger(Trigger::AvailableNow)
+        .console_output(out.clone())
+        .start()
+        .unwrap();
+    assert!(
+        running.await_termination_timeout(Duration::from_secs(60)).unwrap(),
+        "{case}: did not stop"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let got = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    (got, mode, running.recent_progress())
+}
+
 #[test]
 fn console_output_matches_pysparks_batch_by_batch() {
-    let cases: Vec<String> = {
-        let mut names: Vec<String> = std::fs::read_dir(golden_dir())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".out").map(str::to_owned))
-            .collect();
-        names.sort();
-        names
-    };
+    let cases = cases(&golden_dir());
     assert!(cases.len() >= 10, "golden cases missing: {cases:?}");
     let mut failures = Vec::new();
     for case in &cases {
-        let dir = input_dir(case);
-        let spark = SparkSession::builder()
-            .app_name("golden")
-            .master("local[2]")
-            .get_or_create()
-            .unwrap();
-        let lines = spark
-            .read_stream()
-            .format("text")
-            .option("maxFilesPerTrigger", 1)
-            .load_path(&dir)
-            .unwrap();
-        let (df, mode) = query(case, &spark, &lines);
-        let out = Captured::default();
-        let running = df
-            .write_stream()
-            .output_mode(mode)
-            .format("console")
-            .trigger(Trigger::AvailableNow)
-            .console_output(out.clone())
-            .start()
-            .unwrap();
-        assert!(
-            running.await_termination_timeout(Duration::from_secs(60)).unwrap(),
-            "{case}: did not stop"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-        let got = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let (got, mode, _) = run(&golden_dir(), case, query);
         let want = std::fs::read_to_string(golden_dir().join(format!("{case}.out"))).unwrap();
         let sort = mode != "append";
         if normalised(&got, sort) != normalised(&want, sort) {
             failures.push(format!("== {case}: ember printed\n{got}\n== PySpark printed\n{want}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// What PySpark's progress report of a micro-batch says about event time and state, as
+/// `make_goldens.py` keeps it.
+fn event_time_progress(report: &serde_json::Value) -> serde_json::Value {
+    let operators: Vec<serde_json::Value> = report["stateOperators"]
+        .as_array()
+        .map(|ops| {
+            ops.iter()
+                .map(|op| {
+                    serde_json::json!({
+                        "numRowsTotal": op["numRowsTotal"],
+                        "numRowsUpdated": op["numRowsUpdated"],
+                        "numRowsRemoved": op["numRowsRemoved"],
+                        "numRowsDroppedByWatermark": op["numRowsDroppedByWatermark"],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "batchId": report["batchId"],
+        "numInputRows": report["numInputRows"],
+        "eventTime": report.get("eventTime").cloned().unwrap_or(serde_json::Value::Null),
+        "stateOperators": operators,
+    })
+}
+
+#[test]
+fn event_time_output_and_progress_match_pysparks() {
+    let golden = event_time_dir();
+    let cases = cases(&golden);
+    assert!(cases.len() >= 5, "event-time golden cases missing: {cases:?}");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let (got, _, progress) = run(&golden, case, event_time_query);
+        // Aggregations print in hash order in every mode.
+        let want = std::fs::read_to_string(golden.join(format!("{case}.out"))).unwrap();
+        if normalised(&got, true) != normalised(&want, true) {
+            failures.push(format!("== {case}: ember printed\n{got}\n== PySpark printed\n{want}"));
+        }
+        let want: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(golden.join(format!("{case}.progress.json"))).unwrap()).unwrap();
+        let got: Vec<serde_json::Value> = progress
+            .iter()
+            .map(|p| event_time_progress(&serde_json::from_str(&p.json()).unwrap()))
+            .collect();
+        if serde_json::Value::from(got.clone()) != want {
+            failures.push(format!(
+                "== {case}: ember's progress\n{}\n== PySpark's\n{}",
+                serde_json::to_string_pretty(&got).unwrap(),
+                serde_json::to_string_pretty(&want).unwrap()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Golden console outputs and progress reports of event-time Spark Structured Streaming queries,
+made with the real PySpark (windows, watermarks, late data).
+
+Run from anywhere (it writes next to itself):
+
+    PYSPARK_PYTHON=/work/main/bench/.work/venv/bin/python \
+        /work/main/bench/.work/venv/bin/python crates/ember-sql/tests/golden-eventtime/make_goldens.py
+
+The same design as ../golden/make_goldens.py: every case runs in its own subprocess (the same
+python, env TZ=UTC) with its own local SparkSession (session time zone UTC); the subprocess's
+stdout is what the console sink printed. After the query ends, the subprocess also writes the
+query's progress reports (`query.recentProgress`, reduced to the fields below) as JSON to a path
+the parent passes; the parent saves it as `<case>.progress.json`. Options: `--case NAME`
+(repeatable) runs only those cases.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The Spark programming guide's late-data example; lines "YYYY-MM-DD HH:MM:SS,word".
+GUIDE = [
+    ["2017-04-23 12:07:00,dog", "2017-04-23 12:08:00,owl"],
+    ["2017-04-23 12:14:00,dog", "2017-04-23 12:09:00,cat"],
+    [
+        "2017-04-23 12:15:00,cat",
+        "2017-04-23 12:08:00,dog",
+        "2017-04-23 12:13:00,owl",
+        "2017-04-23 12:21:00,owl",
+    ],
+    ["2017-04-23 12:04:00,donkey", "2017-04-23 12:17:00,owl"],
+]
+GUIDE_PLUS = GUIDE + [["2017-04-23 12:40:00,cat"]]
+
+EVENTS = (
+    'lines.select(to_timestamp(split(lines.value, ",")[0]).alias("timestamp"), '
+    'split(lines.value, ",")[1].alias("word"))'
+)
+SLIDING = (
+    EVENTS
+    + '.withWatermark("timestamp", "10 minutes")'
+    '.groupBy(window("timestamp", "10 minutes", "5 minutes"), "word").count()'
+)
+SLIDING_SQL = (
+    "SELECT window(timestamp, '10 minutes', '5 minutes') AS window, word, count(*) AS count "
+    "FROM events GROUP BY window(timestamp, '10 minutes', '5 minutes'), word"
+)
+
+CASES = [
+    {
+        "name": "guide_update",
+        "mode": "update",
+        "dataframe": SLIDING,
+        "sql": None,
+        "input": GUIDE,
+    },
+    {
+        "name": "guide_append",
+        "mode": "append",
+        "dataframe": SLIDING,
+        "sql": None,
+        "input": GUIDE,
+    },
+    {
+        "name": "tumbling_append",
+        "mode": "append",
+        "dataframe": (
+            EVENTS
+            + '.withWatermark("timestamp", "5 minutes")'
+            '.groupBy(window("timestamp", "10 minutes"), "word").count()'
+        ),
+        "sql": None,
+        "input": GUIDE_PLUS,
+    },
+    {
+        "name": "guide_sql_update",
+        "mode": "update",
+        "dataframe": (
+            "events = " + EVENTS + '.withWatermark("timestamp", "10 minutes")\n'
+            'events.createOrReplaceTempView("events")\n'
+            'spark.sql("' + SLIDING_SQL + '")'
+        ),
+        "sql": SLIDING_SQL,
+        "input": GUIDE,
+    },
+    {
+        "name": "agg_window_complete",
+        "mode": "complete",
+        "dataframe": (
+            EVENTS
+            + '.groupBy(window("timestamp", "10 minutes")).agg(count("*"), min("word"), max("word"))'
+        ),
+        "sql": None,
+        "input": GUIDE,
+    },
+]
+
+STATE_FIELDS = ["numRowsTotal", "numRowsUpdated", "numRowsRemoved", "numRowsDroppedByWatermark"]
+
+
+def write_inputs(directory, batches):
+    """One file per batch, each modified 1 s after the previous one (oldest first)."""
+    base = time.time() - 10 * (len(batches) + 1)
+    for i, lines in enumerate(batches):
+        path = os.path.join(directory, "part-%03d.txt" % i)
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write("".join(line + "\n" for line in lines))
+        os.utime(path, (base + i, base + i))
+
+
+# ---------------------------------------------------------------------------------------------
+# In the subprocess
+
+
+def session():
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.appName("ember-goldens-eventtime")
+        .master("local[2]")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        # Default 100 is plenty for these short queries; made explicit so no report is dropped.
+        .config("spark.sql.streaming.numRecentProgressUpdates", "1000")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def build(spark, lines, source):
+    """Evaluates the case's query text; the value of its last line is the streaming DataFrame."""
+    from pyspark.sql import functions as F
+
+    scope = {name: getattr(F, name) for name in dir(F) if not name.startswith("_")}
+    scope.update(spark=spark, lines=lines)
+    *statements, last = source.split("\n")
+    for statement in statements:
+        exec(statement, scope)
+    return eval(last, scope)
+
+
+def reduce_progress(progress):
+    return {
+        "batchId": progress["batchId"],
+        "numInputRows": progress["numInputRows"],
+        "eventTime": progress.get("eventTime") or None,
+        "stateOperators": [
+            {field: op.get(field) for field in STATE_FIELDS}
+            for op in progress.get("stateOperators", [])
+        ],
+    }
+
+
+def run_case(case, directory, progress_path):
+    spark = session()
+    lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory)
+    df = build(spark, lines, case["dataframe"])
+    query = (
+        df.writeStream.format("console")
+        .outputMode(case["mode"])
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    progress = [reduce_progress(p) for p in query.recentProgress]
+    spark.stop()
+    with open(progress_path, "w", encoding="utf-8") as f:
+        json.dump(progress, f, indent=2)
+        f.write("\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# In the parent
+
+
+def child(args):
+    env = dict(os.environ)
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env["TZ"] = "UTC"
+    return subprocess.run(
+        [sys.executable, os.path.abspath(__file__)] + args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def dump_json(name, value):
+    with open(os.path.join(HERE, name), "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--case", action="append")
+    parser.add_argument("--child-case")
+    parser.add_argument("--dir")
+    parser.add_argument("--progress")
+    args = parser.parse_args()
+
+    if args.child_case:
+        run_case(next(c for c in CASES if c["name"] == args.child_case), args.dir, args.progress)
+        return
+
+    import pyspark
+
+    print("PySpark", pyspark.__version__, file=sys.stderr)
+    failed = False
+    for case in CASES:
+        if args.case and case["name"] not in args.case:
+            continue
+        with tempfile.TemporaryDirectory(prefix="ember-golden-et-") as directory:
+            write_inputs(directory, case["input"])
+            # Next to the input directory, not inside it (the file source would read it as input).
+            progress = os.path.join(os.path.dirname(directory), os.path.basename(directory) + ".progress.json")
+            started = time.time()
+            proc = child(["--child-case", case["name"], "--dir", directory, "--progress", progress])
+        out = proc.stdout.decode("utf-8")
+        if (
+            proc.returncode != 0
+            or not out.startswith("-------------------------------------------\nBatch: 0\n")
+            or not os.path.exists(progress)
+        ):
+            failed = True
+            print("FAILED %s (rc %d)\n--- stdout\n%s\n--- stderr\n%s" % (
+                case["name"], proc.returncode, out, proc.stderr.decode("utf-8", "replace")), file=sys.stderr)
+            if os.path.exists(progress):
+                os.remove(progress)
+            continue
+        with open(os.path.join(HERE, case["name"] + ".out"), "w", encoding="utf-8", newline="") as f:
+            f.write(out)
+        dump_json(case["name"] + ".input.json", case["input"])
+        shutil.move(progress, os.path.join(HERE, case["name"] + ".progress.json"))
+        with open(os.path.join(HERE, case["name"] + ".progress.json"), encoding="utf-8") as f:
+            reports = json.load(f)
+        print("%-22s %5.1f s, %d batches printed, %d progress reports, watermarks %s" % (
+            case["name"], time.time() - started, out.count("\nBatch: ") + out.startswith("Batch: "),
+            len(reports), [(r["eventTime"] or {}).get("watermark") for r in reports]), file=sys.stderr)
+
+    dump_json("cases.json", [
+        {"name": c["name"], "mode": c["mode"], "dataframe": c["dataframe"], "sql": c["sql"],
+         "input": c["name"] + ".input.json", "output": c["name"] + ".out",
+         "progress": c["name"] + ".progress.json"}
+        for c in CASES
+    ])
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
