@@ -3,7 +3,10 @@ package, exactly as make_goldens.py ran it on PySpark (only the imports differ):
 with maxFilesPerTrigger 1 on DIR, the case's query text evaluated with the functions of
 ``ember.pyspark.sql.functions`` in scope, the console sink, ``trigger(availableNow=True)``.
 
-Usage: sql_golden_child.py CASES_JSON NAME DIR
+With PROGRESS_JSON, it also writes each micro-batch's progress as the event-time goldens keep
+it: batchId, numInputRows, eventTime, and the state operators' row counts.
+
+Usage: sql_golden_child.py CASES_JSON NAME DIR [PROGRESS_JSON]
 """
 
 import json
@@ -21,6 +24,19 @@ def main():
     df = build(spark, lines, case["dataframe"])
     query = df.writeStream.format("console").outputMode(case["mode"]).trigger(availableNow=True).start()
     query.awaitTermination()
+    if len(sys.argv) > 4:
+        kept = ("numRowsTotal", "numRowsUpdated", "numRowsRemoved", "numRowsDroppedByWatermark")
+        reports = [
+            {
+                "batchId": p["batchId"],
+                "numInputRows": p["numInputRows"],
+                "eventTime": p.get("eventTime"),
+                "stateOperators": [{k: op.get(k) for k in kept} for op in p.get("stateOperators") or []],
+            }
+            for p in query.recentProgress
+        ]
+        with open(sys.argv[4], "w", encoding="utf-8") as f:
+            json.dump(reports, f)
     spark.stop()
 
 

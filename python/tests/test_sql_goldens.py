@@ -1,6 +1,7 @@
 """Structured Streaming from Python against the real PySpark's console output (issue 27,
-acceptance 2): the cases of crates/ember-sql/tests/golden (made by its make_goldens.py with
-PySpark 3.5.9), each run by sql_golden_child.py with PySpark's own query text and only the
+acceptance 2; issue 28, acceptance 1 and 2): the cases of crates/ember-sql/tests/golden and
+golden-eventtime (made by their make_goldens.py with PySpark 3.5.9; the event-time ones also
+with each batch's watermark, event times and state counts from ``recentProgress``), each run by sql_golden_child.py with PySpark's own query text and only the
 imports changed. As in the Rust test of those goldens, each batch's table rows are compared in
 one order (Spark prints complete- and update-mode rows in its state store's hash order, no
 contract); headers, widths, truncation and ``only showing top 20 rows`` exactly."""
@@ -16,9 +17,13 @@ from sql_cases import write_inputs
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "..", "..", "crates", "ember-sql", "tests", "golden")
 CASES = os.path.join(GOLDEN, "cases.json")
+EVENT_TIME = os.path.join(HERE, "..", "..", "crates", "ember-sql", "tests", "golden-eventtime")
+EVENT_TIME_CASES = os.path.join(EVENT_TIME, "cases.json")
 
 with open(CASES, encoding="utf-8") as f:
     NAMES = [c["name"] for c in json.load(f)]
+with open(EVENT_TIME_CASES, encoding="utf-8") as f:
+    EVENT_TIME_NAMES = [c["name"] for c in json.load(f)]
 
 
 def normalised(text, sort_rows):
@@ -35,21 +40,42 @@ def normalised(text, sort_rows):
     return out
 
 
+def run_case(golden, cases, name, tmp_path, progress=None):
+    """The case's input written to tmp_path/input, run by sql_golden_child.py: the case, and what
+    it printed."""
+    with open(cases, encoding="utf-8") as f:
+        case = next(c for c in json.load(f) if c["name"] == name)
+    directory = tmp_path / "input"
+    directory.mkdir()
+    with open(os.path.join(golden, case["input"]), encoding="utf-8") as f:
+        write_inputs(str(directory), json.load(f))
+    command = [sys.executable, os.path.join(HERE, "sql_golden_child.py"), cases, name, str(directory)]
+    if progress:
+        command.append(str(progress))
+    proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
+    return case, proc.stdout.decode("utf-8")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_console_output_matches_pyspark(name, tmp_path):
-    with open(CASES, encoding="utf-8") as f:
-        case = next(c for c in json.load(f) if c["name"] == name)
-    with open(os.path.join(GOLDEN, case["input"]), encoding="utf-8") as f:
-        write_inputs(str(tmp_path), json.load(f))
+    case, got = run_case(GOLDEN, CASES, name, tmp_path)
     with open(os.path.join(GOLDEN, case["output"]), encoding="utf-8") as f:
         want = f.read()
-    proc = subprocess.run(
-        [sys.executable, os.path.join(HERE, "sql_golden_child.py"), CASES, name, str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        timeout=120,
-    )
-    got = proc.stdout.decode("utf-8")
-    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
     sort = case["mode"] != "append"
     assert normalised(got, sort) == normalised(want, sort), "ember printed:\n%s\nPySpark printed:\n%s" % (got, want)
+
+
+@pytest.mark.parametrize("name", EVENT_TIME_NAMES)
+def test_event_time_output_and_progress_match_pyspark(name, tmp_path):
+    progress = tmp_path / "progress.json"
+    case, got = run_case(EVENT_TIME, EVENT_TIME_CASES, name, tmp_path, progress)
+    with open(os.path.join(EVENT_TIME, case["output"]), encoding="utf-8") as f:
+        want = f.read()
+    # Aggregations print in hash order in every output mode.
+    assert normalised(got, True) == normalised(want, True), "ember printed:\n%s\nPySpark printed:\n%s" % (got, want)
+    with open(os.path.join(EVENT_TIME, case["progress"]), encoding="utf-8") as f:
+        want_progress = json.load(f)
+    with open(progress, encoding="utf-8") as f:
+        got_progress = json.load(f)
+    assert got_progress == want_progress

@@ -165,6 +165,18 @@ impl PyColumn {
     fn cast(&self, py: Python<'_>, to: &str) -> PyResult<PyColumn> {
         self.column.clone().cast(to).map(PyColumn::from).map_err(|e| sql_err(py, e))
     }
+
+    /// The element at 0-based `index` of an array column (`getItem`, `column[index]`).
+    fn get_item(&self, index: i64) -> PyColumn {
+        self.column.clone().get_item(index).into()
+    }
+}
+
+/// `window(timeColumn, windowDuration, slideDuration, startTime)`.
+#[pyfunction]
+#[pyo3(signature = (time_column, window_duration, slide_duration=None, start_time=None))]
+pub fn sql_window(time_column: &PyColumn, window_duration: &str, slide_duration: Option<&str>, start_time: Option<&str>) -> PyColumn {
+    f::window(time_column.column.clone(), window_duration, slide_duration, start_time).into()
 }
 
 /// `col(name)`.
@@ -240,6 +252,7 @@ pub fn sql_function(name: &str, args: Vec<PyRef<'_, PyColumn>>, pattern: Option<
         "avg" | "mean" => f::avg(one(&mut args)?),
         "min" => f::min(one(&mut args)?),
         "max" => f::max(one(&mut args)?),
+        "to_timestamp" => f::to_timestamp(one(&mut args)?),
         other => return Err(PyValueError::new_err(format!("ember has no function {other:?} yet"))),
     };
     Ok(column.into())
@@ -332,6 +345,13 @@ impl PyDataFrame {
             grouped.agg(columns(aggregates))
         };
         df.map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    fn with_watermark(&self, py: Python<'_>, event_time: &str, delay_threshold: &str) -> PyResult<PyDataFrame> {
+        self.df
+            .with_watermark(event_time, delay_threshold)
+            .map(PyDataFrame::from)
+            .map_err(|e| sql_err(py, e))
     }
 
     fn create_or_replace_temp_view(&self, py: Python<'_>, name: &str) -> PyResult<()> {

@@ -16,6 +16,10 @@ use crate::error::{Error, Result};
 use crate::lock;
 use crate::show::show_string;
 
+/// How the file sinks write a timestamp: Spark's default `timestampFormat` of json and csv,
+/// `yyyy-MM-dd'T'HH:mm:ss.SSSXXX`, in UTC (`2017-04-23T12:00:00.000Z`).
+const SPARK_TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
+
 /// What reaches the sink each micro-batch (Spark's `outputMode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputMode {
@@ -293,14 +297,19 @@ impl FileSink {
         let mut bytes = Vec::new();
         match self.format {
             FileFormat::Json => {
-                let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut bytes);
+                let mut writer = datafusion::arrow::json::WriterBuilder::new()
+                    .with_timestamp_tz_format(SPARK_TIMESTAMP_FORMAT.to_owned())
+                    .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut bytes);
                 for batch in batches {
                     writer.write(batch)?;
                 }
                 writer.finish()?;
             }
             FileFormat::Csv => {
-                let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(false).build(&mut bytes);
+                let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(false)
+                    .with_timestamp_tz_format(SPARK_TIMESTAMP_FORMAT.to_owned())
+                    .build(&mut bytes);
                 for batch in batches {
                     writer.write(batch)?;
                 }

@@ -41,10 +41,12 @@ fn checkpoint_crash_child() {
         .option("maxFilesPerTrigger", 1)
         .load_path(input)
         .unwrap();
-    let trigger = if *how == "finish" {
-        Trigger::AvailableNow
-    } else {
-        Trigger::ProcessingTime(Duration::from_millis(20))
+    // The windowed query's batches come slower, so that the killed runs leave files for the
+    // last one (which then starts from their watermark).
+    let trigger = match (*how, *table) {
+        ("finish", _) => Trigger::AvailableNow,
+        (_, "windowed") => Trigger::ProcessingTime(Duration::from_millis(150)),
+        _ => Trigger::ProcessingTime(Duration::from_millis(20)),
     };
     // `table` empty: the json file sink in the directory `output`; else the database sink
     // into that table of the database at the URL `output`.
@@ -59,15 +61,47 @@ fn checkpoint_crash_child() {
     } else {
         writer.format("jdbc").option("url", output).option("dbtable", table)
     };
-    let query = if *table == "aggregation" {
-        aggregation_query(lines, checkpoint, output, trigger)
-    } else {
-        writer.start().unwrap()
+    let query = match *table {
+        "aggregation" => aggregation_query(lines, checkpoint, output, trigger),
+        "windowed" => windowed_query(lines, checkpoint, output, trigger),
+        _ => writer.start().unwrap(),
     };
     assert!(
         query.await_termination_timeout(Duration::from_secs(120)).unwrap(),
         "the query did not end"
     );
+    if *table == "windowed" && *how == "finish" {
+        // The watermark each micro-batch of the last run ran with.
+        let watermarks: Vec<serde_json::Value> = query
+            .recent_progress()
+            .iter()
+            .map(|p| serde_json::from_str::<serde_json::Value>(&p.json()).unwrap()["eventTime"]["watermark"].clone())
+            .collect();
+        std::fs::write(format!("{output}.watermarks"), serde_json::to_string(&watermarks).unwrap()).unwrap();
+    }
+}
+
+/// Rows counted per 1-minute window of their event time (`timestamp,value` lines) with a
+/// 30-second watermark, in append mode into the json file sink at `output`: each window is
+/// written once the watermark passes its end.
+fn windowed_query(lines: ember_sql::DataFrame, checkpoint: &str, output: &str, trigger: Trigger) -> ember_sql::StreamingQuery {
+    use ember_sql::functions::{col, split, to_timestamp, window};
+    lines
+        .select([to_timestamp(split(col("value"), ",").get_item(0)).alias("timestamp")])
+        .unwrap()
+        .with_watermark("timestamp", "30 seconds")
+        .unwrap()
+        .group_by([window(col("timestamp"), "1 minute", None, None)])
+        .count()
+        .unwrap()
+        .write_stream()
+        .output_mode("append")
+        .format("json")
+        .option("path", output)
+        .option("checkpointLocation", checkpoint)
+        .trigger(trigger)
+        .start()
+        .unwrap()
 }
 
 /// Rows per input file, in complete mode, each batch's whole result written by `foreachBatch`
@@ -115,10 +149,17 @@ fn spawn(input: &Path, checkpoint: &Path, output: &str, how: &str, table: &str) 
         .unwrap()
 }
 
-fn input_dir(root: &Path) -> (PathBuf, Vec<String>) {
-    let files: Vec<Vec<String>> = (0..FILES)
-        .map(|f| (0..LINES_PER_FILE).map(|l| format!("f{f:02}-l{l:02}")).collect())
-        .collect();
+/// The input files: `fNN-lLL` lines; for the windowed query, file NN's lines are at
+/// 12:NN:LL (event time) before a comma.
+fn input_dir(root: &Path, table: &str) -> (PathBuf, Vec<String>) {
+    let line = |f: usize, l: usize| {
+        if table == "windowed" {
+            format!("2017-04-23 12:{f:02}:{l:02},f{f:02}-l{l:02}")
+        } else {
+            format!("f{f:02}-l{l:02}")
+        }
+    };
+    let files: Vec<Vec<String>> = (0..FILES).map(|f| (0..LINES_PER_FILE).map(|l| line(f, l)).collect()).collect();
     let dir = root.join("input");
     common::batch_files(&dir, &files);
     (dir, files.concat())
@@ -155,7 +196,7 @@ fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, ta
     let mut random = Random(seed);
     let root = common::temp_dir(&format!("crash-{name}"));
     let _ = std::fs::remove_dir_all(&root);
-    let (input, expected) = input_dir(&root);
+    let (input, expected) = input_dir(&root, table);
     let checkpoint = root.join("checkpoint");
     let output = output.map_or_else(|| root.join("output").display().to_string(), str::to_owned);
     for _ in 0..kills {
@@ -163,6 +204,19 @@ fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, ta
         std::thread::sleep(Duration::from_millis(50 + random.below(600)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+    }
+    if table == "windowed" {
+        // The watermark the killed runs left in the commit log, for the last run to start from.
+        let last_commit = std::fs::read_dir(checkpoint.join("commits"))
+            .map(|entries| entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok()).max())
+            .unwrap_or(None);
+        let watermark = last_commit.map_or(0, |id| {
+            let text = std::fs::read_to_string(checkpoint.join("commits").join(id.to_string())).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["nextBatchWatermarkMs"]
+                .as_i64()
+                .unwrap()
+        });
+        std::fs::write(root.join("watermark-before-finish"), watermark.to_string()).unwrap();
     }
     let child = spawn(&input, &checkpoint, &output, "finish", table);
     let started = Instant::now();
@@ -320,4 +374,59 @@ fn aggregation_state_survives_kill_9() {
         ids.len()
     );
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn windowed_append_into_file_sink_exactly_once_across_kill_9() {
+    if std::env::var("EMBER_SQL_CRASH_CHILD").is_ok() {
+        return;
+    }
+    let (seed, kills) = seed_and_kills();
+    let (root, _) = kill_and_finish("windowed", seed, kills, None, "windowed");
+    let output = root.join("output");
+    let mut windows: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for file in ember_sql::committed_files(&output).unwrap() {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let start = row["window"]["start"].as_str().unwrap().to_owned();
+            windows.entry(start).or_default().push(row["count"].as_i64().unwrap());
+        }
+    }
+    // The last run ends at watermark 12:39:24 - 30 s: the windows up to 12:37-12:38 are out,
+    // each once with all its rows; 12:38 and 12:39 are still open.
+    let want: BTreeMap<String, Vec<i64>> = (0..FILES - 2)
+        .map(|f| (format!("2017-04-23T12:{f:02}:00.000Z"), vec![LINES_PER_FILE as i64]))
+        .collect();
+    assert_eq!(windows, want, "windows written after {kills} kills (seed {seed})");
+    // The last run started from the watermark the killed runs committed, and never went back.
+    let before: i64 = std::fs::read_to_string(root.join("watermark-before-finish"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let text = std::fs::read_to_string(root.join("output.watermarks")).unwrap();
+    let watermarks: Vec<String> = serde_json::from_str(&text).unwrap();
+    if let Some(first) = watermarks.first() {
+        assert_eq!(first, &progress_time(before), "the last run's first watermark (seed {seed})");
+    }
+    assert!(
+        watermarks.windows(2).all(|w| w[0] <= w[1]),
+        "the watermark went back: {watermarks:?}"
+    );
+    println!(
+        "ember-sql crash test (windowed append): {kills} kills, {} windows each once, the last run from watermark {before} ms ({} batches)",
+        windows.len(),
+        watermarks.len()
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A watermark as progress reports show it, for the epoch or a time of 2017-04-23 12:xx (UTC).
+fn progress_time(ms: i64) -> String {
+    const NOON: i64 = 1_492_948_800_000; // 2017-04-23T12:00:00Z
+    if ms == 0 {
+        return "1970-01-01T00:00:00.000Z".to_owned();
+    }
+    let since = ms - NOON;
+    assert!((0..3_600_000).contains(&since), "a watermark outside the test's hour: {ms}");
+    format!("2017-04-23T12:{:02}:{:02}.{:03}Z", since / 60_000, since / 1000 % 60, since % 1000)
 }

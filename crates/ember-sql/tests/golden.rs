@@ -108,9 +108,29 @@ fn event_time_query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (Dat
     let watermarked = |delay| events.with_watermark("timestamp", delay).unwrap();
     let sliding = || window(col("timestamp"), "10 minutes", Some("5 minutes"), None);
     let guide = || watermarked("10 minutes").group_by([sliding(), col("word")]).count().unwrap();
+    let keyed = |delay, window: Column| watermarked(delay).group_by([window, col("word")]).count().unwrap();
     match case {
-        "guide_update" => (guide(), "update"),
-        "guide_append" => (guide(), "append"),
+        "guide_update" | "late_dropped_update" => (guide(), "update"),
+        "guide_append" | "late_dropped_append" => (guide(), "append"),
+        "timestamp_key_append" => (watermarked("5 minutes").group_by([col("timestamp")]).count().unwrap(), "append"),
+        "nulls_and_start_update" => (
+            keyed(
+                "10 minutes",
+                window(col("timestamp"), "10 minutes", Some("5 minutes"), Some("2 minutes")),
+            ),
+            "update",
+        ),
+        "sliding_filter_append" => (
+            keyed("1 minute", window(col("timestamp"), "12 minutes", Some("5 minutes"), None)),
+            "append",
+        ),
+        "watermark_stateless_append" => (watermarked("10 minutes").select([col("timestamp"), col("word")]).unwrap(), "append"),
+        "sql_tumbling_complete" => {
+            events.create_or_replace_temp_view("events").unwrap();
+            let sql = "SELECT window(timestamp, '10 minutes') AS window, count(*) AS n, max(word) AS last FROM events \
+                       GROUP BY window(timestamp, '10 minutes')";
+            (spark.sql(sql).unwrap(), "complete")
+        }
         "tumbling_append" => (
             watermarked("5 minutes")
                 .group_by([window(col("timestamp"), "10 minutes", None, None), col("word")])

@@ -39,6 +39,15 @@ GUIDE = [
     ["2017-04-23 12:04:00,donkey", "2017-04-23 12:17:00,owl"],
 ]
 GUIDE_PLUS = GUIDE + [["2017-04-23 12:40:00,cat"]]
+# A 5th batch whose donkey arrives when the late-events watermark is already 12:11.
+GUIDE_LATE = GUIDE + [["2017-04-23 12:04:00,donkey", "2017-04-23 12:26:00,cat"]]
+GUIDE_END = GUIDE + [["2017-04-23 12:59:00,end"]]
+# Unparseable timestamps (to_timestamp gives null).
+NULLS = [
+    ["2017-04-23 12:07:00,dog", "not a time,cat", "2017-04-23 12:08:30,owl"],
+    ["2017-04-23 12:14:00,dog", ",empty"],
+    ["2017-04-23 12:31:00,owl"],
+]
 
 EVENTS = (
     'lines.select(to_timestamp(split(lines.value, ",")[0]).alias("timestamp"), '
@@ -52,6 +61,10 @@ SLIDING = (
 SLIDING_SQL = (
     "SELECT window(timestamp, '10 minutes', '5 minutes') AS window, word, count(*) AS count "
     "FROM events GROUP BY window(timestamp, '10 minutes', '5 minutes'), word"
+)
+TUMBLING_SQL = (
+    "SELECT window(timestamp, '10 minutes') AS window, count(*) AS n, max(word) AS last "
+    "FROM events GROUP BY window(timestamp, '10 minutes')"
 )
 
 CASES = [
@@ -99,6 +112,67 @@ CASES = [
             + '.groupBy(window("timestamp", "10 minutes")).agg(count("*"), min("word"), max("word"))'
         ),
         "sql": None,
+        "input": GUIDE,
+    },
+    {
+        "name": "late_dropped_update",
+        "mode": "update",
+        "dataframe": SLIDING,
+        "sql": None,
+        "input": GUIDE_LATE,
+    },
+    {
+        "name": "late_dropped_append",
+        "mode": "append",
+        "dataframe": SLIDING,
+        "sql": None,
+        "input": GUIDE_LATE,
+    },
+    {
+        "name": "timestamp_key_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.withWatermark("timestamp", "5 minutes").groupBy("timestamp").count()',
+        "sql": None,
+        "input": GUIDE_PLUS,
+    },
+    {
+        "name": "nulls_and_start_update",
+        "mode": "update",
+        "dataframe": (
+            EVENTS
+            + '.withWatermark("timestamp", "10 minutes")'
+            '.groupBy(window("timestamp", "10 minutes", "5 minutes", "2 minutes"), "word").count()'
+        ),
+        "sql": None,
+        "input": NULLS,
+    },
+    {
+        "name": "sliding_filter_append",
+        "mode": "append",
+        "dataframe": (
+            EVENTS
+            + '.withWatermark("timestamp", "1 minute")'
+            '.groupBy(window("timestamp", "12 minutes", "5 minutes"), "word").count()'
+        ),
+        "sql": None,
+        "input": GUIDE_END,
+    },
+    {
+        "name": "watermark_stateless_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.withWatermark("timestamp", "10 minutes").select("timestamp", "word")',
+        "sql": None,
+        "input": GUIDE,
+    },
+    {
+        "name": "sql_tumbling_complete",
+        "mode": "complete",
+        "dataframe": (
+            "events = " + EVENTS + "\n"
+            'events.createOrReplaceTempView("events")\n'
+            'spark.sql("' + TUMBLING_SQL + '")'
+        ),
+        "sql": TUMBLING_SQL,
         "input": GUIDE,
     },
 ]

@@ -149,6 +149,17 @@ class Column:
         """The value where no branch of a ``when(...)`` column holds."""
         return Column(self._jc.otherwise(_lit(value)))
 
+    def getItem(self, key):
+        """The element at 0-based position ``key`` of an array column (null past its end)."""
+        if isinstance(key, bool) or not isinstance(key, int):
+            raise PySparkValueError("ember's getItem takes an array position (an int), got %s" % type(key).__name__)
+        return Column(self._jc.get_item(key))
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            raise PySparkValueError("[NOT_IMPLEMENTED] ember's Column takes no slices; use getItem")
+        return self.getItem(key)
+
     def isNull(self):
         return Column(self._jc.unary("IS NULL"))
 

@@ -109,6 +109,13 @@ class DataFrame:
     def agg(self, *exprs):
         return self.groupBy().agg(*exprs)
 
+    def withWatermark(self, eventTime, delayThreshold):
+        """The watermark of this stream: the greatest ``eventTime`` (a timestamp column) seen
+        before a micro-batch minus ``delayThreshold`` (``"10 minutes"``). Aggregations keyed by
+        that time (``window(eventTime, ...)``) drop rows older than it and, in append and update
+        mode, free the windows it has passed (append mode emits them then)."""
+        return self._new(self._jdf.with_watermark(eventTime, delayThreshold))
+
     def createOrReplaceTempView(self, name):
         self._jdf.create_or_replace_temp_view(name)
 

@@ -2,7 +2,7 @@
 argument orders and column names. A string where a column is expected names a column."""
 
 from ember import _ember
-from ember.pyspark.errors import PySparkTypeError
+from ember.pyspark.errors import PySparkTypeError, PySparkValueError
 from ember.pyspark.sql.column import Column, _lit, _to_column
 
 
@@ -88,6 +88,30 @@ def max(col):
     return _call("max", col)
 
 
+
+
+def to_timestamp(col, format=None):
+    """The strings of ``col`` as timestamps, read as Spark's ``CAST(... AS TIMESTAMP)`` reads
+    them (``2017-04-23 12:07:00``, ISO 8601; without an offset in UTC, ember's session time
+    zone); text that is no timestamp gives null."""
+    if format is not None:
+        raise PySparkValueError(
+            "ember's to_timestamp takes no format yet (got %r): it reads Spark's default forms" % (format,)
+        )
+    return _call("to_timestamp", col)
+
+
+def window(timeColumn, windowDuration, slideDuration=None, startTime=None):
+    """The event-time window of each row (``struct<start, end>``, named ``window``):
+    ``windowDuration`` long (``"10 minutes"``), starting every ``slideDuration`` (tumbling when
+    not given) from the epoch plus ``startTime``. With a slide shorter than the window a row
+    falls in several windows: group by the window to count it in each."""
+    for name, value in (("windowDuration", windowDuration), ("slideDuration", slideDuration), ("startTime", startTime)):
+        if value is not None and not isinstance(value, str):
+            raise PySparkTypeError("[NOT_STR] Argument `%s` should be a str, got %s." % (name, type(value).__name__))
+    return Column(_ember.sql_window(_to_column(timeColumn, "timeColumn"), windowDuration, slideDuration, startTime))
+
+
 __all__ = [
     "col",
     "column",
@@ -105,4 +129,6 @@ __all__ = [
     "mean",
     "min",
     "max",
+    "to_timestamp",
+    "window",
 ]
