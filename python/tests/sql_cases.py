@@ -32,10 +32,13 @@ def write_inputs(directory, batches):
         os.utime(path, (base + i, base + i))
 
 
-def build(spark, lines, source):
-    """The case's query text as make_goldens.py evaluates it; its last line is the DataFrame."""
+def build(spark, lines, source, static=None):
+    """The case's query text as make_goldens.py evaluates it; its last line is the DataFrame.
+    ``static``: the path of the case's static table (JSON lines), read as ``static``."""
     scope = {name: getattr(F, name) for name in dir(F) if not name.startswith("_")}
     scope.update(spark=spark, lines=lines)
+    if static is not None:
+        scope["static"] = spark.read.json(static)
     *statements, last = source.split("\n")
     for statement in statements:
         exec(statement, scope)

@@ -10,6 +10,7 @@ Usage: sql_golden_child.py CASES_JSON NAME DIR [PROGRESS_JSON]
 """
 
 import json
+import os
 import sys
 
 from sql_cases import build, session
@@ -21,7 +22,10 @@ def main():
         case = next(c for c in json.load(f) if c["name"] == name)
     spark = session("ember-goldens")
     lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory)
-    df = build(spark, lines, case["dataframe"])
+    static = None
+    if case.get("static"):
+        static = os.path.join(os.path.dirname(os.path.abspath(cases_path)), case["static"])
+    df = build(spark, lines, case["dataframe"], static)
     query = df.writeStream.format("console").outputMode(case["mode"]).trigger(availableNow=True).start()
     query.awaitTermination()
     if len(sys.argv) > 4:

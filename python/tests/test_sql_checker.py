@@ -1,6 +1,8 @@
 """Structured Streaming queries Spark refuses at ``writeStream...start()`` (its
-UnsupportedOperationChecker and the output-mode parser), against the real PySpark: the checks of
-crates/ember-sql/tests/golden/checker_errors.json (made by make_goldens.py --only-checker with
+UnsupportedOperationChecker and the output-mode parser), or already while the DataFrame is built
+(``withWatermark``), against the real PySpark: the checks of
+crates/ember-sql/tests/golden/checker_errors.json and golden-eventtime/checker_errors.json (joins
+with streams, deduplication, watermarks; made by their make_goldens.py --only-checker with
 PySpark 3.5.9). Each check's query text is run on ember with only the imports changed; ember must
 raise the exception of the same class (from ``ember.pyspark.errors``) with the same first line
 of the message. Spark appends the analysed plan (with expression ids) after the first line;
@@ -15,11 +17,16 @@ from ember.pyspark import errors
 from sql_cases import build, session, write_inputs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GOLDEN = os.path.join(HERE, "..", "..", "crates", "ember-sql", "tests", "golden", "checker_errors.json")
+TESTS = os.path.join(HERE, "..", "..", "crates", "ember-sql", "tests")
+GOLDEN = os.path.join(TESTS, "golden", "checker_errors.json")
+EVENT_TIME = os.path.join(TESTS, "golden-eventtime", "checker_errors.json")
 
 with open(GOLDEN, encoding="utf-8") as f:
     GOLDENS = json.load(f)
-CHECKS = {c["name"]: c for c in GOLDENS["checks"]}
+with open(EVENT_TIME, encoding="utf-8") as f:
+    EVENT_TIME_GOLDENS = json.load(f)
+CHECKS = {c["name"]: (GOLDENS, c) for c in GOLDENS["checks"]}
+CHECKS.update({c["name"]: (EVENT_TIME_GOLDENS, c) for c in EVENT_TIME_GOLDENS["checks"]})
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +37,24 @@ def spark():
 
 
 def test_goldens_were_made_with_pyspark_3_5():
-    assert GOLDENS["pyspark"].startswith("3.5.")
-    assert all(c.get("exception") for c in GOLDENS["checks"]), "every check is a query Spark refuses"
+    for goldens in (GOLDENS, EVENT_TIME_GOLDENS):
+        assert goldens["pyspark"].startswith("3.5.")
+        assert all(c.get("exception") for c in goldens["checks"]), "every check is a query Spark refuses"
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
 def test_start_refuses_like_pyspark(spark, name, tmp_path):
-    check = CHECKS[name]
-    write_inputs(str(tmp_path), GOLDENS["input"])
+    goldens, check = CHECKS[name]
+    write_inputs(str(tmp_path), goldens["input"])
+    static = None
+    if goldens.get("static"):
+        static = str(tmp_path.parent / ("%s.static.jsonl" % name))
+        with open(static, "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(row, sort_keys=True) + "\n" for row in goldens["static"]))
     lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(tmp_path))
-    df = build(spark, lines, check["dataframe"])
     expected = getattr(errors, check["exception"])
     try:
+        df = build(spark, lines, check["dataframe"], static)
         query = df.writeStream.format("console").outputMode(check["mode"]).start()
     except Exception as e:  # noqa: BLE001 - the class is compared by name below
         got = e

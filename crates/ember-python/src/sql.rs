@@ -77,6 +77,15 @@ impl PySession {
         df.map(PyDataFrame::from).map_err(|e| sql_err(py, e))
     }
 
+    /// The table of `path` in `format` with `options` (`spark.read`).
+    fn read(&self, py: Python<'_>, format: &str, options: Vec<(String, String)>, path: &str) -> PyResult<PyDataFrame> {
+        let mut reader = self.spark.read().format(format);
+        for (key, value) in &options {
+            reader = reader.option(key, value);
+        }
+        reader.load(path).map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
     fn sql(&self, py: Python<'_>, query: &str) -> PyResult<PyDataFrame> {
         self.spark.sql(query).map(PyDataFrame::from).map_err(|e| sql_err(py, e))
     }
@@ -352,6 +361,23 @@ impl PyDataFrame {
             .with_watermark(event_time, delay_threshold)
             .map(PyDataFrame::from)
             .map_err(|e| sql_err(py, e))
+    }
+
+    fn join(&self, py: Python<'_>, other: PyRef<'_, PyDataFrame>, on: Vec<String>, how: &str) -> PyResult<PyDataFrame> {
+        let on: Vec<&str> = on.iter().map(String::as_str).collect();
+        self.df.join(&other.df, &on, how).map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    /// `dropDuplicates(subset)`, or `dropDuplicatesWithinWatermark(subset)` with `within`.
+    #[pyo3(signature = (subset, within=false))]
+    fn drop_duplicates(&self, py: Python<'_>, subset: Option<Vec<String>>, within: bool) -> PyResult<PyDataFrame> {
+        let names: Option<Vec<&str>> = subset.as_ref().map(|s| s.iter().map(String::as_str).collect());
+        let df = if within {
+            self.df.drop_duplicates_within_watermark(names.as_deref())
+        } else {
+            self.df.drop_duplicates(names.as_deref())
+        };
+        df.map(PyDataFrame::from).map_err(|e| sql_err(py, e))
     }
 
     fn create_or_replace_temp_view(&self, py: Python<'_>, name: &str) -> PyResult<()> {

@@ -23,6 +23,8 @@ pub struct DataFrame {
     pub(crate) sql: Option<std::sync::Arc<String>>,
     /// The watermark of this DataFrame's stream (`withWatermark`), if any.
     pub(crate) watermark: Option<std::sync::Arc<Watermark>>,
+    /// Its top aggregation is a deduplication (`dropDuplicates`).
+    pub(crate) dedup: Option<crate::dedup::DedupKind>,
 }
 
 impl std::fmt::Debug for DataFrame {
@@ -65,6 +67,7 @@ impl DataFrame {
             df,
             sql: None,
             watermark: None,
+            dedup: None,
         }
     }
 
@@ -72,6 +75,7 @@ impl DataFrame {
         DataFrame {
             sql: self.sql.clone(),
             watermark: self.watermark.clone(),
+            dedup: self.dedup,
             ..DataFrame::new(self.session.clone(), df)
         }
     }
@@ -92,8 +96,8 @@ impl DataFrame {
         };
         if !matches!(field.data_type(), DataType::Timestamp(..)) {
             return Err(Error::analysis(format!(
-                "Event time must be defined on a window or a timestamp, but {event_time} is of type {}.",
-                spark_type(field.data_type())
+                "[EVENT_TIME_IS_NOT_ON_TIMESTAMP_TYPE] The event time `{event_time}` has the invalid type \"{}\", but expected \"TIMESTAMP\".;",
+                spark_type(field.data_type()).to_ascii_uppercase()
             )));
         }
         let delay_ms = crate::eventtime::parse_delay_ms(delay_threshold).map_err(Error::analysis)?;
@@ -275,6 +279,118 @@ impl DataFrame {
         let mut union = self.with(self.df.clone().union(other.df.clone())?);
         union.watermark = self.watermark.clone().or_else(|| other.watermark.clone());
         Ok(union)
+    }
+
+    /// The rows of this DataFrame joined with `other`'s on the columns `on` of both (Spark's
+    /// `join(other, on, how)`): the `on` columns once (for a full outer join, the one that is not
+    /// null), then this DataFrame's other columns, then `other`'s. `how` is Spark's join type
+    /// (`inner`, `left`/`left_outer`, `right`, `full`/`outer`, `left_semi`, `left_anti`, `cross`,
+    /// ...). A stream joins a table (a DataFrame without streams) in the combinations Spark
+    /// takes, checked at `start`; two streams do not join yet.
+    pub fn join(&self, other: &DataFrame, on: &[&str], how: &str) -> Result<DataFrame> {
+        use datafusion::common::JoinType;
+        let join_type = match how.to_ascii_lowercase().replace('_', "").as_str() {
+            "inner" => JoinType::Inner,
+            "cross" => JoinType::Inner,
+            "outer" | "full" | "fullouter" => JoinType::Full,
+            "left" | "leftouter" => JoinType::Left,
+            "right" | "rightouter" => JoinType::Right,
+            "semi" | "leftsemi" => JoinType::LeftSemi,
+            "anti" | "leftanti" => JoinType::LeftAnti,
+            _ => {
+                return Err(Error::illegal_argument(format!(
+                    "Unsupported join type '{how}'. Supported join types include: 'inner', 'outer', 'full', 'fullouter', 'full_outer', 'leftouter', 'left', 'left_outer', 'rightouter', 'right', 'right_outer', 'leftsemi', 'left_semi', 'semi', 'leftanti', 'left_anti', 'anti', 'cross'."
+                )));
+            }
+        };
+        for (side, df) in [("left", self), ("right", other)] {
+            if let Some(missing) = on.iter().find(|k| !df.columns().iter().any(|c| c == *k)) {
+                return Err(Error::analysis(format!(
+                    "[UNRESOLVED_USING_COLUMN_FOR_JOIN] USING column `{missing}` cannot be resolved on the {side} side of the join. The {side}-side columns: [{}].",
+                    df.columns().iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        const LEFT: &str = "__ember_left";
+        const RIGHT: &str = "__ember_right";
+        let side = |q: &str, name: &str| Expr::Column(datafusion::common::Column::new(Some(q), name));
+        let left = self.df.clone().alias(LEFT)?;
+        let right = other.df.clone().alias(RIGHT)?;
+        let joined = if on.is_empty() {
+            left.join(right, join_type, &[], &[], None)?
+        } else {
+            left.join(right, join_type, on, on, None)?
+        };
+        let mut columns: Vec<Expr> = on
+            .iter()
+            .map(|k| {
+                match join_type {
+                    JoinType::Right => side(RIGHT, k),
+                    JoinType::Full => datafusion::functions::expr_fn::coalesce(vec![side(LEFT, k), side(RIGHT, k)]),
+                    _ => side(LEFT, k),
+                }
+                .alias(*k)
+            })
+            .collect();
+        let kept = |df: &DataFrame, q: &'static str| -> Vec<Expr> {
+            df.columns()
+                .into_iter()
+                .filter(|c| !on.contains(&c.as_str()))
+                .map(|c| side(q, &c).alias(c))
+                .collect()
+        };
+        columns.extend(kept(self, LEFT));
+        if !matches!(join_type, JoinType::LeftSemi | JoinType::LeftAnti) {
+            columns.extend(kept(other, RIGHT));
+        }
+        let mut df = self.with(joined.select(columns)?);
+        df.watermark = self.watermark.clone().or_else(|| other.watermark.clone());
+        Ok(df)
+    }
+
+    /// The rows without repeats of the columns `subset` (all columns when `None`; Spark's
+    /// `dropDuplicates`). On a stream the first row of each key goes through and later ones do
+    /// not; the keys are kept until the watermark passes them when the event-time column is one
+    /// of them, otherwise for ever.
+    pub fn drop_duplicates(&self, subset: Option<&[&str]>) -> Result<DataFrame> {
+        self.deduplicated(subset, crate::dedup::DedupKind::Plain)
+    }
+
+    /// The rows without repeats of `subset` within the watermark's delay (Spark's
+    /// `dropDuplicatesWithinWatermark`): a key is kept until the watermark passes its first
+    /// row's event time plus the delay. The stream needs a watermark.
+    pub fn drop_duplicates_within_watermark(&self, subset: Option<&[&str]>) -> Result<DataFrame> {
+        self.deduplicated(subset, crate::dedup::DedupKind::WithinWatermark)
+    }
+
+    fn deduplicated(&self, subset: Option<&[&str]>, kind: crate::dedup::DedupKind) -> Result<DataFrame> {
+        let columns = self.columns();
+        let keys: Vec<String> = match subset {
+            Some(names) => names.iter().map(|n| (*n).to_owned()).collect(),
+            None => columns.clone(),
+        };
+        if let Some(missing) = keys.iter().find(|k| !columns.contains(k)) {
+            return Err(Error::analysis(format!(
+                "[UNRESOLVED_COLUMN_AMONG_FIELD_NAMES] Cannot resolve column name \"{missing}\" among ({}).",
+                columns.join(", ")
+            )));
+        }
+        if self.dedup.is_some() {
+            return Err(Error::unsupported("a deduplication of a deduplication"));
+        }
+        let others: Vec<Expr> = columns
+            .iter()
+            .filter(|c| !keys.contains(c))
+            .map(|c| datafusion::functions_aggregate::expr_fn::first_value(ident(c.as_str()), vec![]).alias(c.as_str()))
+            .collect();
+        let df = self
+            .df
+            .clone()
+            .aggregate(keys.iter().map(|k| ident(k.as_str())).collect(), others)?
+            .select(columns.iter().map(|c| ident(c.as_str())).collect::<Vec<Expr>>())?;
+        let mut deduplicated = self.with(df);
+        deduplicated.dedup = Some(kind);
+        Ok(deduplicated)
     }
 
     /// Groups the rows by `columns` for an aggregation (Spark's `groupBy`).

@@ -24,6 +24,7 @@
 
 mod checkpoint;
 mod dataframe;
+mod dedup;
 mod error;
 mod eventtime;
 pub mod functions;
@@ -34,6 +35,7 @@ mod session;
 pub mod show;
 mod sink;
 mod source;
+mod table;
 mod udf;
 
 pub use dataframe::{DataFrame, GroupedData, Predicate};
@@ -47,6 +49,7 @@ pub use reader::DataStreamReader;
 pub use session::{Builder, SparkSession};
 pub use sink::OutputMode;
 pub use sink::committed_files;
+pub use table::DataFrameReader;
 
 /// A mutex's guard, whether or not a panicking holder poisoned it.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

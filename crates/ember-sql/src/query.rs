@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Committed, QueryCheckpoint};
 use crate::dataframe::DataFrame;
+use crate::dedup::{Dedup, DedupKind};
 use crate::error::{Error, Result};
 use crate::eventtime::{EventStats, KeyTime, Watermarks};
 use crate::lock;
@@ -150,16 +151,7 @@ impl DataStreamWriter {
         if sources.is_empty() {
             return Err(Error::analysis("'writeStream' can be called only on streaming Dataset/DataFrame"));
         }
-        let mut joins = false;
-        let _ = logical.apply(|node| {
-            joins |= matches!(node, LogicalPlan::Join(_));
-            Ok(TreeNodeRecursion::Continue)
-        });
-        if joins && sources.len() > 1 {
-            return Err(Error::unsupported(
-                "a join of two streams is not in ember yet (stream-stream joins with watermarks come with event time); a union of streams is",
-            ));
-        }
+        check_joins(self.df.logical_plan())?;
         let event_time = match &self.df.watermark {
             Some(watermark) => Some(EventTime {
                 delay_ms: watermark.delay_ms,
@@ -172,8 +164,14 @@ impl DataStreamWriter {
             mode,
             self.df.sql.as_deref().map(String::as_str),
             event_time.is_some_and(|e| e.key.is_some()),
+            self.df.dedup.is_some(),
         )?;
         let mut planner = Planner::new(session.clone(), self.df.logical_plan().clone())?;
+        if let Some(kind) = self.df.dedup {
+            planner.dedup = Some(kind);
+            // The pool's copies were split as an aggregation's.
+            lock(&planner.pool).clear();
+        }
         if let Some(watermark) = &self.df.watermark {
             // The rows where the watermark is defined, their event-time column only.
             let probe = datafusion::logical_expr::LogicalPlanBuilder::from(watermark.plan.clone())
@@ -202,6 +200,7 @@ impl DataStreamWriter {
             sources,
             planner,
             event_time,
+            watermark_column: self.df.watermark.as_ref().map(|w| w.column.clone()),
             mode,
             sink,
             names,
@@ -272,7 +271,7 @@ fn group_by_origin(sql: &str) -> Option<String> {
 /// Spark's `UnsupportedOperationChecker`, for what ember runs: the message of each refusal is
 /// Spark's first line (Spark adds the plan after it), with its origin in `sql` when the query
 /// came from `spark.sql`.
-fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>, watermarked_aggregation: bool) -> Result<()> {
+fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>, watermarked_aggregation: bool, dedup: bool) -> Result<()> {
     let mut aggregates = 0;
     let mut sort_above_aggregate = false;
     let mut sort_without_aggregate = false;
@@ -300,6 +299,10 @@ fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>, watermarked_ag
         }
         Ok(TreeNodeRecursion::Continue)
     });
+    // A deduplication is planned as an aggregation; Spark's checker does not count it as one.
+    if dedup {
+        aggregates -= 1;
+    }
     if aggregates > 1 {
         // Spark 3.5 refuses a stateful operator after another one, without a watermark, so.
         return Err(Error::analysis(
@@ -331,6 +334,51 @@ fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>, watermarked_ag
         ));
     }
     Ok(())
+}
+
+/// Spark's checks of a join with a stream (`UnsupportedOperationChecker`): a stream joins a
+/// table where the stream's rows alone decide the output (the outer side of an outer join must
+/// be the stream); two streams do not join in ember yet.
+fn check_joins(plan: &LogicalPlan) -> Result<()> {
+    use datafusion::common::JoinType;
+    let streaming = |p: &LogicalPlan| crate::source::stream_sources(p).next().is_some();
+    let mut refused = None;
+    let _ = plan.apply(|node| {
+        let LogicalPlan::Join(join) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let (left, right) = (streaming(&join.left), streaming(&join.right));
+        refused = match (join.join_type, left, right) {
+            (_, true, true) => Some(Error::unsupported(
+                "a join of two streams (stream-stream joins with watermarks are still to come in ember); a stream joins a table",
+            )),
+            (JoinType::Left, false, true) => Some(Error::analysis(
+                "LeftOuter join with a streaming DataFrame/Dataset on the right and a static DataFrame/Dataset on the left is not supported;",
+            )),
+            (JoinType::Right, true, false) => Some(Error::analysis(
+                "RightOuter join with a streaming DataFrame/Dataset on the left and a static DataFrame/DataSet on the right not supported;",
+            )),
+            (JoinType::Full, true, false) => Some(Error::analysis(
+                "FullOuter joins with streaming DataFrames/Datasets on the left and a static DataFrame/Dataset on the right is not supported;",
+            )),
+            (JoinType::Full, false, true) => Some(Error::analysis(
+                "FullOuter joins with streaming DataFrames/Datasets on the right and a static DataFrame/Dataset on the left is not supported;",
+            )),
+            (JoinType::LeftSemi, false, true) => Some(Error::analysis(
+                "LeftSemi join with a streaming DataFrame/Dataset on the right and a static DataFrame/Dataset on the left is not supported;",
+            )),
+            (JoinType::LeftAnti, false, true) => Some(Error::analysis(
+                "LeftAnti joins with a streaming DataFrame/Dataset on the right are not supported;",
+            )),
+            _ => None,
+        };
+        Ok(if refused.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    refused.map_or(Ok(()), Err)
 }
 
 /// A record batch that ember's engine can move between processes (as Arrow IPC).
@@ -373,14 +421,14 @@ pub(crate) struct StageOut {
 }
 
 /// One copy of a physical plan and the slots its leaves read, with the stream each scans.
-struct Instance {
+pub(crate) struct Instance {
     plan: Arc<dyn ExecutionPlan>,
     slots: Vec<(usize, Slot)>,
 }
 
 impl Instance {
     /// Runs the plan over `input` in every leaf (a stage between others has one).
-    fn run(&self, input: Vec<RecordBatch>, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+    pub(crate) fn run(&self, input: Vec<RecordBatch>, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
         for (_, slot) in &self.slots {
             slot.fill(input.iter().cloned());
         }
@@ -398,10 +446,13 @@ impl Instance {
 
     /// Every output partition (a union has one per input), in order.
     fn execute(&self, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
-        let partitions = self.plan.properties().partitioning.partition_count();
+        // Operators keep what they built in one execution (a hash join's table of the stream's
+        // rows): each micro-batch runs a copy without it. The slots stay the same.
+        let plan = datafusion::physical_plan::execution_plan::reset_plan_states(Arc::clone(&self.plan))?;
+        let partitions = plan.properties().partitioning.partition_count();
         let mut out = Vec::new();
         for partition in 0..partitions {
-            let stream = self.plan.execute(partition, Arc::clone(task))?;
+            let stream = plan.execute(partition, Arc::clone(task))?;
             out.extend(futures::executor::block_on(datafusion::physical_plan::common::collect(stream))?);
         }
         Ok(out)
@@ -448,6 +499,8 @@ struct Planner {
     task: Arc<TaskContext>,
     /// With a watermark: the plan of its event-time column, run over the same input.
     probe: Option<Box<Planner>>,
+    /// The top aggregation is a deduplication: workers run the plan below it.
+    dedup: Option<DedupKind>,
 }
 
 /// The stages after the gather, for an aggregation.
@@ -463,11 +516,55 @@ struct Finisher {
 }
 
 /// What a micro-batch did to an aggregation: the rows for the sink and the state's counts.
-struct Step {
-    rows: Vec<RecordBatch>,
-    updated: u64,
-    removed: u64,
-    dropped: u64,
+pub(crate) struct Step {
+    pub rows: Vec<RecordBatch>,
+    pub updated: u64,
+    pub removed: u64,
+    pub dropped: u64,
+}
+
+/// The stateful operator of a query, on worker 0: an aggregation or a deduplication.
+enum Stateful {
+    Aggregate(Finisher),
+    Dedup(Dedup),
+}
+
+impl Stateful {
+    fn step(&mut self, input: Vec<RecordBatch>, mode: OutputMode, task: &Arc<TaskContext>, watermarks: Option<Watermarks>) -> Result<Step> {
+        match self {
+            Stateful::Aggregate(f) => f.step(input, mode, task, watermarks),
+            Stateful::Dedup(d) => d.step(input, task, watermarks),
+        }
+    }
+
+    fn state_rows(&self) -> u64 {
+        match self {
+            Stateful::Aggregate(f) => f.state_rows(),
+            Stateful::Dedup(d) => d.state_rows(),
+        }
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        match self {
+            Stateful::Aggregate(f) => f.snapshot(),
+            Stateful::Dedup(d) => d.snapshot(),
+        }
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        match self {
+            Stateful::Aggregate(f) => f.restore(bytes),
+            Stateful::Dedup(d) => d.restore(bytes),
+        }
+    }
+
+    /// Whether the watermark frees state in `mode` (then a no-data batch runs when it moved).
+    fn evicts(&self, mode: OutputMode) -> bool {
+        match self {
+            Stateful::Aggregate(f) => f.key_time.is_some() && mode != OutputMode::Complete,
+            Stateful::Dedup(d) => d.evicts(),
+        }
+    }
 }
 
 /// Which rows of `batch` have their key's event time at or before `watermark_ms`.
@@ -487,6 +584,7 @@ impl Planner {
             pool: Mutex::new(Vec::new()),
             task,
             probe: None,
+            dedup: None,
         };
         // Plan one copy now: errors surface at `start`, and it says whether there is an
         // aggregation.
@@ -516,6 +614,16 @@ impl Planner {
             return Ok((physical, None));
         };
         let agg = top.downcast_ref::<AggregateExec>().expect("an aggregate");
+        if self.dedup.is_some() {
+            // A deduplication sees every row: the workers run the plan below it.
+            let input = match agg.mode() {
+                AggregateMode::Final | AggregateMode::FinalPartitioned => partial_below(agg.input())
+                    .and_then(|p| p.children().first().map(|c| Arc::clone(c)))
+                    .ok_or_else(|| Error::unsupported("a deduplication whose input ember cannot find"))?,
+                _ => Arc::clone(agg.input()),
+            };
+            return Ok((input, Some((top, physical))));
+        }
         let partial: Arc<dyn ExecutionPlan> = match agg.mode() {
             AggregateMode::Final | AggregateMode::FinalPartitioned => {
                 partial_below(agg.input()).ok_or_else(|| Error::unsupported("an aggregation whose partial stage ember cannot find"))?
@@ -554,11 +662,31 @@ impl Planner {
         out
     }
 
-    fn finisher(&self) -> Result<Option<Finisher>> {
+    /// The stateful operator after the gather; `watermark`: the event-time column and the delay.
+    fn stateful(&self, watermark: Option<(&str, i64)>) -> Result<Option<Stateful>> {
         let (partial, Some((top, physical))) = self.split()? else {
             return Ok(None);
         };
         let agg = top.downcast_ref::<AggregateExec>().expect("an aggregate");
+        let upper = |schema: SchemaRef| -> Result<Instance> {
+            let (upper_leaf, upper_slot) = slot_exec(schema)?;
+            let upper = Arc::clone(&physical)
+                .transform_down(|node| {
+                    Ok(if same_node(&node, &top) {
+                        Transformed::new(Arc::clone(&upper_leaf), true, TreeNodeRecursion::Jump)
+                    } else {
+                        Transformed::no(node)
+                    })
+                })?
+                .data;
+            Ok(Instance {
+                plan: upper,
+                slots: vec![(usize::MAX, upper_slot)],
+            })
+        };
+        if let Some(kind) = self.dedup {
+            return Ok(Some(Stateful::Dedup(Dedup::new(kind, agg, upper(agg.schema())?, watermark)?)));
+        }
         let partial_agg = partial.downcast_ref::<AggregateExec>().expect("a partial aggregate");
         let partial_schema = partial.schema();
         let final_groups = partial_agg.group_expr().as_final();
@@ -581,17 +709,7 @@ impl Planner {
             finish_leaf,
             partial_agg.input_schema(),
         )?;
-        let (upper_leaf, upper_slot) = slot_exec(agg.schema())?;
-        let upper = physical
-            .transform_down(|node| {
-                Ok(if same_node(&node, &top) {
-                    Transformed::new(Arc::clone(&upper_leaf), true, TreeNodeRecursion::Jump)
-                } else {
-                    Transformed::no(node)
-                })
-            })?
-            .data;
-        Ok(Some(Finisher {
+        Ok(Some(Stateful::Aggregate(Finisher {
             merge: Instance {
                 plan: Arc::new(merge),
                 slots: vec![(usize::MAX, merge_slot)],
@@ -600,15 +718,12 @@ impl Planner {
                 plan: Arc::new(finish),
                 slots: vec![(usize::MAX, finish_slot)],
             },
-            upper: Instance {
-                plan: upper,
-                slots: vec![(usize::MAX, upper_slot)],
-            },
+            upper: upper(agg.schema())?,
             groups: partial_agg.group_expr().expr().len(),
             state: None,
             partial_schema,
             key_time: None,
-        }))
+        })))
     }
 }
 
@@ -827,6 +942,8 @@ struct Start {
     sources: Vec<(usize, SourceSpec)>,
     planner: Planner,
     event_time: Option<EventTime>,
+    /// The watermark's event-time column.
+    watermark_column: Option<String>,
     mode: OutputMode,
     sink: Sink,
     names: Vec<String>,
@@ -842,6 +959,7 @@ impl StreamingQuery {
             sources,
             planner,
             event_time,
+            watermark_column,
             mode,
             sink,
             names,
@@ -882,8 +1000,8 @@ impl StreamingQuery {
             no_data_pending: AtomicBool::new(false),
             progress: Mutex::new(crate::progress::Reports::default()),
         });
-        let mut finisher = planner.finisher()?;
-        if let Some(finisher) = finisher.as_mut() {
+        let mut finisher = planner.stateful(watermark_column.as_deref().zip(event_time.map(|e| e.delay_ms)))?;
+        if let Some(Stateful::Aggregate(finisher)) = finisher.as_mut() {
             finisher.key_time = event_time.and_then(|e| e.key);
         }
         // A resumed aggregation starts from the state of the last committed batch.
@@ -967,7 +1085,7 @@ impl StreamingQuery {
                         }),
                         Some(f) => f.step(batches, mode, &planner.task, event_time.map(|_| watermarks)),
                     };
-                    let state_rows = finishing.as_ref().map(Finisher::state_rows);
+                    let state_rows = finishing.as_ref().map(Stateful::state_rows);
                     step.and_then(|step| {
                         let rows = step.rows;
                         let next = match event_time {
@@ -983,7 +1101,7 @@ impl StreamingQuery {
                             checkpoint.commit(id, time.milliseconds(), next)?;
                         }
                         *lock(&output_state.watermarks) = next;
-                        let evicts = event_time.is_some_and(|e| e.key.is_some()) && mode != OutputMode::Complete;
+                        let evicts = event_time.is_some() && finishing.as_ref().is_some_and(|f| f.evicts(mode));
                         output_state
                             .no_data_pending
                             .store(evicts && next.eviction_ms > watermarks.eviction_ms, Ordering::SeqCst);

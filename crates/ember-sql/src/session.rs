@@ -150,6 +150,10 @@ impl SparkSession {
         self.inner.ctx.state()
     }
 
+    pub(crate) fn context(&self) -> &SessionContext {
+        &self.inner.ctx
+    }
+
     pub(crate) fn register_view(&self, name: &str, plan: LogicalPlan, watermark: Option<Arc<crate::eventtime::Watermark>>) -> Result<()> {
         let view = datafusion::catalog::view::ViewTable::new(plan, None);
         let _ = self.inner.ctx.deregister_table(name)?;

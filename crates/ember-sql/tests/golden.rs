@@ -96,8 +96,10 @@ fn query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (DataFrame, &'s
     }
 }
 
-/// The event-time case's query over `lines` (`timestamp,word` lines), and its output mode.
+/// The event-time case's query over `lines` (`timestamp,word` lines), and its output mode; a
+/// case with a static table reads it from `<case>.static.jsonl`.
 fn event_time_query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (DataFrame, &'static str) {
+    let table = || spark.read().json(event_time_dir().join(format!("{case}.static.jsonl"))).unwrap();
     let parts = || split(col("value"), ",");
     let events = lines
         .select([
@@ -125,6 +127,39 @@ fn event_time_query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (Dat
             "append",
         ),
         "watermark_stateless_append" => (watermarked("10 minutes").select([col("timestamp"), col("word")]).unwrap(), "append"),
+        "join_inner_append" => (events.join(&table(), &["word"], "inner").unwrap(), "append"),
+        "join_left_append" => (events.join(&table(), &["word"], "left_outer").unwrap(), "append"),
+        "join_semi_append" => (events.join(&table(), &["word"], "left_semi").unwrap(), "append"),
+        "join_anti_append" => (events.join(&table(), &["word"], "left_anti").unwrap(), "append"),
+        "join_count_update" => (
+            events
+                .join(&table(), &["word"], "inner")
+                .unwrap()
+                .group_by([col("kind")])
+                .count()
+                .unwrap(),
+            "update",
+        ),
+        "join_window_append" => (
+            watermarked("10 minutes")
+                .join(&table(), &["word"], "inner")
+                .unwrap()
+                .group_by([window(col("timestamp"), "10 minutes", None, None), col("kind")])
+                .count()
+                .unwrap(),
+            "append",
+        ),
+        "dedup_append" => (events.drop_duplicates(Some(&["word"])).unwrap(), "append"),
+        "dedup_update" => (events.drop_duplicates(Some(&["word"])).unwrap(), "update"),
+        "dedup_all_append" => (events.drop_duplicates(None).unwrap(), "append"),
+        "dedup_watermark_append" => (
+            watermarked("10 minutes").drop_duplicates(Some(&["word", "timestamp"])).unwrap(),
+            "append",
+        ),
+        "dedup_within_watermark_append" => (
+            watermarked("10 minutes").drop_duplicates_within_watermark(Some(&["word"])).unwrap(),
+            "append",
+        ),
         "sql_tumbling_complete" => {
             events.create_or_replace_temp_view("events").unwrap();
             let sql = "SELECT window(timestamp, '10 minutes') AS window, count(*) AS n, max(word) AS last FROM events \
@@ -290,5 +325,70 @@ fn event_time_output_and_progress_match_pysparks() {
             ));
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The query of a check of `golden-eventtime/checker_errors.json`, started with the console
+/// sink: Spark refuses each, while the DataFrame is built or at `start`.
+fn refused(name: &str, spark: &SparkSession, lines: &DataFrame, table: &Path) -> ember_sql::Result<()> {
+    let parts = || split(col("value"), ",");
+    let events = lines.select([
+        to_timestamp(parts().get_item(0)).alias("timestamp"),
+        parts().get_item(1).alias("word"),
+    ])?;
+    let table = spark.read().json(table)?;
+    let (df, mode) = match name {
+        "static_left_join_stream" => (table.join(&events, &["word"], "left_outer")?, "append"),
+        "stream_right_join_static" => (events.join(&table, &["word"], "right_outer")?, "append"),
+        "stream_full_join_static" => (events.join(&table, &["word"], "full_outer")?, "append"),
+        "static_full_join_stream" => (table.join(&events, &["word"], "full_outer")?, "append"),
+        "static_semi_join_stream" => (table.join(&events, &["word"], "left_semi")?, "append"),
+        "static_anti_join_stream" => (table.join(&events, &["word"], "left_anti")?, "append"),
+        "dedup_complete" => (events.drop_duplicates(Some(&["word"]))?, "complete"),
+        "within_watermark_without_watermark" => (events.drop_duplicates_within_watermark(Some(&["word"]))?, "append"),
+        "bad_delay" => (events.with_watermark("timestamp", "10 mins")?, "append"),
+        "negative_delay" => (events.with_watermark("timestamp", "-1 minute")?, "append"),
+        "watermark_on_string" => (events.with_watermark("word", "1 minute")?, "append"),
+        other => panic!("no ember query for check {other}"),
+    };
+    let query = df.write_stream().format("console").output_mode(mode).start()?;
+    query.stop()
+}
+
+#[test]
+fn join_dedup_and_watermark_refusals_match_sparks() {
+    let goldens: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(event_time_dir().join("checker_errors.json")).unwrap()).unwrap();
+    let batches: Vec<Vec<String>> = serde_json::from_value(goldens["input"].clone()).unwrap();
+    let dir = common::temp_dir("refusals");
+    common::batch_files(&dir, &batches);
+    let table = dir.with_extension("static.jsonl");
+    let rows: String = goldens["static"].as_array().unwrap().iter().map(|row| format!("{row}\n")).collect();
+    std::fs::write(&table, rows).unwrap();
+    let spark = SparkSession::builder().master("local[2]").get_or_create().unwrap();
+    let lines = spark.read_stream().format("text").load_path(&dir).unwrap();
+    let mut failures = Vec::new();
+    for check in goldens["checks"].as_array().unwrap() {
+        let name = check["name"].as_str().unwrap();
+        let (class, first_line) = match refused(name, &spark, &lines, &table) {
+            Ok(()) => ("none".to_owned(), "(started)".to_owned()),
+            Err(e) => {
+                let class = match e {
+                    ember_sql::Error::Analysis(_) => "AnalysisException",
+                    ember_sql::Error::IllegalArgument(_) => "IllegalArgumentException",
+                    _ => "another error",
+                };
+                (class.to_owned(), e.to_string().lines().next().unwrap_or_default().to_owned())
+            }
+        };
+        if (class.as_str(), first_line.as_str()) != (check["exception"].as_str().unwrap(), check["first_line"].as_str().unwrap()) {
+            failures.push(format!(
+                "{name}: ember {class}: {first_line}\n  Spark {}: {}",
+                check["exception"], check["first_line"]
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&table);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

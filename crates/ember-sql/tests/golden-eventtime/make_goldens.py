@@ -11,8 +11,16 @@ The same design as ../golden/make_goldens.py: every case runs in its own subproc
 python, env TZ=UTC) with its own local SparkSession (session time zone UTC); the subprocess's
 stdout is what the console sink printed. After the query ends, the subprocess also writes the
 query's progress reports (`query.recentProgress`, reduced to the fields below) as JSON to a path
-the parent passes; the parent saves it as `<case>.progress.json`. Options: `--case NAME`
-(repeatable) runs only those cases.
+the parent passes; the parent saves it as `<case>.progress.json`.
+
+A case may have a key "static" (a list of JSON objects): the parent then writes them as JSON lines
+to `<case>.static.jsonl` here (kept as test data), and the child puts
+`static = spark.read.json(<that path>)` in the query's scope (stream-static joins).
+
+Options: `--case NAME` (repeatable) runs only those cases; `--no-checker` skips
+checker_errors.json; `--only-checker` makes only checker_errors.json (no console case, cases.json
+untouched). checker_errors.json is made only on a full run or with `--only-checker`, so that
+`--case` runs leave it alone.
 """
 
 import argparse
@@ -42,6 +50,15 @@ GUIDE_PLUS = GUIDE + [["2017-04-23 12:40:00,cat"]]
 # A 5th batch whose donkey arrives when the late-events watermark is already 12:11.
 GUIDE_LATE = GUIDE + [["2017-04-23 12:04:00,donkey", "2017-04-23 12:26:00,cat"]]
 GUIDE_END = GUIDE + [["2017-04-23 12:59:00,end"]]
+# Duplicates: 12:07 dog again (an exact duplicate of batch 0's row), 12:30 dog, and emu twice.
+DEDUP = GUIDE + [
+    [
+        "2017-04-23 12:07:00,dog",
+        "2017-04-23 12:30:00,dog",
+        "2017-04-23 12:30:00,emu",
+        "2017-04-23 12:30:00,emu",
+    ]
+]
 # Unparseable timestamps (to_timestamp gives null).
 NULLS = [
     ["2017-04-23 12:07:00,dog", "not a time,cat", "2017-04-23 12:08:30,owl"],
@@ -53,6 +70,14 @@ EVENTS = (
     'lines.select(to_timestamp(split(lines.value, ",")[0]).alias("timestamp"), '
     'split(lines.value, ",")[1].alias("word"))'
 )
+# The static side of the stream-static joins (read with spark.read.json, which infers the
+# fields in name order: kind, word). donkey has no match; carp matches no event.
+STATIC = [
+    {"kind": "pet", "word": "dog"},
+    {"kind": "bird", "word": "owl"},
+    {"kind": "pet", "word": "cat"},
+    {"kind": "fish", "word": "carp"},
+]
 SLIDING = (
     EVENTS
     + '.withWatermark("timestamp", "10 minutes")'
@@ -175,9 +200,167 @@ CASES = [
         "sql": TUMBLING_SQL,
         "input": GUIDE,
     },
+    {
+        "name": "join_inner_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.join(static, "word")',
+        "sql": None,
+        "input": GUIDE,
+        "static": STATIC,
+    },
+    {
+        "name": "join_left_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.join(static, "word", "left_outer")',
+        "sql": None,
+        "input": GUIDE,
+        "static": STATIC,
+    },
+    {
+        "name": "join_semi_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.join(static, "word", "left_semi")',
+        "sql": None,
+        "input": GUIDE,
+        "static": STATIC,
+    },
+    {
+        "name": "join_anti_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.join(static, "word", "left_anti")',
+        "sql": None,
+        "input": GUIDE,
+        "static": STATIC,
+    },
+    {
+        "name": "join_count_update",
+        "mode": "update",
+        "dataframe": EVENTS + '.join(static, "word").groupBy("kind").count()',
+        "sql": None,
+        "input": GUIDE,
+        "static": STATIC,
+    },
+    {
+        "name": "join_window_append",
+        "mode": "append",
+        "dataframe": (
+            EVENTS
+            + '.withWatermark("timestamp", "10 minutes").join(static, "word")'
+            '.groupBy(window("timestamp", "10 minutes"), "kind").count()'
+        ),
+        "sql": None,
+        "input": GUIDE_PLUS,
+        "static": STATIC,
+    },
+    {
+        "name": "dedup_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.dropDuplicates(["word"])',
+        "sql": None,
+        "input": DEDUP,
+    },
+    {
+        "name": "dedup_all_append",
+        "mode": "append",
+        "dataframe": EVENTS + ".dropDuplicates()",
+        "sql": None,
+        "input": DEDUP,
+    },
+    {
+        "name": "dedup_watermark_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.withWatermark("timestamp", "10 minutes").dropDuplicates(["word", "timestamp"])',
+        "sql": None,
+        "input": DEDUP,
+    },
+    {
+        "name": "dedup_within_watermark_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.withWatermark("timestamp", "10 minutes").dropDuplicatesWithinWatermark(["word"])',
+        "sql": None,
+        "input": DEDUP,
+    },
+    {
+        "name": "dedup_update",
+        "mode": "update",
+        "dataframe": EVENTS + '.dropDuplicates(["word"])',
+        "sql": None,
+        "input": DEDUP,
+    },
+]
+
+# Queries Spark refuses: each is built, then started (console sink, default trigger) and stopped.
+# `raised_at` says whether the error came while building the DataFrame or from start().
+CHECKER_INPUT = GUIDE
+CHECKER = [
+    {
+        "name": "static_left_join_stream",
+        "mode": "append",
+        "dataframe": "static.join(" + EVENTS + ', "word", "left_outer")',
+    },
+    {
+        "name": "stream_right_join_static",
+        "mode": "append",
+        "dataframe": EVENTS + '.join(static, "word", "right_outer")',
+    },
+    {
+        "name": "stream_full_join_static",
+        "mode": "append",
+        "dataframe": EVENTS + '.join(static, "word", "full_outer")',
+    },
+    {
+        "name": "static_full_join_stream",
+        "mode": "append",
+        "dataframe": "static.join(" + EVENTS + ', "word", "full_outer")',
+    },
+    {
+        "name": "static_semi_join_stream",
+        "mode": "append",
+        "dataframe": "static.join(" + EVENTS + ', "word", "left_semi")',
+    },
+    {
+        "name": "static_anti_join_stream",
+        "mode": "append",
+        "dataframe": "static.join(" + EVENTS + ', "word", "left_anti")',
+    },
+    {
+        "name": "dedup_complete",
+        "mode": "complete",
+        "dataframe": EVENTS + '.dropDuplicates(["word"])',
+    },
+    {
+        "name": "within_watermark_without_watermark",
+        "mode": "append",
+        "dataframe": EVENTS + '.dropDuplicatesWithinWatermark(["word"])',
+    },
+    {
+        "name": "bad_delay",
+        "mode": "append",
+        "dataframe": EVENTS + '.withWatermark("timestamp", "10 mins").select("timestamp", "word")',
+    },
+    {
+        "name": "negative_delay",
+        "mode": "append",
+        "dataframe": EVENTS + '.withWatermark("timestamp", "-1 minute")',
+    },
+    {
+        "name": "watermark_on_string",
+        "mode": "append",
+        "dataframe": EVENTS + '.withWatermark("word", "1 minute")',
+    },
 ]
 
 STATE_FIELDS = ["numRowsTotal", "numRowsUpdated", "numRowsRemoved", "numRowsDroppedByWatermark"]
+
+
+def write_static(path, rows):
+    """JSON lines: one json.dumps(row, sort_keys=True) per row, each followed by "\\n"."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+
+
+def static_path(case):
+    return os.path.join(HERE, case["name"] + ".static.jsonl")
 
 
 def write_inputs(directory, batches):
@@ -211,12 +394,15 @@ def session():
     return spark
 
 
-def build(spark, lines, source):
-    """Evaluates the case's query text; the value of its last line is the streaming DataFrame."""
+def build(spark, lines, source, static=None):
+    """Evaluates the case's query text; the value of its last line is the streaming DataFrame.
+    With `static` (a JSON-lines path), `static = spark.read.json(path)` is in scope too."""
     from pyspark.sql import functions as F
 
     scope = {name: getattr(F, name) for name in dir(F) if not name.startswith("_")}
     scope.update(spark=spark, lines=lines)
+    if static is not None:
+        scope["static"] = spark.read.json(static)
     *statements, last = source.split("\n")
     for statement in statements:
         exec(statement, scope)
@@ -238,7 +424,7 @@ def reduce_progress(progress):
 def run_case(case, directory, progress_path):
     spark = session()
     lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory)
-    df = build(spark, lines, case["dataframe"])
+    df = build(spark, lines, case["dataframe"], static_path(case) if "static" in case else None)
     query = (
         df.writeStream.format("console")
         .outputMode(case["mode"])
@@ -250,6 +436,34 @@ def run_case(case, directory, progress_path):
     spark.stop()
     with open(progress_path, "w", encoding="utf-8") as f:
         json.dump(progress, f, indent=2)
+        f.write("\n")
+
+
+def run_checker(directory, static, result_path):
+    spark = session()
+    results = []
+    for check in CHECKER:
+        lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory)
+        entry = dict(check)
+        stage = "construction"
+        try:
+            df = build(spark, lines, check["dataframe"], static)
+            stage = "start"
+            query = df.writeStream.format("console").outputMode(check["mode"]).start()
+            query.stop()
+            entry["raised_at"] = None
+            entry["error"] = None
+        except Exception as e:  # AnalysisException, IllegalArgumentException, ...
+            text = str(e)
+            entry["raised_at"] = stage
+            entry["exception"] = type(e).__name__
+            entry["error_class"] = e.getErrorClass() if hasattr(e, "getErrorClass") else None
+            entry["message"] = text
+            entry["first_line"] = text.split("\n")[0]
+        results.append(entry)
+    spark.stop()
+    with open(result_path, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
         f.write("\n")
 
 
@@ -278,7 +492,11 @@ def dump_json(name, value):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", action="append")
+    parser.add_argument("--no-checker", action="store_true")
+    parser.add_argument("--only-checker", action="store_true")
     parser.add_argument("--child-case")
+    parser.add_argument("--child-checker")
+    parser.add_argument("--static")
     parser.add_argument("--dir")
     parser.add_argument("--progress")
     args = parser.parse_args()
@@ -286,14 +504,20 @@ def main():
     if args.child_case:
         run_case(next(c for c in CASES if c["name"] == args.child_case), args.dir, args.progress)
         return
+    if args.child_checker:
+        run_checker(args.dir, args.static, args.child_checker)
+        return
 
     import pyspark
 
     print("PySpark", pyspark.__version__, file=sys.stderr)
     failed = False
     for case in CASES:
-        if args.case and case["name"] not in args.case:
+        if args.only_checker or (args.case and case["name"] not in args.case):
             continue
+        if "static" in case:
+            # Written here before the run and kept: it is the static table's test data.
+            write_static(static_path(case), case["static"])
         with tempfile.TemporaryDirectory(prefix="ember-golden-et-") as directory:
             write_inputs(directory, case["input"])
             # Next to the input directory, not inside it (the file source would read it as input).
@@ -322,12 +546,44 @@ def main():
             case["name"], time.time() - started, out.count("\nBatch: ") + out.startswith("Batch: "),
             len(reports), [(r["eventTime"] or {}).get("watermark") for r in reports]), file=sys.stderr)
 
-    dump_json("cases.json", [
-        {"name": c["name"], "mode": c["mode"], "dataframe": c["dataframe"], "sql": c["sql"],
-         "input": c["name"] + ".input.json", "output": c["name"] + ".out",
-         "progress": c["name"] + ".progress.json"}
-        for c in CASES
-    ])
+    if not args.only_checker:
+        entries = []
+        for c in CASES:
+            entry = {"name": c["name"], "mode": c["mode"], "dataframe": c["dataframe"], "sql": c["sql"],
+                     "input": c["name"] + ".input.json", "output": c["name"] + ".out",
+                     "progress": c["name"] + ".progress.json"}
+            if "static" in c:
+                entry["static"] = c["name"] + ".static.jsonl"
+            entries.append(entry)
+        dump_json("cases.json", entries)
+
+    # A `--case` run leaves checker_errors.json alone unless `--only-checker` is given too.
+    if args.only_checker or not (args.no_checker or args.case):
+        with tempfile.TemporaryDirectory(prefix="ember-golden-et-") as directory:
+            write_inputs(directory, CHECKER_INPUT)
+            # Next to the input directory, not inside it (the file source would read them as input).
+            base = os.path.join(os.path.dirname(directory), os.path.basename(directory))
+            result, static = base + ".checker.json", base + ".static.jsonl"
+            write_static(static, STATIC)
+            proc = child(["--child-checker", result, "--dir", directory, "--static", static])
+            os.remove(static)
+        if proc.returncode != 0 or not os.path.exists(result):
+            failed = True
+            print("FAILED checker (rc %d)\n%s" % (proc.returncode, proc.stderr.decode("utf-8", "replace")),
+                  file=sys.stderr)
+        else:
+            with open(result, encoding="utf-8") as f:
+                results = json.load(f)
+            os.remove(result)
+            dump_json("checker_errors.json", {
+                "pyspark": pyspark.__version__,
+                "input": CHECKER_INPUT,
+                "source": 'spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(dir)',
+                "static": STATIC,
+                "static_source": "spark.read.json(path) over the rows of `static` as JSON lines (sorted keys)",
+                "checks": results,
+            })
+            print("checker_errors.json written", file=sys.stderr)
     sys.exit(1 if failed else 0)
 
 

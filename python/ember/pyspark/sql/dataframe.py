@@ -2,7 +2,7 @@
 rows a ``foreachBatch`` function or a memory table gives (``collect``, ``show``, ``count``,
 ``toPandas``)."""
 
-from ember.pyspark.errors import PySparkTypeError
+from ember.pyspark.errors import PySparkTypeError, PySparkValueError
 from ember.pyspark.sql.column import Column, _to_column
 from ember.pyspark.sql.types import Row
 
@@ -115,6 +115,47 @@ class DataFrame:
         that time (``window(eventTime, ...)``) drop rows older than it and, in append and update
         mode, free the windows it has passed (append mode emits them then)."""
         return self._new(self._jdf.with_watermark(eventTime, delayThreshold))
+
+    def join(self, other, on=None, how=None):
+        """The rows joined with ``other``'s on the column names ``on`` (a name or a list of
+        names): those columns once, then this DataFrame's other columns, then ``other``'s.
+        ``how``: ``inner`` (the default), ``left``/``left_outer``, ``right``, ``full``/``outer``,
+        ``left_semi``, ``left_anti``, ``cross``. A stream joins a table (``spark.read``)."""
+        if not isinstance(other, DataFrame):
+            raise PySparkTypeError("[NOT_DATAFRAME] Argument `other` should be a DataFrame, got %s." % type(other).__name__)
+        if on is None:
+            names = []
+        elif isinstance(on, str):
+            names = [on]
+        elif isinstance(on, (list, tuple)) and all(isinstance(n, str) for n in on):
+            names = list(on)
+        else:
+            raise PySparkValueError("ember's join takes column names for `on` (a str or a list of str) so far")
+        if how is None:
+            how = "inner" if names else "cross"
+        return self._new(self._jdf.join(other._jdf, names, how))
+
+    def dropDuplicates(self, subset=None):
+        """The rows without repeats of the columns ``subset`` (all when None); on a stream the
+        first row of a key goes through, its repeats do not."""
+        return self._new(self._jdf.drop_duplicates(self._subset(subset)))
+
+    drop_duplicates = dropDuplicates
+
+    def dropDuplicatesWithinWatermark(self, subset=None):
+        """As ``dropDuplicates``, a key being kept until the watermark passes its first row's
+        event time plus the delay (the stream needs ``withWatermark``)."""
+        return self._new(self._jdf.drop_duplicates(self._subset(subset), True))
+
+    @staticmethod
+    def _subset(subset):
+        if subset is None:
+            return None
+        if isinstance(subset, str):
+            subset = [subset]
+        if not isinstance(subset, (list, tuple)) or not all(isinstance(n, str) for n in subset):
+            raise PySparkTypeError("[NOT_LIST_OR_TUPLE] Argument `subset` should be a list or tuple, got %s." % type(subset).__name__)
+        return list(subset)
 
     def createOrReplaceTempView(self, name):
         self._jdf.create_or_replace_temp_view(name)

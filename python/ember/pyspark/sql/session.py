@@ -86,6 +86,13 @@ class SparkSession:
         return DataStreamReader(self)
 
     @property
+    def read(self):
+        """Reads files as a DataFrame without streams: ``spark.read.json(path)``."""
+        from ember.pyspark.sql.readwriter import DataFrameReader
+
+        return DataFrameReader(self)
+
+    @property
     def streams(self):
         return StreamingQueryManager(self)
 
