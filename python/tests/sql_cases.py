@@ -32,11 +32,12 @@ def write_inputs(directory, batches):
         os.utime(path, (base + i, base + i))
 
 
-def build(spark, lines, source, static=None):
+def build(spark, lines, source, static=None, lines2=None):
     """The case's query text as make_goldens.py evaluates it; its last line is the DataFrame.
-    ``static``: the path of the case's static table (JSON lines), read as ``static``."""
+    ``static``: the path of the case's static table (JSON lines), read as ``static``;
+    ``lines2``: a second stream."""
     scope = {name: getattr(F, name) for name in dir(F) if not name.startswith("_")}
-    scope.update(spark=spark, lines=lines)
+    scope.update(spark=spark, lines=lines, lines2=lines2)
     if static is not None:
         scope["static"] = spark.read.json(static)
     *statements, last = source.split("\n")

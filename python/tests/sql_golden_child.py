@@ -25,7 +25,10 @@ def main():
     static = None
     if case.get("static"):
         static = os.path.join(os.path.dirname(os.path.abspath(cases_path)), case["static"])
-    df = build(spark, lines, case["dataframe"], static)
+    lines2 = None
+    if case.get("input2"):
+        lines2 = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory + "-2")
+    df = build(spark, lines, case["dataframe"], static, lines2)
     query = df.writeStream.format("console").outputMode(case["mode"]).trigger(availableNow=True).start()
     query.awaitTermination()
     if len(sys.argv) > 4:

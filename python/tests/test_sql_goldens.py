@@ -49,6 +49,12 @@ def run_case(golden, cases, name, tmp_path, progress=None):
     directory.mkdir()
     with open(os.path.join(golden, case["input"]), encoding="utf-8") as f:
         write_inputs(str(directory), json.load(f))
+    if case.get("input2"):
+        # The second stream's files, in DIR-2 (sql_golden_child.py reads them there).
+        second = tmp_path / "input-2"
+        second.mkdir()
+        with open(os.path.join(golden, case["input2"]), encoding="utf-8") as f:
+            write_inputs(str(second), json.load(f))
     command = [sys.executable, os.path.join(HERE, "sql_golden_child.py"), cases, name, str(directory)]
     if progress:
         command.append(str(progress))

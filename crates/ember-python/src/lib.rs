@@ -34,6 +34,7 @@ fn _ember(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sql::sql_expr, m)?)?;
     m.add_function(wrap_pyfunction!(sql::sql_when, m)?)?;
     m.add_function(wrap_pyfunction!(sql::sql_window, m)?)?;
+    m.add_function(wrap_pyfunction!(sql::sql_session_window, m)?)?;
     m.add_function(wrap_pyfunction!(sql::sql_lit, m)?)?;
     m.add_function(wrap_pyfunction!(sql::sql_function, m)?)?;
     Ok(())

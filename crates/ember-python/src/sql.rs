@@ -181,6 +181,12 @@ impl PyColumn {
     }
 }
 
+/// `session_window(timeColumn, gapDuration)`.
+#[pyfunction]
+pub fn sql_session_window(time_column: &PyColumn, gap_duration: &str) -> PyColumn {
+    f::session_window(time_column.column.clone(), gap_duration).into()
+}
+
 /// `window(timeColumn, windowDuration, slideDuration, startTime)`.
 #[pyfunction]
 #[pyo3(signature = (time_column, window_duration, slide_duration=None, start_time=None))]
@@ -366,6 +372,13 @@ impl PyDataFrame {
     fn join(&self, py: Python<'_>, other: PyRef<'_, PyDataFrame>, on: Vec<String>, how: &str) -> PyResult<PyDataFrame> {
         let on: Vec<&str> = on.iter().map(String::as_str).collect();
         self.df.join(&other.df, &on, how).map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    fn join_on(&self, py: Python<'_>, other: PyRef<'_, PyDataFrame>, condition: PyRef<'_, PyColumn>, how: &str) -> PyResult<PyDataFrame> {
+        self.df
+            .join_on(&other.df, condition.column.clone(), how)
+            .map(PyDataFrame::from)
+            .map_err(|e| sql_err(py, e))
     }
 
     /// `dropDuplicates(subset)`, or `dropDuplicatesWithinWatermark(subset)` with `within`.

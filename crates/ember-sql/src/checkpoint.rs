@@ -27,15 +27,15 @@ pub(crate) struct QueryCheckpoint {
 }
 
 /// What a checkpoint says about the batches already committed.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Committed {
     /// The id the next batch gets.
     pub next_id: i64,
     /// The time of the last committed batch (ms), if any.
     pub last_time_ms: Option<u64>,
     /// The watermarks the next batch runs with (Spark's `nextBatchWatermarkMs`; ember also
-    /// keeps the one for late rows).
-    pub watermarks: crate::eventtime::Watermarks,
+    /// keeps the one for late rows and each `withWatermark`'s).
+    pub watermarks: crate::eventtime::WatermarkTracker,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -90,9 +90,15 @@ impl QueryCheckpoint {
         Ok(Committed {
             next_id: last + 1,
             last_time_ms: Some(time),
-            watermarks: crate::eventtime::Watermarks {
-                eviction_ms,
-                late_ms: value["emberLateRowsWatermarkMs"].as_i64().unwrap_or(eviction_ms),
+            watermarks: crate::eventtime::WatermarkTracker {
+                current: crate::eventtime::Watermarks {
+                    eviction_ms,
+                    late_ms: value["emberLateRowsWatermarkMs"].as_i64().unwrap_or(eviction_ms),
+                },
+                nodes: value["emberWatermarksMs"]
+                    .as_array()
+                    .map(|nodes| nodes.iter().map(serde_json::Value::as_i64).collect())
+                    .unwrap_or_default(),
             },
         })
     }
@@ -131,13 +137,14 @@ impl QueryCheckpoint {
 
     /// Records that the sink committed batch `batch_id`, the micro-batch of `time_ms`, and the
     /// watermarks the next batch runs with.
-    pub fn commit(&self, batch_id: i64, time_ms: u64, next: crate::eventtime::Watermarks) -> Result<()> {
+    pub fn commit(&self, batch_id: i64, time_ms: u64, next: &crate::eventtime::WatermarkTracker) -> Result<()> {
         let path = self.dir.join("commits").join(batch_id.to_string());
         write_atomically(
             &path,
             serde_json::json!({
-                "nextBatchWatermarkMs": next.eviction_ms,
-                "emberLateRowsWatermarkMs": next.late_ms,
+                "nextBatchWatermarkMs": next.current.eviction_ms,
+                "emberLateRowsWatermarkMs": next.current.late_ms,
+                "emberWatermarksMs": next.nodes,
                 "batchTime": time_ms,
             })
             .to_string()

@@ -21,8 +21,8 @@ pub struct DataFrame {
     pub(crate) df: datafusion::dataframe::DataFrame,
     /// The SQL text this DataFrame came from (`spark.sql`), for the origins Spark's messages name.
     pub(crate) sql: Option<std::sync::Arc<String>>,
-    /// The watermark of this DataFrame's stream (`withWatermark`), if any.
-    pub(crate) watermark: Option<std::sync::Arc<Watermark>>,
+    /// The watermarks of this DataFrame's streams (`withWatermark`).
+    pub(crate) watermarks: Vec<std::sync::Arc<Watermark>>,
     /// Its top aggregation is a deduplication (`dropDuplicates`).
     pub(crate) dedup: Option<crate::dedup::DedupKind>,
 }
@@ -66,7 +66,7 @@ impl DataFrame {
             session,
             df,
             sql: None,
-            watermark: None,
+            watermarks: Vec::new(),
             dedup: None,
         }
     }
@@ -74,7 +74,7 @@ impl DataFrame {
     fn with(&self, df: datafusion::dataframe::DataFrame) -> DataFrame {
         DataFrame {
             sql: self.sql.clone(),
-            watermark: self.watermark.clone(),
+            watermarks: self.watermarks.clone(),
             dedup: self.dedup,
             ..DataFrame::new(self.session.clone(), df)
         }
@@ -106,14 +106,13 @@ impl DataFrame {
                 "requirement failed: delay threshold ({delay_threshold}) should not be negative."
             )));
         }
-        Ok(DataFrame {
-            watermark: Some(std::sync::Arc::new(Watermark {
-                column: event_time.to_owned(),
-                delay_ms,
-                plan: self.df.logical_plan().clone(),
-            })),
-            ..self.clone()
-        })
+        let mut df = self.clone();
+        df.watermarks.push(std::sync::Arc::new(Watermark {
+            column: event_time.to_owned(),
+            delay_ms,
+            plan: self.df.logical_plan().clone(),
+        }));
+        Ok(df)
     }
 
     /// The session this DataFrame belongs to (Spark's `sparkSession`).
@@ -271,13 +270,8 @@ impl DataFrame {
 
     /// The rows of this DataFrame and then `other`'s, by column position (Spark's `union`).
     pub fn union(&self, other: &DataFrame) -> Result<DataFrame> {
-        if self.watermark.is_some() && other.watermark.is_some() {
-            return Err(Error::unsupported(
-                "a union of two streams that both have a watermark (ember keeps one watermark per query for now)",
-            ));
-        }
         let mut union = self.with(self.df.clone().union(other.df.clone())?);
-        union.watermark = self.watermark.clone().or_else(|| other.watermark.clone());
+        union.watermarks.extend(other.watermarks.iter().cloned());
         Ok(union)
     }
 
@@ -289,20 +283,7 @@ impl DataFrame {
     /// takes, checked at `start`; two streams do not join yet.
     pub fn join(&self, other: &DataFrame, on: &[&str], how: &str) -> Result<DataFrame> {
         use datafusion::common::JoinType;
-        let join_type = match how.to_ascii_lowercase().replace('_', "").as_str() {
-            "inner" => JoinType::Inner,
-            "cross" => JoinType::Inner,
-            "outer" | "full" | "fullouter" => JoinType::Full,
-            "left" | "leftouter" => JoinType::Left,
-            "right" | "rightouter" => JoinType::Right,
-            "semi" | "leftsemi" => JoinType::LeftSemi,
-            "anti" | "leftanti" => JoinType::LeftAnti,
-            _ => {
-                return Err(Error::illegal_argument(format!(
-                    "Unsupported join type '{how}'. Supported join types include: 'inner', 'outer', 'full', 'fullouter', 'full_outer', 'leftouter', 'left', 'left_outer', 'rightouter', 'right', 'right_outer', 'leftsemi', 'left_semi', 'semi', 'leftanti', 'left_anti', 'anti', 'cross'."
-                )));
-            }
-        };
+        let join_type = join_type(how)?;
         for (side, df) in [("left", self), ("right", other)] {
             if let Some(missing) = on.iter().find(|k| !df.columns().iter().any(|c| c == *k)) {
                 return Err(Error::analysis(format!(
@@ -344,7 +325,7 @@ impl DataFrame {
             columns.extend(kept(other, RIGHT));
         }
         let mut df = self.with(joined.select(columns)?);
-        df.watermark = self.watermark.clone().or_else(|| other.watermark.clone());
+        df.watermarks.extend(other.watermarks.iter().cloned());
         Ok(df)
     }
 
@@ -393,6 +374,37 @@ impl DataFrame {
         Ok(deduplicated)
     }
 
+    /// The rows of this DataFrame joined with `other`'s where `condition` holds (Spark's
+    /// `join(other, on=Column, how)`, such as
+    /// `expr("clickAdId = impressionAdId AND clickTime >= impressionTime")`): this DataFrame's columns, then `other`'s (for `left_semi` and
+    /// `left_anti`, this DataFrame's only). Column names in the condition must be unambiguous.
+    /// Two streams join this way (inner, left, right and full outer, in append mode), their
+    /// state freed by the watermarks of both and the condition's time range.
+    pub fn join_on(&self, other: &DataFrame, condition: Column, how: &str) -> Result<DataFrame> {
+        let join_type = join_type(how)?;
+        const LEFT: &str = "__ember_left";
+        const RIGHT: &str = "__ember_right";
+        let left = self.df.clone().alias(LEFT)?;
+        let right = other.df.clone().alias(RIGHT)?;
+        // The condition reads both sides' columns: it is resolved against their cross product.
+        let both = left
+            .clone()
+            .join_on(right.clone(), datafusion::common::JoinType::Inner, [datafusion::prelude::lit(true)])?;
+        let resolved = condition.resolve(&both)?;
+        let joined = left.join_on(right, join_type, [resolved.expr])?;
+        let side = |q: &str, name: &str| Expr::Column(datafusion::common::Column::new(Some(q), name)).alias(name);
+        let mut columns: Vec<Expr> = self.columns().iter().map(|c| side(LEFT, c)).collect();
+        if !matches!(
+            join_type,
+            datafusion::common::JoinType::LeftSemi | datafusion::common::JoinType::LeftAnti
+        ) {
+            columns.extend(other.columns().iter().map(|c| side(RIGHT, c)));
+        }
+        let mut df = self.with(joined.select(columns)?);
+        df.watermarks.extend(other.watermarks.iter().cloned());
+        Ok(df)
+    }
+
     /// Groups the rows by `columns` for an aggregation (Spark's `groupBy`).
     pub fn group_by<C: Into<Column>>(&self, columns: impl IntoIterator<Item = C>) -> GroupedData {
         GroupedData {
@@ -409,7 +421,7 @@ impl DataFrame {
     /// Names this DataFrame for `spark.sql` (Spark's `createOrReplaceTempView`).
     pub fn create_or_replace_temp_view(&self, name: &str) -> Result<()> {
         self.session
-            .register_view(name, self.df.logical_plan().clone(), self.watermark.clone())
+            .register_view(name, self.df.logical_plan().clone(), self.watermarks.clone())
     }
 
     /// The plans, as text (Spark's `explain`): the logical plan, and with `extended` the
@@ -494,6 +506,25 @@ impl GroupedData {
         let df = self.df.df.clone().aggregate(key_exprs, aggregate_exprs)?;
         Ok(self.df.with(df))
     }
+}
+
+/// DataFusion's join type of Spark's name of one (`how`).
+fn join_type(how: &str) -> Result<datafusion::common::JoinType> {
+    use datafusion::common::JoinType;
+    Ok(match how.to_ascii_lowercase().replace('_', "").as_str() {
+        "inner" => JoinType::Inner,
+        "cross" => JoinType::Inner,
+        "outer" | "full" | "fullouter" => JoinType::Full,
+        "left" | "leftouter" => JoinType::Left,
+        "right" | "rightouter" => JoinType::Right,
+        "semi" | "leftsemi" => JoinType::LeftSemi,
+        "anti" | "leftanti" => JoinType::LeftAnti,
+        _ => {
+            return Err(Error::illegal_argument(format!(
+                "Unsupported join type '{how}'. Supported join types include: 'inner', 'outer', 'full', 'fullouter', 'full_outer', 'leftouter', 'left', 'left_outer', 'rightouter', 'right', 'right_outer', 'leftsemi', 'left_semi', 'semi', 'leftanti', 'left_anti', 'anti', 'cross'."
+            )));
+        }
+    })
 }
 
 /// Spark's name of a type, as `printSchema` and `DataFrame`'s text show it.

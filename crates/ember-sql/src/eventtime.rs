@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, ListArray, StructArray, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    Array, ArrayBuilder, ArrayRef, AsArray, ListArray, RecordBatch, StructArray, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, TimeUnit, TimestampMicrosecondType};
@@ -321,6 +321,144 @@ impl ScalarUDFImpl for SparkWindow {
     }
 }
 
+/// Spark's `session_window(timeColumn, gapDuration)`: each row's session starts as
+/// `[time, time + gap)`; an aggregation grouped by it merges the sessions of a key that
+/// overlap ([`merge_sessions`]). A null time gives a null session, which the aggregation drops,
+/// as Spark filters it out.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SessionWindow {
+    signature: Signature,
+}
+
+impl SessionWindow {
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(SessionWindow {
+            signature: Signature::any(2, Volatility::Immutable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for SessionWindow {
+    fn name(&self) -> &str {
+        "session_window"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [DataType::Timestamp(..), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View] => Ok(window_type()),
+            [other, _] if !matches!(other, DataType::Timestamp(..)) => plan_err!(
+                "[DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE] Cannot resolve \"session_window\" due to data type mismatch: the time column must be a timestamp, not {}.",
+                crate::dataframe::spark_type(other)
+            ),
+            _ => plan_err!("session_window takes a time column and a gap duration such as '5 minutes'"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let gap = match &args.args[1] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(g)) | ScalarValue::LargeUtf8(Some(g)) | ScalarValue::Utf8View(Some(g))) => {
+                match parse_interval_us(g) {
+                    Ok(gap) if gap > 0 => gap,
+                    Ok(_) => return exec_err!("The session window's gap duration ({g}) must be greater than 0."),
+                    Err(e) => return exec_err!("{e}"),
+                }
+            }
+            _ => {
+                return exec_err!("session_window's gap must be a constant string such as '5 minutes' (a gap per row is not in ember yet)");
+            }
+        };
+        let times = micros(&args.args[0].clone().into_array(args.number_rows)?)?;
+        let ends: TimestampMicrosecondArray = times.iter().map(|t| t.map(|t| t.saturating_add(gap))).collect();
+        let tz: Arc<str> = "UTC".into();
+        let nulls = times.nulls().cloned();
+        let starts: ArrayRef = Arc::new(times.with_timezone(Arc::clone(&tz)));
+        let ends: ArrayRef = Arc::new(ends.with_timezone(tz));
+        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
+            window_fields(),
+            vec![starts, ends],
+            nulls,
+        )?)))
+    }
+}
+
+/// Whether `expr` (under aliases) is a `session_window(...)` call.
+pub fn is_session_window(expr: &Expr) -> bool {
+    match expr {
+        Expr::Alias(alias) => is_session_window(&alias.expr),
+        Expr::ScalarFunction(f) => f.func.name() == "session_window",
+        _ => false,
+    }
+}
+
+/// The position among the top aggregation's keys of a `session_window(...)`, if any.
+pub fn session_key(plan: &LogicalPlan) -> Option<usize> {
+    let mut found = None;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Aggregate(aggregate) = node {
+            found = aggregate.group_expr.iter().position(is_session_window);
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// Merges the sessions of `batch`'s rows (the key at `key` a session window, the other keys
+/// of the first `groups` columns grouping): within each group, sessions sorted by start that
+/// overlap or touch (the next starts at or before the current one's end) become one, from the
+/// first start to the greatest end. Rows with a null session are dropped. Returns the rows,
+/// each with its merged session, and the position in `batch` each came from.
+pub fn merge_sessions(batch: &RecordBatch, key: usize, groups: usize) -> Result<(RecordBatch, Vec<usize>)> {
+    use datafusion::arrow::row::{RowConverter, SortField};
+    let sessions = batch.column(key).as_struct();
+    let starts = micros(sessions.column(0))?;
+    let ends = micros(sessions.column(1))?;
+    let others: Vec<ArrayRef> = (0..groups).filter(|g| *g != key).map(|g| Arc::clone(batch.column(g))).collect();
+    let converter = RowConverter::new(others.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
+    let rows = converter.convert_columns(&others)?;
+    let mut order: Vec<usize> = (0..batch.num_rows())
+        .filter(|&r| sessions.is_valid(r) && starts.is_valid(r))
+        .collect();
+    order.sort_by(|&a, &b| rows.row(a).cmp(&rows.row(b)).then(starts.value(a).cmp(&starts.value(b))));
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(order.len());
+    let mut run_begin = 0;
+    while run_begin < order.len() {
+        // One session: rows of one group whose intervals chain.
+        let first = order[run_begin];
+        let (start, mut end) = (starts.value(first), ends.value(first));
+        let mut run_end = run_begin + 1;
+        while run_end < order.len() {
+            let next = order[run_end];
+            if rows.row(next) != rows.row(first) || starts.value(next) > end {
+                break;
+            }
+            end = end.max(ends.value(next));
+            run_end += 1;
+        }
+        merged.extend(std::iter::repeat_n((start, end), run_end - run_begin));
+        run_begin = run_end;
+    }
+    let tz: Arc<str> = "UTC".into();
+    let column = |values: Vec<i64>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(values).with_timezone(Arc::clone(&tz))) };
+    let session: ArrayRef = Arc::new(StructArray::try_new(
+        window_fields(),
+        vec![
+            column(merged.iter().map(|m| m.0).collect()),
+            column(merged.iter().map(|m| m.1).collect()),
+        ],
+        None,
+    )?);
+    let indices = datafusion::arrow::array::UInt32Array::from(order.iter().map(|&r| r as u32).collect::<Vec<_>>());
+    let kept = datafusion::arrow::compute::take_record_batch(batch, &indices)?;
+    let mut columns = kept.columns().to_vec();
+    columns[key] = session;
+    Ok((RecordBatch::try_new(batch.schema(), columns)?, order))
+}
+
 /// The name the rows' windows get between the unnest and the aggregation.
 const WINDOW_COLUMN: &str = "__ember_window";
 
@@ -424,6 +562,10 @@ pub fn watermark_key(plan: &LogicalPlan, column: &str) -> Option<(usize, KeyTime
             }
             if is_column(bare) {
                 Some((i, KeyTime::Timestamp))
+            } else if let Expr::ScalarFunction(f) = bare
+                && f.func.name() == "session_window"
+            {
+                f.args.first().filter(|a| is_column(a)).map(|_| (i, KeyTime::Window))
             } else {
                 window_call(bare)
                     .filter(|args| args.first().is_some_and(is_column))
@@ -512,13 +654,35 @@ pub struct Watermarks {
     pub late_ms: i64,
 }
 
-impl Watermarks {
-    /// After a batch that ran with `self`, whose rows had `stats`.
-    pub fn after(self, delay_ms: i64, stats: Option<EventStats>) -> Watermarks {
-        let moved = stats.map_or(self.eviction_ms, |s| self.eviction_ms.max(s.max - delay_ms));
-        Watermarks {
-            eviction_ms: moved,
-            late_ms: self.eviction_ms,
+/// The watermarks of a query with one or more `withWatermark`s: each one's greatest event
+/// time seen minus its delay (none before its first row), and the query's [`Watermarks`] from
+/// them: the least of them (Spark's default `min` policy, where one that saw no row yet counts
+/// as the epoch), never going back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatermarkTracker {
+    pub current: Watermarks,
+    pub nodes: Vec<Option<i64>>,
+}
+
+impl WatermarkTracker {
+    /// After a batch that ran with `self.current`, whose rows at each watermark had `stats`
+    /// (watermark `i` has delay `delays[i]`).
+    pub fn after(&self, delays: &[i64], stats: &[Option<EventStats>]) -> WatermarkTracker {
+        let mut nodes = self.nodes.clone();
+        nodes.resize(delays.len(), None);
+        for (i, delay) in delays.iter().enumerate() {
+            if let Some(Some(s)) = stats.get(i).filter(|s| s.is_some_and(|s| s.count > 0)) {
+                let moved = s.max - delay;
+                nodes[i] = Some(nodes[i].map_or(moved, |n| n.max(moved)));
+            }
+        }
+        let least = nodes.iter().map(|n| n.unwrap_or(0)).min();
+        WatermarkTracker {
+            current: Watermarks {
+                eviction_ms: least.map_or(self.current.eviction_ms, |l| self.current.eviction_ms.max(l)),
+                late_ms: self.current.eviction_ms,
+            },
+            nodes,
         }
     }
 }
@@ -564,7 +728,7 @@ mod tests {
 
     #[test]
     fn the_watermark_moves_forward_only_and_late_rows_use_the_last_batchs() {
-        let w = Watermarks::default();
+        let w = WatermarkTracker::default();
         let stats = |max| {
             Some(EventStats {
                 max,
@@ -573,29 +737,47 @@ mod tests {
                 count: 1,
             })
         };
-        let w = w.after(10, stats(100));
+        let w = w.after(&[10], &[stats(100)]);
         assert_eq!(
-            w,
+            w.current,
             Watermarks {
                 eviction_ms: 90,
                 late_ms: 0
             }
         );
-        let w = w.after(10, stats(50));
+        let w = w.after(&[10], &[stats(50)]);
         assert_eq!(
-            w,
+            w.current,
             Watermarks {
                 eviction_ms: 90,
                 late_ms: 90
             }
         );
-        let w = w.after(10, None);
+        let w = w.after(&[10], &[None]);
         assert_eq!(
-            w,
+            w.current,
             Watermarks {
                 eviction_ms: 90,
                 late_ms: 90
             }
         );
+    }
+
+    #[test]
+    fn several_watermarks_take_the_least_and_one_without_rows_holds_it_at_the_epoch() {
+        let stats = |max| {
+            Some(EventStats {
+                max,
+                min: 0,
+                avg: 0.0,
+                count: 1,
+            })
+        };
+        let w = WatermarkTracker::default().after(&[10, 5], &[stats(100), None]);
+        assert_eq!(w.current.eviction_ms, 0);
+        let w = w.after(&[10, 5], &[None, stats(60)]);
+        assert_eq!(w.current.eviction_ms, 55);
+        let w = w.after(&[10, 5], &[stats(200), stats(70)]);
+        assert_eq!((w.current.eviction_ms, w.current.late_ms), (65, 55));
     }
 }

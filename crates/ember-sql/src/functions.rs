@@ -633,3 +633,27 @@ pub fn window(time_column: impl Into<Column>, window_duration: &str, slide_durat
         |_| "window".to_owned(),
     )
 }
+
+/// The session window of each row (Spark's `session_window(timeColumn, gapDuration)`): a
+/// `struct<start, end>` column named `session_window`, `[time, time + gap)` for the row; grouped
+/// by it, the sessions of a key that overlap merge into one (a row within `gap` of a session
+/// extends it).
+pub fn session_window(time_column: impl Into<Column>, gap_duration: &str) -> Column {
+    let gap = gap_duration.to_owned();
+    Column::call(
+        vec![time_column.into()],
+        Arc::new(move |mut a| {
+            match crate::eventtime::parse_interval_us(&gap) {
+                Ok(us) if us > 0 => {}
+                Ok(_) => {
+                    return Err(crate::Error::illegal_argument(format!(
+                        "The session window's gap duration ({gap}) must be greater than 0."
+                    )));
+                }
+                Err(e) => return Err(crate::Error::illegal_argument(e)),
+            }
+            Ok(Arc::new(crate::eventtime::SessionWindow::udf()).call(vec![a.remove(0), df_lit(gap.clone())]))
+        }),
+        |_| "session_window".to_owned(),
+    )
+}

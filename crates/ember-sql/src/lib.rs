@@ -35,6 +35,7 @@ mod session;
 pub mod show;
 mod sink;
 mod source;
+mod streamjoin;
 mod table;
 mod udf;
 

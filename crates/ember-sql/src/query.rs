@@ -24,6 +24,7 @@ use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::joins::HashJoinExec;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Committed, QueryCheckpoint};
@@ -36,6 +37,7 @@ use crate::progress::QueryProgress;
 use crate::session::SparkSession;
 use crate::sink::{ConsoleOut, ForeachBatch, OutputMode, Sink};
 use crate::source::{FileSource, RateSource, Slot, SourceSpec, find_slots, read_lines, slot_exec};
+use crate::streamjoin::StreamJoin;
 
 /// When micro-batches run (Spark's `trigger`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,33 +153,44 @@ impl DataStreamWriter {
         if sources.is_empty() {
             return Err(Error::analysis("'writeStream' can be called only on streaming Dataset/DataFrame"));
         }
-        check_joins(self.df.logical_plan())?;
-        let event_time = match &self.df.watermark {
-            Some(watermark) => Some(EventTime {
-                delay_ms: watermark.delay_ms,
-                key: crate::eventtime::watermark_key(self.df.logical_plan(), &watermark.column),
-            }),
-            None => None,
-        };
+        let stream_join = check_joins(self.df.logical_plan(), mode)?;
+        let watermarks = &self.df.watermarks;
+        // The aggregation's key holding event time: of the first watermark that is a key.
+        let key = watermarks
+            .iter()
+            .find_map(|w| crate::eventtime::watermark_key(self.df.logical_plan(), &w.column).map(|k| (k, w.column.clone())));
+        let event_time = (!watermarks.is_empty()).then(|| EventTime {
+            delays: watermarks.iter().map(|w| w.delay_ms).collect(),
+            key: key.as_ref().map(|(k, _)| *k),
+        });
         check(
             &logical,
             mode,
             self.df.sql.as_deref().map(String::as_str),
-            event_time.is_some_and(|e| e.key.is_some()),
+            event_time.as_ref().is_some_and(|e| e.key.is_some()),
             self.df.dedup.is_some(),
         )?;
+        if mode == OutputMode::Update && crate::eventtime::session_key(self.df.logical_plan()).is_some() {
+            return Err(Error::analysis(
+                "Update output mode not supported for session window on streaming DataFrames/DataSets;",
+            ));
+        }
         let mut planner = Planner::new(session.clone(), self.df.logical_plan().clone())?;
         if let Some(kind) = self.df.dedup {
             planner.dedup = Some(kind);
             // The pool's copies were split as an aggregation's.
             lock(&planner.pool).clear();
         }
-        if let Some(watermark) = &self.df.watermark {
+        if stream_join {
+            planner.stream_join = true;
+            lock(&planner.pool).clear();
+        }
+        for watermark in watermarks {
             // The rows where the watermark is defined, their event-time column only.
             let probe = datafusion::logical_expr::LogicalPlanBuilder::from(watermark.plan.clone())
                 .project(vec![datafusion::prelude::ident(&watermark.column)])?
                 .build()?;
-            planner.probe = Some(Box::new(Planner::new(session.clone(), probe)?));
+            planner.probes.push(Planner::new(session.clone(), probe)?);
         }
         let checkpoint = self
             .options
@@ -200,7 +213,11 @@ impl DataStreamWriter {
             sources,
             planner,
             event_time,
-            watermark_column: self.df.watermark.as_ref().map(|w| w.column.clone()),
+            watermark_column: key
+                .map(|(_, column)| column)
+                .or_else(|| watermarks.first().map(|w| w.column.clone())),
+            session_key: crate::eventtime::session_key(self.df.logical_plan()),
+            watermark_columns: watermarks.iter().map(|w| w.column.clone()).collect(),
             mode,
             sink,
             names,
@@ -338,20 +355,27 @@ fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>, watermarked_ag
 
 /// Spark's checks of a join with a stream (`UnsupportedOperationChecker`): a stream joins a
 /// table where the stream's rows alone decide the output (the outer side of an outer join must
-/// be the stream); two streams do not join in ember yet.
-fn check_joins(plan: &LogicalPlan) -> Result<()> {
+/// be the stream); two streams join in append mode, as the only stateful operation in ember.
+/// Whether the plan joins two streams.
+fn check_joins(plan: &LogicalPlan, mode: OutputMode) -> Result<bool> {
     use datafusion::common::JoinType;
     let streaming = |p: &LogicalPlan| crate::source::stream_sources(p).next().is_some();
     let mut refused = None;
+    let mut stream_join = false;
     let _ = plan.apply(|node| {
         let LogicalPlan::Join(join) = node else {
             return Ok(TreeNodeRecursion::Continue);
         };
         let (left, right) = (streaming(&join.left), streaming(&join.right));
         refused = match (join.join_type, left, right) {
-            (_, true, true) => Some(Error::unsupported(
-                "a join of two streams (stream-stream joins with watermarks are still to come in ember); a stream joins a table",
-            )),
+            (_, true, true) if mode != OutputMode::Append => Some(Error::analysis(format!(
+                "Join between two streaming DataFrames/Datasets is not supported in {} output mode, only in Append output mode;",
+                if mode == OutputMode::Update { "Update" } else { "Complete" }
+            ))),
+            (_, true, true) => {
+                stream_join = true;
+                None
+            }
             (JoinType::Left, false, true) => Some(Error::analysis(
                 "LeftOuter join with a streaming DataFrame/Dataset on the right and a static DataFrame/Dataset on the left is not supported;",
             )),
@@ -378,7 +402,23 @@ fn check_joins(plan: &LogicalPlan) -> Result<()> {
             TreeNodeRecursion::Continue
         })
     });
-    refused.map_or(Ok(()), Err)
+    if stream_join {
+        let mut stateful_above = false;
+        let _ = plan.apply(|node| {
+            match node {
+                LogicalPlan::Join(_) => return Ok(TreeNodeRecursion::Stop),
+                LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => stateful_above = true,
+                _ => {}
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        if stateful_above && refused.is_none() {
+            refused = Some(Error::unsupported(
+                "an aggregation or deduplication after a join of two streams (ember runs one stateful operation per query so far)",
+            ));
+        }
+    }
+    refused.map_or(Ok(stream_join), Err)
 }
 
 /// A record batch that ember's engine can move between processes (as Arrow IPC).
@@ -416,14 +456,18 @@ impl<'de> Deserialize<'de> for ArrowBatch {
 pub(crate) struct StageOut {
     input_rows: u64,
     batches: Vec<ArrowBatch>,
-    /// With a watermark: the event times of the partition's rows where it is defined.
-    event_time: Option<EventStats>,
+    /// The event times of the partition's rows at each watermark (none: no rows there).
+    event_time: Vec<Option<EventStats>>,
+    /// A join of two streams: the rows of its right side (`batches` are the left's).
+    right: Vec<ArrowBatch>,
 }
 
 /// One copy of a physical plan and the slots its leaves read, with the stream each scans.
 pub(crate) struct Instance {
     plan: Arc<dyn ExecutionPlan>,
     slots: Vec<(usize, Slot)>,
+    /// A join of two streams: the plan of its right side (`plan` is the left's).
+    right: Option<Box<Instance>>,
 }
 
 impl Instance {
@@ -471,6 +515,17 @@ fn top_aggregate(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>
     plan.children().into_iter().find_map(top_aggregate)
 }
 
+/// The topmost hash join of a physical plan whose two sides both read streams.
+fn top_stream_join(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    if let Some(join) = plan.downcast_ref::<HashJoinExec>()
+        && !find_slots(join.left()).is_empty()
+        && !find_slots(join.right()).is_empty()
+    {
+        return Some(Arc::clone(plan));
+    }
+    plan.children().into_iter().find_map(top_stream_join)
+}
+
 /// The partial aggregation under a final one (through nodes that only move batches).
 fn partial_below(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     let mut node = Arc::clone(plan);
@@ -497,10 +552,12 @@ struct Planner {
     aggregate: Option<usize>,
     pool: Mutex<Vec<Instance>>,
     task: Arc<TaskContext>,
-    /// With a watermark: the plan of its event-time column, run over the same input.
-    probe: Option<Box<Planner>>,
+    /// For each watermark: the plan of its event-time column, run over the same input.
+    probes: Vec<Planner>,
     /// The top aggregation is a deduplication: workers run the plan below it.
     dedup: Option<DedupKind>,
+    /// The query joins two streams: workers run the plans of its two sides.
+    stream_join: bool,
 }
 
 /// The stages after the gather, for an aggregation.
@@ -513,6 +570,8 @@ struct Finisher {
     partial_schema: SchemaRef,
     /// The key that holds event time, when the query has a watermark on it.
     key_time: Option<(usize, KeyTime)>,
+    /// The key that is a session window, whose sessions merge.
+    session: Option<usize>,
 }
 
 /// What a micro-batch did to an aggregation: the rows for the sink and the state's counts.
@@ -527,6 +586,7 @@ pub(crate) struct Step {
 enum Stateful {
     Aggregate(Finisher),
     Dedup(Dedup),
+    Join(StreamJoin),
 }
 
 impl Stateful {
@@ -534,6 +594,7 @@ impl Stateful {
         match self {
             Stateful::Aggregate(f) => f.step(input, mode, task, watermarks),
             Stateful::Dedup(d) => d.step(input, task, watermarks),
+            Stateful::Join(_) => Err(Error::unsupported("a join's micro-batch without its two sides")),
         }
     }
 
@@ -541,6 +602,7 @@ impl Stateful {
         match self {
             Stateful::Aggregate(f) => f.state_rows(),
             Stateful::Dedup(d) => d.state_rows(),
+            Stateful::Join(j) => j.state_rows(),
         }
     }
 
@@ -548,6 +610,7 @@ impl Stateful {
         match self {
             Stateful::Aggregate(f) => f.snapshot(),
             Stateful::Dedup(d) => d.snapshot(),
+            Stateful::Join(j) => j.snapshot(),
         }
     }
 
@@ -555,6 +618,7 @@ impl Stateful {
         match self {
             Stateful::Aggregate(f) => f.restore(bytes),
             Stateful::Dedup(d) => d.restore(bytes),
+            Stateful::Join(j) => j.restore(bytes),
         }
     }
 
@@ -563,6 +627,7 @@ impl Stateful {
         match self {
             Stateful::Aggregate(f) => f.key_time.is_some() && mode != OutputMode::Complete,
             Stateful::Dedup(d) => d.evicts(),
+            Stateful::Join(j) => j.evicts(),
         }
     }
 }
@@ -583,8 +648,9 @@ impl Planner {
             aggregate: None,
             pool: Mutex::new(Vec::new()),
             task,
-            probe: None,
+            probes: Vec::new(),
             dedup: None,
+            stream_join: false,
         };
         // Plan one copy now: errors surface at `start`, and it says whether there is an
         // aggregation.
@@ -610,6 +676,11 @@ impl Planner {
     /// Splits a fresh physical plan into (partial stage, aggregate node, its input schema).
     fn split(&self) -> Result<(Arc<dyn ExecutionPlan>, Option<(Arc<dyn ExecutionPlan>, Arc<dyn ExecutionPlan>)>)> {
         let physical = self.physical()?;
+        if self.stream_join {
+            let top = top_stream_join(&physical).ok_or_else(|| Error::unsupported("a join of two streams that DataFusion planned without a hash join (ember needs an equality of the two sides' columns in the condition)"))?;
+            let join = top.downcast_ref::<HashJoinExec>().expect("a hash join");
+            return Ok((Arc::clone(join.left()), Some((top, physical))));
+        }
         let Some(top) = top_aggregate(&physical) else {
             return Ok((physical, None));
         };
@@ -643,31 +714,51 @@ impl Planner {
 
     /// A worker's copy of its stage.
     fn instance(&self) -> Result<Instance> {
-        let (stage, _) = self.split()?;
+        let (stage, top) = self.split()?;
         let slots = find_slots(&stage);
         if slots.is_empty() {
             return Err(Error::unsupported("a plan without its stream's scan"));
         }
-        Ok(Instance { plan: stage, slots })
+        let right = match (self.stream_join, top) {
+            (true, Some((join, _))) => {
+                let join = join.downcast_ref::<HashJoinExec>().expect("a hash join");
+                let plan = Arc::clone(join.right());
+                let slots = find_slots(&plan);
+                Some(Box::new(Instance { plan, slots, right: None }))
+            }
+            _ => None,
+        };
+        Ok(Instance { plan: stage, slots, right })
     }
 
     /// Runs the worker's stage over one partition's rows of stream `source`.
     fn run_stage(&self, source: usize, input: RecordBatch) -> Result<Vec<RecordBatch>> {
+        Ok(self.run_stages(source, input)?.0)
+    }
+
+    /// [`Planner::run_stage`], with the right side's rows too for a join of two streams.
+    fn run_stages(&self, source: usize, input: RecordBatch) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
         let instance = match lock(&self.pool).pop() {
             Some(instance) => instance,
             None => self.instance()?,
         };
-        let out = instance.run_source(source, vec![input], &self.task);
+        let out = instance.run_source(source, vec![input.clone()], &self.task).and_then(|left| {
+            let right = match &instance.right {
+                Some(right) => right.run_source(source, vec![input], &self.task)?,
+                None => Vec::new(),
+            };
+            Ok((left, right))
+        });
         lock(&self.pool).push(instance);
         out
     }
 
     /// The stateful operator after the gather; `watermark`: the event-time column and the delay.
-    fn stateful(&self, watermark: Option<(&str, i64)>) -> Result<Option<Stateful>> {
+    /// A join of two streams reads `watermarked`: the event-time columns of the watermarks.
+    fn stateful(&self, watermark: Option<(&str, i64)>, watermarked: &[String]) -> Result<Option<Stateful>> {
         let (partial, Some((top, physical))) = self.split()? else {
             return Ok(None);
         };
-        let agg = top.downcast_ref::<AggregateExec>().expect("an aggregate");
         let upper = |schema: SchemaRef| -> Result<Instance> {
             let (upper_leaf, upper_slot) = slot_exec(schema)?;
             let upper = Arc::clone(&physical)
@@ -682,8 +773,13 @@ impl Planner {
             Ok(Instance {
                 plan: upper,
                 slots: vec![(usize::MAX, upper_slot)],
+                right: None,
             })
         };
+        if let Some(join) = top.downcast_ref::<HashJoinExec>() {
+            return Ok(Some(Stateful::Join(StreamJoin::new(join, upper(join.schema())?, watermarked)?)));
+        }
+        let agg = top.downcast_ref::<AggregateExec>().expect("an aggregate");
         if let Some(kind) = self.dedup {
             return Ok(Some(Stateful::Dedup(Dedup::new(kind, agg, upper(agg.schema())?, watermark)?)));
         }
@@ -713,16 +809,19 @@ impl Planner {
             merge: Instance {
                 plan: Arc::new(merge),
                 slots: vec![(usize::MAX, merge_slot)],
+                right: None,
             },
             finish: Instance {
                 plan: Arc::new(finish),
                 slots: vec![(usize::MAX, finish_slot)],
+                right: None,
             },
             upper: upper(agg.schema())?,
             groups: partial_agg.group_expr().expr().len(),
             state: None,
             partial_schema,
             key_time: None,
+            session: None,
         })))
     }
 }
@@ -790,13 +889,48 @@ impl Finisher {
                 new = filter_record_batch(&new, &datafusion::arrow::compute::not(&late)?)?;
             }
         }
+        let state_len = self.state.as_ref().map_or(0, RecordBatch::num_rows);
         let mut input = Vec::with_capacity(2);
         if let Some(state) = self.state.take() {
             input.push(state);
         }
         input.push(new.clone());
+        // Session windows: the sessions of a key that now overlap become one, in the state and
+        // the micro-batch alike; `new` then holds the micro-batch's rows under their sessions.
+        if let Some(session) = self.session {
+            let combined = concat_batches(&self.partial_schema, &input)?;
+            let (rekeyed, origin) = crate::eventtime::merge_sessions(&combined, session, self.groups)?;
+            let from_batch: BooleanArray = origin.iter().map(|&o| Some(o >= state_len)).collect();
+            new = filter_record_batch(&rekeyed, &from_batch)?;
+            input = vec![rekeyed];
+        }
         let merged = self.merge.run(input, task)?;
         let merged = concat_batches(&self.partial_schema, &merged)?;
+        let keys = |batch: &RecordBatch| -> Result<datafusion::arrow::row::Rows> {
+            let fields = batch.columns()[..self.groups]
+                .iter()
+                .map(|c| SortField::new(c.data_type().clone()))
+                .collect();
+            let converter = RowConverter::new(fields)?;
+            Ok(converter.convert_columns(&batch.columns()[..self.groups])?)
+        };
+        let touched: HashSet<Vec<u8>> = keys(&new)?.iter().map(|r| r.as_ref().to_vec()).collect();
+        // Spark rewrites every session of a key with input, changed or not.
+        let updated = match self.session {
+            Some(session) => {
+                let others = |batch: &RecordBatch| -> Result<datafusion::arrow::row::Rows> {
+                    let columns: Vec<_> = (0..self.groups)
+                        .filter(|g| *g != session)
+                        .map(|g| Arc::clone(batch.column(g)))
+                        .collect();
+                    let converter = RowConverter::new(columns.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
+                    Ok(converter.convert_columns(&columns)?)
+                };
+                let with_input: HashSet<Vec<u8>> = others(&new)?.iter().map(|r| r.as_ref().to_vec()).collect();
+                others(&merged)?.iter().filter(|r| with_input.contains(r.as_ref())).count() as u64
+            }
+            None => touched.len() as u64,
+        };
         let evicted = match event {
             Some((key, w)) => Some(at_or_before(&merged, key, w.eviction_ms)?),
             None => None,
@@ -809,15 +943,6 @@ impl Finisher {
         let finishing = match mode {
             OutputMode::Complete => merged,
             OutputMode::Update if self.groups > 0 => {
-                let keys = |batch: &RecordBatch| -> Result<datafusion::arrow::row::Rows> {
-                    let fields = batch.columns()[..self.groups]
-                        .iter()
-                        .map(|c| SortField::new(c.data_type().clone()))
-                        .collect();
-                    let converter = RowConverter::new(fields)?;
-                    Ok(converter.convert_columns(&batch.columns()[..self.groups])?)
-                };
-                let touched: HashSet<Vec<u8>> = keys(&new)?.iter().map(|r| r.as_ref().to_vec()).collect();
                 let mask: BooleanArray = keys(&merged)?.iter().map(|r| Some(touched.contains(r.as_ref()))).collect();
                 filter_record_batch(&merged, &mask)?
             }
@@ -831,7 +956,7 @@ impl Finisher {
         let finished = self.finish.run(vec![finishing], task)?;
         Ok(Step {
             rows: self.upper.run(finished, task)?,
-            updated: new.num_rows() as u64,
+            updated,
             removed,
             dropped,
         })
@@ -858,7 +983,7 @@ struct QueryState {
     /// Once, availableNow: the query ends by itself.
     finite: bool,
     /// The watermarks the next micro-batch runs with.
-    watermarks: Mutex<Watermarks>,
+    watermarks: Mutex<crate::eventtime::WatermarkTracker>,
     /// The watermark moved past what the last micro-batch evicted with: the next runs even
     /// without input (Spark's no-data batch), and a finite trigger waits for it.
     no_data_pending: AtomicBool,
@@ -928,10 +1053,10 @@ fn new_id() -> String {
     )
 }
 
-/// A query with a watermark: its delay, and the aggregation's key that holds event time.
-#[derive(Clone, Copy, Debug)]
+/// A query with watermarks: their delays, and the aggregation's key that holds event time.
+#[derive(Clone, Debug)]
 struct EventTime {
-    delay_ms: i64,
+    delays: Vec<i64>,
     key: Option<(usize, KeyTime)>,
 }
 
@@ -944,6 +1069,10 @@ struct Start {
     event_time: Option<EventTime>,
     /// The watermark's event-time column.
     watermark_column: Option<String>,
+    /// Every watermark's event-time column.
+    watermark_columns: Vec<String>,
+    /// The aggregation's key that is a session window.
+    session_key: Option<usize>,
     mode: OutputMode,
     sink: Sink,
     names: Vec<String>,
@@ -960,6 +1089,8 @@ impl StreamingQuery {
             planner,
             event_time,
             watermark_column,
+            watermark_columns,
+            session_key,
             mode,
             sink,
             names,
@@ -996,13 +1127,16 @@ impl StreamingQuery {
             last_input_ms: AtomicU64::new(0),
             drained_at: AtomicU64::new(0),
             finite,
-            watermarks: Mutex::new(committed.watermarks),
+            watermarks: Mutex::new(committed.watermarks.clone()),
             no_data_pending: AtomicBool::new(false),
             progress: Mutex::new(crate::progress::Reports::default()),
         });
-        let mut finisher = planner.stateful(watermark_column.as_deref().zip(event_time.map(|e| e.delay_ms)))?;
+        // The delay of the watermark whose column a stateful operator reads.
+        let delay = event_time.as_ref().and_then(|e| e.delays.first().copied());
+        let mut finisher = planner.stateful(watermark_column.as_deref().zip(delay), &watermark_columns)?;
         if let Some(Stateful::Aggregate(finisher)) = finisher.as_mut() {
-            finisher.key_time = event_time.and_then(|e| e.key);
+            finisher.key_time = event_time.as_ref().and_then(|e| e.key);
+            finisher.session = session_key;
         }
         // A resumed aggregation starts from the state of the last committed batch.
         if let (Some(checkpoint), Some(finisher)) = (&checkpoint, finisher.as_mut())
@@ -1065,15 +1199,27 @@ impl StreamingQuery {
             staged.try_foreach_rdd(move |batch: ember::Batch<StageOut>, time: ember::Time| -> Result<()> {
                 let outs: Vec<StageOut> = batch.into_vec();
                 let input_rows: u64 = outs.iter().map(|o| o.input_rows).sum();
-                let stats = outs.iter().filter_map(|o| o.event_time).reduce(EventStats::merge);
+                // Each watermark's event times over the partitions.
+                let mut stats: Vec<Option<EventStats>> = Vec::new();
+                for out in &outs {
+                    stats.resize(stats.len().max(out.event_time.len()), None);
+                    for (i, s) in out.event_time.iter().enumerate() {
+                        stats[i] = match (stats[i], *s) {
+                            (Some(a), Some(b)) => Some(a.merge(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                }
                 // A batch the commit log holds ran again after a restart: its output is there.
                 let committed = committed.last_time_ms.is_some_and(|t| time.milliseconds() <= t);
                 let no_data = input_rows == 0 && output_state.no_data_pending.load(Ordering::SeqCst);
                 let result = if (input_rows == 0 && !no_data) || committed {
                     Ok(())
                 } else {
-                    let watermarks = *lock(&output_state.watermarks);
+                    let tracker = lock(&output_state.watermarks).clone();
+                    let watermarks = tracker.current;
                     let started = std::time::Instant::now();
+                    let right: Vec<RecordBatch> = outs.iter().flat_map(|o| o.right.iter().map(|b| b.0.clone())).collect();
                     let batches: Vec<RecordBatch> = outs.into_iter().flat_map(|o| o.batches).map(|b| b.0).collect();
                     let mut finishing = lock(&finisher);
                     let step = match finishing.as_mut() {
@@ -1083,14 +1229,15 @@ impl StreamingQuery {
                             removed: 0,
                             dropped: 0,
                         }),
-                        Some(f) => f.step(batches, mode, &planner.task, event_time.map(|_| watermarks)),
+                        Some(Stateful::Join(j)) => j.step(batches, right, &planner.task, event_time.as_ref().map(|_| watermarks)),
+                        Some(f) => f.step(batches, mode, &planner.task, event_time.as_ref().map(|_| watermarks)),
                     };
                     let state_rows = finishing.as_ref().map(Stateful::state_rows);
                     step.and_then(|step| {
                         let rows = step.rows;
-                        let next = match event_time {
-                            Some(e) => watermarks.after(e.delay_ms, stats),
-                            None => watermarks,
+                        let next = match &event_time {
+                            Some(e) => tracker.after(&e.delays, &stats),
+                            None => tracker.clone(),
                         };
                         let id = output_state.batches.load(Ordering::SeqCst) as i64;
                         sink.write(&output_session, &names, &rows, id, time.milliseconds(), mode)?;
@@ -1098,13 +1245,14 @@ impl StreamingQuery {
                             if let Some(finisher) = finishing.as_ref() {
                                 checkpoint.write_state(id, &finisher.snapshot()?)?;
                             }
-                            checkpoint.commit(id, time.milliseconds(), next)?;
+                            checkpoint.commit(id, time.milliseconds(), &next)?;
                         }
+                        let next_eviction_ms = next.current.eviction_ms;
                         *lock(&output_state.watermarks) = next;
                         let evicts = event_time.is_some() && finishing.as_ref().is_some_and(|f| f.evicts(mode));
                         output_state
                             .no_data_pending
-                            .store(evicts && next.eviction_ms > watermarks.eviction_ms, Ordering::SeqCst);
+                            .store(evicts && next_eviction_ms > watermarks.eviction_ms, Ordering::SeqCst);
                         drop(finishing);
                         output_state.batches.store(id as u64 + 1, Ordering::SeqCst);
                         let add_batch_ms = started.elapsed().as_millis() as u64;
@@ -1137,7 +1285,10 @@ impl StreamingQuery {
                             state_rows_updated: step.updated,
                             state_rows_removed: step.removed,
                             state_rows_dropped_by_watermark: step.dropped,
-                            event_time: event_time.map(|_| (stats, watermarks.eviction_ms)),
+                            // Spark reports the first watermark's statistics that had rows.
+                            event_time: event_time
+                                .as_ref()
+                                .map(|_| (stats.iter().flatten().next().copied(), watermarks.eviction_ms)),
                             num_output_rows: rows.iter().map(|b| b.num_rows() as u64).sum(),
                             source: source_text.clone(),
                             sink: sink.describe(),
@@ -1368,7 +1519,8 @@ fn stage_lines(stage: &Planner, id: usize, spec: &SourceSpec, schema: &SchemaRef
         return StageOut {
             input_rows: 0,
             batches: Vec::new(),
-            event_time: None,
+            event_time: Vec::new(),
+            right: Vec::new(),
         };
     }
     let input_rows = lines.len() as u64;
@@ -1376,24 +1528,29 @@ fn stage_lines(stage: &Planner, id: usize, spec: &SourceSpec, schema: &SchemaRef
         Ok(batch) => batch,
         Err(e) => panic!("the source's rows do not fit its schema: {e}"),
     };
-    let event_time = stage.probe.as_ref().map(|probe| -> Result<Option<EventStats>> {
-        let mut stats: Option<EventStats> = None;
-        for times in probe.run_stage(id, batch.clone())? {
-            if let Some(more) = EventStats::of(times.column(0))? {
-                stats = Some(stats.map_or(more, |s| s.merge(more)));
+    let event_time = stage
+        .probes
+        .iter()
+        .map(|probe| -> Result<Option<EventStats>> {
+            let mut stats: Option<EventStats> = None;
+            for times in probe.run_stage(id, batch.clone())? {
+                if let Some(more) = EventStats::of(times.column(0))? {
+                    stats = Some(stats.map_or(more, |s| s.merge(more)));
+                }
             }
-        }
-        Ok(stats)
-    });
-    let event_time = match event_time.transpose() {
-        Ok(stats) => stats.flatten(),
+            Ok(stats)
+        })
+        .collect::<Result<Vec<_>>>();
+    let event_time = match event_time {
+        Ok(stats) => stats,
         Err(e) => panic!("the query's watermark failed on a micro-batch: {e}"),
     };
-    match stage.run_stage(id, batch) {
-        Ok(out) => StageOut {
+    match stage.run_stages(id, batch) {
+        Ok((out, right)) => StageOut {
             input_rows,
             batches: out.into_iter().map(ArrowBatch).collect(),
             event_time,
+            right: right.into_iter().map(ArrowBatch).collect(),
         },
         Err(e) => panic!("the query's plan failed on a micro-batch: {e}"),
     }

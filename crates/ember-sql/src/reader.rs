@@ -52,7 +52,7 @@ impl SparkSession {
         rename_generators(&mut statement);
         let plan = futures::executor::block_on(state.statement_to_plan(statement))?;
         // A view whose DataFrame had a watermark brings it along.
-        let mut watermark = None;
+        let mut watermarks = Vec::new();
         let _ = plan.apply(|node| {
             // DataFusion inlines a view as its plan under the view's name.
             let name = match node {
@@ -60,14 +60,21 @@ impl SparkSession {
                 LogicalPlan::SubqueryAlias(alias) => Some(alias.alias.table()),
                 _ => None,
             };
-            if let Some(w) = name.and_then(|n| self.view_watermark(n)) {
-                watermark = Some(w);
+            if let Some(n) = name {
+                watermarks.extend(self.view_watermarks(n));
             }
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
         });
         let mut df = DataFrame::new(self.clone(), datafusion::dataframe::DataFrame::new(state, plan));
         df.sql = Some(Arc::new(query.to_owned()));
-        df.watermark = watermark;
+        // A view read twice brings its watermarks once.
+        let mut unique: Vec<Arc<crate::eventtime::Watermark>> = Vec::new();
+        for w in watermarks {
+            if !unique.iter().any(|u| Arc::ptr_eq(u, &w)) {
+                unique.push(w);
+            }
+        }
+        df.watermarks = unique;
         Ok(df)
     }
 

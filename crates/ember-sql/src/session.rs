@@ -24,7 +24,7 @@ struct Inner {
     next_source: AtomicUsize,
     id: usize,
     /// The watermarks of the temporary views whose DataFrames had one.
-    watermarks: std::sync::Mutex<BTreeMap<String, Arc<crate::eventtime::Watermark>>>,
+    watermarks: std::sync::Mutex<BTreeMap<String, Vec<Arc<crate::eventtime::Watermark>>>>,
 }
 
 /// The entry point to DataFrames and SQL over streams (Spark's `SparkSession`).
@@ -96,16 +96,20 @@ impl Builder {
             .unwrap_or_else(|| "local[*]".to_owned());
         let workers = workers_of(&master)?;
         // One partition per plan copy: ember's workers are the parallelism.
+        // Column names in SQL text keep their case (`clickAdId`): DataFusion would fold them to
+        // lower case, and miss mixed-case columns Spark finds.
         let config = SessionConfig::new()
             .with_target_partitions(1)
             .with_information_schema(false)
-            .with_create_default_catalog_and_schema(true);
+            .with_create_default_catalog_and_schema(true)
+            .set_bool("datafusion.sql_parser.enable_ident_normalization", false);
         let mut state = SessionStateBuilder::new().with_config(config).with_default_features().build();
         datafusion_spark::register_all(&mut state)?;
         state.add_analyzer_rule(Arc::new(crate::udf::SparkCasts));
         state.add_analyzer_rule(Arc::new(crate::eventtime::SlidingWindows));
         datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(crate::udf::SparkSplit::udf()))?;
         datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(crate::eventtime::SparkWindow::udf()))?;
+        datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(crate::eventtime::SessionWindow::udf()))?;
         let ctx = SessionContext::new_with_state(state);
         Ok(SparkSession {
             inner: Arc::new(Inner {
@@ -154,21 +158,28 @@ impl SparkSession {
         &self.inner.ctx
     }
 
-    pub(crate) fn register_view(&self, name: &str, plan: LogicalPlan, watermark: Option<Arc<crate::eventtime::Watermark>>) -> Result<()> {
+    pub(crate) fn register_view(&self, name: &str, plan: LogicalPlan, watermarks: Vec<Arc<crate::eventtime::Watermark>>) -> Result<()> {
         let view = datafusion::catalog::view::ViewTable::new(plan, None);
         let _ = self.inner.ctx.deregister_table(name)?;
         self.inner.ctx.register_table(name, Arc::new(view))?;
-        let mut watermarks = self.inner.watermarks.lock().unwrap_or_else(|e| e.into_inner());
-        match watermark {
-            Some(w) => watermarks.insert(name.to_owned(), w),
-            None => watermarks.remove(name),
-        };
+        let mut all = self.inner.watermarks.lock().unwrap_or_else(|e| e.into_inner());
+        if watermarks.is_empty() {
+            all.remove(name);
+        } else {
+            all.insert(name.to_owned(), watermarks);
+        }
         Ok(())
     }
 
-    /// The watermark of the temporary view `name`, if its DataFrame had one.
-    pub(crate) fn view_watermark(&self, name: &str) -> Option<Arc<crate::eventtime::Watermark>> {
-        self.inner.watermarks.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    /// The watermarks of the temporary view `name`'s DataFrame.
+    pub(crate) fn view_watermarks(&self, name: &str) -> Vec<Arc<crate::eventtime::Watermark>> {
+        self.inner
+            .watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub(crate) fn register_table(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ember_sql::functions::{avg, col, count, explode, expr, max, min, split, sum, to_timestamp, window};
+use ember_sql::functions::{avg, col, count, explode, expr, max, min, session_window, split, sum, to_timestamp, window};
 use ember_sql::{Column, DataFrame, SparkSession, Trigger};
 
 mod common;
@@ -25,10 +25,11 @@ fn event_time_dir() -> PathBuf {
 }
 
 /// A fresh directory holding one file per batch of the case's input.
-fn input_dir(golden: &Path, case: &str) -> PathBuf {
-    let text = std::fs::read_to_string(golden.join(format!("{case}.input.json"))).unwrap();
+/// `input` names the file: `<case>.<input>.json`.
+fn input_dir(golden: &Path, case: &str, input: &str) -> PathBuf {
+    let text = std::fs::read_to_string(golden.join(format!("{case}.{input}.json"))).unwrap();
     let batches: Vec<Vec<String>> = serde_json::from_str(&text).unwrap();
-    let dir = common::temp_dir(&format!("golden-{case}"));
+    let dir = common::temp_dir(&format!("golden-{case}-{input}"));
     common::batch_files(&dir, &batches);
     dir
 }
@@ -49,7 +50,7 @@ impl Write for Captured {
 }
 
 /// The case's query over `lines`, and its output mode, as `cases.json` writes it in PySpark.
-fn query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (DataFrame, &'static str) {
+fn query(case: &str, spark: &SparkSession, lines: &DataFrame, _: Option<&DataFrame>) -> (DataFrame, &'static str) {
     let words = || lines.select([explode(split(col("value"), " ")).alias("word")]).unwrap();
     let numbers = || lines.select_expr(&["CAST(value AS BIGINT) AS n"]).unwrap();
     let aggregates = || {
@@ -98,7 +99,7 @@ fn query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (DataFrame, &'s
 
 /// The event-time case's query over `lines` (`timestamp,word` lines), and its output mode; a
 /// case with a static table reads it from `<case>.static.jsonl`.
-fn event_time_query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (DataFrame, &'static str) {
+fn event_time_query(case: &str, spark: &SparkSession, lines: &DataFrame, lines2: Option<&DataFrame>) -> (DataFrame, &'static str) {
     let table = || spark.read().json(event_time_dir().join(format!("{case}.static.jsonl"))).unwrap();
     let parts = || split(col("value"), ",");
     let events = lines
@@ -110,6 +111,7 @@ fn event_time_query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (Dat
     let watermarked = |delay| events.with_watermark("timestamp", delay).unwrap();
     let sliding = || window(col("timestamp"), "10 minutes", Some("5 minutes"), None);
     let guide = || watermarked("10 minutes").group_by([sliding(), col("word")]).count().unwrap();
+    let session = |df: DataFrame| df.group_by([session_window(col("timestamp"), "5 minutes"), col("word")]);
     let keyed = |delay, window: Column| watermarked(delay).group_by([window, col("word")]).count().unwrap();
     match case {
         "guide_update" | "late_dropped_update" => (guide(), "update"),
@@ -160,6 +162,59 @@ fn event_time_query(case: &str, spark: &SparkSession, lines: &DataFrame) -> (Dat
             watermarked("10 minutes").drop_duplicates_within_watermark(Some(&["word"])).unwrap(),
             "append",
         ),
+        "session_append" => (session(watermarked("10 minutes")).count().unwrap(), "append"),
+        "session_complete" => (session(events.clone()).count().unwrap(), "complete"),
+        "session_agg_append" => (
+            session(watermarked("10 minutes"))
+                .agg([
+                    count("*").alias("n"),
+                    min("timestamp").alias("first"),
+                    max("timestamp").alias("last"),
+                ])
+                .unwrap(),
+            "append",
+        ),
+        "session_sql_append" => {
+            watermarked("10 minutes").create_or_replace_temp_view("events").unwrap();
+            let sql = "SELECT session_window(timestamp, '5 minutes') AS session, word, count(*) AS n FROM events \
+                       GROUP BY session_window(timestamp, '5 minutes'), word";
+            (spark.sql(sql).unwrap(), "append")
+        }
+        "ss_inner_append" | "ss_left_outer_append" | "ss_full_outer_append" | "ss_inner_no_watermark_append" => {
+            let clicks_lines = lines2.expect("the case's second stream");
+            let impressions = lines
+                .select([
+                    to_timestamp(parts().get_item(0)).alias("impressionTime"),
+                    parts().get_item(1).alias("impressionAdId"),
+                ])
+                .unwrap();
+            let click_parts = || split(col("value"), ",");
+            let clicks = clicks_lines
+                .select([
+                    to_timestamp(click_parts().get_item(0)).alias("clickTime"),
+                    click_parts().get_item(1).alias("clickAdId"),
+                ])
+                .unwrap();
+            if case == "ss_inner_no_watermark_append" {
+                return (
+                    impressions.join_on(&clicks, expr("clickAdId = impressionAdId"), "inner").unwrap(),
+                    "append",
+                );
+            }
+            let condition =
+                expr("clickAdId = impressionAdId AND clickTime >= impressionTime AND clickTime <= impressionTime + interval 15 minutes");
+            let how = match case {
+                "ss_left_outer_append" => "left_outer",
+                "ss_full_outer_append" => "full_outer",
+                _ => "inner",
+            };
+            let joined = impressions
+                .with_watermark("impressionTime", "10 minutes")
+                .unwrap()
+                .join_on(&clicks.with_watermark("clickTime", "20 minutes").unwrap(), condition, how)
+                .unwrap();
+            (joined, "append")
+        }
         "sql_tumbling_complete" => {
             events.create_or_replace_temp_view("events").unwrap();
             let sql = "SELECT window(timestamp, '10 minutes') AS window, count(*) AS n, max(word) AS last FROM events \
@@ -223,9 +278,14 @@ fn cases(golden: &Path) -> Vec<String> {
 fn run(
     golden: &Path,
     case: &str,
-    query: fn(&str, &SparkSession, &DataFrame) -> (DataFrame, &'static str),
+    query: fn(&str, &SparkSession, &DataFrame, Option<&DataFrame>) -> (DataFrame, &'static str),
 ) -> (String, &'static str, Vec<ember_sql::QueryProgress>) {
-    let dir = input_dir(golden, case);
+    let dir = input_dir(golden, case, "input");
+    // A second stream, from `<case>.input2.json`, when the case has one.
+    let dir2 = golden
+        .join(format!("{case}.input2.json"))
+        .exists()
+        .then(|| input_dir(golden, case, "input2"));
     let spark = SparkSession::builder()
         .app_name("golden")
         .master("local[2]")
@@ -237,7 +297,15 @@ fn run(
         .option("maxFilesPerTrigger", 1)
         .load_path(&dir)
         .unwrap();
-    let (df, mode) = query(case, &spark, &lines);
+    let lines2 = dir2.as_ref().map(|dir| {
+        spark
+            .read_stream()
+            .format("text")
+            .option("maxFilesPerTrigger", 1)
+            .load_path(dir)
+            .unwrap()
+    });
+    let (df, mode) = query(case, &spark, &lines, lines2.as_ref());
     let out = Captured::default();
     let running = df
         .write_stream()
@@ -252,6 +320,9 @@ fn run(
         "{case}: did not stop"
     );
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(dir2) = dir2 {
+        let _ = std::fs::remove_dir_all(dir2);
+    }
     let got = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     (got, mode, running.recent_progress())
 }
@@ -330,8 +401,28 @@ fn event_time_output_and_progress_match_pysparks() {
 
 /// The query of a check of `golden-eventtime/checker_errors.json`, started with the console
 /// sink: Spark refuses each, while the DataFrame is built or at `start`.
-fn refused(name: &str, spark: &SparkSession, lines: &DataFrame, table: &Path) -> ember_sql::Result<()> {
+fn refused(name: &str, spark: &SparkSession, lines: &DataFrame, lines2: &DataFrame, table: &Path) -> ember_sql::Result<()> {
     let parts = || split(col("value"), ",");
+    let impressions = || {
+        lines.select([
+            to_timestamp(parts().get_item(0)).alias("impressionTime"),
+            parts().get_item(1).alias("impressionAdId"),
+        ])
+    };
+    let clicks = || {
+        lines2.select([
+            to_timestamp(parts().get_item(0)).alias("clickTime"),
+            parts().get_item(1).alias("clickAdId"),
+        ])
+    };
+    let ranged = "clickAdId = impressionAdId AND clickTime >= impressionTime AND clickTime <= impressionTime + interval 15 minutes";
+    let watermarked = |how: &str| -> ember_sql::Result<DataFrame> {
+        impressions()?.with_watermark("impressionTime", "10 minutes")?.join_on(
+            &clicks()?.with_watermark("clickTime", "20 minutes")?,
+            expr(ranged),
+            how,
+        )
+    };
     let events = lines.select([
         to_timestamp(parts().get_item(0)).alias("timestamp"),
         parts().get_item(1).alias("word"),
@@ -349,6 +440,26 @@ fn refused(name: &str, spark: &SparkSession, lines: &DataFrame, table: &Path) ->
         "bad_delay" => (events.with_watermark("timestamp", "10 mins")?, "append"),
         "negative_delay" => (events.with_watermark("timestamp", "-1 minute")?, "append"),
         "watermark_on_string" => (events.with_watermark("word", "1 minute")?, "append"),
+        "session_update" => (
+            events
+                .with_watermark("timestamp", "10 minutes")?
+                .group_by([session_window(col("timestamp"), "5 minutes"), col("word")])
+                .count()?,
+            "update",
+        ),
+        "ss_left_outer_without_watermark" => (
+            impressions()?.join_on(&clicks()?, expr("clickAdId = impressionAdId"), "left_outer")?,
+            "append",
+        ),
+        "ss_full_outer" => (watermarked("full_outer")?, "append"),
+        "ss_inner_update_mode" => (watermarked("inner")?, "update"),
+        "ss_join_then_aggregate_complete" => (
+            impressions()?
+                .join_on(&clicks()?, expr("clickAdId = impressionAdId"), "inner")?
+                .group_by([col("impressionAdId")])
+                .count()?,
+            "complete",
+        ),
         other => panic!("no ember query for check {other}"),
     };
     let query = df.write_stream().format("console").output_mode(mode).start()?;
@@ -359,18 +470,22 @@ fn refused(name: &str, spark: &SparkSession, lines: &DataFrame, table: &Path) ->
 fn join_dedup_and_watermark_refusals_match_sparks() {
     let goldens: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(event_time_dir().join("checker_errors.json")).unwrap()).unwrap();
-    let batches: Vec<Vec<String>> = serde_json::from_value(goldens["input"].clone()).unwrap();
+    let batches = |value: &serde_json::Value| -> Vec<Vec<String>> { serde_json::from_value(value.clone()).unwrap() };
     let dir = common::temp_dir("refusals");
-    common::batch_files(&dir, &batches);
+    let dir2 = common::temp_dir("refusals-2");
+    common::batch_files(&dir2, &batches(&goldens["input2"]));
     let table = dir.with_extension("static.jsonl");
     let rows: String = goldens["static"].as_array().unwrap().iter().map(|row| format!("{row}\n")).collect();
     std::fs::write(&table, rows).unwrap();
     let spark = SparkSession::builder().master("local[2]").get_or_create().unwrap();
-    let lines = spark.read_stream().format("text").load_path(&dir).unwrap();
+    let lines2 = spark.read_stream().format("text").load_path(&dir2).unwrap();
     let mut failures = Vec::new();
     for check in goldens["checks"].as_array().unwrap() {
         let name = check["name"].as_str().unwrap();
-        let (class, first_line) = match refused(name, &spark, &lines, &table) {
+        // A check may read its own first stream.
+        common::batch_files(&dir, &batches(check.get("input").unwrap_or(&goldens["input"])));
+        let lines = spark.read_stream().format("text").load_path(&dir).unwrap();
+        let (class, first_line) = match refused(name, &spark, &lines, &lines2, &table) {
             Ok(()) => ("none".to_owned(), "(started)".to_owned()),
             Err(e) => {
                 let class = match e {
@@ -381,7 +496,12 @@ fn join_dedup_and_watermark_refusals_match_sparks() {
                 (class.to_owned(), e.to_string().lines().next().unwrap_or_default().to_owned())
             }
         };
-        if (class.as_str(), first_line.as_str()) != (check["exception"].as_str().unwrap(), check["first_line"].as_str().unwrap()) {
+        // Spark started the query: so must ember.
+        let want = (
+            check["exception"].as_str().unwrap_or("none"),
+            check["first_line"].as_str().unwrap_or("(started)"),
+        );
+        if (class.as_str(), first_line.as_str()) != want {
             failures.push(format!(
                 "{name}: ember {class}: {first_line}\n  Spark {}: {}",
                 check["exception"], check["first_line"]
@@ -389,6 +509,7 @@ fn join_dedup_and_watermark_refusals_match_sparks() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
     let _ = std::fs::remove_file(&table);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -17,6 +17,12 @@ A case may have a key "static" (a list of JSON objects): the parent then writes 
 to `<case>.static.jsonl` here (kept as test data), and the child puts
 `static = spark.read.json(<that path>)` in the query's scope (stream-static joins).
 
+A case may also have a key "input2" (batches of lines, like "input"): the parent writes them to a
+second temporary directory the same way (one file per batch, modified 1 s apart), saves them as
+`<case>.input2.json`, and the child puts
+`lines2 = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(dir2)` in scope
+(stream-stream joins; micro-batch N reads file N of each directory).
+
 Options: `--case NAME` (repeatable) runs only those cases; `--no-checker` skips
 checker_errors.json; `--only-checker` makes only checker_errors.json (no console case, cases.json
 untouched). checker_errors.json is made only on a full run or with `--only-checker`, so that
@@ -78,6 +84,48 @@ STATIC = [
     {"kind": "pet", "word": "cat"},
     {"kind": "fish", "word": "carp"},
 ]
+# Session windows (gap 5 minutes). 12:08 a is exactly 5 minutes after 12:03 a (do sessions that
+# touch at the boundary merge?); 12:06 a lands inside a's session; 12:10 b is late for some
+# watermarks.
+SESSIONS = [
+    ["2017-04-23 12:00:00,a", "2017-04-23 12:03:00,a", "2017-04-23 12:01:00,b"],
+    ["2017-04-23 12:08:00,a", "2017-04-23 12:20:00,b", "2017-04-23 12:02:00,c"],
+    ["2017-04-23 12:06:00,a", "2017-04-23 12:40:00,c"],
+    ["2017-04-23 12:10:00,b", "2017-04-23 12:59:00,a"],
+]
+SESSION_COUNT = '.groupBy(session_window("timestamp", "5 minutes"), "word").count()'
+SESSION_SQL = (
+    "SELECT session_window(timestamp, '5 minutes') AS session, word, count(*) AS n "
+    "FROM events GROUP BY session_window(timestamp, '5 minutes'), word"
+)
+# Stream-stream joins: `lines` reads IMPRESSIONS and `lines2` reads CLICKS (one file per batch each,
+# so micro-batch N reads batch N of both). a9 has no impression; a4 gets no click.
+IMPRESSIONS = [
+    ["2017-04-23 12:00:00,a1", "2017-04-23 12:01:00,a2"],
+    ["2017-04-23 12:05:00,a3", "2017-04-23 12:10:00,a4"],
+    ["2017-04-23 12:30:00,a5"],
+    ["2017-04-23 13:30:00,a6"],
+]
+CLICKS = [
+    ["2017-04-23 12:02:00,a1"],
+    ["2017-04-23 12:20:00,a3", "2017-04-23 12:04:00,a9"],
+    ["2017-04-23 12:31:00,a5", "2017-04-23 12:50:00,a2"],
+    ["2017-04-23 13:31:00,a6"],
+]
+IMPRESSIONS_DF = (
+    'impressions = lines.select(to_timestamp(split(lines.value, ",")[0]).alias("impressionTime"), '
+    'split(lines.value, ",")[1].alias("impressionAdId"))'
+)
+CLICKS_DF = (
+    'clicks = lines2.select(to_timestamp(split(lines2.value, ",")[0]).alias("clickTime"), '
+    'split(lines2.value, ",")[1].alias("clickAdId"))'
+)
+STREAMS = IMPRESSIONS_DF + "\n" + CLICKS_DF + "\n"
+SS_WATERMARKED = (
+    'impressions.withWatermark("impressionTime", "10 minutes")'
+    '.join(clicks.withWatermark("clickTime", "20 minutes"), expr("clickAdId = impressionAdId AND '
+    'clickTime >= impressionTime AND clickTime <= impressionTime + interval 15 minutes")'
+)
 SLIDING = (
     EVENTS
     + '.withWatermark("timestamp", "10 minutes")'
@@ -287,11 +335,84 @@ CASES = [
         "sql": None,
         "input": DEDUP,
     },
+    {
+        "name": "session_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.withWatermark("timestamp", "10 minutes")' + SESSION_COUNT,
+        "sql": None,
+        "input": SESSIONS,
+    },
+    {
+        "name": "session_complete",
+        "mode": "complete",
+        "dataframe": EVENTS + SESSION_COUNT,
+        "sql": None,
+        "input": SESSIONS,
+    },
+    {
+        "name": "session_agg_append",
+        "mode": "append",
+        "dataframe": (
+            EVENTS
+            + '.withWatermark("timestamp", "10 minutes")'
+            '.groupBy(session_window("timestamp", "5 minutes"), "word")'
+            '.agg(count("*").alias("n"), min("timestamp").alias("first"), max("timestamp").alias("last"))'
+        ),
+        "sql": None,
+        "input": SESSIONS,
+    },
+    {
+        "name": "session_sql_append",
+        "mode": "append",
+        "dataframe": (
+            "events = " + EVENTS + '.withWatermark("timestamp", "10 minutes")\n'
+            'events.createOrReplaceTempView("events")\n'
+            'spark.sql("' + SESSION_SQL + '")'
+        ),
+        "sql": SESSION_SQL,
+        "input": SESSIONS,
+    },
+    {
+        "name": "ss_inner_append",
+        "mode": "append",
+        "dataframe": STREAMS + SS_WATERMARKED + ")",
+        "sql": None,
+        "input": IMPRESSIONS,
+        "input2": CLICKS,
+    },
+    {
+        "name": "ss_left_outer_append",
+        "mode": "append",
+        "dataframe": STREAMS + SS_WATERMARKED + ', "left_outer")',
+        "sql": None,
+        "input": IMPRESSIONS,
+        "input2": CLICKS,
+    },
+    {
+        # Asked for as a refusal, but Spark 3.5 accepts it (see checker_errors.json's ss_full_outer).
+        "name": "ss_full_outer_append",
+        "mode": "append",
+        "dataframe": STREAMS + SS_WATERMARKED + ', "full_outer")',
+        "sql": None,
+        "input": IMPRESSIONS,
+        "input2": CLICKS,
+    },
+    {
+        "name": "ss_inner_no_watermark_append",
+        "mode": "append",
+        "dataframe": STREAMS + 'impressions.join(clicks, expr("clickAdId = impressionAdId"))',
+        "sql": None,
+        "input": IMPRESSIONS,
+        "input2": CLICKS,
+    },
 ]
 
 # Queries Spark refuses: each is built, then started (console sink, default trigger) and stopped.
 # `raised_at` says whether the error came while building the DataFrame or from start().
 CHECKER_INPUT = GUIDE
+# `lines2` in every check; `lines` in the checks with an "input" key (the stream-stream joins).
+CHECKER_INPUT2 = CLICKS[:2]
+CHECKER_INPUT_SS = IMPRESSIONS[:2]
 CHECKER = [
     {
         "name": "static_left_join_stream",
@@ -348,6 +469,35 @@ CHECKER = [
         "mode": "append",
         "dataframe": EVENTS + '.withWatermark("word", "1 minute")',
     },
+    {
+        "name": "session_update",
+        "mode": "update",
+        "dataframe": EVENTS + '.withWatermark("timestamp", "10 minutes")' + SESSION_COUNT,
+    },
+    {
+        "name": "ss_left_outer_without_watermark",
+        "mode": "append",
+        "dataframe": STREAMS + 'impressions.join(clicks, expr("clickAdId = impressionAdId"), "left_outer")',
+        "input": CHECKER_INPUT_SS,
+    },
+    {
+        "name": "ss_full_outer",
+        "mode": "append",
+        "dataframe": STREAMS + SS_WATERMARKED + ', "full_outer")',
+        "input": CHECKER_INPUT_SS,
+    },
+    {
+        "name": "ss_inner_update_mode",
+        "mode": "update",
+        "dataframe": STREAMS + SS_WATERMARKED + ")",
+        "input": CHECKER_INPUT_SS,
+    },
+    {
+        "name": "ss_join_then_aggregate_complete",
+        "mode": "complete",
+        "dataframe": STREAMS + 'impressions.join(clicks, expr("clickAdId = impressionAdId")).groupBy("impressionAdId").count()',
+        "input": CHECKER_INPUT_SS,
+    },
 ]
 
 STATE_FIELDS = ["numRowsTotal", "numRowsUpdated", "numRowsRemoved", "numRowsDroppedByWatermark"]
@@ -394,13 +544,16 @@ def session():
     return spark
 
 
-def build(spark, lines, source, static=None):
+def build(spark, lines, source, static=None, lines2=None):
     """Evaluates the case's query text; the value of its last line is the streaming DataFrame.
-    With `static` (a JSON-lines path), `static = spark.read.json(path)` is in scope too."""
+    With `static` (a JSON-lines path), `static = spark.read.json(path)` is in scope too; with
+    `lines2` (a second streaming text DataFrame), so is `lines2`."""
     from pyspark.sql import functions as F
 
     scope = {name: getattr(F, name) for name in dir(F) if not name.startswith("_")}
     scope.update(spark=spark, lines=lines)
+    if lines2 is not None:
+        scope["lines2"] = lines2
     if static is not None:
         scope["static"] = spark.read.json(static)
     *statements, last = source.split("\n")
@@ -421,10 +574,15 @@ def reduce_progress(progress):
     }
 
 
-def run_case(case, directory, progress_path):
+def read_lines(spark, directory):
+    return spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory)
+
+
+def run_case(case, directory, progress_path, directory2=None):
     spark = session()
-    lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory)
-    df = build(spark, lines, case["dataframe"], static_path(case) if "static" in case else None)
+    lines = read_lines(spark, directory)
+    lines2 = read_lines(spark, directory2) if directory2 else None
+    df = build(spark, lines, case["dataframe"], static_path(case) if "static" in case else None, lines2)
     query = (
         df.writeStream.format("console")
         .outputMode(case["mode"])
@@ -439,15 +597,20 @@ def run_case(case, directory, progress_path):
         f.write("\n")
 
 
-def run_checker(directory, static, result_path):
+def run_checker(directory, static, result_path, directory2, directory_ss):
+    """`lines` reads `directory` (CHECKER_INPUT), or `directory_ss` (CHECKER_INPUT_SS) for a check
+    with an "input" key; `lines2` reads `directory2` (CHECKER_INPUT2) in every check."""
     spark = session()
     results = []
     for check in CHECKER:
-        lines = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(directory)
+        if "input" in check:
+            assert check["input"] == CHECKER_INPUT_SS, check["name"]
+        lines = read_lines(spark, directory_ss if "input" in check else directory)
+        lines2 = read_lines(spark, directory2)
         entry = dict(check)
         stage = "construction"
         try:
-            df = build(spark, lines, check["dataframe"], static)
+            df = build(spark, lines, check["dataframe"], static, lines2)
             stage = "start"
             query = df.writeStream.format("console").outputMode(check["mode"]).start()
             query.stop()
@@ -498,14 +661,16 @@ def main():
     parser.add_argument("--child-checker")
     parser.add_argument("--static")
     parser.add_argument("--dir")
+    parser.add_argument("--dir2")
+    parser.add_argument("--dir-ss")
     parser.add_argument("--progress")
     args = parser.parse_args()
 
     if args.child_case:
-        run_case(next(c for c in CASES if c["name"] == args.child_case), args.dir, args.progress)
+        run_case(next(c for c in CASES if c["name"] == args.child_case), args.dir, args.progress, args.dir2)
         return
     if args.child_checker:
-        run_checker(args.dir, args.static, args.child_checker)
+        run_checker(args.dir, args.static, args.child_checker, args.dir2, args.dir_ss)
         return
 
     import pyspark
@@ -518,12 +683,18 @@ def main():
         if "static" in case:
             # Written here before the run and kept: it is the static table's test data.
             write_static(static_path(case), case["static"])
-        with tempfile.TemporaryDirectory(prefix="ember-golden-et-") as directory:
+        with tempfile.TemporaryDirectory(prefix="ember-golden-et-") as directory, \
+                tempfile.TemporaryDirectory(prefix="ember-golden-et2-") as directory2:
             write_inputs(directory, case["input"])
+            extra = []
+            if "input2" in case:
+                # The second stream (`lines2`), written the same way.
+                write_inputs(directory2, case["input2"])
+                extra = ["--dir2", directory2]
             # Next to the input directory, not inside it (the file source would read it as input).
             progress = os.path.join(os.path.dirname(directory), os.path.basename(directory) + ".progress.json")
             started = time.time()
-            proc = child(["--child-case", case["name"], "--dir", directory, "--progress", progress])
+            proc = child(["--child-case", case["name"], "--dir", directory, "--progress", progress] + extra)
         out = proc.stdout.decode("utf-8")
         if (
             proc.returncode != 0
@@ -539,6 +710,8 @@ def main():
         with open(os.path.join(HERE, case["name"] + ".out"), "w", encoding="utf-8", newline="") as f:
             f.write(out)
         dump_json(case["name"] + ".input.json", case["input"])
+        if "input2" in case:
+            dump_json(case["name"] + ".input2.json", case["input2"])
         shutil.move(progress, os.path.join(HERE, case["name"] + ".progress.json"))
         with open(os.path.join(HERE, case["name"] + ".progress.json"), encoding="utf-8") as f:
             reports = json.load(f)
@@ -554,18 +727,25 @@ def main():
                      "progress": c["name"] + ".progress.json"}
             if "static" in c:
                 entry["static"] = c["name"] + ".static.jsonl"
+            if "input2" in c:
+                entry["input2"] = c["name"] + ".input2.json"
             entries.append(entry)
         dump_json("cases.json", entries)
 
     # A `--case` run leaves checker_errors.json alone unless `--only-checker` is given too.
     if args.only_checker or not (args.no_checker or args.case):
-        with tempfile.TemporaryDirectory(prefix="ember-golden-et-") as directory:
+        with tempfile.TemporaryDirectory(prefix="ember-golden-et-") as directory, \
+                tempfile.TemporaryDirectory(prefix="ember-golden-et2-") as directory2, \
+                tempfile.TemporaryDirectory(prefix="ember-golden-etss-") as directory_ss:
             write_inputs(directory, CHECKER_INPUT)
+            write_inputs(directory2, CHECKER_INPUT2)
+            write_inputs(directory_ss, CHECKER_INPUT_SS)
             # Next to the input directory, not inside it (the file source would read them as input).
             base = os.path.join(os.path.dirname(directory), os.path.basename(directory))
             result, static = base + ".checker.json", base + ".static.jsonl"
             write_static(static, STATIC)
-            proc = child(["--child-checker", result, "--dir", directory, "--static", static])
+            proc = child(["--child-checker", result, "--dir", directory, "--static", static,
+                          "--dir2", directory2, "--dir-ss", directory_ss])
             os.remove(static)
         if proc.returncode != 0 or not os.path.exists(result):
             failed = True
@@ -581,6 +761,8 @@ def main():
                 "source": 'spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(dir)',
                 "static": STATIC,
                 "static_source": "spark.read.json(path) over the rows of `static` as JSON lines (sorted keys)",
+                "input2": CHECKER_INPUT2,
+                "input2_source": 'lines2 = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(dir2)',
                 "checks": results,
             })
             print("checker_errors.json written", file=sys.stderr)

@@ -118,11 +118,15 @@ class DataFrame:
 
     def join(self, other, on=None, how=None):
         """The rows joined with ``other``'s on the column names ``on`` (a name or a list of
-        names): those columns once, then this DataFrame's other columns, then ``other``'s.
+        names): those columns once, then this DataFrame's other columns, then ``other``'s; or
+        where the Column ``on`` holds (``expr("a = b AND t2 >= t1")``): all columns of both.
         ``how``: ``inner`` (the default), ``left``/``left_outer``, ``right``, ``full``/``outer``,
         ``left_semi``, ``left_anti``, ``cross``. A stream joins a table (``spark.read``)."""
         if not isinstance(other, DataFrame):
             raise PySparkTypeError("[NOT_DATAFRAME] Argument `other` should be a DataFrame, got %s." % type(other).__name__)
+        if isinstance(on, Column):
+            # A condition over both sides' columns (two streams join this way).
+            return self._new(self._jdf.join_on(other._jdf, on._jc, how or "inner"))
         if on is None:
             names = []
         elif isinstance(on, str):

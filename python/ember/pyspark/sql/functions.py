@@ -112,6 +112,17 @@ def window(timeColumn, windowDuration, slideDuration=None, startTime=None):
     return Column(_ember.sql_window(_to_column(timeColumn, "timeColumn"), windowDuration, slideDuration, startTime))
 
 
+def session_window(timeColumn, gapDuration):
+    """The session window of each row (``struct<start, end>``, named ``session_window``):
+    ``[time, time + gapDuration)``; grouped by it, a key's sessions that overlap merge."""
+    if not isinstance(gapDuration, str):
+        raise PySparkTypeError(
+            "ember's session_window takes its gap as a str such as '5 minutes' (a gap per row is not in ember yet), got %s."
+            % type(gapDuration).__name__
+        )
+    return Column(_ember.sql_session_window(_to_column(timeColumn, "timeColumn"), gapDuration))
+
+
 __all__ = [
     "col",
     "column",
@@ -131,4 +142,5 @@ __all__ = [
     "max",
     "to_timestamp",
     "window",
+    "session_window",
 ]
