@@ -64,6 +64,8 @@ struct Settings {
     snapshot_sink: Option<ember_engine::state::SnapshotSink>,
     /// Operator state to restore before the first batch.
     restore: Option<ember_engine::state::RestoreImage>,
+    /// The batch grid's zero for a run with no checkpoint to resume (`zero_time`).
+    zero_ms: Option<u64>,
 }
 
 /// How receivers run (Spark's `spark.streaming.receiver.*` and `backpressure.*` settings).
@@ -125,6 +127,10 @@ pub(crate) struct ContextInner {
     settings: Settings,
     plan: Arc<Plan>,
     phase: AtomicU8,
+    /// Set when the first `stop` has finished: workers joined, checkpoints committed,
+    /// listeners told. `await_termination` waits for it, so that a context it reports stopped
+    /// has no thread still writing (a restart on the same checkpoint is safe).
+    stop_done: std::sync::atomic::AtomicBool,
     receivers: Mutex<Vec<Arc<dyn ReceiverHost>>>,
     running: Mutex<Option<Running>>,
     shared: Mutex<Option<Arc<RunShared>>>,
@@ -213,8 +219,19 @@ impl ContextInner {
         let previous = self.phase.swap(STOPPED, Ordering::AcqRel);
         self.plan.mark_stopped();
         if previous != ACTIVE {
+            if previous == INITIALIZED {
+                self.stop_done.store(true, Ordering::Release);
+            } else if !on_an_engine_thread() {
+                // Stopped, or being stopped by another caller: return when that stop has
+                // finished, as the first caller does. An engine thread (an output or a
+                // listener calling stop) does not wait: the first stop may be joining it.
+                while !self.stop_done.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
             return Ok(());
         }
+        let _done = StopDone(&self.stop_done);
         let Some(mut running) = lock(&self.running).take() else {
             // `start` failed before the workers ran: end the checkpoint writer it started.
             if let Some(writer) = lock(&self.checkpoint_writer).take() {
@@ -301,6 +318,22 @@ impl ContextInner {
             let ten = std::time::Duration::from_millis(self.settings.batch_interval.as_millis().saturating_mul(10));
             ten.max(std::time::Duration::from_secs(10))
         })
+    }
+}
+
+/// Whether the calling thread is one ember or timely started (named `ember-*` or `timely:*`).
+fn on_an_engine_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|name| name.starts_with("ember") || name.starts_with("timely"))
+}
+
+/// Marks the first stop as finished when it returns, by any path.
+struct StopDone<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopDone<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -450,6 +483,16 @@ impl StreamingContextBuilder {
     /// backfills). Batch times stay `zero + k * interval`.
     pub fn no_wait(self) -> Self {
         self.clock(Clock::NoWait)
+    }
+
+    /// Puts the batches at `zero + k * interval` (Spark's `zeroTime`) when no checkpoint is
+    /// resumed, instead of on the interval after the start. For a program that keeps its own
+    /// record of batch times across restarts (ember-sql's commit log): a run killed before its
+    /// first checkpoint is restarted on the same grid, so that the input its sources logged for
+    /// each batch time is replayed at that time. Batches from `zero` to the start run first.
+    pub fn zero_time(mut self, zero: Time) -> Self {
+        self.settings.zero_ms = Some(zero.milliseconds());
+        self
     }
 
     /// How many batches sources may run ahead of the batches handed to the outputs (default 2);
@@ -626,6 +669,7 @@ impl StreamingContextBuilder {
                 settings: self.settings,
                 plan: Plan::new(),
                 phase: AtomicU8::new(INITIALIZED),
+                stop_done: std::sync::atomic::AtomicBool::new(false),
                 receivers: Mutex::new(Vec::new()),
                 running: Mutex::new(None),
                 shared: Mutex::new(None),
@@ -671,6 +715,7 @@ impl StreamingContext {
                 receivers: ReceiverSettings::default(),
                 snapshot_sink: None,
                 restore: None,
+                zero_ms: None,
             },
         }
     }
@@ -918,6 +963,12 @@ impl StreamingContext {
                 zero_ms: recovered.manifest.zero_ms,
                 after_ms: recovered.manifest.time_ms,
             });
+        } else if let Some(zero_ms) = settings.zero_ms {
+            // A fresh run on a given grid: nothing done after its zero.
+            resume = Some(ember_engine::runtime::Resume {
+                zero_ms,
+                after_ms: zero_ms,
+            });
         }
         if let Some(dir) = &checkpoint_dir {
             let writer = match crate::checkpoint::CheckpointWriter::start(dir, recovered.as_ref().map(|r| r.manifest.time_ms)) {
@@ -1143,7 +1194,8 @@ impl StreamingContext {
                 return Err(error);
             }
             let finished = match self.inner.phase.load(Ordering::Acquire) {
-                STOPPED => true,
+                // Stopped once the stop has finished: its checkpoint and outputs are done.
+                STOPPED => self.inner.stop_done.load(Ordering::Acquire),
                 INITIALIZED => false,
                 _ => lock(&self.inner.shared).as_ref().is_some_and(|s| s.all_exited()),
             };

@@ -154,3 +154,40 @@ fn a_stop_without_grace_does_not_wait_for_an_output_stuck_forever() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_context_stopping_on_another_thread_is_awaited_until_its_outputs_end() {
+    let clock = ManualClock::new();
+    let ssc = Arc::new(StreamingContext::builder(seconds(1)).manual_clock(&clock).build().unwrap());
+    let (entered, in_output) = mpsc::channel::<()>();
+    let entered = Mutex::new(entered);
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let output_ended = Arc::clone(&ended);
+    ssc.replay_stream(vec![Some(vec![1u64])], 1)
+        .foreach_rdd(move |_, _| {
+            let _ = entered.lock().unwrap().send(());
+            std::thread::sleep(StdDuration::from_millis(500));
+            output_ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+        .unwrap();
+    ssc.start().unwrap();
+    clock.advance(seconds(1));
+    in_output.recv_timeout(StdDuration::from_secs(30)).expect("the output never ran");
+    // Another thread stops the context gracefully (as a query's trigger thread does).
+    let stopper = {
+        let ssc = Arc::clone(&ssc);
+        std::thread::spawn(move || ssc.stop(true))
+    };
+    while ssc.get_state() != ember::StreamingContextState::Stopped {
+        std::thread::sleep(StdDuration::from_millis(1));
+    }
+    // The state says stopped at once; waiting for the termination waits for the output.
+    assert!(ssc.await_termination_or_timeout(seconds(30)).unwrap());
+    assert!(
+        ended.load(std::sync::atomic::Ordering::SeqCst),
+        "await_termination returned while the stop was still running an output"
+    );
+    // A second stop returns when the first has finished, as the first does.
+    ssc.stop(true).unwrap();
+    stopper.join().unwrap().unwrap();
+}
