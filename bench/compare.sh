@@ -129,6 +129,11 @@
 #   BENCH_PYSPARK_START_WORDS  first rate tried for pyspark, words/s [BENCH_START_WORDS / 20:
 #                           in the first smoke runs PySpark took over 1 s a batch at 20,000]
 #   BENCH_FILES_PER_BATCH   files: files moved into the directory per batch interval [4]
+#   BENCH_FILES_DISTINCT    files: the writer writes this many distinct files first and
+#                           hard-links them into the directory in turn (`ember gen files
+#                           --distinct`), so that writing does not take the cores from the job
+#                           (writing each file cost the writer 0.75 of a core at 34 M words/s,
+#                           more than either of ember's workers); 0: every file written [8]
 #   BENCH_STARTUP_WORDS     startup: the generator's rate, words/s [100000]
 #   BENCH_STARTUP_BATCHES   startup: batches each job runs (memory is sampled meanwhile) [20]
 #   BENCH_STARTUP_REPEATS   startup: fresh launches per system [3]
@@ -238,6 +243,9 @@ START_WORDS=${BENCH_START_WORDS:-500000}
 positive_int BENCH_START_WORDS "$START_WORDS"
 PYSPARK_START_WORDS=${BENCH_PYSPARK_START_WORDS:-$((START_WORDS / 20))}
 FILES_PER_BATCH=${BENCH_FILES_PER_BATCH:-4}
+FILES_DISTINCT=${BENCH_FILES_DISTINCT:-8}
+FILES_DISTINCT_ARGS=()
+[[ $FILES_DISTINCT != 0 ]] && FILES_DISTINCT_ARGS=(--distinct "$FILES_DISTINCT")
 STARTUP_WORDS=${BENCH_STARTUP_WORDS:-100000}
 STARTUP_BATCHES=${BENCH_STARTUP_BATCHES:-20}
 STARTUP_REPEATS=${BENCH_STARTUP_REPEATS:-3}
@@ -554,7 +562,8 @@ if [[ $WORKLOAD == files ]]; then
     rm -rf "$scratch"
     GEN_MAX_LINES=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 2000000 / ((b - a) / 1e9) }')
     say "ember gen files: unpaced, writes $GEN_MAX_LINES lines/s ($(words_of "$GEN_MAX_LINES") words/s);" \
-        "$FILES_PER_BATCH files a batch, $FILES_PER_S files/s"
+        "$FILES_PER_BATCH files a batch, $FILES_PER_S files/s" \
+        "$([[ $FILES_DISTINCT != 0 ]] && echo "(in the trials: hard links to $FILES_DISTINCT distinct files)")"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -678,7 +687,7 @@ run_trial() {
         offered=$FILE_LINES_PER_S
         start_job "$system" "$batches" "$log" "$checkpoint"
         "$EMBER" gen files --dir "$FILES_DIR" --kind "$GEN_KIND" --rate "$FILES_PER_S" --lines-per-file "$LINES_PER_FILE" \
-            --seconds "$span" >"$log.gen.log" 2>&1 &
+            "${FILES_DISTINCT_ARGS[@]}" --seconds "$span" >"$log.gen.log" 2>&1 &
         writer_pid=$!
         PIDS+=("$writer_pid")
     else
@@ -722,7 +731,7 @@ run_trial() {
     if [[ -n $writer_pid ]]; then
         stop_pid "$writer_pid"
         du -sk "$FILES_DIR" | awk '{ print "compare.sh: files directory " $1 " KiB at the end" }' >>"$log.err"
-        rm -rf "$FILES_DIR"
+        rm -rf "$FILES_DIR" "$FILES_DIR.staging"
     else
         stop_pid "$GEN_PID"
     fi
@@ -966,7 +975,9 @@ search_s=$(($(date +%s) - search_start))
     wordcount) echo -n "Socket word count (reduce_by_key)" ;;
     files)
         echo -n "File-stream word count (reduce_by_key over text_file_stream; ember gen files moves $FILES_PER_BATCH files"
-        echo -n " a batch into the directory)"
+        echo -n " a batch into the directory"
+        [[ $FILES_DISTINCT != 0 ]] && echo -n ", hard links to $FILES_DISTINCT distinct files written first"
+        echo -n ")"
         ;;
     window) echo -n "Socket windowed word count (reduce_by_key_and_window with the inverse function, ${WINDOW_S} s window, one-interval slide)" ;;
     state)

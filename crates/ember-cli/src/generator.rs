@@ -257,33 +257,71 @@ fn serve_client(conn: std::net::TcpStream, mut lines: Lines, pace: Pace, stop: &
 }
 
 /// Writes `pace.rate` files per second of `lines_per_file` lines into `dir`, each written under
-/// a hidden name and renamed into place, until `pace.count` files or `stop`. Returns the number
-/// of files written.
-pub fn write_files(dir: &Path, kind: Kind, lines_per_file: u64, pace: Pace, stop: &AtomicBool) -> anyhow::Result<u64> {
+/// a hidden name and renamed into place, until `pace.count` files or `stop`. With `distinct`,
+/// that many files are written first into `<dir>.staging` (removed at the end) and each new
+/// file is a hard link to one of them, in turn. Returns the number of files written.
+pub fn write_files(
+    dir: &Path,
+    kind: Kind,
+    lines_per_file: u64,
+    distinct: Option<u64>,
+    pace: Pace,
+    stop: &AtomicBool,
+) -> anyhow::Result<u64> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
     let mut lines = Lines::new(kind, 1);
-    let start = Instant::now();
-    let mut written = 0u64;
     let mut text = String::new();
-    let run_id = std::process::id();
-    while !stop.load(Ordering::Acquire) && pace.count.is_none_or(|c| written < c) {
-        let due = (start.elapsed().as_secs_f64() * pace.rate) as u64 + 1;
-        if written >= due {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        }
+    let mut next_text = |text: &mut String| {
         text.clear();
         for _ in 0..lines_per_file {
-            lines.write_line(&mut text);
+            lines.write_line(text);
             text.push('\n');
         }
-        let name = format!("part-{run_id}-{written:06}.txt");
-        let tmp: PathBuf = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join(&name)).with_context(|| format!("cannot move {} into place", tmp.display()))?;
-        written += 1;
+    };
+    let staging = distinct.map(|_| {
+        let mut name = dir.as_os_str().to_owned();
+        name.push(".staging");
+        PathBuf::from(name)
+    });
+    let mut staged = Vec::new();
+    if let (Some(n), Some(staging)) = (distinct, &staging) {
+        std::fs::create_dir_all(staging).with_context(|| format!("cannot create directory {}", staging.display()))?;
+        for i in 0..n {
+            next_text(&mut text);
+            let path = staging.join(format!("staged-{i:04}.txt"));
+            std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            staged.push(path);
+        }
     }
-    Ok(written)
+    let start = Instant::now();
+    let mut written = 0u64;
+    let run_id = std::process::id();
+    let result = (|| -> anyhow::Result<()> {
+        while !stop.load(Ordering::Acquire) && pace.count.is_none_or(|c| written < c) {
+            let due = (start.elapsed().as_secs_f64() * pace.rate) as u64 + 1;
+            if written >= due {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            let name = format!("part-{run_id}-{written:06}.txt");
+            if staged.is_empty() {
+                next_text(&mut text);
+                let tmp: PathBuf = dir.join(format!(".{name}.tmp"));
+                std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
+                std::fs::rename(&tmp, dir.join(&name)).with_context(|| format!("cannot move {} into place", tmp.display()))?;
+            } else {
+                let from = &staged[(written % staged.len() as u64) as usize];
+                std::fs::hard_link(from, dir.join(&name))
+                    .with_context(|| format!("cannot link {} into {}", from.display(), dir.display()))?;
+            }
+            written += 1;
+        }
+        Ok(())
+    })();
+    if let Some(staging) = &staging {
+        let _ = std::fs::remove_dir_all(staging);
+    }
+    result.map(|()| written)
 }
 
 #[cfg(test)]
@@ -307,31 +345,41 @@ mod tests {
 
     #[test]
     fn files_appear_complete_under_visible_names() {
-        let dir = std::env::temp_dir().join(format!("ember-gen-test-{}", std::process::id()));
-        let stop = AtomicBool::new(false);
-        let n = write_files(
-            &dir,
-            Kind::Network,
-            5,
-            Pace {
-                rate: 1000.0,
-                count: Some(3),
-            },
-            &stop,
-        )
-        .unwrap();
-        assert_eq!(n, 3);
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names.len(), 3);
-        for name in &names {
-            assert!(!name.starts_with('.'), "{name}");
-            assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap().lines().count(), 5);
+        for distinct in [None, Some(2)] {
+            let dir = std::env::temp_dir().join(format!("ember-gen-test-{}-{distinct:?}", std::process::id()));
+            let stop = AtomicBool::new(false);
+            let n = write_files(
+                &dir,
+                Kind::Network,
+                5,
+                distinct,
+                Pace {
+                    rate: 1000.0,
+                    count: Some(3),
+                },
+                &stop,
+            )
+            .unwrap();
+            assert_eq!(n, 3);
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            assert_eq!(names.len(), 3);
+            let texts: Vec<String> = names.iter().map(|name| std::fs::read_to_string(dir.join(name)).unwrap()).collect();
+            for (name, text) in names.iter().zip(&texts) {
+                assert!(!name.starts_with('.'), "{name}");
+                assert_eq!(text.lines().count(), 5);
+            }
+            if distinct.is_some() {
+                // Two distinct files, linked in turn; the staging directory is gone.
+                assert_eq!(texts[0], texts[2]);
+                assert_ne!(texts[0], texts[1]);
+                assert!(!std::path::Path::new(&format!("{}.staging", dir.display())).exists());
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -126,6 +126,11 @@ struct GenFilesArgs {
     /// Files in all.
     #[arg(long)]
     count: Option<u64>,
+    /// Write only this many distinct files, first, into `<dir>.staging`, then hard-link them
+    /// into the directory in turn under new names: for benchmarks, so that the writer's copies
+    /// into the page cache do not take the machine's cores from the job it feeds.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    distinct: Option<u64>,
     #[command(flatten)]
     common: GenCommon,
 }
@@ -307,7 +312,7 @@ fn gen_command(command: &GenCommand) -> anyhow::Result<()> {
                 rate: a.rate,
                 count: a.count,
             };
-            let written = generator::write_files(&a.dir, kind, a.lines_per_file, pace, &stop)?;
+            let written = generator::write_files(&a.dir, kind, a.lines_per_file, a.distinct, pace, &stop)?;
             eprintln!(
                 "ember gen: wrote {written} files of {} lines into {}",
                 a.lines_per_file,

@@ -1,8 +1,10 @@
 //! A query's checkpoint (`checkpointLocation`), laid out as Spark lays its own out where the
 //! parts correspond:
 //!
-//! - `metadata`: the query's id (`{"id": ...}`), kept across restarts, and the interval of
-//!   ember's batch grid (`emberBatchIntervalMs`: the engine's checkpoint holds batch times on it);
+//! - `metadata`: the query's id (`{"id": ...}`), kept across restarts, and ember's batch grid
+//!   (`emberBatchIntervalMs` and `emberZeroMs`: every run's batches are at zero + k * interval,
+//!   so the commit log's batch times and the engine's log of the files chosen per batch time
+//!   still match after a run killed before the engine's first checkpoint);
 //! - `engine/`: ember's checkpoint of the micro-batches (the file source's files per batch,
 //!   written before the batch runs: Spark's offsets log) through `StreamingContext::get_or_create`;
 //! - `state/<batchId>`: with an aggregation, its state after batch `batchId` (the groups' keys
@@ -26,6 +28,13 @@ pub(crate) struct QueryCheckpoint {
     dir: PathBuf,
 }
 
+/// The engine's batch grid of a query's checkpoint: batches at `zero + k * interval`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grid {
+    pub interval_ms: u64,
+    pub zero_ms: Option<u64>,
+}
+
 /// What a checkpoint says about the batches already committed.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Committed {
@@ -44,31 +53,47 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
 
 impl QueryCheckpoint {
     /// Opens (or creates) the checkpoint in `dir`; returns it, the query's id (`new_id()` for a
-    /// new checkpoint), what it committed and the batch grid's interval: `interval_ms` for a new
-    /// checkpoint, else the checkpoint's.
-    pub fn open(dir: &Path, new_id: impl FnOnce() -> String, interval_ms: u64) -> Result<(Self, String, Committed, u64)> {
+    /// new checkpoint), what it committed, and the batch grid: its interval (`interval_ms` for a
+    /// new checkpoint, else the checkpoint's) and its zero (the interval before the first
+    /// batch; `None` in a checkpoint written before ember kept it).
+    pub fn open(dir: &Path, new_id: impl FnOnce() -> String, interval_ms: u64) -> Result<(Self, String, Committed, Grid)> {
         std::fs::create_dir_all(dir.join("commits")).map_err(io(format!("cannot create the checkpoint directory {}", dir.display())))?;
         let metadata = dir.join("metadata");
-        let (id, interval_ms) = match std::fs::read_to_string(&metadata) {
+        let (id, grid) = match std::fs::read_to_string(&metadata) {
             Ok(text) => {
                 let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 let id = value["id"]
                     .as_str()
                     .map(str::to_owned)
                     .ok_or_else(|| Error::illegal_argument(format!("{} is not a query's metadata", metadata.display())))?;
-                (id, value["emberBatchIntervalMs"].as_u64().unwrap_or(interval_ms))
+                let grid = Grid {
+                    interval_ms: value["emberBatchIntervalMs"].as_u64().unwrap_or(interval_ms),
+                    zero_ms: value["emberZeroMs"].as_u64(),
+                };
+                (id, grid)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let id = new_id();
-                let text = serde_json::json!({ "id": id, "emberBatchIntervalMs": interval_ms }).to_string();
+                // The engine's batches of every run are on this grid, so that a run killed
+                // before the engine's first checkpoint is replayed at the same batch times
+                // (which the commit log names) with the same input.
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let zero_ms = now - now % interval_ms.max(1);
+                let text = serde_json::json!({ "id": id, "emberBatchIntervalMs": interval_ms, "emberZeroMs": zero_ms }).to_string();
                 write_atomically(&metadata, text.as_bytes()).map_err(io(format!("cannot write {}", metadata.display())))?;
-                (id, interval_ms)
+                let grid = Grid {
+                    interval_ms,
+                    zero_ms: Some(zero_ms),
+                };
+                (id, grid)
             }
             Err(e) => return Err(io(format!("cannot read {}", metadata.display()))(e)),
         };
         let checkpoint = QueryCheckpoint { dir: dir.to_path_buf() };
         let committed = checkpoint.committed()?;
-        Ok((checkpoint, id, committed, interval_ms))
+        Ok((checkpoint, id, committed, grid))
     }
 
     fn committed(&self) -> Result<Committed> {

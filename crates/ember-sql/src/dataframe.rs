@@ -440,8 +440,15 @@ impl DataFrame {
     }
 
     fn physical_text(&self) -> Result<String> {
-        let plan = futures::executor::block_on(self.session.state().create_physical_plan(self.df.logical_plan()))?;
+        let plan = self.physical_plan()?;
         Ok(datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string())
+    }
+
+    /// DataFusion's physical plan of this DataFrame.
+    pub(crate) fn physical_plan(&self) -> Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        Ok(futures::executor::block_on(
+            self.session.state().create_physical_plan(self.df.logical_plan()),
+        )?)
     }
 
     /// Prints [`DataFrame::explain_string`] (Spark's `explain`).

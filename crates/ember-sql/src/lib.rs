@@ -28,6 +28,7 @@ mod dedup;
 mod error;
 mod eventtime;
 pub mod functions;
+mod fused;
 mod progress;
 mod query;
 mod reader;

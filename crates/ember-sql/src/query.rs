@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -36,7 +36,7 @@ use crate::lock;
 use crate::progress::QueryProgress;
 use crate::session::SparkSession;
 use crate::sink::{ConsoleOut, ForeachBatch, OutputMode, Sink};
-use crate::source::{FileSource, RateSource, Slot, SourceSpec, find_slots, read_lines, slot_exec};
+use crate::source::{FileSource, RateSource, Slot, SourceSpec, find_slots, read_text, slot_exec};
 use crate::streamjoin::StreamJoin;
 
 /// When micro-batches run (Spark's `trigger`).
@@ -235,6 +235,8 @@ struct Opened {
     committed: Committed,
     /// The batch grid's interval.
     interval: Duration,
+    /// The batch grid's zero, from the checkpoint (see `QueryCheckpoint::open`).
+    zero_ms: Option<u64>,
 }
 
 impl Opened {
@@ -249,10 +251,19 @@ impl Opened {
                 id: new_id(),
                 committed: Committed::default(),
                 interval,
+                zero_ms: None,
             });
         };
         let asked = interval.as_millis().max(1) as u64;
-        let (checkpoint, id, committed, grid) = QueryCheckpoint::open(dir, new_id, asked)?;
+        let (
+            checkpoint,
+            id,
+            committed,
+            crate::checkpoint::Grid {
+                interval_ms: grid,
+                zero_ms,
+            },
+        ) = QueryCheckpoint::open(dir, new_id, asked)?;
         // The engine's checkpoint holds batch times on its grid: a finite trigger runs back to
         // back on it; another processing time cannot follow it.
         if grid != asked && matches!(trigger, Trigger::ProcessingTime(_)) {
@@ -266,6 +277,7 @@ impl Opened {
             id,
             committed,
             interval: Duration::from_millis(grid),
+            zero_ms,
         })
     }
 }
@@ -728,7 +740,13 @@ impl Planner {
             }
             _ => None,
         };
-        Ok(Instance { plan: stage, slots, right })
+        // The seed's word count gets one fused operator for its partial stage (see `fused`).
+        let plan = if self.stream_join || self.dedup.is_some() {
+            stage
+        } else {
+            crate::fused::fuse(stage)
+        };
+        Ok(Instance { plan, slots, right })
     }
 
     /// Runs the worker's stage over one partition's rows of stream `source`.
@@ -895,6 +913,7 @@ impl Finisher {
             input.push(state);
         }
         input.push(new.clone());
+        let old_state = (state_len > 0).then(|| input[0].clone());
         // Session windows: the sessions of a key that now overlap become one, in the state and
         // the micro-batch alike; `new` then holds the micro-batch's rows under their sessions.
         if let Some(session) = self.session {
@@ -935,7 +954,13 @@ impl Finisher {
             Some((key, w)) => Some(at_or_before(&merged, key, w.eviction_ms)?),
             None => None,
         };
-        let removed = evicted.as_ref().map_or(0, |e| e.true_count() as u64);
+        // Spark keys a session's state by its start: a saved session that a merge gave another
+        // start is removed from the store, and counted so.
+        let replaced = match (self.session, &old_state) {
+            (Some(session), Some(old)) => replaced_sessions(old, &merged, session, self.groups)?,
+            _ => 0,
+        };
+        let removed = evicted.as_ref().map_or(0, |e| e.true_count() as u64) + replaced;
         let kept = match &evicted {
             Some(mask) if removed > 0 => filter_record_batch(&merged, &datafusion::arrow::compute::not(mask)?)?,
             _ => merged.clone(),
@@ -961,6 +986,25 @@ impl Finisher {
             dropped,
         })
     }
+}
+
+/// How many of the saved sessions `old` are in `merged` under no session of the same key and
+/// start (a merge moved their start).
+fn replaced_sessions(old: &RecordBatch, merged: &RecordBatch, session: usize, groups: usize) -> Result<u64> {
+    let key_columns = |batch: &RecordBatch| -> Vec<ArrayRef> {
+        (0..groups)
+            .map(|g| match g == session {
+                true => Arc::clone(batch.column(g).as_struct().column(0)),
+                false => Arc::clone(batch.column(g)),
+            })
+            .collect()
+    };
+    let (old, merged) = (key_columns(old), key_columns(merged));
+    let converter = RowConverter::new(merged.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
+    let now = converter.convert_columns(&merged)?;
+    let now: HashSet<&[u8]> = now.iter().map(|r| r.data()).collect();
+    let before = converter.convert_columns(&old)?;
+    Ok(before.iter().filter(|r| !now.contains(r.data())).count() as u64)
 }
 
 struct QueryState {
@@ -1103,6 +1147,7 @@ impl StreamingQuery {
             id,
             committed,
             interval,
+            zero_ms,
         } = opened;
         let finite = matches!(trigger, Trigger::Once | Trigger::AvailableNow);
         if finite
@@ -1154,6 +1199,10 @@ impl StreamingQuery {
                 ember::StreamingContext::builder(ember::milliseconds(interval.as_millis().max(1) as u64)).workers(session.workers());
             if finite {
                 builder = builder.no_wait();
+            }
+            // Built only when the engine has no checkpoint to resume: on the checkpoint's grid.
+            if let Some(zero_ms) = zero_ms {
+                builder = builder.zero_time(ember::Time::from_millis(zero_ms));
             }
             let ssc = builder.build()?;
             let mut streams = Vec::with_capacity(sources.len());
@@ -1508,14 +1557,21 @@ fn source_stream(
             let exhausted = Arc::clone(&files.exhausted);
             let at = Arc::clone(exhausted_at);
             let marked = MarkExhausted { files, exhausted, at };
-            ssc.direct_stream(name("file_stream_source"), spec.describe(), marked, |slice| read_lines(&slice.path))
+            ssc.direct_stream(name("file_stream_source"), spec.describe(), marked, |slice| {
+                Ok(vec![read_text(&slice.path)?])
+            })
         }
     })
 }
 
-/// One partition of stream `id`'s lines, through the worker's copy of the query's stage.
+/// One partition of stream `id`'s lines (a text source's: files' texts), through the worker's copy of the query's stage.
 fn stage_lines(stage: &Planner, id: usize, spec: &SourceSpec, schema: &SchemaRef, lines: Vec<String>) -> StageOut {
-    if lines.is_empty() {
+    let batch = match spec.batch(schema, lines) {
+        Ok(batch) => batch,
+        Err(e) => panic!("the source's rows do not fit its schema: {e}"),
+    };
+    let input_rows = batch.num_rows() as u64;
+    if input_rows == 0 {
         return StageOut {
             input_rows: 0,
             batches: Vec::new(),
@@ -1523,11 +1579,6 @@ fn stage_lines(stage: &Planner, id: usize, spec: &SourceSpec, schema: &SchemaRef
             right: Vec::new(),
         };
     }
-    let input_rows = lines.len() as u64;
-    let batch = match spec.batch(schema, lines) {
-        Ok(batch) => batch,
-        Err(e) => panic!("the source's rows do not fit its schema: {e}"),
-    };
     let event_time = stage
         .probes
         .iter()

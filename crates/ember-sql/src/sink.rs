@@ -64,6 +64,8 @@ enum SinkKind {
     Foreach(ForeachBatch),
     File(FileSink),
     Database(Box<DatabaseOut>),
+    /// Spark's `noop`: the query runs in full and its rows are dropped (for benchmarks).
+    Noop,
 }
 
 pub(crate) struct Sink {
@@ -112,6 +114,7 @@ impl Sink {
                     rows: Mutex::new(Vec::new()),
                 }
             }
+            "noop" => SinkKind::Noop,
             "foreachbatch" => {
                 SinkKind::Foreach(foreach_batch.ok_or_else(|| Error::illegal_argument("foreachBatch function cannot be null"))?)
             }
@@ -155,7 +158,7 @@ impl Sink {
             }
             other => {
                 return Err(Error::unsupported(format!(
-                    "Data source {other} does not support streamed writing (ember writes console, memory, foreachBatch, json and csv files, and jdbc into a database, so far)"
+                    "Data source {other} does not support streamed writing (ember writes console, memory, noop, foreachBatch, json and csv files, and jdbc into a database, so far)"
                 )));
             }
         };
@@ -170,6 +173,7 @@ impl Sink {
             SinkKind::Foreach(_) => "ForeachBatchSink".to_owned(),
             SinkKind::File(sink) => format!("FileSink[{}]", sink.dir.display()),
             SinkKind::Database(sink) => format!("DatabaseSink[{}, {}]", ember_database::redact(&sink.url), sink.table),
+            SinkKind::Noop => "org.apache.spark.sql.execution.datasources.noop.NoopTable$".to_owned(),
         }
     }
 
@@ -222,6 +226,7 @@ impl Sink {
             SinkKind::Foreach(f) => f(batches, batch_id).map_err(Error::illegal_argument)?,
             SinkKind::File(sink) => sink.write(batches, batch_id)?,
             SinkKind::Database(sink) => sink.write(names, batches, time_ms)?,
+            SinkKind::Noop => {}
         }
         Ok(())
     }

@@ -139,8 +139,9 @@ impl SourceSpec {
         }
     }
 
-    /// A micro-batch's rows from what the source's stream carries: lines for the socket and
-    /// text sources, `value,timestamp_ms` for the rate source.
+    /// A micro-batch's rows from what the source's stream carries: lines for the socket source,
+    /// whole files' text for the text source ([`read_text`]), `value,timestamp_ms` for the
+    /// rate source.
     pub fn batch(&self, schema: &SchemaRef, lines: Vec<String>) -> std::result::Result<RecordBatch, String> {
         match self {
             SourceSpec::Rate { .. } => {
@@ -158,7 +159,8 @@ impl SourceSpec {
                 RecordBatch::try_new(Arc::clone(schema), vec![Arc::new(stamps), Arc::new(Int64Array::from(values))])
                     .map_err(|e| e.to_string())
             }
-            _ => Ok(lines_batch(schema, lines)),
+            SourceSpec::Text(_) => text_batch(schema, lines),
+            SourceSpec::Socket { .. } => Ok(lines_batch(schema, lines)),
         }
     }
 
@@ -179,6 +181,54 @@ impl SourceSpec {
 pub fn lines_batch(schema: &SchemaRef, lines: Vec<String>) -> RecordBatch {
     let values = StringArray::from(lines);
     RecordBatch::try_new(Arc::clone(schema), vec![Arc::new(values)]).expect("one utf8 column matches the source schema")
+}
+
+/// The lines of files' texts (as [`read_lines`] cuts them) as a record batch of one `value`
+/// column. The texts' bytes become the column's values where they lie, line ends squeezed out:
+/// no copy per line (one when a worker reads several files in a micro-batch).
+pub fn text_batch(schema: &SchemaRef, texts: Vec<String>) -> std::result::Result<RecordBatch, String> {
+    let mut texts = texts.into_iter();
+    let mut bytes = texts.next().unwrap_or_default().into_bytes();
+    for more in texts {
+        if bytes.last().is_some_and(|&b| b != b'\n') {
+            bytes.push(b'\n');
+        }
+        bytes.extend_from_slice(more.as_bytes());
+    }
+    if bytes.len() > i32::MAX as usize {
+        return Err(format!(
+            "a worker's text files of one micro-batch hold {} bytes, over the 2 GiB a string column holds (lower maxFilesPerTrigger)",
+            bytes.len()
+        ));
+    }
+    // Where each line ends in the text (after a leading 0)...
+    let mut offsets: Vec<i32> = Vec::with_capacity(bytes.len() / 32 + 2);
+    offsets.push(0);
+    offsets.extend(memchr::memchr_iter(b'\n', &bytes).map(|at| at as i32));
+    if bytes.last().is_some_and(|&b| b != b'\n') {
+        offsets.push(bytes.len() as i32);
+    }
+    // ... then each line moved down over the line ends before it, and where it ends now.
+    let (mut from, mut to) = (0usize, 0usize);
+    for offset in offsets.iter_mut().skip(1) {
+        let end = *offset as usize;
+        let mut line_end = end;
+        while line_end > from && bytes[line_end - 1] == b'\r' {
+            line_end -= 1;
+        }
+        bytes.copy_within(from..line_end, to);
+        to += line_end - from;
+        *offset = to as i32;
+        from = end + 1;
+    }
+    bytes.truncate(to);
+    let values = StringArray::try_new(
+        datafusion::arrow::buffer::OffsetBuffer::new(offsets.into()),
+        datafusion::arrow::buffer::Buffer::from_vec(bytes),
+        None,
+    )
+    .map_err(|e| format!("the text files' lines are not a string column: {e}"))?;
+    RecordBatch::try_new(Arc::clone(schema), vec![Arc::new(values)]).map_err(|e| e.to_string())
 }
 
 /// Where a worker puts a micro-batch's rows for its copy of the plan to read.
@@ -414,12 +464,20 @@ impl ember::DirectSource for FileSource {
 
 /// The lines of one file (a final line without a newline counts; `\r\n` ends a line too).
 pub fn read_lines(path: &Path) -> std::result::Result<Vec<String>, String> {
+    let text = read_text(path)?;
+    Ok(lines_of(&text).map(str::to_owned).collect())
+}
+
+/// The text of one file, whole: the file source's stream carries files' texts, cut into lines
+/// by [`text_batch`] on the worker that read them (no `String` per line).
+pub fn read_text(path: &Path) -> std::result::Result<String, String> {
     let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let text = String::from_utf8(text).map_err(|e| format!("{} is not UTF-8: {e}", path.display()))?;
-    Ok(text
-        .split_inclusive('\n')
-        .map(|line| line.trim_end_matches('\n').trim_end_matches('\r').to_owned())
-        .collect())
+    String::from_utf8(text).map_err(|e| format!("{} is not UTF-8: {e}", path.display()))
+}
+
+fn lines_of(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive('\n')
+        .map(|line| line.trim_end_matches('\n').trim_end_matches('\r'))
 }
 
 /// The stream tables `plan` scans.
@@ -543,5 +601,41 @@ impl ember::DirectSource for RateSource {
         self.start_ms = position.start_ms;
         self.next = position.next;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::AsArray;
+
+    use super::*;
+
+    /// The text source's batch has the lines `read_lines` gives, for texts with and without a
+    /// final newline, `\r\n`, empty lines and several files.
+    #[test]
+    fn text_batch_cuts_lines_as_read_lines_does() {
+        let schema = SourceSpec::Text(FileOptions {
+            path: PathBuf::new(),
+            max_files_per_trigger: None,
+            latest_first: false,
+        })
+        .schema();
+        let cases: &[&[&str]] = &[
+            &["a b\nc\n"],
+            &["a\r\n\nb\r\r\nlast"],
+            &[""],
+            &["\n"],
+            &["one", "two\n", "", "thrée\nfour"],
+            &["x\n", "\r\n"],
+        ];
+        for texts in cases {
+            let mut expected = Vec::new();
+            for text in *texts {
+                expected.extend(lines_of(text).map(str::to_owned));
+            }
+            let batch = text_batch(&schema, texts.iter().map(|t| t.to_string()).collect()).unwrap();
+            let got: Vec<String> = batch.column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_owned()).collect();
+            assert_eq!(got, expected, "{texts:?}");
+        }
     }
 }

@@ -9,14 +9,13 @@
 //! DataFusion plans the join (a `HashJoinExec`: its equi-keys and the rest of the condition as a
 //! filter); this operator evaluates those expressions on worker 0 over the gathered rows.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array, new_null_array};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::{JoinSide, JoinType, ScalarValue};
+use datafusion::common::{HashMap, JoinSide, JoinType, ScalarValue};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
@@ -235,22 +234,29 @@ impl StreamJoin {
         if probe.num_rows() == 0 || self.sides[o].rows.num_rows() == 0 {
             return Ok(None);
         }
-        let state_keys = self.sides[o].key_rows(&self.sides[o].rows)?;
-        let mut table: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
-        for (i, key) in state_keys.iter().enumerate() {
-            table.entry(key.as_ref().to_vec()).or_default().push(i as u32);
-        }
+        // The probing rows (a micro-batch's) are indexed, and the state's keys scanned once
+        // against that small index: no index of the whole state is built each micro-batch.
         let probe_keys = self.sides[p].key_rows(probe)?;
-        let (mut probe_rows, mut state_rows) = (Vec::new(), Vec::new());
-        for (i, key) in probe_keys.iter().enumerate() {
-            if let Some(matches) = table.get(key.as_ref()) {
-                for &m in matches {
-                    probe_rows.push(i as u32);
-                    state_rows.push(m);
-                }
+        let mut first: HashMap<&[u8], u32> = HashMap::with_capacity(probe.num_rows());
+        let mut next = vec![u32::MAX; probe.num_rows()];
+        for (i, key) in probe_keys.iter().enumerate().rev() {
+            if let Some(head) = first.insert(key.data(), i as u32) {
+                next[i] = head;
             }
         }
-        drop(table);
+        let state_keys = self.sides[o].key_rows(&self.sides[o].rows)?;
+        let mut matched: Vec<(u32, u32)> = Vec::new();
+        for (m, key) in state_keys.iter().enumerate() {
+            let mut i = first.get(key.data()).copied().unwrap_or(u32::MAX);
+            while i != u32::MAX {
+                matched.push((i, m as u32));
+                i = next[i as usize];
+            }
+        }
+        drop(first);
+        // In the order of the probing rows, then of the state's.
+        matched.sort_unstable();
+        let (probe_rows, state_rows): (Vec<u32>, Vec<u32>) = matched.into_iter().unzip();
         let (l, r, left, right) = if p == 0 {
             (&probe_rows, &state_rows, probe, &self.sides[o].rows)
         } else {

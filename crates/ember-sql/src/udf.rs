@@ -50,7 +50,7 @@ fn literal(pattern: &str) -> Option<&str> {
     (!pattern.is_empty() && !pattern.chars().any(special)).then_some(pattern)
 }
 
-enum Splitter {
+pub(crate) enum Splitter {
     /// A one-character literal: found with `memchr` (a word count's `" "`).
     Char(char),
     Text(String),
@@ -58,7 +58,7 @@ enum Splitter {
 }
 
 impl Splitter {
-    fn new(pattern: &str) -> Result<Self> {
+    pub(crate) fn new(pattern: &str) -> Result<Self> {
         match literal(pattern) {
             Some(text) => {
                 let mut chars = text.chars();
@@ -75,11 +75,16 @@ impl Splitter {
     }
 
     fn split_into(&self, text: &str, limit: i64, out: &mut StringBuilder) {
+        self.for_each_piece(text, limit, |piece| out.append_value(piece));
+    }
+
+    /// Calls `f` with each piece of `text`, in order (the limit as in [`SparkSplit`]).
+    pub(crate) fn for_each_piece<'t>(&self, text: &'t str, limit: i64, f: impl FnMut(&'t str)) {
         let limit = if limit > 0 { limit as usize } else { usize::MAX };
         match self {
-            Splitter::Char(sep) => text.splitn(limit, *sep).for_each(|piece| out.append_value(piece)),
-            Splitter::Text(sep) => text.splitn(limit, sep.as_str()).for_each(|piece| out.append_value(piece)),
-            Splitter::Regex(re) => re.splitn(text, limit).for_each(|piece| out.append_value(piece)),
+            Splitter::Char(sep) => text.splitn(limit, *sep).for_each(f),
+            Splitter::Text(sep) => text.splitn(limit, sep.as_str()).for_each(f),
+            Splitter::Regex(re) => re.splitn(text, limit).for_each(f),
         }
     }
 }
