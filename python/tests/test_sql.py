@@ -252,6 +252,8 @@ def test_errors_are_pysparks(spark, tmp_path):
         lines.collect()
     with pytest.raises(PySparkTypeError):
         lines.select(3)
+    with pytest.raises(PySparkTypeError, match=r"\[NOT_COLUMN_OR_STR\] Argument `gapDuration` should be a Column or str, got int"):
+        F.session_window("value", 5)
     with pytest.raises(TypeError):
         F.lit(object())
     with pytest.raises(ValueError):

@@ -181,10 +181,21 @@ impl PyColumn {
     }
 }
 
-/// `session_window(timeColumn, gapDuration)`.
+/// `session_window(timeColumn, gapDuration)`: the gap a duration text, or a column of them (one
+/// gap per row).
 #[pyfunction]
-pub fn sql_session_window(time_column: &PyColumn, gap_duration: &str) -> PyColumn {
-    f::session_window(time_column.column.clone(), gap_duration).into()
+pub fn sql_session_window(time_column: &PyColumn, gap_duration: &Bound<'_, PyAny>) -> PyResult<PyColumn> {
+    let gap: f::SessionGap = if let Ok(text) = gap_duration.extract::<String>() {
+        text.into()
+    } else if let Ok(column) = gap_duration.cast::<PyColumn>() {
+        column.borrow().column.clone().into()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "[NOT_COLUMN_OR_STR] Argument `gapDuration` should be a Column or str, got {}.",
+            gap_duration.get_type().name()?
+        )));
+    };
+    Ok(f::session_window(time_column.column.clone(), gap).into())
 }
 
 /// `window(timeColumn, windowDuration, slideDuration, startTime)`.

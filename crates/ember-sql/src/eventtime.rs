@@ -367,9 +367,15 @@ impl ScalarUDFImpl for SessionWindow {
                     Err(e) => return exec_err!("{e}"),
                 }
             }
-            _ => {
-                return exec_err!("session_window's gap must be a constant string such as '5 minutes' (a gap per row is not in ember yet)");
+            ColumnarValue::Scalar(
+                ScalarValue::Utf8(None) | ScalarValue::LargeUtf8(None) | ScalarValue::Utf8View(None) | ScalarValue::Null,
+            ) => {
+                return exec_err!("The session window's gap duration must not be null.");
             }
+            ColumnarValue::Scalar(other) => {
+                return exec_err!("session_window's gap must be a string such as '5 minutes', not {other}");
+            }
+            ColumnarValue::Array(gaps) => return session_per_row(&args.args[0].clone().into_array(args.number_rows)?, gaps),
         };
         let times = micros(&args.args[0].clone().into_array(args.number_rows)?)?;
         let ends: TimestampMicrosecondArray = times.iter().map(|t| t.map(|t| t.saturating_add(gap))).collect();
@@ -383,6 +389,49 @@ impl ScalarUDFImpl for SessionWindow {
             nulls,
         )?)))
     }
+}
+
+/// Sessions with a gap per row (Spark's dynamic gap, a string column such as
+/// `when(...).otherwise("5 seconds")`): a row whose gap is null, not an interval, or not
+/// positive has a null session, which the aggregation drops, as Spark filters such rows out.
+fn session_per_row(times: &ArrayRef, gaps: &ArrayRef) -> Result<ColumnarValue> {
+    let gaps = match gaps.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => datafusion::arrow::compute::cast(gaps, &DataType::Utf8)?,
+        other => {
+            return exec_err!(
+                "session_window's gap must be a string such as '5 minutes', not a {} column",
+                crate::dataframe::spark_type(other)
+            );
+        }
+    };
+    let gaps = gaps.as_string::<i32>();
+    let times = micros(times)?;
+    let mut starts = TimestampMicrosecondBuilder::with_capacity(times.len());
+    let mut ends = TimestampMicrosecondBuilder::with_capacity(times.len());
+    let mut valid = Vec::with_capacity(times.len());
+    for (time, gap) in times.iter().zip(gaps.iter()) {
+        let gap = gap.and_then(|g| parse_interval_us(g).ok()).filter(|g| *g > 0);
+        match (time, gap) {
+            (Some(time), Some(gap)) => {
+                starts.append_value(time);
+                ends.append_value(time.saturating_add(gap));
+                valid.push(true);
+            }
+            _ => {
+                starts.append_null();
+                ends.append_null();
+                valid.push(false);
+            }
+        }
+    }
+    let tz: Arc<str> = "UTC".into();
+    let starts: ArrayRef = Arc::new(starts.finish().with_timezone(Arc::clone(&tz)));
+    let ends: ArrayRef = Arc::new(ends.finish().with_timezone(tz));
+    Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
+        window_fields(),
+        vec![starts, ends],
+        Some(NullBuffer::from(valid)),
+    )?)))
 }
 
 /// Whether `expr` (under aliases) is a `session_window(...)` call.
@@ -710,6 +759,38 @@ mod tests {
         for bad in ["10s", "10 mins", "5 ms", "10", "10 minutes ago"] {
             assert!(parse_delay_ms(bad).unwrap_err().starts_with("[CANNOT_PARSE_INTERVAL]"), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_gap_per_row_leaves_out_rows_without_a_positive_interval() {
+        use datafusion::arrow::array::StringArray;
+        let minute = 60_000_000i64;
+        let times: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![
+            Some(0),
+            Some(minute),
+            Some(2 * minute),
+            Some(3 * minute),
+            None,
+            Some(5 * minute),
+        ]));
+        let gaps: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("2 minutes"),
+            None,
+            Some("0 seconds"),
+            Some("soon"),
+            Some("1 minute"),
+            Some("-1 minute"),
+        ]));
+        let ColumnarValue::Array(sessions) = session_per_row(&times, &gaps).unwrap() else {
+            panic!("sessions per row are an array")
+        };
+        let sessions = sessions.as_struct();
+        let valid: Vec<bool> = (0..sessions.len()).map(|r| sessions.is_valid(r)).collect();
+        assert_eq!(valid, [true, false, false, false, false, false]);
+        assert_eq!(micros(sessions.column(1)).unwrap().value(0), 2 * minute);
+        let numbers: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![1i64; 6]));
+        let refused = session_per_row(&times, &numbers).unwrap_err().to_string();
+        assert!(refused.contains("gap must be a string"), "{refused}");
     }
 
     #[test]

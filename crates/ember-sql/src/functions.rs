@@ -634,12 +634,50 @@ pub fn window(time_column: impl Into<Column>, window_duration: &str, slide_durat
     )
 }
 
+/// A session window's gap (Spark's `gapDuration`): a duration text such as `"5 minutes"`, the
+/// same for every row, or a string column giving each row its own (Spark's dynamic gap).
+pub enum SessionGap {
+    /// One gap for every row, checked when the query is built.
+    Fixed(String),
+    /// A gap per row; a row whose gap is null, not an interval or not positive is left out of
+    /// the aggregation, as Spark filters it out.
+    PerRow(Column),
+}
+
+impl From<&str> for SessionGap {
+    fn from(text: &str) -> Self {
+        SessionGap::Fixed(text.to_owned())
+    }
+}
+
+impl From<String> for SessionGap {
+    fn from(text: String) -> Self {
+        SessionGap::Fixed(text)
+    }
+}
+
+impl From<Column> for SessionGap {
+    fn from(column: Column) -> Self {
+        SessionGap::PerRow(column)
+    }
+}
+
 /// The session window of each row (Spark's `session_window(timeColumn, gapDuration)`): a
 /// `struct<start, end>` column named `session_window`, `[time, time + gap)` for the row; grouped
 /// by it, the sessions of a key that overlap merge into one (a row within `gap` of a session
-/// extends it).
-pub fn session_window(time_column: impl Into<Column>, gap_duration: &str) -> Column {
-    let gap = gap_duration.to_owned();
+/// extends it). The gap is a duration text (`"5 minutes"`) or a string column, one gap per row
+/// (`when(col("user").eq(lit("a")), lit("1 minute")).otherwise(lit("5 minutes"))`).
+pub fn session_window(time_column: impl Into<Column>, gap_duration: impl Into<SessionGap>) -> Column {
+    let gap = match gap_duration.into() {
+        SessionGap::PerRow(gaps) => {
+            return Column::call(
+                vec![time_column.into(), gaps],
+                Arc::new(|a| Ok(Arc::new(crate::eventtime::SessionWindow::udf()).call(a))),
+                |_| "session_window".to_owned(),
+            );
+        }
+        SessionGap::Fixed(gap) => gap,
+    };
     Column::call(
         vec![time_column.into()],
         Arc::new(move |mut a| {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ember_sql::functions::{avg, col, count, explode, expr, max, min, session_window, split, sum, to_timestamp, window};
+use ember_sql::functions::{avg, col, count, explode, expr, lit, max, min, session_window, split, sum, to_timestamp, when, window};
 use ember_sql::{Column, DataFrame, SparkSession, Trigger};
 
 mod common;
@@ -174,6 +174,23 @@ fn event_time_query(case: &str, spark: &SparkSession, lines: &DataFrame, lines2:
                 .unwrap(),
             "append",
         ),
+        "session_dynamic_append" => {
+            // One gap per row: 2 minutes for a, 20 for b, none that counts for c (0 seconds).
+            let gap = when(col("word").eq(lit("a")), lit("2 minutes"))
+                .when(col("word").eq(lit("b")), lit("20 minutes"))
+                .unwrap()
+                .when(col("word").eq(lit("c")), lit("0 seconds"))
+                .unwrap();
+            let grouped = watermarked("10 minutes").group_by([session_window(col("timestamp"), gap), col("word")]);
+            (grouped.count().unwrap(), "append")
+        }
+        "session_dynamic_sql_append" => {
+            watermarked("10 minutes").create_or_replace_temp_view("events").unwrap();
+            let sql = "SELECT session_window(timestamp, CASE WHEN word = 'a' THEN '2 minutes' WHEN word = 'b' THEN '20 minutes' END) AS session, \
+                       word, count(*) AS n FROM events \
+                       GROUP BY session_window(timestamp, CASE WHEN word = 'a' THEN '2 minutes' WHEN word = 'b' THEN '20 minutes' END), word";
+            (spark.sql(sql).unwrap(), "append")
+        }
         "session_sql_append" => {
             watermarked("10 minutes").create_or_replace_temp_view("events").unwrap();
             let sql = "SELECT session_window(timestamp, '5 minutes') AS session, word, count(*) AS n FROM events \

@@ -98,6 +98,18 @@ SESSION_SQL = (
     "SELECT session_window(timestamp, '5 minutes') AS session, word, count(*) AS n "
     "FROM events GROUP BY session_window(timestamp, '5 minutes'), word"
 )
+# Session windows with a gap per row (Spark's dynamic gap): 2 minutes for a (12:06 a's session
+# ends where 12:08 a's starts), 20 for b, 0 seconds for c (not positive: c's rows are left out);
+# the SQL form gives c no gap at all (null: left out too).
+SESSION_DYNAMIC = (
+    '.groupBy(session_window("timestamp", when(col("word") == "a", "2 minutes")'
+    '.when(col("word") == "b", "20 minutes").when(col("word") == "c", "0 seconds")), "word").count()'
+)
+SESSION_DYNAMIC_SQL = (
+    "SELECT session_window(timestamp, CASE WHEN word = 'a' THEN '2 minutes' WHEN word = 'b' THEN '20 minutes' END) AS session, "
+    "word, count(*) AS n FROM events "
+    "GROUP BY session_window(timestamp, CASE WHEN word = 'a' THEN '2 minutes' WHEN word = 'b' THEN '20 minutes' END), word"
+)
 # Stream-stream joins: `lines` reads IMPRESSIONS and `lines2` reads CLICKS (one file per batch each,
 # so micro-batch N reads batch N of both). a9 has no impression; a4 gets no click.
 IMPRESSIONS = [
@@ -359,6 +371,24 @@ CASES = [
             '.agg(count("*").alias("n"), min("timestamp").alias("first"), max("timestamp").alias("last"))'
         ),
         "sql": None,
+        "input": SESSIONS,
+    },
+    {
+        "name": "session_dynamic_append",
+        "mode": "append",
+        "dataframe": EVENTS + '.withWatermark("timestamp", "10 minutes")' + SESSION_DYNAMIC,
+        "sql": None,
+        "input": SESSIONS,
+    },
+    {
+        "name": "session_dynamic_sql_append",
+        "mode": "append",
+        "dataframe": (
+            "events = " + EVENTS + '.withWatermark("timestamp", "10 minutes")\n'
+            'events.createOrReplaceTempView("events")\n'
+            'spark.sql("' + SESSION_DYNAMIC_SQL + '")'
+        ),
+        "sql": SESSION_DYNAMIC_SQL,
         "input": SESSIONS,
     },
     {

@@ -114,13 +114,15 @@ def window(timeColumn, windowDuration, slideDuration=None, startTime=None):
 
 def session_window(timeColumn, gapDuration):
     """The session window of each row (``struct<start, end>``, named ``session_window``):
-    ``[time, time + gapDuration)``; grouped by it, a key's sessions that overlap merge."""
-    if not isinstance(gapDuration, str):
+    ``[time, time + gapDuration)``; grouped by it, a key's sessions that overlap merge.
+    ``gapDuration`` is a str such as ``"5 minutes"`` or a Column of them, one gap per row (a row
+    whose gap is null, not an interval or not positive is left out, as in Spark)."""
+    if not isinstance(gapDuration, (str, Column)):
         raise PySparkTypeError(
-            "ember's session_window takes its gap as a str such as '5 minutes' (a gap per row is not in ember yet), got %s."
-            % type(gapDuration).__name__
+            "[NOT_COLUMN_OR_STR] Argument `gapDuration` should be a Column or str, got %s." % type(gapDuration).__name__
         )
-    return Column(_ember.sql_session_window(_to_column(timeColumn, "timeColumn"), gapDuration))
+    gap = gapDuration if isinstance(gapDuration, str) else gapDuration._jc
+    return Column(_ember.sql_session_window(_to_column(timeColumn, "timeColumn"), gap))
 
 
 __all__ = [
