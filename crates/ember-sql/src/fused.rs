@@ -483,17 +483,7 @@ mod tests {
         if let Some(agg) = plan.downcast_ref::<AggregateExec>() {
             return match agg.mode() {
                 AggregateMode::Partial => Arc::clone(plan),
-                AggregateMode::Single | AggregateMode::SinglePartitioned => Arc::new(
-                    AggregateExec::try_new(
-                        AggregateMode::Partial,
-                        agg.group_expr().clone(),
-                        agg.aggr_expr().to_vec(),
-                        agg.filter_expr().to_vec(),
-                        Arc::clone(agg.input()),
-                        agg.input_schema(),
-                    )
-                    .unwrap(),
-                ),
+                AggregateMode::Single | AggregateMode::SinglePartitioned => crate::query::partial_of(agg).unwrap(),
                 _ => partial(agg.input()),
             };
         }

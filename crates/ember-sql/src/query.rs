@@ -539,6 +539,19 @@ fn top_stream_join(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPla
 }
 
 /// The partial aggregation under a final one (through nodes that only move batches).
+/// The partial half of a single-stage aggregation: the same groups and aggregates over the
+/// same input, giving the accumulators' states.
+pub(crate) fn partial_of(agg: &AggregateExec) -> Result<Arc<dyn ExecutionPlan>> {
+    Ok(Arc::new(AggregateExec::try_new(
+        AggregateMode::Partial,
+        agg.group_expr().clone(),
+        agg.aggr_expr().to_vec(),
+        agg.filter_expr().to_vec(),
+        Arc::clone(agg.input()),
+        agg.input_schema(),
+    )?))
+}
+
 fn partial_below(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     let mut node = Arc::clone(plan);
     loop {
@@ -711,14 +724,7 @@ impl Planner {
             AggregateMode::Final | AggregateMode::FinalPartitioned => {
                 partial_below(agg.input()).ok_or_else(|| Error::unsupported("an aggregation whose partial stage ember cannot find"))?
             }
-            AggregateMode::Single | AggregateMode::SinglePartitioned => Arc::new(AggregateExec::try_new(
-                AggregateMode::Partial,
-                agg.group_expr().clone(),
-                agg.aggr_expr().to_vec(),
-                agg.filter_expr().to_vec(),
-                Arc::clone(agg.input()),
-                agg.input_schema(),
-            )?),
+            AggregateMode::Single | AggregateMode::SinglePartitioned => partial_of(agg)?,
             other => return Err(Error::unsupported(format!("an aggregation planned in mode {other:?}"))),
         };
         Ok((Arc::clone(&partial), Some((top, physical))))
