@@ -588,6 +588,34 @@ pub struct Watermark {
     pub plan: LogicalPlan,
 }
 
+impl Watermark {
+    /// The event-time column's name in the output of `plan`, which is built over the plan
+    /// `withWatermark` was called on: a projection that renames the column (`col("t").alias(
+    /// "time")`, SQL `t AS time`) carries the watermark to the new name, as Spark's watermark
+    /// follows the attribute. Where the plan is not found (a view read through SQL), or the
+    /// column was dropped, the name `withWatermark` was given.
+    pub fn name_in(&self, plan: &LogicalPlan) -> String {
+        self.traced(plan).unwrap_or_else(|| self.column.clone())
+    }
+
+    fn traced(&self, plan: &LogicalPlan) -> Option<String> {
+        if *plan == self.plan {
+            return Some(self.column.clone());
+        }
+        let below = plan.inputs().into_iter().find_map(|input| self.traced(input))?;
+        match plan {
+            LogicalPlan::Projection(projection) => projection.expr.iter().find_map(|e| {
+                let mut bare = e;
+                while let Expr::Alias(alias) = bare {
+                    bare = &alias.expr;
+                }
+                matches!(bare, Expr::Column(c) if c.name == below).then(|| e.schema_name().to_string())
+            }),
+            _ => Some(below),
+        }
+    }
+}
+
 /// How the aggregation's key holds event time: a window (its `end` counts) or a timestamp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyTime {
@@ -597,12 +625,14 @@ pub enum KeyTime {
 
 /// The group key of the query's top aggregation that carries the watermark's column (by
 /// position among the keys), if any: `window(column, ...)` or the column itself.
-pub fn watermark_key(plan: &LogicalPlan, column: &str) -> Option<(usize, KeyTime)> {
+pub fn watermark_key(plan: &LogicalPlan, watermark: &Watermark) -> Option<(usize, KeyTime)> {
     let mut found = None;
     let _ = plan.apply(|node| {
         let LogicalPlan::Aggregate(aggregate) = node else {
             return Ok(TreeNodeRecursion::Continue);
         };
+        let column = watermark.name_in(&aggregate.input);
+        let column = column.as_str();
         found = aggregate.group_expr.iter().enumerate().find_map(|(i, e)| {
             let is_column = |e: &Expr| matches!(e, Expr::Column(c) if c.name == column);
             let mut bare = e;

@@ -156,9 +156,10 @@ impl DataStreamWriter {
         let stream_join = check_joins(self.df.logical_plan(), mode)?;
         let watermarks = &self.df.watermarks;
         // The aggregation's key holding event time: of the first watermark that is a key.
+        let plan = self.df.logical_plan();
         let key = watermarks
             .iter()
-            .find_map(|w| crate::eventtime::watermark_key(self.df.logical_plan(), &w.column).map(|k| (k, w.column.clone())));
+            .find_map(|w| crate::eventtime::watermark_key(plan, w).map(|k| (k, w.name_in(plan))));
         let event_time = (!watermarks.is_empty()).then(|| EventTime {
             delays: watermarks.iter().map(|w| w.delay_ms).collect(),
             key: key.as_ref().map(|(k, _)| *k),
@@ -215,9 +216,9 @@ impl DataStreamWriter {
             event_time,
             watermark_column: key
                 .map(|(_, column)| column)
-                .or_else(|| watermarks.first().map(|w| w.column.clone())),
-            session_key: crate::eventtime::session_key(self.df.logical_plan()),
-            watermark_columns: watermarks.iter().map(|w| w.column.clone()).collect(),
+                .or_else(|| watermarks.first().map(|w| w.name_in(plan))),
+            session_key: crate::eventtime::session_key(plan),
+            watermark_columns: watermark_names(plan, watermarks),
             mode,
             sink,
             names,
@@ -369,6 +370,23 @@ fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>, watermarked_ag
 /// table where the stream's rows alone decide the output (the outer side of an outer join must
 /// be the stream); two streams join in append mode, as the only stateful operation in ember.
 /// Whether the plan joins two streams.
+/// The names of the watermarks' columns where stateful operators look for them: at a
+/// stream-stream join's two inputs, and at the top of the plan.
+fn watermark_names(plan: &LogicalPlan, watermarks: &[Arc<crate::eventtime::Watermark>]) -> Vec<String> {
+    let mut names: Vec<String> = watermarks.iter().map(|w| w.name_in(plan)).collect();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Join(join) = node {
+            for side in [&join.left, &join.right] {
+                names.extend(watermarks.iter().map(|w| w.name_in(side)));
+            }
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names.dedup();
+    names
+}
+
 fn check_joins(plan: &LogicalPlan, mode: OutputMode) -> Result<bool> {
     use datafusion::common::JoinType;
     let streaming = |p: &LogicalPlan| crate::source::stream_sources(p).next().is_some();

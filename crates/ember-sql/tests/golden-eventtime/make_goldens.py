@@ -374,6 +374,18 @@ CASES = [
         "input": SESSIONS,
     },
     {
+        # The watermark follows its column through a rename, as Spark's follows the attribute.
+        "name": "renamed_watermark_append",
+        "mode": "append",
+        "dataframe": (
+            EVENTS + '.withWatermark("timestamp", "10 minutes")'
+            '.select(col("timestamp").alias("time"), col("word").alias("animal"))'
+            '.groupBy(window("time", "10 minutes"), "animal").count()'
+        ),
+        "sql": None,
+        "input": GUIDE_LATE,
+    },
+    {
         "name": "session_dynamic_append",
         "mode": "append",
         "dataframe": EVENTS + '.withWatermark("timestamp", "10 minutes")' + SESSION_DYNAMIC,
