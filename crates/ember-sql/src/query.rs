@@ -629,7 +629,7 @@ pub(crate) struct Step {
 enum Stateful {
     Aggregate(Finisher),
     Dedup(Dedup),
-    Join(StreamJoin),
+    Join(Box<StreamJoin>),
 }
 
 impl Stateful {
@@ -819,7 +819,11 @@ impl Planner {
             })
         };
         if let Some(join) = top.downcast_ref::<HashJoinExec>() {
-            return Ok(Some(Stateful::Join(StreamJoin::new(join, upper(join.schema())?, watermarked)?)));
+            return Ok(Some(Stateful::Join(Box::new(StreamJoin::new(
+                join,
+                upper(join.schema())?,
+                watermarked,
+            )?))));
         }
         let agg = top.downcast_ref::<AggregateExec>().expect("an aggregate");
         if let Some(kind) = self.dedup {

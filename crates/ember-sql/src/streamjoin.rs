@@ -36,6 +36,9 @@ struct Side {
     /// Its event-time column and the offset (µs) its rows are freed below: a row whose time is
     /// under the watermark plus the offset can match no future row of the other side.
     freed_below: Option<(usize, i64)>,
+    /// Its event-time column (one with a watermark), if it has one: its rows at or below the
+    /// watermark for late rows are dropped on arrival, as Spark drops them.
+    event_time: Option<usize>,
     /// Whether its unmatched rows are emitted with nulls when freed (the outer side).
     outer: bool,
     /// Whether each of the micro-batch's new rows matched, while they probe the other side.
@@ -174,6 +177,7 @@ impl StreamJoin {
                 rows: RecordBatch::new_empty(Arc::clone(&schemas[i])),
                 matched: Vec::new(),
                 freed_below: time_columns[i].zip(bounds[i]),
+                event_time: time_columns[i],
                 outer: match join_type {
                     JoinType::Left => i == 0,
                     JoinType::Right => i == 1,
@@ -302,11 +306,28 @@ impl StreamJoin {
         task: &Arc<TaskContext>,
         watermarks: Option<Watermarks>,
     ) -> Result<Step> {
-        let new = [
+        let mut new = [
             concat_batches(&self.sides[0].schema, &left)?,
             concat_batches(&self.sides[1].schema, &right)?,
         ];
-        let updated = (new[0].num_rows() + new[1].num_rows()) as u64;
+        // Late rows (event time at or below the watermark) join nothing and are not kept.
+        let mut dropped = 0;
+        if let Some(w) = watermarks {
+            let limit = w.late_ms.saturating_mul(1000);
+            for (side, rows) in self.sides.iter().zip(new.iter_mut()) {
+                let Some(time) = side.event_time else { continue };
+                let times = crate::eventtime::key_times(rows.column(time), crate::eventtime::KeyTime::Timestamp)?;
+                let late: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t <= limit))).collect();
+                let count = late.true_count();
+                if count > 0 {
+                    dropped += count as u64;
+                    *rows = filter_record_batch(rows, &datafusion::arrow::compute::not(&late)?)?;
+                }
+            }
+        }
+        let mut updated = (new[0].num_rows() + new[1].num_rows()) as u64;
+        // Where each side's rows of this micro-batch start in its state.
+        let arrived = [self.sides[0].rows.num_rows(), self.sides[1].rows.num_rows()];
         let mut out = Vec::new();
         // New left rows: the pending marks are the probing rows', kept until they join state.
         self.sides[0].pending = vec![false; new[0].num_rows()];
@@ -319,7 +340,7 @@ impl StreamJoin {
         self.sides[1].append(&new[1], pending)?;
         let mut removed = 0;
         if let Some(w) = watermarks {
-            for i in 0..2 {
+            for (i, &arrived) in arrived.iter().enumerate() {
                 let Some((time, offset)) = self.sides[i].freed_below else {
                     continue;
                 };
@@ -330,6 +351,11 @@ impl StreamJoin {
                 if count == 0 {
                     continue;
                 }
+                // A row freed in the micro-batch it arrived in was never stored, to Spark (it
+                // stores only rows that can still match): neither updated nor removed.
+                let fresh = (arrived..freed.len()).filter(|&r| freed.value(r)).count();
+                updated -= fresh as u64;
+                let count = count - fresh;
                 let side = &mut self.sides[i];
                 if side.outer {
                     // Spark counts an outer side's freed rows as emitted, not removed.
@@ -364,7 +390,7 @@ impl StreamJoin {
             rows: self.upper.run(vec![joined], task)?,
             updated,
             removed,
-            dropped: 0,
+            dropped,
         })
     }
 

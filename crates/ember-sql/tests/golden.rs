@@ -206,7 +206,7 @@ fn event_time_query(case: &str, spark: &SparkSession, lines: &DataFrame, lines2:
                        GROUP BY session_window(timestamp, '5 minutes'), word";
             (spark.sql(sql).unwrap(), "append")
         }
-        "ss_inner_append" | "ss_left_outer_append" | "ss_full_outer_append" | "ss_inner_no_watermark_append" => {
+        "ss_inner_append" | "ss_inner_late_append" | "ss_left_outer_append" | "ss_full_outer_append" | "ss_inner_no_watermark_append" => {
             let clicks_lines = lines2.expect("the case's second stream");
             let impressions = lines
                 .select([

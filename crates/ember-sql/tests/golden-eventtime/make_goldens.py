@@ -423,6 +423,16 @@ CASES = [
         "input2": CLICKS,
     },
     {
+        # A 5th batch with rows at or below the watermark (13:11 then) on both sides: Spark drops
+        # them on arrival (numRowsDroppedByWatermark); 13:35 a6 still joins 13:30 a6.
+        "name": "ss_inner_late_append",
+        "mode": "append",
+        "dataframe": STREAMS + SS_WATERMARKED + ")",
+        "sql": None,
+        "input": IMPRESSIONS + [["2017-04-23 12:10:00,a7", "2017-04-23 13:32:00,a8"]],
+        "input2": CLICKS + [["2017-04-23 12:40:00,a5", "2017-04-23 13:35:00,a6"]],
+    },
+    {
         "name": "ss_left_outer_append",
         "mode": "append",
         "dataframe": STREAMS + SS_WATERMARKED + ', "left_outer")',
