@@ -420,8 +420,14 @@ impl DataFrame {
 
     /// Names this DataFrame for `spark.sql` (Spark's `createOrReplaceTempView`).
     pub fn create_or_replace_temp_view(&self, name: &str) -> Result<()> {
-        self.session
-            .register_view(name, self.df.logical_plan().clone(), self.watermarks.clone())
+        self.session.register_view(
+            name,
+            self.df.logical_plan().clone(),
+            crate::session::ViewInfo {
+                watermarks: self.watermarks.clone(),
+                dedup: self.dedup,
+            },
+        )
     }
 
     /// The plans, as text (Spark's `explain`): the logical plan, and with `extended` the

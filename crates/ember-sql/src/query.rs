@@ -332,6 +332,12 @@ fn check(plan: &LogicalPlan, mode: OutputMode, sql: Option<&str>, watermarked_ag
     // A deduplication is planned as an aggregation; Spark's checker does not count it as one.
     if dedup {
         aggregates -= 1;
+        if aggregates > 0 {
+            // Spark runs both; ember's query has one stateful operator so far.
+            return Err(Error::unsupported(
+                "an aggregation over the rows of dropDuplicates (ember runs one stateful operation per query so far)",
+            ));
+        }
     }
     if aggregates > 1 {
         // Spark 3.5 refuses a stateful operator after another one, without a watermark, so.

@@ -51,8 +51,9 @@ impl SparkSession {
         let mut statement = statements.pop_front().expect("one statement");
         rename_generators(&mut statement);
         let plan = futures::executor::block_on(state.statement_to_plan(statement))?;
-        // A view whose DataFrame had a watermark brings it along.
+        // A view whose DataFrame had a watermark or a deduplication brings it along.
         let mut watermarks = Vec::new();
+        let mut dedup = None;
         let _ = plan.apply(|node| {
             // DataFusion inlines a view as its plan under the view's name.
             let name = match node {
@@ -61,7 +62,9 @@ impl SparkSession {
                 _ => None,
             };
             if let Some(n) = name {
-                watermarks.extend(self.view_watermarks(n));
+                let info = self.view_info(n);
+                watermarks.extend(info.watermarks);
+                dedup = dedup.or(info.dedup);
             }
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
         });
@@ -75,6 +78,7 @@ impl SparkSession {
             }
         }
         df.watermarks = unique;
+        df.dedup = dedup;
         Ok(df)
     }
 

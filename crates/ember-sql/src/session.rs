@@ -23,8 +23,15 @@ struct Inner {
     ctx: SessionContext,
     next_source: AtomicUsize,
     id: usize,
-    /// The watermarks of the temporary views whose DataFrames had one.
-    watermarks: std::sync::Mutex<BTreeMap<String, Vec<Arc<crate::eventtime::Watermark>>>>,
+    /// What the temporary views' DataFrames carry beside their plans.
+    views: std::sync::Mutex<BTreeMap<String, ViewInfo>>,
+}
+
+/// What a temporary view's DataFrame carries beside its plan, for `spark.sql` over it.
+#[derive(Clone, Default)]
+pub(crate) struct ViewInfo {
+    pub watermarks: Vec<Arc<crate::eventtime::Watermark>>,
+    pub dedup: Option<crate::dedup::DedupKind>,
 }
 
 /// The entry point to DataFrames and SQL over streams (Spark's `SparkSession`).
@@ -118,7 +125,7 @@ impl Builder {
                 ctx,
                 next_source: AtomicUsize::new(0),
                 id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
-                watermarks: std::sync::Mutex::default(),
+                views: std::sync::Mutex::default(),
             }),
         })
     }
@@ -158,28 +165,17 @@ impl SparkSession {
         &self.inner.ctx
     }
 
-    pub(crate) fn register_view(&self, name: &str, plan: LogicalPlan, watermarks: Vec<Arc<crate::eventtime::Watermark>>) -> Result<()> {
+    pub(crate) fn register_view(&self, name: &str, plan: LogicalPlan, info: ViewInfo) -> Result<()> {
         let view = datafusion::catalog::view::ViewTable::new(plan, None);
         let _ = self.inner.ctx.deregister_table(name)?;
         self.inner.ctx.register_table(name, Arc::new(view))?;
-        let mut all = self.inner.watermarks.lock().unwrap_or_else(|e| e.into_inner());
-        if watermarks.is_empty() {
-            all.remove(name);
-        } else {
-            all.insert(name.to_owned(), watermarks);
-        }
+        crate::lock(&self.inner.views).insert(name.to_owned(), info);
         Ok(())
     }
 
-    /// The watermarks of the temporary view `name`'s DataFrame.
-    pub(crate) fn view_watermarks(&self, name: &str) -> Vec<Arc<crate::eventtime::Watermark>> {
-        self.inner
-            .watermarks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+    /// What the temporary view `name`'s DataFrame carries (nothing for a table or no view).
+    pub(crate) fn view_info(&self, name: &str) -> ViewInfo {
+        crate::lock(&self.inner.views).get(name).cloned().unwrap_or_default()
     }
 
     pub(crate) fn register_table(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {

@@ -234,6 +234,22 @@ fn the_checker_refuses_what_spark_refuses_with_its_message() {
     );
     let mode = lines.write_stream().output_mode("sometimes").start();
     assert!(matches!(&mode, Err(Error::IllegalArgument(m)) if m.starts_with("Unknown output mode sometimes")));
+    // A deduplication with an aggregation over it is refused, not run as one of the two
+    // (from a DataFrame and from SQL over a view of the deduplicated rows).
+    let deduplicated = lines.drop_duplicates(None).unwrap();
+    let counted = deduplicated.group_by([col("value")]).count().unwrap();
+    let both = counted.write_stream().output_mode("complete").format("console").start();
+    assert!(
+        matches!(&both, Err(Error::Unsupported(m)) if m.contains("aggregation over the rows of dropDuplicates")),
+        "{both:?}"
+    );
+    deduplicated.create_or_replace_temp_view("distinct_lines").unwrap();
+    let sql = spark.sql("SELECT value, count(*) FROM distinct_lines GROUP BY value").unwrap();
+    let both = sql.write_stream().output_mode("complete").format("console").start();
+    assert!(
+        matches!(&both, Err(Error::Unsupported(m)) if m.contains("aggregation over the rows of dropDuplicates")),
+        "{both:?}"
+    );
 }
 
 /// A run killed after committing a batch but before the engine's first checkpoint leaves the
