@@ -78,6 +78,7 @@ pub struct KafkaDirectStream {
     params: BTreeMap<String, String>,
     starting: StartingOffsets,
     max_rate_per_partition: Option<u64>,
+    max_records_per_batch: Option<u64>,
     on_out_of_range: OffsetReset,
     group: Option<String>,
     on_bad_record: OnBadRecord,
@@ -95,6 +96,7 @@ impl KafkaDirectStream {
             params: BTreeMap::new(),
             starting: StartingOffsets::default(),
             max_rate_per_partition: None,
+            max_records_per_batch: None,
             on_out_of_range: OffsetReset::default(),
             group: None,
             on_bad_record: OnBadRecord::default(),
@@ -136,6 +138,14 @@ impl KafkaDirectStream {
     /// lowers it further. Default: unlimited.
     pub fn max_rate_per_partition(mut self, records_per_second: u64) -> Self {
         self.max_rate_per_partition = Some(records_per_second.max(1));
+        self
+    }
+
+    /// At most `records` records a batch over all partitions, split in proportion to how far
+    /// behind each partition is (Structured Streaming's `maxOffsetsPerTrigger`). Default:
+    /// unlimited.
+    pub fn max_records_per_batch(mut self, records: u64) -> Self {
+        self.max_records_per_batch = Some(records.max(1));
         self
     }
 
@@ -505,6 +515,10 @@ impl DirectSource for KafkaSource {
             .max_rate_per_partition
             .map(|r| ((r as f64 * interval_s) as u64).max(1));
         let total = batch.rate_limit().map(|r| ((r * interval_s) as u64).max(1));
+        let total = match (total, self.settings.max_records_per_batch) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let planned = offsets::plan(&mut self.positions, &marks, per_partition, total, self.settings.on_out_of_range);
         for what in planned.out_of_range {
             self.report_once(

@@ -51,4 +51,4 @@ pub use decode::{Bytes, Deserializer, Json, OnBadRecord, Utf8};
 pub use direct::{ConsumerRecord, KafkaDirectStream, KafkaStream, OffsetRanges};
 pub use mock::MockKafka;
 pub use offsets::{OffsetRange, OffsetReset, StartingOffsets, TopicPartition};
-pub use sink::{KafkaSink, ProducerRecord, SaveToKafka};
+pub use sink::{KafkaSink, KafkaWriter, ProducerRecord, SaveToKafka};

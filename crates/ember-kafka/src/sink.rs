@@ -24,6 +24,8 @@ pub struct ProducerRecord {
     pub value: Vec<u8>,
     /// The partition, when the program chooses it.
     pub partition: Option<i32>,
+    /// The topic, when not the sink's.
+    pub topic: Option<String>,
 }
 
 impl ProducerRecord {
@@ -33,6 +35,7 @@ impl ProducerRecord {
             key: None,
             value: value.into(),
             partition: None,
+            topic: None,
         }
     }
 
@@ -45,6 +48,12 @@ impl ProducerRecord {
     /// The record for `partition`.
     pub fn partition(mut self, partition: i32) -> Self {
         self.partition = Some(partition);
+        self
+    }
+
+    /// The record for `topic` instead of the sink's.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
         self
     }
 }
@@ -83,6 +92,19 @@ impl KafkaSink {
     pub fn delivery_timeout(mut self, timeout: ember::Duration) -> Self {
         self.delivery_timeout = timeout.to_std().max(Duration::from_millis(1));
         self
+    }
+
+    /// A producer with these settings, for writing records outside a stream's output (the
+    /// Structured Streaming sink writes each micro-batch's rows with one).
+    ///
+    /// # Errors
+    ///
+    /// When librdkafka refuses the settings.
+    pub fn writer(&self) -> Result<KafkaWriter, String> {
+        Ok(KafkaWriter {
+            sink: self.clone(),
+            producer: self.producer()?,
+        })
     }
 
     fn producer(&self) -> Result<ThreadedProducer<Deliveries>, String> {
@@ -147,67 +169,93 @@ impl<T: Data> SaveToKafka<T> for DStream<T> {
     where
         F: Fn(&T) -> ProducerRecord + Send + Sync + 'static,
     {
-        let producer: OnceLock<Result<ThreadedProducer<Deliveries>, String>> = OnceLock::new();
+        let writer: OnceLock<Result<KafkaWriter, String>> = OnceLock::new();
         self.register_output_operation_per_worker("save_to_kafka", move |batch| {
-            let producer = producer.get_or_init(|| sink.producer()).as_ref().map_err(Clone::clone)?;
-            let time = batch.time().milliseconds();
-            let delivery = Arc::new(BatchDelivery::default());
-            let mut sent = 0u64;
-            for element in batch.iter() {
-                let out = record(element);
-                let mut base = BaseRecord::with_opaque_to(&sink.topic, Arc::clone(&delivery)).payload(&out.value);
-                if let Some(key) = &out.key {
-                    base = base.key(key);
-                }
-                if let Some(partition) = out.partition {
-                    base = base.partition(partition);
-                }
-                loop {
-                    match producer.send(base) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            // The local queue is full: let librdkafka deliver some first.
-                            base = back;
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        Err((e, _)) => {
-                            return Err(format!("cannot write a record of batch {time} ms to topic {}: {e}", sink.topic));
-                        }
+            let writer = writer.get_or_init(|| sink.writer()).as_ref().map_err(Clone::clone)?;
+            let what = format!("batch {} ms", batch.time().milliseconds());
+            writer.write_all(&what, batch.iter().map(&record)).map(|_| ())
+        })
+    }
+}
+
+/// A producer of a [`KafkaSink`]'s settings (see [`KafkaSink::writer`]).
+pub struct KafkaWriter {
+    sink: KafkaSink,
+    producer: ThreadedProducer<Deliveries>,
+}
+
+impl std::fmt::Debug for KafkaWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaWriter").field("sink", &self.sink).finish()
+    }
+}
+
+impl KafkaWriter {
+    /// Writes `records` and waits until the brokers have acknowledged every one; returns how
+    /// many were written. `what` names the records in errors (`"batch 1000 ms"`).
+    ///
+    /// # Errors
+    ///
+    /// Naming the topic, how many records were not delivered and the first error, when a
+    /// record cannot be sent or is not acknowledged within the delivery timeout.
+    pub fn write_all(&self, what: &str, records: impl IntoIterator<Item = ProducerRecord>) -> Result<u64, String> {
+        let sink = &self.sink;
+        let delivery = Arc::new(BatchDelivery::default());
+        let mut sent = 0u64;
+        for out in records {
+            let topic = out.topic.as_deref().unwrap_or(&sink.topic);
+            let mut base = BaseRecord::with_opaque_to(topic, Arc::clone(&delivery)).payload(&out.value);
+            if let Some(key) = &out.key {
+                base = base.key(key);
+            }
+            if let Some(partition) = out.partition {
+                base = base.partition(partition);
+            }
+            loop {
+                match self.producer.send(base) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The local queue is full: let librdkafka deliver some first.
+                        base = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => {
+                        return Err(format!("cannot write a record of {what} to topic {topic}: {e}"));
                     }
                 }
-                sent += 1;
             }
-            if sent == 0 {
-                return Ok(());
-            }
-            // librdkafka fails an undelivered record once its delivery timeout has passed, but
-            // looks for such records only about once a second, and later still on a busy
-            // machine: the flush waits beyond the timeout so that those failures, which say
-            // what went wrong, come back before it gives up.
-            let wait = sink.delivery_timeout + FLUSH_MARGIN;
-            if let Err(e) = producer.flush(wait) {
-                return Err(format!(
-                    "the records of batch {time} ms were not all acknowledged by {} for topic {} within {:.1} s: {e}",
-                    sink.bootstrap_servers,
-                    sink.topic,
-                    wait.as_secs_f64()
-                ));
-            }
-            let failed = delivery.failed.load(Ordering::Relaxed);
-            if failed > 0 {
-                let first = delivery
-                    .first_error
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                return Err(format!(
-                    "{failed} of {sent} records of batch {time} ms were not delivered to topic {} at {}: {}",
-                    sink.topic,
-                    sink.bootstrap_servers,
-                    first.unwrap_or_default()
-                ));
-            }
-            Ok(())
-        })
+            sent += 1;
+        }
+        if sent == 0 {
+            return Ok(0);
+        }
+        // librdkafka fails an undelivered record once its delivery timeout has passed, but
+        // looks for such records only about once a second, and later still on a busy
+        // machine: the flush waits beyond the timeout so that those failures, which say
+        // what went wrong, come back before it gives up.
+        let wait = sink.delivery_timeout + FLUSH_MARGIN;
+        if let Err(e) = self.producer.flush(wait) {
+            return Err(format!(
+                "the records of {what} were not all acknowledged by {} for topic {} within {:.1} s: {e}",
+                sink.bootstrap_servers,
+                sink.topic,
+                wait.as_secs_f64()
+            ));
+        }
+        let failed = delivery.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            let first = delivery
+                .first_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            return Err(format!(
+                "{failed} of {sent} records of {what} were not delivered to topic {} at {}: {}",
+                sink.topic,
+                sink.bootstrap_servers,
+                first.unwrap_or_default()
+            ));
+        }
+        Ok(sent)
     }
 }

@@ -280,7 +280,7 @@ impl DataFrame {
     /// null), then this DataFrame's other columns, then `other`'s. `how` is Spark's join type
     /// (`inner`, `left`/`left_outer`, `right`, `full`/`outer`, `left_semi`, `left_anti`, `cross`,
     /// ...). A stream joins a table (a DataFrame without streams) in the combinations Spark
-    /// takes, checked at `start`; two streams do not join yet.
+    /// takes, checked at `start`; two streams join through [`DataFrame::join_on`].
     pub fn join(&self, other: &DataFrame, on: &[&str], how: &str) -> Result<DataFrame> {
         use datafusion::common::JoinType;
         let join_type = join_type(how)?;

@@ -298,7 +298,11 @@ impl Column {
                 explode: false,
             },
             Inner::Sql(text) => {
-                let expr = df.parse_sql_expr(text)?;
+                let (state, _) = df.clone().into_parts();
+                let dialect = state.config().options().sql_parser.dialect;
+                let mut parsed = state.sql_to_expr_with_alias(text, &dialect)?;
+                crate::reader::zero_based_subscripts(&mut parsed.expr);
+                let expr = state.create_logical_expr_from_sql_expr(parsed, df.schema())?;
                 let name = match &expr {
                     Expr::Alias(a) => a.name.clone(),
                     _ => text.clone(),

@@ -208,6 +208,7 @@ impl DataStreamWriter {
             &opened.id,
             mode,
         )?;
+        sink.check(&self.df.arrow_schema())?;
         let names = self.df.columns();
         StreamingQuery::start(Start {
             session,
@@ -1187,10 +1188,10 @@ impl StreamingQuery {
         if finite
             && sources
                 .iter()
-                .any(|(_, s)| matches!(s, SourceSpec::Socket { .. } | SourceSpec::Rate { .. }))
+                .any(|(_, s)| matches!(s, SourceSpec::Socket { .. } | SourceSpec::Rate { .. } | SourceSpec::Kafka(_)))
         {
             return Err(Error::unsupported(
-                "the socket and rate sources cannot run with Trigger.Once or Trigger.AvailableNow (they have no end)",
+                "the socket, rate and kafka sources cannot run with Trigger.Once or Trigger.AvailableNow in ember (they have no end; ember's Kafka source does not stop at the offsets of the start yet)",
             ));
         }
         let state = Arc::new(QueryState {
@@ -1241,40 +1242,19 @@ impl StreamingQuery {
             let ssc = builder.build()?;
             let mut streams = Vec::with_capacity(sources.len());
             for (k, (_, spec)) in sources.iter().enumerate() {
-                streams.push(source_stream(&ssc, spec, k, trigger, session.workers(), &state.exhausted_at[k])?);
+                streams.push(source_batches(&ssc, spec, k, trigger, session.workers(), &state.exhausted_at[k])?);
             }
             let planner = Arc::new(planner);
             let stage = Arc::clone(&planner);
-            let staged = if streams.len() == 1 {
-                let (id, spec) = sources[0].clone();
-                let schema = spec.schema();
-                streams
-                    .pop()
-                    .expect("one stream")
-                    .map_partitions(move |part: std::vec::IntoIter<String>| vec![stage_lines(&stage, id, &spec, &schema, part.collect())])
+            // Each partition of each stream (a union has several) through the worker's copy
+            // of the plan, in the scans of its stream (the others read nothing for it).
+            let ids: Vec<usize> = sources.iter().map(|(id, _)| *id).collect();
+            let batches = if streams.len() == 1 {
+                streams.pop().expect("one stream")
             } else {
-                // A union: each line tagged with its stream, each stream's lines staged into
-                // its own scans of the plan (the others read nothing for them).
-                let tagged: Vec<ember::DStream<(usize, String)>> = streams
-                    .into_iter()
-                    .enumerate()
-                    .map(|(k, stream)| stream.map(move |line: String| (k, line)))
-                    .collect();
-                let specs: Vec<(usize, SourceSpec, SchemaRef)> =
-                    sources.iter().map(|(id, spec)| (*id, spec.clone(), spec.schema())).collect();
-                ssc.union(&tagged)?
-                    .map_partitions(move |part: std::vec::IntoIter<(usize, String)>| {
-                        let mut lines: Vec<Vec<String>> = vec![Vec::new(); specs.len()];
-                        for (k, line) in part {
-                            lines[k].push(line);
-                        }
-                        lines
-                            .into_iter()
-                            .zip(&specs)
-                            .map(|(lines, (id, spec, schema))| stage_lines(&stage, *id, spec, schema, lines))
-                            .collect::<Vec<_>>()
-                    })
+                ssc.union(&streams)?
             };
+            let staged = batches.map(move |(k, batch): (usize, ArrowBatch)| stage_batch(&stage, ids[k], batch.0));
             let output_state = Arc::clone(&state);
             let output_session = session.clone();
             let checkpoint = build_checkpoint;
@@ -1547,16 +1527,16 @@ impl StreamingQuery {
     }
 }
 
-/// The lines of stream `k` of a query (`k` names its engine source after the first, so that a
-/// checkpoint finds each again).
-fn source_stream(
+/// The rows of stream `k` of a query, a record batch per partition tagged with `k` (`k` names
+/// its engine source after the first, so that a checkpoint finds each again).
+fn source_batches(
     ssc: &ember::StreamingContext,
     spec: &SourceSpec,
     k: usize,
     trigger: Trigger,
     workers: usize,
     exhausted_at: &Arc<AtomicU64>,
-) -> ember::Result<ember::DStream<String>> {
+) -> ember::Result<ember::DStream<(usize, ArrowBatch)>> {
     let finite = matches!(trigger, Trigger::Once | Trigger::AvailableNow);
     // The engine names operators with static strings; a union's later streams (rare, a few
     // bytes each) get theirs leaked.
@@ -1567,7 +1547,30 @@ fn source_stream(
             Box::leak(format!("{base}_{k}").into_boxed_str())
         }
     };
-    Ok(match spec {
+    let lines = match spec {
+        SourceSpec::Kafka(options) => {
+            let mut reader = ember_kafka::KafkaDirectStream::new(options.bootstrap_servers.clone())
+                .topics(options.topics.clone())
+                .starting_offsets(options.starting.clone())
+                .on_offset_out_of_range(if options.fail_on_data_loss {
+                    ember_kafka::OffsetReset::Fail
+                } else {
+                    ember_kafka::OffsetReset::Earliest
+                });
+            for (key, value) in &options.params {
+                reader = reader.param(key.clone(), value.clone());
+            }
+            if let Some(n) = options.max_offsets_per_trigger {
+                reader = reader.max_records_per_batch(n);
+            }
+            let schema = spec.schema();
+            let records = reader.create(ssc, ember_kafka::Bytes, ember_kafka::Bytes)?;
+            return Ok(
+                records.map_partitions(move |part: std::vec::IntoIter<ember_kafka::ConsumerRecord<Vec<u8>, Vec<u8>>>| {
+                    vec![(k, ArrowBatch(crate::source::kafka_batch(&schema, part.collect())))]
+                }),
+            );
+        }
         SourceSpec::Socket { host, port } => ssc.socket_text_stream(host, *port),
         SourceSpec::Rate {
             rows_per_second,
@@ -1595,15 +1598,20 @@ fn source_stream(
                 Ok(vec![read_text(&slice.path)?])
             })
         }
-    })
+    };
+    let spec = spec.clone();
+    let schema = spec.schema();
+    Ok(lines.map_partitions(move |part: std::vec::IntoIter<String>| {
+        let batch = match spec.batch(&schema, part.collect()) {
+            Ok(batch) => batch,
+            Err(e) => panic!("the source's rows do not fit its schema: {e}"),
+        };
+        vec![(k, ArrowBatch(batch))]
+    }))
 }
 
-/// One partition of stream `id`'s lines (a text source's: files' texts), through the worker's copy of the query's stage.
-fn stage_lines(stage: &Planner, id: usize, spec: &SourceSpec, schema: &SchemaRef, lines: Vec<String>) -> StageOut {
-    let batch = match spec.batch(schema, lines) {
-        Ok(batch) => batch,
-        Err(e) => panic!("the source's rows do not fit its schema: {e}"),
-    };
+/// One partition of stream `id`'s rows, through the worker's copy of the query's stage.
+fn stage_batch(stage: &Planner, id: usize, batch: RecordBatch) -> StageOut {
     let input_rows = batch.num_rows() as u64;
     if input_rows == 0 {
         return StageOut {

@@ -106,7 +106,48 @@ fn rename_generators(statement: &mut datafusion::sql::parser::Statement) {
             }
             std::ops::ControlFlow::<()>::Continue(())
         });
+        zero_based_subscripts(inner.as_mut());
     }
+}
+
+/// Spark's `array[i]` counts from 0 and is null below 0; DataFusion's counts from 1, and from
+/// the end below 0. A subscript by a number literal is moved to DataFusion's count (one by
+/// another expression is left as it is: it may be a map's key).
+pub(crate) fn zero_based_subscripts<V: datafusion::sql::sqlparser::ast::VisitMut>(node: &mut V) {
+    use datafusion::sql::sqlparser::ast::{AccessExpr, Expr as SqlExpr, Subscript, UnaryOperator, Value, visit_expressions_mut};
+    let literal = |e: &SqlExpr| -> Option<i64> {
+        match e {
+            SqlExpr::Value(v) => match &v.value {
+                Value::Number(n, _) => n.parse::<i64>().ok(),
+                _ => None,
+            },
+            SqlExpr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr,
+            } => match expr.as_ref() {
+                SqlExpr::Value(v) => match &v.value {
+                    Value::Number(n, _) => n.parse::<i64>().ok().map(|n| -n),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let _ = visit_expressions_mut(node, |e| {
+        if let SqlExpr::CompoundFieldAccess { access_chain, .. } = e {
+            for access in access_chain.iter_mut() {
+                if let AccessExpr::Subscript(Subscript::Index { index }) = access
+                    && let Some(i) = literal(index)
+                {
+                    // No element: beyond any array's end.
+                    let position = if i < 0 { i64::from(i32::MAX) } else { i + 1 };
+                    *index = SqlExpr::value(Value::Number(position.to_string(), false));
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Reads a stream (Spark's `DataStreamReader`).
@@ -118,7 +159,7 @@ pub struct DataStreamReader {
 }
 
 impl DataStreamReader {
-    /// The source: `socket` or `text` (Spark's `format`).
+    /// The source: `socket`, `text`, `rate` or `kafka` (Spark's `format`).
     pub fn format(mut self, format: &str) -> Self {
         self.format = format.to_owned();
         self

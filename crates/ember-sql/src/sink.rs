@@ -66,6 +66,16 @@ enum SinkKind {
     Database(Box<DatabaseOut>),
     /// Spark's `noop`: the query runs in full and its rows are dropped (for benchmarks).
     Noop,
+    Kafka(Box<KafkaOut>),
+}
+
+/// The Kafka sink: each row a record (`value`, and `key`, `topic`, `partition` when the rows
+/// have them), written on worker 0 and acknowledged before the batch commits.
+struct KafkaOut {
+    sink: ember_kafka::KafkaSink,
+    /// The `topic` option, which wins over a `topic` column.
+    topic: Option<String>,
+    writer: std::sync::OnceLock<std::result::Result<ember_kafka::KafkaWriter, String>>,
 }
 
 pub(crate) struct Sink {
@@ -150,6 +160,33 @@ impl Sink {
                     writer: std::sync::OnceLock::new(),
                 }))
             }
+            "kafka" => {
+                let servers = get("kafka.bootstrap.servers").ok_or_else(|| {
+                    Error::illegal_argument("Option 'kafka.bootstrap.servers' must be specified for configuring Kafka producer")
+                })?;
+                for own in ["kafka.key.serializer", "kafka.value.serializer"] {
+                    if get(own).is_some() {
+                        return Err(Error::illegal_argument(format!(
+                            "Kafka option '{}' is not supported as keys and values are serialized with ByteArraySerializer.",
+                            own.trim_start_matches("kafka.")
+                        )));
+                    }
+                }
+                let topic = get("topic");
+                let mut sink = ember_kafka::KafkaSink::new(servers, topic.clone().unwrap_or_default());
+                for (k, v) in options {
+                    if let Some(param) = k.strip_prefix("kafka.")
+                        && !param.eq_ignore_ascii_case("bootstrap.servers")
+                    {
+                        sink = sink.param(param, v);
+                    }
+                }
+                SinkKind::Kafka(Box::new(KafkaOut {
+                    sink,
+                    topic,
+                    writer: std::sync::OnceLock::new(),
+                }))
+            }
             "parquet" | "orc" => {
                 return Err(Error::unsupported(format!(
                     "Data source {} does not support streamed writing in ember yet (the file sink writes json and csv)",
@@ -158,7 +195,7 @@ impl Sink {
             }
             other => {
                 return Err(Error::unsupported(format!(
-                    "Data source {other} does not support streamed writing (ember writes console, memory, noop, foreachBatch, json and csv files, and jdbc into a database, so far)"
+                    "Data source {other} does not support streamed writing (ember writes console, memory, noop, foreachBatch, json and csv files, jdbc into a database and kafka, so far)"
                 )));
             }
         };
@@ -174,6 +211,7 @@ impl Sink {
             SinkKind::File(sink) => format!("FileSink[{}]", sink.dir.display()),
             SinkKind::Database(sink) => format!("DatabaseSink[{}, {}]", ember_database::redact(&sink.url), sink.table),
             SinkKind::Noop => "org.apache.spark.sql.execution.datasources.noop.NoopTable$".to_owned(),
+            SinkKind::Kafka(k) => format!("KafkaTable[{}]", k.topic.as_deref().unwrap_or("topic column")),
         }
     }
 
@@ -227,7 +265,159 @@ impl Sink {
             SinkKind::File(sink) => sink.write(batches, batch_id)?,
             SinkKind::Database(sink) => sink.write(names, batches, time_ms)?,
             SinkKind::Noop => {}
+            SinkKind::Kafka(k) => k.write(names, batches, batch_id)?,
         }
+        Ok(())
+    }
+
+    /// Refuses, at `start`, rows this sink cannot write (Spark's checks of the Kafka sink's
+    /// columns).
+    pub(crate) fn check(&self, schema: &datafusion::arrow::datatypes::Schema) -> Result<()> {
+        if let SinkKind::Kafka(k) = &self.kind {
+            KafkaOut::columns(schema, k.topic.is_some())?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the Kafka sink's columns are in its rows.
+struct KafkaColumns {
+    value: usize,
+    key: Option<usize>,
+    topic: Option<usize>,
+    partition: Option<usize>,
+}
+
+impl KafkaOut {
+    fn columns(schema: &datafusion::arrow::datatypes::Schema, topic_option: bool) -> Result<KafkaColumns> {
+        use datafusion::arrow::datatypes::DataType;
+        let find = |name: &str| schema.fields().iter().position(|f| f.name() == name);
+        let bytes = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+            )
+        };
+        let value = find("value").ok_or_else(|| Error::analysis("Required attribute 'value' not found"))?;
+        if !bytes(schema.field(value).data_type()) {
+            return Err(Error::analysis(format!(
+                "value attribute type must be a string or binary, got {}",
+                crate::dataframe::spark_type(schema.field(value).data_type())
+            )));
+        }
+        let key = find("key");
+        if let Some(k) = key
+            && !bytes(schema.field(k).data_type())
+        {
+            return Err(Error::analysis(format!(
+                "key attribute type must be a string or binary, got {}",
+                crate::dataframe::spark_type(schema.field(k).data_type())
+            )));
+        }
+        let topic = find("topic");
+        match topic {
+            None if !topic_option => {
+                return Err(Error::analysis(
+                    "topic option required when no 'topic' attribute is present. Use the topic option for setting a topic.",
+                ));
+            }
+            Some(t)
+                if !matches!(
+                    schema.field(t).data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) =>
+            {
+                return Err(Error::analysis(format!(
+                    "topic attribute type must be a string, got {}",
+                    crate::dataframe::spark_type(schema.field(t).data_type())
+                )));
+            }
+            _ => {}
+        }
+        let partition = find("partition");
+        if let Some(p) = partition
+            && !matches!(schema.field(p).data_type(), DataType::Int32)
+        {
+            return Err(Error::analysis(format!(
+                "partition attribute type must be an int, got {}",
+                crate::dataframe::spark_type(schema.field(p).data_type())
+            )));
+        }
+        Ok(KafkaColumns {
+            value,
+            key,
+            topic,
+            partition,
+        })
+    }
+
+    /// The rows as records, acknowledged by the brokers before it returns. A batch run again
+    /// after a crash writes its records again (at least once, as Spark's Kafka sink).
+    fn write(&self, names: &[String], batches: &[RecordBatch], batch_id: i64) -> Result<()> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::DataType;
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(());
+        }
+        let writer = self
+            .writer
+            .get_or_init(|| self.sink.writer())
+            .as_ref()
+            .map_err(|e| Error::illegal_argument(e.clone()))?;
+        let mut records = Vec::new();
+        for batch in batches {
+            // The plan's names of the columns may differ from the DataFrame's.
+            let named = datafusion::arrow::datatypes::Schema::new(
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(names)
+                    .map(|(f, name)| f.as_ref().clone().with_name(name))
+                    .collect::<Vec<_>>(),
+            );
+            let at = Self::columns(&named, self.topic.is_some())?;
+            let binary = |i: usize| -> Result<datafusion::arrow::array::ArrayRef> {
+                Ok(datafusion::arrow::compute::cast(batch.column(i), &DataType::Binary)?)
+            };
+            let values = binary(at.value)?;
+            let keys = at.key.map(binary).transpose()?;
+            let topics = match at.topic {
+                Some(t) => Some(datafusion::arrow::compute::cast(batch.column(t), &DataType::Utf8)?),
+                None => None,
+            };
+            let values = values.as_binary::<i32>();
+            for row in 0..batch.num_rows() {
+                let mut record = ember_kafka::ProducerRecord::new(if values.is_null(row) { &[][..] } else { values.value(row) });
+                if let Some(keys) = &keys {
+                    let keys = keys.as_binary::<i32>();
+                    if keys.is_valid(row) {
+                        record = record.key(keys.value(row));
+                    }
+                }
+                if self.topic.is_none()
+                    && let Some(topics) = &topics
+                {
+                    let topics = topics.as_string::<i32>();
+                    if topics.is_null(row) {
+                        return Err(Error::illegal_argument(format!(
+                            "null topic present in the data of batch {batch_id}. Use the topic option for setting a default topic."
+                        )));
+                    }
+                    record = record.topic(topics.value(row));
+                }
+                if let Some(p) = at.partition {
+                    let partitions = batch.column(p).as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+                    if partitions.is_valid(row) {
+                        record = record.partition(partitions.value(row));
+                    }
+                }
+                records.push(record);
+            }
+        }
+        writer
+            .write_all(&format!("micro-batch {batch_id}"), records)
+            .map_err(Error::illegal_argument)?;
         Ok(())
     }
 }

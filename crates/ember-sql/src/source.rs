@@ -38,6 +38,147 @@ pub enum SourceSpec {
     /// `format("rate")`: `rows_per_second` rows a second, `timestamp` and `value` columns, in
     /// `num_partitions` partitions (0: one per worker thread).
     Rate { rows_per_second: u64, num_partitions: usize },
+    /// `format("kafka")`: the records of topics, with Spark's columns (`key`, `value`, `topic`,
+    /// `partition`, `offset`, `timestamp`, `timestampType`).
+    Kafka(KafkaOptions),
+}
+
+/// The options of the Kafka source.
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// `kafka.bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// `subscribe`: the topics.
+    pub topics: Vec<String>,
+    /// `startingOffsets`: where a query without a checkpoint starts.
+    pub starting: ember_kafka::StartingOffsets,
+    /// `maxOffsetsPerTrigger`: at most this many records a micro-batch.
+    pub max_offsets_per_trigger: Option<u64>,
+    /// `failOnDataLoss`: fail when offsets to read were deleted (else go on from the earliest).
+    pub fail_on_data_loss: bool,
+    /// The other `kafka.`-prefixed options, without the prefix, for librdkafka.
+    pub params: BTreeMap<String, String>,
+}
+
+impl KafkaOptions {
+    fn from_options(options: &BTreeMap<String, String>) -> Result<KafkaOptions> {
+        let get = |key: &str| options.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str());
+        for strategy in ["subscribePattern", "assign"] {
+            if get(strategy).is_some() {
+                return Err(Error::unsupported(format!(
+                    "the Kafka source's option {strategy} (ember subscribes to the topics of \"subscribe\" so far)"
+                )));
+            }
+        }
+        if get("includeHeaders").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Err(Error::unsupported("the Kafka source's headers (includeHeaders)"));
+        }
+        if get("endingOffsets").is_some() {
+            return Err(Error::illegal_argument("ending offset not valid in streaming queries"));
+        }
+        let bootstrap_servers = get("kafka.bootstrap.servers")
+            .ok_or_else(|| Error::illegal_argument("Option 'kafka.bootstrap.servers' must be specified for configuring Kafka consumer"))?
+            .to_owned();
+        let topics: Vec<String> = get("subscribe")
+            .ok_or_else(|| {
+                Error::illegal_argument(
+                    "One of the following options must be specified for Kafka source: subscribe, subscribepattern, assign. See the docs for more details.",
+                )
+            })?
+            .split(',')
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if topics.is_empty() {
+            return Err(Error::illegal_argument(
+                "No topics to subscribe to as specified value for option 'subscribe' is ''",
+            ));
+        }
+        let starting = match get("startingOffsets").map(str::trim) {
+            None | Some("latest") => ember_kafka::StartingOffsets::Latest,
+            Some("earliest") => ember_kafka::StartingOffsets::Earliest,
+            Some(json) => starting_offsets_json(json)?,
+        };
+        let max_offsets_per_trigger = match get("maxOffsetsPerTrigger") {
+            None => None,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(Error::illegal_argument(format!(
+                        "Invalid value '{v}' for option 'maxOffsetsPerTrigger', must be a positive integer"
+                    )));
+                }
+            },
+        };
+        let fail_on_data_loss = match get("failOnDataLoss") {
+            None => true,
+            Some(v) => v
+                .parse::<bool>()
+                .map_err(|_| Error::illegal_argument(format!("Invalid value '{v}' for option 'failOnDataLoss', must be true or false")))?,
+        };
+        // Spark's rule: the source manages offsets and groups itself.
+        for own in [
+            "kafka.auto.offset.reset",
+            "kafka.enable.auto.commit",
+            "kafka.key.deserializer",
+            "kafka.value.deserializer",
+        ] {
+            if get(own).is_some() {
+                let name = own.trim_start_matches("kafka.");
+                return Err(Error::illegal_argument(format!(
+                    "Kafka option '{name}' is not supported as the source manages it itself."
+                )));
+            }
+        }
+        let params = options
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("kafka.")?;
+                (!key.eq_ignore_ascii_case("bootstrap.servers")).then(|| (key.to_owned(), v.clone()))
+            })
+            .collect();
+        Ok(KafkaOptions {
+            bootstrap_servers,
+            topics,
+            starting,
+            max_offsets_per_trigger,
+            fail_on_data_loss,
+            params,
+        })
+    }
+}
+
+/// Spark's JSON form of `startingOffsets`: `{"topic": {"0": 23, "1": -1}}`, -1 meaning the
+/// latest offset.
+fn starting_offsets_json(json: &str) -> Result<ember_kafka::StartingOffsets> {
+    let bad = |why: String| {
+        Error::illegal_argument(format!(
+            "Expected e.g. {{\"topicA\":{{\"0\":23,\"1\":-1}},\"topicB\":{{\"0\":-2}}}}, got {json}: {why}"
+        ))
+    };
+    let parsed: BTreeMap<String, BTreeMap<String, i64>> = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    let mut offsets = BTreeMap::new();
+    for (topic, partitions) in parsed {
+        for (partition, offset) in partitions {
+            let partition: i32 = partition
+                .parse()
+                .map_err(|_| bad(format!("partition {partition:?} is not a number")))?;
+            match offset {
+                // The latest offset: what an unlisted partition gets.
+                -1 => {}
+                -2 => {
+                    return Err(Error::unsupported(format!(
+                        "startingOffsets -2 (the earliest) for topic {topic} partition {partition} (use \"earliest\" for every partition)"
+                    )));
+                }
+                o if o >= 0 => {
+                    offsets.insert(ember_kafka::TopicPartition::new(topic.clone(), partition), o);
+                }
+                o => return Err(bad(format!("offset {o} of topic {topic} partition {partition}"))),
+            }
+        }
+    }
+    Ok(ember_kafka::StartingOffsets::Explicit(offsets))
 }
 
 /// The options of a file source.
@@ -122,8 +263,9 @@ impl SourceSpec {
                     },
                 })
             }
+            "kafka" => Ok(SourceSpec::Kafka(KafkaOptions::from_options(options)?)),
             other => Err(Error::unsupported(format!(
-                "Data source {other} does not support streamed reading (ember reads socket, text and rate so far)"
+                "Data source {other} does not support streamed reading (ember reads socket, text, rate and kafka so far)"
             ))),
         }
     }
@@ -134,6 +276,15 @@ impl SourceSpec {
             SourceSpec::Rate { .. } => Arc::new(Schema::new(vec![
                 Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
                 Field::new("value", DataType::Int64, true),
+            ])),
+            SourceSpec::Kafka(_) => Arc::new(Schema::new(vec![
+                Field::new("key", DataType::Binary, true),
+                Field::new("value", DataType::Binary, true),
+                Field::new("topic", DataType::Utf8, true),
+                Field::new("partition", DataType::Int32, true),
+                Field::new("offset", DataType::Int64, true),
+                Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+                Field::new("timestampType", DataType::Int32, true),
             ])),
             _ => Arc::new(Schema::new(vec![Field::new("value", DataType::Utf8, true)])),
         }
@@ -161,6 +312,7 @@ impl SourceSpec {
             }
             SourceSpec::Text(_) => text_batch(schema, lines),
             SourceSpec::Socket { .. } => Ok(lines_batch(schema, lines)),
+            SourceSpec::Kafka(_) => Err("the Kafka source's rows are records, not lines".to_owned()),
         }
     }
 
@@ -173,8 +325,36 @@ impl SourceSpec {
                 rows_per_second,
                 num_partitions,
             } => format!("RateStreamV2[rowsPerSecond={rows_per_second}, rampUpTimeSeconds=0, numPartitions={num_partitions}"),
+            SourceSpec::Kafka(o) => format!("KafkaV2[Subscribe[{}]]", o.topics.join(",")),
         }
     }
+}
+
+/// Kafka records as a record batch of the Kafka source's schema.
+pub fn kafka_batch(schema: &SchemaRef, records: Vec<ember_kafka::ConsumerRecord<Vec<u8>, Vec<u8>>>) -> RecordBatch {
+    use datafusion::arrow::array::{BinaryArray, Int32Array};
+    let keys = BinaryArray::from_iter(records.iter().map(|r| r.key.as_deref()));
+    let values = BinaryArray::from_iter_values(records.iter().map(|r| r.value.as_slice()));
+    let topics = StringArray::from_iter_values(records.iter().map(|r| r.topic.as_str()));
+    let partitions = Int32Array::from_iter_values(records.iter().map(|r| r.partition));
+    let offsets = Int64Array::from_iter_values(records.iter().map(|r| r.offset));
+    let stamps =
+        TimestampMicrosecondArray::from_iter(records.iter().map(|r| r.timestamp.map(|ms| ms.saturating_mul(1000)))).with_timezone("UTC");
+    // Kafka's CreateTime (0) for a record with a timestamp, as Spark reports it.
+    let types = Int32Array::from_iter(records.iter().map(|r| r.timestamp.map(|_| 0)));
+    RecordBatch::try_new(
+        Arc::clone(schema),
+        vec![
+            Arc::new(keys),
+            Arc::new(values),
+            Arc::new(topics),
+            Arc::new(partitions),
+            Arc::new(offsets),
+            Arc::new(stamps),
+            Arc::new(types),
+        ],
+    )
+    .expect("the Kafka columns match the source schema")
 }
 
 /// Lines as a record batch of one `value` column.

@@ -309,3 +309,49 @@ fn a_restart_without_the_engines_checkpoint_counts_each_file_once() {
         "the committed batch's file was read again"
     );
 }
+
+/// Spark's SQL subscript counts from 0 and gives null below 0 or past the end, in
+/// `selectExpr`, `expr` and `spark.sql` alike (DataFusion's counts from 1).
+#[test]
+fn sql_subscripts_count_from_zero_as_in_spark() {
+    let dir = files(&[&["a,b,c", "d"]]);
+    let (spark, lines) = one_file_a_batch(dir.path());
+    lines.create_or_replace_temp_view("csv_lines").unwrap();
+    let from_sql = spark
+        .sql("SELECT split(value, ',')[0] AS first, split(value, ',')[2] AS third, split(value, ',')[-1] AS negative FROM csv_lines")
+        .unwrap();
+    let from_exprs = lines
+        .select_expr(&[
+            "split(value, ',')[0] AS first",
+            "split(value, ',')[2] AS third",
+            "split(value, ',')[-1] AS negative",
+        ])
+        .unwrap();
+    for df in [from_sql, from_exprs] {
+        let (seen, sink) = collecting();
+        let query = df
+            .write_stream()
+            .trigger(Trigger::AvailableNow)
+            .foreach_batch(sink)
+            .start()
+            .unwrap();
+        assert!(query.await_termination_timeout(Duration::from_secs(30)).unwrap());
+        let seen = seen.lock().unwrap();
+        let mut rows: Vec<[Option<String>; 3]> = Vec::new();
+        for b in &seen[0].1 {
+            let text = |c: usize, i: usize| {
+                let column = b.column(c).as_string::<i32>();
+                column.is_valid(i).then(|| column.value(i).to_owned())
+            };
+            rows.extend((0..b.num_rows()).map(|i| [text(0, i), text(1, i), text(2, i)]));
+        }
+        rows.sort();
+        assert_eq!(
+            rows,
+            [
+                [Some("a".to_owned()), Some("c".to_owned()), None],
+                [Some("d".to_owned()), None, None]
+            ]
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! What several of ember-sql's integration tests share.
+//! What several of ember-sql's integration tests share (each uses some of it).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
