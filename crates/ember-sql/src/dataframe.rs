@@ -521,6 +521,110 @@ impl GroupedData {
     }
 }
 
+impl GroupedData {
+    /// Calls `func` for every group with rows in a micro-batch, and for every group whose
+    /// state timed out, with the group's key, its rows (all this DataFrame's columns; none on
+    /// a timeout) and its state; the rows it returns, of `output_schema` (by position), make
+    /// the new DataFrame (Spark's `flatMapGroupsWithState`). `output_mode` is the function's
+    /// (`append` or `update`), and must be the query's; `timeout` says when states time out.
+    /// The state `S` is kept on worker 0 and in the checkpoint, as JSON.
+    ///
+    /// ```no_run
+    /// # use ember_sql::{DataFrame, GroupState, GroupStateTimeout, ScalarValue, arrow};
+    /// # use ember_sql::functions::col;
+    /// # fn f(events: DataFrame) -> ember_sql::Result<DataFrame> {
+    /// use arrow::array::{Int64Array, RecordBatch, StringArray};
+    /// let schema = ember_sql::schema_from_ddl("word string, count long")?;
+    /// let out = std::sync::Arc::clone(&schema);
+    /// events.group_by([col("word")]).flat_map_groups_with_state(
+    ///     "update",
+    ///     GroupStateTimeout::NoTimeout,
+    ///     schema,
+    ///     move |key: &[ScalarValue], rows: RecordBatch, state: &mut GroupState<i64>| {
+    ///         let total = state.get_option().copied().unwrap_or(0) + rows.num_rows() as i64;
+    ///         state.update(total);
+    ///         let word = StringArray::from(vec![key[0].to_string()]);
+    ///         Ok(vec![RecordBatch::try_new(out.clone(), vec![std::sync::Arc::new(word), std::sync::Arc::new(Int64Array::from(vec![total]))])?])
+    ///     },
+    /// )
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Spark's, for an output mode other than append or update; a key that cannot be
+    /// resolved; a DataFrame with a deduplication.
+    pub fn flat_map_groups_with_state<S, F>(
+        &self,
+        output_mode: &str,
+        timeout: crate::state::GroupStateTimeout,
+        output_schema: datafusion::arrow::datatypes::SchemaRef,
+        func: F,
+    ) -> Result<DataFrame>
+    where
+        S: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        F: FnMut(
+                &[datafusion::common::ScalarValue],
+                datafusion::arrow::array::RecordBatch,
+                &mut crate::state::GroupState<S>,
+            ) -> Result<Vec<datafusion::arrow::array::RecordBatch>>
+            + Send
+            + 'static,
+    {
+        let function = crate::state::Typed {
+            func,
+            _state: std::marker::PhantomData,
+        };
+        self.with_state_function("flatMapGroupsWithState", output_mode, timeout, output_schema, Box::new(function))
+    }
+
+    /// [`GroupedData::flat_map_groups_with_state`] over a function of states as bytes, named
+    /// `api` in messages (the Python bridge's `applyInPandasWithState`).
+    #[doc(hidden)]
+    pub fn with_state_function(
+        &self,
+        api: &'static str,
+        output_mode: &str,
+        timeout: crate::state::GroupStateTimeout,
+        output_schema: datafusion::arrow::datatypes::SchemaRef,
+        function: Box<dyn crate::state::GroupFunction>,
+    ) -> Result<DataFrame> {
+        let mode = crate::sink::OutputMode::parse(output_mode)?;
+        if mode == crate::sink::OutputMode::Complete {
+            return Err(Error::illegal_argument("The output mode of function should be append or update"));
+        }
+        if self.df.dedup.is_some() {
+            return Err(Error::unsupported(format!("{api} over the rows of dropDuplicates")));
+        }
+        let keys = self.df.resolve_all(self.keys.clone())?;
+        let mut columns: Vec<Expr> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.expr.clone().alias(format!("__ember_key_{i}")))
+            .collect();
+        columns.extend(self.df.columns().iter().map(|c| ident(c.as_str())));
+        let stage = self.df.df.clone().select(columns)?.logical_plan().clone();
+        let spec = std::sync::Arc::new(crate::state::GroupsWithState {
+            stage,
+            keys: keys.len(),
+            function: std::sync::Mutex::new(function),
+            output_schema,
+            timeout,
+            mode,
+            api,
+        });
+        let table = std::sync::Arc::new(crate::state::GroupsOutputTable { spec });
+        let plan = datafusion::logical_expr::LogicalPlanBuilder::scan(
+            "__ember_groups_with_state",
+            datafusion::datasource::provider_as_source(table),
+            None,
+        )?
+        .build()?;
+        let session = self.df.session.clone();
+        Ok(self.df.with(datafusion::dataframe::DataFrame::new(session.state(), plan)))
+    }
+}
+
 /// DataFusion's join type of Spark's name of one (`how`).
 fn join_type(how: &str) -> Result<datafusion::common::JoinType> {
     use datafusion::common::JoinType;

@@ -36,13 +36,17 @@ mod session;
 pub mod show;
 mod sink;
 mod source;
+pub mod state;
 mod streamjoin;
 mod table;
+mod types;
 mod udf;
 
 pub use dataframe::{DataFrame, GroupedData, Predicate};
 /// Arrow, as DataFusion uses it (the record batches `foreach_batch` hands over).
 pub use datafusion::arrow;
+/// DataFusion's scalar values (the keys of [`GroupedData::flat_map_groups_with_state`]).
+pub use datafusion::common::ScalarValue;
 pub use error::{Error, Result};
 pub use functions::Column;
 pub use progress::QueryProgress;
@@ -51,7 +55,9 @@ pub use reader::DataStreamReader;
 pub use session::{Builder, SparkSession};
 pub use sink::OutputMode;
 pub use sink::committed_files;
+pub use state::{GroupState, GroupStateTimeout};
 pub use table::DataFrameReader;
+pub use types::schema_from_ddl;
 
 /// A mutex's guard, whether or not a panicking holder poisoned it.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

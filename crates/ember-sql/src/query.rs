@@ -176,7 +176,52 @@ impl DataStreamWriter {
                 "Update output mode not supported for session window on streaming DataFrames/DataSets;",
             ));
         }
-        let mut planner = Planner::new(session.clone(), self.df.logical_plan().clone())?;
+        // A state function (flatMapGroupsWithState): workers run the plan below it.
+        let arbitrary = crate::state::find(self.df.logical_plan());
+        if let Some(spec) = &arbitrary {
+            crate::state::check(spec, mode, !watermarks.is_empty())?;
+            let mut stateful_below = check_joins(&spec.stage, mode)?;
+            let _ = spec.stage.apply(|node| {
+                stateful_below |= matches!(node, LogicalPlan::Aggregate(_));
+                Ok(TreeNodeRecursion::Continue)
+            });
+            let mut stateful_above = false;
+            let _ = self.df.logical_plan().apply(|node| {
+                stateful_above |= matches!(node, LogicalPlan::Aggregate(_));
+                Ok(TreeNodeRecursion::Continue)
+            });
+            if stateful_below || stateful_above || stream_join {
+                return Err(Error::unsupported(format!(
+                    "{} with an aggregation, a deduplication or a join of two streams before or after it (ember runs one stateful operation per query so far)",
+                    spec.api
+                )));
+            }
+        }
+        let worker_plan = match &arbitrary {
+            Some(spec) => spec.stage.clone(),
+            None => self.df.logical_plan().clone(),
+        };
+        let mut planner = Planner::new(session.clone(), worker_plan)?;
+        let stateful = match &arbitrary {
+            Some(spec) => {
+                let physical = futures::executor::block_on(session.state().create_physical_plan(self.df.logical_plan()))?;
+                let slots = find_slots(&physical);
+                let upper = Instance {
+                    plan: physical,
+                    slots,
+                    right: None,
+                };
+                let stage_schema = Arc::new(spec.stage.schema().as_arrow().clone());
+                let time = watermarks.first().map(|w| w.name_in(&spec.stage));
+                Some(Stateful::Arbitrary(Box::new(crate::state::Arbitrary::new(
+                    Arc::clone(spec),
+                    stage_schema,
+                    time.as_deref(),
+                    upper,
+                )?)))
+            }
+            None => None,
+        };
         if let Some(kind) = self.df.dedup {
             planner.dedup = Some(kind);
             // The pool's copies were split as an aggregation's.
@@ -214,6 +259,7 @@ impl DataStreamWriter {
             session,
             sources,
             planner,
+            stateful,
             event_time,
             watermark_column: key
                 .map(|(_, column)| column)
@@ -637,6 +683,7 @@ enum Stateful {
     Aggregate(Finisher),
     Dedup(Dedup),
     Join(Box<StreamJoin>),
+    Arbitrary(Box<crate::state::Arbitrary>),
 }
 
 impl Stateful {
@@ -645,6 +692,7 @@ impl Stateful {
             Stateful::Aggregate(f) => f.step(input, mode, task, watermarks),
             Stateful::Dedup(d) => d.step(input, task, watermarks),
             Stateful::Join(_) => Err(Error::unsupported("a join's micro-batch without its two sides")),
+            Stateful::Arbitrary(_) => Err(Error::unsupported("a state function's micro-batch without its time")),
         }
     }
 
@@ -653,6 +701,7 @@ impl Stateful {
             Stateful::Aggregate(f) => f.state_rows(),
             Stateful::Dedup(d) => d.state_rows(),
             Stateful::Join(j) => j.state_rows(),
+            Stateful::Arbitrary(a) => a.state_rows(),
         }
     }
 
@@ -661,6 +710,7 @@ impl Stateful {
             Stateful::Aggregate(f) => f.snapshot(),
             Stateful::Dedup(d) => d.snapshot(),
             Stateful::Join(j) => j.snapshot(),
+            Stateful::Arbitrary(a) => a.snapshot(),
         }
     }
 
@@ -669,6 +719,7 @@ impl Stateful {
             Stateful::Aggregate(f) => f.restore(bytes),
             Stateful::Dedup(d) => d.restore(bytes),
             Stateful::Join(j) => j.restore(bytes),
+            Stateful::Arbitrary(a) => a.restore(bytes),
         }
     }
 
@@ -678,6 +729,7 @@ impl Stateful {
             Stateful::Aggregate(f) => f.key_time.is_some() && mode != OutputMode::Complete,
             Stateful::Dedup(d) => d.evicts(),
             Stateful::Join(j) => j.evicts(),
+            Stateful::Arbitrary(a) => a.evicts(),
         }
     }
 }
@@ -1145,6 +1197,8 @@ struct Start {
     /// The query's streams, with their tables' ids.
     sources: Vec<(usize, SourceSpec)>,
     planner: Planner,
+    /// The stateful operator, when the planner does not make it (a state function).
+    stateful: Option<Stateful>,
     event_time: Option<EventTime>,
     /// The watermark's event-time column.
     watermark_column: Option<String>,
@@ -1166,6 +1220,7 @@ impl StreamingQuery {
             session,
             sources,
             planner,
+            stateful,
             event_time,
             watermark_column,
             watermark_columns,
@@ -1213,7 +1268,10 @@ impl StreamingQuery {
         });
         // The delay of the watermark whose column a stateful operator reads.
         let delay = event_time.as_ref().and_then(|e| e.delays.first().copied());
-        let mut finisher = planner.stateful(watermark_column.as_deref().zip(delay), &watermark_columns)?;
+        let mut finisher = match stateful {
+            Some(stateful) => Some(stateful),
+            None => planner.stateful(watermark_column.as_deref().zip(delay), &watermark_columns)?,
+        };
         if let Some(Stateful::Aggregate(finisher)) = finisher.as_mut() {
             finisher.key_time = event_time.as_ref().and_then(|e| e.key);
             finisher.session = session_key;
@@ -1275,7 +1333,9 @@ impl StreamingQuery {
                 }
                 // A batch the commit log holds ran again after a restart: its output is there.
                 let committed = committed.last_time_ms.is_some_and(|t| time.milliseconds() <= t);
-                let no_data = input_rows == 0 && output_state.no_data_pending.load(Ordering::SeqCst);
+                // Processing-time timeouts are due on the batches' clock, input or not.
+                let timeouts_due = !finite && matches!(lock(&finisher).as_ref(), Some(Stateful::Arbitrary(a)) if a.due_every_batch());
+                let no_data = input_rows == 0 && (output_state.no_data_pending.load(Ordering::SeqCst) || timeouts_due);
                 let result = if (input_rows == 0 && !no_data) || committed {
                     Ok(())
                 } else {
@@ -1293,6 +1353,12 @@ impl StreamingQuery {
                             dropped: 0,
                         }),
                         Some(Stateful::Join(j)) => j.step(batches, right, &planner.task, event_time.as_ref().map(|_| watermarks)),
+                        Some(Stateful::Arbitrary(a)) => a.step(
+                            batches,
+                            &planner.task,
+                            event_time.as_ref().map(|_| watermarks),
+                            time.milliseconds() as i64,
+                        ),
                         Some(f) => f.step(batches, mode, &planner.task, event_time.as_ref().map(|_| watermarks)),
                     };
                     let state_rows = finishing.as_ref().map(Stateful::state_rows);
@@ -1409,13 +1475,17 @@ impl StreamingQuery {
                 let _ = self.stop();
                 return;
             }
-            if self
-                .state
-                .ssc()
-                .await_termination_or_timeout(ember::milliseconds(5))
-                .unwrap_or(true)
-            {
-                return;
+            match self.state.ssc().await_termination_or_timeout(ember::milliseconds(5)) {
+                Ok(false) => {}
+                Ok(true) => return,
+                // A failed batch: this wait took the engine's report of it, so the query keeps
+                // it for its own `await_termination`, and stops (the engine would go on cutting
+                // batches).
+                Err(e) => {
+                    lock(&self.state.failure).get_or_insert_with(|| e.to_string());
+                    let _ = self.stop();
+                    return;
+                }
             }
         }
     }
@@ -1521,6 +1591,12 @@ impl StreamingQuery {
             .ssc()
             .await_termination_or_timeout(ember::milliseconds(timeout.as_millis() as u64))
         {
+            // A query that failed says so however it stopped (the trigger's thread may have
+            // taken the engine's report and stopped it).
+            Ok(true) if let Some(message) = self.exception() => Err(Error::StreamingQuery {
+                name: self.describe(),
+                message,
+            }),
             Ok(stopped) => Ok(stopped),
             Err(e) => Err(self.failed(e)),
         }

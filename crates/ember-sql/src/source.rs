@@ -526,17 +526,26 @@ impl TableProvider for StreamTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let schema = match projection {
-            Some(columns) => Arc::new(self.schema.project(columns)?),
-            None => Arc::clone(&self.schema),
-        };
-        let generator = SlotGenerator {
-            slot: Slot::default(),
-            projection: projection.cloned(),
-            source: self.id,
-        };
-        Ok(Arc::new(LazyMemoryExec::try_new(schema, vec![Arc::new(RwLock::new(generator))])?))
+        slot_scan(&self.schema, projection, self.id)
     }
+}
+
+/// A scan of `schema`'s columns `projection` through a fresh slot (a worker's copy of the plan
+/// fills it); `source` is the stream it reads (`usize::MAX`: rows between stages).
+pub(crate) fn slot_scan(schema: &SchemaRef, projection: Option<&Vec<usize>>, source: usize) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let projected = match projection {
+        Some(columns) => Arc::new(schema.project(columns)?),
+        None => Arc::clone(schema),
+    };
+    let generator = SlotGenerator {
+        slot: Slot::default(),
+        projection: projection.cloned(),
+        source,
+    };
+    Ok(Arc::new(LazyMemoryExec::try_new(
+        projected,
+        vec![Arc::new(RwLock::new(generator))],
+    )?))
 }
 
 /// One file a micro-batch of a file source reads.
@@ -672,13 +681,18 @@ pub(crate) fn stream_sources(plan: &LogicalPlan) -> impl Iterator<Item = Arc<Str
         }
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     });
-    // Views are inlined when the plan is analyzed; look into them too.
+    // Views are inlined when the plan is analyzed; look into them too, and into the input of
+    // a state function's output.
     let _ = plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node
             && let Ok(provider) = source_as_provider(&scan.source)
-            && let Some(view) = provider.downcast_ref::<datafusion::catalog::view::ViewTable>()
         {
-            found.extend(stream_sources(view.logical_plan()));
+            if let Some(view) = provider.downcast_ref::<datafusion::catalog::view::ViewTable>() {
+                found.extend(stream_sources(view.logical_plan()));
+            }
+            if let Some(output) = provider.downcast_ref::<crate::state::GroupsOutputTable>() {
+                found.extend(stream_sources(&output.spec.stage));
+            }
         }
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     });

@@ -355,3 +355,27 @@ fn sql_subscripts_count_from_zero_as_in_spark() {
         );
     }
 }
+
+/// A failed micro-batch of an `availableNow` query ends `await_termination` with its error.
+/// The trigger's thread waits on the engine too, and used to take the engine's report of the
+/// failure for itself: the query then ran on, cutting empty batches, and never ended (about
+/// one run in three); several runs here catch that race.
+#[test]
+fn a_failing_available_now_query_ends_with_its_error() {
+    let dir = files(&[&["a"]]);
+    for _ in 0..8 {
+        let (_spark, lines) = one_file_a_batch(dir.path());
+        let query = lines
+            .write_stream()
+            .trigger(Trigger::AvailableNow)
+            .foreach_batch(|_, _| Err("boom".to_owned()))
+            .start()
+            .unwrap();
+        let ended = query.await_termination();
+        assert!(
+            matches!(&ended, Err(Error::StreamingQuery { message, .. }) if message.contains("boom")),
+            "{ended:?}"
+        );
+        assert!(!query.is_active());
+    }
+}
