@@ -41,6 +41,6 @@ def build(spark, lines, source, static=None, lines2=None):
     if static is not None:
         scope["static"] = spark.read.json(static)
     *statements, last = source.split("\n")
-    for statement in statements:
-        exec(statement, scope)
+    # Everything before the last line as one block (it may define functions).
+    exec("\n".join(statements), scope)
     return eval(last, scope)

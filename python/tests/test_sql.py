@@ -465,3 +465,110 @@ def test_union_of_two_file_streams(spark, tmp_path):
         lambda df, i: tables.append(sorted(df.collect()))).trigger(availableNow=True).start()
     assert query.awaitTermination(60)
     assert tables[-1] == [Row(word="x", count=2), Row(word="y", count=2), Row(word="z", count=1)]
+
+
+def test_apply_in_pandas_with_state_timeouts_and_errors(spark, tmp_path):
+    """applyInPandasWithState beyond the PySpark goldens (golden-eventtime/state_*): a
+    processing-time timeout, the state across micro-batches, and the function's errors as
+    PySpark raises them, failing the query."""
+    import pandas as pd
+
+    from ember.pyspark.sql.streaming.state import GroupStateTimeout
+
+    seen = []
+
+    def counted(key, pdfs, state):
+        if state.hasTimedOut:
+            seen.append(("timeout", key[0], state.get[0], sum(len(p) for p in pdfs)))
+            state.remove()
+            yield pd.DataFrame({"word": [key[0]], "count": [-1]})
+            return
+        with pytest.raises(RuntimeError, match="Cannot set timeout timestamp without enabling event time timeout"):
+            state.setTimeoutTimestamp(1)
+        with pytest.raises(RuntimeError, match="Cannot get event time watermark timestamp without setting watermark"):
+            state.getCurrentWatermarkMs()
+        total = (state.get[0] if state.exists else 0) + sum(len(p) for p in pdfs)
+        state.update((total,))
+        state.setTimeoutDuration(300)
+        yield pd.DataFrame({"count": [total], "word": [key[0]]})
+
+    lines = text_stream(spark, tmp_path, [["a", "b", "a"], ["a"]])
+    rows = lines.groupBy("value").applyInPandasWithState(
+        counted, "word string, count long", "count long", "update", GroupStateTimeout.ProcessingTimeTimeout
+    )
+    query = rows.writeStream.format("memory").queryName("timed").outputMode("update").trigger(processingTime="50 milliseconds").start()
+    deadline = time.time() + 30
+    while len(seen) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    query.stop()
+    assert query.exception() is None
+    assert sorted(seen) == [("timeout", "a", 3, 0), ("timeout", "b", 1, 0)]
+    got = sorted(tuple(r) for r in spark.sql("SELECT word, count FROM timed").collect())
+    # Columns by name; the timeout rows' count is -1.
+    assert ("a", 2) in got and ("a", 3) in got and ("b", 1) in got and ("a", -1) in got and ("b", -1) in got
+
+    def absent(key, pdfs, state):
+        state.get
+        yield pd.DataFrame({"word": [key[0]], "count": [1]})
+
+    failing = lines.groupBy("value").applyInPandasWithState(absent, "word string, count long", "count long", "append", "NoTimeout")
+    query = failing.writeStream.format("console").trigger(availableNow=True).start()
+    with pytest.raises(StreamingQueryException, match=r"\[STATE_NOT_EXISTS\] State is either not defined or has already been removed"):
+        query.awaitTermination(60)
+
+    def missing(key, pdfs, state):
+        yield pd.DataFrame({"word": [key[0]]})
+
+    wrong = lines.groupBy("value").applyInPandasWithState(missing, "word string, count long", "count long", "append", "NoTimeout")
+    query = wrong.writeStream.format("console").trigger(availableNow=True).start()
+    with pytest.raises(StreamingQueryException, match="Column names of the returned pandas.DataFrame do not match specified schema. Missing: count"):
+        query.awaitTermination(60)
+    with pytest.raises(IllegalArgumentException, match="The output mode of function should be append or update"):
+        lines.groupBy("value").applyInPandasWithState(missing, "word string", "count long", "complete", "NoTimeout")
+    with pytest.raises(AssertionError):
+        lines.groupBy("value").applyInPandasWithState(missing, "word string", "count long", "append", "Sometimes")
+
+
+def test_csv_stream_with_a_ddl_schema(spark, tmp_path):
+    text_stream(spark, tmp_path, [["word,n", "dog,1", "cat,x"], ["word,n", "dog,4"]])
+    rows = spark.readStream.option("maxFilesPerTrigger", 1).csv(str(tmp_path), schema="word string, n long", header=True)
+    assert rows.dtypes == [("word", "string"), ("n", "bigint")]
+    query = rows.writeStream.format("memory").queryName("csv_rows").trigger(availableNow=True).start()
+    query.awaitTermination(60)
+    got = sorted(tuple(r) for r in spark.sql("SELECT word, n FROM csv_rows").collect())
+    assert got == [("cat", None), ("dog", 1), ("dog", 4)]
+    with pytest.raises(IllegalArgumentException, match="Schema must be specified when creating a streaming source DataFrame"):
+        spark.readStream.json(str(tmp_path))
+    with pytest.raises(PySparkTypeError):
+        spark.readStream.schema(["word"])
+
+
+def test_streaming_query_listener_hears_start_progress_and_end(spark, tmp_path):
+    from ember.pyspark.sql.streaming import StreamingQueryListener
+
+    heard = []
+
+    class Listener(StreamingQueryListener):
+        def onQueryStarted(self, event):
+            heard.append(("started", event.name, event.id == query_ids[-1] if query_ids else None))
+
+        def onQueryProgress(self, event):
+            heard.append(("progress", event.progress.batchId, event.progress.numInputRows, '"batchId"' in event.progress.json))
+
+        def onQueryTerminated(self, event):
+            heard.append(("terminated", event.exception is not None))
+
+    query_ids = []
+    listener = Listener()
+    spark.streams.addListener(listener)
+    lines = text_stream(spark, tmp_path, [["a", "b"], ["c"]])
+    query = lines.writeStream.format("memory").queryName("listened").trigger(availableNow=True).start()
+    query_ids.append(query.id)
+    query.awaitTermination(60)
+    assert heard == [("started", "listened", None), ("progress", 0, 2, True), ("progress", 1, 1, True), ("terminated", False)]
+    spark.streams.removeListener(listener)
+    query = lines.writeStream.format("memory").queryName("unheard").trigger(availableNow=True).start()
+    query.awaitTermination(60)
+    assert len(heard) == 4
+    with pytest.raises(PySparkTypeError):
+        spark.streams.addListener(object())

@@ -63,10 +63,21 @@ impl PySession {
         self.spark.app_name()
     }
 
-    /// `format`'s stream with `options` (and `path`, for the file sources).
-    #[pyo3(signature = (format, options, path=None))]
-    fn read_stream(&self, py: Python<'_>, format: &str, options: Vec<(String, String)>, path: Option<String>) -> PyResult<PyDataFrame> {
+    /// `format`'s stream with `options` (and `path`, for the file sources; `schema`, Spark's DDL
+    /// text, for csv and json).
+    #[pyo3(signature = (format, options, path=None, schema=None))]
+    fn read_stream(
+        &self,
+        py: Python<'_>,
+        format: &str,
+        options: Vec<(String, String)>,
+        path: Option<String>,
+        schema: Option<&str>,
+    ) -> PyResult<PyDataFrame> {
         let mut reader = self.spark.read_stream().format(format);
+        if let Some(ddl) = schema {
+            reader = reader.schema(ember_sql::schema_from_ddl(ddl).map_err(|e| sql_err(py, e))?);
+        }
         for (key, value) in &options {
             reader = reader.option(key, value);
         }
@@ -75,6 +86,17 @@ impl PySession {
             None => reader.load(),
         };
         df.map(PyDataFrame::from).map_err(|e| sql_err(py, e))
+    }
+
+    /// Adds a listener of the session's queries: `adapter` has `_started(id, run_id, name,
+    /// timestamp_ms)`, `_progress(json)` and `_terminated(id, run_id, exception)` (see
+    /// `StreamingQueryManager.addListener`). Returns its id.
+    fn add_listener(&self, adapter: Py<PyAny>) -> u64 {
+        self.spark.add_listener(PyQueryListener { adapter })
+    }
+
+    fn remove_listener(&self, id: u64) -> bool {
+        self.spark.remove_listener(id)
     }
 
     /// The table of `path` in `format` with `options` (`spark.read`).
@@ -373,6 +395,33 @@ impl PyDataFrame {
         df.map(PyDataFrame::from).map_err(|e| sql_err(py, e))
     }
 
+    /// `groupBy(keys).applyInPandasWithState(...)`: `invoke(key, rows_ipc, state, timed_out,
+    /// watermark_ms, batch_time_ms)` runs the user's function (see `ember.pyspark.sql.dataframe`)
+    /// and returns `(outputs_ipc, state, updated, removed, timeout_ms)`, states pickled.
+    fn apply_in_pandas_with_state(
+        &self,
+        py: Python<'_>,
+        keys: Vec<PyRef<'_, PyColumn>>,
+        invoke: Py<PyAny>,
+        output_ddl: &str,
+        mode: &str,
+        timeout: &str,
+    ) -> PyResult<PyDataFrame> {
+        let schema = ember_sql::schema_from_ddl(output_ddl).map_err(|e| sql_err(py, e))?;
+        let timeout = ember_sql::GroupStateTimeout::parse(timeout).map_err(|e| sql_err(py, e))?;
+        self.df
+            .group_by(columns(keys))
+            .with_state_function(
+                "applyInPandasWithState",
+                mode,
+                timeout,
+                schema,
+                Box::new(PandasGroupFunction { invoke }),
+            )
+            .map(PyDataFrame::from)
+            .map_err(|e| sql_err(py, e))
+    }
+
     fn with_watermark(&self, py: Python<'_>, event_time: &str, delay_threshold: &str) -> PyResult<PyDataFrame> {
         self.df
             .with_watermark(event_time, delay_threshold)
@@ -668,5 +717,127 @@ impl PyQuery {
                 return Err(interrupted);
             }
         }
+    }
+}
+
+/// `applyInPandasWithState`'s function: rows go to Python as Arrow IPC, its frames come back so.
+struct PandasGroupFunction {
+    invoke: Py<PyAny>,
+}
+
+/// Record batches as one Arrow IPC stream.
+fn ipc_bytes(batches: &[RecordBatch], schema: &ember_sql::arrow::datatypes::SchemaRef) -> Result<Vec<u8>, ember_sql::Error> {
+    let mut bytes = Vec::new();
+    let mut writer = ember_sql::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, schema)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    drop(writer);
+    Ok(bytes)
+}
+
+impl ember_sql::state::GroupFunction for PandasGroupFunction {
+    fn call(
+        &mut self,
+        key: &[ember_sql::ScalarValue],
+        rows: RecordBatch,
+        state: &mut ember_sql::state::RawGroupState,
+    ) -> ember_sql::Result<Vec<RecordBatch>> {
+        let input = ipc_bytes(std::slice::from_ref(&rows), &rows.schema())?;
+        let watermark = state.current_watermark_ms().ok();
+        let batch_ms = state.current_processing_time_ms();
+        let failed = |e: String| ember_sql::Error::IllegalArgument(format!("applyInPandasWithState's function failed: {e}"));
+        let (outputs, value, updated, removed, timeout) = crate::gil::attach(|py| -> Result<_, String> {
+            let mut parts = Vec::with_capacity(key.len());
+            for k in key {
+                let array = k.to_array().map_err(|e| e.to_string())?;
+                parts.push(value(py, array.as_ref(), 0).map_err(|e| e.to_string())?);
+            }
+            let key_tuple = PyTuple::new(py, parts).map_err(|e| e.to_string())?;
+            let state_bytes = state.value.as_deref().map(|b| PyBytes::new(py, b));
+            let result = self
+                .invoke
+                .bind(py)
+                .call1((
+                    key_tuple,
+                    PyBytes::new(py, &input),
+                    state_bytes,
+                    state.has_timed_out,
+                    watermark,
+                    batch_ms,
+                ))
+                .map_err(|e| crate::call::traceback_text(py, &e))?;
+            result
+                .extract::<(Vec<Vec<u8>>, Option<Vec<u8>>, bool, bool, Option<i64>)>()
+                .map_err(|e| format!("the function's wrapper returned {result}: {e}"))
+        })
+        .map_err(failed)?;
+        state.value = value;
+        state.updated = updated;
+        state.removed = removed;
+        state.timeout_ms = timeout;
+        let mut batches = Vec::new();
+        for bytes in outputs {
+            let reader = ember_sql::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+            for batch in reader {
+                batches.push(batch?);
+            }
+        }
+        Ok(batches)
+    }
+}
+
+/// A Python `StreamingQueryListener`, through its adapter in `ember.pyspark.sql.streaming`.
+struct PyQueryListener {
+    adapter: Py<PyAny>,
+}
+
+impl PyQueryListener {
+    fn call(&self, method: &str, args: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>>) {
+        crate::gil::attach(|py| {
+            let called = args(py).and_then(|args| self.adapter.bind(py).call_method1(method, args));
+            if let Err(e) = called {
+                // As PySpark: the listener's error is reported, the query goes on.
+                eprintln!(
+                    "A StreamingQueryListener failed in {method}:\n{}",
+                    crate::call::traceback_text(py, &e)
+                );
+            }
+        });
+    }
+}
+
+impl ember_sql::StreamingQueryListener for PyQueryListener {
+    fn on_query_started(&self, event: &ember_sql::QueryStartedEvent) {
+        self.call("_started", |py| {
+            PyTuple::new(
+                py,
+                [
+                    event.id.clone().into_pyobject(py)?.into_any(),
+                    event.run_id.clone().into_pyobject(py)?.into_any(),
+                    event.name.clone().into_pyobject(py)?.into_any(),
+                    event.timestamp_ms.into_pyobject(py)?.into_any(),
+                ],
+            )
+        });
+    }
+
+    fn on_query_progress(&self, progress: &ember_sql::QueryProgress) {
+        let json = progress.json();
+        self.call("_progress", |py| PyTuple::new(py, [json.into_pyobject(py)?.into_any()]));
+    }
+
+    fn on_query_terminated(&self, event: &ember_sql::QueryTerminatedEvent) {
+        self.call("_terminated", |py| {
+            PyTuple::new(
+                py,
+                [
+                    event.id.clone().into_pyobject(py)?.into_any(),
+                    event.run_id.clone().into_pyobject(py)?.into_any(),
+                    event.exception.clone().into_pyobject(py)?.into_any(),
+                ],
+            )
+        });
     }
 }

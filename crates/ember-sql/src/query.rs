@@ -32,6 +32,7 @@ use crate::dataframe::DataFrame;
 use crate::dedup::{Dedup, DedupKind};
 use crate::error::{Error, Result};
 use crate::eventtime::{EventStats, KeyTime, Watermarks};
+use crate::listener::{QueryStartedEvent, QueryTerminatedEvent};
 use crate::lock;
 use crate::progress::QueryProgress;
 use crate::session::SparkSession;
@@ -1119,6 +1120,10 @@ struct QueryState {
     /// without input (Spark's no-data batch), and a finite trigger waits for it.
     no_data_pending: AtomicBool,
     progress: Mutex<crate::progress::Reports>,
+    /// The session's listeners.
+    listeners: Arc<crate::listener::Listeners>,
+    /// The listeners heard that the query ended.
+    terminated_told: AtomicBool,
 }
 
 /// The queries started, with their session's number (Spark's `StreamingQueryManager`).
@@ -1265,6 +1270,8 @@ impl StreamingQuery {
             watermarks: Mutex::new(committed.watermarks.clone()),
             no_data_pending: AtomicBool::new(false),
             progress: Mutex::new(crate::progress::Reports::default()),
+            listeners: Arc::clone(session.listeners()),
+            terminated_told: AtomicBool::new(false),
         });
         // The delay of the watermark whose column a stateful operator reads.
         let delay = event_time.as_ref().and_then(|e| e.delays.first().copied());
@@ -1394,7 +1401,7 @@ impl StreamingQuery {
                         } else {
                             time.milliseconds().saturating_sub(previous)
                         };
-                        lock(&output_state.progress).push(QueryProgress {
+                        let report = QueryProgress {
                             id: output_state.id.clone(),
                             run_id: output_state.run_id.clone(),
                             name: output_state.name.clone(),
@@ -1421,7 +1428,9 @@ impl StreamingQuery {
                             num_output_rows: rows.iter().map(|b| b.num_rows() as u64).sum(),
                             source: source_text.clone(),
                             sink: sink.describe(),
-                        });
+                        };
+                        output_state.listeners.tell("onQueryProgress", |l| l.on_query_progress(&report));
+                        lock(&output_state.progress).push(report);
                         Ok(())
                     })
                 };
@@ -1442,6 +1451,15 @@ impl StreamingQuery {
         };
         let _ = state.ssc.set(ssc.clone());
         ssc.start()?;
+        let started = QueryStartedEvent {
+            id: state.id.clone(),
+            run_id: state.run_id.clone(),
+            name: state.name.clone(),
+            timestamp_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        state.listeners.tell("onQueryStarted", |l| l.on_query_started(&started));
         let query = StreamingQuery { state };
         if finite {
             let driver = query.clone();
@@ -1557,7 +1575,16 @@ impl StreamingQuery {
     /// Stops the query (Spark's `stop`).
     pub fn stop(&self) -> Result<()> {
         self.state.stopped.store(true, Ordering::SeqCst);
-        self.state.ssc().stop(false)?;
+        let stopped = self.state.ssc().stop(false);
+        if !self.state.terminated_told.swap(true, Ordering::SeqCst) {
+            let ended = QueryTerminatedEvent {
+                id: self.state.id.clone(),
+                run_id: self.state.run_id.clone(),
+                exception: self.exception(),
+            };
+            self.state.listeners.tell("onQueryTerminated", |l| l.on_query_terminated(&ended));
+        }
+        stopped?;
         Ok(())
     }
 
@@ -1657,7 +1684,7 @@ fn source_batches(
             RateSource::new(*rows_per_second, if *num_partitions == 0 { workers } else { *num_partitions }),
             |slice: &crate::source::RateSlice| Ok::<_, String>(slice.rows()),
         ),
-        SourceSpec::Text(options) => {
+        SourceSpec::Files(options) => {
             let options = match trigger {
                 // Once: everything there is in one micro-batch.
                 Trigger::Once => crate::source::FileOptions {

@@ -21,6 +21,7 @@ impl SparkSession {
             session: self.clone(),
             format: "text".to_owned(),
             options: BTreeMap::new(),
+            schema: None,
         }
     }
 
@@ -156,6 +157,7 @@ pub struct DataStreamReader {
     session: SparkSession,
     format: String,
     options: BTreeMap<String, String>,
+    schema: Option<datafusion::arrow::datatypes::SchemaRef>,
 }
 
 impl DataStreamReader {
@@ -171,22 +173,29 @@ impl DataStreamReader {
         self
     }
 
+    /// The rows' schema, for the csv and json file sources (Spark's `schema`); see
+    /// [`crate::schema_from_ddl`] for a schema from Spark's DDL text.
+    pub fn schema(mut self, schema: datafusion::arrow::datatypes::SchemaRef) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
     /// The streaming DataFrame of the source (Spark's `load`).
     pub fn load(self) -> Result<DataFrame> {
-        let spec = SourceSpec::from_options(&self.format, &self.options, None)?;
+        let spec = SourceSpec::from_options(&self.format, &self.options, None, self.schema)?;
         self.session.stream_frame(spec)
     }
 
     /// The stream of the files of directory `path` (Spark's `load(path)`).
     pub fn load_path(self, path: impl AsRef<std::path::Path>) -> Result<DataFrame> {
         let path = path.as_ref().to_string_lossy().into_owned();
-        let spec = SourceSpec::from_options(&self.format, &self.options, Some(&path))?;
+        let spec = SourceSpec::from_options(&self.format, &self.options, Some(&path), self.schema)?;
         self.session.stream_frame(spec)
     }
 
     /// The lines of the files of directory `path` (Spark's `text(path)`).
     pub fn text(self, path: &str) -> Result<DataFrame> {
-        let spec = SourceSpec::from_options("text", &self.options, Some(path))?;
+        let spec = SourceSpec::from_options("text", &self.options, Some(path), None)?;
         self.session.stream_frame(spec)
     }
 }

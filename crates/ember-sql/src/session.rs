@@ -25,6 +25,8 @@ struct Inner {
     id: usize,
     /// What the temporary views' DataFrames carry beside their plans.
     views: std::sync::Mutex<BTreeMap<String, ViewInfo>>,
+    /// The listeners of the session's queries.
+    listeners: Arc<crate::listener::Listeners>,
 }
 
 /// What a temporary view's DataFrame carries beside its plan, for `spark.sql` over it.
@@ -126,6 +128,7 @@ impl Builder {
                 next_source: AtomicUsize::new(0),
                 id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
                 views: std::sync::Mutex::default(),
+                listeners: Arc::default(),
             }),
         })
     }
@@ -163,6 +166,10 @@ impl SparkSession {
 
     pub(crate) fn context(&self) -> &SessionContext {
         &self.inner.ctx
+    }
+
+    pub(crate) fn listeners(&self) -> &Arc<crate::listener::Listeners> {
+        &self.inner.listeners
     }
 
     pub(crate) fn register_view(&self, name: &str, plan: LogicalPlan, info: ViewInfo) -> Result<()> {

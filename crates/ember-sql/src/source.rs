@@ -33,8 +33,9 @@ use crate::error::{Error, Result};
 pub enum SourceSpec {
     /// `format("socket")`: lines of text from `host:port`, one `value` column.
     Socket { host: String, port: u16 },
-    /// `format("text")`: the lines of the files in a directory, one `value` column.
-    Text(FileOptions),
+    /// `format("text" | "csv" | "json")`: the files of a directory; text gives one `value`
+    /// column of lines, csv and json the rows of the schema given.
+    Files(FileOptions),
     /// `format("rate")`: `rows_per_second` rows a second, `timestamp` and `value` columns, in
     /// `num_partitions` partitions (0: one per worker thread).
     Rate { rows_per_second: u64, num_partitions: usize },
@@ -190,11 +191,31 @@ pub struct FileOptions {
     pub max_files_per_trigger: Option<usize>,
     /// Newest files first (`latestFirst`).
     pub latest_first: bool,
+    /// How the files are read.
+    pub format: FileFormat,
+}
+
+/// How a file source reads its files.
+#[derive(Clone, Debug)]
+pub enum FileFormat {
+    /// Lines, one `value` column.
+    Text,
+    /// Comma-separated values (`sep`, `header`), into `schema`; a field that does not parse as
+    /// its column's type is null, a short row is padded with nulls, as Spark's `PERMISSIVE`.
+    Csv { schema: SchemaRef, header: bool, sep: u8 },
+    /// One JSON object a line, into `schema`; a value that does not fit its column, or a line
+    /// that is not a JSON object, gives nulls, as Spark's `PERMISSIVE`.
+    Json { schema: SchemaRef },
 }
 
 impl SourceSpec {
     /// Reads a source from `format` and its options, as `DataStreamReader.load` does.
-    pub fn from_options(format: &str, options: &BTreeMap<String, String>, path: Option<&str>) -> Result<SourceSpec> {
+    pub fn from_options(
+        format: &str,
+        options: &BTreeMap<String, String>,
+        path: Option<&str>,
+        schema: Option<SchemaRef>,
+    ) -> Result<SourceSpec> {
         let get = |key: &str| options.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str());
         match format.to_ascii_lowercase().as_str() {
             "socket" => {
@@ -208,7 +229,42 @@ impl SourceSpec {
                     port,
                 })
             }
-            "text" => {
+            file_format @ ("text" | "csv" | "json") => {
+                let file_format = match file_format {
+                    "text" => FileFormat::Text,
+                    _ => {
+                        let schema = schema.clone().ok_or_else(|| {
+                            Error::illegal_argument(
+                                "Schema must be specified when creating a streaming source DataFrame. If some files already exist in the directory, then depending on the file format you may be able to create a static DataFrame on that directory with 'spark.read.load(directory)' and infer schema from it.",
+                            )
+                        })?;
+                        if file_format == "json" {
+                            FileFormat::Json { schema }
+                        } else {
+                            let flag = |key: &str| -> Result<bool> {
+                                match get(key) {
+                                    None => Ok(false),
+                                    Some(v) => v
+                                        .parse::<bool>()
+                                        .map_err(|_| Error::illegal_argument(format!("{key} flag can be true or false, got '{v}'"))),
+                                }
+                            };
+                            let sep = match get("sep").or_else(|| get("delimiter")) {
+                                None => b',',
+                                Some("\\t") => b'\t',
+                                Some(v) if v.len() == 1 => v.as_bytes()[0],
+                                Some(v) => {
+                                    return Err(Error::illegal_argument(format!("Delimiter cannot be more than one character: {v}")));
+                                }
+                            };
+                            FileFormat::Csv {
+                                schema,
+                                header: flag("header")?,
+                                sep,
+                            }
+                        }
+                    }
+                };
                 let path = path
                     .or_else(|| get("path"))
                     .ok_or_else(|| Error::analysis("'path' is not specified"))?;
@@ -229,10 +285,11 @@ impl SourceSpec {
                         Error::illegal_argument(format!("Invalid value '{v}' for option 'latestFirst', must be true or false"))
                     })?,
                 };
-                Ok(SourceSpec::Text(FileOptions {
+                Ok(SourceSpec::Files(FileOptions {
                     path: PathBuf::from(path),
                     max_files_per_trigger,
                     latest_first,
+                    format: file_format,
                 }))
             }
             "rate" => {
@@ -265,7 +322,7 @@ impl SourceSpec {
             }
             "kafka" => Ok(SourceSpec::Kafka(KafkaOptions::from_options(options)?)),
             other => Err(Error::unsupported(format!(
-                "Data source {other} does not support streamed reading (ember reads socket, text, rate and kafka so far)"
+                "Data source {other} does not support streamed reading (ember reads socket, text, csv, json, rate and kafka so far)"
             ))),
         }
     }
@@ -277,6 +334,10 @@ impl SourceSpec {
                 Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
                 Field::new("value", DataType::Int64, true),
             ])),
+            SourceSpec::Files(FileOptions {
+                format: FileFormat::Csv { schema, .. } | FileFormat::Json { schema },
+                ..
+            }) => Arc::clone(schema),
             SourceSpec::Kafka(_) => Arc::new(Schema::new(vec![
                 Field::new("key", DataType::Binary, true),
                 Field::new("value", DataType::Binary, true),
@@ -310,7 +371,11 @@ impl SourceSpec {
                 RecordBatch::try_new(Arc::clone(schema), vec![Arc::new(stamps), Arc::new(Int64Array::from(values))])
                     .map_err(|e| e.to_string())
             }
-            SourceSpec::Text(_) => text_batch(schema, lines),
+            SourceSpec::Files(options) => match &options.format {
+                FileFormat::Text => text_batch(schema, lines),
+                FileFormat::Csv { header, sep, .. } => csv_batch(schema, &lines, *header, *sep),
+                FileFormat::Json { .. } => json_batch(schema, &lines),
+            },
             SourceSpec::Socket { .. } => Ok(lines_batch(schema, lines)),
             SourceSpec::Kafka(_) => Err("the Kafka source's rows are records, not lines".to_owned()),
         }
@@ -320,7 +385,7 @@ impl SourceSpec {
     pub fn describe(&self) -> String {
         match self {
             SourceSpec::Socket { host, port } => format!("TextSocketV2[host: {host}, port: {port}]"),
-            SourceSpec::Text(o) => format!("FileStreamSource[{}]", o.path.display()),
+            SourceSpec::Files(o) => format!("FileStreamSource[{}]", o.path.display()),
             SourceSpec::Rate {
                 rows_per_second,
                 num_partitions,
@@ -355,6 +420,105 @@ pub fn kafka_batch(schema: &SchemaRef, records: Vec<ember_kafka::ConsumerRecord<
         ],
     )
     .expect("the Kafka columns match the source schema")
+}
+
+/// Files' texts of comma-separated values as a record batch of `schema`: every field read as
+/// text, then cast to its column's type, null where it does not parse (Spark's `PERMISSIVE`);
+/// a short row is padded with nulls, a long one cut; with `header`, each file's first line is
+/// its header.
+pub fn csv_batch(schema: &SchemaRef, texts: &[String], header: bool, sep: u8) -> std::result::Result<RecordBatch, String> {
+    use datafusion::arrow::compute::{CastOptions, cast_with_options};
+    // Read as text, as wide as the widest line (a separator inside quotes only widens it), so
+    // that a long row is cut rather than refused.
+    let widest = texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .map(|l| l.bytes().filter(|&b| b == sep).count() + 1)
+        .max()
+        .unwrap_or(0)
+        .max(schema.fields().len());
+    let wide = Arc::new(Schema::new(
+        (0..widest)
+            .map(|i| Field::new(format!("_c{i}"), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let strings = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let kept: Vec<usize> = (0..schema.fields().len()).collect();
+    let mut parts = Vec::new();
+    for text in texts {
+        let reader = datafusion::arrow::csv::ReaderBuilder::new(Arc::clone(&wide))
+            .with_header(header)
+            .with_delimiter(sep)
+            .with_truncated_rows(true)
+            .build(std::io::Cursor::new(text.as_bytes()))
+            .map_err(|e| format!("cannot read csv: {e}"))?;
+        for batch in reader {
+            let batch = batch
+                .map_err(|e| format!("cannot read csv: {e}"))?
+                .project(&kept)
+                .map_err(|e| e.to_string())?;
+            parts.push(RecordBatch::try_new(Arc::clone(&strings), batch.columns().to_vec()).map_err(|e| e.to_string())?);
+        }
+    }
+    let strings_batch = datafusion::arrow::compute::concat_batches(&strings, &parts).map_err(|e| e.to_string())?;
+    let options = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    let columns = strings_batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| cast_with_options(c, f.data_type(), &options).map_err(|e| format!("column {}: {e}", f.name())))
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| e.to_string())
+}
+
+/// Files' texts of JSON lines as a record batch of `schema`: each field read as text, then cast
+/// to its column's type, null where it does not fit; a line that is not a JSON object gives a
+/// row of nulls (Spark's `PERMISSIVE`); blank lines are skipped.
+pub fn json_batch(schema: &SchemaRef, texts: &[String]) -> std::result::Result<RecordBatch, String> {
+    use datafusion::arrow::array::ArrayRef;
+    use datafusion::arrow::compute::{CastOptions, cast_with_options};
+    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); schema.fields().len()];
+    for text in texts {
+        for line in lines_of(text) {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let object = match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(serde_json::Value::Object(object)) => Some(object),
+                _ => None,
+            };
+            for (field, column) in schema.fields().iter().zip(columns.iter_mut()) {
+                let value = object.as_ref().and_then(|o| o.get(field.name())).and_then(|v| match v {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                });
+                column.push(value);
+            }
+        }
+    }
+    let options = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    let arrays = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(values, f)| {
+            let strings: ArrayRef = Arc::new(StringArray::from(values));
+            cast_with_options(&strings, f.data_type(), &options).map_err(|e| format!("column {}: {e}", f.name()))
+        })
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    RecordBatch::try_new(Arc::clone(schema), arrays).map_err(|e| e.to_string())
 }
 
 /// Lines as a record batch of one `value` column.
@@ -808,10 +972,11 @@ mod tests {
     /// final newline, `\r\n`, empty lines and several files.
     #[test]
     fn text_batch_cuts_lines_as_read_lines_does() {
-        let schema = SourceSpec::Text(FileOptions {
+        let schema = SourceSpec::Files(FileOptions {
             path: PathBuf::new(),
             max_files_per_trigger: None,
             latest_first: false,
+            format: FileFormat::Text,
         })
         .schema();
         let cases: &[&[&str]] = &[
@@ -831,5 +996,53 @@ mod tests {
             let got: Vec<String> = batch.column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_owned()).collect();
             assert_eq!(got, expected, "{texts:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+
+    use super::*;
+
+    /// Spark's PERMISSIVE csv and json: what does not parse is null, the rest of the row stays.
+    #[test]
+    fn csv_and_json_rows_fit_the_schema_with_nulls_for_what_does_not_parse() {
+        let schema = crate::types::schema_from_ddl("word string, n long, at timestamp").unwrap();
+        let csv = csv_batch(
+            &schema,
+            &[
+                "word,n,at\ndog,3,2017-04-23 12:00:00\ncat,x\n".to_owned(),
+                "owl,5,not a time,extra\n".to_owned(),
+            ],
+            true,
+            b',',
+        );
+        // The second file has no header: its first line is a header too (each file's).
+        let csv = csv.unwrap();
+        assert_eq!(csv.num_rows(), 2);
+        let words = csv.column(0).as_string::<i32>();
+        let n = csv.column(1).as_primitive::<Int64Type>();
+        let at = csv.column(2).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!((words.value(0), n.value(0), at.value(0)), ("dog", 3, 1_492_948_800_000_000));
+        assert_eq!(words.value(1), "cat");
+        assert!(n.is_null(1) && at.is_null(1), "x is no number, a short row is padded");
+        let json = json_batch(
+            &schema,
+            &["{\"word\":\"dog\",\"n\":3,\"at\":\"2017-04-23T12:00:00.000Z\"}\nnot json\n\n{\"n\":\"seven\",\"word\":7}\n".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(json.num_rows(), 3);
+        let words = json.column(0).as_string::<i32>();
+        let n = json.column(1).as_primitive::<Int64Type>();
+        let at = json.column(2).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!((words.value(0), n.value(0), at.value(0)), ("dog", 3, 1_492_948_800_000_000));
+        assert!(
+            words.is_null(1) && n.is_null(1) && at.is_null(1),
+            "a line that is not JSON is a row of nulls"
+        );
+        assert_eq!(words.value(2), "7");
+        assert!(n.is_null(2));
     }
 }

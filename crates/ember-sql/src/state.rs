@@ -3,7 +3,7 @@
 //! key's state, updates or removes the state, sets a timeout, and returns rows.
 //!
 //! Workers run the plan below the operation with the grouping keys in front of its columns;
-//! the rows are gathered, and [`Arbitrary`] groups them by key, calls the function for every key
+//! the rows are gathered, and the operator groups them by key, calls the function for every key
 //! with rows (keys in their order), then for every key whose timeout has passed (with no rows),
 //! as Spark's `FlatMapGroupsWithStateExec` does. The states live on worker 0 as bytes (the
 //! Rust API serializes its typed state as JSON; Python pickles its tuples) and go into the

@@ -379,3 +379,142 @@ fn a_failing_available_now_query_ends_with_its_error() {
         assert!(!query.is_active());
     }
 }
+
+/// `format("csv")` and `format("json")` streams with a schema: each new file's rows, typed,
+/// through a query; without a schema, Spark's refusal.
+#[test]
+fn csv_and_json_streams_read_new_files_into_their_schema() {
+    let spark = session();
+    let schema = ember_sql::schema_from_ddl("word string, n long").unwrap();
+    let csv = files(&[&["word,n", "dog,1", "cat,2"], &["word,n", "dog,5", "owl,oops"]]);
+    let json = files(&[
+        &[r#"{"word": "dog", "n": 1}"#, r#"{"word": "cat", "n": 2}"#],
+        &[r#"{"n": 5, "word": "dog"}"#, "broken"],
+    ]);
+    let sums = |df: ember_sql::DataFrame| -> Vec<(String, i64)> {
+        let summed = df.group_by([col("word")]).agg([sum("n").alias("n")]).unwrap();
+        let (seen, sink) = collecting();
+        let query = summed
+            .write_stream()
+            .output_mode("complete")
+            .trigger(Trigger::AvailableNow)
+            .foreach_batch(sink)
+            .start()
+            .unwrap();
+        assert!(query.await_termination_timeout(Duration::from_secs(30)).unwrap());
+        let seen = seen.lock().unwrap();
+        let mut rows = Vec::new();
+        for b in &seen.last().unwrap().1 {
+            let words = b.column(0).as_string::<i32>();
+            let n = b.column(1).as_primitive::<Int64Type>();
+            rows.extend((0..b.num_rows()).map(|i| (words.value(i).to_owned(), if n.is_null(i) { -1 } else { n.value(i) })));
+        }
+        rows.sort();
+        rows
+    };
+    let from_csv = spark
+        .read_stream()
+        .format("csv")
+        .option("header", true)
+        .option("maxFilesPerTrigger", 1)
+        .schema(schema.clone())
+        .load_path(csv.path())
+        .unwrap();
+    assert_eq!(from_csv.dtypes()[1], ("n".to_owned(), "bigint".to_owned()));
+    let expected: Vec<(String, i64)> = vec![("cat".into(), 2), ("dog".into(), 6), ("owl".into(), -1)];
+    assert_eq!(sums(from_csv), expected);
+    let from_json = spark
+        .read_stream()
+        .format("json")
+        .option("maxFilesPerTrigger", 1)
+        .schema(schema)
+        .load_path(json.path())
+        .unwrap()
+        .filter(col("word").is_not_null())
+        .unwrap();
+    let expected: Vec<(String, i64)> = vec![("cat".into(), 2), ("dog".into(), 6)];
+    assert_eq!(sums(from_json), expected);
+    let unnamed = spark.read_stream().format("json").load_path(csv.path());
+    assert!(
+        matches!(&unnamed, Err(Error::IllegalArgument(m)) if m.starts_with("Schema must be specified when creating a streaming source DataFrame")),
+        "{unnamed:?}"
+    );
+}
+
+/// `spark.streams.addListener`: a listener hears each query start, each micro-batch's progress
+/// and the end, with the failure when there is one; a removed one hears nothing more.
+#[test]
+fn a_listener_hears_start_progress_and_end() {
+    #[derive(Clone, Default)]
+    struct Heard(Arc<Mutex<Vec<String>>>);
+    impl ember_sql::StreamingQueryListener for Heard {
+        fn on_query_started(&self, event: &ember_sql::QueryStartedEvent) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("started {}", event.name.as_deref().unwrap_or("-")));
+        }
+        fn on_query_progress(&self, progress: &ember_sql::QueryProgress) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("progress {} {}", progress.batch_id, progress.num_input_rows));
+        }
+        fn on_query_terminated(&self, event: &ember_sql::QueryTerminatedEvent) {
+            let why = event
+                .exception
+                .as_deref()
+                .map_or("ok", |e| if e.contains("boom") { "boom" } else { "other" });
+            self.0.lock().unwrap().push(format!("terminated {why}"));
+        }
+    }
+    let dir = files(&[&["a", "b"], &["c"]]);
+    let (spark, lines) = one_file_a_batch(dir.path());
+    let heard = Heard::default();
+    let id = spark.add_listener(heard.clone());
+    let query = lines
+        .write_stream()
+        .query_name("heard")
+        .format("memory")
+        .trigger(Trigger::AvailableNow)
+        .start()
+        .unwrap();
+    query.await_termination().unwrap();
+    let stream = || {
+        spark
+            .read_stream()
+            .format("text")
+            .option("maxFilesPerTrigger", 1)
+            .load_path(dir.path())
+            .unwrap()
+    };
+    let failing = stream()
+        .write_stream()
+        .trigger(Trigger::AvailableNow)
+        .foreach_batch(|_, _| Err("boom".to_owned()))
+        .start()
+        .unwrap();
+    assert!(failing.await_termination().is_err());
+    assert_eq!(
+        *heard.0.lock().unwrap(),
+        [
+            "started heard",
+            "progress 0 2",
+            "progress 1 1",
+            "terminated ok",
+            "started -",
+            "terminated boom"
+        ]
+    );
+    assert!(spark.remove_listener(id));
+    stream()
+        .write_stream()
+        .format("memory")
+        .query_name("unheard")
+        .trigger(Trigger::AvailableNow)
+        .start()
+        .unwrap()
+        .await_termination()
+        .unwrap();
+    assert_eq!(heard.0.lock().unwrap().len(), 6);
+}

@@ -152,6 +152,74 @@ TUMBLING_SQL = (
     "FROM events GROUP BY window(timestamp, '10 minutes')"
 )
 
+# applyInPandasWithState (arbitrary stateful processing). A source may define Python functions
+# before its last line (the query); see build(). The scope holds pyspark.sql.functions.*, whose
+# min/max/sum/count/first/last shadow the builtins, so these functions call none of those names
+# (local variables named count/first/last are fine). Timestamps arrive as naive pandas Timestamps
+# in the session time zone (UTC); `.value` is nanoseconds since the epoch.
+COUNT_WORDS = (
+    "import pandas as pd\n"
+    "def count_words(key, pdfs, state):\n"
+    "    total = state.get[0] if state.exists else 0\n"
+    "    for pdf in pdfs:\n"
+    "        total += len(pdf)\n"
+    "    state.update((total,))\n"
+    '    yield pd.DataFrame({"word": [key[0]], "count": [total]})\n'
+)
+
+
+def count_words_query(operator_mode, timeout="NoTimeout"):
+    return (
+        COUNT_WORDS + EVENTS + '.groupBy("word").applyInPandasWithState('
+        'count_words, "word string, count long", "count long", "%s", "%s")' % (operator_mode, timeout)
+    )
+
+
+# Sessions per word: (count, first, last) in state, first/last as epoch ms; the event-time timeout is
+# `last + GAP`, never below the watermark (setTimeoutTimestamp refuses a timestamp before it). A
+# timed-out key yields its session and drops its state. With `open_row`, a key with data also
+# yields (word, count, -1, -1).
+def sessions_source(name, gap_ms, open_row):
+    return (
+        "import pandas as pd\n"
+        "def " + name + "(key, pdfs, state):\n"
+        "    if state.hasTimedOut:\n"
+        "        count, first, last = state.get\n"
+        "        state.remove()\n"
+        '        yield pd.DataFrame({"word": [key[0]], "count": [count], "first": [first], "last": [last]})\n'
+        "    else:\n"
+        "        count, first, last = state.get if state.exists else (0, None, None)\n"
+        "        for pdf in pdfs:\n"
+        '            lo = pdf["timestamp"].min().value // 1000000\n'
+        '            hi = pdf["timestamp"].max().value // 1000000\n'
+        "            count += len(pdf)\n"
+        "            first = lo if first is None or lo < first else first\n"
+        "            last = hi if last is None or hi > last else last\n"
+        "        state.update((count, first, last))\n"
+        "        timeout = last + %d\n"
+        "        watermark = state.getCurrentWatermarkMs()\n"
+        "        state.setTimeoutTimestamp(timeout if timeout > watermark else watermark)\n" % gap_ms
+        + (
+            '        yield pd.DataFrame({"word": [key[0]], "count": [count], "first": [-1], "last": [-1]})\n'
+            if open_row else ""
+        )
+    )
+
+
+SESSION_OUT = '"word string, count long, first long, last long", "count long, first long, last long"'
+STATE_SESSIONS = (
+    sessions_source("sessions", 5 * 60 * 1000, False)
+    + EVENTS + '.withWatermark("timestamp", "10 minutes").groupBy("word")'
+    '.applyInPandasWithState(sessions, ' + SESSION_OUT + ', "append", "EventTimeTimeout")'
+)
+# Asked for with `last + 10 minutes`, but over GUIDE_LATE no key would ever time out (the last
+# watermark is 12:16, the earliest such timeout dog's 12:24); with 1 minute dog times out (12:15).
+STATE_TIMEOUT = (
+    sessions_source("sessions", 1 * 60 * 1000, True)
+    + EVENTS + '.withWatermark("timestamp", "10 minutes").groupBy("word")'
+    '.applyInPandasWithState(sessions, ' + SESSION_OUT + ', "update", "EventTimeTimeout")'
+)
+
 CASES = [
     {
         "name": "guide_update",
@@ -457,6 +525,34 @@ CASES = [
         "input": IMPRESSIONS,
         "input2": CLICKS,
     },
+    {
+        "name": "state_count_update",
+        "mode": "update",
+        "dataframe": count_words_query("update"),
+        "sql": None,
+        "input": GUIDE,
+    },
+    {
+        "name": "state_count_append",
+        "mode": "append",
+        "dataframe": count_words_query("append"),
+        "sql": None,
+        "input": GUIDE,
+    },
+    {
+        "name": "state_session_append",
+        "mode": "append",
+        "dataframe": STATE_SESSIONS,
+        "sql": None,
+        "input": SESSIONS,
+    },
+    {
+        "name": "state_timeout_update",
+        "mode": "update",
+        "dataframe": STATE_TIMEOUT,
+        "sql": None,
+        "input": GUIDE_LATE,
+    },
 ]
 
 # Queries Spark refuses: each is built, then started (console sink, default trigger) and stopped.
@@ -550,6 +646,36 @@ CHECKER = [
         "dataframe": STREAMS + 'impressions.join(clicks, expr("clickAdId = impressionAdId")).groupBy("impressionAdId").count()',
         "input": CHECKER_INPUT_SS,
     },
+    {
+        "name": "state_append_in_update_mode",
+        "mode": "update",
+        "dataframe": count_words_query("append"),
+    },
+    {
+        "name": "state_update_in_append_mode",
+        "mode": "append",
+        "dataframe": count_words_query("update"),
+    },
+    {
+        "name": "state_update_in_complete_mode",
+        "mode": "complete",
+        "dataframe": count_words_query("update"),
+    },
+    {
+        "name": "state_event_timeout_without_watermark",
+        "mode": "append",
+        "dataframe": count_words_query("append", "EventTimeTimeout"),
+    },
+    {
+        "name": "state_bad_timeout",
+        "mode": "update",
+        "dataframe": count_words_query("update", "Sometimes"),
+    },
+    {
+        "name": "state_bad_mode",
+        "mode": "update",
+        "dataframe": count_words_query("complete"),
+    },
 ]
 
 STATE_FIELDS = ["numRowsTotal", "numRowsUpdated", "numRowsRemoved", "numRowsDroppedByWatermark"]
@@ -608,9 +734,11 @@ def build(spark, lines, source, static=None, lines2=None):
         scope["lines2"] = lines2
     if static is not None:
         scope["static"] = spark.read.json(static)
+    # Everything before the last line runs as one block, so that it may define functions (the
+    # applyInPandasWithState cases); for the one-line statements of the other cases this is the
+    # same as running them one by one.
     *statements, last = source.split("\n")
-    for statement in statements:
-        exec(statement, scope)
+    exec("\n".join(statements), scope)
     return eval(last, scope)
 
 

@@ -271,3 +271,83 @@ class GroupedData:
 
     def max(self, *cols):
         return self._simple("max", cols)
+
+    def applyInPandasWithState(self, func, outputStructType, stateStructType, outputMode, timeoutConf):
+        """Calls ``func(key, pdfs, state)`` for every group with rows in a micro-batch, and for
+        every group whose state timed out (with one empty frame and ``state.hasTimedOut``):
+        ``key`` is a tuple of the group's values, ``pdfs`` an iterator of pandas frames of the
+        group's rows, ``state`` a :class:`~ember.pyspark.sql.streaming.state.GroupState`; it
+        yields pandas frames whose columns, by name, are ``outputStructType``'s (a DDL string
+        such as ``"word string, count long"``). ``outputMode`` is ``"append"`` or ``"update"``
+        (and must be the query's), ``timeoutConf`` one of ``GroupStateTimeout``'s. States are
+        tuples of ``stateStructType``'s values, pickled into the checkpoint."""
+        from ember.pyspark.sql.streaming.state import GroupState, GroupStateTimeout
+
+        assert timeoutConf in [
+            GroupStateTimeout.NoTimeout,
+            GroupStateTimeout.ProcessingTimeTimeout,
+            GroupStateTimeout.EventTimeTimeout,
+        ]
+        if not isinstance(outputStructType, str) or not isinstance(stateStructType, str):
+            raise PySparkTypeError(
+                "[NOT_STR] ember takes applyInPandasWithState's outputStructType and stateStructType as DDL strings "
+                "(\"word string, count long\"), got %s and %s"
+                % (type(outputStructType).__name__, type(stateStructType).__name__)
+            )
+        if outputMode not in ("append", "update", "complete"):
+            from ember.pyspark.errors import IllegalArgumentException
+
+            raise IllegalArgumentException("The output mode of function should be append or update")
+        names = [part.strip().split()[0].strip("`") for part in outputStructType.split(",") if part.strip()]
+        invoke = _pandas_state_function(func, names, timeoutConf, GroupState)
+        jdf = self._df._jdf.apply_in_pandas_with_state(self._keys, invoke, outputStructType, outputMode, timeoutConf)
+        return self._df._new(jdf)
+
+
+def _pandas_state_function(func, names, timeout_conf, group_state):
+    """The function ember's engine calls per group: Arrow IPC rows in, Arrow IPC frames out, the
+    state pickled (see ``apply_in_pandas_with_state`` in the Rust bridge)."""
+    import pickle
+
+    import pandas
+    import pyarrow
+
+    def frame(ipc):
+        table = pyarrow.ipc.open_stream(ipc).read_all()
+        pdf = table.to_pandas()
+        # PySpark hands timestamps over naive, in the session time zone (UTC in ember).
+        for column in pdf.columns:
+            if isinstance(pdf[column].dtype, pandas.DatetimeTZDtype):
+                pdf[column] = pdf[column].dt.tz_convert("UTC").dt.tz_localize(None)
+        return pdf
+
+    def invoke(key, rows, state_bytes, timed_out, watermark_ms, batch_time_ms):
+        state = group_state(
+            pickle.loads(state_bytes) if state_bytes is not None else None,
+            timed_out,
+            watermark_ms,
+            batch_time_ms,
+            timeout_conf,
+        )
+        outputs = []
+        for out in func(key, iter([frame(rows)]), state):
+            if not isinstance(out, pandas.DataFrame):
+                raise PySparkTypeError(
+                    "[UDF_RETURN_TYPE] applyInPandasWithState's function must yield pandas.DataFrame, got %s"
+                    % type(out).__name__
+                )
+            missing = [n for n in names if n not in out.columns]
+            if missing:
+                raise PySparkValueError(
+                    "[RESULT_COLUMNS_MISMATCH_FOR_PANDAS_UDF] Column names of the returned pandas.DataFrame do not "
+                    "match specified schema. Missing: %s. Found: %s." % (", ".join(missing), ", ".join(map(str, out.columns)))
+                )
+            table = pyarrow.Table.from_pandas(out[names], preserve_index=False)
+            sink = pyarrow.BufferOutputStream()
+            with pyarrow.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            outputs.append(sink.getvalue().to_pybytes())
+        value = pickle.dumps(state._value) if state._value is not None else None
+        return outputs, value, state._updated, state._removed, state._timeout_ms
+
+    return invoke

@@ -52,15 +52,33 @@ class _Options:
 
 class DataStreamReader(_Options):
     """Reads a stream (``spark.readStream``): ``format("socket")`` with ``host`` and ``port``,
-    ``format("text")`` of a directory's new files (``maxFilesPerTrigger``, ``latestFirst``)."""
+    ``format("text" | "csv" | "json")`` of a directory's new files (``maxFilesPerTrigger``,
+    ``latestFirst``; csv and json with a ``schema``), ``rate``, ``kafka``."""
 
     def __init__(self, session):
         self._session = session
         self._format = "text"
         self._options = {}
+        self._schema = None
 
     def schema(self, schema):
-        raise PySparkValueError("ember's stream sources have fixed schemas (socket and text: one `value` string column) so far")
+        """The rows' schema for the csv and json file sources, as Spark's DDL text
+        (``"word string, n long, at timestamp"``)."""
+        if not isinstance(schema, str):
+            raise PySparkTypeError(
+                "[NOT_STR] ember takes a stream's schema as a DDL string (\"word string, n long\"), got %s" % type(schema).__name__
+            )
+        self._schema = schema
+        return self
+
+    def csv(self, path, schema=None, sep=None, header=None, **options):
+        for key, value in (("sep", sep), ("header", header)):
+            if value is not None:
+                options[key] = value
+        return self.load(path, format="csv", schema=schema, **options)
+
+    def json(self, path, schema=None, **options):
+        return self.load(path, format="json", schema=schema, **options)
 
     def load(self, path=None, format=None, schema=None, **options):
         if format is not None:
@@ -68,7 +86,7 @@ class DataStreamReader(_Options):
         if schema is not None:
             self.schema(schema)
         self.options(**options)
-        jdf = self._session._jsession.read_stream(self._format, list(self._options.items()), path)
+        jdf = self._session._jsession.read_stream(self._format, list(self._options.items()), path, self._schema)
         return self._session._frame(jdf)
 
     def text(self, path, wholetext=False, lineSep=None, pathGlobFilter=None, recursiveFileLookup=None):
@@ -276,3 +294,100 @@ class StreamingQueryManager:
 
     def resetTerminated(self):
         pass
+
+    def addListener(self, listener):
+        """Adds a :class:`StreamingQueryListener` of this session's queries."""
+        if not isinstance(listener, StreamingQueryListener):
+            raise PySparkTypeError(
+                "[NOT_STREAMING_QUERY_LISTENER] addListener takes a StreamingQueryListener, got %s" % type(listener).__name__
+            )
+        listener._ember_id = self._session._jsession.add_listener(_ListenerAdapter(listener))
+
+    def removeListener(self, listener):
+        """Removes a listener added with :meth:`addListener`."""
+        listener_id = getattr(listener, "_ember_id", None)
+        if listener_id is not None:
+            self._session._jsession.remove_listener(listener_id)
+            listener._ember_id = None
+
+
+class StreamingQueryListener:
+    """Hears of a session's streaming queries (``spark.streams.addListener``): override
+    ``onQueryStarted``, ``onQueryProgress``, ``onQueryIdle`` and ``onQueryTerminated``. Calls come
+    from the query's threads; an exception in one is printed and the query goes on."""
+
+    def onQueryStarted(self, event):
+        pass
+
+    def onQueryProgress(self, event):
+        pass
+
+    def onQueryIdle(self, event):
+        pass
+
+    def onQueryTerminated(self, event):
+        pass
+
+
+class StreamingQueryProgress:
+    """One micro-batch's progress (PySpark's ``StreamingQueryProgress``): its fields as
+    attributes (``batchId``, ``numInputRows``, ``inputRowsPerSecond``, ...), ``json`` and
+    ``prettyJson``."""
+
+    def __init__(self, text):
+        self._text = text
+        self._fields = json.loads(text)
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["_fields"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def json(self):
+        return self._text
+
+    @property
+    def prettyJson(self):
+        return json.dumps(self._fields, indent=2)
+
+    def __str__(self):
+        return self.prettyJson
+
+
+class _Event:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % kv for kv in sorted(self.__dict__.items())))
+
+
+class QueryStartedEvent(_Event):
+    """``id``, ``runId``, ``name``, ``timestamp`` (ISO text, UTC)."""
+
+
+class QueryProgressEvent(_Event):
+    """``progress``: a :class:`StreamingQueryProgress`."""
+
+
+class QueryTerminatedEvent(_Event):
+    """``id``, ``runId``, ``exception`` (the error's text, or ``None``), ``errorClassOnException``."""
+
+
+class _ListenerAdapter:
+    """What ember's engine calls (see ``add_listener`` in the Rust bridge)."""
+
+    def __init__(self, listener):
+        self._listener = listener
+
+    def _started(self, id, run_id, name, timestamp_ms):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp_ms / 1000)) + ".%03dZ" % (timestamp_ms % 1000)
+        self._listener.onQueryStarted(QueryStartedEvent(id=id, runId=run_id, name=name, timestamp=stamp))
+
+    def _progress(self, text):
+        self._listener.onQueryProgress(QueryProgressEvent(progress=StreamingQueryProgress(text)))
+
+    def _terminated(self, id, run_id, exception):
+        self._listener.onQueryTerminated(QueryTerminatedEvent(id=id, runId=run_id, exception=exception, errorClassOnException=None))
