@@ -572,3 +572,16 @@ def test_streaming_query_listener_hears_start_progress_and_end(spark, tmp_path):
     assert len(heard) == 4
     with pytest.raises(PySparkTypeError):
         spark.streams.addListener(object())
+
+
+def test_from_json_gives_structs(spark, tmp_path):
+    lines = text_stream(spark, tmp_path, [['{"word": "dog", "n": 2}', "not json"]])
+    parsed = lines.select(F.from_json(lines.value, "word string, n long").alias("s"))
+    assert parsed.dtypes == [("s", "struct<word:string,n:bigint>")]
+    fields = parsed.select(parsed.s.getField("word").alias("word"), parsed.s["n"].alias("n"))
+    query = fields.writeStream.format("memory").queryName("json_fields").trigger(availableNow=True).start()
+    query.awaitTermination(60)
+    got = sorted(spark.sql("SELECT word, n FROM json_fields").collect(), key=lambda r: (r.word is not None, r.word))
+    assert [tuple(r) for r in got] == [(None, None), ("dog", 2)]
+    with pytest.raises(PySparkTypeError):
+        F.from_json(lines.value, ["word"])

@@ -176,6 +176,10 @@ impl PyColumn {
         .into())
     }
 
+    fn get_field(&self, name: &str) -> PyColumn {
+        self.column.clone().get_field(name).into()
+    }
+
     /// Another branch of a `when(...)` column.
     fn when(&self, py: Python<'_>, condition: &PyColumn, value: &PyColumn) -> PyResult<PyColumn> {
         self.column
@@ -301,6 +305,10 @@ pub fn sql_function(name: &str, args: Vec<PyRef<'_, PyColumn>>, pattern: Option<
         "min" => f::min(one(&mut args)?),
         "max" => f::max(one(&mut args)?),
         "to_timestamp" => f::to_timestamp(one(&mut args)?),
+        "from_json" => {
+            let schema = pattern.ok_or_else(|| PyTypeError::new_err("from_json() needs a schema (a DDL string)"))?;
+            f::from_json(one(&mut args)?, schema)
+        }
         other => return Err(PyValueError::new_err(format!("ember has no function {other:?} yet"))),
     };
     Ok(column.into())

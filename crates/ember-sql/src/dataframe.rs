@@ -659,6 +659,14 @@ pub(crate) fn spark_type(data_type: &DataType) -> String {
         DataType::Date32 => "date".to_owned(),
         DataType::Binary | DataType::LargeBinary => "binary".to_owned(),
         DataType::List(f) | DataType::LargeList(f) => format!("array<{}>", spark_type(f.data_type())),
+        DataType::Struct(fields) => format!(
+            "struct<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{}:{}", f.name(), spark_type(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         other => other.to_string().to_lowercase(),
     }
 }

@@ -206,6 +206,18 @@ impl Column {
         )
     }
 
+    /// The field `name` of a struct column (Spark's `getField`, `column["name"]` in Python, and
+    /// `s.name` in SQL); named as Spark names it, `s.name`.
+    pub fn get_field(self, name: &str) -> Column {
+        let field = name.to_owned();
+        let shown = name.to_owned();
+        Column::call(
+            vec![self],
+            Arc::new(move |mut a| Ok(datafusion::functions::core::expr_fn::get_field(a.remove(0), field.clone()))),
+            move |n| format!("{}.{shown}", n[0]),
+        )
+    }
+
     /// `self IS NULL`.
     pub fn is_null(self) -> Column {
         Column::call(vec![self], Arc::new(|mut a| Ok(a.remove(0).is_null())), |n| {
@@ -525,6 +537,21 @@ pub fn split_limit(str: impl Into<Column>, pattern: &str, limit: i32) -> Column 
             Ok(udf.call(vec![a.remove(0), df_lit(pattern.clone()), df_lit(limit)]))
         }),
         move |n| format!("split({}, {pattern_text}, {limit})", n[0]),
+    )
+}
+
+/// The JSON object in each string of `column` as a struct of `schema`, Spark's DDL text
+/// (Spark's `from_json`): fields that do not fit are null, a string that is not an object
+/// gives a struct of nulls. Its fields are read with `get_field` / `.` in SQL.
+pub fn from_json(column: impl Into<Column>, schema: &str) -> Column {
+    let ddl = schema.to_owned();
+    Column::call(
+        vec![column.into()],
+        Arc::new(move |mut a| {
+            let udf = Arc::new(crate::udf::SparkFromJson::udf());
+            Ok(udf.call(vec![a.remove(0), df_lit(ddl.clone())]))
+        }),
+        |n| format!("from_json({})", n[0]),
     )
 }
 

@@ -117,6 +117,7 @@ impl Builder {
         state.add_analyzer_rule(Arc::new(crate::udf::SparkCasts));
         state.add_analyzer_rule(Arc::new(crate::eventtime::SlidingWindows));
         datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(crate::udf::SparkSplit::udf()))?;
+        datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(crate::udf::SparkFromJson::udf()))?;
         datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(crate::eventtime::SparkWindow::udf()))?;
         datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(crate::eventtime::SessionWindow::udf()))?;
         let ctx = SessionContext::new_with_state(state);

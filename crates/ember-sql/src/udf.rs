@@ -213,3 +213,94 @@ impl datafusion::optimizer::AnalyzerRule for SparkCasts {
         "spark_casts"
     }
 }
+
+/// Spark's `from_json(jsonStr, schema)`: the JSON object in each string as a struct of the
+/// schema (Spark's DDL text, a literal), its fields cast from their JSON text and null where
+/// they do not fit; a string that is not a JSON object gives a struct of nulls (Spark's
+/// `PERMISSIVE`); a null string gives null.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SparkFromJson {
+    signature: Signature,
+}
+
+impl SparkFromJson {
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(SparkFromJson {
+            signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Immutable),
+        })
+    }
+
+    fn fields(schema: Option<&ScalarValue>) -> Result<datafusion::arrow::datatypes::Fields> {
+        match schema {
+            Some(ScalarValue::Utf8(Some(ddl))) => match crate::types::schema_from_ddl(ddl) {
+                Ok(schema) => Ok(schema.fields().clone()),
+                Err(e) => plan_err!("from_json: {e}"),
+            },
+            _ => plan_err!("from_json takes its schema as a literal DDL string (\"a INT, b STRING\")"),
+        }
+    }
+}
+
+impl ScalarUDFImpl for SparkFromJson {
+    fn name(&self) -> &str {
+        "from_json"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        plan_err!("from_json's type comes from its schema argument")
+    }
+
+    fn return_field_from_args(&self, args: datafusion::logical_expr::ReturnFieldArgs) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        let fields = Self::fields(args.scalar_arguments.get(1).copied().flatten())?;
+        Ok(Arc::new(Field::new(self.name(), DataType::Struct(fields), true)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{StringArray, StructArray};
+        use datafusion::arrow::buffer::NullBuffer;
+        use datafusion::arrow::compute::{CastOptions, cast_with_options};
+        let DataType::Struct(fields) = args.return_field.data_type().clone() else {
+            return exec_err!("from_json returns a struct");
+        };
+        let texts = args.args[0].to_array(args.number_rows)?;
+        let texts = texts.as_string::<i32>();
+        let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(texts.len()); fields.len()];
+        let mut valid = Vec::with_capacity(texts.len());
+        for row in 0..texts.len() {
+            valid.push(texts.is_valid(row));
+            let object = if texts.is_valid(row) {
+                match serde_json::from_str::<serde_json::Value>(texts.value(row)) {
+                    Ok(serde_json::Value::Object(object)) => Some(object),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            for (field, column) in fields.iter().zip(columns.iter_mut()) {
+                column.push(object.as_ref().and_then(|o| o.get(field.name())).and_then(|v| match v {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                }));
+            }
+        }
+        let options = CastOptions {
+            safe: true,
+            ..Default::default()
+        };
+        let arrays = columns
+            .into_iter()
+            .zip(fields.iter())
+            .map(|(values, field)| {
+                let strings: ArrayRef = Arc::new(StringArray::from(values));
+                Ok(cast_with_options(&strings, field.data_type(), &options)?)
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let nulls = NullBuffer::from(valid);
+        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(fields, arrays, Some(nulls))?)))
+    }
+}

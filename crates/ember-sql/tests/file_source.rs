@@ -518,3 +518,48 @@ fn a_listener_hears_start_progress_and_end() {
         .unwrap();
     assert_eq!(heard.0.lock().unwrap().len(), 6);
 }
+
+/// `from_json` (a function and in SQL): each string's object as a struct of the schema, its
+/// fields read with `get_field` and `s.field`; what does not fit is null.
+#[test]
+fn from_json_reads_objects_into_structs() {
+    let dir = files(&[&[r#"{"word": "dog", "n": 2}"#, "not json", r#"{"n": "x", "word": "cat"}"#]]);
+    let (spark, lines) = one_file_a_batch(dir.path());
+    let parsed = lines
+        .select([ember_sql::functions::from_json(col("value"), "word string, n long").alias("s")])
+        .unwrap();
+    assert_eq!(parsed.dtypes()[0].1, "struct<word:string,n:bigint>");
+    let fields = parsed.select([col("s").get_field("word"), col("s").get_field("n")]).unwrap();
+    assert_eq!(fields.columns(), ["s.word", "s.n"]);
+    lines.create_or_replace_temp_view("json_lines").unwrap();
+    let from_sql = spark
+        .sql("SELECT s.word AS word, s.n AS n FROM (SELECT from_json(value, 'word string, n long') AS s FROM json_lines)")
+        .unwrap();
+    for df in [fields, from_sql] {
+        let (seen, sink) = collecting();
+        let query = df
+            .write_stream()
+            .trigger(Trigger::AvailableNow)
+            .foreach_batch(sink)
+            .start()
+            .unwrap();
+        assert!(query.await_termination_timeout(Duration::from_secs(30)).unwrap());
+        let seen = seen.lock().unwrap();
+        let mut rows: Vec<(Option<String>, Option<i64>)> = Vec::new();
+        for b in &seen[0].1 {
+            let words = b.column(0).as_string::<i32>();
+            let n = b.column(1).as_primitive::<Int64Type>();
+            rows.extend((0..b.num_rows()).map(|i| {
+                (
+                    words.is_valid(i).then(|| words.value(i).to_owned()),
+                    n.is_valid(i).then(|| n.value(i)),
+                )
+            }));
+        }
+        rows.sort();
+        assert_eq!(
+            rows,
+            [(None, None), (Some("cat".to_owned()), None), (Some("dog".to_owned()), Some(2))]
+        );
+    }
+}

@@ -155,9 +155,17 @@ class Column:
             raise PySparkValueError("ember's getItem takes an array position (an int), got %s" % type(key).__name__)
         return Column(self._jc.get_item(key))
 
+    def getField(self, name):
+        """The field ``name`` of a struct column (such as ``from_json``'s)."""
+        if not isinstance(name, str):
+            raise PySparkValueError("getField takes a field's name, got %s" % type(name).__name__)
+        return Column(self._jc.get_field(name))
+
     def __getitem__(self, key):
         if isinstance(key, slice):
             raise PySparkValueError("[NOT_IMPLEMENTED] ember's Column takes no slices; use getItem")
+        if isinstance(key, str):
+            return self.getField(key)
         return self.getItem(key)
 
     def isNull(self):

@@ -46,6 +46,17 @@ def split(str, pattern, limit=-1):
     return _call("split", str, pattern=pattern, limit=limit)
 
 
+def from_json(col, schema, options=None):
+    """The JSON object in each string of ``col`` as a struct of ``schema`` (a DDL string,
+    ``"word STRING, n LONG"``); fields that do not fit are null. Read its fields with
+    ``getField`` or ``expr("s.word")``."""
+    if not isinstance(schema, str):
+        raise PySparkTypeError("[NOT_STR] ember's from_json takes its schema as a DDL string, got %s" % type(schema).__name__)
+    if options:
+        raise PySparkValueError("ember's from_json takes no options yet, got %r" % (options,))
+    return _call("from_json", col, pattern=schema)
+
+
 def explode(col):
     """One row per element of an array column; the column is named ``col`` unless aliased."""
     return _call("explode", col)
