@@ -154,6 +154,12 @@ impl DataStreamWriter {
         if sources.is_empty() {
             return Err(Error::analysis("'writeStream' can be called only on streaming Dataset/DataFrame"));
         }
+        if sources.iter().filter(|(_, s)| matches!(s, SourceSpec::Kafka(_))).count() > 1 {
+            // The engine names a Kafka stream's checkpointed offsets by its kind only.
+            return Err(Error::unsupported(
+                "two Kafka sources in one query (subscribe one source to all the topics: option(\"subscribe\", \"a,b\"))",
+            ));
+        }
         let stream_join = check_joins(self.df.logical_plan(), mode)?;
         let watermarks = &self.df.watermarks;
         // The aggregation's key holding event time: of the first watermark that is a key.

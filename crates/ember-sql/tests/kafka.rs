@@ -397,6 +397,12 @@ fn the_sink_writes_each_row_as_a_record_and_refuses_rows_without_a_value() {
     assert!(
         matches!(start(&number, Some("out")), Err(Error::Analysis(m)) if m.starts_with("value attribute type must be a string or binary"))
     );
+    let two = kafka(&spark, &servers, "in").union(&kafka(&spark, &servers, "out")).unwrap();
+    let refused = two.write_stream().format("console").start().map(|q| q.stop());
+    assert!(
+        matches!(&refused, Err(Error::Unsupported(m)) if m.contains("two Kafka sources in one query")),
+        "{refused:?}"
+    );
     let missing = spark.read_stream().format("kafka").option("subscribe", "in").load();
     assert!(
         matches!(&missing, Err(Error::IllegalArgument(m)) if m.starts_with("Option 'kafka.bootstrap.servers' must be specified")),
