@@ -128,7 +128,7 @@ impl Sink {
             "foreachbatch" => {
                 SinkKind::Foreach(foreach_batch.ok_or_else(|| Error::illegal_argument("foreachBatch function cannot be null"))?)
             }
-            format @ ("json" | "csv") => {
+            format @ ("json" | "csv" | "parquet") => {
                 let path = get("path").ok_or_else(|| Error::illegal_argument("'path' is not specified"))?;
                 if mode != OutputMode::Append {
                     return Err(Error::analysis(format!(
@@ -187,15 +187,14 @@ impl Sink {
                     writer: std::sync::OnceLock::new(),
                 }))
             }
-            "parquet" | "orc" => {
-                return Err(Error::unsupported(format!(
-                    "Data source {} does not support streamed writing in ember yet (the file sink writes json and csv)",
-                    format
-                )));
+            "orc" => {
+                return Err(Error::unsupported(
+                    "Data source orc does not support streamed writing in ember yet (the file sink writes json, csv and parquet)",
+                ));
             }
             other => {
                 return Err(Error::unsupported(format!(
-                    "Data source {other} does not support streamed writing (ember writes console, memory, noop, foreachBatch, json and csv files, jdbc into a database and kafka, so far)"
+                    "Data source {other} does not support streamed writing (ember writes console, memory, noop, foreachBatch, json, csv and parquet files, jdbc into a database and kafka, so far)"
                 )));
             }
         };
@@ -429,17 +428,24 @@ pub(crate) enum FileFormat {
     Json,
     /// Comma-separated values without a header, nulls empty (Spark's `csv` defaults).
     Csv,
+    /// Apache Parquet, uncompressed (Spark writes snappy; any reader reads both).
+    Parquet,
 }
 
 impl FileFormat {
     fn parse(format: &str) -> Self {
-        if format == "csv" { FileFormat::Csv } else { FileFormat::Json }
+        match format {
+            "csv" => FileFormat::Csv,
+            "parquet" => FileFormat::Parquet,
+            _ => FileFormat::Json,
+        }
     }
 
     fn extension(self) -> &'static str {
         match self {
             FileFormat::Json => "json",
             FileFormat::Csv => "csv",
+            FileFormat::Parquet => "parquet",
         }
     }
 }
@@ -507,6 +513,19 @@ impl FileSink {
                     .build(&mut bytes);
                 for batch in batches {
                     writer.write(batch)?;
+                }
+            }
+            FileFormat::Parquet => {
+                // No file for a batch without rows, as for json and csv.
+                if let Some(first) = batches.iter().find(|b| b.num_rows() > 0) {
+                    let parquet = |e: parquet::errors::ParquetError| {
+                        Error::illegal_argument(format!("file sink {}: cannot write parquet: {e}", self.dir.display()))
+                    };
+                    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, first.schema(), None).map_err(parquet)?;
+                    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+                        writer.write(batch).map_err(parquet)?;
+                    }
+                    writer.close().map_err(parquet)?;
                 }
             }
         }

@@ -563,3 +563,48 @@ fn from_json_reads_objects_into_structs() {
         );
     }
 }
+
+/// `format("parquet")`: each batch's rows in a parquet file the `_spark_metadata` log commits,
+/// read back with the parquet crate's Arrow reader as any parquet reader would; a batch run
+/// again after its log entry writes nothing more.
+#[test]
+fn the_parquet_sink_commits_each_batch_once() {
+    let input = files(&[&["a", "bb"], &["ccc"]]);
+    let out = tempfile_dir::Dir::new();
+    let checkpoint = tempfile_dir::Dir::new();
+    let run = || {
+        let (_spark, lines) = one_file_a_batch(input.path());
+        let query = lines
+            .with_column("n", ember_sql::functions::length(col("value")))
+            .unwrap()
+            .write_stream()
+            .format("parquet")
+            .option("path", out.path().to_str().unwrap())
+            .option("checkpointLocation", checkpoint.path().to_str().unwrap())
+            .trigger(Trigger::AvailableNow)
+            .start()
+            .unwrap();
+        assert!(query.await_termination_timeout(Duration::from_secs(30)).unwrap());
+    };
+    run();
+    run();
+    let mut rows: Vec<(String, i32)> = Vec::new();
+    let committed = ember_sql::committed_files(out.path()).unwrap();
+    assert_eq!(committed.len(), 2, "{committed:?}");
+    for path in committed {
+        assert_eq!(path.extension().and_then(|e| e.to_str()), Some("parquet"));
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let values = batch.column(0).as_string::<i32>();
+            let n = batch.column(1).as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+            rows.extend((0..batch.num_rows()).map(|i| (values.value(i).to_owned(), n.value(i))));
+        }
+    }
+    rows.sort();
+    assert_eq!(rows, [("a".to_owned(), 1), ("bb".to_owned(), 2), ("ccc".to_owned(), 3)]);
+}
