@@ -585,3 +585,20 @@ def test_from_json_gives_structs(spark, tmp_path):
     assert [tuple(r) for r in got] == [(None, None), ("dog", 2)]
     with pytest.raises(PySparkTypeError):
         F.from_json(lines.value, ["word"])
+
+
+def test_status_explain_and_await_any_termination(spark, tmp_path, capfd):
+    lines = text_stream(spark, tmp_path, [["a"]])
+    query = lines.writeStream.format("memory").queryName("status_held").trigger(processingTime="50 milliseconds").start()
+    query.processAllAvailable()
+    status = query.status
+    assert set(status) == {"message", "isDataAvailable", "isTriggerActive"}
+    assert status["message"] in ("Waiting for data to arrive", "Waiting for next trigger", "Processing new data")
+    spark.streams.active[0].explain()
+    assert "== Physical Plan ==" in capfd.readouterr().out
+    assert spark.streams.awaitAnyTermination(0.1) is False
+    query.stop()
+    assert spark.streams.awaitAnyTermination(5) is True
+    assert query.status == {"message": "Stopped", "isDataAvailable": False, "isTriggerActive": False}
+    spark.streams.resetTerminated()
+    assert spark.streams.awaitAnyTermination(0.05) is False

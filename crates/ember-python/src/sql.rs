@@ -116,6 +116,27 @@ impl PySession {
     fn active(&self) -> Vec<PyQuery> {
         self.spark.active_queries().into_iter().map(|query| PyQuery { query }).collect()
     }
+
+    fn reset_terminated(&self) {
+        self.spark.reset_terminated();
+    }
+
+    /// `spark.streams.awaitAnyTermination(timeout)`, in steps that let Ctrl-C through.
+    fn await_any_termination(&self, py: Python<'_>, timeout_ms: Option<u64>) -> PyResult<bool> {
+        let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        loop {
+            let step = deadline.map_or(Duration::from_millis(100), |d| {
+                d.saturating_duration_since(Instant::now()).min(Duration::from_millis(100))
+            });
+            match py.detach(|| self.spark.await_any_termination(Some(step))) {
+                Ok(true) => return Ok(true),
+                Ok(false) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
+                Ok(false) => {}
+                Err(e) => return Err(sql_err(py, e)),
+            }
+            py.check_signals()?;
+        }
+    }
 }
 
 /// A column expression.
@@ -660,6 +681,16 @@ impl PyQuery {
 
     fn exception(&self) -> Option<String> {
         self.query.exception()
+    }
+
+    /// (message, isDataAvailable, isTriggerActive): `StreamingQuery.status`.
+    fn status(&self) -> (String, bool, bool) {
+        let status = self.query.status();
+        (status.message, status.is_data_available, status.is_trigger_active)
+    }
+
+    fn explain_string(&self) -> String {
+        self.query.explain_string().to_owned()
     }
 
     /// The last micro-batch's progress, as Spark's JSON.

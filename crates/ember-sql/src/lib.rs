@@ -52,7 +52,7 @@ pub use error::{Error, Result};
 pub use functions::Column;
 pub use listener::{QueryStartedEvent, QueryTerminatedEvent, StreamingQueryListener};
 pub use progress::QueryProgress;
-pub use query::{DataStreamWriter, StreamingQuery, Trigger};
+pub use query::{DataStreamWriter, QueryStatus, StreamingQuery, Trigger};
 pub use reader::DataStreamReader;
 pub use session::{Builder, SparkSession};
 pub use sink::OutputMode;

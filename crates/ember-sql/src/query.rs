@@ -262,11 +262,13 @@ impl DataStreamWriter {
         )?;
         sink.check(&self.df.arrow_schema())?;
         let names = self.df.columns();
+        let explained = self.df.explain_string(false).unwrap_or_else(|e| format!("(no plan: {e})\n"));
         StreamingQuery::start(Start {
             session,
             sources,
             planner,
             stateful,
+            explained,
             event_time,
             watermark_column: key
                 .map(|(_, column)| column)
@@ -1130,6 +1132,26 @@ struct QueryState {
     listeners: Arc<crate::listener::Listeners>,
     /// The listeners heard that the query ended.
     terminated_told: AtomicBool,
+    /// The session's ended queries.
+    terminated: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    /// A micro-batch is in the sink's hands now.
+    in_batch: AtomicBool,
+    /// The last micro-batch had input.
+    last_had_input: AtomicBool,
+    /// The query's plan as `explain` prints it.
+    explained: String,
+}
+
+/// What a query is doing (Spark's `StreamingQueryStatus`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryStatus {
+    /// Spark's message: `Waiting for data to arrive`, `Processing new data`, `Waiting for next
+    /// trigger`, `Stopped`.
+    pub message: String,
+    /// The last micro-batch found new input.
+    pub is_data_available: bool,
+    /// A micro-batch is running.
+    pub is_trigger_active: bool,
 }
 
 /// The queries started, with their session's number (Spark's `StreamingQueryManager`).
@@ -1147,6 +1169,41 @@ impl SparkSession {
         let mut queries = lock(&ACTIVE);
         queries.retain(|(_, q)| q.is_active());
         queries.iter().filter(|(s, _)| *s == self.id()).map(|(_, q)| q.clone()).collect()
+    }
+}
+
+impl SparkSession {
+    /// The active query with id `id` (Spark's `spark.streams.get`).
+    pub fn get_query(&self, id: &str) -> Option<StreamingQuery> {
+        self.active_queries().into_iter().find(|q| q.id() == id)
+    }
+
+    /// Waits until a query of this session ends, or returns at once when one has ended since the
+    /// session began or [`SparkSession::reset_terminated`] (Spark's
+    /// `spark.streams.awaitAnyTermination`); `timeout` bounds the wait. Returns whether one
+    /// ended.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StreamingQuery`] when the query that ended had failed.
+    pub fn await_any_termination(&self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            if let Some((name, failure)) = lock(self.terminated()).first().cloned() {
+                return match failure {
+                    Some(message) => Err(Error::StreamingQuery { name, message }),
+                    None => Ok(true),
+                };
+            }
+            // A query that ended by itself (availableNow) says so once stopped.
+            for query in self.active_queries() {
+                let _ = query.await_termination_timeout(Duration::ZERO);
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -1210,6 +1267,8 @@ struct Start {
     planner: Planner,
     /// The stateful operator, when the planner does not make it (a state function).
     stateful: Option<Stateful>,
+    /// The plan as `explain` prints it.
+    explained: String,
     event_time: Option<EventTime>,
     /// The watermark's event-time column.
     watermark_column: Option<String>,
@@ -1232,6 +1291,7 @@ impl StreamingQuery {
             sources,
             planner,
             stateful,
+            explained,
             event_time,
             watermark_column,
             watermark_columns,
@@ -1278,6 +1338,10 @@ impl StreamingQuery {
             progress: Mutex::new(crate::progress::Reports::default()),
             listeners: Arc::clone(session.listeners()),
             terminated_told: AtomicBool::new(false),
+            terminated: Arc::clone(session.terminated()),
+            in_batch: AtomicBool::new(false),
+            last_had_input: AtomicBool::new(false),
+            explained,
         });
         // The delay of the watermark whose column a stateful operator reads.
         let delay = event_time.as_ref().and_then(|e| e.delays.first().copied());
@@ -1333,6 +1397,8 @@ impl StreamingQuery {
             staged.try_foreach_rdd(move |batch: ember::Batch<StageOut>, time: ember::Time| -> Result<()> {
                 let outs: Vec<StageOut> = batch.into_vec();
                 let input_rows: u64 = outs.iter().map(|o| o.input_rows).sum();
+                output_state.in_batch.store(true, Ordering::SeqCst);
+                output_state.last_had_input.store(input_rows > 0, Ordering::SeqCst);
                 // Each watermark's event times over the partitions.
                 let mut stats: Vec<Option<EventStats>> = Vec::new();
                 for out in &outs {
@@ -1444,6 +1510,7 @@ impl StreamingQuery {
                     output_state.drained_at.store(time.milliseconds(), Ordering::SeqCst);
                 }
                 output_state.handled.store(time.milliseconds() + 1, Ordering::SeqCst);
+                output_state.in_batch.store(false, Ordering::SeqCst);
                 if let Err(e) = &result {
                     *lock(&output_state.failure) = Some(e.to_string());
                 }
@@ -1573,6 +1640,35 @@ impl StreamingQuery {
         lock(&self.state.progress).all()
     }
 
+    /// What the query is doing (Spark's `status`).
+    pub fn status(&self) -> QueryStatus {
+        let active = self.is_active();
+        let in_batch = active && self.state.in_batch.load(Ordering::SeqCst);
+        let data = self.state.last_had_input.load(Ordering::SeqCst);
+        let message = match (active, in_batch, data) {
+            (false, ..) => "Stopped",
+            (true, true, _) => "Processing new data",
+            (true, false, true) => "Waiting for next trigger",
+            (true, false, false) => "Waiting for data to arrive",
+        };
+        QueryStatus {
+            message: message.to_owned(),
+            is_data_available: active && data,
+            is_trigger_active: in_batch,
+        }
+    }
+
+    /// The query's physical plan, as its DataFrame's `explain` printed it at start (Spark's
+    /// `StreamingQuery.explain`).
+    pub fn explain_string(&self) -> &str {
+        &self.state.explained
+    }
+
+    /// Prints [`StreamingQuery::explain_string`].
+    pub fn explain(&self) {
+        print!("{}", self.state.explained);
+    }
+
     /// Why the query failed, if it did (Spark's `exception`).
     pub fn exception(&self) -> Option<String> {
         lock(&self.state.failure).clone()
@@ -1588,6 +1684,7 @@ impl StreamingQuery {
                 run_id: self.state.run_id.clone(),
                 exception: self.exception(),
             };
+            lock(&self.state.terminated).push((self.describe(), ended.exception.clone()));
             self.state.listeners.tell("onQueryTerminated", |l| l.on_query_terminated(&ended));
         }
         stopped?;

@@ -27,6 +27,9 @@ struct Inner {
     views: std::sync::Mutex<BTreeMap<String, ViewInfo>>,
     /// The listeners of the session's queries.
     listeners: Arc<crate::listener::Listeners>,
+    /// The queries that ended since the session began or `reset_terminated` (each with its
+    /// failure, if it failed), for `await_any_termination`.
+    terminated: Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
 }
 
 /// What a temporary view's DataFrame carries beside its plan, for `spark.sql` over it.
@@ -130,6 +133,7 @@ impl Builder {
                 id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
                 views: std::sync::Mutex::default(),
                 listeners: Arc::default(),
+                terminated: Arc::default(),
             }),
         })
     }
@@ -171,6 +175,16 @@ impl SparkSession {
 
     pub(crate) fn listeners(&self) -> &Arc<crate::listener::Listeners> {
         &self.inner.listeners
+    }
+
+    pub(crate) fn terminated(&self) -> &Arc<std::sync::Mutex<Vec<(String, Option<String>)>>> {
+        &self.inner.terminated
+    }
+
+    /// Forgets the queries that ended, for [`SparkSession::await_any_termination`] (Spark's
+    /// `spark.streams.resetTerminated`).
+    pub fn reset_terminated(&self) {
+        crate::lock(&self.inner.terminated).clear();
     }
 
     pub(crate) fn register_view(&self, name: &str, plan: LogicalPlan, info: ViewInfo) -> Result<()> {

@@ -608,3 +608,47 @@ fn the_parquet_sink_commits_each_batch_once() {
     rows.sort();
     assert_eq!(rows, [("a".to_owned(), 1), ("bb".to_owned(), 2), ("ccc".to_owned(), 3)]);
 }
+
+/// A query's `status` and `explain`, and the session's `get_query` and
+/// `await_any_termination` (Spark's `spark.streams`).
+#[test]
+fn status_explain_and_the_sessions_queries() {
+    let dir = files(&[&["a"]]);
+    let (spark, lines) = one_file_a_batch(dir.path());
+    let held = lines
+        .write_stream()
+        .format("memory")
+        .query_name("held_for_status")
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(50)))
+        .start()
+        .unwrap();
+    held.process_all_available().unwrap();
+    let status = held.status();
+    assert!(
+        status.message.starts_with("Waiting for") || status.message == "Processing new data",
+        "{status:?}"
+    );
+    assert!(held.explain_string().contains("== Physical Plan =="), "{}", held.explain_string());
+    assert_eq!(
+        spark.get_query(held.id()).map(|q| q.run_id().to_owned()),
+        Some(held.run_id().to_owned())
+    );
+    assert!(
+        !spark.await_any_termination(Some(Duration::from_millis(100))).unwrap(),
+        "nothing ended yet"
+    );
+    let stopper = held.clone();
+    let stop = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        stopper.stop().unwrap();
+    });
+    assert!(spark.await_any_termination(Some(Duration::from_secs(30))).unwrap());
+    stop.join().unwrap();
+    // Ended queries count until reset_terminated.
+    assert!(spark.await_any_termination(Some(Duration::ZERO)).unwrap());
+    spark.reset_terminated();
+    assert!(!spark.await_any_termination(Some(Duration::from_millis(50))).unwrap());
+    assert_eq!(held.status().message, "Stopped");
+    assert!(!held.status().is_trigger_active);
+    assert!(spark.get_query(held.id()).is_none());
+}

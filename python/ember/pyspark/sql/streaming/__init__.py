@@ -249,15 +249,18 @@ class StreamingQuery:
 
     @property
     def status(self):
-        active = self.isActive
-        return {
-            "message": "Waiting for data to arrive" if active else "Stopped",
-            "isDataAvailable": False,
-            "isTriggerActive": False,
-        }
+        """What the query is doing: ``message`` (``Waiting for data to arrive``, ``Processing new
+        data``, ``Waiting for next trigger``, ``Stopped``), ``isDataAvailable``,
+        ``isTriggerActive``."""
+        message, data, active = self._jquery.status()
+        return {"message": message, "isDataAvailable": data, "isTriggerActive": active}
 
     def explain(self, extended=False):
-        self._df.explain(extended)
+        """Prints the query's physical plan (with ``extended``, its DataFrame's plans too)."""
+        if extended and self._df is not None:
+            self._df.explain(True)
+        else:
+            print(self._jquery.explain_string(), end="")
 
 
 class StreamingQueryManager:
@@ -277,23 +280,17 @@ class StreamingQueryManager:
         return None
 
     def awaitAnyTermination(self, timeout=None):
-        """Waits until one of the active queries stops (with ``timeout`` seconds, at most that
-        long; returns whether one did)."""
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        queries = self.active
-        while True:
-            for query in queries:
-                if query._jquery.await_termination(50):
-                    return True if timeout is not None else None
-            if not queries:
-                time.sleep(0.05)
-                queries = self.active
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
+        """Waits until a query of the session ends, or returns at once when one has ended since
+        the session began or :meth:`resetTerminated` (with ``timeout`` seconds, at most that
+        long; returns whether one did); raises ``StreamingQueryException`` when it failed."""
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+            raise PySparkValueError("[VALUE_NOT_POSITIVE] Value for `timeout` must be positive, got '%s'." % timeout)
+        ended = self._session._jsession.await_any_termination(None if timeout is None else int(timeout * 1000))
+        return ended if timeout is not None else None
 
     def resetTerminated(self):
-        pass
+        """Forgets the queries that ended, for :meth:`awaitAnyTermination`."""
+        self._session._jsession.reset_terminated()
 
     def addListener(self, listener):
         """Adds a :class:`StreamingQueryListener` of this session's queries."""
