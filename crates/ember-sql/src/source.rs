@@ -480,45 +480,49 @@ pub fn csv_batch(schema: &SchemaRef, texts: &[String], header: bool, sep: u8) ->
     RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| e.to_string())
 }
 
-/// Files' texts of JSON lines as a record batch of `schema`: each field read as text, then cast
-/// to its column's type, null where it does not fit; a line that is not a JSON object gives a
-/// row of nulls (Spark's `PERMISSIVE`); blank lines are skipped.
+/// Files' texts of JSON lines as a record batch of `schema` ([`json_columns`] of each line);
+/// blank lines are skipped.
 pub fn json_batch(schema: &SchemaRef, texts: &[String]) -> std::result::Result<RecordBatch, String> {
+    let lines = texts.iter().flat_map(|t| lines_of(t)).filter(|l| !l.trim().is_empty()).map(Some);
+    let arrays = json_columns(lines, schema.fields())?;
+    RecordBatch::try_new(Arc::clone(schema), arrays).map_err(|e| e.to_string())
+}
+
+/// The JSON object in each text as columns of `fields` (Spark's `PERMISSIVE` reading of JSON,
+/// for the json source and `from_json`): each field read as text, then cast to its column's
+/// type, null where it does not fit; a text that is not a JSON object, or none, gives nulls.
+pub(crate) fn json_columns<'a>(
+    texts: impl Iterator<Item = Option<&'a str>>,
+    fields: &datafusion::arrow::datatypes::Fields,
+) -> std::result::Result<Vec<datafusion::arrow::array::ArrayRef>, String> {
     use datafusion::arrow::array::ArrayRef;
     use datafusion::arrow::compute::{CastOptions, cast_with_options};
-    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); schema.fields().len()];
+    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); fields.len()];
     for text in texts {
-        for line in lines_of(text) {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let object = match serde_json::from_str::<serde_json::Value>(line) {
-                Ok(serde_json::Value::Object(object)) => Some(object),
-                _ => None,
-            };
-            for (field, column) in schema.fields().iter().zip(columns.iter_mut()) {
-                let value = object.as_ref().and_then(|o| o.get(field.name())).and_then(|v| match v {
-                    serde_json::Value::Null => None,
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    other => Some(other.to_string()),
-                });
-                column.push(value);
-            }
+        let object = match text.map(serde_json::from_str::<serde_json::Value>) {
+            Some(Ok(serde_json::Value::Object(object))) => Some(object),
+            _ => None,
+        };
+        for (field, column) in fields.iter().zip(columns.iter_mut()) {
+            column.push(object.as_ref().and_then(|o| o.get(field.name())).and_then(|v| match v {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            }));
         }
     }
     let options = CastOptions {
         safe: true,
         ..Default::default()
     };
-    let arrays = columns
+    columns
         .into_iter()
-        .zip(schema.fields())
+        .zip(fields.iter())
         .map(|(values, f)| {
             let strings: ArrayRef = Arc::new(StringArray::from(values));
             cast_with_options(&strings, f.data_type(), &options).map_err(|e| format!("column {}: {e}", f.name()))
         })
-        .collect::<std::result::Result<Vec<_>, String>>()?;
-    RecordBatch::try_new(Arc::clone(schema), arrays).map_err(|e| e.to_string())
+        .collect()
 }
 
 /// Lines as a record batch of one `value` column.

@@ -260,46 +260,18 @@ impl ScalarUDFImpl for SparkFromJson {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        use datafusion::arrow::array::{StringArray, StructArray};
+        use datafusion::arrow::array::StructArray;
         use datafusion::arrow::buffer::NullBuffer;
-        use datafusion::arrow::compute::{CastOptions, cast_with_options};
         let DataType::Struct(fields) = args.return_field.data_type().clone() else {
             return exec_err!("from_json returns a struct");
         };
         let texts = args.args[0].to_array(args.number_rows)?;
         let texts = texts.as_string::<i32>();
-        let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(texts.len()); fields.len()];
-        let mut valid = Vec::with_capacity(texts.len());
-        for row in 0..texts.len() {
-            valid.push(texts.is_valid(row));
-            let object = if texts.is_valid(row) {
-                match serde_json::from_str::<serde_json::Value>(texts.value(row)) {
-                    Ok(serde_json::Value::Object(object)) => Some(object),
-                    _ => None,
-                }
-            } else {
-                None
-            };
-            for (field, column) in fields.iter().zip(columns.iter_mut()) {
-                column.push(object.as_ref().and_then(|o| o.get(field.name())).and_then(|v| match v {
-                    serde_json::Value::Null => None,
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    other => Some(other.to_string()),
-                }));
-            }
-        }
-        let options = CastOptions {
-            safe: true,
-            ..Default::default()
+        let valid: Vec<bool> = (0..texts.len()).map(|row| texts.is_valid(row)).collect();
+        let arrays = match crate::source::json_columns(texts.iter(), &fields) {
+            Ok(arrays) => arrays,
+            Err(e) => return exec_err!("from_json: {e}"),
         };
-        let arrays = columns
-            .into_iter()
-            .zip(fields.iter())
-            .map(|(values, field)| {
-                let strings: ArrayRef = Arc::new(StringArray::from(values));
-                Ok(cast_with_options(&strings, field.data_type(), &options)?)
-            })
-            .collect::<Result<Vec<ArrayRef>>>()?;
         let nulls = NullBuffer::from(valid);
         Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(fields, arrays, Some(nulls))?)))
     }

@@ -298,10 +298,34 @@ class GroupedData:
             from ember.pyspark.errors import IllegalArgumentException
 
             raise IllegalArgumentException("The output mode of function should be append or update")
-        names = [part.strip().split()[0].strip("`") for part in outputStructType.split(",") if part.strip()]
+        names = _ddl_names(outputStructType)
         invoke = _pandas_state_function(func, names, timeoutConf, GroupState)
         jdf = self._df._jdf.apply_in_pandas_with_state(self._keys, invoke, outputStructType, outputMode, timeoutConf)
         return self._df._new(jdf)
+
+
+def _ddl_names(ddl):
+    """The column names of a DDL schema (``"a string, `b c` long, d array<int>"``): commas
+    inside ``<...>`` do not split, backquoted names keep their spaces."""
+    names, part, depth, quoted = [], "", 0, False
+    for ch in ddl + ",":
+        if ch == "`":
+            quoted = not quoted
+        elif not quoted and ch == "<":
+            depth += 1
+        elif not quoted and ch == ">":
+            depth -= 1
+        if ch == "," and depth == 0 and not quoted:
+            part = part.strip()
+            if part:
+                if part.startswith("`"):
+                    names.append(part[1 : part.index("`", 1)])
+                else:
+                    names.append(part.split()[0].rstrip(":"))
+            part = ""
+        else:
+            part += ch
+    return names
 
 
 def _pandas_state_function(func, names, timeout_conf, group_state):
