@@ -602,3 +602,26 @@ def test_status_explain_and_await_any_termination(spark, tmp_path, capfd):
     assert query.status == {"message": "Stopped", "isDataAvailable": False, "isTriggerActive": False}
     spark.streams.resetTerminated()
     assert spark.streams.awaitAnyTermination(0.05) is False
+
+
+def test_struct_type_schemas_as_pyspark_writes_them(spark, tmp_path):
+    from ember.pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
+
+    schema = StructType([StructField("word", StringType()), StructField("n", LongType())])
+    assert schema.simpleString() == "struct<word:string,n:bigint>"
+    assert StructType().add("word", StringType()).add("tags", ArrayType(StringType())).names == ["word", "tags"]
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    text_stream(spark, csv_dir, [["dog,3"]])
+    rows = spark.readStream.schema(schema).csv(str(csv_dir))
+    assert rows.dtypes == [("word", "string"), ("n", "bigint")]
+    json_dir = tmp_path / "json"
+    json_dir.mkdir()
+    lines = text_stream(spark, json_dir, [['{"word": "owl", "n": 4}']])
+    parsed = lines.select(F.from_json(lines.value, schema).alias("s"))
+    assert parsed.dtypes == [("s", "struct<word:string,n:bigint>")]
+    query = parsed.select(parsed.s["word"].alias("word"), parsed.s["n"].alias("n")).writeStream.format("memory").queryName("struct_typed").trigger(availableNow=True).start()
+    query.awaitTermination(60)
+    assert [tuple(r) for r in spark.sql("SELECT word, n FROM struct_typed").collect()] == [("owl", 4)]
+    with pytest.raises(TypeError):
+        StructField("x", "string")

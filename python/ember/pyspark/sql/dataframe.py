@@ -278,7 +278,7 @@ class GroupedData:
         ``key`` is a tuple of the group's values, ``pdfs`` an iterator of pandas frames of the
         group's rows, ``state`` a :class:`~ember.pyspark.sql.streaming.state.GroupState`; it
         yields pandas frames whose columns, by name, are ``outputStructType``'s (a DDL string
-        such as ``"word string, count long"``). ``outputMode`` is ``"append"`` or ``"update"``
+        such as ``"word string, count long"``, or a ``StructType``). ``outputMode`` is ``"append"`` or ``"update"``
         (and must be the query's), ``timeoutConf`` one of ``GroupStateTimeout``'s. States are
         tuples of ``stateStructType``'s values, pickled into the checkpoint."""
         from ember.pyspark.sql.streaming.state import GroupState, GroupStateTimeout
@@ -288,12 +288,13 @@ class GroupedData:
             GroupStateTimeout.ProcessingTimeTimeout,
             GroupStateTimeout.EventTimeTimeout,
         ]
-        if not isinstance(outputStructType, str) or not isinstance(stateStructType, str):
-            raise PySparkTypeError(
-                "[NOT_STR] ember takes applyInPandasWithState's outputStructType and stateStructType as DDL strings "
-                "(\"word string, count long\"), got %s and %s"
-                % (type(outputStructType).__name__, type(stateStructType).__name__)
-            )
+        from ember.pyspark.sql.types import _schema_ddl
+
+        try:
+            outputStructType = _schema_ddl(outputStructType, "applyInPandasWithState's outputStructType")
+            stateStructType = _schema_ddl(stateStructType, "applyInPandasWithState's stateStructType")
+        except TypeError as e:
+            raise PySparkTypeError("[NOT_STR_OR_STRUCT] %s" % e) from None
         if outputMode not in ("append", "update", "complete"):
             from ember.pyspark.errors import IllegalArgumentException
 

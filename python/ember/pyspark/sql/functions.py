@@ -47,11 +47,15 @@ def split(str, pattern, limit=-1):
 
 
 def from_json(col, schema, options=None):
-    """The JSON object in each string of ``col`` as a struct of ``schema`` (a DDL string,
-    ``"word STRING, n LONG"``); fields that do not fit are null. Read its fields with
+    """The JSON object in each string of ``col`` as a struct of ``schema`` (a ``StructType`` or
+    a DDL string, ``"word STRING, n LONG"``); fields that do not fit are null. Read its fields with
     ``getField`` or ``expr("s.word")``."""
-    if not isinstance(schema, str):
-        raise PySparkTypeError("[NOT_STR] ember's from_json takes its schema as a DDL string, got %s" % type(schema).__name__)
+    from ember.pyspark.sql.types import _schema_ddl
+
+    try:
+        schema = _schema_ddl(schema, "from_json")
+    except TypeError as e:
+        raise PySparkTypeError("[NOT_STR_OR_STRUCT] %s" % e) from None
     if options:
         raise PySparkValueError("ember's from_json takes no options yet, got %r" % (options,))
     return _call("from_json", col, pattern=schema)

@@ -62,13 +62,14 @@ class DataStreamReader(_Options):
         self._schema = None
 
     def schema(self, schema):
-        """The rows' schema for the csv and json file sources, as Spark's DDL text
-        (``"word string, n long, at timestamp"``)."""
-        if not isinstance(schema, str):
-            raise PySparkTypeError(
-                "[NOT_STR] ember takes a stream's schema as a DDL string (\"word string, n long\"), got %s" % type(schema).__name__
-            )
-        self._schema = schema
+        """The rows' schema for the csv and json file sources: a ``StructType`` or Spark's DDL
+        text (``"word string, n long, at timestamp"``)."""
+        from ember.pyspark.sql.types import _schema_ddl
+
+        try:
+            self._schema = _schema_ddl(schema, "readStream.schema")
+        except TypeError as e:
+            raise PySparkTypeError("[NOT_STR_OR_STRUCT] %s" % e) from None
         return self
 
     def csv(self, path, schema=None, sep=None, header=None, **options):
