@@ -263,12 +263,30 @@ impl DataStreamWriter {
         sink.check(&self.df.arrow_schema())?;
         let names = self.df.columns();
         let explained = self.df.explain_string(false).unwrap_or_else(|e| format!("(no plan: {e})\n"));
+        // ember's web UI and `/metrics` for this query's micro-batches (`ember.ui.port`, 0: any
+        // free port; `ember.ui.host`, 127.0.0.1 by default).
+        let option = |key: &str| {
+            self.options
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.clone())
+        };
+        let ui = match option("ember.ui.port") {
+            None => None,
+            Some(port) => {
+                let port = port.parse::<u16>().map_err(|_| {
+                    Error::illegal_argument(format!("Invalid value '{port}' for option 'ember.ui.port', must be a port number"))
+                })?;
+                Some((option("ember.ui.host").unwrap_or_else(|| "127.0.0.1".to_owned()), port))
+            }
+        };
         StreamingQuery::start(Start {
             session,
             sources,
             planner,
             stateful,
             explained,
+            ui,
             event_time,
             watermark_column: key
                 .map(|(_, column)| column)
@@ -1269,6 +1287,8 @@ struct Start {
     stateful: Option<Stateful>,
     /// The plan as `explain` prints it.
     explained: String,
+    /// Where ember's web UI serves the query's micro-batches, if anywhere.
+    ui: Option<(String, u16)>,
     event_time: Option<EventTime>,
     /// The watermark's event-time column.
     watermark_column: Option<String>,
@@ -1292,6 +1312,7 @@ impl StreamingQuery {
             planner,
             stateful,
             explained,
+            ui,
             event_time,
             watermark_column,
             watermark_columns,
@@ -1369,6 +1390,9 @@ impl StreamingQuery {
                 ember::StreamingContext::builder(ember::milliseconds(interval.as_millis().max(1) as u64)).workers(session.workers());
             if finite {
                 builder = builder.no_wait();
+            }
+            if let Some((host, port)) = &ui {
+                builder = builder.ui_port(*port).ui_host(host);
             }
             // Built only when the engine has no checkpoint to resume: on the checkpoint's grid.
             if let Some(zero_ms) = zero_ms {
@@ -1662,6 +1686,12 @@ impl StreamingQuery {
     /// `StreamingQuery.explain`).
     pub fn explain_string(&self) -> &str {
         &self.state.explained
+    }
+
+    /// Where ember's web UI and `/metrics` serve this query's micro-batches (the writer's
+    /// `ember.ui.port` option), while it runs.
+    pub fn ui_address(&self) -> Option<std::net::SocketAddr> {
+        self.state.ssc().ui_address()
     }
 
     /// Prints [`StreamingQuery::explain_string`].

@@ -652,3 +652,43 @@ fn status_explain_and_the_sessions_queries() {
     assert!(!held.status().is_trigger_active);
     assert!(spark.get_query(held.id()).is_none());
 }
+
+/// The writer's `ember.ui.port` serves ember's web UI and `/metrics` for the query's
+/// micro-batches.
+#[test]
+fn the_query_s_micro_batches_reach_metrics_on_its_ui_port() {
+    use std::io::{Read, Write};
+    let dir = files(&[&["a", "b"], &["c"]]);
+    let (_spark, lines) = one_file_a_batch(dir.path());
+    let query = lines
+        .write_stream()
+        .format("memory")
+        .query_name("metered")
+        .option("ember.ui.port", 0)
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(50)))
+        .start()
+        .unwrap();
+    query.process_all_available().unwrap();
+    let address = query.ui_address().expect("a UI address");
+    let mut connection = std::net::TcpStream::connect(address).unwrap();
+    write!(connection, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut page = String::new();
+    connection.read_to_string(&mut page).unwrap();
+    query.stop().unwrap();
+    let value = |name: &str| -> f64 {
+        page.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {page}"))
+    };
+    assert!(value("ember_input_records_total") >= 2.0, "{page}");
+    assert!(value("ember_batches_completed_total") >= 2.0, "{page}");
+    let bad = lines
+        .write_stream()
+        .format("memory")
+        .query_name("x")
+        .option("ember.ui.port", "port")
+        .start();
+    assert!(matches!(&bad, Err(Error::IllegalArgument(m)) if m.contains("ember.ui.port")));
+}
