@@ -94,6 +94,10 @@ impl Dedup {
         self.seen.len() as u64
     }
 
+    pub fn kind(&self) -> DedupKind {
+        self.kind
+    }
+
     /// Whether the watermark frees keys (Spark runs a no-data batch when it moved).
     pub fn evicts(&self) -> bool {
         self.time.is_some() && (self.time_is_key || self.kind == DedupKind::WithinWatermark)

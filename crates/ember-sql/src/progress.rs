@@ -30,6 +30,10 @@ pub struct QueryProgress {
     pub add_batch_ms: u64,
     /// Groups in the aggregation's state after the micro-batch (`None`: no aggregation).
     pub state_rows: Option<u64>,
+    /// The stateful operator, as Spark 3.5 names it in `stateOperators` (`stateStoreSave`,
+    /// `dedupe`, `dedupeWithinWatermark`, `symmetricHashJoin`, `flatMapGroupsWithState`,
+    /// `applyInPandasWithState`, and `defaultName` for a session window's).
+    pub operator_name: String,
     /// Groups the micro-batch added or changed in the state.
     pub state_rows_updated: u64,
     /// Groups the watermark freed from the state.
@@ -63,7 +67,7 @@ impl QueryProgress {
             .state_rows
             .map(|rows| {
                 serde_json::json!({
-                    "operatorName": "stateStoreSave",
+                    "operatorName": self.operator_name,
                     "numRowsTotal": rows,
                     "numRowsUpdated": self.state_rows_updated,
                     "numRowsRemoved": self.state_rows_removed,
@@ -176,6 +180,7 @@ mod tests {
             trigger_execution_ms: 4,
             add_batch_ms: 1,
             state_rows: Some(3),
+            operator_name: "stateStoreSave".into(),
             state_rows_updated: 2,
             state_rows_removed: 1,
             state_rows_dropped_by_watermark: 0,

@@ -723,6 +723,18 @@ impl Stateful {
         }
     }
 
+    /// Spark 3.5's name of the operator in progress reports (checked with PySpark 3.5.9).
+    fn operator_name(&self) -> String {
+        match self {
+            Stateful::Aggregate(f) if f.session.is_some() => "defaultName".to_owned(),
+            Stateful::Aggregate(_) => "stateStoreSave".to_owned(),
+            Stateful::Dedup(d) if d.kind() == DedupKind::WithinWatermark => "dedupeWithinWatermark".to_owned(),
+            Stateful::Dedup(_) => "dedupe".to_owned(),
+            Stateful::Join(_) => "symmetricHashJoin".to_owned(),
+            Stateful::Arbitrary(a) => a.api().to_owned(),
+        }
+    }
+
     fn state_rows(&self) -> u64 {
         match self {
             Stateful::Aggregate(f) => f.state_rows(),
@@ -1465,6 +1477,7 @@ impl StreamingQuery {
                         Some(f) => f.step(batches, mode, &planner.task, event_time.as_ref().map(|_| watermarks)),
                     };
                     let state_rows = finishing.as_ref().map(Stateful::state_rows);
+                    let operator_name = finishing.as_ref().map(Stateful::operator_name).unwrap_or_default();
                     step.and_then(|step| {
                         let rows = step.rows;
                         let next = match &event_time {
@@ -1514,6 +1527,7 @@ impl StreamingQuery {
                             },
                             add_batch_ms,
                             state_rows,
+                            operator_name: operator_name.clone(),
                             state_rows_updated: step.updated,
                             state_rows_removed: step.removed,
                             state_rows_dropped_by_watermark: step.dropped,

@@ -355,6 +355,11 @@ impl Arbitrary {
         self.states.len() as u64
     }
 
+    /// The operation's name (`flatMapGroupsWithState`, `applyInPandasWithState`).
+    pub fn api(&self) -> &'static str {
+        self.spec.api
+    }
+
     /// Whether a no-data batch runs when the watermark moved.
     pub fn evicts(&self) -> bool {
         self.spec.timeout == GroupStateTimeout::EventTimeTimeout
