@@ -518,16 +518,7 @@ impl PyDataFrame {
     /// The rows as an Arrow IPC stream (for `pyarrow.ipc.open_stream`: `toPandas`, `toArrow`).
     fn arrow_ipc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let batches = py.detach(|| self.df.collect()).map_err(|e| sql_err(py, e))?;
-        let schema = self.df.arrow_schema();
-        let mut bytes = Vec::new();
-        {
-            let mut writer =
-                ember_sql::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &schema).map_err(|e| sql_err(py, e.into()))?;
-            for batch in &batches {
-                writer.write(batch).map_err(|e| sql_err(py, e.into()))?;
-            }
-            writer.finish().map_err(|e| sql_err(py, e.into()))?;
-        }
+        let bytes = ember_sql::ipc_stream(&self.df.arrow_schema(), &batches).map_err(|e| sql_err(py, e))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
@@ -764,18 +755,6 @@ struct PandasGroupFunction {
     invoke: Py<PyAny>,
 }
 
-/// Record batches as one Arrow IPC stream.
-fn ipc_bytes(batches: &[RecordBatch], schema: &ember_sql::arrow::datatypes::SchemaRef) -> Result<Vec<u8>, ember_sql::Error> {
-    let mut bytes = Vec::new();
-    let mut writer = ember_sql::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, schema)?;
-    for batch in batches {
-        writer.write(batch)?;
-    }
-    writer.finish()?;
-    drop(writer);
-    Ok(bytes)
-}
-
 impl ember_sql::state::GroupFunction for PandasGroupFunction {
     fn call(
         &mut self,
@@ -783,7 +762,7 @@ impl ember_sql::state::GroupFunction for PandasGroupFunction {
         rows: RecordBatch,
         state: &mut ember_sql::state::RawGroupState,
     ) -> ember_sql::Result<Vec<RecordBatch>> {
-        let input = ipc_bytes(std::slice::from_ref(&rows), &rows.schema())?;
+        let input = ember_sql::ipc_stream(&rows.schema(), [&rows])?;
         let watermark = state.current_watermark_ms().ok();
         let batch_ms = state.current_processing_time_ms();
         let failed = |e: String| ember_sql::Error::IllegalArgument(format!("applyInPandasWithState's function failed: {e}"));

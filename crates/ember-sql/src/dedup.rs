@@ -175,12 +175,7 @@ impl Dedup {
         let keys = BinaryArray::from_iter_values(self.seen.keys());
         let expires = Int64Array::from_iter_values(self.seen.values().copied());
         let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(keys), Arc::new(expires)])?;
-        let mut bytes = Vec::new();
-        let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &schema)?;
-        writer.write(&batch)?;
-        writer.finish()?;
-        drop(writer);
-        Ok(bytes)
+        crate::ipc_stream(&schema, [&batch])
     }
 
     /// Takes the keys of a [`Dedup::snapshot`]; refuses another operator's state.

@@ -65,3 +65,20 @@ pub use types::schema_from_ddl;
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Record batches of `schema` as one Arrow IPC stream (the stateful operators' checkpointed
+/// state; the Python bridge's batches for pyarrow).
+#[doc(hidden)]
+pub fn ipc_stream<'a>(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    batches: impl IntoIterator<Item = &'a datafusion::arrow::array::RecordBatch>,
+) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, schema)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    drop(writer);
+    Ok(bytes)
+}

@@ -973,14 +973,7 @@ impl Planner {
 impl Finisher {
     /// The state as an Arrow IPC stream (none or one batch of the partial schema).
     fn snapshot(&self) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &self.partial_schema)?;
-        if let Some(state) = &self.state {
-            writer.write(state)?;
-        }
-        writer.finish()?;
-        drop(writer);
-        Ok(bytes)
+        crate::ipc_stream(&self.partial_schema, self.state.as_ref())
     }
 
     /// Takes the state of a [`Finisher::snapshot`]; refuses one of another query's aggregation.

@@ -580,12 +580,7 @@ impl Arbitrary {
         let values = BinaryArray::from_iter(self.states.values().map(|e| e.value.as_deref()));
         let timeouts = Int64Array::from_iter(self.states.values().map(|e| e.timeout_ms));
         let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(keys), Arc::new(values), Arc::new(timeouts)])?;
-        let mut bytes = Vec::new();
-        let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &schema)?;
-        writer.write(&batch)?;
-        writer.finish()?;
-        drop(writer);
-        Ok(bytes)
+        crate::ipc_stream(&schema, [&batch])
     }
 
     /// Takes the states of an [`Arbitrary::snapshot`]; refuses another operator's state.

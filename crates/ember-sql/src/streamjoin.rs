@@ -413,7 +413,6 @@ impl StreamJoin {
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         for side in &self.sides {
-            let mut one = Vec::new();
             let mut schema: Vec<datafusion::arrow::datatypes::Field> = side.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
             schema.push(datafusion::arrow::datatypes::Field::new(
                 "__ember_matched",
@@ -424,10 +423,7 @@ impl StreamJoin {
             let mut columns = side.rows.columns().to_vec();
             columns.push(Arc::new(BooleanArray::from(side.matched.clone())));
             let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
-            let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut one, &schema)?;
-            writer.write(&batch)?;
-            writer.finish()?;
-            drop(writer);
+            let one = crate::ipc_stream(&schema, [&batch])?;
             bytes.extend((one.len() as u64).to_le_bytes());
             bytes.extend(one);
         }
