@@ -19,7 +19,7 @@ use datafusion::physical_plan::aggregates::AggregateExec;
 
 use crate::error::{Error, Result};
 use crate::eventtime::Watermarks;
-use crate::query::{Instance, Step};
+use crate::exec::{Instance, Step};
 
 /// Which deduplication a DataFrame asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -483,7 +483,7 @@ mod tests {
         if let Some(agg) = plan.downcast_ref::<AggregateExec>() {
             return match agg.mode() {
                 AggregateMode::Partial => Arc::clone(plan),
-                AggregateMode::Single | AggregateMode::SinglePartitioned => crate::query::partial_of(agg).unwrap(),
+                AggregateMode::Single | AggregateMode::SinglePartitioned => crate::exec::partial_of(agg).unwrap(),
                 _ => partial(agg.input()),
             };
         }

@@ -22,11 +22,13 @@
 //! # Ok::<(), ember_sql::Error>(())
 //! ```
 
+mod aggregate;
 mod checkpoint;
 mod dataframe;
 mod dedup;
 mod error;
 mod eventtime;
+mod exec;
 pub mod functions;
 mod fused;
 pub mod listener;

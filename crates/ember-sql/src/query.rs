@@ -10,15 +10,13 @@
 //! (`PartialReduce`), finished (`Final`) for every group (complete mode) or for the groups the
 //! micro-batch touched (update mode), and the plan above the aggregation runs on that.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
@@ -27,17 +25,19 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::joins::HashJoinExec;
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::Finisher;
 use crate::checkpoint::{Committed, QueryCheckpoint};
 use crate::dataframe::DataFrame;
 use crate::dedup::{Dedup, DedupKind};
 use crate::error::{Error, Result};
 use crate::eventtime::{EventStats, KeyTime, Watermarks};
+use crate::exec::{ArrowBatch, Instance, Step, partial_of};
 use crate::listener::{QueryStartedEvent, QueryTerminatedEvent};
 use crate::lock;
 use crate::progress::QueryProgress;
 use crate::session::SparkSession;
 use crate::sink::{ConsoleOut, ForeachBatch, OutputMode, Sink};
-use crate::source::{FileSource, RateSource, Slot, SourceSpec, find_slots, read_text, slot_exec};
+use crate::source::{FileSource, RateSource, SourceSpec, find_slots, read_text, slot_exec};
 use crate::streamjoin::StreamJoin;
 
 /// When micro-batches run (Spark's `trigger`).
@@ -531,36 +531,6 @@ fn check_joins(plan: &LogicalPlan, mode: OutputMode) -> Result<bool> {
     refused.map_or(Ok(stream_join), Err)
 }
 
-/// A record batch that ember's engine can move between processes (as Arrow IPC).
-#[derive(Clone, Debug)]
-pub(crate) struct ArrowBatch(pub RecordBatch);
-
-impl Serialize for ArrowBatch {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut bytes = Vec::new();
-        let written = (|| -> std::result::Result<(), datafusion::arrow::error::ArrowError> {
-            let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &self.0.schema())?;
-            writer.write(&self.0)?;
-            writer.finish()
-        })();
-        written.map_err(|e| serde::ser::Error::custom(format!("cannot encode a record batch: {e}")))?;
-        serializer.serialize_bytes(&bytes)
-    }
-}
-
-impl<'de> Deserialize<'de> for ArrowBatch {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let bytes: Vec<u8> = serde::Deserialize::deserialize(deserializer)?;
-        let mut reader = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-            .map_err(|e| serde::de::Error::custom(format!("not a record batch: {e}")))?;
-        match reader.next() {
-            Some(Ok(batch)) => Ok(ArrowBatch(batch)),
-            Some(Err(e)) => Err(serde::de::Error::custom(format!("not a record batch: {e}"))),
-            None => Err(serde::de::Error::custom("an empty record batch stream")),
-        }
-    }
-}
-
 /// What a worker's copy of the plan made of one partition of a micro-batch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct StageOut {
@@ -570,47 +540,6 @@ pub(crate) struct StageOut {
     event_time: Vec<Option<EventStats>>,
     /// A join of two streams: the rows of its right side (`batches` are the left's).
     right: Vec<ArrowBatch>,
-}
-
-/// One copy of a physical plan and the slots its leaves read, with the stream each scans.
-pub(crate) struct Instance {
-    plan: Arc<dyn ExecutionPlan>,
-    slots: Vec<(usize, Slot)>,
-    /// A join of two streams: the plan of its right side (`plan` is the left's).
-    right: Option<Box<Instance>>,
-}
-
-impl Instance {
-    /// Runs the plan over `input` in every leaf (a stage between others has one).
-    pub(crate) fn run(&self, input: Vec<RecordBatch>, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
-        for (_, slot) in &self.slots {
-            slot.fill(input.iter().cloned());
-        }
-        self.execute(task)
-    }
-
-    /// Runs the plan with `input` in the leaves that scan stream `source` (the others read
-    /// nothing: for a union, the other streams' rows go through on their own).
-    fn run_source(&self, source: usize, input: Vec<RecordBatch>, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
-        for (_, slot) in self.slots.iter().filter(|(id, _)| *id == source) {
-            slot.fill(input.iter().cloned());
-        }
-        self.execute(task)
-    }
-
-    /// Every output partition (a union has one per input), in order.
-    fn execute(&self, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
-        // Operators keep what they built in one execution (a hash join's table of the stream's
-        // rows): each micro-batch runs a copy without it. The slots stay the same.
-        let plan = datafusion::physical_plan::execution_plan::reset_plan_states(Arc::clone(&self.plan))?;
-        let partitions = plan.properties().partitioning.partition_count();
-        let mut out = Vec::new();
-        for partition in 0..partitions {
-            let stream = plan.execute(partition, Arc::clone(task))?;
-            out.extend(futures::executor::block_on(datafusion::physical_plan::common::collect(stream))?);
-        }
-        Ok(out)
-    }
 }
 
 fn same_node(a: &Arc<dyn ExecutionPlan>, b: &Arc<dyn ExecutionPlan>) -> bool {
@@ -637,19 +566,6 @@ fn top_stream_join(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPla
 }
 
 /// The partial aggregation under a final one (through nodes that only move batches).
-/// The partial half of a single-stage aggregation: the same groups and aggregates over the
-/// same input, giving the accumulators' states.
-pub(crate) fn partial_of(agg: &AggregateExec) -> Result<Arc<dyn ExecutionPlan>> {
-    Ok(Arc::new(AggregateExec::try_new(
-        AggregateMode::Partial,
-        agg.group_expr().clone(),
-        agg.aggr_expr().to_vec(),
-        agg.filter_expr().to_vec(),
-        Arc::clone(agg.input()),
-        agg.input_schema(),
-    )?))
-}
-
 fn partial_below(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     let mut node = Arc::clone(plan);
     loop {
@@ -681,28 +597,6 @@ struct Planner {
     dedup: Option<DedupKind>,
     /// The query joins two streams: workers run the plans of its two sides.
     stream_join: bool,
-}
-
-/// The stages after the gather, for an aggregation.
-struct Finisher {
-    merge: Instance,
-    finish: Instance,
-    upper: Instance,
-    groups: usize,
-    state: Option<RecordBatch>,
-    partial_schema: SchemaRef,
-    /// The key that holds event time, when the query has a watermark on it.
-    key_time: Option<(usize, KeyTime)>,
-    /// The key that is a session window, whose sessions merge.
-    session: Option<usize>,
-}
-
-/// What a micro-batch did to an aggregation: the rows for the sink and the state's counts.
-pub(crate) struct Step {
-    pub rows: Vec<RecordBatch>,
-    pub updated: u64,
-    pub removed: u64,
-    pub dropped: u64,
 }
 
 /// The stateful operator of a query, on worker 0: an aggregation or a deduplication.
@@ -771,13 +665,6 @@ impl Stateful {
             Stateful::Arbitrary(a) => a.evicts(),
         }
     }
-}
-
-/// Which rows of `batch` have their key's event time at or before `watermark_ms`.
-fn at_or_before(batch: &RecordBatch, (key, kind): (usize, KeyTime), watermark_ms: i64) -> Result<BooleanArray> {
-    let times = crate::eventtime::key_times(batch.column(key), kind)?;
-    let limit = watermark_ms.saturating_mul(1000);
-    Ok(times.iter().map(|t| Some(t.is_some_and(|t| t <= limit))).collect())
 }
 
 impl Planner {
@@ -968,162 +855,6 @@ impl Planner {
             session: None,
         })))
     }
-}
-
-impl Finisher {
-    /// The state as an Arrow IPC stream (none or one batch of the partial schema).
-    fn snapshot(&self) -> Result<Vec<u8>> {
-        crate::ipc_stream(&self.partial_schema, self.state.as_ref())
-    }
-
-    /// Takes the state of a [`Finisher::snapshot`]; refuses one of another query's aggregation.
-    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(bytes, None)?;
-        let schema = reader.schema();
-        let fields =
-            |s: &SchemaRef| -> Vec<(String, String)> { s.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect() };
-        if fields(&schema) != fields(&self.partial_schema) {
-            return Err(Error::analysis(format!(
-                "The checkpoint's state of the aggregation (operator stateStoreSave) has the columns {:?}; the query's aggregation now keeps {:?}: the query changed in a way its state cannot follow (start it with a new checkpointLocation)",
-                fields(&schema),
-                fields(&self.partial_schema)
-            )));
-        }
-        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-        self.state = match batches.len() {
-            0 => None,
-            _ => Some(concat_batches(&self.partial_schema, &batches)?),
-        };
-        Ok(())
-    }
-
-    /// Groups in the state.
-    fn state_rows(&self) -> u64 {
-        self.state.as_ref().map_or(0, |s| s.num_rows() as u64)
-    }
-
-    /// Merges a micro-batch's partial rows into the state and returns the rows the output
-    /// mode sends to the sink. With event time (`watermarks`): groups at or before the late-rows
-    /// watermark are dropped; update mode then frees the groups at or before the eviction
-    /// watermark, append mode emits and frees them (Spark 3.5's `StateStoreSaveExec`).
-    fn step(
-        &mut self,
-        partials: Vec<RecordBatch>,
-        mode: OutputMode,
-        task: &Arc<TaskContext>,
-        watermarks: Option<Watermarks>,
-    ) -> Result<Step> {
-        let new = concat_batches(&self.partial_schema, &partials)?;
-        // One row per group, as Spark's stateful operator sees them after its shuffle.
-        let mut new = concat_batches(&self.partial_schema, &self.merge.run(vec![new], task)?)?;
-        // Complete mode keeps every group: no late rows, no eviction (Spark's).
-        let event = self.key_time.zip(watermarks).filter(|_| mode != OutputMode::Complete);
-        let mut dropped = 0;
-        if let Some((key, w)) = event {
-            let late = at_or_before(&new, key, w.late_ms)?;
-            dropped = late.true_count() as u64;
-            if dropped > 0 {
-                new = filter_record_batch(&new, &datafusion::arrow::compute::not(&late)?)?;
-            }
-        }
-        let state_len = self.state.as_ref().map_or(0, RecordBatch::num_rows);
-        let mut input = Vec::with_capacity(2);
-        if let Some(state) = self.state.take() {
-            input.push(state);
-        }
-        input.push(new.clone());
-        let old_state = (state_len > 0).then(|| input[0].clone());
-        // Session windows: the sessions of a key that now overlap become one, in the state and
-        // the micro-batch alike; `new` then holds the micro-batch's rows under their sessions.
-        if let Some(session) = self.session {
-            let combined = concat_batches(&self.partial_schema, &input)?;
-            let (rekeyed, origin) = crate::eventtime::merge_sessions(&combined, session, self.groups)?;
-            let from_batch: BooleanArray = origin.iter().map(|&o| Some(o >= state_len)).collect();
-            new = filter_record_batch(&rekeyed, &from_batch)?;
-            input = vec![rekeyed];
-        }
-        let merged = self.merge.run(input, task)?;
-        let merged = concat_batches(&self.partial_schema, &merged)?;
-        let keys = |batch: &RecordBatch| -> Result<datafusion::arrow::row::Rows> {
-            let fields = batch.columns()[..self.groups]
-                .iter()
-                .map(|c| SortField::new(c.data_type().clone()))
-                .collect();
-            let converter = RowConverter::new(fields)?;
-            Ok(converter.convert_columns(&batch.columns()[..self.groups])?)
-        };
-        let touched: HashSet<Vec<u8>> = keys(&new)?.iter().map(|r| r.as_ref().to_vec()).collect();
-        // Spark rewrites every session of a key with input, changed or not.
-        let updated = match self.session {
-            Some(session) => {
-                let others = |batch: &RecordBatch| -> Result<datafusion::arrow::row::Rows> {
-                    let columns: Vec<_> = (0..self.groups)
-                        .filter(|g| *g != session)
-                        .map(|g| Arc::clone(batch.column(g)))
-                        .collect();
-                    let converter = RowConverter::new(columns.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
-                    Ok(converter.convert_columns(&columns)?)
-                };
-                let with_input: HashSet<Vec<u8>> = others(&new)?.iter().map(|r| r.as_ref().to_vec()).collect();
-                others(&merged)?.iter().filter(|r| with_input.contains(r.as_ref())).count() as u64
-            }
-            None => touched.len() as u64,
-        };
-        let evicted = match event {
-            Some((key, w)) => Some(at_or_before(&merged, key, w.eviction_ms)?),
-            None => None,
-        };
-        // Spark keys a session's state by its start: a saved session that a merge gave another
-        // start is removed from the store, and counted so.
-        let replaced = match (self.session, &old_state) {
-            (Some(session), Some(old)) => replaced_sessions(old, &merged, session, self.groups)?,
-            _ => 0,
-        };
-        let removed = evicted.as_ref().map_or(0, |e| e.true_count() as u64) + replaced;
-        let kept = match &evicted {
-            Some(mask) if removed > 0 => filter_record_batch(&merged, &datafusion::arrow::compute::not(mask)?)?,
-            _ => merged.clone(),
-        };
-        let finishing = match mode {
-            OutputMode::Complete => merged,
-            OutputMode::Update if self.groups > 0 => {
-                let mask: BooleanArray = keys(&merged)?.iter().map(|r| Some(touched.contains(r.as_ref()))).collect();
-                filter_record_batch(&merged, &mask)?
-            }
-            OutputMode::Update => merged,
-            OutputMode::Append => match &evicted {
-                Some(mask) => filter_record_batch(&merged, mask)?,
-                None => return Err(Error::unsupported("append mode for an aggregation without a watermark on its key")),
-            },
-        };
-        self.state = Some(kept);
-        let finished = self.finish.run(vec![finishing], task)?;
-        Ok(Step {
-            rows: self.upper.run(finished, task)?,
-            updated,
-            removed,
-            dropped,
-        })
-    }
-}
-
-/// How many of the saved sessions `old` are in `merged` under no session of the same key and
-/// start (a merge moved their start).
-fn replaced_sessions(old: &RecordBatch, merged: &RecordBatch, session: usize, groups: usize) -> Result<u64> {
-    let key_columns = |batch: &RecordBatch| -> Vec<ArrayRef> {
-        (0..groups)
-            .map(|g| match g == session {
-                true => Arc::clone(batch.column(g).as_struct().column(0)),
-                false => Arc::clone(batch.column(g)),
-            })
-            .collect()
-    };
-    let (old, merged) = (key_columns(old), key_columns(merged));
-    let converter = RowConverter::new(merged.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
-    let now = converter.convert_columns(&merged)?;
-    let now: HashSet<&[u8]> = now.iter().map(|r| r.data()).collect();
-    let before = converter.convert_columns(&old)?;
-    Ok(before.iter().filter(|r| !now.contains(r.data())).count() as u64)
 }
 
 struct QueryState {

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::eventtime::Watermarks;
-use crate::query::{Instance, Step};
+use crate::exec::{Instance, Step};
 
 /// When a group's state times out (Spark's `GroupStateTimeout`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use datafusion::physical_plan::joins::utils::JoinFilter;
 
 use crate::error::{Error, Result};
 use crate::eventtime::Watermarks;
-use crate::query::{Instance, Step};
+use crate::exec::{Instance, Step};
 
 /// One side's rows in state, with whether each has matched a row of the other side.
 struct Side {
