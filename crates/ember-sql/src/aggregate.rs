@@ -1,18 +1,21 @@
 //! A streaming aggregation's state: each micro-batch's partial rows merged into the groups
 //! kept so far, and what the output mode sends on (Spark's `StateStoreSaveExec`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::execution::TaskContext;
+use ember::{KeyGroupLogic, KeyGroups, Routed};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::eventtime::{KeyTime, Watermarks};
-use crate::exec::{Instance, Step};
+use crate::eventtime::{EventStats, KeyTime, WatermarkTracker, Watermarks};
+use crate::exec::{ArrowBatch, Instance, Step};
 use crate::sink::OutputMode;
 
 /// The stages after the gather, for an aggregation.
@@ -44,6 +47,17 @@ impl Finisher {
 
     /// Takes the state of a [`Finisher::snapshot`]; refuses one of another query's aggregation.
     pub(crate) fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let batches = self.read_state(bytes)?;
+        self.state = match batches.len() {
+            0 => None,
+            _ => Some(concat_batches(&self.partial_schema, &batches)?),
+        };
+        Ok(())
+    }
+
+    /// The rows of a state written as an Arrow IPC stream; refuses the state of another
+    /// query's aggregation, naming the operator.
+    pub(crate) fn read_state(&self, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
         let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(bytes, None)?;
         let schema = reader.schema();
         let fields =
@@ -55,12 +69,15 @@ impl Finisher {
                 fields(&self.partial_schema)
             )));
         }
-        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-        self.state = match batches.len() {
-            0 => None,
-            _ => Some(concat_batches(&self.partial_schema, &batches)?),
-        };
-        Ok(())
+        Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
+    /// Spark 3.5's name of the operator in progress reports (checked with PySpark 3.5.9).
+    pub(crate) fn operator_name(&self) -> String {
+        match self.session {
+            Some(_) => "defaultName".to_owned(),
+            None => "stateStoreSave".to_owned(),
+        }
     }
 
     /// Groups in the state.
@@ -190,4 +207,286 @@ fn replaced_sessions(old: &RecordBatch, merged: &RecordBatch, session: usize, gr
     let now: HashSet<&[u8]> = now.iter().map(|r| r.data()).collect();
     let before = converter.convert_columns(&old)?;
     Ok(before.iter().filter(|r| !now.contains(r.data())).count() as u64)
+}
+
+/// What a worker sends the aggregation's owners from one partition of a micro-batch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Piece {
+    /// Partial rows whose groups one owner holds.
+    Rows(ArrowBatch),
+    /// How many rows the partition read, and its event times at each watermark: every owner
+    /// gets a copy, so that all of them move the watermark alike.
+    Facts {
+        input_rows: u64,
+        event_time: Vec<Option<EventStats>>,
+    },
+}
+
+/// One owner's share of a micro-batch of the aggregation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Stepped {
+    /// Whether the micro-batch ran (it had input, or the watermark freed groups).
+    pub ran: bool,
+    /// The micro-batch's input rows and event times, over all partitions.
+    pub input_rows: u64,
+    pub event_time: Vec<Option<EventStats>>,
+    /// The rows the output mode sends to the sink from this owner's groups.
+    pub rows: Vec<ArrowBatch>,
+    pub updated: u64,
+    pub removed: u64,
+    pub dropped: u64,
+    /// Groups held after the micro-batch.
+    pub state_rows: u64,
+    /// The watermark moved where the state frees groups: a micro-batch runs next, data or not.
+    pub pending: bool,
+}
+
+/// Which columns of the partial rows decide where a group lives: its keys, but for a session
+/// window's (the sessions of one key merge, so they must live together).
+pub(crate) fn routing_keys(finisher: &Finisher) -> Vec<usize> {
+    (0..finisher.groups).filter(|g| Some(*g) != finisher.session).collect()
+}
+
+/// The key group of each row of `batch` (the stable hash of its `keys` columns' row encoding).
+fn row_groups(batch: &RecordBatch, keys: &[usize], groups: &KeyGroups) -> Result<Vec<u32>> {
+    if keys.is_empty() {
+        // A global aggregation: one group, held by one owner.
+        return Ok(vec![global_group(groups); batch.num_rows()]);
+    }
+    let columns: Vec<ArrayRef> = keys.iter().map(|k| Arc::clone(batch.column(*k))).collect();
+    let converter = RowConverter::new(columns.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
+    let rows = converter.convert_columns(&columns)?;
+    Ok(rows
+        .iter()
+        .map(|r| groups.group_of_hash(ember::keys::stable_hash(r.data())))
+        .collect())
+}
+
+/// The key group of the rows of an aggregation routed by no column.
+fn global_group(groups: &KeyGroups) -> u32 {
+    groups.group_of_hash(ember::keys::stable_hash(&[] as &[u8]))
+}
+
+/// The rows of `batch` by the value each row has in `of`, in order of that value.
+fn split_rows(batch: &RecordBatch, of: &[u32]) -> Result<BTreeMap<u32, RecordBatch>> {
+    let mut indices: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for (row, value) in of.iter().enumerate() {
+        indices.entry(*value).or_default().push(row as u32);
+    }
+    if indices.len() == 1 {
+        return Ok(indices.into_keys().map(|k| (k, batch.clone())).collect());
+    }
+    indices
+        .into_iter()
+        .map(|(k, rows)| Ok((k, datafusion::arrow::compute::take_record_batch(batch, &UInt32Array::from(rows))?)))
+        .collect()
+}
+
+/// A worker's side of the exchange: the partial rows of one partition, each to the owner of
+/// its group, and the partition's facts to every owner.
+pub(crate) fn route(
+    input_rows: u64,
+    event_time: Vec<Option<EventStats>>,
+    partials: Vec<ArrowBatch>,
+    keys: &[usize],
+    groups: &KeyGroups,
+    out: &mut Vec<Routed<Piece>>,
+) -> Result<()> {
+    out.push(Routed::Everyone(Piece::Facts { input_rows, event_time }));
+    for batch in partials {
+        let batch = batch.0;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let partitions: Vec<u32> = row_groups(&batch, keys, groups)?
+            .into_iter()
+            .map(|g| groups.partition_of_group(g))
+            .collect();
+        for (partition, rows) in split_rows(&batch, &partitions)? {
+            out.push(Routed::To {
+                partition,
+                value: Piece::Rows(ArrowBatch(rows)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The aggregation's state on one worker: the groups of the key groups it owns, kept by
+/// ember's engine (checkpointed per key group, restored on any number of workers).
+pub(crate) struct KeyedAggregate {
+    /// The worker's copy of the aggregation's final stages (or why it could not be planned).
+    finisher: std::result::Result<Finisher, String>,
+    keys: Vec<usize>,
+    groups: KeyGroups,
+    mode: OutputMode,
+    task: Arc<TaskContext>,
+    /// The watermarks' delays, when the query has event time.
+    delays: Option<Vec<i64>>,
+    tracker: WatermarkTracker,
+    pending: bool,
+    /// Restored rows, until every owned group is in.
+    restoring: Vec<RecordBatch>,
+}
+
+impl KeyedAggregate {
+    pub(crate) fn new(
+        finisher: std::result::Result<Finisher, String>,
+        groups: &KeyGroups,
+        mode: OutputMode,
+        task: Arc<TaskContext>,
+        delays: Option<Vec<i64>>,
+    ) -> Self {
+        KeyedAggregate {
+            keys: finisher.as_ref().map(routing_keys).unwrap_or_default(),
+            finisher,
+            groups: groups.clone(),
+            mode,
+            task,
+            delays,
+            tracker: WatermarkTracker::default(),
+            pending: false,
+            restoring: Vec::new(),
+        }
+    }
+
+    fn finisher(&mut self) -> std::result::Result<&mut Finisher, String> {
+        self.finisher.as_mut().map_err(|e| e.clone())
+    }
+
+    /// The watermarks and the pending flag, as every snapshot group carries them.
+    fn clock_bytes(&self) -> Vec<u8> {
+        serde_json::json!({
+            "evictionMs": self.tracker.current.eviction_ms,
+            "lateMs": self.tracker.current.late_ms,
+            "nodes": self.tracker.nodes,
+            "pending": self.pending,
+        })
+        .to_string()
+        .into_bytes()
+    }
+}
+
+impl KeyGroupLogic for KeyedAggregate {
+    type Input = Piece;
+    type Output = Stepped;
+
+    fn on_batch(&mut self, _time: ember::Time, input: Vec<Piece>) -> std::result::Result<Vec<Stepped>, String> {
+        let mut rows = Vec::new();
+        let mut input_rows = 0;
+        let mut stats: Vec<Option<EventStats>> = Vec::new();
+        for piece in input {
+            match piece {
+                Piece::Rows(batch) => rows.push(batch.0),
+                Piece::Facts { input_rows: n, event_time } => {
+                    input_rows += n;
+                    stats.resize(stats.len().max(event_time.len()), None);
+                    for (i, s) in event_time.into_iter().enumerate() {
+                        stats[i] = match (stats[i], s) {
+                            (Some(a), Some(b)) => Some(a.merge(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                }
+            }
+        }
+        let mut stepped = Stepped {
+            ran: input_rows > 0 || self.pending,
+            input_rows,
+            event_time: stats,
+            rows: Vec::new(),
+            updated: 0,
+            removed: 0,
+            dropped: 0,
+            state_rows: 0,
+            pending: false,
+        };
+        let (mode, task) = (self.mode, Arc::clone(&self.task));
+        let watermarks = self.delays.as_ref().map(|_| self.tracker.current);
+        let global_elsewhere = self.keys.is_empty() && !self.groups.owns(global_group(&self.groups));
+        let finisher = self.finisher()?;
+        // A global aggregation finishes to one row even over nothing: only the owner of its one
+        // group runs it.
+        if stepped.ran && !(finisher.groups == 0 && global_elsewhere) {
+            let step = finisher.step(rows, mode, &task, watermarks).map_err(|e| e.to_string())?;
+            stepped.rows = step.rows.into_iter().map(ArrowBatch).collect();
+            (stepped.updated, stepped.removed, stepped.dropped) = (step.updated, step.removed, step.dropped);
+            let evicts = finisher.key_time.is_some() && mode != OutputMode::Complete;
+            if let Some(delays) = &self.delays {
+                let next = self.tracker.after(delays, &stepped.event_time);
+                self.pending = evicts && next.current.eviction_ms > self.tracker.current.eviction_ms;
+                self.tracker = next;
+            }
+        }
+        stepped.state_rows = self.finisher.as_ref().map_or(0, Finisher::state_rows);
+        stepped.pending = self.pending;
+        Ok(vec![stepped])
+    }
+
+    fn snapshot(&self) -> std::result::Result<BTreeMap<u32, Vec<u8>>, String> {
+        let finisher = self.finisher.as_ref().map_err(|e| e.clone())?;
+        let clock = self.clock_bytes();
+        let mut rows = match &finisher.state {
+            Some(state) if state.num_rows() > 0 => {
+                let groups = row_groups(state, &self.keys, &self.groups).map_err(|e| e.to_string())?;
+                split_rows(state, &groups).map_err(|e| e.to_string())?
+            }
+            _ => BTreeMap::new(),
+        };
+        // Every owned group carries the watermarks, so that any worker restoring any of them
+        // goes on with the same.
+        let mut out = BTreeMap::new();
+        for group in self.groups.owned() {
+            let mut bytes = Vec::with_capacity(4 + clock.len());
+            bytes.extend_from_slice(&(clock.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&clock);
+            if let Some(batch) = rows.remove(&group) {
+                bytes.extend(crate::ipc_stream(&finisher.partial_schema, Some(&batch)).map_err(|e| e.to_string())?);
+            }
+            out.insert(group, bytes);
+        }
+        Ok(out)
+    }
+
+    fn restore(&mut self, group: u32, bytes: &[u8]) -> std::result::Result<(), String> {
+        let damaged = || format!("the state of key group {group} is damaged");
+        let length = bytes.get(..4).ok_or_else(damaged)?;
+        let length = u32::from_le_bytes(length.try_into().map_err(|_| damaged())?) as usize;
+        let clock = bytes.get(4..4 + length).ok_or_else(damaged)?;
+        let clock: serde_json::Value = serde_json::from_slice(clock).map_err(|_| damaged())?;
+        self.tracker = WatermarkTracker {
+            current: Watermarks {
+                eviction_ms: clock["evictionMs"].as_i64().unwrap_or(0),
+                late_ms: clock["lateMs"].as_i64().unwrap_or(0),
+            },
+            nodes: clock["nodes"]
+                .as_array()
+                .map(|nodes| nodes.iter().map(serde_json::Value::as_i64).collect())
+                .unwrap_or_default(),
+        };
+        self.pending = clock["pending"].as_bool().unwrap_or(false);
+        let rows = &bytes[4 + length..];
+        if !rows.is_empty() {
+            let finisher = self.finisher()?;
+            let batches = finisher.read_state(rows).map_err(|e| e.to_string())?;
+            self.restoring.extend(batches);
+        }
+        Ok(())
+    }
+
+    fn restored(&mut self) {
+        let restoring = std::mem::take(&mut self.restoring);
+        if let Ok(finisher) = self.finisher.as_mut()
+            && !restoring.is_empty()
+        {
+            match concat_batches(&finisher.partial_schema, &restoring) {
+                Ok(state) => finisher.state = Some(state),
+                Err(e) => self.finisher = Err(format!("cannot restore the aggregation's state: {e}")),
+            }
+        }
+    }
+
+    fn keys(&self) -> Option<u64> {
+        Some(self.finisher.as_ref().map_or(0, Finisher::state_rows))
+    }
 }

@@ -151,6 +151,22 @@ impl QueryCheckpoint {
         Ok(())
     }
 
+    /// The schema of the aggregation's state (an Arrow IPC stream without batches) that the
+    /// checkpoint was started with; `schema` when it is new.
+    pub fn state_schema(&self, schema: &[u8]) -> Result<Vec<u8>> {
+        let path = self.dir.join("state").join("schema");
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = self.dir.join("state");
+                std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+                write_atomically(&path, schema).map_err(io(format!("cannot write {}", path.display())))?;
+                Ok(schema.to_vec())
+            }
+            Err(e) => Err(io(format!("cannot read {}", path.display()))(e)),
+        }
+    }
+
     /// The aggregation's state after batch `batch_id`.
     pub fn read_state(&self, batch_id: i64) -> Result<Vec<u8>> {
         let path = self.dir.join("state").join(batch_id.to_string());

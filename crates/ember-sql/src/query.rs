@@ -6,9 +6,10 @@
 //! micro-batch (see `source.rs`). For a query without aggregation that plan is the whole query
 //! and its output goes to the sink. With an aggregation, each worker runs the plan up to the
 //! aggregation's partial mode (DataFusion's `AggregateExec` in `Partial` mode: group keys and
-//! accumulator states); the partial rows of a micro-batch are gathered, merged into the state
-//! (`PartialReduce`), finished (`Final`) for every group (complete mode) or for the groups the
-//! micro-batch touched (update mode), and the plan above the aggregation runs on that.
+//! accumulator states); the partial rows go through ember's exchange to the workers that own
+//! their key groups, which keep the groups in engine-owned state and finish them (see
+//! `aggregate.rs`); their output is gathered for the sink. The other stateful operators
+//! (deduplication, joins of two streams, state functions) run after the gather, on worker 0.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +26,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::joins::HashJoinExec;
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Finisher;
+use crate::aggregate::{Finisher, KeyedAggregate, Piece, Stepped};
 use crate::checkpoint::{Committed, QueryCheckpoint};
 use crate::dataframe::DataFrame;
 use crate::dedup::{Dedup, DedupKind};
@@ -531,6 +532,14 @@ fn check_joins(plan: &LogicalPlan, mode: OutputMode) -> Result<bool> {
     refused.map_or(Ok(stream_join), Err)
 }
 
+/// What reaches the sink's side of a micro-batch: each partition's rows through the stage, or
+/// each aggregation owner's share.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Outcome {
+    Staged(StageOut),
+    Stepped(Stepped),
+}
+
 /// What a worker's copy of the plan made of one partition of a micro-batch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct StageOut {
@@ -620,8 +629,7 @@ impl Stateful {
     /// Spark 3.5's name of the operator in progress reports (checked with PySpark 3.5.9).
     fn operator_name(&self) -> String {
         match self {
-            Stateful::Aggregate(f) if f.session.is_some() => "defaultName".to_owned(),
-            Stateful::Aggregate(_) => "stateStoreSave".to_owned(),
+            Stateful::Aggregate(f) => f.operator_name(),
             Stateful::Dedup(d) if d.kind() == DedupKind::WithinWatermark => "dedupeWithinWatermark".to_owned(),
             Stateful::Dedup(_) => "dedupe".to_owned(),
             Stateful::Join(_) => "symmetricHashJoin".to_owned(),
@@ -1110,7 +1118,29 @@ impl StreamingQuery {
             finisher.key_time = event_time.as_ref().and_then(|e| e.key);
             finisher.session = session_key;
         }
-        // A resumed aggregation starts from the state of the last committed batch.
+        // An aggregation's state lives on the workers, in the key groups they own, kept by the
+        // engine (see `aggregate::KeyedAggregate`); the other stateful operators' on worker 0.
+        let keyed = match finisher {
+            Some(Stateful::Aggregate(f)) => {
+                finisher = None;
+                if let Some(checkpoint) = &checkpoint {
+                    // A changed aggregation is refused at start, naming its operator.
+                    let schema = checkpoint.state_schema(&crate::ipc_stream(&f.partial_schema, None)?)?;
+                    f.read_state(&schema)?;
+                }
+                Some((f.operator_name(), crate::aggregate::routing_keys(&f)))
+            }
+            _ => None,
+        };
+        let keyed_plan = (
+            watermark_column.clone(),
+            delay,
+            watermark_columns.clone(),
+            event_time.as_ref().and_then(|e| e.key),
+            session_key,
+            event_time.as_ref().map(|e| e.delays.clone()),
+        );
+        // A resumed stateful operator starts from the state of the last committed batch.
         if let (Some(checkpoint), Some(finisher)) = (&checkpoint, finisher.as_mut())
             && committed.next_id > 0
         {
@@ -1150,17 +1180,59 @@ impl StreamingQuery {
                 ssc.union(&streams)?
             };
             let staged = batches.map(move |(k, batch): (usize, ArrowBatch)| stage_batch(&stage, ids[k], batch.0));
+            let outcomes = match &keyed {
+                None => staged.map(Outcome::Staged),
+                Some((_, keys)) => {
+                    let keys = keys.clone();
+                    let planner = Arc::clone(&planner);
+                    let (column, delay, columns, key_time, session, delays) = keyed_plan.clone();
+                    let route = move |out: StageOut, groups: &ember::KeyGroups, pieces: &mut Vec<ember::Routed<Piece>>| {
+                        if let Err(e) = crate::aggregate::route(out.input_rows, out.event_time, out.batches, &keys, groups, pieces) {
+                            panic!("the query's aggregation cannot route its rows: {e}");
+                        }
+                    };
+                    let make = move |groups: &ember::KeyGroups| {
+                        let finisher = match planner.stateful(column.as_deref().zip(delay), &columns) {
+                            Ok(Some(Stateful::Aggregate(mut f))) => {
+                                f.key_time = key_time;
+                                f.session = session;
+                                Ok(f)
+                            }
+                            Ok(_) => Err("the query's plan has no aggregation".to_owned()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        KeyedAggregate::new(finisher, groups, mode, Arc::clone(&planner.task), delays.clone())
+                    };
+                    // The state is versioned per micro-batch, as Spark's state store.
+                    staged
+                        .stateful_by_key_group("stateStoreSave", route, make)
+                        .checkpoint(ember::milliseconds(interval.as_millis().max(1) as u64))?
+                        .map(Outcome::Stepped)
+                }
+            };
             let output_state = Arc::clone(&state);
             let output_session = session.clone();
             let checkpoint = build_checkpoint;
             let source_text = sources.iter().map(|(_, s)| s.describe()).collect::<Vec<_>>().join(", ");
-            staged.try_foreach_rdd(move |batch: ember::Batch<StageOut>, time: ember::Time| -> Result<()> {
-                let outs: Vec<StageOut> = batch.into_vec();
-                let input_rows: u64 = outs.iter().map(|o| o.input_rows).sum();
+            let keyed_name = keyed.as_ref().map(|(name, _)| name.clone());
+            outcomes.try_foreach_rdd(move |batch: ember::Batch<Outcome>, time: ember::Time| -> Result<()> {
+                let mut outs: Vec<StageOut> = Vec::new();
+                let mut stepped: Vec<Stepped> = Vec::new();
+                for outcome in batch.into_vec() {
+                    match outcome {
+                        Outcome::Staged(out) => outs.push(out),
+                        Outcome::Stepped(part) => stepped.push(part),
+                    }
+                }
+                // The aggregation's owners each saw every partition's facts.
+                let input_rows: u64 = match stepped.first() {
+                    Some(part) => part.input_rows,
+                    None => outs.iter().map(|o| o.input_rows).sum(),
+                };
                 output_state.in_batch.store(true, Ordering::SeqCst);
                 output_state.last_had_input.store(input_rows > 0, Ordering::SeqCst);
                 // Each watermark's event times over the partitions.
-                let mut stats: Vec<Option<EventStats>> = Vec::new();
+                let mut stats: Vec<Option<EventStats>> = stepped.first().map(|p| p.event_time.clone()).unwrap_or_default();
                 for out in &outs {
                     stats.resize(stats.len().max(out.event_time.len()), None);
                     for (i, s) in out.event_time.iter().enumerate() {
@@ -1174,7 +1246,11 @@ impl StreamingQuery {
                 let committed = committed.last_time_ms.is_some_and(|t| time.milliseconds() <= t);
                 // Processing-time timeouts are due on the batches' clock, input or not.
                 let timeouts_due = !finite && matches!(lock(&finisher).as_ref(), Some(Stateful::Arbitrary(a)) if a.due_every_batch());
-                let no_data = input_rows == 0 && (output_state.no_data_pending.load(Ordering::SeqCst) || timeouts_due);
+                let no_data = match &keyed_name {
+                    Some(_) => input_rows == 0 && stepped.iter().any(|p| p.ran),
+                    None => input_rows == 0 && (output_state.no_data_pending.load(Ordering::SeqCst) || timeouts_due),
+                };
+                let keyed_pending = stepped.iter().any(|p| p.pending);
                 let result = if (input_rows == 0 && !no_data) || committed {
                     Ok(())
                 } else {
@@ -1185,6 +1261,12 @@ impl StreamingQuery {
                     let batches: Vec<RecordBatch> = outs.into_iter().flat_map(|o| o.batches).map(|b| b.0).collect();
                     let mut finishing = lock(&finisher);
                     let step = match finishing.as_mut() {
+                        None if keyed_name.is_some() => Ok(Step {
+                            updated: stepped.iter().map(|p| p.updated).sum(),
+                            removed: stepped.iter().map(|p| p.removed).sum(),
+                            dropped: stepped.iter().map(|p| p.dropped).sum(),
+                            rows: stepped.iter().flat_map(|p| p.rows.iter().map(|b| b.0.clone())).collect(),
+                        }),
                         None => Ok(Step {
                             rows: batches,
                             updated: 0,
@@ -1200,8 +1282,14 @@ impl StreamingQuery {
                         ),
                         Some(f) => f.step(batches, mode, &planner.task, event_time.as_ref().map(|_| watermarks)),
                     };
-                    let state_rows = finishing.as_ref().map(Stateful::state_rows);
-                    let operator_name = finishing.as_ref().map(Stateful::operator_name).unwrap_or_default();
+                    let state_rows = match &keyed_name {
+                        Some(_) => Some(stepped.iter().map(|p| p.state_rows).sum()),
+                        None => finishing.as_ref().map(Stateful::state_rows),
+                    };
+                    let operator_name = match &keyed_name {
+                        Some(name) => name.clone(),
+                        None => finishing.as_ref().map(Stateful::operator_name).unwrap_or_default(),
+                    };
                     step.and_then(|step| {
                         let rows = step.rows;
                         let next = match &event_time {
@@ -1268,6 +1356,10 @@ impl StreamingQuery {
                         Ok(())
                     })
                 };
+                if keyed_name.is_some() {
+                    // The owners' word on whether the watermark left groups to free.
+                    output_state.no_data_pending.store(keyed_pending, Ordering::SeqCst);
+                }
                 if input_rows == 0 {
                     output_state.drained_at.store(time.milliseconds(), Ordering::SeqCst);
                 }

@@ -7,7 +7,9 @@
 //!
 //! The child (this test binary again, running `checkpoint_crash_child` with
 //! `EMBER_SQL_CRASH_CHILD` set) runs the query; `EMBER_SQL_CRASH_SEED` repeats a run's kill
-//! times and `EMBER_SQL_CRASH_KILLS` sets how many kills (default 10).
+//! times and `EMBER_SQL_CRASH_KILLS` sets how many kills (default 10). The stateful queries'
+//! runs each take 1 to 3 workers (`EMBER_SQL_CRASH_WORKERS`), so that their state, kept per key
+//! group by the engine, is restored on another number of workers than wrote it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,9 +32,10 @@ fn checkpoint_crash_child() {
     let [input, checkpoint, output, how, table] = parts.as_slice() else {
         panic!("EMBER_SQL_CRASH_CHILD is input;checkpoint;output;run|finish;table, got {spec}")
     };
+    let workers = std::env::var("EMBER_SQL_CRASH_WORKERS").unwrap_or_else(|_| "2".to_owned());
     let spark = SparkSession::builder()
         .app_name("crash")
-        .master("local[2]")
+        .master(&format!("local[{workers}]"))
         .get_or_create()
         .unwrap();
     let lines = spark
@@ -136,8 +139,9 @@ fn aggregation_query(lines: ember_sql::DataFrame, checkpoint: &str, output: &str
         .unwrap()
 }
 
-fn spawn(input: &Path, checkpoint: &Path, output: &str, how: &str, table: &str) -> std::process::Child {
+fn spawn(input: &Path, checkpoint: &Path, output: &str, how: &str, table: &str, workers: u64) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
+        .env("EMBER_SQL_CRASH_WORKERS", workers.to_string())
         .args(["--exact", "checkpoint_crash_child", "--nocapture", "--test-threads=1"])
         .env(
             "EMBER_SQL_CRASH_CHILD",
@@ -194,13 +198,15 @@ fn seed_and_kills() -> (u64, usize) {
 /// directory (input, checkpoint, and the file sink's output when `table` is empty).
 fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, table: &str) -> (PathBuf, Vec<String>) {
     let mut random = Random(seed);
+    let stateful = matches!(table, "aggregation" | "windowed");
+    let workers = |random: &mut Random| if stateful { 1 + random.below(3) } else { 2 };
     let root = common::temp_dir(&format!("crash-{name}"));
     let _ = std::fs::remove_dir_all(&root);
     let (input, expected) = input_dir(&root, table);
     let checkpoint = root.join("checkpoint");
     let output = output.map_or_else(|| root.join("output").display().to_string(), str::to_owned);
     for _ in 0..kills {
-        let mut child = spawn(&input, &checkpoint, &output, "run", table);
+        let mut child = spawn(&input, &checkpoint, &output, "run", table, workers(&mut random));
         std::thread::sleep(Duration::from_millis(50 + random.below(600)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -218,7 +224,7 @@ fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, ta
         });
         std::fs::write(root.join("watermark-before-finish"), watermark.to_string()).unwrap();
     }
-    let child = spawn(&input, &checkpoint, &output, "finish", table);
+    let child = spawn(&input, &checkpoint, &output, "finish", table, workers(&mut random));
     let started = Instant::now();
     let finished = child.wait_with_output().unwrap();
     assert!(

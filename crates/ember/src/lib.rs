@@ -45,7 +45,9 @@ pub use batch::{Batch, Numeric, StatCounter};
 pub use context::{DEFAULT_MAX_FAILED_RESTARTS, DEFAULT_MAX_LINE_BYTES, DEFAULT_RECEIVER_BUFFER_BYTES};
 pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
 pub use display::SparkDisplay;
-pub use dstream::{DStream, MapWithStateDStream, ObjectFormat, State, StateSpec, batch_file_name, format_batch};
+pub use dstream::{
+    DStream, KeyGroupLogic, KeyGroups, MapWithStateDStream, ObjectFormat, Routed, State, StateSpec, batch_file_name, format_batch,
+};
 pub use ember_engine::{Clock, Data, Key, ManualClock, keys};
 pub use error::{Error, Result};
 pub use listener::{BatchInfo, ListenerId, OutputOperationInfo, StatsReportListener, StreamingListener, StreamingStarted};

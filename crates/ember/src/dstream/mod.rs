@@ -12,12 +12,14 @@ use fuse::{Chain, Stage, Upstream};
 
 pub(crate) mod combine;
 pub(crate) mod fuse;
+mod key_groups;
 mod ops;
 mod pair;
 pub(crate) mod shuffle;
 mod window;
 
 pub(crate) use crate::plan::NodeMeta;
+pub use key_groups::{KeyGroupLogic, KeyGroups, Routed};
 pub(crate) use ops::transform::transform_all;
 pub(crate) use ops::union::union_all;
 pub use ops::{ObjectFormat, batch_file_name, format_batch};
