@@ -85,6 +85,9 @@ pub struct KafkaDirectStream {
     retry_for: Duration,
     poll_timeout: Duration,
     request_timeout: Duration,
+    /// Read only up to the partitions' ends at the first planned batch; the time (ms) + 1 of
+    /// the batch that planned the last of it goes here.
+    until_end: Option<Arc<AtomicU64>>,
 }
 
 impl KafkaDirectStream {
@@ -103,7 +106,18 @@ impl KafkaDirectStream {
             retry_for: Duration::from_secs(60),
             poll_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
+            until_end: None,
         }
+    }
+
+    /// Reads only what the partitions hold when the stream plans its first batch (their end
+    /// offsets then: Spark's `Trigger.AvailableNow`), within the batch limits, then plans
+    /// empty batches. `done` is set to the time (ms) + 1 of the batch that planned the last of
+    /// it (of the first batch when there was nothing to read), so that the caller can stop
+    /// once that batch has run. Partitions found later are not read.
+    pub fn until_end_at_start(mut self, done: Arc<AtomicU64>) -> Self {
+        self.until_end = Some(done);
+        self
     }
 
     /// Subscribes to `topics` (added to those subscribed already).
@@ -235,6 +249,7 @@ impl KafkaDirectStream {
             failing: None,
             reported: BTreeSet::new(),
             ranges: offsets.clone(),
+            ends: None,
         };
         let reader = Reader {
             config,
@@ -367,6 +382,8 @@ struct KafkaSource {
     /// Problems reported already (each is reported once).
     reported: BTreeSet<String>,
     ranges: OffsetRanges,
+    /// With `until_end_at_start`: the partitions' ends at the first planned batch.
+    ends: Option<BTreeMap<TopicPartition, i64>>,
 }
 
 impl KafkaSource {
@@ -519,7 +536,24 @@ impl DirectSource for KafkaSource {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if self.settings.until_end.is_some() {
+            // Nothing past the ends at the first planned batch (a partition found later has
+            // none: it is not read).
+            let ends = self
+                .ends
+                .get_or_insert_with(|| marks.iter().map(|(tp, (_, high))| (tp.clone(), *high)).collect());
+            for (tp, (_, high)) in marks.iter_mut() {
+                let end = ends.get(tp).copied().or_else(|| self.positions.get(tp).copied()).unwrap_or(*high);
+                *high = (*high).min(end);
+            }
+        }
         let planned = offsets::plan(&mut self.positions, &marks, per_partition, total, self.settings.on_out_of_range);
+        if let (Some(done), Some(ends)) = (&self.settings.until_end, &self.ends)
+            && done.load(Ordering::SeqCst) == 0
+            && ends.iter().all(|(tp, end)| self.positions.get(tp).is_none_or(|p| p >= end))
+        {
+            done.store(batch.time().milliseconds() + 1, Ordering::SeqCst);
+        }
         for what in planned.out_of_range {
             self.report_once(
                 batch,

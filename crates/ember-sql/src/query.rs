@@ -1079,10 +1079,10 @@ impl StreamingQuery {
         if finite
             && sources
                 .iter()
-                .any(|(_, s)| matches!(s, SourceSpec::Socket { .. } | SourceSpec::Rate { .. } | SourceSpec::Kafka(_)))
+                .any(|(_, s)| matches!(s, SourceSpec::Socket { .. } | SourceSpec::Rate { .. }))
         {
             return Err(Error::unsupported(
-                "the socket, rate and kafka sources cannot run with Trigger.Once or Trigger.AvailableNow in ember (they have no end; ember's Kafka source does not stop at the offsets of the start yet)",
+                "the socket and rate sources cannot run with Trigger.Once or Trigger.AvailableNow in ember (they have no end)",
             ));
         }
         let state = Arc::new(QueryState {
@@ -1626,8 +1626,13 @@ fn source_batches(
             for (key, value) in &options.params {
                 reader = reader.param(key.clone(), value.clone());
             }
-            if let Some(n) = options.max_offsets_per_trigger {
+            // Once: everything there is in one micro-batch (Spark ignores the limit then).
+            if let Some(n) = options.max_offsets_per_trigger.filter(|_| trigger != Trigger::Once) {
                 reader = reader.max_records_per_batch(n);
+            }
+            // Once and availableNow: what the partitions hold at the start, then stop.
+            if finite {
+                reader = reader.until_end_at_start(Arc::clone(exhausted_at));
             }
             let schema = spec.schema();
             let records = reader.create(ssc, ember_kafka::Bytes, ember_kafka::Bytes)?;

@@ -684,6 +684,29 @@ fn the_query_s_micro_batches_reach_metrics_on_its_ui_port() {
     };
     assert!(value("ember_input_records_total") >= 2.0, "{page}");
     assert!(value("ember_batches_completed_total") >= 2.0, "{page}");
+    // An aggregation's groups are engine-owned state: `/metrics` reports how many it holds.
+    let counts = lines.group_by([col("value")]).count().unwrap();
+    let query = counts
+        .write_stream()
+        .output_mode("complete")
+        .format("memory")
+        .query_name("metered_counts")
+        .option("ember.ui.port", 0)
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(50)))
+        .start()
+        .unwrap();
+    query.process_all_available().unwrap();
+    let mut connection = std::net::TcpStream::connect(query.ui_address().expect("a UI address")).unwrap();
+    write!(connection, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut page = String::new();
+    connection.read_to_string(&mut page).unwrap();
+    query.stop().unwrap();
+    let groups: f64 = page
+        .lines()
+        .find(|l| l.starts_with("ember_state_keys{stream=\"stateStoreSave#"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no state keys of the aggregation in {page}"));
+    assert_eq!(groups, 3.0, "{page}");
     let bad = lines
         .write_stream()
         .format("memory")

@@ -1,7 +1,8 @@
 //! Kafka as a Structured Streaming source and sink (`format("kafka")`), against librdkafka's
 //! mock cluster (a real implementation of the Kafka protocol, in-process): Spark's columns,
 //! `startingOffsets`, `maxOffsetsPerTrigger`, the record timestamp as event time, a restart
-//! from `checkpointLocation` reading each record once, the sink's records and its refusals.
+//! from `checkpointLocation` reading each record once, `availableNow` and `once`, the sink's
+//! records and its refusals.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -302,6 +303,60 @@ fn a_restart_from_the_checkpoint_reads_each_record_once_into_the_file_sink() {
     cluster.flush().unwrap();
     let values = run(25);
     assert_eq!(values, (0..25).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `availableNow`: what the partitions held at the start, in batches of at most
+/// `maxOffsetsPerTrigger`, then the query stops by itself; a record sent meanwhile waits for
+/// the next run, which (from the checkpoint) reads only it. `once`: all of it in one batch.
+#[test]
+fn available_now_and_once_read_what_was_there_at_the_start_then_stop() {
+    let cluster = MockKafka::start(1).unwrap();
+    cluster.create_topic("finite", 2).unwrap();
+    for i in 0..30 {
+        cluster.send("finite", i % 2, None, format!("r{i:02}").as_bytes()).unwrap();
+    }
+    cluster.flush().unwrap();
+    let dir = common::temp_dir("kafka-available-now");
+    let checkpoint = dir.join("checkpoint");
+    let spark = session();
+    let run = |trigger: Trigger, name: &str, checkpoint: &std::path::Path| {
+        let query = spark
+            .read_stream()
+            .format("kafka")
+            .option("kafka.bootstrap.servers", cluster.bootstrap_servers())
+            .option("subscribe", "finite")
+            .option("startingOffsets", "earliest")
+            .option("maxOffsetsPerTrigger", 8)
+            .load()
+            .unwrap()
+            .select_expr(&["CAST(value AS STRING) AS v"])
+            .unwrap()
+            .write_stream()
+            .format("memory")
+            .query_name(name)
+            .option("checkpointLocation", checkpoint.to_str().unwrap())
+            .trigger(trigger)
+            .start()
+            .unwrap();
+        assert!(
+            query.await_termination_timeout(Duration::from_secs(60)).unwrap(),
+            "{name}: the query did not stop by itself"
+        );
+        query.recent_progress().iter().map(|p| p.num_input_rows).collect::<Vec<u64>>()
+    };
+    let batches = run(Trigger::AvailableNow, "now1", &checkpoint);
+    assert_eq!(batches.iter().sum::<u64>(), 30, "{batches:?}");
+    assert!(batches.len() >= 4 && batches.iter().all(|n| *n <= 8), "{batches:?}");
+    assert_eq!(table(&spark, "SELECT v FROM now1").len(), 30);
+    cluster.send("finite", 0, None, b"late").unwrap();
+    cluster.flush().unwrap();
+    let batches = run(Trigger::AvailableNow, "now2", &checkpoint);
+    assert_eq!(batches, [1]);
+    assert_eq!(table(&spark, "SELECT v FROM now2"), [["late".to_owned()]]);
+    // Once, from the start of the topic: everything in one micro-batch, whatever the limit.
+    let batches = run(Trigger::Once, "once", &dir.join("checkpoint-once"));
+    assert_eq!(batches, [31]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
