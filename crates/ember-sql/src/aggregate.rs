@@ -217,6 +217,8 @@ pub(crate) enum Piece {
     /// How many rows the partition read, and its event times at each watermark: every owner
     /// gets a copy, so that all of them move the watermark alike.
     Facts {
+        /// The query's source (its index) the partition is of.
+        source: usize,
         input_rows: u64,
         event_time: Vec<Option<EventStats>>,
     },
@@ -229,6 +231,8 @@ pub(crate) struct Stepped {
     pub ran: bool,
     /// The micro-batch's input rows and event times, over all partitions.
     pub input_rows: u64,
+    /// The input rows of each of the query's sources (by index).
+    pub source_rows: Vec<u64>,
     pub event_time: Vec<Option<EventStats>>,
     /// The rows the output mode sends to the sink from this owner's groups.
     pub rows: Vec<ArrowBatch>,
@@ -285,6 +289,7 @@ fn split_rows(batch: &RecordBatch, of: &[u32]) -> Result<BTreeMap<u32, RecordBat
 /// A worker's side of the exchange: the partial rows of one partition, each to the owner of
 /// its group, and the partition's facts to every owner.
 pub(crate) fn route(
+    source: usize,
     input_rows: u64,
     event_time: Vec<Option<EventStats>>,
     partials: Vec<ArrowBatch>,
@@ -292,7 +297,11 @@ pub(crate) fn route(
     groups: &KeyGroups,
     out: &mut Vec<Routed<Piece>>,
 ) -> Result<()> {
-    out.push(Routed::Everyone(Piece::Facts { input_rows, event_time }));
+    out.push(Routed::Everyone(Piece::Facts {
+        source,
+        input_rows,
+        event_time,
+    }));
     for batch in partials {
         let batch = batch.0;
         if batch.num_rows() == 0 {
@@ -374,12 +383,19 @@ impl KeyGroupLogic for KeyedAggregate {
     fn on_batch(&mut self, _time: ember::Time, input: Vec<Piece>) -> std::result::Result<Vec<Stepped>, String> {
         let mut rows = Vec::new();
         let mut input_rows = 0;
+        let mut source_rows: Vec<u64> = Vec::new();
         let mut stats: Vec<Option<EventStats>> = Vec::new();
         for piece in input {
             match piece {
                 Piece::Rows(batch) => rows.push(batch.0),
-                Piece::Facts { input_rows: n, event_time } => {
+                Piece::Facts {
+                    source,
+                    input_rows: n,
+                    event_time,
+                } => {
                     input_rows += n;
+                    source_rows.resize(source_rows.len().max(source + 1), 0);
+                    source_rows[source] += n;
                     stats.resize(stats.len().max(event_time.len()), None);
                     for (i, s) in event_time.into_iter().enumerate() {
                         stats[i] = match (stats[i], s) {
@@ -393,6 +409,7 @@ impl KeyGroupLogic for KeyedAggregate {
         let mut stepped = Stepped {
             ran: input_rows > 0 || self.pending,
             input_rows,
+            source_rows,
             event_time: stats,
             rows: Vec::new(),
             updated: 0,

@@ -53,7 +53,7 @@ pub use datafusion::common::ScalarValue;
 pub use error::{Error, Result};
 pub use functions::Column;
 pub use listener::{QueryStartedEvent, QueryTerminatedEvent, StreamingQueryListener};
-pub use progress::QueryProgress;
+pub use progress::{QueryProgress, SourceProgress};
 pub use query::{DataStreamWriter, QueryStatus, StreamingQuery, Trigger};
 pub use reader::DataStreamReader;
 pub use session::{Builder, SparkSession};

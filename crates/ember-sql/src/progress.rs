@@ -45,10 +45,20 @@ pub struct QueryProgress {
     pub event_time: Option<(Option<crate::eventtime::EventStats>, i64)>,
     /// Rows the sink got.
     pub num_output_rows: u64,
-    /// The source, as Spark describes it.
-    pub source: String,
+    /// Each source of the query (a union or a join reads several), as Spark describes it,
+    /// with the rows it gave the micro-batch.
+    pub sources: Vec<SourceProgress>,
     /// The sink's format.
     pub sink: String,
+}
+
+/// One source's part of a micro-batch (an entry of Spark's `sources`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceProgress {
+    /// The source, as Spark describes it.
+    pub description: String,
+    /// Rows it gave the micro-batch.
+    pub num_input_rows: u64,
 }
 
 impl QueryProgress {
@@ -87,12 +97,19 @@ impl QueryProgress {
             "processedRowsPerSecond": self.processed_rows_per_second(),
             "durationMs": { "addBatch": self.add_batch_ms, "triggerExecution": self.trigger_execution_ms },
             "stateOperators": state_operators,
-            "sources": [{
-                "description": self.source,
-                "numInputRows": self.num_input_rows,
-                "inputRowsPerSecond": self.input_rows_per_second,
-                "processedRowsPerSecond": self.processed_rows_per_second(),
-            }],
+            "sources": self.sources.iter().map(|s| {
+                // The query's rates, in the share of the rows this source gave.
+                let share = match self.num_input_rows {
+                    0 => 0.0,
+                    all => s.num_input_rows as f64 / all as f64,
+                };
+                serde_json::json!({
+                    "description": s.description,
+                    "numInputRows": s.num_input_rows,
+                    "inputRowsPerSecond": self.input_rows_per_second * share,
+                    "processedRowsPerSecond": self.processed_rows_per_second() * share,
+                })
+            }).collect::<Vec<_>>(),
             "sink": { "description": self.sink, "numOutputRows": self.num_output_rows },
         });
         if let Some((stats, watermark_ms)) = &self.event_time {
@@ -186,7 +203,16 @@ mod tests {
             state_rows_dropped_by_watermark: 0,
             event_time: None,
             num_output_rows: 3,
-            source: "s".into(),
+            sources: vec![
+                SourceProgress {
+                    description: "a".into(),
+                    num_input_rows: 4,
+                },
+                SourceProgress {
+                    description: "b".into(),
+                    num_input_rows: 6,
+                },
+            ],
             sink: "k".into(),
         };
         for id in 0..150 {
@@ -199,5 +225,13 @@ mod tests {
         assert_eq!(json["processedRowsPerSecond"], 2500.0);
         assert_eq!(json["stateOperators"][0]["numRowsTotal"], 3);
         assert_eq!(json["durationMs"]["triggerExecution"], 4);
+        assert_eq!(
+            (
+                json["sources"][0]["numInputRows"].as_u64(),
+                json["sources"][1]["numInputRows"].as_u64()
+            ),
+            (Some(4), Some(6))
+        );
+        assert_eq!(json["sources"][1]["processedRowsPerSecond"], 1500.0);
     }
 }

@@ -35,7 +35,7 @@ use crate::eventtime::{EventStats, KeyTime, Watermarks};
 use crate::exec::{ArrowBatch, Instance, Step, partial_of};
 use crate::listener::{QueryStartedEvent, QueryTerminatedEvent};
 use crate::lock;
-use crate::progress::QueryProgress;
+use crate::progress::{QueryProgress, SourceProgress};
 use crate::session::SparkSession;
 use crate::sink::{ConsoleOut, ForeachBatch, OutputMode, Sink};
 use crate::source::{FileSource, RateSource, SourceSpec, find_slots, read_text, slot_exec};
@@ -543,6 +543,8 @@ enum Outcome {
 /// What a worker's copy of the plan made of one partition of a micro-batch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct StageOut {
+    /// The query's source (its index) the partition is of.
+    source: usize,
     input_rows: u64,
     batches: Vec<ArrowBatch>,
     /// The event times of the partition's rows at each watermark (none: no rows there).
@@ -1179,7 +1181,7 @@ impl StreamingQuery {
             } else {
                 ssc.union(&streams)?
             };
-            let staged = batches.map(move |(k, batch): (usize, ArrowBatch)| stage_batch(&stage, ids[k], batch.0));
+            let staged = batches.map(move |(k, batch): (usize, ArrowBatch)| stage_batch(&stage, k, ids[k], batch.0));
             let outcomes = match &keyed {
                 None => staged.map(Outcome::Staged),
                 Some((_, keys)) => {
@@ -1187,7 +1189,9 @@ impl StreamingQuery {
                     let planner = Arc::clone(&planner);
                     let (column, delay, columns, key_time, session, delays) = keyed_plan.clone();
                     let route = move |out: StageOut, groups: &ember::KeyGroups, pieces: &mut Vec<ember::Routed<Piece>>| {
-                        if let Err(e) = crate::aggregate::route(out.input_rows, out.event_time, out.batches, &keys, groups, pieces) {
+                        if let Err(e) =
+                            crate::aggregate::route(out.source, out.input_rows, out.event_time, out.batches, &keys, groups, pieces)
+                        {
                             panic!("the query's aggregation cannot route its rows: {e}");
                         }
                     };
@@ -1213,7 +1217,7 @@ impl StreamingQuery {
             let output_state = Arc::clone(&state);
             let output_session = session.clone();
             let checkpoint = build_checkpoint;
-            let source_text = sources.iter().map(|(_, s)| s.describe()).collect::<Vec<_>>().join(", ");
+            let descriptions: Vec<String> = sources.iter().map(|(_, s)| s.describe()).collect();
             let keyed_name = keyed.as_ref().map(|(name, _)| name.clone());
             outcomes.try_foreach_rdd(move |batch: ember::Batch<Outcome>, time: ember::Time| -> Result<()> {
                 let mut outs: Vec<StageOut> = Vec::new();
@@ -1225,10 +1229,18 @@ impl StreamingQuery {
                     }
                 }
                 // The aggregation's owners each saw every partition's facts.
-                let input_rows: u64 = match stepped.first() {
-                    Some(part) => part.input_rows,
-                    None => outs.iter().map(|o| o.input_rows).sum(),
+                let source_rows: Vec<u64> = match stepped.first() {
+                    Some(part) => part.source_rows.clone(),
+                    None => {
+                        let mut rows = Vec::new();
+                        for out in &outs {
+                            rows.resize(rows.len().max(out.source + 1), 0);
+                            rows[out.source] += out.input_rows;
+                        }
+                        rows
+                    }
                 };
+                let input_rows: u64 = source_rows.iter().sum();
                 output_state.in_batch.store(true, Ordering::SeqCst);
                 output_state.last_had_input.store(input_rows > 0, Ordering::SeqCst);
                 // Each watermark's event times over the partitions.
@@ -1348,7 +1360,14 @@ impl StreamingQuery {
                                 .as_ref()
                                 .map(|_| (stats.iter().flatten().next().copied(), watermarks.eviction_ms)),
                             num_output_rows: rows.iter().map(|b| b.num_rows() as u64).sum(),
-                            source: source_text.clone(),
+                            sources: descriptions
+                                .iter()
+                                .enumerate()
+                                .map(|(k, description)| SourceProgress {
+                                    description: description.clone(),
+                                    num_input_rows: source_rows.get(k).copied().unwrap_or(0),
+                                })
+                                .collect(),
                             sink: sink.describe(),
                         };
                         output_state.listeners.tell("onQueryProgress", |l| l.on_query_progress(&report));
@@ -1682,10 +1701,11 @@ fn source_batches(
 }
 
 /// One partition of stream `id`'s rows, through the worker's copy of the query's stage.
-fn stage_batch(stage: &Planner, id: usize, batch: RecordBatch) -> StageOut {
+fn stage_batch(stage: &Planner, source: usize, id: usize, batch: RecordBatch) -> StageOut {
     let input_rows = batch.num_rows() as u64;
     if input_rows == 0 {
         return StageOut {
+            source,
             input_rows: 0,
             batches: Vec::new(),
             event_time: Vec::new(),
@@ -1711,6 +1731,7 @@ fn stage_batch(stage: &Planner, id: usize, batch: RecordBatch) -> StageOut {
     };
     match stage.run_stages(id, batch) {
         Ok((out, right)) => StageOut {
+            source,
             input_rows,
             batches: out.into_iter().map(ArrowBatch).collect(),
             event_time,

@@ -51,7 +51,11 @@ fn rate_rows_count_up_on_time_in_every_partition() {
         assert_eq!(stamp - start, value * 5_000, "row {value} is due {value} / 200 s after the first");
     }
     let reports = query.recent_progress();
-    assert!(reports.iter().all(|r| r.source.starts_with("RateStreamV2[rowsPerSecond=200")));
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.sources.len() == 1 && r.sources[0].description.starts_with("RateStreamV2[rowsPerSecond=200"))
+    );
 }
 
 #[test]

@@ -29,6 +29,11 @@ fn stream(spark: &SparkSession, dir: &Path, per_trigger: usize) -> DataFrame {
 
 /// The rows each batch handed to `foreachBatch`, as `value|count` strings, sorted.
 fn run(df: &DataFrame, mode: &str) -> Vec<Vec<String>> {
+    run_with_progress(df, mode).0
+}
+
+/// [`run`], and each progress report's input rows per source.
+fn run_with_progress(df: &DataFrame, mode: &str) -> (Vec<Vec<String>>, Vec<Vec<u64>>) {
     let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
     let into = Arc::clone(&seen);
     let query = df
@@ -50,7 +55,13 @@ fn run(df: &DataFrame, mode: &str) -> Vec<Vec<String>> {
         .start()
         .unwrap();
     assert!(query.await_termination_timeout(Duration::from_secs(60)).unwrap());
-    seen.lock().unwrap().clone()
+    let sources = query
+        .recent_progress()
+        .iter()
+        .map(|p| p.sources.iter().map(|s| s.num_input_rows).collect())
+        .collect();
+    let seen = seen.lock().unwrap().clone();
+    (seen, sources)
 }
 
 #[test]
@@ -60,7 +71,11 @@ fn a_union_of_two_file_streams_counts_both() {
     let b = directory("b", &[&["x"], &["x w"]]);
     let lines = stream(&spark, &a, 1).union(&stream(&spark, &b, 2)).unwrap();
     let words = lines.select([explode(split(col("value"), " ")).alias("word")]).unwrap();
-    let batches = run(&words.group_by([col("word")]).count().unwrap(), "complete");
+    let (batches, sources) = run_with_progress(&words.group_by([col("word")]).count().unwrap(), "complete");
+    // Progress has an entry per source, with the lines each read (3 files of a, 2 of b).
+    assert!(sources.iter().all(|s| s.len() == 2), "{sources:?}");
+    let per_source: Vec<u64> = (0..2).map(|k| sources.iter().map(|s| s[k]).sum()).collect();
+    assert_eq!(per_source, [3, 2], "{sources:?}");
     // Every file read once: the last table has every word's total over both directories.
     assert_eq!(batches.last().unwrap(), &["w|1", "x|3", "y|2", "z|1"]);
     let total: usize = batches.iter().map(|b| b.len()).sum();
