@@ -53,12 +53,16 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{self, AuthError, ClusterSecret};
+
 /// How long a follower waits between attempts to reach process 0.
 const CONNECT_RETRY: Duration = Duration::from_millis(100);
 /// The longest a single connection attempt may take (DNS names may resolve to dead addresses).
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
 /// How often process 0 polls for new connections during startup.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
+/// How long a connection may take to prove the cluster secret.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a reader thread blocks before checking whether it should exit.
 const READ_TICK: Duration = Duration::from_millis(100);
 /// The longest line a peer may send; control messages are tiny, so more means a broken peer.
@@ -91,6 +95,9 @@ pub struct ControlConfig {
     pub heartbeat: Duration,
     /// How long a peer may stay silent before it is considered lost (default 3 s).
     pub peer_timeout: Duration,
+    /// The cluster's secret: every control connection must prove it (see [`crate::auth`]);
+    /// `None` admits any connection that speaks the protocol.
+    pub secret: Option<ClusterSecret>,
 }
 
 impl ControlConfig {
@@ -106,6 +113,7 @@ impl ControlConfig {
             start_timeout: Duration::from_secs(60),
             heartbeat: Duration::from_millis(250),
             peer_timeout: Duration::from_secs(3),
+            secret: None,
         }
     }
 
@@ -798,6 +806,10 @@ fn join_as_coordinator(
     let (events_tx, events) = mpsc::channel();
     let mut links = Links::new(events_tx.clone(), config);
     let mut addresses: HashMap<usize, SocketAddr> = HashMap::new();
+    // With a secret: connections that proved it (checked on threads of their own, so that a
+    // silent stranger does not hold up the others), and the process each proved it as.
+    let (proven_tx, proven) = mpsc::channel::<(TcpStream, SocketAddr, u64)>();
+    let mut claims: HashMap<usize, u64> = HashMap::new();
     // conn → the process it said it is, for every conn that said hello.
     let mut hellos: HashMap<usize, usize> = HashMap::new();
     // process → conn, for accepted followers.
@@ -823,18 +835,46 @@ fn join_as_coordinator(
     loop {
         loop {
             match listener.accept() {
-                Ok((stream, address)) => match links.add(stream) {
-                    Ok(conn) => {
-                        tracing::debug!(address = %address, "A process connected to the control plane.");
-                        addresses.insert(conn, address);
+                Ok((stream, address)) => match &config.secret {
+                    None => {
+                        if let Some(conn) = adopt(&mut links, stream, address) {
+                            addresses.insert(conn, address);
+                        }
                     }
-                    Err(e) => tracing::warn!(address = %address, error = %e, "Could not set up a control connection; dropped it."),
+                    Some(secret) => {
+                        let (secret, proven_tx) = (secret.clone(), proven_tx.clone());
+                        let checking = thread::Builder::new().name("ember-control-auth".into()).spawn(move || {
+                            let mut stream = stream;
+                            let checked = stream
+                                .set_nonblocking(false)
+                                .map_err(AuthError::Io)
+                                .and_then(|()| auth::accept(&mut stream, &secret, "control", AUTH_TIMEOUT));
+                            match checked {
+                                Ok(process) => {
+                                    let _ = proven_tx.send((stream, address, process));
+                                }
+                                Err(e) => {
+                                    tracing::warn!(remote = %address, problem = %e, "Refused a control connection that did not prove the cluster secret.");
+                                    let _ = stream.shutdown(Shutdown::Both);
+                                }
+                            }
+                        });
+                        if let Err(e) = checking {
+                            tracing::warn!(remote = %address, error = %e, "Could not check a control connection; dropped it.");
+                        }
+                    }
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "Accepting a control connection failed; will retry.");
                     break;
                 }
+            }
+        }
+        while let Ok((stream, address, process)) = proven.try_recv() {
+            if let Some(conn) = adopt(&mut links, stream, address) {
+                addresses.insert(conn, address);
+                claims.insert(conn, process);
             }
         }
         // After a failure, keep going until every process has been told (or the deadline).
@@ -873,6 +913,10 @@ fn join_as_coordinator(
                 let address = addresses.get(&conn).map_or_else(|| "?".to_string(), ToString::to_string);
                 let verdict = if let Some(earlier) = hellos.get(&conn) {
                     Err(ControlError::Protocol(format!("process {earlier} (at {address}) said hello twice")))
+                } else if let Some(&proven) = claims.get(&conn).filter(|&&p| p != process as u64) {
+                    Err(ControlError::Protocol(format!(
+                        "a process at {address} proved the cluster secret as process {proven} but said hello as process {process}"
+                    )))
                 } else if process == 0 || process >= config.processes {
                     Err(ControlError::Protocol(format!(
                         "a process at {address} says it is process {process}, but a cluster of {} processes has followers 1 to {}",
@@ -1000,11 +1044,34 @@ fn join_as_coordinator(
     Ok((zero, (events_tx, driver)))
 }
 
+/// Adopts an accepted control connection; `None` (logged) when it cannot be set up.
+fn adopt(links: &mut Links, stream: TcpStream, address: SocketAddr) -> Option<usize> {
+    match links.add(stream) {
+        Ok(conn) => {
+            tracing::debug!(address = %address, "A process connected to the control plane.");
+            Some(conn)
+        }
+        Err(e) => {
+            tracing::warn!(address = %address, error = %e, "Could not set up a control connection; dropped it.");
+            None
+        }
+    }
+}
+
 /// A follower's startup: connects to process 0, says hello and waits for the welcome.
 fn join_as_follower(config: &ControlConfig, shared: Arc<Shared>) -> Result<(u64, (Sender<Event>, JoinHandle<()>)), ControlError> {
     let started = Instant::now();
     let deadline = started + config.start_timeout;
-    let stream = connect(config, started, deadline)?;
+    let mut stream = connect(config, started, deadline)?;
+    if let Some(secret) = &config.secret {
+        auth::connect(&mut stream, secret, "control", config.process as u64, AUTH_TIMEOUT).map_err(|e| match e {
+            AuthError::Io(e) => io_error("could not prove the cluster secret to process 0", e),
+            refused => ControlError::Protocol(format!(
+                "process {} cannot join the cluster: process 0 at {}: {refused}",
+                config.process, config.coordinator
+            )),
+        })?;
+    }
     let (events_tx, events) = mpsc::channel();
     let mut links = Links::new(events_tx.clone(), config);
     let conn = links
@@ -1514,6 +1581,65 @@ mod tests {
         let mut line = String::new();
         reader.read_line(&mut line).expect("read a line");
         serde_json::from_str(&line).expect("a control message")
+    }
+
+    fn secret(text: &str) -> ClusterSecret {
+        ClusterSecret::new(text.as_bytes().to_vec()).expect("a secret")
+    }
+
+    /// With a secret, strangers that speak the protocol (a well-formed hello as process 1, a
+    /// stop) or garbage are turned away before a message is read; the real processes start,
+    /// and nothing was stopped.
+    #[test]
+    fn with_a_secret_strangers_are_refused_and_the_cluster_starts() {
+        let _guard = shared_test();
+        let address = free_address();
+        let mut configs: Vec<_> = (0..2).map(|p| config(p, 2, &address)).collect();
+        for c in &mut configs {
+            c.secret = Some(secret("the cluster's own secret"));
+        }
+        let zero = configs.remove(0);
+        let coordinator = thread::spawn(move || ControlPlane::join(zero, || ZERO));
+        let hello = format!(r#"{{"type":"hello","process":1,"processes":2,"fingerprint":{PLAN}}}"#);
+        let mut strangers = vec![
+            raw_follower(&address, &hello),
+            raw_follower(&address, r#"{"type":"stop","graceful":false}"#),
+            raw_follower(&address, "garbage"),
+        ];
+        // Each stranger gets the challenge, then the connection closes: no welcome, no abort.
+        for stranger in &mut strangers {
+            let mut rest = Vec::new();
+            let _ = stranger.read_to_end(&mut rest);
+            assert!(rest.len() <= 42, "a stranger was told more than the challenge: {rest:?}");
+        }
+        let follower = ControlPlane::join(configs.remove(0), || ZERO).expect("the real process 1 joins");
+        let coordinator = coordinator.join().expect("join thread").expect("process 0 starts");
+        for plane in [&coordinator, &follower] {
+            assert_eq!(plane.zero_ms(), ZERO);
+            assert_eq!(plane.stop_requested(), None);
+            assert!(plane.failure().is_none());
+        }
+    }
+
+    #[test]
+    fn a_process_with_another_secret_cannot_join_and_says_why() {
+        let _guard = shared_test();
+        let address = free_address();
+        let mut configs: Vec<_> = (0..2).map(|p| config(p, 2, &address)).collect();
+        configs[0].secret = Some(secret("the cluster's own secret"));
+        configs[0].start_timeout = Duration::from_secs(2);
+        configs[1].secret = Some(secret("a secret of its own!!"));
+        let results = join_all(configs);
+        match &results[1] {
+            Err(ControlError::Protocol(message)) => {
+                assert!(
+                    message.contains("process 1 cannot join") && message.contains("refused"),
+                    "{message}"
+                )
+            }
+            other => panic!("process 1 joined or failed otherwise: {:?}", other.as_ref().map(|_| ())),
+        }
+        assert!(matches!(&results[0], Err(ControlError::StartTimeout { missing, .. }) if missing == &[1]));
     }
 
     #[test]

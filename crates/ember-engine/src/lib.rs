@@ -5,6 +5,7 @@
 //! ([`Msg`]). Operators that need whole batches ([`ops::PerBatch`]) enumerate every batch time
 //! their input frontier passes, so empty batches are seen too.
 
+pub mod auth;
 pub mod clock;
 pub mod control;
 pub mod events;

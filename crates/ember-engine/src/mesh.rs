@@ -7,10 +7,17 @@
 //! its index as a big-endian `u64`; it accepts a connection from every process `j > i`), with a
 //! deadline, and giving up as soon as the control plane reports a lost process. Timely then
 //! builds its allocators on the connected sockets.
+//!
+//! With a cluster secret, the index is proven instead of only sent (see [`crate::auth`],
+//! channel `mesh`): a connection that fails the proof is closed and logged with its remote
+//! address, and the mesh goes on waiting for the real peer; a process whose own proof is
+//! refused stops with an error naming the peer that refused it.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
+
+use crate::auth::{self, AuthError, ClusterSecret};
 
 /// How long a single connection attempt may take.
 const ATTEMPT: Duration = Duration::from_millis(500);
@@ -38,6 +45,7 @@ pub(crate) fn connect(
     me: usize,
     deadline: Instant,
     lost: &dyn Fn() -> Option<String>,
+    secret: Option<&ClusterSecret>,
 ) -> Result<Vec<Option<TcpStream>>, MeshError> {
     let listener = TcpListener::bind(&addresses[me])
         .map_err(|e| MeshError::Failed(format!("process {me} cannot listen on {}: {e}", addresses[me])))?;
@@ -48,14 +56,24 @@ pub(crate) fn connect(
     loop {
         for (peer, address) in addresses.iter().enumerate().take(me) {
             if streams[peer].is_none() {
-                streams[peer] = try_connect(address, me, deadline);
+                streams[peer] = try_connect(address, me, deadline, secret).map_err(|e| {
+                    MeshError::Failed(format!(
+                        "process {peer} at {address} refused the data connection of process {me}: {e}"
+                    ))
+                })?;
             }
         }
-        while let Some((stream, peer)) = try_accept(&listener, me, addresses.len())? {
-            if streams[peer].is_some() {
-                return Err(MeshError::Failed(format!("process {peer} connected to process {me} twice")));
+        loop {
+            match try_accept(&listener, me, addresses.len(), secret)? {
+                Accepted::Nothing => break,
+                Accepted::Refused => {}
+                Accepted::Peer(stream, peer) => {
+                    if streams[peer].is_some() {
+                        return Err(MeshError::Failed(format!("process {peer} connected to process {me} twice")));
+                    }
+                    streams[peer] = Some(stream);
+                }
             }
-            streams[peer] = Some(stream);
         }
         let missing: Vec<usize> = (0..addresses.len()).filter(|p| *p != me && streams[*p].is_none()).collect();
         if missing.is_empty() {
@@ -80,42 +98,76 @@ pub(crate) fn connect(
     Ok(streams)
 }
 
-/// One attempt to connect to a lower-indexed process and send it our index.
-fn try_connect(address: &str, me: usize, deadline: Instant) -> Option<TcpStream> {
+/// One attempt to connect to a lower-indexed process and send it our index (prove it, with a
+/// secret); `Ok(None)` to try again later, an error when the peer refused our proof.
+fn try_connect(address: &str, me: usize, deadline: Instant, secret: Option<&ClusterSecret>) -> Result<Option<TcpStream>, AuthError> {
     let timeout = deadline
         .saturating_duration_since(Instant::now())
         .clamp(Duration::from_millis(1), ATTEMPT);
-    let resolved = address.to_socket_addrs().ok()?;
+    let Ok(resolved) = address.to_socket_addrs() else { return Ok(None) };
     for candidate in resolved {
         if let Ok(mut stream) = TcpStream::connect_timeout(&candidate, timeout) {
-            let sent = stream
-                .set_nodelay(true)
-                .and_then(|()| stream.set_write_timeout(Some(HANDSHAKE)))
-                .and_then(|()| stream.write_all(&(me as u64).to_be_bytes()));
+            if stream.set_nodelay(true).is_err() {
+                continue;
+            }
+            let sent = match secret {
+                Some(secret) => match auth::connect(&mut stream, secret, "mesh", me as u64, HANDSHAKE) {
+                    Ok(()) => Ok(()),
+                    Err(AuthError::Io(e)) => Err(e),
+                    Err(refused) => return Err(refused),
+                },
+                None => stream
+                    .set_write_timeout(Some(HANDSHAKE))
+                    .and_then(|()| stream.write_all(&(me as u64).to_be_bytes())),
+            };
             if sent.is_ok() {
-                return Some(stream);
+                return Ok(Some(stream));
             }
         }
     }
-    None
+    Ok(None)
 }
 
-/// Accepts one pending connection from a higher-indexed process and reads its index; `None`
-/// when no connection is pending.
-fn try_accept(listener: &TcpListener, me: usize, processes: usize) -> Result<Option<(TcpStream, usize)>, MeshError> {
+/// What one accept found.
+enum Accepted {
+    /// No connection is pending.
+    Nothing,
+    /// A connection that failed the cluster secret's proof, closed and logged.
+    Refused,
+    /// A peer and its index.
+    Peer(TcpStream, usize),
+}
+
+/// Accepts one pending connection from a higher-indexed process and reads (or, with a secret,
+/// checks the proof of) its index.
+fn try_accept(listener: &TcpListener, me: usize, processes: usize, secret: Option<&ClusterSecret>) -> Result<Accepted, MeshError> {
     let (mut stream, from) = match listener.accept() {
         Ok(accepted) => accepted,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => return Ok(Accepted::Nothing),
         Err(e) => return Err(MeshError::Failed(format!("process {me} cannot accept a connection: {e}"))),
     };
-    let mut index = [0u8; 8];
-    stream
-        .set_nonblocking(false)
-        .and_then(|()| stream.set_nodelay(true))
-        .and_then(|()| stream.set_read_timeout(Some(HANDSHAKE)))
-        .and_then(|()| stream.read_exact(&mut index))
-        .map_err(|e| MeshError::Failed(format!("a connection from {from} to process {me} sent no process index: {e}")))?;
-    let peer = u64::from_be_bytes(index);
+    let set_up = stream.set_nonblocking(false).and_then(|()| stream.set_nodelay(true));
+    let peer = match secret {
+        Some(secret) => match set_up
+            .map_err(AuthError::Io)
+            .and_then(|()| auth::accept(&mut stream, secret, "mesh", HANDSHAKE))
+        {
+            Ok(peer) => peer,
+            Err(e) => {
+                tracing::warn!(remote = %from, process = me, problem = %e, "Refused a data connection that did not prove the cluster secret.");
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return Ok(Accepted::Refused);
+            }
+        },
+        None => {
+            let mut index = [0u8; 8];
+            set_up
+                .and_then(|()| stream.set_read_timeout(Some(HANDSHAKE)))
+                .and_then(|()| stream.read_exact(&mut index))
+                .map_err(|e| MeshError::Failed(format!("a connection from {from} to process {me} sent no process index: {e}")))?;
+            u64::from_be_bytes(index)
+        }
+    };
     if peer <= me as u64 || peer >= processes as u64 {
         return Err(MeshError::Failed(format!(
             "a connection from {from} says it is process {peer}, but only processes {} to {} connect to process {me}",
@@ -123,7 +175,7 @@ fn try_accept(listener: &TcpListener, me: usize, processes: usize) -> Result<Opt
             processes - 1
         )));
     }
-    Ok(Some((stream, peer as usize)))
+    Ok(Accepted::Peer(stream, peer as usize))
 }
 
 #[cfg(test)]
@@ -142,7 +194,7 @@ mod tests {
         let handles: Vec<_> = (0..3)
             .map(|me| {
                 let addresses = addresses.clone();
-                std::thread::spawn(move || connect(&addresses, me, deadline, &|| None))
+                std::thread::spawn(move || connect(&addresses, me, deadline, &|| None, None))
             })
             .collect();
         for (me, handle) in handles.into_iter().enumerate() {
@@ -158,7 +210,7 @@ mod tests {
     fn a_missing_peer_times_out_naming_it() {
         let addresses = free_addresses(2);
         let started = Instant::now();
-        let error = connect(&addresses, 0, Instant::now() + Duration::from_millis(200), &|| None).unwrap_err();
+        let error = connect(&addresses, 0, Instant::now() + Duration::from_millis(200), &|| None, None).unwrap_err();
         assert_eq!(error, MeshError::Timeout(vec![1]));
         assert!(started.elapsed() < Duration::from_secs(5));
     }
@@ -167,9 +219,13 @@ mod tests {
     fn a_lost_peer_ends_the_wait_at_once() {
         let addresses = free_addresses(2);
         let started = Instant::now();
-        let error = connect(&addresses, 1, Instant::now() + Duration::from_secs(60), &|| {
-            Some("lost process 0".into())
-        })
+        let error = connect(
+            &addresses,
+            1,
+            Instant::now() + Duration::from_secs(60),
+            &|| Some("lost process 0".into()),
+            None,
+        )
         .unwrap_err();
         assert_eq!(error, MeshError::Lost("lost process 0".into()));
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -191,8 +247,60 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        let error = connect(&addresses, 0, Instant::now() + Duration::from_secs(5), &|| None).unwrap_err();
+        let error = connect(&addresses, 0, Instant::now() + Duration::from_secs(5), &|| None, None).unwrap_err();
         stranger.join().unwrap();
         assert!(matches!(&error, MeshError::Failed(m) if m.contains("process 7")), "{error:?}");
+    }
+
+    fn secret(text: &str) -> ClusterSecret {
+        ClusterSecret::new(text.as_bytes().to_vec()).unwrap()
+    }
+
+    /// With a secret, strangers (garbage, a bare index, another secret) are turned away and
+    /// the mesh still forms between the real processes.
+    #[test]
+    fn with_a_secret_strangers_are_refused_and_the_peers_still_connect() {
+        let addresses = free_addresses(2);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let first = addresses.clone();
+        let zero = std::thread::spawn(move || connect(&first, 0, deadline, &|| None, Some(&secret("the cluster's own secret"))));
+        // While process 0 waits for process 1: garbage, a bare index, another secret.
+        let mut sent = 0;
+        while sent < 3 {
+            assert!(Instant::now() < deadline, "process 0 never listened");
+            let Ok(mut stream) = TcpStream::connect(&addresses[0]) else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            match sent {
+                0 => stream.write_all(&[0xff; 100]).unwrap(),
+                1 => stream.write_all(&1u64.to_be_bytes()).unwrap(),
+                _ => {
+                    let refused = auth::connect(&mut stream, &secret("not the cluster's secret"), "mesh", 1, HANDSHAKE);
+                    assert!(matches!(refused, Err(AuthError::Refused)), "{refused:?}");
+                }
+            }
+            drop(stream);
+            sent += 1;
+        }
+        let one = connect(&addresses, 1, deadline, &|| None, Some(&secret("the cluster's own secret"))).unwrap();
+        assert_eq!(one.iter().flatten().count(), 1);
+        assert_eq!(zero.join().unwrap().unwrap().iter().flatten().count(), 1);
+    }
+
+    #[test]
+    fn a_process_with_another_secret_fails_naming_the_peer_that_refused_it() {
+        let addresses = free_addresses(2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let first = addresses.clone();
+        let soon = Instant::now() + Duration::from_secs(2);
+        let zero = std::thread::spawn(move || connect(&first, 0, soon, &|| None, Some(&secret("the cluster's own secret"))));
+        let error = connect(&addresses, 1, deadline, &|| None, Some(&secret("a secret of its own!!"))).unwrap_err();
+        assert!(
+            matches!(&error, MeshError::Failed(m) if m.contains("process 0") && m.contains("refused") && m.contains("secret")),
+            "{error:?}"
+        );
+        // Process 0 keeps waiting for the real process 1, then times out naming it.
+        assert_eq!(zero.join().unwrap().unwrap_err(), MeshError::Timeout(vec![1]));
     }
 }

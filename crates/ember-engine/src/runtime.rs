@@ -33,6 +33,9 @@ pub struct ClusterConfig {
     pub control_address: Option<String>,
     /// How long the processes wait for each other at start.
     pub start_timeout: Duration,
+    /// The cluster's secret: every control and data connection between its processes must
+    /// prove it (see [`crate::auth`]). `None` admits any process that speaks the protocol.
+    pub secret: Option<crate::auth::ClusterSecret>,
 }
 
 impl ClusterConfig {
@@ -44,6 +47,7 @@ impl ClusterConfig {
             addresses,
             control_address: None,
             start_timeout: Duration::from_secs(60),
+            secret: None,
         }
     }
 
@@ -824,6 +828,7 @@ impl Runtime {
                 control.start_timeout = cluster.start_timeout;
                 control.addresses = cluster.addresses.clone();
                 control.resume_ms = config.resume.map(|r| r.after_ms);
+                control.secret = cluster.secret.clone();
                 let plane = ControlPlane::join(control, choose_zero).map_err(LaunchError::Control)?;
                 let zero = plane.zero_ms();
                 (Some(Arc::new(plane)), zero)
@@ -1070,19 +1075,20 @@ fn connect_cluster(
     use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
     let deadline = launched + cluster.start_timeout;
     let lost = || control.failure().map(|e| e.to_string());
-    let sockets = crate::mesh::connect(&cluster.addresses, cluster.process, deadline, &lost).map_err(|e| match e {
-        crate::mesh::MeshError::Lost(_) => LaunchError::Control(
-            control
-                .failure()
-                .unwrap_or_else(|| ControlError::Protocol("a process was lost".into())),
-        ),
-        crate::mesh::MeshError::Timeout(missing) => LaunchError::Control(ControlError::StartTimeout {
-            addresses: missing.iter().filter_map(|p| cluster.addresses.get(*p).cloned()).collect(),
-            missing,
-            waited: launched.elapsed(),
-        }),
-        crate::mesh::MeshError::Failed(message) => LaunchError::Timely(message),
-    })?;
+    let sockets =
+        crate::mesh::connect(&cluster.addresses, cluster.process, deadline, &lost, cluster.secret.as_ref()).map_err(|e| match e {
+            crate::mesh::MeshError::Lost(_) => LaunchError::Control(
+                control
+                    .failure()
+                    .unwrap_or_else(|| ControlError::Protocol("a process was lost".into())),
+            ),
+            crate::mesh::MeshError::Timeout(missing) => LaunchError::Control(ControlError::StartTimeout {
+                addresses: missing.iter().filter_map(|p| cluster.addresses.get(*p).cloned()).collect(),
+                missing,
+                waited: launched.elapsed(),
+            }),
+            crate::mesh::MeshError::Failed(message) => LaunchError::Timely(message),
+        })?;
     let hooks = timely::communication::Hooks::default();
     let process_allocators = ProcessBuilder::new_typed_vector(workers, hooks.refill.clone(), hooks.spill.clone());
     let (builders, guard) = initialize_networking_from_sockets(process_allocators, sockets, cluster.process, workers, hooks)

@@ -55,6 +55,8 @@ struct Settings {
     key_groups: u32,
     control_address: Option<String>,
     cluster_start_timeout: std::time::Duration,
+    /// The cluster's secret, when set on the builder (else from the environment at start).
+    cluster_secret: Option<ember_engine::auth::ClusterSecret>,
     /// How long a graceful stop may wait; `None` = ten batch intervals.
     graceful_stop_timeout: Option<std::time::Duration>,
     /// Where the web UI listens (host, port), if it does.
@@ -418,6 +420,18 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// The secret every process of the cluster must prove on each control and data connection
+    /// (an HMAC challenge and response, see [`ember_engine::auth`]): a process without it can
+    /// neither join, nor pose as a peer, nor stop the job, and a stranger's connection is
+    /// closed and logged with its address. Without this call, `start` takes the secret from
+    /// `EMBER_CLUSTER_SECRET` (its text, at least 16 bytes) or from the file
+    /// `EMBER_CLUSTER_SECRET_FILE` names; without either, connections are not authenticated
+    /// (a warning says so when a process is not on this host's loopback).
+    pub fn cluster_secret(mut self, secret: ember_engine::auth::ClusterSecret) -> Self {
+        self.settings.cluster_secret = Some(secret);
+        self
+    }
+
     /// How long the processes of a cluster wait for each other at start (default 60 s); then
     /// `start` fails naming the processes that did not come.
     pub fn cluster_start_timeout(mut self, timeout: Duration) -> Self {
@@ -710,6 +724,7 @@ impl StreamingContext {
                 key_groups: ember_engine::keys::DEFAULT_KEY_GROUPS,
                 control_address: None,
                 cluster_start_timeout: std::time::Duration::from_secs(60),
+                cluster_secret: None,
                 graceful_stop_timeout: None,
                 ui: None,
                 receivers: ReceiverSettings::default(),
@@ -908,6 +923,29 @@ impl StreamingContext {
                 ));
             }
         }
+        let secret = match (&self.inner.settings.cluster, &self.inner.settings.cluster_secret) {
+            (Some(cluster), None) if cluster.addresses.len() > 1 => match ember_engine::auth::ClusterSecret::from_env() {
+                Ok(secret) => secret,
+                Err(message) => {
+                    self.inner.stop(false)?;
+                    return Err(Error::InvalidArgument {
+                        operation: "StreamingContext::start",
+                        message,
+                    });
+                }
+            },
+            (_, secret) => secret.clone(),
+        };
+        if let Some(cluster) = &self.inner.settings.cluster
+            && cluster.addresses.len() > 1
+            && secret.is_none()
+            && !cluster.addresses.iter().all(|a| is_loopback(a))
+        {
+            tracing::warn!(
+                "The cluster's connections are not authenticated: any process that reaches its ports can join it or stop it. \
+                 Give every process the same secret in EMBER_CLUSTER_SECRET (or EMBER_CLUSTER_SECRET_FILE)."
+            );
+        }
         let plan = &self.inner.plan;
         if let Some(keep) = *lock(&self.inner.remember) {
             plan.retain(keep, self.inner.hosts_receivers())?;
@@ -927,6 +965,7 @@ impl StreamingContext {
         let cluster = settings.cluster.clone().map(|mut cluster| {
             cluster.control_address = settings.control_address.clone();
             cluster.start_timeout = settings.cluster_start_timeout;
+            cluster.secret = secret.clone();
             cluster
         });
         // What every process of a cluster must agree on besides the plan itself.
@@ -1340,4 +1379,11 @@ fn checkpoint_path(directory: &std::path::Path) -> Result<std::path::PathBuf> {
         });
     }
     Ok(directory.to_owned())
+}
+
+/// Whether `address` (`host:port`) is on this host's loopback (`localhost`, `127.x`, `::1`).
+fn is_loopback(address: &str) -> bool {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

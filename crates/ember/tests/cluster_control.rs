@@ -1,6 +1,7 @@
 //! A 2-process cluster on loopback behaves as one program: processes started apart agree on
 //! the batch times, a `stop` anywhere stops everyone, a lost process is reported by name,
-//! different plans are refused at start, and key groups are the same in every process.
+//! different plans are refused at start, key groups are the same in every process, and with a
+//! cluster secret strangers are turned away while a process with another secret cannot join.
 //!
 //! Each test starts this test binary again as the cluster's processes (`cluster_child` runs
 //! a scenario when `EMBER_CLUSTER_PROCESS` is set) and reads what they print.
@@ -118,11 +119,13 @@ fn cluster_child() {
         .map(str::to_owned)
         .collect();
     let control = std::env::var("EMBER_CLUSTER_CONTROL").expect("EMBER_CLUSTER_CONTROL is set");
-    let ssc = match StreamingContext::builder(milliseconds(200))
+    let mut builder = StreamingContext::builder(milliseconds(200))
         .cluster(process, addresses)
-        .cluster_control_address(control)
-        .build()
-    {
+        .cluster_control_address(control);
+    if scenario == "wrong_secret" {
+        builder = builder.cluster_start_timeout(seconds(3));
+    }
+    let ssc = match builder.build() {
         Ok(ssc) => ssc,
         Err(e) => quit(exit::BUILD_FAILED, &format!("build: {e}")),
     };
@@ -153,6 +156,15 @@ fn cluster_child() {
             Ok(()) => quit(exit::START_SUCCEEDED_WITH_DIFFERENT_PLANS, "start accepted different plans"),
         }
     }
+    if scenario == "wrong_secret" {
+        match started {
+            Err(e) => {
+                say(&format!("START_ERROR {e}"));
+                return;
+            }
+            Ok(()) => quit(exit::START_SUCCEEDED_WITH_DIFFERENT_PLANS, "start succeeded with another secret"),
+        }
+    }
     if let Err(e) = started {
         quit(exit::START_FAILED, &format!("start: {e}"));
     }
@@ -175,8 +187,8 @@ fn cluster_child() {
         }
     };
     match (scenario.as_str(), process) {
-        ("late_start", 0) => stop_after(6),
-        ("late_start", _) => await_stop(seconds(30)),
+        ("late_start" | "strangers", 0) => stop_after(6),
+        ("late_start" | "strangers", _) => await_stop(seconds(30)),
         ("remote_stop", 1) => stop_after(3),
         ("remote_stop", _) => await_stop(seconds(30)),
         ("kill", _) => match ssc.await_termination_or_timeout(seconds(60)) {
@@ -245,8 +257,17 @@ fn collect<R: Read + Send + 'static>(from: R, into: Arc<Mutex<String>>) -> JoinH
 
 impl ChildProcess {
     fn spawn(scenario: &str, process: usize, ports: Option<&ClusterPorts>) -> Self {
+        Self::spawn_with(scenario, process, ports, None)
+    }
+
+    /// [`ChildProcess::spawn`] with `secret` in `EMBER_CLUSTER_SECRET`.
+    fn spawn_with(scenario: &str, process: usize, ports: Option<&ClusterPorts>, secret: Option<&str>) -> Self {
         let exe = std::env::current_exe().expect("the test binary's path");
         let mut command = Command::new(exe);
+        match secret {
+            Some(secret) => command.env("EMBER_CLUSTER_SECRET", secret),
+            None => command.env_remove("EMBER_CLUSTER_SECRET"),
+        };
         command
             .args(["--exact", "cluster_child", "--nocapture", "--test-threads", "1"])
             .env("EMBER_CLUSTER_PROCESS", process.to_string())
@@ -400,6 +421,88 @@ fn processes_started_2_s_apart_see_the_same_batch_times() {
         "times off the 200 ms grid of {first}: {off_grid:?}\n{}",
         context()
     );
+}
+
+/// A cluster with a secret: while process 0 waits for process 1, strangers knock on its control
+/// port (a well-formed hello as process 1, a `stop`, garbage) and its data port (a bare index,
+/// garbage); all are turned away, and the real process 1 then joins and both run to the end
+/// on the same batches.
+#[test]
+fn with_a_secret_strangers_are_refused_and_the_job_runs_unchanged() {
+    if !in_parent() {
+        return;
+    }
+    let ports = ClusterPorts::new();
+    let secret = "a secret only this cluster knows";
+    let mut p0 = ChildProcess::spawn_with("strangers", 0, Some(&ports), Some(secret));
+    let data0 = ports.addresses.split(',').next().unwrap().to_owned();
+    // `must`: the port is known to open; else a knock that finds it closed (the moment passed)
+    // is skipped.
+    let knock = |address: &str, bytes: &[u8], must: bool| {
+        let deadline = Instant::now() + std::time::Duration::from_secs(if must { 20 } else { 3 });
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+                let _ = stream.write_all(bytes);
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                let mut answer = Vec::new();
+                let _ = stream.read_to_end(&mut answer);
+                // Nothing but the authentication challenge (10 + 32 bytes) comes back.
+                assert!(answer.len() <= 42, "a stranger at {address} was told {answer:?}");
+                return;
+            }
+            if !must && Instant::now() >= deadline {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{address} never listened");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    knock(
+        &ports.control,
+        b"{\"type\":\"hello\",\"process\":1,\"processes\":2,\"fingerprint\":1}\n",
+        true,
+    );
+    knock(&ports.control, b"{\"type\":\"stop\",\"graceful\":false}\n", true);
+    knock(&ports.control, &[0xff; 100], true);
+    let mut p1 = ChildProcess::spawn_with("strangers", 1, Some(&ports), Some(secret));
+    // Process 0 listens for data connections once process 1 has joined the control plane.
+    knock(&data0, &1u64.to_be_bytes(), false);
+    knock(&data0, &[0xff; 100], false);
+    assert_all_succeed(&mut [&mut p0, &mut p1], Instant::now() + std::time::Duration::from_secs(45));
+    let (t0, t1) = (batch_times(&p0, 0), batch_times(&p1, 1));
+    assert!(t0.len() >= 6 && t1.len() >= 3, "{}\n{}", p0.describe(), p1.describe());
+    assert!(
+        p0.stdout().contains("STOPPED") && p1.stdout().contains("AWAIT stopped"),
+        "{}\n{}",
+        p0.describe(),
+        p1.describe()
+    );
+    let common: Vec<&u64> = t1.iter().filter(|t| **t <= *t0.last().unwrap()).collect();
+    assert!(common.iter().all(|t| t0.contains(t)), "{}\n{}", p0.describe(), p1.describe());
+}
+
+/// A process given another secret cannot join: its `start` fails saying process 0 refused it.
+#[test]
+fn a_process_with_another_secret_fails_to_join_saying_why() {
+    if !in_parent() {
+        return;
+    }
+    let ports = ClusterPorts::new();
+    let mut p0 = ChildProcess::spawn_with("wrong_secret", 0, Some(&ports), Some("a secret only this cluster knows"));
+    let mut p1 = ChildProcess::spawn_with("wrong_secret", 1, Some(&ports), Some("some other secret entirely"));
+    assert_all_succeed(&mut [&mut p0, &mut p1], Instant::now() + std::time::Duration::from_secs(30));
+    let error = p1.stdout();
+    assert!(
+        error.contains("START_ERROR") && error.contains("refused") && error.contains("secret"),
+        "{}",
+        p1.describe()
+    );
+    assert!(
+        !error.contains("a secret only this cluster knows") && !error.contains("some other secret"),
+        "{}",
+        p1.describe()
+    );
+    assert!(p0.stdout().contains("START_ERROR"), "{}", p0.describe());
 }
 
 #[test]
