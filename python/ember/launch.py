@@ -5,13 +5,16 @@ Python job uses more than one core (ember's answer to PySpark's Python workers).
 
 Starts N processes of the program on this machine, each told its place through
 ``EMBER_CLUSTER_PROCESS``, ``EMBER_CLUSTER_ADDRESSES`` and ``EMBER_CLUSTER_CONTROL`` (free
-loopback ports); ``StreamingContext`` reads them. Every process builds the same plan; receivers,
+loopback ports), and ``EMBER_CLUSTER_SECRET``, a fresh random secret (or the one already in the
+environment) that every connection between the processes must prove, so that no other process
+can join the cluster or stop it; ``StreamingContext`` reads them. Every process builds the same plan; receivers,
 ``pprint`` and ``foreachRDD`` run on process 0, keyed work is spread over all of them. The
 processes share the terminal. When one exits with an error, the others are stopped; the exit
 status is the first failure's (0 when all succeed)."""
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -44,9 +47,11 @@ def main(argv=None):
     ports = free_ports(options.processes + 1, options.host)
     addresses = ",".join("%s:%d" % (options.host, p) for p in ports[:-1])
     children = []
+    secret = os.environ.get("EMBER_CLUSTER_SECRET") or secrets.token_hex(32)
     for index in range(options.processes):
         env = dict(
             os.environ,
+            EMBER_CLUSTER_SECRET=secret,
             EMBER_CLUSTER_PROCESS=str(index),
             EMBER_CLUSTER_ADDRESSES=addresses,
             EMBER_CLUSTER_CONTROL="%s:%d" % (options.host, ports[-1]),
