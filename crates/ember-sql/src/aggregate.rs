@@ -422,13 +422,17 @@ impl KeyGroupLogic for KeyedAggregate {
         let watermarks = self.delays.as_ref().map(|_| self.tracker.current);
         let global_elsewhere = self.keys.is_empty() && !self.groups.owns(global_group(&self.groups));
         let finisher = self.finisher()?;
-        // A global aggregation finishes to one row even over nothing: only the owner of its one
-        // group runs it.
-        if stepped.ran && !(finisher.groups == 0 && global_elsewhere) {
-            let step = finisher.step(rows, mode, &task, watermarks).map_err(|e| e.to_string())?;
-            stepped.rows = step.rows.into_iter().map(ArrowBatch).collect();
-            (stepped.updated, stepped.removed, stepped.dropped) = (step.updated, step.removed, step.dropped);
-            let evicts = finisher.key_time.is_some() && mode != OutputMode::Complete;
+        let evicts = finisher.key_time.is_some() && mode != OutputMode::Complete;
+        if stepped.ran {
+            // A global aggregation finishes to one row even over nothing: only the owner of its
+            // one group runs it.
+            if !(finisher.groups == 0 && global_elsewhere) {
+                let step = finisher.step(rows, mode, &task, watermarks).map_err(|e| e.to_string())?;
+                stepped.rows = step.rows.into_iter().map(ArrowBatch).collect();
+                (stepped.updated, stepped.removed, stepped.dropped) = (step.updated, step.removed, step.dropped);
+            }
+            // Every owner moves the watermark alike, whether it held rows or not: any of them
+            // may write the groups a restart reads it from.
             if let Some(delays) = &self.delays {
                 let next = self.tracker.after(delays, &stepped.event_time);
                 self.pending = evicts && next.current.eviction_ms > self.tracker.current.eviction_ms;
