@@ -7,8 +7,12 @@
 //! `ember gen` is the data generator the examples, tests and benchmarks are fed by: `ember gen
 //! socket` serves lines to every client at a rate (the seeds' `DataSourceSocket`), `ember gen
 //! files` moves files of lines into a directory at a rate.
+//!
+//! `ember cluster -n N -- PROGRAM ARGS` runs a job as a cluster of N processes on this machine
+//! and restarts all of them when one dies (see `supervisor.rs`).
 
 mod generator;
+mod supervisor;
 
 use std::io::IsTerminal;
 use std::net::TcpListener;
@@ -40,6 +44,10 @@ enum Command {
     /// The data generator the examples, tests and benchmarks are fed by.
     #[command(subcommand)]
     Gen(GenCommand),
+    /// Runs a job (a program built on ember, after `--`) as a cluster of processes on this
+    /// machine, each told its place and one secret; when one dies, restarts all of them (they
+    /// resume from the job's last checkpoint) under a restart strategy, until it gives up.
+    Cluster(supervisor::ClusterArgs),
 }
 
 #[derive(Debug, Args)]
@@ -349,6 +357,7 @@ fn main() -> ExitCode {
         Command::Wordcount(args) => wordcount(args),
         Command::QueueWordcount => queue_wordcount(),
         Command::Gen(command) => gen_command(command),
+        Command::Cluster(args) => install_ctrl_c().and_then(|presses| supervisor::run(args, &presses)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

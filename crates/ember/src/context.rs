@@ -439,9 +439,53 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// Joins the cluster the environment describes, as `ember cluster` and
+    /// `python -m ember.launch` describe it: `EMBER_CLUSTER_PROCESS` (this process's index),
+    /// `EMBER_CLUSTER_ADDRESSES` (every process's `host:port`, comma-separated) and, optionally,
+    /// `EMBER_CLUSTER_CONTROL` (process 0's control address); the secret comes from
+    /// `EMBER_CLUSTER_SECRET` at start. Without `EMBER_CLUSTER_PROCESS` nothing changes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the variable that is malformed or missing.
+    pub fn cluster_from_env(mut self) -> Result<Self> {
+        let bad = |message: String| Error::InvalidArgument {
+            operation: "StreamingContextBuilder::cluster_from_env",
+            message,
+        };
+        let Ok(process) = std::env::var("EMBER_CLUSTER_PROCESS") else {
+            return Ok(self);
+        };
+        let process: usize = process
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("EMBER_CLUSTER_PROCESS is not a process index: {process:?}")))?;
+        let addresses: Vec<String> = std::env::var("EMBER_CLUSTER_ADDRESSES")
+            .map_err(|_| bad("EMBER_CLUSTER_PROCESS is set but EMBER_CLUSTER_ADDRESSES is not".into()))?
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if process >= addresses.len() {
+            return Err(bad(format!(
+                "EMBER_CLUSTER_PROCESS is {process} but EMBER_CLUSTER_ADDRESSES has {} addresses",
+                addresses.len()
+            )));
+        }
+        if addresses.len() > 1 {
+            self.settings.cluster = Some(ClusterConfig::new(process, addresses));
+            if let Ok(control) = std::env::var("EMBER_CLUSTER_CONTROL") {
+                self.settings.control_address = Some(control);
+            }
+        }
+        Ok(self)
+    }
+
     /// Reads timely-style arguments: `-w N` worker threads, `-n N` processes, `-p I` this
     /// process's index, `-h FILE` a file of `host:port` lines (default: localhost ports from
-    /// 2101). Unknown arguments are ignored.
+    /// 2101). Unknown arguments are ignored. Without `-n`, the cluster comes from the
+    /// environment (see [`StreamingContextBuilder::cluster_from_env`]).
     ///
     /// # Errors
     ///
@@ -478,8 +522,9 @@ impl StreamingContextBuilder {
                 return Err(bad(format!("process {process} of {processes} with {} addresses", addresses.len())));
             }
             self.settings.cluster = Some(ClusterConfig::new(process, addresses.into_iter().take(processes).collect()));
+            return Ok(self);
         }
-        Ok(self)
+        self.cluster_from_env()
     }
 
     /// Uses `clock` to decide when batches are due.

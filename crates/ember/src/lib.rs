@@ -48,7 +48,7 @@ pub use display::SparkDisplay;
 pub use dstream::{
     DStream, KeyGroupLogic, KeyGroups, MapWithStateDStream, ObjectFormat, Routed, State, StateSpec, batch_file_name, format_batch,
 };
-pub use ember_engine::{Clock, Data, Key, ManualClock, keys};
+pub use ember_engine::{Clock, Data, Key, ManualClock, auth, keys};
 pub use error::{Error, Result};
 pub use listener::{BatchInfo, ListenerId, OutputOperationInfo, StatsReportListener, StreamingListener, StreamingStarted};
 pub use plan::{OperatorId, Partitioning};
