@@ -5,6 +5,10 @@
 //! Run against your own server (`nc -lk 9999`):
 //! `cargo run -p ember --example stateful_network_word_count -- localhost 9999`
 //!
+//! As a cluster of two processes under the supervisor (the receiver and the printing run on
+//! process 0, the state is split over both):
+//! `ember cluster -n 2 -- target/debug/examples/stateful_network_word_count`
+//!
 //! Without arguments it serves the tutorial's lines itself, one line per 500 ms batch, and
 //! stops after 8 batches. The counts accumulate: `(hello,1)`, then `(hello,2)`, and a word
 //! keeps its count in later batches even when it is not seen again.
@@ -31,7 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ("127.0.0.1".to_owned(), port, Some(milliseconds(8 * 500 + 250)))
         }
     };
-    let ssc = StreamingContext::new(batch)?;
+    // A cluster when `ember cluster -n N -- <this example>` (or timely's `-n/-p/-h`) says so.
+    let ssc = StreamingContext::builder(batch).from_args(std::env::args())?.build()?;
     let lines = ssc.socket_text_stream(&host, port);
     let words = lines.flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>());
     let pairs = words.map(|word| (word, 1u64));
