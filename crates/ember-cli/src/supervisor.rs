@@ -14,7 +14,8 @@
 //! is killed), the others are stopped (SIGTERM, then SIGKILL after the grace period), and all
 //! of them are started again after the strategy's delay, until the strategy gives up; then the
 //! supervisor exits with 1, saying why. When every process exits with 0, so does the
-//! supervisor. SIGTERM or Ctrl-C to the supervisor stops the processes with SIGTERM (a second
+//! supervisor. With `--scale-file`, writing another count into that file stops the processes and
+//! starts that many (a rescale from the last checkpoint, not counted as a failure). SIGTERM or Ctrl-C to the supervisor stops the processes with SIGTERM (a second
 //! Ctrl-C kills them) and exits.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -54,6 +55,11 @@ pub struct ClusterArgs {
     /// How long a process may take to stop after SIGTERM before it is killed, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     grace_ms: u64,
+    /// A file holding the number of processes wanted (rescaling, as a Kubernetes replica count
+    /// is edited): when its number differs from the running count, the processes are stopped
+    /// and that many are started, resuming from the job's last checkpoint. Not a failure.
+    #[arg(long)]
+    scale_file: Option<std::path::PathBuf>,
     /// The program and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     program: Vec<String>,
@@ -183,22 +189,31 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
             attempts: args.restart_attempts,
         },
     };
-    let n = args.processes as usize;
-    let ports = free_ports(&args.host, n + 1)?;
-    let addresses: Vec<String> = ports[..n].iter().map(|p| format!("{}:{p}", args.host)).collect();
-    let control = format!("{}:{}", args.host, ports[n]);
+    let mut n = args.processes as usize;
     let secret = ember::auth::ClusterSecret::generate().map_err(anyhow::Error::msg)?;
     let secret = String::from_utf8(secret.expose().to_vec()).context("the generated secret is hex")?;
     let mut failures: Vec<Instant> = Vec::new();
+    let mut after_failure = false;
+    let mut bad_scale: Option<String> = None;
+    // A scale file that already asks for a count starts with it.
+    if let Some(path) = &args.scale_file
+        && let Some(wanted) = wanted_scale(path, &mut bad_scale)
+    {
+        n = wanted;
+    }
     loop {
-        let attempt = failures.len();
-        if attempt > 0 {
+        if after_failure {
             eprintln!(
-                "ember cluster: restarting all {n} processes in {} ms (restart {attempt})",
-                args.restart_delay_ms
+                "ember cluster: restarting all {n} processes in {} ms (restart {})",
+                args.restart_delay_ms,
+                failures.len()
             );
             std::thread::sleep(Duration::from_millis(args.restart_delay_ms));
         }
+        // Fresh ports for every start: the count may have changed, and nothing keeps them.
+        let ports = free_ports(&args.host, n + 1)?;
+        let addresses: Vec<String> = ports[..n].iter().map(|p| format!("{}:{p}", args.host)).collect();
+        let control = format!("{}:{}", args.host, ports[n]);
         let mut processes = Vec::with_capacity(n);
         for index in 0..n {
             let mut command = Command::new(&args.program[0]);
@@ -230,8 +245,18 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
                 status: None,
             });
         }
-        // Until every process succeeded, one failed, or the supervisor is stopped.
+        // Until every process succeeded, one failed, the scale changed, or the supervisor is
+        // stopped.
         let failed = loop {
+            if let Some(path) = &args.scale_file
+                && let Some(wanted) = wanted_scale(path, &mut bad_scale)
+                && wanted != n
+            {
+                eprintln!("ember cluster: rescaling from {n} to {wanted} processes");
+                stop_all(&mut processes, Duration::from_millis(args.grace_ms));
+                n = wanted;
+                break None;
+            }
             if presses.load(Ordering::Acquire) > 0 {
                 eprintln!("ember cluster: stopping the {n} processes");
                 stop_all(&mut processes, Duration::from_millis(args.grace_ms));
@@ -250,7 +275,7 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
                 }
             }
             if let Some(failed) = failed {
-                break failed;
+                break Some(failed);
             }
             if done == n {
                 for process in &mut processes {
@@ -260,13 +285,40 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let (index, status) = failed;
+        let Some((index, status)) = failed else {
+            after_failure = false;
+            continue;
+        };
+        after_failure = true;
         let why = format!("process {index} {}", describe(status));
         eprintln!("ember cluster: {why}; stopping the others");
         stop_all(&mut processes, Duration::from_millis(args.grace_ms));
         failures.push(Instant::now());
         if let Err(limit) = strategy.allows(&failures) {
             bail!("giving up: {why}, and {limit}");
+        }
+    }
+}
+
+/// The process count `path` asks for, if it holds one (1 to 256); a bad content is reported
+/// once (kept in `bad`) and ignored.
+fn wanted_scale(path: &std::path::Path, bad: &mut Option<String>) -> Option<usize> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => {
+            *bad = None;
+            Some(n)
+        }
+        _ => {
+            if bad.as_deref() != Some(text.as_str()) {
+                eprintln!(
+                    "ember cluster: {} holds {:?}, not a process count from 1 to 256; ignored",
+                    path.display(),
+                    text.trim()
+                );
+                *bad = Some(text);
+            }
+            None
         }
     }
 }

@@ -223,3 +223,52 @@ fn a_real_cluster_job_is_brought_back_after_a_process_dies() {
     assert_eq!(sums.lines().collect::<Vec<_>>(), expected, "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--scale-file`: writing another count stops the processes and starts that many, each with
+/// the new address list; not a failure, so no restart is counted.
+#[test]
+fn a_new_count_in_the_scale_file_rescales_the_cluster() {
+    let dir = std::env::temp_dir().join(format!("ember-rescale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let scale = dir.join("scale");
+    std::fs::write(&scale, "3\n").unwrap();
+    let runs = dir.join("runs");
+    // Each process records the cluster size it was given; at 2 processes they finish, at any
+    // other count they wait to be rescaled.
+    let script = format!(
+        "size=$(echo \"$EMBER_CLUSTER_ADDRESSES\" | tr ',' '\\n' | wc -l); echo \"$size\" >> {runs}; \
+         if [ \"$size\" -eq 2 ]; then exit 0; fi; exec sleep 30",
+        runs = runs.display()
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["cluster", "-n", "1", "--scale-file"])
+        .arg(&scale)
+        .args(["--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(&runs).unwrap_or_default();
+            if text.lines().count() >= want {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{want} runs did not come: {text:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // The file's 3 wins over -n 1 at start; then 3 -> 2.
+    assert_eq!(lines(3).lines().collect::<Vec<_>>(), ["3", "3", "3"]);
+    std::fs::write(&scale, "2").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("rescaling from 3 to 2 processes"), "{stderr}");
+    assert!(!stderr.contains("restarting"), "a rescale counted as a failure: {stderr}");
+    let text = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(text.lines().collect::<Vec<_>>(), ["3", "3", "3", "2", "2"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
