@@ -653,11 +653,22 @@ fn status_explain_and_the_sessions_queries() {
     assert!(spark.get_query(held.id()).is_none());
 }
 
+/// A running query's `/metrics` page on its `ember.ui.port`; the query is stopped after.
+fn metrics_page(query: &ember_sql::StreamingQuery) -> String {
+    use std::io::{Read, Write};
+    query.process_all_available().unwrap();
+    let mut connection = std::net::TcpStream::connect(query.ui_address().expect("a UI address")).unwrap();
+    write!(connection, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut page = String::new();
+    connection.read_to_string(&mut page).unwrap();
+    query.stop().unwrap();
+    page
+}
+
 /// The writer's `ember.ui.port` serves ember's web UI and `/metrics` for the query's
 /// micro-batches.
 #[test]
 fn the_query_s_micro_batches_reach_metrics_on_its_ui_port() {
-    use std::io::{Read, Write};
     let dir = files(&[&["a", "b"], &["c"]]);
     let (_spark, lines) = one_file_a_batch(dir.path());
     let query = lines
@@ -668,13 +679,7 @@ fn the_query_s_micro_batches_reach_metrics_on_its_ui_port() {
         .trigger(Trigger::ProcessingTime(Duration::from_millis(50)))
         .start()
         .unwrap();
-    query.process_all_available().unwrap();
-    let address = query.ui_address().expect("a UI address");
-    let mut connection = std::net::TcpStream::connect(address).unwrap();
-    write!(connection, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut page = String::new();
-    connection.read_to_string(&mut page).unwrap();
-    query.stop().unwrap();
+    let page = metrics_page(&query);
     let value = |name: &str| -> f64 {
         page.lines()
             .find(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -695,12 +700,7 @@ fn the_query_s_micro_batches_reach_metrics_on_its_ui_port() {
         .trigger(Trigger::ProcessingTime(Duration::from_millis(50)))
         .start()
         .unwrap();
-    query.process_all_available().unwrap();
-    let mut connection = std::net::TcpStream::connect(query.ui_address().expect("a UI address")).unwrap();
-    write!(connection, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut page = String::new();
-    connection.read_to_string(&mut page).unwrap();
-    query.stop().unwrap();
+    let page = metrics_page(&query);
     let groups: f64 = page
         .lines()
         .find(|l| l.starts_with("ember_state_keys{stream=\"stateStoreSave#"))
