@@ -4,9 +4,9 @@
 //!
 //! Each process gets its place through the environment, as `python -m ember.launch` gives it:
 //! `EMBER_CLUSTER_PROCESS` (its index), `EMBER_CLUSTER_ADDRESSES` (every process's `host:port`),
-//! `EMBER_CLUSTER_CONTROL` (process 0's control plane) and `EMBER_CLUSTER_SECRET` (a fresh random
-//! secret for this supervisor's run, that every connection between the processes must prove;
-//! never printed). A Rust program reads them with `StreamingContextBuilder::from_args` (or
+//! `EMBER_CLUSTER_CONTROL` (process 0's control plane) and `EMBER_CLUSTER_SECRET` (the one in the
+//! supervisor's environment, else a fresh random secret for this run, that every connection
+//! between the processes must prove; never printed). A Rust program reads them with `StreamingContextBuilder::from_args` (or
 //! `cluster_from_env`), a Python program with `StreamingContext`. The job resumes from its last
 //! committed checkpoint on each restart because it is written with `get_or_create`.
 //!
@@ -190,7 +190,12 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
         },
     };
     let mut n = args.processes as usize;
-    let secret = ember::auth::ClusterSecret::generate().map_err(anyhow::Error::msg)?;
+    // The secret in the supervisor's own environment (one a user pins for several supervisors),
+    // else a fresh one.
+    let secret = match ember::auth::ClusterSecret::from_env().map_err(anyhow::Error::msg)? {
+        Some(secret) => secret,
+        None => ember::auth::ClusterSecret::generate().map_err(anyhow::Error::msg)?,
+    };
     let secret = String::from_utf8(secret.expose().to_vec()).context("the generated secret is hex")?;
     let mut failures: Vec<Instant> = Vec::new();
     let mut after_failure = false;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 fn ember_cluster(args: &[&str], script: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ember"))
+        .env_remove("EMBER_CLUSTER_SECRET")
+        .env_remove("EMBER_CLUSTER_SECRET_FILE")
         .arg("cluster")
         .args(args)
         .args(["--", "sh", "-c", script])
@@ -271,4 +273,30 @@ fn a_new_count_in_the_scale_file_rescales_the_cluster() {
     let text = std::fs::read_to_string(&runs).unwrap();
     assert_eq!(text.lines().collect::<Vec<_>>(), ["3", "3", "3", "2", "2"]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A secret in the supervisor's environment is the one its processes get.
+#[test]
+fn a_secret_in_the_supervisors_environment_is_passed_on() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .env("EMBER_CLUSTER_SECRET", "a secret pinned for every supervisor")
+        .args(["cluster", "-n", "2", "--", "sh", "-c", "echo \"got $EMBER_CLUSTER_SECRET\""])
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(stdout.matches("got a secret pinned for every supervisor").count(), 2, "{stdout}");
+    // Too short a secret is refused before anything starts, without printing it.
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .env("EMBER_CLUSTER_SECRET", "short")
+        .args(["cluster", "-n", "2", "--", "sh", "-c", "echo started"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("EMBER_CLUSTER_SECRET") && stderr.contains("at least 16"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("short") && !text(&out.stdout).contains("started"), "{stderr}");
 }
