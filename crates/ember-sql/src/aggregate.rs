@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::eventtime::{EventStats, KeyTime, WatermarkTracker, Watermarks};
-use crate::exec::{ArrowBatch, Instance, Step};
+use crate::exec::{ArrowBatch, BatchFacts, Instance, Step};
 use crate::sink::OutputMode;
 
 /// The stages after the gather, for an aggregation.
@@ -40,21 +40,6 @@ pub(crate) fn at_or_before(batch: &RecordBatch, (key, kind): (usize, KeyTime), w
 }
 
 impl Finisher {
-    /// The state as an Arrow IPC stream (none or one batch of the partial schema).
-    pub(crate) fn snapshot(&self) -> Result<Vec<u8>> {
-        crate::ipc_stream(&self.partial_schema, self.state.as_ref())
-    }
-
-    /// Takes the state of a [`Finisher::snapshot`]; refuses one of another query's aggregation.
-    pub(crate) fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let batches = self.read_state(bytes)?;
-        self.state = match batches.len() {
-            0 => None,
-            _ => Some(concat_batches(&self.partial_schema, &batches)?),
-        };
-        Ok(())
-    }
-
     /// The rows of a state written as an Arrow IPC stream; refuses the state of another
     /// query's aggregation, naming the operator.
     pub(crate) fn read_state(&self, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
@@ -229,11 +214,8 @@ pub(crate) enum Piece {
 pub(crate) struct Stepped {
     /// Whether the micro-batch ran (it had input, or the watermark freed groups).
     pub ran: bool,
-    /// The micro-batch's input rows and event times, over all partitions.
-    pub input_rows: u64,
-    /// The input rows of each of the query's sources (by index).
-    pub source_rows: Vec<u64>,
-    pub event_time: Vec<Option<EventStats>>,
+    /// What the micro-batch read, over all partitions (every owner has all of it).
+    pub facts: BatchFacts,
     /// The rows the output mode sends to the sink from this owner's groups.
     pub rows: Vec<ArrowBatch>,
     pub updated: u64,
@@ -382,35 +364,20 @@ impl KeyGroupLogic for KeyedAggregate {
 
     fn on_batch(&mut self, _time: ember::Time, input: Vec<Piece>) -> std::result::Result<Vec<Stepped>, String> {
         let mut rows = Vec::new();
-        let mut input_rows = 0;
-        let mut source_rows: Vec<u64> = Vec::new();
-        let mut stats: Vec<Option<EventStats>> = Vec::new();
+        let mut facts = BatchFacts::default();
         for piece in input {
             match piece {
                 Piece::Rows(batch) => rows.push(batch.0),
                 Piece::Facts {
                     source,
-                    input_rows: n,
+                    input_rows,
                     event_time,
-                } => {
-                    input_rows += n;
-                    source_rows.resize(source_rows.len().max(source + 1), 0);
-                    source_rows[source] += n;
-                    stats.resize(stats.len().max(event_time.len()), None);
-                    for (i, s) in event_time.into_iter().enumerate() {
-                        stats[i] = match (stats[i], s) {
-                            (Some(a), Some(b)) => Some(a.merge(b)),
-                            (a, b) => a.or(b),
-                        };
-                    }
-                }
+                } => facts.add(source, input_rows, &event_time),
             }
         }
         let mut stepped = Stepped {
-            ran: input_rows > 0 || self.pending,
-            input_rows,
-            source_rows,
-            event_time: stats,
+            ran: facts.input_rows() > 0 || self.pending,
+            facts,
             rows: Vec::new(),
             updated: 0,
             removed: 0,
@@ -434,7 +401,7 @@ impl KeyGroupLogic for KeyedAggregate {
             // Every owner moves the watermark alike, whether it held rows or not: any of them
             // may write the groups a restart reads it from.
             if let Some(delays) = &self.delays {
-                let next = self.tracker.after(delays, &stepped.event_time);
+                let next = self.tracker.after(delays, &stepped.facts.event_time);
                 self.pending = evicts && next.current.eviction_ms > self.tracker.current.eviction_ms;
                 self.tracker = next;
             }

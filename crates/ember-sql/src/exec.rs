@@ -11,6 +11,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::eventtime::EventStats;
 use crate::source::Slot;
 
 /// A record batch that ember's engine can move between processes (as Arrow IPC).
@@ -103,4 +104,36 @@ pub(crate) struct Step {
     pub updated: u64,
     pub removed: u64,
     pub dropped: u64,
+}
+
+/// What the partitions of a micro-batch read, added up: the rows of each of the query's
+/// sources (by index) and the event times at each watermark.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct BatchFacts {
+    pub source_rows: Vec<u64>,
+    pub event_time: Vec<Option<EventStats>>,
+}
+
+impl BatchFacts {
+    /// Adds one partition of source `source`: `rows` rows with `event_time`'s event times.
+    pub(crate) fn add(&mut self, source: usize, rows: u64, event_time: &[Option<EventStats>]) {
+        if self.source_rows.len() <= source {
+            self.source_rows.resize(source + 1, 0);
+        }
+        self.source_rows[source] += rows;
+        if self.event_time.len() < event_time.len() {
+            self.event_time.resize(event_time.len(), None);
+        }
+        for (mine, more) in self.event_time.iter_mut().zip(event_time) {
+            *mine = match (*mine, *more) {
+                (Some(a), Some(b)) => Some(a.merge(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+
+    /// The micro-batch's input rows over all sources.
+    pub(crate) fn input_rows(&self) -> u64 {
+        self.source_rows.iter().sum()
+    }
 }

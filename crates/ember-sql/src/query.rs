@@ -32,7 +32,7 @@ use crate::dataframe::DataFrame;
 use crate::dedup::{Dedup, DedupKind};
 use crate::error::{Error, Result};
 use crate::eventtime::{EventStats, KeyTime, Watermarks};
-use crate::exec::{ArrowBatch, Instance, Step, partial_of};
+use crate::exec::{ArrowBatch, BatchFacts, Instance, Step, partial_of};
 use crate::listener::{QueryStartedEvent, QueryTerminatedEvent};
 use crate::lock;
 use crate::progress::{QueryProgress, SourceProgress};
@@ -610,18 +610,24 @@ struct Planner {
     stream_join: bool,
 }
 
-/// The stateful operator of a query, on worker 0: an aggregation or a deduplication.
-enum Stateful {
+/// How a query's stateful operator is planned: an aggregation, whose state lives on the owners
+/// of its key groups (see `aggregate::KeyedAggregate`), or an operator kept on worker 0.
+enum Planned {
     Aggregate(Finisher),
+    OnWorker0(Stateful),
+}
+
+/// A stateful operator kept on worker 0: a deduplication, a join of two streams or a state
+/// function.
+enum Stateful {
     Dedup(Dedup),
     Join(Box<StreamJoin>),
     Arbitrary(Box<crate::state::Arbitrary>),
 }
 
 impl Stateful {
-    fn step(&mut self, input: Vec<RecordBatch>, mode: OutputMode, task: &Arc<TaskContext>, watermarks: Option<Watermarks>) -> Result<Step> {
+    fn step(&mut self, input: Vec<RecordBatch>, task: &Arc<TaskContext>, watermarks: Option<Watermarks>) -> Result<Step> {
         match self {
-            Stateful::Aggregate(f) => f.step(input, mode, task, watermarks),
             Stateful::Dedup(d) => d.step(input, task, watermarks),
             Stateful::Join(_) => Err(Error::unsupported("a join's micro-batch without its two sides")),
             Stateful::Arbitrary(_) => Err(Error::unsupported("a state function's micro-batch without its time")),
@@ -631,7 +637,6 @@ impl Stateful {
     /// Spark 3.5's name of the operator in progress reports (checked with PySpark 3.5.9).
     fn operator_name(&self) -> String {
         match self {
-            Stateful::Aggregate(f) => f.operator_name(),
             Stateful::Dedup(d) if d.kind() == DedupKind::WithinWatermark => "dedupeWithinWatermark".to_owned(),
             Stateful::Dedup(_) => "dedupe".to_owned(),
             Stateful::Join(_) => "symmetricHashJoin".to_owned(),
@@ -641,7 +646,6 @@ impl Stateful {
 
     fn state_rows(&self) -> u64 {
         match self {
-            Stateful::Aggregate(f) => f.state_rows(),
             Stateful::Dedup(d) => d.state_rows(),
             Stateful::Join(j) => j.state_rows(),
             Stateful::Arbitrary(a) => a.state_rows(),
@@ -650,7 +654,6 @@ impl Stateful {
 
     fn snapshot(&self) -> Result<Vec<u8>> {
         match self {
-            Stateful::Aggregate(f) => f.snapshot(),
             Stateful::Dedup(d) => d.snapshot(),
             Stateful::Join(j) => j.snapshot(),
             Stateful::Arbitrary(a) => a.snapshot(),
@@ -659,7 +662,6 @@ impl Stateful {
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         match self {
-            Stateful::Aggregate(f) => f.restore(bytes),
             Stateful::Dedup(d) => d.restore(bytes),
             Stateful::Join(j) => j.restore(bytes),
             Stateful::Arbitrary(a) => a.restore(bytes),
@@ -667,9 +669,8 @@ impl Stateful {
     }
 
     /// Whether the watermark frees state in `mode` (then a no-data batch runs when it moved).
-    fn evicts(&self, mode: OutputMode) -> bool {
+    fn evicts(&self) -> bool {
         match self {
-            Stateful::Aggregate(f) => f.key_time.is_some() && mode != OutputMode::Complete,
             Stateful::Dedup(d) => d.evicts(),
             Stateful::Join(j) => j.evicts(),
             Stateful::Arbitrary(a) => a.evicts(),
@@ -792,7 +793,7 @@ impl Planner {
 
     /// The stateful operator after the gather; `watermark`: the event-time column and the delay.
     /// A join of two streams reads `watermarked`: the event-time columns of the watermarks.
-    fn stateful(&self, watermark: Option<(&str, i64)>, watermarked: &[String]) -> Result<Option<Stateful>> {
+    fn stateful(&self, watermark: Option<(&str, i64)>, watermarked: &[String]) -> Result<Option<Planned>> {
         let (partial, Some((top, physical))) = self.split()? else {
             return Ok(None);
         };
@@ -814,15 +815,20 @@ impl Planner {
             })
         };
         if let Some(join) = top.downcast_ref::<HashJoinExec>() {
-            return Ok(Some(Stateful::Join(Box::new(StreamJoin::new(
+            return Ok(Some(Planned::OnWorker0(Stateful::Join(Box::new(StreamJoin::new(
                 join,
                 upper(join.schema())?,
                 watermarked,
-            )?))));
+            )?)))));
         }
         let agg = top.downcast_ref::<AggregateExec>().expect("an aggregate");
         if let Some(kind) = self.dedup {
-            return Ok(Some(Stateful::Dedup(Dedup::new(kind, agg, upper(agg.schema())?, watermark)?)));
+            return Ok(Some(Planned::OnWorker0(Stateful::Dedup(Dedup::new(
+                kind,
+                agg,
+                upper(agg.schema())?,
+                watermark,
+            )?))));
         }
         let partial_agg = partial.downcast_ref::<AggregateExec>().expect("a partial aggregate");
         let partial_schema = partial.schema();
@@ -846,7 +852,7 @@ impl Planner {
             finish_leaf,
             partial_agg.input_schema(),
         )?;
-        Ok(Some(Stateful::Aggregate(Finisher {
+        Ok(Some(Planned::Aggregate(Finisher {
             merge: Instance {
                 plan: Arc::new(merge),
                 slots: vec![(usize::MAX, merge_slot)],
@@ -1112,27 +1118,25 @@ impl StreamingQuery {
         });
         // The delay of the watermark whose column a stateful operator reads.
         let delay = event_time.as_ref().and_then(|e| e.delays.first().copied());
-        let mut finisher = match stateful {
-            Some(stateful) => Some(stateful),
+        let planned = match stateful {
+            Some(stateful) => Some(Planned::OnWorker0(stateful)),
             None => planner.stateful(watermark_column.as_deref().zip(delay), &watermark_columns)?,
         };
-        if let Some(Stateful::Aggregate(finisher)) = finisher.as_mut() {
-            finisher.key_time = event_time.as_ref().and_then(|e| e.key);
-            finisher.session = session_key;
-        }
         // An aggregation's state lives on the workers, in the key groups they own, kept by the
         // engine (see `aggregate::KeyedAggregate`); the other stateful operators' on worker 0.
-        let keyed = match finisher {
-            Some(Stateful::Aggregate(f)) => {
-                finisher = None;
+        let (mut finisher, keyed) = match planned {
+            Some(Planned::Aggregate(mut f)) => {
+                f.key_time = event_time.as_ref().and_then(|e| e.key);
+                f.session = session_key;
                 if let Some(checkpoint) = &checkpoint {
                     // A changed aggregation is refused at start, naming its operator.
                     let schema = checkpoint.state_schema(&crate::ipc_stream(&f.partial_schema, None)?)?;
                     f.read_state(&schema)?;
                 }
-                Some((f.operator_name(), crate::aggregate::routing_keys(&f)))
+                (None, Some((f.operator_name(), crate::aggregate::routing_keys(&f))))
             }
-            _ => None,
+            Some(Planned::OnWorker0(stateful)) => (Some(stateful), None),
+            None => (None, None),
         };
         let keyed_plan = (
             watermark_column.clone(),
@@ -1197,7 +1201,7 @@ impl StreamingQuery {
                     };
                     let make = move |groups: &ember::KeyGroups| {
                         let finisher = match planner.stateful(column.as_deref().zip(delay), &columns) {
-                            Ok(Some(Stateful::Aggregate(mut f))) => {
+                            Ok(Some(Planned::Aggregate(mut f))) => {
                                 f.key_time = key_time;
                                 f.session = session;
                                 Ok(f)
@@ -1229,31 +1233,21 @@ impl StreamingQuery {
                     }
                 }
                 // The aggregation's owners each saw every partition's facts.
-                let source_rows: Vec<u64> = match stepped.first() {
-                    Some(part) => part.source_rows.clone(),
+                let facts = match stepped.first() {
+                    Some(part) => part.facts.clone(),
                     None => {
-                        let mut rows = Vec::new();
+                        let mut facts = BatchFacts::default();
                         for out in &outs {
-                            rows.resize(rows.len().max(out.source + 1), 0);
-                            rows[out.source] += out.input_rows;
+                            facts.add(out.source, out.input_rows, &out.event_time);
                         }
-                        rows
+                        facts
                     }
                 };
-                let input_rows: u64 = source_rows.iter().sum();
+                let input_rows = facts.input_rows();
                 output_state.in_batch.store(true, Ordering::SeqCst);
                 output_state.last_had_input.store(input_rows > 0, Ordering::SeqCst);
                 // Each watermark's event times over the partitions.
-                let mut stats: Vec<Option<EventStats>> = stepped.first().map(|p| p.event_time.clone()).unwrap_or_default();
-                for out in &outs {
-                    stats.resize(stats.len().max(out.event_time.len()), None);
-                    for (i, s) in out.event_time.iter().enumerate() {
-                        stats[i] = match (stats[i], *s) {
-                            (Some(a), Some(b)) => Some(a.merge(b)),
-                            (a, b) => a.or(b),
-                        };
-                    }
-                }
+                let stats = &facts.event_time;
                 // A batch the commit log holds ran again after a restart: its output is there.
                 let committed = committed.last_time_ms.is_some_and(|t| time.milliseconds() <= t);
                 // Processing-time timeouts are due on the batches' clock, input or not.
@@ -1292,7 +1286,7 @@ impl StreamingQuery {
                             event_time.as_ref().map(|_| watermarks),
                             time.milliseconds() as i64,
                         ),
-                        Some(f) => f.step(batches, mode, &planner.task, event_time.as_ref().map(|_| watermarks)),
+                        Some(f) => f.step(batches, &planner.task, event_time.as_ref().map(|_| watermarks)),
                     };
                     let state_rows = match &keyed_name {
                         Some(_) => Some(stepped.iter().map(|p| p.state_rows).sum()),
@@ -1305,7 +1299,7 @@ impl StreamingQuery {
                     step.and_then(|step| {
                         let rows = step.rows;
                         let next = match &event_time {
-                            Some(e) => tracker.after(&e.delays, &stats),
+                            Some(e) => tracker.after(&e.delays, stats),
                             None => tracker.clone(),
                         };
                         let id = output_state.batches.load(Ordering::SeqCst) as i64;
@@ -1318,7 +1312,7 @@ impl StreamingQuery {
                         }
                         let next_eviction_ms = next.current.eviction_ms;
                         *lock(&output_state.watermarks) = next;
-                        let evicts = event_time.is_some() && finishing.as_ref().is_some_and(|f| f.evicts(mode));
+                        let evicts = event_time.is_some() && finishing.as_ref().is_some_and(Stateful::evicts);
                         output_state
                             .no_data_pending
                             .store(evicts && next_eviction_ms > watermarks.eviction_ms, Ordering::SeqCst);
@@ -1365,7 +1359,7 @@ impl StreamingQuery {
                                 .enumerate()
                                 .map(|(k, description)| SourceProgress {
                                     description: description.clone(),
-                                    num_input_rows: source_rows.get(k).copied().unwrap_or(0),
+                                    num_input_rows: facts.source_rows.get(k).copied().unwrap_or(0),
                                 })
                                 .collect(),
                             sink: sink.describe(),

@@ -53,6 +53,14 @@ fn table(spark: &SparkSession, sql: &str) -> Vec<Vec<String>> {
     rows
 }
 
+/// Sends `values` to `topic`'s two partitions in turn (value `i` to partition `i % 2`), flushed.
+fn send_alternating(cluster: &MockKafka, topic: &str, values: impl IntoIterator<Item = String>) {
+    for (i, value) in values.into_iter().enumerate() {
+        cluster.send(topic, (i % 2) as i32, None, value.as_bytes()).unwrap();
+    }
+    cluster.flush().unwrap();
+}
+
 fn progress_rows(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()
 }
@@ -162,10 +170,7 @@ fn records_arrive_with_sparks_columns_and_count_words_once() {
 fn max_offsets_per_trigger_bounds_every_batch_and_latest_skips_what_was_there() {
     let cluster = MockKafka::start(1).unwrap();
     cluster.create_topic("many", 2).unwrap();
-    for i in 0..60 {
-        cluster.send("many", i % 2, None, format!("old{i}").as_bytes()).unwrap();
-    }
-    cluster.flush().unwrap();
+    send_alternating(&cluster, "many", (0..60).map(|i| format!("old{i}")));
     let spark = session();
     let bounded = spark
         .read_stream()
@@ -292,15 +297,9 @@ fn a_restart_from_the_checkpoint_reads_each_record_once_into_the_file_sink() {
         assert_eq!(values.len(), expected_total, "{values:?}");
         values
     };
-    for i in 0..10 {
-        cluster.send("once", i % 2, None, format!("r{i:02}").as_bytes()).unwrap();
-    }
-    cluster.flush().unwrap();
+    send_alternating(&cluster, "once", (0..10).map(|i| format!("r{i:02}")));
     run(10);
-    for i in 10..25 {
-        cluster.send("once", i % 2, None, format!("r{i:02}").as_bytes()).unwrap();
-    }
-    cluster.flush().unwrap();
+    send_alternating(&cluster, "once", (10..25).map(|i| format!("r{i:02}")));
     let values = run(25);
     assert_eq!(values, (0..25).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
     let _ = std::fs::remove_dir_all(&dir);
@@ -313,10 +312,7 @@ fn a_restart_from_the_checkpoint_reads_each_record_once_into_the_file_sink() {
 fn available_now_and_once_read_what_was_there_at_the_start_then_stop() {
     let cluster = MockKafka::start(1).unwrap();
     cluster.create_topic("finite", 2).unwrap();
-    for i in 0..30 {
-        cluster.send("finite", i % 2, None, format!("r{i:02}").as_bytes()).unwrap();
-    }
-    cluster.flush().unwrap();
+    send_alternating(&cluster, "finite", (0..30).map(|i| format!("r{i:02}")));
     let dir = common::temp_dir("kafka-available-now");
     let checkpoint = dir.join("checkpoint");
     let spark = session();
