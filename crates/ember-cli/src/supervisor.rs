@@ -121,11 +121,18 @@ impl Process {
         }
     }
 
+    /// Waits for the process, then for its output to be copied: at most a second, since a
+    /// child the process left behind may hold its pipes open (its later lines are then still
+    /// copied, but nobody waits for them).
     fn finish(&mut self) {
         if self.status.is_none() {
             self.status = self.child.wait().ok();
         }
-        for reader in self.readers.drain(..) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline && self.readers.iter().any(|r| !r.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for reader in self.readers.drain(..).filter(|r| r.is_finished()) {
             let _ = reader.join();
         }
     }

@@ -300,3 +300,14 @@ fn a_secret_in_the_supervisors_environment_is_passed_on() {
     );
     assert!(!stderr.contains("short") && !text(&out.stdout).contains("started"), "{stderr}");
 }
+
+/// A process that leaves a child behind holding its output open does not hold the supervisor
+/// up once the process itself has exited.
+#[test]
+fn a_child_left_holding_the_output_does_not_hang_the_supervisor() {
+    let started = Instant::now();
+    let out = ember_cluster(&["-n", "1"], "sleep 30 & echo done");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("[p0] done"), "{}", text(&out.stdout));
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
