@@ -13,19 +13,21 @@
 //! - `commits/<batchId>`: written after the sink committed batch `batchId`, with the batch's
 //!   time (Spark's commit log).
 //!
+//! The directory is an [`ember::storage::Location`]: local, or `s3://bucket/prefix`. Every file
+//! is written whole ([`Location::put`]); the commit log's entries are what commit a batch.
+//!
 //! A restarted query runs again the micro-batches after the engine's last checkpoint with the
 //! same input; those the commit log holds are not written again, and the next batch id follows
 //! the last committed one, so a replayable source into the file, memory or `foreachBatch` sink
 //! (idempotent per batch id) gives every row once.
 
-use std::path::{Path, PathBuf};
+use ember::storage::Location;
 
 use crate::error::{Error, Result};
-use crate::sink::write_atomically;
 
 /// The checkpoint directory of a query.
 pub(crate) struct QueryCheckpoint {
-    dir: PathBuf,
+    dir: Location,
 }
 
 /// The engine's batch grid of a query's checkpoint: batches at `zero + k * interval`.
@@ -56,23 +58,23 @@ impl QueryCheckpoint {
     /// new checkpoint), what it committed, and the batch grid: its interval (`interval_ms` for a
     /// new checkpoint, else the checkpoint's) and its zero (the interval before the first
     /// batch; `None` in a checkpoint written before ember kept it).
-    pub fn open(dir: &Path, new_id: impl FnOnce() -> String, interval_ms: u64) -> Result<(Self, String, Committed, Grid)> {
-        std::fs::create_dir_all(dir.join("commits")).map_err(io(format!("cannot create the checkpoint directory {}", dir.display())))?;
-        let metadata = dir.join("metadata");
-        let (id, grid) = match std::fs::read_to_string(&metadata) {
-            Ok(text) => {
-                let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    pub fn open(dir: &Location, new_id: impl FnOnce() -> String, interval_ms: u64) -> Result<(Self, String, Committed, Grid)> {
+        dir.prepare().map_err(io("cannot create the checkpoint directory".into()))?;
+        let metadata = dir.show("metadata");
+        let (id, grid) = match dir.get("metadata").map_err(io("cannot read the checkpoint".into()))? {
+            Some(text) => {
+                let value: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
                 let id = value["id"]
                     .as_str()
                     .map(str::to_owned)
-                    .ok_or_else(|| Error::illegal_argument(format!("{} is not a query's metadata", metadata.display())))?;
+                    .ok_or_else(|| Error::illegal_argument(format!("{metadata} is not a query's metadata")))?;
                 let grid = Grid {
                     interval_ms: value["emberBatchIntervalMs"].as_u64().unwrap_or(interval_ms),
                     zero_ms: value["emberZeroMs"].as_u64(),
                 };
                 (id, grid)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 let id = new_id();
                 // The engine's batches of every run are on this grid, so that a run killed
                 // before the engine's first checkpoint is replayed at the same batch times
@@ -82,35 +84,41 @@ impl QueryCheckpoint {
                     .map_or(0, |d| d.as_millis() as u64);
                 let zero_ms = now - now % interval_ms.max(1);
                 let text = serde_json::json!({ "id": id, "emberBatchIntervalMs": interval_ms, "emberZeroMs": zero_ms }).to_string();
-                write_atomically(&metadata, text.as_bytes()).map_err(io(format!("cannot write {}", metadata.display())))?;
+                dir.put("metadata", text.into_bytes())
+                    .map_err(io("cannot start the checkpoint".into()))?;
                 let grid = Grid {
                     interval_ms,
                     zero_ms: Some(zero_ms),
                 };
                 (id, grid)
             }
-            Err(e) => return Err(io(format!("cannot read {}", metadata.display()))(e)),
         };
-        let checkpoint = QueryCheckpoint { dir: dir.to_path_buf() };
+        let checkpoint = QueryCheckpoint { dir: dir.clone() };
         let committed = checkpoint.committed()?;
         Ok((checkpoint, id, committed, grid))
     }
 
     fn committed(&self) -> Result<Committed> {
         let commits = self.dir.join("commits");
-        let last = std::fs::read_dir(&commits)
-            .map_err(io(format!("cannot read {}", commits.display())))?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+        let last = commits
+            .list()
+            .map_err(io("cannot read the commit log".into()))?
+            .iter()
+            .filter_map(|e| e.name.parse::<i64>().ok())
             .max();
         let Some(last) = last else {
             return Ok(Committed::default());
         };
-        let path = commits.join(last.to_string());
-        let text = std::fs::read_to_string(&path).map_err(io(format!("cannot read {}", path.display())))?;
-        let value = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+        let name = last.to_string();
+        let path = commits.show(&name);
+        let text = commits
+            .get(&name)
+            .map_err(io("cannot read the commit log".into()))?
+            .ok_or_else(|| Error::illegal_argument(format!("{path} vanished while the commit log was read")))?;
+        let value = serde_json::from_slice::<serde_json::Value>(&text).unwrap_or_default();
         let time = value["batchTime"]
             .as_u64()
-            .ok_or_else(|| Error::illegal_argument(format!("{} is not a commit of the commit log", path.display())))?;
+            .ok_or_else(|| Error::illegal_argument(format!("{path} is not a commit of the commit log")))?;
         let eviction_ms = value["nextBatchWatermarkMs"].as_i64().unwrap_or(0);
         Ok(Committed {
             next_id: last + 1,
@@ -129,23 +137,23 @@ impl QueryCheckpoint {
     }
 
     /// Where ember's engine keeps its checkpoint of the micro-batches.
-    pub fn engine_dir(&self) -> PathBuf {
-        self.dir.join("engine")
+    pub fn engine_dir(&self) -> String {
+        self.dir.join("engine").to_string()
     }
 
     /// Keeps the aggregation's state after batch `batch_id`, and forgets versions before the one
     /// that batch started from.
     pub fn write_state(&self, batch_id: i64, bytes: &[u8]) -> Result<()> {
         let dir = self.dir.join("state");
-        std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
-        let path = dir.join(batch_id.to_string());
-        write_atomically(&path, bytes).map_err(io(format!("cannot write {}", path.display())))?;
-        if let Ok(entries) = std::fs::read_dir(&dir) {
+        dir.put(&batch_id.to_string(), bytes.to_vec())
+            .map_err(io(format!("cannot write the state of batch {batch_id}")))?;
+        if let Ok(entries) = dir.list() {
             for old in entries
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+                .iter()
+                .filter_map(|e| e.name.parse::<i64>().ok())
                 .filter(|v| *v < batch_id - 1)
             {
-                let _ = std::fs::remove_file(dir.join(old.to_string()));
+                let _ = dir.delete(&old.to_string());
             }
         }
         Ok(())
@@ -154,43 +162,42 @@ impl QueryCheckpoint {
     /// The schema of the aggregation's state (an Arrow IPC stream without batches) that the
     /// checkpoint was started with; `schema` when it is new.
     pub fn state_schema(&self, schema: &[u8]) -> Result<Vec<u8>> {
-        let path = self.dir.join("state").join("schema");
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let dir = self.dir.join("state");
-                std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
-                write_atomically(&path, schema).map_err(io(format!("cannot write {}", path.display())))?;
+        match self.dir.get("state/schema").map_err(io("cannot read the state's schema".into()))? {
+            Some(bytes) => Ok(bytes),
+            None => {
+                self.dir
+                    .put("state/schema", schema.to_vec())
+                    .map_err(io("cannot write the state's schema".into()))?;
                 Ok(schema.to_vec())
             }
-            Err(e) => Err(io(format!("cannot read {}", path.display()))(e)),
         }
     }
 
     /// The aggregation's state after batch `batch_id`.
     pub fn read_state(&self, batch_id: i64) -> Result<Vec<u8>> {
-        let path = self.dir.join("state").join(batch_id.to_string());
-        std::fs::read(&path).map_err(io(format!(
-            "the checkpoint commits batch {batch_id} but has no state for it at {}",
-            path.display()
-        )))
+        let name = format!("state/{batch_id}");
+        self.dir
+            .get(&name)
+            .map_err(io(format!("cannot read the state of batch {batch_id}")))?
+            .ok_or_else(|| {
+                Error::illegal_argument(format!(
+                    "the checkpoint commits batch {batch_id} but has no state for it at {}",
+                    self.dir.show(&name)
+                ))
+            })
     }
 
     /// Records that the sink committed batch `batch_id`, the micro-batch of `time_ms`, and the
     /// watermarks the next batch runs with.
     pub fn commit(&self, batch_id: i64, time_ms: u64, next: &crate::eventtime::WatermarkTracker) -> Result<()> {
-        let path = self.dir.join("commits").join(batch_id.to_string());
-        write_atomically(
-            &path,
-            serde_json::json!({
-                "nextBatchWatermarkMs": next.current.eviction_ms,
-                "emberLateRowsWatermarkMs": next.current.late_ms,
-                "emberWatermarksMs": next.nodes,
-                "batchTime": time_ms,
-            })
-            .to_string()
-            .as_bytes(),
-        )
-        .map_err(io(format!("cannot write {}", path.display())))
+        let commit = serde_json::json!({
+            "nextBatchWatermarkMs": next.current.eviction_ms,
+            "emberLateRowsWatermarkMs": next.current.late_ms,
+            "emberWatermarksMs": next.nodes,
+            "batchTime": time_ms,
+        });
+        self.dir
+            .put(&format!("commits/{batch_id}"), commit.to_string().into_bytes())
+            .map_err(io(format!("cannot commit batch {batch_id}")))
     }
 }

@@ -250,8 +250,8 @@ impl DataStreamWriter {
             .options
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("checkpointLocation"))
-            .map(|(_, v)| std::path::PathBuf::from(v));
-        let opened = Opened::new(checkpoint.as_deref(), self.trigger)?;
+            .map(|(_, v)| v.as_str());
+        let opened = Opened::new(checkpoint, self.trigger)?;
         let sink = Sink::new(
             &self.format,
             &self.options,
@@ -316,7 +316,7 @@ struct Opened {
 }
 
 impl Opened {
-    fn new(checkpoint: Option<&std::path::Path>, trigger: Trigger) -> Result<Self> {
+    fn new(checkpoint: Option<&str>, trigger: Trigger) -> Result<Self> {
         let interval = match trigger {
             Trigger::ProcessingTime(d) if !d.is_zero() => d,
             _ => DEFAULT_TRIGGER_INTERVAL,
@@ -331,6 +331,7 @@ impl Opened {
             });
         };
         let asked = interval.as_millis().max(1) as u64;
+        let dir = &ember::storage::Location::parse(dir).map_err(|e| Error::illegal_argument(format!("checkpointLocation {e}")))?;
         let (
             checkpoint,
             id,
@@ -344,8 +345,7 @@ impl Opened {
         // back on it; another processing time cannot follow it.
         if grid != asked && matches!(trigger, Trigger::ProcessingTime(_)) {
             return Err(Error::illegal_argument(format!(
-                "the checkpoint in {} was written with a trigger interval of {grid} ms; ember restarts a query on the same interval (processingTime '{grid} milliseconds')",
-                dir.display()
+                "the checkpoint in {dir} was written with a trigger interval of {grid} ms; ember restarts a query on the same interval (processingTime '{grid} milliseconds')"
             )));
         }
         Ok(Opened {

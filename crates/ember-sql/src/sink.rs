@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
+use ember::storage::Location;
 
 use crate::error::{Error, Result};
 use crate::lock;
@@ -139,7 +140,7 @@ impl Sink {
                         }
                     )));
                 }
-                SinkKind::File(FileSink::new(std::path::Path::new(&path), FileFormat::parse(format))?)
+                SinkKind::File(FileSink::new(&path, FileFormat::parse(format))?)
             }
             "jdbc" => {
                 let url = get("url").ok_or_else(|| Error::illegal_argument("Option 'url' is required."))?;
@@ -207,7 +208,7 @@ impl Sink {
             SinkKind::Console { .. } => "org.apache.spark.sql.execution.streaming.ConsoleTable$".to_owned(),
             SinkKind::Memory { table, .. } => format!("MemorySink[{table}]"),
             SinkKind::Foreach(_) => "ForeachBatchSink".to_owned(),
-            SinkKind::File(sink) => format!("FileSink[{}]", sink.dir.display()),
+            SinkKind::File(sink) => format!("FileSink[{}]", sink.dir),
             SinkKind::Database(sink) => format!("DatabaseSink[{}, {}]", ember_database::redact(&sink.url), sink.table),
             SinkKind::Noop => "org.apache.spark.sql.execution.datasources.noop.NoopTable$".to_owned(),
             SinkKind::Kafka(k) => format!("KafkaTable[{}]", k.topic.as_deref().unwrap_or("topic column")),
@@ -450,51 +451,36 @@ impl FileFormat {
     }
 }
 
-/// Files in a directory, committed per batch id in `_spark_metadata`.
+/// Files in a directory (local, or `s3://bucket/prefix`), committed per batch id in
+/// `_spark_metadata`: a batch's file is written whole first, then its log entry, which is what
+/// readers ([`committed_files`]) go by.
 pub(crate) struct FileSink {
-    dir: PathBuf,
+    dir: Location,
     format: FileFormat,
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, synced, so that `path` is
-/// either absent or whole.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let temp = path.with_file_name(format!(".{name}.tmp"));
-    {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temp, path)?;
-    if let Some(parent) = path.parent()
-        && let Ok(dir) = std::fs::File::open(parent)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
 impl FileSink {
-    fn new(dir: &Path, format: FileFormat) -> Result<Self> {
-        std::fs::create_dir_all(dir.join("_spark_metadata"))
-            .map_err(|e| Error::illegal_argument(format!("cannot create the file sink's directory {}: {e}", dir.display())))?;
-        Ok(FileSink {
-            dir: dir.to_path_buf(),
-            format,
-        })
+    fn new(path: &str, format: FileFormat) -> Result<Self> {
+        let bad = |e: std::io::Error| Error::illegal_argument(format!("cannot create the file sink's directory: {e}"));
+        let dir = Location::parse(path).map_err(bad)?;
+        dir.join("_spark_metadata").prepare().map_err(bad)?;
+        Ok(FileSink { dir, format })
     }
 
-    fn log_entry(&self, batch_id: i64) -> PathBuf {
-        self.dir.join("_spark_metadata").join(batch_id.to_string())
+    fn log_entry(batch_id: i64) -> String {
+        format!("_spark_metadata/{batch_id}")
     }
 
     fn write(&self, batches: &[RecordBatch], batch_id: i64) -> Result<()> {
-        if self.log_entry(batch_id).exists() {
+        let io = |what: &str, e: std::io::Error| Error::illegal_argument(format!("file sink {}: {what}: {e}", self.dir));
+        if self
+            .dir
+            .get(&Self::log_entry(batch_id))
+            .map_err(|e| io("cannot read _spark_metadata", e))?
+            .is_some()
+        {
             return Ok(());
         }
-        let io = |what: &str, e: std::io::Error| Error::illegal_argument(format!("file sink {}: {what}: {e}", self.dir.display()));
         let mut bytes = Vec::new();
         match self.format {
             FileFormat::Json => {
@@ -519,7 +505,7 @@ impl FileSink {
                 // No file for a batch without rows, as for json and csv.
                 if let Some(first) = batches.iter().find(|b| b.num_rows() > 0) {
                     let parquet = |e: parquet::errors::ParquetError| {
-                        Error::illegal_argument(format!("file sink {}: cannot write parquet: {e}", self.dir.display()))
+                        Error::illegal_argument(format!("file sink {}: cannot write parquet: {e}", self.dir))
                     };
                     let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, first.schema(), None).map_err(parquet)?;
                     for batch in batches.iter().filter(|b| b.num_rows() > 0) {
@@ -532,17 +518,28 @@ impl FileSink {
         let mut entries = String::from("v1\n");
         if !bytes.is_empty() {
             let name = format!("part-{batch_id:05}-0000.{}", self.format.extension());
-            let path = self.dir.join(&name);
-            write_atomically(&path, &bytes).map_err(|e| io(&format!("cannot write {name}"), e))?;
-            let absolute = std::fs::canonicalize(&path).unwrap_or(path);
-            let modified = std::fs::metadata(&absolute)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as u64);
+            let size = bytes.len();
+            self.dir.put(&name, bytes).map_err(|e| io(&format!("cannot write {name}"), e))?;
+            // Spark's entries name files by URL: `file:///abs/path`, or the object's `s3://` URL.
+            let (path, modified) = match self.dir.as_local() {
+                Some(dir) => {
+                    let path = dir.join(&name);
+                    let absolute = std::fs::canonicalize(&path).unwrap_or(path);
+                    let modified = std::fs::metadata(&absolute)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_millis() as u64);
+                    (format!("file://{}", absolute.display()), modified)
+                }
+                None => {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                    (self.dir.show(&name), now.map_or(0, |d| d.as_millis() as u64))
+                }
+            };
             let entry = serde_json::json!({
-                "path": format!("file://{}", absolute.display()),
-                "size": bytes.len(),
+                "path": path,
+                "size": size,
                 "isDir": false,
                 "modificationTime": modified,
                 "blockReplication": 1,
@@ -552,26 +549,31 @@ impl FileSink {
             entries.push_str(&entry.to_string());
             entries.push('\n');
         }
-        write_atomically(&self.log_entry(batch_id), entries.as_bytes())
+        self.dir
+            .put(&Self::log_entry(batch_id), entries.into_bytes())
             .map_err(|e| io(&format!("cannot commit batch {batch_id} in _spark_metadata"), e))
     }
 }
 
 /// The files a file sink committed, in batch order, as its `_spark_metadata` log lists them.
 pub fn committed_files(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
-    let log = dir.as_ref().join("_spark_metadata");
-    let mut ids: Vec<i64> = std::fs::read_dir(&log)
-        .map_err(|e| Error::illegal_argument(format!("cannot read {}: {e}", log.display())))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let cannot = |e: std::io::Error| Error::illegal_argument(format!("cannot read a file sink's log: {e}"));
+    let log = Location::parse(&dir.as_ref().to_string_lossy())
+        .map_err(cannot)?
+        .join("_spark_metadata");
+    let mut ids: Vec<i64> = log.list().map_err(cannot)?.iter().filter_map(|e| e.name.parse().ok()).collect();
     ids.sort_unstable();
     let mut files = Vec::new();
     for id in ids {
-        let text = std::fs::read_to_string(log.join(id.to_string()))
-            .map_err(|e| Error::illegal_argument(format!("cannot read {}/{id}: {e}", log.display())))?;
+        let name = id.to_string();
+        let bytes = log
+            .get(&name)
+            .map_err(cannot)?
+            .ok_or_else(|| Error::illegal_argument(format!("{} vanished while it was read", log.show(&name))))?;
+        let text = String::from_utf8_lossy(&bytes);
         for line in text.lines().skip(1) {
-            let entry: serde_json::Value = serde_json::from_str(line)
-                .map_err(|e| Error::illegal_argument(format!("{}/{id}: not a file entry: {e}", log.display())))?;
+            let entry: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| Error::illegal_argument(format!("{}: not a file entry: {e}", log.show(&name))))?;
             if let Some(path) = entry["path"].as_str() {
                 files.push(PathBuf::from(path.strip_prefix("file://").unwrap_or(path)));
             }

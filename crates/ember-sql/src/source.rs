@@ -749,21 +749,26 @@ impl FileSource {
         source
     }
 
-    /// The files not seen yet, in the order the source takes them.
+    /// The files not seen yet, in the order the source takes them: each by its local path or,
+    /// on object storage (`s3://bucket/prefix`), its URL.
     fn new_files(&self) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(&self.options.path) else {
+        let Ok(dir) = ember::storage::Location::parse(&self.options.path.to_string_lossy()) else {
             return Vec::new();
         };
-        let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-            .filter(|e| {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                !name.starts_with('.') && !name.starts_with('_')
+        let Ok(entries) = dir.list() else {
+            return Vec::new();
+        };
+        let mut files: Vec<(u64, PathBuf)> = entries
+            .into_iter()
+            .filter(|e| !e.name.starts_with('.') && !e.name.starts_with('_'))
+            .map(|e| {
+                let path = match dir.as_local() {
+                    Some(local) => local.join(&e.name),
+                    None => PathBuf::from(dir.show(&e.name)),
+                };
+                (e.modified_ns, path)
             })
-            .filter(|e| !self.seen.contains(&e.path()))
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .filter(|(_, path)| !self.seen.contains(path))
             .collect();
         files.sort();
         if self.options.latest_first {
@@ -828,7 +833,13 @@ pub fn read_lines(path: &Path) -> std::result::Result<Vec<String>, String> {
 /// The text of one file, whole: the file source's stream carries files' texts, cut into lines
 /// by [`text_batch`] on the worker that read them (no `String` per line).
 pub fn read_text(path: &Path) -> std::result::Result<String, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (dir, name) = ember::storage::Location::parse(&path.to_string_lossy())
+        .map_err(|e| e.to_string())?
+        .parent();
+    let text = dir
+        .get(&name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("cannot read {}: it is gone", path.display()))?;
     String::from_utf8(text).map_err(|e| format!("{} is not UTF-8: {e}", path.display()))
 }
 

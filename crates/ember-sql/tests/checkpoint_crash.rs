@@ -3,7 +3,9 @@
 //! SQLite, and PostgreSQL at `EMBER_TEST_POSTGRES_URL`, by default the local server). The
 //! killed query is started again on the same checkpoint each time, and finally run to the end
 //! (`availableNow`); the files its `_spark_metadata` log lists, or the table, must then hold
-//! every input line exactly once (and the directory no file the log does not list).
+//! every input line exactly once (and the directory no file the log does not list). The file
+//! case runs again with the input, the checkpoint and the output on moto's S3 server
+//! (`s3://`, see `ember::storage`).
 //!
 //! The child (this test binary again, running `checkpoint_crash_child` with
 //! `EMBER_SQL_CRASH_CHILD` set) runs the query; `EMBER_SQL_CRASH_SEED` repeats a run's kill
@@ -139,14 +141,11 @@ fn aggregation_query(lines: ember_sql::DataFrame, checkpoint: &str, output: &str
         .unwrap()
 }
 
-fn spawn(input: &Path, checkpoint: &Path, output: &str, how: &str, table: &str, workers: u64) -> std::process::Child {
+fn spawn(input: &str, checkpoint: &str, output: &str, how: &str, table: &str, workers: u64) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .env("EMBER_SQL_CRASH_WORKERS", workers.to_string())
         .args(["--exact", "checkpoint_crash_child", "--nocapture", "--test-threads=1"])
-        .env(
-            "EMBER_SQL_CRASH_CHILD",
-            format!("{};{};{output};{how};{table}", input.display(), checkpoint.display()),
-        )
+        .env("EMBER_SQL_CRASH_CHILD", format!("{input};{checkpoint};{output};{how};{table}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -155,7 +154,7 @@ fn spawn(input: &Path, checkpoint: &Path, output: &str, how: &str, table: &str, 
 
 /// The input files: `fNN-lLL` lines; for the windowed query, file NN's lines are at
 /// 12:NN:LL (event time) before a comma.
-fn input_dir(root: &Path, table: &str) -> (PathBuf, Vec<String>) {
+fn input_files(table: &str) -> Vec<Vec<String>> {
     let line = |f: usize, l: usize| {
         if table == "windowed" {
             format!("2017-04-23 12:{f:02}:{l:02},f{f:02}-l{l:02}")
@@ -163,7 +162,11 @@ fn input_dir(root: &Path, table: &str) -> (PathBuf, Vec<String>) {
             format!("f{f:02}-l{l:02}")
         }
     };
-    let files: Vec<Vec<String>> = (0..FILES).map(|f| (0..LINES_PER_FILE).map(|l| line(f, l)).collect()).collect();
+    (0..FILES).map(|f| (0..LINES_PER_FILE).map(|l| line(f, l)).collect()).collect()
+}
+
+fn input_dir(root: &Path, table: &str) -> (PathBuf, Vec<String>) {
+    let files = input_files(table);
     let dir = root.join("input");
     common::batch_files(&dir, &files);
     (dir, files.concat())
@@ -198,20 +201,20 @@ fn seed_and_kills() -> (u64, usize) {
 /// directory (input, checkpoint, and the file sink's output when `table` is empty).
 fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, table: &str) -> (PathBuf, Vec<String>) {
     let mut random = Random(seed);
-    let stateful = matches!(table, "aggregation" | "windowed");
-    let workers = |random: &mut Random| if stateful { 1 + random.below(3) } else { 2 };
     let root = common::temp_dir(&format!("crash-{name}"));
     let _ = std::fs::remove_dir_all(&root);
     let (input, expected) = input_dir(&root, table);
     let checkpoint = root.join("checkpoint");
     let output = output.map_or_else(|| root.join("output").display().to_string(), str::to_owned);
-    for _ in 0..kills {
-        let mut child = spawn(&input, &checkpoint, &output, "run", table, workers(&mut random));
-        std::thread::sleep(Duration::from_millis(50 + random.below(600)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
     if table == "windowed" {
+        kill(
+            &input.display().to_string(),
+            &checkpoint.display().to_string(),
+            &output,
+            table,
+            kills,
+            &mut random,
+        );
         // The watermark the killed runs left in the commit log, for the last run to start from.
         let last_commit = std::fs::read_dir(checkpoint.join("commits"))
             .map(|entries| entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok()).max())
@@ -223,8 +226,49 @@ fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, ta
                 .unwrap()
         });
         std::fs::write(root.join("watermark-before-finish"), watermark.to_string()).unwrap();
+    } else {
+        kill(
+            &input.display().to_string(),
+            &checkpoint.display().to_string(),
+            &output,
+            table,
+            kills,
+            &mut random,
+        );
     }
-    let child = spawn(&input, &checkpoint, &output, "finish", table, workers(&mut random));
+    finish(
+        &input.display().to_string(),
+        &checkpoint.display().to_string(),
+        &output,
+        table,
+        seed,
+        &mut random,
+    );
+    (root, expected)
+}
+
+/// The number of workers a run of `table`'s query takes: 1 to 3 for a stateful one.
+fn workers(table: &str, random: &mut Random) -> u64 {
+    if matches!(table, "aggregation" | "windowed") {
+        1 + random.below(3)
+    } else {
+        2
+    }
+}
+
+/// Starts the query `kills` times and kills each run at a random moment.
+fn kill(input: &str, checkpoint: &str, output: &str, table: &str, kills: usize, random: &mut Random) {
+    for _ in 0..kills {
+        let mut child = spawn(input, checkpoint, output, "run", table, workers(table, random));
+        std::thread::sleep(Duration::from_millis(50 + random.below(600)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+}
+
+/// Runs the query to the end (`availableNow`).
+fn finish(input: &str, checkpoint: &str, output: &str, table: &str, seed: u64, random: &mut Random) {
+    let child = spawn(input, checkpoint, output, "finish", table, workers(table, random));
     let started = Instant::now();
     let finished = child.wait_with_output().unwrap();
     assert!(
@@ -233,7 +277,6 @@ fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, ta
         started.elapsed(),
         String::from_utf8_lossy(&finished.stderr)
     );
-    (root, expected)
 }
 
 /// Every expected value seen exactly once, with its length right.
@@ -295,6 +338,59 @@ fn file_source_into_file_sink_exactly_once_across_kill_9() {
         files.len()
     );
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn file_source_into_file_sink_on_s3_exactly_once_across_kill_9() {
+    use ember::storage::Location;
+    if std::env::var("EMBER_SQL_CRASH_CHILD").is_ok() {
+        return;
+    }
+    let (seed, kills) = seed_and_kills();
+    // Object storage's acceptance asks for at least 20 kills per case.
+    let kills = kills.max(20);
+    let mut random = Random(seed);
+    let [input, checkpoint, output] = ["input", "checkpoint", "output"].map(|d| ember::testing::s3_test_dir(&format!("sql-crash-{d}")));
+    let files = input_files("");
+    let at = Location::parse(&input).unwrap();
+    for (i, lines) in files.iter().enumerate() {
+        at.put(&format!("batch-{i:03}.txt"), (lines.join("\n") + "\n").into_bytes())
+            .unwrap();
+    }
+    kill(&input, &checkpoint, &output, "", kills, &mut random);
+    finish(&input, &checkpoint, &output, "", seed, &mut random);
+
+    let out = Location::parse(&output).unwrap();
+    let committed = ember_sql::committed_files(&output).unwrap();
+    let mut rows = Vec::new();
+    let mut names = Vec::new();
+    for file in &committed {
+        let name = file.to_string_lossy().rsplit('/').next().unwrap().to_owned();
+        let text = String::from_utf8(out.get(&name).unwrap().expect("a committed file is missing")).unwrap();
+        for line in text.lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            rows.push((row["value"].as_str().unwrap().to_owned(), row["len"].as_i64().unwrap()));
+        }
+        assert_eq!(file.to_string_lossy(), out.show(&name), "the log names the object by its URL");
+        names.push(name);
+    }
+    assert_each_once(&rows, &files.concat(), &format!("file sink on s3 after {kills} kills"), seed);
+    // Nothing outside the log: a batch run again rewrites the same object names.
+    let mut listed: Vec<String> = out
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n.starts_with("part-"))
+        .collect();
+    listed.sort();
+    names.sort();
+    assert_eq!(listed, names, "objects the sink's log does not list (seed {seed})");
+    println!(
+        "ember-sql crash test (file sink on s3): {kills} kills, {} rows in {} committed objects, each once",
+        rows.len(),
+        committed.len()
+    );
 }
 
 /// The database sink into a fresh table of `url`: every row once after the kills.

@@ -175,7 +175,9 @@ fn state(workers: usize, keys: u64, updates: u64, batches: u64, map_with_state: 
 /// `update_state_by_key` over `keys` keys with checkpoints every `every` batches (Spark's
 /// default is 10 batch intervals at 1 s batches, 10 s) against the same job without a
 /// checkpoint directory; then the time to recover from the last checkpoint (`get_or_create`
-/// and `start`, which returns once every worker has restored its key groups).
+/// and `start`, which returns once every worker has restored its key groups), and the time to
+/// write and read the newest checkpoint's state files alone. The checkpoint directory is under
+/// `EMBER_BENCH_DIR` (a path or an `s3://` URL; by default the temporary directory).
 fn checkpointing(keys: u64, updates: u64, batches: u64, every: u64) {
     let job = |ssc: &StreamingContext| {
         let seeds: Vec<Option<Vec<u64>>> = (1..=batches).map(|b| Some(vec![b])).collect();
@@ -202,27 +204,38 @@ fn checkpointing(keys: u64, updates: u64, batches: u64, every: u64) {
         let out = job(&ssc);
         run_timed(ssc, out, batches, batches as usize - 1)
     };
-    let dir = std::env::temp_dir().join(format!("ember-bench-checkpoint-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let base = std::env::var("EMBER_BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+    let dir = format!("{base}/ember-bench-checkpoint-{}", std::process::id());
+    let location = ember::storage::Location::parse(&dir).unwrap();
     let on = {
         let ssc = context(1);
         ssc.checkpoint(&dir).unwrap();
         let out = job(&ssc);
         run_timed(ssc, out, batches, batches as usize - 1)
     };
-    let size: u64 = std::fs::read_dir(&dir)
+    let newest = location
+        .list_dirs()
         .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .max_by_key(|e| e.file_name())
-        .map(|d| {
-            std::fs::read_dir(d.path())
-                .unwrap()
-                .filter_map(|f| f.ok()?.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
+        .into_iter()
+        .filter_map(|d| Some((d.strip_prefix("checkpoint-")?.parse::<u64>().ok()?, d)))
+        .max()
+        .expect("no checkpoint was written")
+        .1;
+    let files = location.join(&newest).list().unwrap();
+    let size: u64 = files.iter().map(|f| f.size).sum();
+    // The state files alone, read and written again (what a checkpoint's I/O costs).
+    let started = Instant::now();
+    let contents: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| location.join(&newest).get(&f.name).unwrap().unwrap())
+        .collect();
+    let read = started.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    for (f, bytes) in files.iter().zip(contents) {
+        location.join("copy").put(&f.name, bytes).unwrap();
+    }
+    let write = started.elapsed().as_secs_f64() * 1e3;
+    location.delete_all("copy").unwrap();
     let started = Instant::now();
     let ssc = StreamingContext::get_or_create(&dir, || {
         let ssc = context(1);
@@ -233,9 +246,9 @@ fn checkpointing(keys: u64, updates: u64, batches: u64, every: u64) {
     ssc.start().unwrap();
     let recovered = started.elapsed().as_secs_f64() * 1e3;
     ssc.stop(false).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = location.parent().0.delete_all(&location.file_name().unwrap());
     println!(
-        "| update_state_by_key, checkpoint every {every} batches | {keys} keys, {updates} updates/batch | {off:.1} ms | {on:.1} ms | {:+.1}% | {:.1} MB | {recovered:.0} ms |",
+        "| update_state_by_key, checkpoint every {every} batches, in {base} | {keys} keys, {updates} updates/batch | {off:.1} ms | {on:.1} ms | {:+.1}% | {:.1} MB | write {write:.0} ms, read {read:.0} ms | {recovered:.0} ms |",
         (on / off - 1.0) * 100.0,
         size as f64 / 1e6
     );
@@ -257,9 +270,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "checkpoint") {
         println!(
-            "| operation | state | time per batch, no checkpoints | with checkpoints | difference | checkpoint size | recovery (get_or_create + start) |"
+            "| operation | state | time per batch, no checkpoints | with checkpoints | difference | checkpoint size | its state files alone | recovery (get_or_create + start) |"
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|");
         let quick = args.iter().any(|a| a == "quick");
         let keys = if quick { 100_000 } else { 1_000_000 };
         checkpointing(keys, 100_000, 41, 10);

@@ -162,10 +162,12 @@ impl Receiver<u64> for Flood {
 }
 
 /// Records per second a receiver stores with the write-ahead log on or off (100 ms batches
-/// counting them, 3 s).
+/// counting them, 3 s), the log under `EMBER_BENCH_DIR` (a path or an `s3://` URL; by default
+/// the temporary directory).
 fn wal(block: usize, on: bool) {
-    let dir = std::env::temp_dir().join(format!("ember-bench-wal-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let base = std::env::var("EMBER_BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+    let dir = format!("{base}/ember-bench-wal-{}", std::process::id());
+    let location = ember::storage::Location::parse(&dir).unwrap();
     let ssc = StreamingContext::builder(milliseconds(100)).write_ahead_log(on).build().unwrap();
     if on {
         ssc.checkpoint(&dir).unwrap();
@@ -184,8 +186,12 @@ fn wal(block: usize, on: bool) {
     std::thread::sleep(std::time::Duration::from_secs(3));
     let rate = (stored.load(Ordering::Relaxed) - from) as f64 / start.elapsed().as_secs_f64();
     ssc.stop(false).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let form = if on { "on (fsync per block)" } else { "off" };
+    let _ = location.parent().0.delete_all(&location.file_name().unwrap());
+    let form = if on {
+        format!("on in {base} (one fsync or PUT per block)")
+    } else {
+        "off".into()
+    };
     println!(
         "| receiver, write-ahead log {form} | 1 | blocks of {block} records | {:.2} M records/s | - |",
         rate / 1e6

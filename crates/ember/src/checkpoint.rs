@@ -12,8 +12,10 @@
 //! <dir>/checkpoint-<T>.manifest           written last: commits T (JSON)
 //! ```
 //!
-//! Every file is written under a temporary name, fsynced and renamed, then the directory is
-//! fsynced; the manifest goes last, so a checkpoint without its manifest never counts. The last
+//! The directory is a [`Location`]: local, or a prefix of an object store (`s3://`). Every file
+//! is written whole by [`Location::put`] (locally under a temporary name, fsynced and renamed;
+//! on S3 one PUT); the manifest goes last, so a checkpoint without its manifest never counts,
+//! and nothing depends on a rename or on a listing showing more than the committed manifests. The last
 //! [`KEEP_CHECKPOINTS`] committed checkpoints are kept, older ones deleted. A state file starts
 //! with a magic string, a format version, the payload's length and its CRC-32; the payload is
 //! postcard. A file that fails any of these checks is refused with an error naming it, and
@@ -32,9 +34,7 @@
 //! every checkpoint time up to it.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
@@ -47,6 +47,7 @@ use ember_engine::{FailureCause, JobFailure};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::storage::Location;
 
 /// How many committed checkpoints are kept.
 pub(crate) const KEEP_CHECKPOINTS: usize = 2;
@@ -113,36 +114,12 @@ fn io_error(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
 
-fn manifest_path(dir: &Path, time: u64) -> PathBuf {
-    dir.join(format!("checkpoint-{time}.manifest"))
+fn manifest_name(time: u64) -> String {
+    format!("checkpoint-{time}.manifest")
 }
 
-fn state_dir(dir: &Path, time: u64) -> PathBuf {
-    dir.join(format!("checkpoint-{time}"))
-}
-
-/// Writes `bytes` to `path` durably: a temporary file, fsynced, renamed over `path`.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let written = File::create(&tmp)
-        .map_err(io_error(format!("cannot create {}", tmp.display())))
-        .and_then(|mut file| {
-            file.write_all(bytes)
-                .and_then(|()| file.sync_all())
-                .map_err(io_error(format!("cannot write {}", tmp.display())))
-        })
-        .and_then(|()| fs::rename(&tmp, path).map_err(io_error(format!("cannot rename {} to {}", tmp.display(), path.display()))));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
-}
-
-/// Fsyncs a directory, so that the renames in it are durable.
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(format!("cannot sync directory {}", dir.display())))
+fn state_dir_name(time: u64) -> String {
+    format!("checkpoint-{time}")
 }
 
 /// A state file: magic, format, payload length, CRC-32, payload.
@@ -183,39 +160,35 @@ fn decode_state_file(bytes: &[u8]) -> std::result::Result<Vec<FileEntry>, String
 }
 
 /// The oldest of the committed checkpoints kept in `dir` (what a recovery may fall back to).
-pub(crate) fn oldest_kept(dir: &Path) -> Option<u64> {
+pub(crate) fn oldest_kept(dir: &Location) -> Option<u64> {
     let times = committed(dir).ok()?;
     times.get(times.len().min(KEEP_CHECKPOINTS).checked_sub(1)?).copied()
 }
 
 /// The committed checkpoints in `dir`, newest first.
-fn committed(dir: &Path) -> Result<Vec<u64>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error(format!("cannot list checkpoint directory {}", dir.display()))(e)),
-    };
+fn committed(dir: &Location) -> Result<Vec<u64>> {
+    let entries = dir.list().map_err(io_error("cannot list the checkpoint directory".into()))?;
     let mut times: Vec<u64> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("checkpoint-")?.strip_suffix(".manifest")?.parse().ok()
-        })
+        .iter()
+        .filter_map(|e| e.name.strip_prefix("checkpoint-")?.strip_suffix(".manifest")?.parse().ok())
         .collect();
     times.sort_unstable_by(|a, b| b.cmp(a));
     Ok(times)
 }
 
 /// Reads checkpoint `time` from `dir` and checks every file.
-fn read_checkpoint(dir: &Path, time: u64) -> std::result::Result<Recovered, String> {
-    let path = manifest_path(dir, time);
-    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| format!("{}: corrupt manifest: {e}", path.display()))?;
+fn read_checkpoint(dir: &Location, time: u64) -> std::result::Result<Recovered, String> {
+    let name = manifest_name(time);
+    let path = dir.show(&name);
+    let text = dir
+        .get(&name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{path}: the manifest vanished"))?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| format!("{path}: corrupt manifest: {e}"))?;
     if manifest.format != MANIFEST_FORMAT {
         return Err(format!(
             "{}: manifest format {}, this ember reads format {MANIFEST_FORMAT}",
-            path.display(),
-            manifest.format
+            path, manifest.format
         ));
     }
     // A manifest that parses but does not describe a batch of its own grid is corrupt.
@@ -226,44 +199,39 @@ fn read_checkpoint(dir: &Path, time: u64) -> std::result::Result<Recovered, Stri
     if !on_grid {
         return Err(format!(
             "{}: corrupt manifest: batch time {} ms is not a batch of zero {} ms and interval {} ms",
-            path.display(),
-            manifest.time_ms,
-            manifest.zero_ms,
-            manifest.batch_interval_ms
+            path, manifest.time_ms, manifest.zero_ms, manifest.batch_interval_ms
         ));
     }
     let inside = |name: &str| Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
     if let Some(file) = manifest.files.iter().find(|f| !inside(&f.name)) {
         return Err(format!(
             "{}: corrupt manifest: state file {} is outside the checkpoint directory",
-            path.display(),
-            file.name
+            path, file.name
         ));
     }
     let mut image: BTreeMap<String, RestoredState> = BTreeMap::new();
     for file in &manifest.files {
-        let path = dir.join(&file.name);
-        let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let path = dir.show(&file.name);
+        let bytes = dir
+            .get(&file.name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{path}: the state file named by the manifest is missing"))?;
         if bytes.len() as u64 != file.bytes || crc32fast::hash(&bytes) != file.crc32 {
             return Err(format!(
                 "{}: the file does not match the manifest ({} bytes, {} expected, or a bad checksum)",
-                path.display(),
+                path,
                 bytes.len(),
                 file.bytes
             ));
         }
-        for entry in decode_state_file(&bytes).map_err(|e| format!("{}: {e}", path.display()))? {
+        for entry in decode_state_file(&bytes).map_err(|e| format!("{}: {e}", path))? {
             let state = image.entry(entry.operator.clone()).or_insert_with(|| RestoredState {
                 kind: entry.kind.clone(),
                 groups: BTreeMap::new(),
             });
             for (group, state_bytes) in entry.groups {
                 if state.groups.insert(group, state_bytes).is_some() {
-                    return Err(format!(
-                        "{}: key group {group} of {} is written twice",
-                        path.display(),
-                        entry.operator
-                    ));
+                    return Err(format!("{}: key group {group} of {} is written twice", path, entry.operator));
                 }
             }
         }
@@ -288,7 +256,7 @@ fn read_checkpoint(dir: &Path, time: u64) -> std::result::Result<Recovered, Stri
 ///
 /// [`Error::Checkpoint`] when checkpoints exist but none is intact; [`Error::Io`] when the
 /// directory cannot be listed.
-pub(crate) fn recover(dir: &Path) -> Result<Option<Recovered>> {
+pub(crate) fn recover(dir: &Location) -> Result<Option<Recovered>> {
     let times = committed(dir)?;
     let mut problems = Vec::new();
     for time in times {
@@ -314,7 +282,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Option<Recovered>> {
     } else {
         Err(Error::Checkpoint(format!(
             "no intact checkpoint in {}: {}",
-            dir.display(),
+            dir,
             problems.join("; ")
         )))
     }
@@ -355,8 +323,8 @@ impl CheckpointWriter {
     /// # Errors
     ///
     /// [`Error::Io`] when the directory cannot be created or the thread cannot start.
-    pub(crate) fn start(dir: &Path, last_committed: Option<u64>) -> Result<CheckpointWriter> {
-        fs::create_dir_all(dir).map_err(io_error(format!("cannot create checkpoint directory {}", dir.display())))?;
+    pub(crate) fn start(dir: &Location, last_committed: Option<u64>) -> Result<CheckpointWriter> {
+        dir.prepare().map_err(io_error("cannot prepare the checkpoint directory".into()))?;
         let (sender, receiver) = channel();
         let mut state = WriterState {
             dir: dir.to_owned(),
@@ -399,7 +367,7 @@ impl CheckpointWriter {
 }
 
 struct WriterState {
-    dir: PathBuf,
+    dir: Location,
     /// Snapshots received, by batch time.
     pending: BTreeMap<u64, Vec<OperatorSnapshot>>,
     last_committed: Option<u64>,
@@ -626,24 +594,18 @@ impl WriterState {
         }
         let mut files = Vec::new();
         // A plan without state has a manifest only.
-        let dir = state_dir(&self.dir, time);
-        if !by_worker.is_empty() {
-            fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
-            // The state directory's entry is durable before the manifest that refers to it.
-            sync_dir(&self.dir)?;
-        }
         for (worker, entries) in by_worker {
-            let name = format!("checkpoint-{time}/worker-{worker}.state");
+            let name = format!("{}/worker-{worker}.state", state_dir_name(time));
             let bytes = encode_state_file(&entries)?;
-            write_durably(&self.dir.join(&name), &bytes)?;
+            let (length, crc32) = (bytes.len() as u64, crc32fast::hash(&bytes));
+            self.dir
+                .put(&name, bytes)
+                .map_err(io_error(format!("cannot write checkpoint {time}")))?;
             files.push(ManifestFile {
                 name,
-                bytes: bytes.len() as u64,
-                crc32: crc32fast::hash(&bytes),
+                bytes: length,
+                crc32,
             });
-        }
-        if !files.is_empty() {
-            sync_dir(&dir)?;
         }
         Ok(Part {
             operators,
@@ -664,8 +626,9 @@ impl WriterState {
             files,
         };
         let text = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(format!("cannot serialise a manifest: {e}")))?;
-        write_durably(&manifest_path(&self.dir, time), &text)?;
-        sync_dir(&self.dir)
+        self.dir
+            .put(&manifest_name(time), text)
+            .map_err(io_error(format!("cannot commit checkpoint {time}")))
     }
 
     /// Deletes committed checkpoints beyond the newest [`KEEP_CHECKPOINTS`], manifest first,
@@ -673,31 +636,24 @@ impl WriterState {
     fn delete_old(&self) {
         let Ok(times) = committed(&self.dir) else { return };
         for time in times.iter().skip(KEEP_CHECKPOINTS) {
-            let _ = fs::remove_file(manifest_path(&self.dir, *time));
-            let _ = fs::remove_dir_all(state_dir(&self.dir, *time));
+            let _ = self.dir.delete(&manifest_name(*time));
+            let _ = self.dir.delete_all(&state_dir_name(*time));
         }
         let kept: Vec<u64> = times.into_iter().take(KEEP_CHECKPOINTS).collect();
         let oldest = kept.last().copied().unwrap_or(0);
-        let Ok(entries) = fs::read_dir(&self.dir) else { return };
-        for entry in entries.filter_map(|e| e.ok()) {
-            let name = entry.file_name();
+        // A state directory or temporary manifest older than every kept checkpoint is garbage
+        // (left by a crash mid-write).
+        let files = self.dir.list().unwrap_or_default().into_iter().map(|e| e.name);
+        for name in files.chain(self.dir.list_dirs().unwrap_or_default()) {
             let Some(time) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("checkpoint-"))
-                .map(|t| t.strip_suffix(".tmp").unwrap_or(t))
+                .strip_prefix("checkpoint-")
+                .map(|t| t.strip_suffix(".manifest.tmp").or_else(|| t.strip_suffix(".tmp")).unwrap_or(t))
                 .and_then(|t| t.parse::<u64>().ok())
             else {
                 continue;
             };
-            // A state directory or temporary manifest older than every kept checkpoint is
-            // garbage (left by a crash mid-write).
             if time < oldest {
-                let path = entry.path();
-                let _ = if path.is_dir() {
-                    fs::remove_dir_all(path)
-                } else {
-                    fs::remove_file(path)
-                };
+                let _ = self.dir.delete_all(&name);
             }
         }
     }

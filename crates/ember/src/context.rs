@@ -19,7 +19,7 @@ use crate::time::{Duration, Time};
 pub(crate) trait ReceiverHost: Send + Sync {
     /// Opens the receiver's write-ahead log in `checkpoint_dir`, before it starts: for a run
     /// recovered from checkpoint `after`, with the blocks to replay.
-    fn open_wal(&self, plan: &crate::plan::CompiledPlan, checkpoint_dir: &std::path::Path, after: Option<u64>) -> Result<()>;
+    fn open_wal(&self, plan: &crate::plan::CompiledPlan, checkpoint_dir: &crate::storage::Location, after: Option<u64>) -> Result<()>;
     /// Starts the receiver's thread.
     fn start(&self, ctx: Arc<ContextInner>) -> Result<JoinHandle<()>>;
     /// Asks the receiver to stop; its thread exits soon after.
@@ -141,7 +141,7 @@ pub(crate) struct ContextInner {
     cluster_failure_reported: std::sync::atomic::AtomicBool,
     remember: Mutex<Option<Duration>>,
     /// Where checkpoints go (`ssc.checkpoint(dir)`), if anywhere.
-    checkpoint_dir: Mutex<Option<std::path::PathBuf>>,
+    checkpoint_dir: Mutex<Option<crate::storage::Location>>,
     /// The checkpoint this context resumes from (`get_or_create`).
     recovered: Mutex<Option<crate::checkpoint::Recovered>>,
     /// Writes checkpoints while the context runs.
@@ -201,7 +201,7 @@ impl ContextInner {
     }
 
     /// The checkpoint directory, if checkpoints are on.
-    pub(crate) fn checkpoint_dir(&self) -> Option<std::path::PathBuf> {
+    pub(crate) fn checkpoint_dir(&self) -> Option<crate::storage::Location> {
         lock(&self.checkpoint_dir).clone()
     }
 
@@ -822,19 +822,26 @@ impl StreamingContext {
     /// Turns on checkpoints (Spark's `ssc.checkpoint(directory)`): stateful operators write
     /// their state to `directory` at their checkpoint intervals, and
     /// [`StreamingContext::get_or_create`] on the same directory resumes from the last
-    /// checkpoint after a crash or a stop. The directory is created if missing. It must be a
-    /// local path or a `file://` URL; in a cluster it must be shared by all processes, as Spark
-    /// requires a reliable shared file system.
+    /// checkpoint after a crash or a stop. The directory is a local path, a `file://` URL, or
+    /// with the `s3` feature a prefix of an S3 bucket, `s3://bucket/prefix` (settings from the
+    /// environment, see [`storage`](crate::storage)); a local one is created if missing. In a
+    /// cluster it must be shared by all processes, as Spark requires a reliable shared file
+    /// system: a bucket is, a local path only on a shared file system.
     ///
     /// # Errors
     ///
-    /// [`Error::IllegalState`] after start; [`Error::InvalidArgument`] for a URL scheme other
-    /// than `file://`; [`Error::Io`] when the directory cannot be created.
+    /// [`Error::IllegalState`] after start; [`Error::InvalidArgument`] for another URL scheme
+    /// (`hdfs://` is not supported yet); [`Error::Io`] when the directory cannot be created or
+    /// the bucket does not answer.
     pub fn checkpoint(&self, directory: impl AsRef<std::path::Path>) -> Result<()> {
         self.inner.plan.check_open("set the checkpoint directory")?;
-        let dir = checkpoint_path(directory.as_ref())?;
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-            context: format!("cannot create checkpoint directory {}", dir.display()),
+        self.checkpoint_at(checkpoint_path(directory.as_ref())?)
+    }
+
+    fn checkpoint_at(&self, dir: crate::storage::Location) -> Result<()> {
+        self.inner.plan.check_open("set the checkpoint directory")?;
+        dir.prepare().map_err(|source| Error::Io {
+            context: "cannot prepare the checkpoint directory".into(),
             source,
         })?;
         *lock(&self.inner.checkpoint_dir) = Some(dir);
@@ -867,7 +874,7 @@ impl StreamingContext {
         let dir = checkpoint_path(directory.as_ref())?;
         let recovered = crate::checkpoint::recover(&dir)?;
         let ssc = build()?;
-        ssc.checkpoint(&dir)?;
+        ssc.checkpoint_at(dir.clone())?;
         let Some(recovered) = recovered else {
             return Ok(ssc);
         };
@@ -876,21 +883,18 @@ impl StreamingContext {
         if manifest.batch_interval_ms != interval {
             return Err(Error::Checkpoint(format!(
                 "the checkpoint in {} was written with a batch interval of {} ms, the program now has {interval} ms",
-                dir.display(),
-                manifest.batch_interval_ms
+                dir, manifest.batch_interval_ms
             )));
         }
         if manifest.key_groups != ssc.inner.settings.key_groups {
             return Err(Error::Checkpoint(format!(
                 "the checkpoint in {} has {} key groups, the program now has {}",
-                dir.display(),
-                manifest.key_groups,
-                ssc.inner.settings.key_groups
+                dir, manifest.key_groups, ssc.inner.settings.key_groups
             )));
         }
         tracing::info!(
             checkpoint_ms = manifest.time_ms,
-            directory = %dir.display(),
+            directory = %dir,
             "Recovering from a checkpoint: state restored, batches after it run again. \
              Data a receiver had not yet handed to a batch at the crash is lost unless the write-ahead log is on."
         );
@@ -1411,19 +1415,12 @@ impl crate::ui::Job for UiJob {
     }
 }
 
-/// A checkpoint directory from a path or a `file://` URL.
-fn checkpoint_path(directory: &std::path::Path) -> Result<std::path::PathBuf> {
-    let text = directory.to_string_lossy();
-    if let Some(path) = text.strip_prefix("file://") {
-        return Ok(std::path::PathBuf::from(path));
-    }
-    if let Some((scheme, _)) = text.split_once("://") {
-        return Err(Error::InvalidArgument {
-            operation: "checkpoint",
-            message: format!("checkpoint directory {text}: the {scheme}:// scheme is not supported; use a local path or file://"),
-        });
-    }
-    Ok(directory.to_owned())
+/// A checkpoint directory from a path, a `file://` URL or an `s3://` URL.
+fn checkpoint_path(directory: &std::path::Path) -> Result<crate::storage::Location> {
+    crate::storage::Location::parse(&directory.to_string_lossy()).map_err(|e| Error::InvalidArgument {
+        operation: "checkpoint",
+        message: format!("checkpoint directory {e}"),
+    })
 }
 
 /// Whether `address` (`host:port`) is on this host's loopback (`localhost`, `127.x`, `::1`).

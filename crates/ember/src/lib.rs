@@ -37,6 +37,7 @@ mod sources;
 mod state_codec;
 #[cfg(test)]
 mod state_restore_tests;
+pub mod storage;
 pub mod testing;
 mod time;
 pub mod ui;

@@ -95,3 +95,30 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A fresh prefix of the object-storage tests' bucket, as an `s3://` URL: the bucket
+/// `EMBER_TEST_S3_BUCKET` (default `ember-test`) on the S3 server that the project's `test.sh`
+/// and CI start (moto on 127.0.0.1, at `AWS_ENDPOINT_URL`), under a name no other test or run
+/// uses.
+///
+/// # Panics
+///
+/// When `AWS_ENDPOINT_URL` is not set, saying how to start a server.
+pub fn s3_test_dir(test: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "the object-storage tests need an S3 server: run ./test.sh, or export \
+         AWS_ENDPOINT_URL=$(.ci/s3-server) AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1"
+    );
+    let bucket = std::env::var("EMBER_TEST_S3_BUCKET").unwrap_or_else(|_| "ember-test".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "s3://{bucket}/{test}-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -208,7 +208,7 @@ fn a_checkpoint_that_cannot_be_written_stops_the_job_with_a_clear_error() {
     clock.set_ms(5_000);
     let error = ssc.await_termination_or_timeout(seconds(30)).unwrap_err().to_string();
     assert!(
-        error.contains("cannot create") && (error.contains("checkpoint-2000") || error.contains("checkpoint-4000")),
+        error.contains("cannot write") && (error.contains("checkpoint-2000") || error.contains("checkpoint-4000")),
         "{error}"
     );
     let stopped = ssc.await_termination_or_timeout(seconds(30));

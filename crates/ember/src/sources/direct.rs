@@ -12,7 +12,6 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -158,8 +157,8 @@ struct Selection<V> {
 /// cut, and the choices a recovered run replays.
 #[derive(Debug)]
 pub(crate) struct SelectionLog<S> {
-    /// The log file, when checkpoints are on.
-    file: Option<(PathBuf, std::fs::File)>,
+    /// The log, when checkpoints are on.
+    log: Option<crate::storage::AppendLog>,
     /// Batches after the restored checkpoint that chose slices before the crash.
     replay: BTreeMap<u64, Vec<S>>,
 }
@@ -167,7 +166,7 @@ pub(crate) struct SelectionLog<S> {
 impl<S> Default for SelectionLog<S> {
     fn default() -> Self {
         SelectionLog {
-            file: None,
+            log: None,
             replay: BTreeMap::new(),
         }
     }
@@ -177,49 +176,36 @@ impl<S: Serialize + DeserializeOwned + Clone> SelectionLog<S> {
     /// Opens the log `<kind>-<id>.log` in `checkpoint_dir/sources`, keeping the choices of
     /// the batches after `after_ms` (the restored checkpoint; older ones are not needed
     /// again) to replay.
-    pub(crate) fn open(checkpoint_dir: &Path, kind: &str, id: &str, after_ms: u64) -> std::io::Result<Self> {
-        let dir = checkpoint_dir.join("sources");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{kind}-{}.log", super::file_name_of(id)));
+    pub(crate) fn open(checkpoint_dir: &crate::storage::Location, kind: &str, id: &str, after_ms: u64) -> std::io::Result<Self> {
+        let name = format!("sources/{kind}-{}.log", super::file_name_of(id));
+        let (mut log, bytes) = crate::storage::AppendLog::open(checkpoint_dir, &name)?;
         let mut replay = BTreeMap::new();
-        match std::fs::read_to_string(&path) {
-            // A torn last line is a batch whose choice was never durable, so never cut.
-            Ok(text) => {
-                for selection in text.lines().filter_map(|l| serde_json::from_str::<Selection<Vec<S>>>(l).ok()) {
-                    if selection.time > after_ms {
-                        replay.insert(selection.time, selection.slices);
-                    }
-                }
+        // A torn last line is a batch whose choice was never durable, so never cut.
+        for line in bytes.split(|b| *b == b'\n') {
+            if let Ok(selection) = serde_json::from_slice::<Selection<Vec<S>>>(line)
+                && selection.time > after_ms
+            {
+                replay.insert(selection.time, selection.slices);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
         }
         // Rewritten with only what is still needed, then appended to.
-        let tmp = path.with_extension("tmp");
         let mut text = String::new();
         for (time, slices) in &replay {
             text.push_str(&serde_json::to_string(&Selection { time: *time, slices }).map_err(std::io::Error::other)?);
             text.push('\n');
         }
-        std::fs::write(&tmp, text)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        let file = std::fs::OpenOptions::new().append(true).open(&path)?;
-        Ok(SelectionLog {
-            file: Some((path, file)),
-            replay,
-        })
+        log.rewrite(text.into_bytes())?;
+        Ok(SelectionLog { log: Some(log), replay })
     }
 
     /// Appends batch `time`'s choice durably.
     pub(crate) fn record(&mut self, time: u64, slices: &[S]) -> Result<(), String> {
-        use std::io::Write;
-        let Some((path, file)) = self.file.as_mut() else { return Ok(()) };
+        let Some(log) = self.log.as_mut() else { return Ok(()) };
         let mut line = serde_json::to_string(&Selection { time, slices }).map_err(|e| e.to_string())?;
         line.push('\n');
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|e| format!("cannot record the input chosen for batch {time} ms in {}: {e}", path.display()))
+        log.append(line.as_bytes())
+            .and_then(|()| log.sync())
+            .map_err(|e| format!("cannot record the input chosen for batch {time} ms: {e}"))
     }
 
     /// What batch `time` chose before the crash, when it is to be replayed: `Some(empty)`
@@ -351,8 +337,7 @@ impl StreamingContext {
                             ctx.report_source_error(Error::Source {
                                 source_name: name.clone(),
                                 message: format!(
-                                    "cannot open the selection log in {}: {e}; batches after the last checkpoint are not recoverable",
-                                    dir.display()
+                                    "cannot open the selection log in {dir}: {e}; batches after the last checkpoint are not recoverable"
                                 ),
                             });
                         }

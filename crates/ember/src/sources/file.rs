@@ -1,5 +1,9 @@
 //! `text_file_stream` and `file_stream`: new files of a directory, as lines.
 //!
+//! The directory is a [`Location`]: a local one, or with the `s3` feature a prefix of a bucket
+//! (`s3://bucket/logs`), whose new objects are found by listing it as Spark's file stream lists
+//! a directory (an object appears whole when its PUT completes, so no rename is needed there).
+//!
 //! At every batch, worker 0 lists the directory and chooses the files it has not seen: each
 //! becomes one partition of that batch, and the partitions are spread over the workers, which
 //! read them. A file is read exactly once, up to the size it had when it was chosen. Files are
@@ -13,10 +17,8 @@
 //! checkpoint from that log, with exactly the files they had, then lists the directory again.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use ember_engine::Data;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,7 @@ use crate::dstream::DStream;
 use crate::error::{Error, Result};
 use crate::sources::direct::{DirectBatch, DirectSource};
 use crate::sources::lines::{BadKind, BadRecords};
+use crate::storage::Location;
 use crate::time::Time;
 
 /// A file chosen for a batch, with what it looked like then.
@@ -142,66 +145,51 @@ fn visible(path: &Path) -> bool {
         .is_some_and(|n| !n.starts_with('.') && !n.starts_with('_'))
 }
 
-/// The regular files of `dir` that pass `filter`.
-fn list(dir: &Path, filter: &dyn Fn(&Path) -> bool) -> std::io::Result<Vec<ChosenFile>> {
+/// The files of `dir` (objects directly under the prefix) that pass `filter`, each with the
+/// path the filter and messages see: the local path, or the object's URL.
+fn list(dir: &Location, filter: &dyn Fn(&Path) -> bool) -> std::io::Result<Vec<ChosenFile>> {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
+    for entry in dir.list()? {
+        let path = match dir.as_local() {
+            Some(local) => local.join(&entry.name),
+            None => PathBuf::from(dir.show(&entry.name)),
+        };
         if !visible(&path) || !filter(&path) {
             continue;
         }
-        // A file can vanish between listing and stat (a rename in progress); skip it now, it
-        // shows up under its new name.
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
-        if !meta.is_file() {
-            continue;
-        }
-        let modified_ns = meta
-            .modified()
-            .ok()
-            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64);
         files.push(ChosenFile {
             path,
-            size: meta.len(),
-            modified_ns,
+            size: entry.size,
+            modified_ns: entry.modified_ns,
         });
     }
     Ok(files)
 }
 
-/// The directory a `text_file_stream` argument names: a local path or a `file:` URL.
-fn local_directory(operation: &'static str, directory: &str) -> Result<PathBuf> {
+/// The directory a file stream's argument names: a local path, a `file:` URL, or `s3://`.
+fn watched_directory(operation: &'static str, directory: &str) -> Result<Location> {
     let bad = |message: String| Error::InvalidArgument { operation, message };
-    let path = if let Some(rest) = directory.strip_prefix("file://") {
-        if !rest.starts_with('/') {
-            return Err(bad(format!("{directory}: a file URL must name an absolute path (file:///dir)")));
+    let dir = Location::parse(directory).map_err(|e| bad(e.to_string()))?;
+    if let Some(path) = dir.as_local() {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(bad(format!("{} is not a directory", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(bad(format!("directory {} does not exist", path.display())));
+            }
+            Err(e) => return Err(bad(format!("cannot read directory {}: {e}", path.display()))),
         }
-        rest
-    } else if let Some(rest) = directory.strip_prefix("file:") {
-        rest
-    } else if let Some((scheme, _)) = directory.split_once("://") {
-        return Err(bad(format!(
-            "{directory}: only local directories are supported (a path or a file:// URL), not {scheme}://"
-        )));
     } else {
-        directory
-    };
-    let path = PathBuf::from(path);
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_dir() => Ok(path),
-        Ok(_) => Err(bad(format!("{} is not a directory", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(bad(format!("directory {} does not exist", path.display()))),
-        Err(e) => Err(bad(format!("cannot read directory {}: {e}", path.display()))),
+        // A bucket that does not answer is named now, not at the first batch.
+        dir.prepare().map_err(|e| bad(e.to_string()))?;
     }
+    Ok(dir)
 }
 
 /// Reads the first `file.size` bytes of a chosen file and cuts them into records of
 /// `record_length` bytes.
-fn read_records(file: &ChosenFile, record_length: usize) -> std::result::Result<Vec<Vec<u8>>, String> {
-    let bytes = read_chosen(file)?;
-    if bytes.len() % record_length != 0 {
+fn read_records(file: &ChosenFile, bytes: &[u8], record_length: usize) -> std::result::Result<Vec<Vec<u8>>, String> {
+    if !bytes.len().is_multiple_of(record_length) {
         return Err(format!(
             "file {} holds {} bytes, not a multiple of the record length {record_length}: its last record has {} bytes",
             file.path.display(),
@@ -212,21 +200,19 @@ fn read_records(file: &ChosenFile, record_length: usize) -> std::result::Result<
     Ok(bytes.chunks_exact(record_length).map(<[u8]>::to_vec).collect())
 }
 
-/// The first `file.size` bytes of a chosen file (the size it had when chosen).
-fn read_chosen(file: &ChosenFile) -> std::result::Result<Vec<u8>, String> {
-    let handle = std::fs::File::open(&file.path).map_err(|e| format!("cannot open file {}: {e}", file.path.display()))?;
-    let mut bytes = Vec::with_capacity(file.size as usize);
-    handle
-        .take(file.size)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read file {}: {e}", file.path.display()))?;
-    Ok(bytes)
+/// The first `file.size` bytes of a chosen file of `dir` (the size it had when chosen).
+fn read_chosen(dir: &Location, file: &ChosenFile) -> std::result::Result<Vec<u8>, String> {
+    let name = file
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| format!("{} names no file", file.path.display()))?;
+    dir.read_prefix(&name, file.size).map_err(|e| e.to_string())
 }
 
-/// Reads the first `file.size` bytes of a chosen file and turns its lines into records; a line
-/// that is not valid UTF-8 is repaired and counted in `bad` (whose warnings are rate-limited).
-fn read_lines<T>(file: &ChosenFile, bad: &BadRecords, make: impl Fn(u64, &str) -> T) -> std::result::Result<Vec<T>, String> {
-    let bytes = read_chosen(file)?;
+/// Turns the lines of a chosen file's `bytes` into records; a line that is not valid UTF-8 is
+/// repaired and counted in `bad` (whose warnings are rate-limited).
+fn read_lines<T>(file: &ChosenFile, bytes: &[u8], bad: &BadRecords, make: impl Fn(u64, &str) -> T) -> std::result::Result<Vec<T>, String> {
     let mut records = Vec::new();
     let mut start = 0usize;
     let mut line_no = 0u64;
@@ -242,7 +228,7 @@ fn read_lines<T>(file: &ChosenFile, bad: &BadRecords, make: impl Fn(u64, &str) -
             }
         }
     };
-    for end in memchr::memchr_iter(b'\n', &bytes) {
+    for end in memchr::memchr_iter(b'\n', bytes) {
         line_no += 1;
         emit(&bytes[start..end], start, line_no);
         start = end + 1;
@@ -256,7 +242,7 @@ fn read_lines<T>(file: &ChosenFile, bad: &BadRecords, make: impl Fn(u64, &str) -
 /// A file stream's planner: lists the directory for each batch on worker 0, chooses the new
 /// files, and reports listing problems once each.
 struct FileSource {
-    dir: PathBuf,
+    dir: Location,
     filter: Arc<dyn Fn(&Path) -> bool + Send + Sync>,
     tracker: FileTracker,
     failing: Option<String>,
@@ -270,7 +256,7 @@ impl DirectSource for FileSource {
         let listing = match list(&self.dir, &*self.filter) {
             Ok(listing) => {
                 if self.failing.take().is_some() {
-                    tracing::info!(directory = %self.dir.display(), "The directory can be listed again.");
+                    tracing::info!(directory = %self.dir, "The directory can be listed again.");
                 }
                 listing
             }
@@ -278,7 +264,7 @@ impl DirectSource for FileSource {
                 // One report per distinct problem, not one per batch.
                 if self.failing.as_deref() != Some(&e.to_string()) {
                     self.failing = Some(e.to_string());
-                    batch.report(format!("cannot list directory {} for batch {time} ms: {e}", self.dir.display()));
+                    batch.report(format!("cannot list directory {} for batch {time} ms: {e}", self.dir));
                 }
                 return Vec::new();
             }
@@ -288,7 +274,7 @@ impl DirectSource for FileSource {
             batch.report(message);
         }
         if !chosen.is_empty() {
-            tracing::debug!(directory = %self.dir.display(), batch_time_ms = time, files = chosen.len(), "Files chosen for a batch.");
+            tracing::debug!(directory = %self.dir, batch_time_ms = time, files = chosen.len(), "Files chosen for a batch.");
         }
         chosen
     }
@@ -309,7 +295,8 @@ impl DirectSource for FileSource {
 
 impl StreamingContext {
     /// A stream of the lines of new files in `directory` (Spark's `textFileStream`): a local
-    /// path or a `file://` URL. Each batch holds the lines of the files that appeared since
+    /// path, a `file://` URL, or with the `s3` feature `s3://bucket/prefix` (new objects
+    /// directly under the prefix). Each batch holds the lines of the files that appeared since
     /// the previous one, one partition per file, spread over the workers. Files present when
     /// the stream is created are ignored (Spark's rule); hidden files (names starting with `.` or `_`) are skipped, so write
     /// a file under such a name and rename it into place: files must appear atomically. Lines
@@ -320,18 +307,18 @@ impl StreamingContext {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] when the directory does not exist, is not a directory, or is
-    /// not local. Later problems (the directory vanishes, a file changes after it was read)
+    /// [`Error::InvalidArgument`] when the directory does not exist or is not a directory, for
+    /// an unsupported URL scheme, or when the bucket does not answer. Later problems (the directory vanishes, a file changes after it was read)
     /// are reported as [`Error::Source`] by `await_termination`; a file that cannot be read
     /// fails its batch with [`Error::JobFailed`] naming the file.
     pub fn text_file_stream(&self, directory: &str) -> Result<DStream<String>> {
-        let dir = local_directory("text_file_stream", directory)?;
+        let dir = watched_directory("text_file_stream", directory)?;
         Ok(self.files(
-            format!("text_file_stream({})", dir.display()),
+            format!("text_file_stream({dir})"),
             dir,
             Arc::new(|_: &Path| true),
             true,
-            |file: &ChosenFile, bad: &BadRecords| read_lines(file, bad, |_, line| line.to_owned()),
+            |file: &ChosenFile, bytes: &[u8], bad: &BadRecords| read_lines(file, bytes, bad, |_, line| line.to_owned()),
         ))
     }
 
@@ -346,13 +333,13 @@ impl StreamingContext {
     where
         F: Fn(&Path) -> bool + Send + Sync + 'static,
     {
-        let dir = local_directory("file_stream", directory)?;
+        let dir = watched_directory("file_stream", directory)?;
         Ok(self.files(
-            format!("file_stream({})", dir.display()),
+            format!("file_stream({dir})"),
             dir,
             Arc::new(filter),
             new_files_only,
-            |file: &ChosenFile, bad: &BadRecords| read_lines(file, bad, |offset, line| (offset, line.to_owned())),
+            |file: &ChosenFile, bytes: &[u8], bad: &BadRecords| read_lines(file, bytes, bad, |offset, line| (offset, line.to_owned())),
         ))
     }
 
@@ -374,34 +361,36 @@ impl StreamingContext {
                 message: "record_length must be positive, got 0".into(),
             });
         }
-        let dir = local_directory("binary_records_stream", directory)?;
+        let dir = watched_directory("binary_records_stream", directory)?;
         Ok(self.files(
-            format!("binary_records_stream({})", dir.display()),
+            format!("binary_records_stream({dir})"),
             dir,
             Arc::new(|_: &Path| true),
             true,
-            move |file: &ChosenFile, _: &BadRecords| read_records(file, record_length),
+            move |file: &ChosenFile, bytes: &[u8], _: &BadRecords| read_records(file, bytes, record_length),
         ))
     }
 
     fn files<T: Data>(
         &self,
         name: String,
-        dir: PathBuf,
+        dir: Location,
         filter: Arc<dyn Fn(&Path) -> bool + Send + Sync>,
         new_files_only: bool,
-        read: impl Fn(&ChosenFile, &BadRecords) -> std::result::Result<Vec<T>, String> + Copy + Send + Sync + 'static,
+        read: impl Fn(&ChosenFile, &[u8], &BadRecords) -> std::result::Result<Vec<T>, String> + Copy + Send + Sync + 'static,
     ) -> DStream<T> {
         let bad = self.inner().add_bad_records(&name);
         // As Spark, the files present when the stream is created are the existing ones.
         let existing = list(&dir, &*filter).unwrap_or_default();
         let source = FileSource {
             tracker: FileTracker::starting_with(existing, new_files_only),
-            dir,
+            dir: dir.clone(),
             filter,
             failing: None,
         };
-        self.direct_stream("file_stream", name, source, move |file: &ChosenFile| read(file, &bad))
+        self.direct_stream("file_stream", name, source, move |file: &ChosenFile| {
+            read(file, &read_chosen(&dir, file)?, &bad)
+        })
     }
 }
 
@@ -467,13 +456,13 @@ mod tests {
     }
 
     #[test]
-    fn directories_are_local_paths_or_file_urls() {
+    fn directories_are_local_paths_file_urls_or_object_urls() {
         let dir = std::env::temp_dir();
         let url = format!("file://{}", dir.display());
-        assert_eq!(local_directory("t", &url).unwrap(), dir);
-        let err = local_directory("t", "hdfs://nn/logs").unwrap_err().to_string();
-        assert!(err.contains("only local directories are supported"), "{err}");
-        let err = local_directory("t", "/no/such/ember/dir").unwrap_err().to_string();
+        assert_eq!(watched_directory("t", &url).unwrap().as_local(), Some(dir.as_path()));
+        let err = watched_directory("t", "hdfs://nn/logs").unwrap_err().to_string();
+        assert!(err.contains("hdfs:// is not supported yet"), "{err}");
+        let err = watched_directory("t", "/no/such/ember/dir").unwrap_err().to_string();
         assert!(err.contains("directory /no/such/ember/dir does not exist"), "{err}");
     }
 }

@@ -194,7 +194,7 @@ impl<T: Data> Core<T> {
         {
             let message = format!(
                 "cannot write the write-ahead log {}: {e}; what is stored now is lost in a crash",
-                wal.path().display()
+                wal.shown()
             );
             buffer = self.report_unlocked(buffer, message);
         }
@@ -295,7 +295,7 @@ impl<T: Data> Core<T> {
                 Err(e) => {
                     let message = format!(
                         "cannot write the write-ahead log {}: {e}; batch {time} ms is lost in a crash",
-                        wal.path().display()
+                        wal.shown()
                     );
                     buffer = self.report_unlocked(buffer, message);
                 }
@@ -623,15 +623,14 @@ struct ReceiverRunner<T> {
 }
 
 impl<T: Data> ReceiverHost for ReceiverRunner<T> {
-    fn open_wal(&self, plan: &crate::plan::CompiledPlan, checkpoint_dir: &std::path::Path, after: Option<u64>) -> Result<()> {
+    fn open_wal(&self, plan: &crate::plan::CompiledPlan, checkpoint_dir: &crate::storage::Location, after: Option<u64>) -> Result<()> {
         let Some(id) = self.node.get().and_then(|n| plan.id_of(*n)) else {
             return Ok(());
         };
         let wal = super::wal::Wal::open(checkpoint_dir, id, after).map_err(|source| Error::Io {
             context: format!(
                 "cannot open the write-ahead log of receiver {} in {}",
-                self.core.name,
-                checkpoint_dir.display()
+                self.core.name, checkpoint_dir
             ),
             source,
         })?;

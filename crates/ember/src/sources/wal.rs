@@ -3,8 +3,11 @@
 //! One log per receiver, `<checkpoint dir>/receivers/<operator id>.wal`: a sequence of frames
 //! (length, CRC-32, postcard payload), each a block of stored records or the cut of a batch.
 //! The blocks before `Cut(t)` (and after the previous cut) are batch `t`'s. A block is appended
-//! when it is stored, and fsynced before `store_many` returns (single `store` calls are synced
-//! with the next block or cut); a cut is appended and fsynced before the batch is cut.
+//! when it is stored, and made durable before `store_many` returns (single `store` calls are
+//! synced with the next block or cut); a cut is appended and made durable before the batch is
+//! cut. The log is a [`storage::AppendLog`](crate::storage::AppendLog): a local file fsynced,
+//! or on object storage one object per synced group of frames (a `store_many` block, or the
+//! `store` calls before a cut), which costs one PUT each.
 //!
 //! A run recovered from checkpoint `T` opens the log with `after = T`: the batches after `T`
 //! that were cut before the crash get exactly their blocks again, and blocks stored but never
@@ -17,12 +20,11 @@
 //! durable block is known after a crash; a rewritten log starts with that position.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::storage::{AppendLog, Location};
 
 /// A log is compacted at a cut once it is larger than this.
 const COMPACT_BYTES: u64 = 64 << 20;
@@ -111,8 +113,7 @@ fn content<T: DeserializeOwned>(bytes: &[u8]) -> Content<T> {
 
 /// One receiver's write-ahead log.
 pub(crate) struct Wal<T> {
-    path: PathBuf,
-    file: File,
+    log: AppendLog,
     /// Batches after the restored checkpoint that were cut before the crash, to cut again.
     replay: BTreeMap<u64, Vec<Vec<T>>>,
     /// Blocks stored before the crash and never cut: the first batch cut afresh takes them.
@@ -123,31 +124,27 @@ pub(crate) struct Wal<T> {
 
 impl<T> std::fmt::Debug for Wal<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Wal").field("log", &self.log).finish_non_exhaustive()
     }
 }
 
 impl<T: Serialize + DeserializeOwned + Clone> Wal<T> {
     /// Opens the log of receiver `id` under `checkpoint_dir`: for a run recovered from
     /// checkpoint `after`, with what it must replay; for a fresh run, empty.
-    pub(crate) fn open(checkpoint_dir: &Path, id: &str, after: Option<u64>) -> std::io::Result<Wal<T>> {
-        let dir = checkpoint_dir.join("receivers");
-        fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{}.wal", super::file_name_of(id)));
-        let (replay, carried, position) = match (after, fs::read(&path)) {
-            (Some(after), Ok(bytes)) => {
+    pub(crate) fn open(checkpoint_dir: &Location, id: &str, after: Option<u64>) -> std::io::Result<Wal<T>> {
+        let name = format!("receivers/{}.wal", super::file_name_of(id));
+        let (mut log, bytes) = AppendLog::open(checkpoint_dir, &name)?;
+        let (replay, carried, position) = match after {
+            Some(after) => {
                 let content: Content<T> = content(&bytes);
                 let replay = content.batches.into_iter().filter(|(t, _)| *t > after).collect();
                 (replay, content.uncut, content.position)
             }
-            (_, Err(e)) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => (BTreeMap::new(), Vec::new(), None),
+            None => (BTreeMap::new(), Vec::new(), None),
         };
-        rewrite(&path, &replay, &carried, position)?;
-        let file = OpenOptions::new().append(true).open(&path)?;
+        log.rewrite(log_bytes(&replay, &carried, position)?)?;
         Ok(Wal {
-            path,
-            file,
+            log,
             replay,
             carried,
             position,
@@ -160,9 +157,9 @@ impl<T: Serialize + DeserializeOwned + Clone> Wal<T> {
         self.position
     }
 
-    /// The log's path, for messages.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// The log's path or URL, for messages.
+    pub(crate) fn shown(&self) -> &str {
+        self.log.shown()
     }
 
     /// Appends a block of stored records, with the source position after it if the receiver
@@ -172,11 +169,11 @@ impl<T: Serialize + DeserializeOwned + Clone> Wal<T> {
             None => FrameRef::Block(records),
             Some(at) => FrameRef::Marked(records, at),
         };
-        self.file.write_all(&frame_bytes(&frame)?)?;
+        self.log.append(&frame_bytes(&frame)?)?;
         if position.is_some() {
             self.position = position;
         }
-        if sync { self.file.sync_data() } else { Ok(()) }
+        if sync { self.log.sync() } else { Ok(()) }
     }
 
     /// What batch `time` takes: the blocks it had before the crash (`Some`, and the buffer
@@ -189,29 +186,21 @@ impl<T: Serialize + DeserializeOwned + Clone> Wal<T> {
     /// from before a crash, which come first in the batch. Compacts the log when it is large,
     /// keeping the batches after `keep_after` (the oldest checkpoint kept).
     pub(crate) fn cut(&mut self, time: u64, keep_after: impl FnOnce() -> Option<u64>) -> std::io::Result<Vec<Vec<T>>> {
-        self.file.write_all(&frame_bytes(&FrameRef::<T>::Cut(time))?)?;
-        self.file.sync_data()?;
-        if self.file.metadata()?.len() > COMPACT_BYTES
+        self.log.append(&frame_bytes(&FrameRef::<T>::Cut(time))?)?;
+        self.log.sync()?;
+        if self.log.len() > COMPACT_BYTES
             && let Some(keep_after) = keep_after()
         {
-            let content: Content<T> = content(&fs::read(&self.path)?);
+            let content: Content<T> = content(&self.log.read()?);
             let kept: BTreeMap<u64, Vec<Vec<T>>> = content.batches.into_iter().filter(|(t, _)| *t > keep_after).collect();
-            rewrite(&self.path, &kept, &content.uncut, content.position)?;
-            self.file = OpenOptions::new().append(true).open(&self.path)?;
+            self.log.rewrite(log_bytes(&kept, &content.uncut, content.position)?)?;
         }
         Ok(std::mem::take(&mut self.carried))
     }
 }
 
-/// Writes `position`, `batches` (each block, then its cut) and then `uncut` as the whole log,
-/// durably.
-fn rewrite<T: Serialize>(
-    path: &Path,
-    batches: &BTreeMap<u64, Vec<Vec<T>>>,
-    uncut: &[Vec<T>],
-    position: Option<u64>,
-) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+/// A whole log: `position`, `batches` (each block, then its cut) and then `uncut`.
+fn log_bytes<T: Serialize>(batches: &BTreeMap<u64, Vec<Vec<T>>>, uncut: &[Vec<T>], position: Option<u64>) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     if let Some(at) = position {
         bytes.extend(frame_bytes(&FrameRef::<T>::Position(at))?);
@@ -225,26 +214,20 @@ fn rewrite<T: Serialize>(
     for block in uncut {
         bytes.extend(frame_bytes(&FrameRef::Block(block))?);
     }
-    let mut file = File::create(&tmp)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    Ok(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn a_recovered_log_replays_the_batches_after_the_checkpoint_and_carries_the_uncut_blocks() {
         let dir = std::env::temp_dir().join(format!("ember-wal-unit-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         {
-            let mut wal: Wal<u32> = Wal::open(&dir, "3", None).unwrap();
+            let mut wal: Wal<u32> = Wal::open(&Location::local(&dir), "3", None).unwrap();
             for (time, blocks) in [(1000, vec![vec![1, 2], vec![3]]), (2000, vec![vec![4]]), (3000, vec![vec![5, 6]])] {
                 for b in &blocks {
                     wal.append_block(b, None, true).unwrap();
@@ -259,18 +242,18 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
         fs::write(&path, bytes).unwrap();
-        let mut wal: Wal<u32> = Wal::open(&dir, "3", Some(1000)).unwrap();
+        let mut wal: Wal<u32> = Wal::open(&Location::local(&dir), "3", Some(1000)).unwrap();
         assert_eq!(wal.replayed(1000), None);
         assert_eq!(wal.replayed(2000), Some(vec![vec![4]]));
         assert_eq!(wal.replayed(3000), Some(vec![vec![5, 6]]));
         assert_eq!(wal.cut(4000, || None).unwrap(), vec![vec![7], vec![8, 9]]);
         drop(wal);
         // Recovered again from 3000: batch 4000 has the carried blocks, as cut.
-        let mut wal: Wal<u32> = Wal::open(&dir, "3", Some(3000)).unwrap();
+        let mut wal: Wal<u32> = Wal::open(&Location::local(&dir), "3", Some(3000)).unwrap();
         assert_eq!(wal.replayed(4000), Some(vec![vec![7], vec![8, 9]]));
         drop(wal);
         // A fresh start begins an empty log.
-        let mut wal: Wal<u32> = Wal::open(&dir, "3", None).unwrap();
+        let mut wal: Wal<u32> = Wal::open(&Location::local(&dir), "3", None).unwrap();
         assert_eq!(wal.replayed(4000), None);
         assert!(wal.cut(1000, || None).unwrap().is_empty());
         let _ = fs::remove_dir_all(&dir);
@@ -281,7 +264,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ember-wal-position-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         {
-            let mut wal: Wal<u32> = Wal::open(&dir, "s", None).unwrap();
+            let mut wal: Wal<u32> = Wal::open(&Location::local(&dir), "s", None).unwrap();
             assert_eq!(wal.position(), None);
             wal.append_block(&[1, 2], Some(2), true).unwrap();
             assert!(wal.cut(1000, || None).unwrap().is_empty());
@@ -291,15 +274,15 @@ mod tests {
             assert_eq!(wal.position(), Some(6));
         }
         // Recovered from 1000: the batch before is dropped from the log, not the position.
-        let mut wal: Wal<u32> = Wal::open(&dir, "s", Some(1000)).unwrap();
+        let mut wal: Wal<u32> = Wal::open(&Location::local(&dir), "s", Some(1000)).unwrap();
         assert_eq!(wal.position(), Some(6));
         assert_eq!(wal.cut(2000, || None).unwrap(), vec![vec![6]]);
         drop(wal);
-        let wal: Wal<u32> = Wal::open(&dir, "s", Some(2000)).unwrap();
+        let wal: Wal<u32> = Wal::open(&Location::local(&dir), "s", Some(2000)).unwrap();
         assert_eq!(wal.position(), Some(6), "the position survives a rewrite without blocks");
         drop(wal);
         // A fresh start forgets it.
-        let wal: Wal<u32> = Wal::open(&dir, "s", None).unwrap();
+        let wal: Wal<u32> = Wal::open(&Location::local(&dir), "s", None).unwrap();
         assert_eq!(wal.position(), None);
         let _ = fs::remove_dir_all(&dir);
     }

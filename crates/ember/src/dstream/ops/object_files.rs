@@ -3,17 +3,18 @@
 //! `Batch::read_object_files`, which reads such a directory back.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ember_engine::Data;
 use ember_engine::ops::OutputPlacement;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::text_files::{batch_file_name, finish_interrupted_replacements, local_path, write_batch_dir};
+use super::text_files::{batch_location, finish_interrupted_replacements, location_of, write_batch_dir};
 use crate::batch::Batch;
 use crate::dstream::DStream;
 use crate::error::{Error, Result};
+use crate::storage::Location;
 use crate::time::Time;
 
 /// How [`DStream::save_as_object_files_with`] and [`Batch::save_as_object_file_with`] encode
@@ -49,7 +50,7 @@ impl<T: Data> DStream<T> {
     }
 
     /// Writes every batch as serialized objects in `format` (Spark's
-    /// `saveAsObjectFiles(prefix, suffix)`): a directory named by [`batch_file_name`]
+    /// `saveAsObjectFiles(prefix, suffix)`): a directory named by [`batch_file_name`](super::batch_file_name)
     /// (`prefix-<batch time ms>.suffix`) holding one file per partition, `part-00000`,
     /// `part-00001`, ..., and an empty `_SUCCESS` file. Batches with no RDD write nothing, as in
     /// Spark; empty batches write empty part files. [`Batch::read_object_files`] reads a
@@ -75,9 +76,9 @@ impl<T: Data> DStream<T> {
         let (prefix, suffix) = (prefix.to_owned(), suffix.to_owned());
         let first = std::sync::Once::new();
         self.register_output_with("save_as_object_files", OutputPlacement::Gathered, None, move |batch: Batch<T>| {
-            let target = PathBuf::from(batch_file_name(&prefix, &suffix, batch.time()));
+            let target = batch_location(&prefix, &suffix, batch.time())?;
             first.call_once(|| finish_interrupted_replacements(&target));
-            write_object_dir(&target, batch.partitions(), format).map_err(|e| format!("cannot write {}: {e}", target.display()))
+            write_object_dir(&target, batch.partitions(), format).map_err(|e| format!("cannot write {target}: {e}"))
         })
     }
 }
@@ -111,9 +112,9 @@ impl<T: Serialize> Batch<T> {
     /// [`ObjectFormat::JsonLines`], a map whose keys are not strings or numbers); nothing is
     /// left at `path` then.
     pub fn save_as_object_file_with(&self, path: impl AsRef<Path>, format: ObjectFormat) -> Result<()> {
-        let target = local_path(path.as_ref());
-        write_object_dir(target, self.partitions(), format).map_err(|source| Error::Io {
-            context: format!("cannot write the batch of {} as object files to {}", self.time(), target.display()),
+        let target = location_of(path.as_ref())?;
+        write_object_dir(&target, self.partitions(), format).map_err(|source| Error::Io {
+            context: format!("cannot write the batch of {} as object files to {target}", self.time()),
             source,
         })
     }
@@ -127,7 +128,7 @@ impl<T: DeserializeOwned> Batch<T> {
     /// hidden files) are not read.
     ///
     /// The batch's time is read from the directory's name when it has the form
-    /// [`batch_file_name`] gives (`prefix-<ms>`, `prefix-<ms>.suffix`, `<ms>.suffix`; the last
+    /// [`batch_file_name`](super::batch_file_name) gives (`prefix-<ms>`, `prefix-<ms>.suffix`, `<ms>.suffix`; the last
     /// `-<digits>` followed by `.` or the end of the name), else it is `Time::from_millis(0)`.
     /// A leading `file://` is a local path.
     ///
@@ -166,34 +167,21 @@ impl<T: DeserializeOwned> Batch<T> {
     /// # }
     /// ```
     pub fn read_object_files(dir: impl AsRef<Path>) -> Result<Batch<T>> {
-        let dir = local_path(dir.as_ref());
-        let cannot_read = |source| Error::Io {
-            context: format!("cannot read object files from {}", dir.display()),
+        let dir = Location::parse(&dir.as_ref().to_string_lossy()).map_err(|source| Error::Io {
+            context: "cannot read object files".into(),
             source,
-        };
-        let mut parts = Vec::new();
-        let mut complete = false;
-        for entry in std::fs::read_dir(dir).map_err(cannot_read)? {
-            let entry = entry.map_err(cannot_read)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            complete |= name == "_SUCCESS";
-            if name.starts_with("part-") {
-                parts.push((name, entry.path()));
-            }
-        }
-        if !complete {
-            let missing = format!(
-                "{} is missing: the directory is not completely written, or was not written by save_as_object_files",
-                dir.join("_SUCCESS").display()
-            );
-            return Err(cannot_read(std::io::Error::new(std::io::ErrorKind::NotFound, missing)));
-        }
-        // `part-99999` before `part-100000`: Spark's five digits grow past 99,999 partitions.
-        parts.sort_by(|(a, _), (b, _)| (a.len(), a).cmp(&(b.len(), b)));
-        let partitions = parts.iter().map(|(_, path)| read_part(path)).collect::<Result<_>>()?;
+        })?;
+        let parts = dir.read_directory().map_err(|source| Error::Io {
+            context: format!("cannot read object files from {dir}"),
+            source,
+        })?;
+        let partitions = parts
+            .iter()
+            .map(|(name, bytes)| decode_part(&dir.show(name), bytes))
+            .collect::<Result<_>>()?;
         let time = dir
             .file_name()
-            .and_then(|name| name.to_str())
+            .as_deref()
             .and_then(batch_time_in_name)
             .unwrap_or(Time::from_millis(0));
         Ok(Batch::from_partitions(time, partitions))
@@ -201,7 +189,7 @@ impl<T: DeserializeOwned> Batch<T> {
 }
 
 /// Writes `partitions` in `format` as the directory `target`, atomically.
-fn write_object_dir<T: Serialize>(target: &Path, partitions: &[Vec<T>], format: ObjectFormat) -> std::io::Result<()> {
+fn write_object_dir<T: Serialize>(target: &Location, partitions: &[Vec<T>], format: ObjectFormat) -> std::io::Result<()> {
     let mut partition_index = 0;
     let mut buf = Vec::new();
     write_batch_dir(target, partitions, |out, partition| {
@@ -253,18 +241,16 @@ fn write_binary<T: Serialize>(out: &mut dyn Write, partition: &[T], buf: &mut Ve
     Ok(())
 }
 
-/// Reads one part file in the format its first bytes show.
-fn read_part<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let cannot_read = |source| Error::Io {
-        context: format!("cannot read object file {}", path.display()),
-        source,
-    };
-    let bytes = std::fs::read(path).map_err(cannot_read)?;
+/// Decodes one part file (`shown` names it) in the format its first bytes show.
+fn decode_part<T: DeserializeOwned>(shown: &str, bytes: &[u8]) -> Result<Vec<T>> {
     let decoded = match bytes.strip_prefix(BINARY_MAGIC.as_slice()) {
         Some(records) => decode_binary(records),
-        None => decode_json_lines(&bytes),
+        None => decode_json_lines(bytes),
     };
-    decoded.map_err(|message| cannot_read(std::io::Error::new(std::io::ErrorKind::InvalidData, message)))
+    decoded.map_err(|message| Error::Io {
+        context: format!("cannot read object file {shown}"),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+    })
 }
 
 /// The values of a JSON-lines file; an error says where the bad record is (serde_json counts
@@ -301,7 +287,7 @@ fn decode_binary<T: DeserializeOwned>(mut records: &[u8]) -> Result<Vec<T>, Stri
     Ok(values)
 }
 
-/// The batch time in a directory name [`batch_file_name`] made: the last run of digits that
+/// The batch time in a directory name [`batch_file_name`](super::batch_file_name) made: the last run of digits that
 /// starts the name or follows a `-`, and ends the name or precedes a `.`.
 fn batch_time_in_name(name: &str) -> Option<Time> {
     let starts = std::iter::once(0).chain(name.match_indices('-').map(|(i, _)| i + 1));
@@ -332,7 +318,7 @@ mod tests {
             ("my-2024.data", ""),
             ("a-1", "tar.gz"),
         ] {
-            let name = batch_file_name(prefix, suffix, t);
+            let name = super::super::batch_file_name(prefix, suffix, t);
             assert_eq!(batch_time_in_name(&name), Some(t), "{name}");
         }
         for name in ["counts", "counts-", "counts-12a", "-.json", "counts-99999999999999999999999"] {

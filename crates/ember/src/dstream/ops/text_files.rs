@@ -1,9 +1,9 @@
 //! `save_as_text_files`: every batch as a directory of text files, in Spark's layout, written
 //! atomically so that a batch written again after a recovery replaces the first copy.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
 
 use ember_engine::Data;
 use ember_engine::ops::OutputPlacement;
@@ -11,7 +11,8 @@ use ember_engine::ops::OutputPlacement;
 use crate::batch::Batch;
 use crate::display::SparkDisplay;
 use crate::dstream::DStream;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::storage::Location;
 use crate::time::Time;
 
 /// The directory name of one batch (Spark's `rddToFileName`): `prefix-<ms>.suffix`, without
@@ -38,11 +39,14 @@ impl<T: Data + SparkDisplay> DStream<T> {
     /// (`(hello,3)`), and an empty `_SUCCESS` file. Batches with no RDD write nothing, as in
     /// Spark; empty batches write empty part files.
     ///
-    /// Each directory is written under a hidden temporary name, fsynced, and renamed into
-    /// place, so a reader never sees half a batch. A directory already there for the same
-    /// batch (a batch run again after a recovery from a checkpoint) is replaced, so the files'
-    /// content is exactly once: Spark fails or tolerates "already exists" instead. The batch is
-    /// gathered to one worker and written there (Spark writes partitions in parallel).
+    /// Each directory is committed whole, so a reader never sees half a batch: locally it is
+    /// written under a hidden temporary name, fsynced, and renamed into place; on object
+    /// storage (`s3://bucket/out/counts`, with the `s3` feature), where there is no rename,
+    /// `_SUCCESS` is written last and names the parts it commits (see
+    /// [`Location::write_directory`]). A directory already there for the same batch (a batch
+    /// run again after a recovery from a checkpoint) is replaced, so the files' content is
+    /// exactly once: Spark fails or tolerates "already exists" instead. The batch is gathered
+    /// to one worker and written there (Spark writes partitions in parallel).
     ///
     /// An I/O error (a missing parent directory, a full disk) fails the batch's job with an
     /// error naming the path; later batches go on.
@@ -54,9 +58,9 @@ impl<T: Data + SparkDisplay> DStream<T> {
         let (prefix, suffix) = (prefix.to_owned(), suffix.to_owned());
         let first = std::sync::Once::new();
         self.register_output_with("save_as_text_files", OutputPlacement::Gathered, None, move |batch: Batch<T>| {
-            let target = PathBuf::from(batch_file_name(&prefix, &suffix, batch.time()));
+            let target = batch_location(&prefix, &suffix, batch.time())?;
             first.call_once(|| finish_interrupted_replacements(&target));
-            write_batch_dir(&target, batch.partitions(), write_text_part).map_err(|e| format!("cannot write {}: {e}", target.display()))
+            write_batch_dir(&target, batch.partitions(), write_text_part).map_err(|e| format!("cannot write {target}: {e}"))
         })
     }
 }
@@ -92,20 +96,26 @@ impl<T: SparkDisplay> Batch<T> {
     /// # }
     /// ```
     pub fn save_as_text_file(&self, path: impl AsRef<Path>) -> Result<()> {
-        let target = local_path(path.as_ref());
-        write_batch_dir(target, self.partitions(), write_text_part).map_err(|source| crate::error::Error::Io {
-            context: format!("cannot write the batch of {} as text files to {}", self.time(), target.display()),
+        let target = location_of(path.as_ref())?;
+        write_batch_dir(&target, self.partitions(), write_text_part).map_err(|source| Error::Io {
+            context: format!("cannot write the batch of {} as text files to {target}", self.time()),
             source,
         })
     }
 }
 
-/// `path` without a leading `file://`: ember's sinks write local paths only.
-pub(super) fn local_path(path: &Path) -> &Path {
-    match path.to_str().and_then(|p| p.strip_prefix("file://")) {
-        Some(local) => Path::new(local),
-        None => path,
-    }
+/// Where a batch directory named by a user goes: a path, a `file://` URL or `s3://`.
+pub(super) fn location_of(path: &Path) -> Result<Location> {
+    Location::parse(&path.to_string_lossy()).map_err(|source| Error::Io {
+        context: "cannot write a batch there".into(),
+        source,
+    })
+}
+
+/// The directory of batch `time` of an output with `prefix` and `suffix`.
+pub(super) fn batch_location(prefix: &str, suffix: &str, time: Time) -> std::result::Result<Location, String> {
+    let name = batch_file_name(prefix, suffix, time);
+    Location::parse(&name).map_err(|e| format!("cannot write batch {time}: {e}"))
 }
 
 /// Before an output's first batch: finishes the replacements of batch directories that a crash
@@ -113,7 +123,9 @@ pub(super) fn local_path(path: &Path) -> &Path {
 /// `.<name>.old` whose `<name>` is there is the replaced copy, and goes; one whose `<name>` is
 /// missing is the only complete copy (the crash came between the two renames), and is put
 /// back. A batch that runs again cleans up after itself; this covers the batches that do not.
-pub(super) fn finish_interrupted_replacements(target: &Path) {
+pub(super) fn finish_interrupted_replacements(target: &Location) {
+    // Object storage has no rename to interrupt.
+    let Some(target) = target.as_local() else { return };
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -154,60 +166,15 @@ fn write_text_part<T: SparkDisplay>(out: &mut dyn Write, partition: &[T]) -> std
     Ok(())
 }
 
-/// Writes `partitions` as `target/part-0000N`, each by `write_part` into a buffered file, and
-/// `target/_SUCCESS`, atomically replacing `target`: the directory is built under a hidden
-/// name next to it, fsynced, and renamed into place, so `target` never names half a batch.
-/// Shared by the text and object file sinks; an error of `write_part` leaves nothing behind.
+/// Writes `partitions` as `target/part-0000N`, each by `write_part`, and `target/_SUCCESS`,
+/// atomically replacing `target` ([`Location::write_directory`]). Shared by the text and object
+/// file sinks; an error of `write_part` commits nothing.
 pub(super) fn write_batch_dir<T>(
-    target: &Path,
+    target: &Location,
     partitions: &[Vec<T>],
     mut write_part: impl FnMut(&mut dyn Write, &[T]) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the output path has no file name"))?
-        .to_string_lossy()
-        .into_owned();
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    // Fixed names: a batch run again after a crash mid-write finds and removes what the
-    // crashed run left (only batches after the last checkpoint can have been mid-write, and
-    // those run again).
-    let (tmp, old) = (parent.join(format!(".{name}.tmp")), parent.join(format!(".{name}.old")));
-    for leftover in [&tmp, &old] {
-        if leftover.exists() {
-            fs::remove_dir_all(leftover)?;
-        }
-    }
-    fs::create_dir(&tmp)?;
-    let written = (|| {
-        for (i, partition) in partitions.iter().enumerate() {
-            let file = File::create(tmp.join(format!("part-{i:05}")))?;
-            let mut out = BufWriter::new(file);
-            write_part(&mut out, partition)?;
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        }
-        File::create(tmp.join("_SUCCESS"))?.sync_all()?;
-        File::open(&tmp)?.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    // A copy of the same batch from before a recovery is replaced: moved aside, then deleted
-    // once the new one is in place.
-    let replaced = target.exists() && {
-        fs::rename(target, &old)?;
-        true
-    };
-    fs::rename(&tmp, target)?;
-    File::open(&parent)?.sync_all()?;
-    if replaced {
-        fs::remove_dir_all(&old)?;
-    }
-    Ok(())
+    target.write_directory(partitions.len(), |i, out| write_part(out, &partitions[i]))
 }
 
 #[cfg(test)]

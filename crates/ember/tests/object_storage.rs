@@ -1,0 +1,376 @@
+//! Everything ember keeps in a directory, on a real S3-protocol server (moto, which `test.sh`
+//! and `.ci/run` start on 127.0.0.1 and point `AWS_ENDPOINT_URL` at): checkpoints and
+//! `get_or_create`, the receivers' write-ahead log, a file stream over a prefix with its replay
+//! log, and text and object files committed by their `_SUCCESS` object. Each test works under a
+//! fresh prefix of the test bucket.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use ember::prelude::*;
+use ember::storage::Location;
+use ember::testing::s3_test_dir as s3_dir;
+
+fn location(url: &str) -> Location {
+    Location::parse(url).unwrap()
+}
+
+/// The committed checkpoints under `dir`, oldest first.
+fn manifests(dir: &Location) -> Vec<u64> {
+    let mut times: Vec<u64> = dir
+        .list()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.name.strip_prefix("checkpoint-")?.strip_suffix(".manifest")?.parse().ok())
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(StdDuration::from_millis(10));
+    }
+}
+
+type Outputs = Arc<Mutex<Vec<(u64, Vec<(String, u64)>)>>>;
+
+/// The seeds' stateful word count (running totals and an incremental window, checkpointed
+/// every 2 batches) over a replayable input of 10 batches, on a manual clock.
+fn word_count(clock: &ManualClock, workers: usize) -> ember::Result<(StreamingContext, Outputs)> {
+    let ssc = StreamingContext::builder(seconds(1)).workers(workers).manual_clock(clock).build()?;
+    let input = (0..10)
+        .map(|i| Some((0..7).filter(|j| (i + j) % 3 != 0).map(|j| format!("w{}", (i * j) % 5)).collect()))
+        .collect();
+    let pairs = ssc.replay_stream(input, 2).map(|w: String| (w, 1u64));
+    let totals = pairs
+        .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.iter().sum::<u64>() + s.unwrap_or(0)))
+        .checkpoint(seconds(2))?;
+    let windowed = pairs
+        .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, seconds(3), seconds(1))?
+        .checkpoint(seconds(2))?
+        .map(|(k, v)| (format!("window {k}"), v));
+    let out: Outputs = Arc::default();
+    let seen = Arc::clone(&out);
+    totals.union(&windowed)?.foreach_rdd(move |b, t| {
+        let mut items = b.collect();
+        items.sort();
+        seen.lock().unwrap().push((t.milliseconds(), items));
+    })?;
+    Ok((ssc, out))
+}
+
+/// Starts `ssc`, runs it to batch `until_ms` and stops it.
+fn run_until(ssc: &StreamingContext, clock: &ManualClock, until_ms: u64) {
+    ssc.start().unwrap();
+    clock.set_ms(until_ms);
+    assert!(ssc.await_batch(Time::from_millis(until_ms), seconds(30)).unwrap());
+    ssc.stop(false).unwrap();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+}
+
+#[test]
+fn a_job_checkpointed_on_s3_resumes_with_the_uninterrupted_output_on_any_number_of_workers() {
+    let clock = ManualClock::new();
+    let (ssc, whole) = word_count(&clock, 1).unwrap();
+    run_until(&ssc, &clock, 10_000);
+    let whole = whole.lock().unwrap().clone();
+    assert_eq!(whole.len(), 10);
+
+    for workers in [1, 3] {
+        let url = s3_dir("checkpoint");
+        let dir = location(&url);
+        let clock = ManualClock::new();
+        let ssc = StreamingContext::get_or_create(&url, || Ok(word_count(&clock, 2)?.0)).unwrap();
+        run_until(&ssc, &clock, 5_000);
+        // Two committed checkpoints are kept (2 s and 4 s); each has its state objects.
+        assert_eq!(manifests(&dir), vec![2000, 4000]);
+        let state: Vec<String> = dir.join("checkpoint-4000").list().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(state, vec!["worker-0.state", "worker-1.state"]);
+
+        let clock = ManualClock::new();
+        let outputs: Mutex<Option<Outputs>> = Mutex::new(None);
+        let ssc = StreamingContext::get_or_create(&url, || {
+            let (ssc, out) = word_count(&clock, workers)?;
+            *outputs.lock().unwrap() = Some(out);
+            Ok(ssc)
+        })
+        .unwrap();
+        run_until(&ssc, &clock, 10_000);
+        let rest = outputs.lock().unwrap().take().unwrap().lock().unwrap().clone();
+        // From the checkpoint at 4 s: batch 5 s runs again, then the rest.
+        assert_eq!(rest, whole[4..].to_vec(), "recovered on {workers} workers");
+        // Older checkpoints were deleted, manifest and state alike.
+        assert_eq!(manifests(&dir), vec![8000, 10_000]);
+        assert!(dir.join("checkpoint-4000").list().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn a_damaged_checkpoint_on_s3_is_refused_naming_its_url_and_the_one_before_is_used() {
+    let url = s3_dir("damaged");
+    let dir = location(&url);
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::get_or_create(&url, || Ok(word_count(&clock, 1)?.0)).unwrap();
+    run_until(&ssc, &clock, 5_000);
+    dir.put("checkpoint-4000/worker-0.state", b"garbage".to_vec()).unwrap();
+    let clock = ManualClock::new();
+    let outputs: Mutex<Option<Outputs>> = Mutex::new(None);
+    let ssc = StreamingContext::get_or_create(&url, || {
+        let (ssc, out) = word_count(&clock, 1)?;
+        *outputs.lock().unwrap() = Some(out);
+        Ok(ssc)
+    })
+    .unwrap();
+    run_until(&ssc, &clock, 4_000);
+    // Recovered from 2 s: batches 3 s and 4 s ran again.
+    let rest = outputs.lock().unwrap().take().unwrap().lock().unwrap().clone();
+    assert_eq!(rest.iter().map(|(t, _)| *t).collect::<Vec<_>>(), vec![3000, 4000]);
+}
+
+#[test]
+fn urls_that_cannot_work_are_refused_saying_why_without_echoing_credentials() {
+    let ssc = StreamingContext::new(seconds(1)).unwrap();
+    let error = ssc.checkpoint("s3://AKIAEXAMPLE:hunter2@bucket/x").unwrap_err().to_string();
+    assert!(
+        error.contains("must not carry credentials") && !error.contains("hunter2"),
+        "{error}"
+    );
+    let error = ssc.checkpoint("s3:///x").unwrap_err().to_string();
+    assert!(error.contains("names no bucket"), "{error}");
+    let error = ssc.checkpoint("hdfs://namenode/ckpt").unwrap_err().to_string();
+    assert!(error.contains("hdfs:// is not supported yet"), "{error}");
+    // A bucket that does not exist is named when the directory is set, not at the first batch.
+    let error = ssc.checkpoint("s3://no-such-ember-bucket/ckpt").unwrap_err().to_string();
+    assert!(error.contains("s3://no-such-ember-bucket/ckpt"), "{error}");
+    assert!(!error.contains(&std::env::var("AWS_SECRET_ACCESS_KEY").unwrap()), "{error}");
+}
+
+/// Stores the blocks the test pushes, each with one `store_many`.
+#[derive(Clone, Default)]
+struct Feed {
+    blocks: Arc<Mutex<VecDeque<Vec<u64>>>>,
+    stored: Arc<AtomicU64>,
+}
+
+impl Receiver<u64> for Feed {
+    fn on_start(&mut self, ctx: &ReceiverContext<u64>) {
+        while !ctx.is_stopped() {
+            let next = self.blocks.lock().unwrap().pop_front();
+            match next {
+                Some(block) => {
+                    let n = block.len() as u64;
+                    ctx.store_many(block);
+                    self.stored.fetch_add(n, Ordering::SeqCst);
+                }
+                None => std::thread::sleep(StdDuration::from_millis(1)),
+            }
+        }
+    }
+}
+
+impl Feed {
+    /// Pushes `block` and waits until `store_many` returned for it (it is in the log then).
+    fn store(&self, block: Vec<u64>) {
+        let target = self.stored.load(Ordering::SeqCst) + block.len() as u64;
+        self.blocks.lock().unwrap().push_back(block);
+        wait_until("the receiver stored the block", || self.stored.load(Ordering::SeqCst) >= target);
+    }
+}
+
+type Totals = Arc<Mutex<Vec<(u64, BTreeMap<u64, u64>)>>>;
+
+/// Running counts of `x % 5` over what `feed` stores, with the write-ahead log.
+fn logged_job(clock: &ManualClock, feed: &Feed) -> ember::Result<(StreamingContext, Totals)> {
+    let ssc = StreamingContext::builder(seconds(1))
+        .manual_clock(clock)
+        .write_ahead_log(true)
+        .build()?;
+    let totals: Totals = Arc::default();
+    let seen = Arc::clone(&totals);
+    ssc.receiver_stream(feed.clone())
+        .map(|x| (x % 5, 1u64))
+        .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.iter().sum::<u64>() + s.unwrap_or(0)))
+        .checkpoint(seconds(2))?
+        .foreach_rdd(move |b, t| seen.lock().unwrap().push((t.milliseconds(), b.collect().into_iter().collect())))?;
+    Ok((ssc, totals))
+}
+
+#[test]
+fn the_write_ahead_log_on_s3_brings_back_what_was_stored_after_the_checkpoint() {
+    let url = s3_dir("wal");
+    let dir = location(&url);
+    let (feed, clock) = (Feed::default(), ManualClock::new());
+    let ssc = StreamingContext::get_or_create(&url, || Ok(logged_job(&clock, &feed)?.0)).unwrap();
+    ssc.start().unwrap();
+    for i in 1..=4u64 {
+        feed.store((0..i * 10).collect());
+        clock.set_ms(i * 1000);
+        assert!(ssc.await_batch(Time::from_millis(i * 1000), seconds(30)).unwrap());
+        if i == 2 {
+            wait_until("checkpoint 2000 is committed", || manifests(&dir).contains(&2000));
+        }
+    }
+    ssc.stop(false).unwrap();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    // The log is objects, one per synced group of frames, under the receiver's name.
+    let log = dir.join("receivers").list_dirs().unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(!dir.join("receivers").join(&log[0]).list().unwrap().is_empty());
+    // As if the process had died before committing 4 s.
+    for time in manifests(&dir).into_iter().filter(|t| *t > 2000) {
+        dir.delete(&format!("checkpoint-{time}.manifest")).unwrap();
+    }
+
+    let (feed, clock) = (Feed::default(), ManualClock::new());
+    let totals: Mutex<Option<Totals>> = Mutex::new(None);
+    let ssc = StreamingContext::get_or_create(&url, || {
+        let (ssc, t) = logged_job(&clock, &feed)?;
+        *totals.lock().unwrap() = Some(t);
+        Ok(ssc)
+    })
+    .unwrap();
+    ssc.start().unwrap();
+    clock.set_ms(5000);
+    assert!(ssc.await_batch(Time::from_millis(5000), seconds(30)).unwrap());
+    feed.store((0..50).collect());
+    clock.set_ms(6000);
+    assert!(ssc.await_batch(Time::from_millis(6000), seconds(30)).unwrap());
+    ssc.stop(false).unwrap();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    let totals = totals.lock().unwrap().take().unwrap();
+    let last = totals
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(t, _)| *t == 6000)
+        .expect("no output for batch 6")
+        .1
+        .clone();
+    let mut expected = BTreeMap::new();
+    for n in [10u64, 20, 30, 40, 50] {
+        for x in 0..n {
+            *expected.entry(x % 5).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(last, expected, "every stored record counted once");
+}
+
+type Lines = Arc<Mutex<Vec<(u64, String)>>>;
+
+/// A text file stream over `input`, checkpointed in `checkpoint`, every 50 ms.
+fn file_job(input: &str) -> ember::Result<(StreamingContext, Lines)> {
+    let ssc = StreamingContext::builder(milliseconds(50)).workers(2).build()?;
+    let lines: Lines = Arc::default();
+    let seen = Arc::clone(&lines);
+    ssc.text_file_stream(input)?.foreach_rdd(move |b, t| {
+        seen.lock().unwrap().extend(b.collect().into_iter().map(|l| (t.milliseconds(), l)));
+    })?;
+    Ok((ssc, lines))
+}
+
+#[test]
+fn a_file_stream_over_an_s3_prefix_reads_each_new_object_once_across_a_restart() {
+    let (input, checkpoint) = (s3_dir("file-stream-input"), s3_dir("file-stream-checkpoint"));
+    let at = location(&input);
+    at.put("existing.txt", b"old line\n".to_vec()).unwrap();
+    let object = |i: usize| (0..20).map(|j| format!("f{i}-{j}\n")).collect::<String>().into_bytes();
+    let mut seen_lines = Vec::new();
+    for (run, files) in [(0, 0..15), (1, 15..30)] {
+        let lines: Mutex<Option<Lines>> = Mutex::new(None);
+        let ssc = StreamingContext::get_or_create(&checkpoint, || {
+            let (ssc, l) = file_job(&input)?;
+            *lines.lock().unwrap() = Some(l);
+            Ok(ssc)
+        })
+        .unwrap();
+        let lines = lines.lock().unwrap().take().unwrap();
+        ssc.start().unwrap();
+        for i in files.clone() {
+            at.put(&format!("part-{i:03}.txt"), object(i)).unwrap();
+            // Hidden and `_` objects are skipped, as Spark skips such files.
+            at.put(&format!("_tmp-{i}"), b"skipped\n".to_vec()).unwrap();
+            std::thread::sleep(StdDuration::from_millis(15));
+        }
+        let want = files.len() * 20;
+        wait_until(&format!("run {run} read {want} lines"), || lines.lock().unwrap().len() >= want);
+        std::thread::sleep(StdDuration::from_millis(200));
+        ssc.stop(true).unwrap();
+        assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+        let lines = lines.lock().unwrap().clone();
+        // Each object whole in one batch.
+        let mut batch_of: BTreeMap<String, u64> = BTreeMap::new();
+        for (t, line) in &lines {
+            let file = line.split('-').next().unwrap().to_owned();
+            assert_eq!(*batch_of.entry(file).or_insert(*t), *t, "{line} in two batches");
+        }
+        seen_lines.extend(lines.into_iter().map(|(_, l)| l));
+    }
+    seen_lines.sort();
+    let mut expected: Vec<String> = (0..30).flat_map(|i| (0..20).map(move |j| format!("f{i}-{j}"))).collect();
+    expected.sort();
+    assert_eq!(seen_lines, expected, "every line of every new object once; the existing one never");
+}
+
+#[test]
+fn text_and_object_files_on_s3_are_committed_by_success_and_a_rerun_replaces_them_whole() {
+    let out = s3_dir("files-out");
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::builder(seconds(1))
+        .workers(3)
+        .manual_clock(&clock)
+        .build()
+        .unwrap();
+    let input = (0..3)
+        .map(|i| Some((0..12).map(|j| format!("w{}", (i + j) % 4)).collect()))
+        .collect();
+    let counts = ssc.replay_stream(input, 3).map(|w: String| (w, 1u64)).reduce_by_key(|a, b| a + b);
+    counts.save_as_text_files(&format!("{out}/counts"), "txt").unwrap();
+    counts.save_as_object_files(&format!("{out}/objects"), "").unwrap();
+    run_until(&ssc, &clock, 3_000);
+
+    let root = location(&out);
+    for t in [1000, 2000, 3000] {
+        let text = root.join(&format!("counts-{t}.txt")).read_directory().unwrap();
+        let mut lines: Vec<String> = text
+            .iter()
+            .flat_map(|(_, bytes)| {
+                String::from_utf8(bytes.clone())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort();
+        assert_eq!(lines, vec!["(w0,3)", "(w1,3)", "(w2,3)", "(w3,3)"], "batch {t}");
+        let batch: Batch<(String, u64)> = Batch::read_object_files(format!("{out}/objects-{t}")).unwrap();
+        assert_eq!(batch.time(), Time::from_millis(t));
+        let mut items = batch.collect();
+        items.sort();
+        assert_eq!(items, (0..4).map(|k| (format!("w{k}"), 3)).collect::<Vec<_>>());
+    }
+
+    // A batch written again (as after a recovery) with fewer partitions: the commit names
+    // only the new parts, and the old third part is gone.
+    let again = Batch::from_partitions(
+        Time::from_millis(2000),
+        vec![vec![("w0".to_string(), 3u64)], vec![("w1".to_string(), 3)]],
+    );
+    again.save_as_object_file(format!("{out}/objects-2000")).unwrap();
+    let back: Batch<(String, u64)> = Batch::read_object_files(format!("{out}/objects-2000")).unwrap();
+    assert_eq!(back.partitions(), again.partitions());
+    let parts: Vec<String> = root.join("objects-2000").list().unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(parts.len(), 3, "two parts and _SUCCESS: {parts:?}");
+
+    // Without its commit a directory is not read.
+    root.join("objects-3000").delete("_SUCCESS").unwrap();
+    let error = Batch::<(String, u64)>::read_object_files(format!("{out}/objects-3000"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains(&format!("{out}/objects-3000/_SUCCESS is missing")), "{error}");
+}
