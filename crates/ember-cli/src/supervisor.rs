@@ -1,6 +1,16 @@
-//! `ember cluster`: starts the processes of a job as a cluster on this machine and brings the
-//! whole cluster back when one of them dies (timely is fail-stop: the others stop too), under
-//! a restart strategy like Flink's.
+//! `ember cluster`: starts the processes of a job as a cluster, on this machine or on the hosts
+//! of a host file, and brings the whole cluster back when one of them dies (timely is
+//! fail-stop: the others stop too), under a restart strategy like Flink's.
+//!
+//! With `--hosts FILE`, each line of the file is a host: the address its processes listen on
+//! (and the others reach them at), then optionally the command that runs a program there, for
+//! example `10.0.0.2 ssh -o BatchMode=yes ember@worker-2` or `10.200.0.2 ip netns exec
+//! ember-b`. Process `i` runs on host `i mod hosts`. Without a command a process runs on this
+//! machine. Through `ssh`, the environment is set in the remote command, except the secret,
+//! which goes through the connection's input (never on a command line); a remote process whose
+//! connection is closed loses its peers and exits (timely is fail-stop). Their ports are fixed
+//! (`--base-port`, moved on at every start so that a killed process's port is never reused at
+//! once); on this machine alone, free ports are picked.
 //!
 //! Each process gets its place through the environment, as `python -m ember.launch` gives it:
 //! `EMBER_CLUSTER_PROCESS` (its index), `EMBER_CLUSTER_ADDRESSES` (every process's `host:port`),
@@ -33,12 +43,18 @@ use nix::unistd::Pid;
 /// `ember cluster`'s arguments.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
-    /// Processes to start.
-    #[arg(short = 'n', long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
-    processes: u64,
+    /// Processes to start [default: one per host of `--hosts`, else 2].
+    #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    processes: Option<u64>,
     /// The address the processes listen on (this machine's loopback by default).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// A file of hosts, one a line: `ADDRESS [COMMAND...]` (see above); `#` starts a comment.
+    #[arg(long)]
+    hosts: Option<std::path::PathBuf>,
+    /// The lowest port of the processes on the hosts of `--hosts`.
+    #[arg(long, default_value_t = 17000)]
+    base_port: u16,
     /// Restarts allowed (fixed-delay strategy, Flink's `restart-strategy.fixed-delay.attempts`).
     #[arg(long, default_value_t = 3)]
     restart_attempts: u64,
@@ -99,9 +115,81 @@ impl Strategy {
     }
 }
 
+/// Where processes run: an address, and the command that starts a program there (none: here).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    address: String,
+    launcher: Vec<String>,
+}
+
+impl Host {
+    fn describe(&self) -> String {
+        match self.launcher.is_empty() {
+            true => self.address.clone(),
+            false => format!("{} (via `{}`)", self.address, self.launcher.join(" ")),
+        }
+    }
+}
+
+/// The hosts of a host file; every address must resolve.
+fn read_hosts(path: &std::path::Path) -> anyhow::Result<Vec<Host>> {
+    use std::net::ToSocketAddrs;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the host file {}", path.display()))?;
+    let mut hosts = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut words = line.split_whitespace().map(str::to_owned);
+        let Some(address) = words.next() else { continue };
+        if let Err(e) = (address.as_str(), 0u16).to_socket_addrs() {
+            bail!("host {address} ({} line {}) cannot be resolved: {e}", path.display(), i + 1);
+        }
+        hosts.push(Host {
+            address,
+            launcher: words.collect(),
+        });
+    }
+    if hosts.is_empty() {
+        bail!("the host file {} names no host", path.display());
+    }
+    Ok(hosts)
+}
+
+/// `text` quoted for a POSIX shell.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The command that runs `program` on `host` with `env`, and whether the secret goes to its
+/// input (through `ssh`) rather than into its environment.
+fn command_on(host: &Host, program: &[String], env: &[(&str, String)]) -> (Command, bool) {
+    let Some((launcher, launcher_args)) = host.launcher.split_first() else {
+        let mut command = Command::new(&program[0]);
+        command.args(&program[1..]).envs(env.iter().map(|(k, v)| (*k, v)));
+        return (command, false);
+    };
+    let mut command = Command::new(launcher);
+    command.args(launcher_args);
+    let through_ssh = std::path::Path::new(launcher).file_name().is_some_and(|n| n == "ssh");
+    if through_ssh {
+        // One command line for the remote shell: the secret is read from the input first.
+        let assignments: Vec<String> = env.iter().map(|(k, v)| format!("{k}={}", shell_quote(v))).collect();
+        let words: Vec<String> = program.iter().map(|w| shell_quote(w)).collect();
+        command.arg(format!(
+            "read -r EMBER_CLUSTER_SECRET && export EMBER_CLUSTER_SECRET && exec env {} {}",
+            assignments.join(" "),
+            words.join(" ")
+        ));
+    } else {
+        command.args(program).envs(env.iter().map(|(k, v)| (*k, v)));
+    }
+    (command, through_ssh)
+}
+
 /// One running process of the cluster.
 struct Process {
     index: usize,
+    /// Where it runs, for messages.
+    host: String,
     child: Child,
     readers: Vec<JoinHandle<()>>,
     status: Option<ExitStatus>,
@@ -196,7 +284,7 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
             attempts: args.restart_attempts,
         },
     };
-    let mut n = args.processes as usize;
+
     // The secret in the supervisor's own environment (one a user pins for several supervisors),
     // else a fresh one.
     let secret = match ember::auth::ClusterSecret::from_env().map_err(anyhow::Error::msg)? {
@@ -204,6 +292,17 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
         None => ember::auth::ClusterSecret::generate().map_err(anyhow::Error::msg)?,
     };
     let secret = String::from_utf8(secret.expose().to_vec()).context("the generated secret is hex")?;
+    let hosts = match &args.hosts {
+        Some(path) => read_hosts(path)?,
+        None => vec![Host {
+            address: args.host.clone(),
+            launcher: Vec::new(),
+        }],
+    };
+    let mut n = args
+        .processes
+        .map_or(if args.hosts.is_some() { hosts.len() } else { 2 }, |n| n as usize);
+    let mut starts: usize = 0;
     let mut failures: Vec<Instant> = Vec::new();
     let mut after_failure = false;
     let mut bad_scale: Option<String> = None;
@@ -222,29 +321,55 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
             );
             std::thread::sleep(Duration::from_millis(args.restart_delay_ms));
         }
-        // Fresh ports for every start: the count may have changed, and nothing keeps them.
-        let ports = free_ports(&args.host, n + 1)?;
-        let addresses: Vec<String> = ports[..n].iter().map(|p| format!("{}:{p}", args.host)).collect();
-        let control = format!("{}:{}", args.host, ports[n]);
+        // Fresh ports for every start: the count may have changed, and a killed process's port
+        // may still be taken.
+        let host_of = |index: usize| &hosts[index % hosts.len()];
+        let ports: Vec<u16> = if args.hosts.is_none() {
+            free_ports(&args.host, n + 1)?
+        } else {
+            let first = u32::from(args.base_port) + (starts % 64 * (n + 1)) as u32;
+            let last = first + n as u32;
+            if last > u32::from(u16::MAX) {
+                bail!("--base-port {} leaves too few ports for {n} processes", args.base_port);
+            }
+            (first..=last).map(|p| p as u16).collect()
+        };
+        starts += 1;
+        let addresses: Vec<String> = (0..n).map(|i| format!("{}:{}", host_of(i).address, ports[i])).collect();
+        let control = format!("{}:{}", host_of(0).address, ports[n]);
         let mut processes = Vec::with_capacity(n);
         for index in 0..n {
-            let mut command = Command::new(&args.program[0]);
+            let host = host_of(index);
+            let env = [
+                ("EMBER_CLUSTER_PROCESS", index.to_string()),
+                ("EMBER_CLUSTER_ADDRESSES", addresses.join(",")),
+                ("EMBER_CLUSTER_CONTROL", control.clone()),
+            ];
+            let (mut command, secret_on_input) = command_on(host, &args.program, &env);
+            if !secret_on_input {
+                command.env("EMBER_CLUSTER_SECRET", &secret);
+            }
             command
-                .args(&args.program[1..])
-                .env("EMBER_CLUSTER_PROCESS", index.to_string())
-                .env("EMBER_CLUSTER_ADDRESSES", addresses.join(","))
-                .env("EMBER_CLUSTER_CONTROL", &control)
-                .env("EMBER_CLUSTER_SECRET", &secret)
-                .stdin(Stdio::null())
+                .stdin(if secret_on_input { Stdio::piped() } else { Stdio::null() })
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             let mut child = match command.spawn() {
                 Ok(child) => child,
                 Err(e) => {
                     stop_all(&mut processes, Duration::from_millis(args.grace_ms));
-                    bail!("cannot start process {index}: {} ({e})", args.program[0]);
+                    let what = host.launcher.first().unwrap_or(&args.program[0]);
+                    let on = if args.hosts.is_some() {
+                        format!(" on {}", host.describe())
+                    } else {
+                        String::new()
+                    };
+                    bail!("cannot start process {index}{on}: {what} ({e})");
                 }
             };
+            if let Some(mut input) = child.stdin.take() {
+                // Dropped at once: the remote side reads one line, then sees the end.
+                let _ = input.write_all(format!("{secret}\n").as_bytes());
+            }
             let prefix = format!("[p{index}] ");
             let readers = vec![
                 prefix_lines(child.stdout.take().expect("piped stdout"), prefix.clone(), false),
@@ -252,6 +377,7 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
             ];
             processes.push(Process {
                 index,
+                host: host.describe(),
                 child,
                 readers,
                 status: None,
@@ -302,7 +428,15 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
             continue;
         };
         after_failure = true;
-        let why = format!("process {index} {}", describe(status));
+        let on = if args.hosts.is_some() {
+            format!(
+                " on {}",
+                processes.iter().find(|p| p.index == index).map_or("?", |p| p.host.as_str())
+            )
+        } else {
+            String::new()
+        };
+        let why = format!("process {index}{on} {}", describe(status));
         eprintln!("ember cluster: {why}; stopping the others");
         stop_all(&mut processes, Duration::from_millis(args.grace_ms));
         failures.push(Instant::now());
@@ -347,5 +481,63 @@ fn stop_all(processes: &mut [Process], grace: Duration) {
     for process in processes.iter_mut() {
         process.signal(Signal::SIGKILL);
         process.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_file_names_addresses_and_how_to_run_there_and_a_bad_host_is_named() {
+        let dir = std::env::temp_dir().join(format!("ember-hosts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hosts");
+        std::fs::write(
+            &file,
+            "# the cluster\n127.0.0.1\n\n127.0.0.2 ip netns exec ember-b  # a namespace\n",
+        )
+        .unwrap();
+        let hosts = read_hosts(&file).unwrap();
+        assert_eq!(
+            hosts[0],
+            Host {
+                address: "127.0.0.1".into(),
+                launcher: vec![]
+            }
+        );
+        assert_eq!(hosts[1].launcher, ["ip", "netns", "exec", "ember-b"]);
+        std::fs::write(&file, "127.0.0.1\nno-such-host.invalid ssh x\n").unwrap();
+        let error = read_hosts(&file).unwrap_err().to_string();
+        assert!(error.contains("host no-such-host.invalid") && error.contains("line 2"), "{error}");
+        std::fs::write(&file, "# nothing\n").unwrap();
+        assert!(read_hosts(&file).unwrap_err().to_string().contains("names no host"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn through_ssh_the_environment_is_in_the_remote_command_and_the_secret_is_not() {
+        let host = Host {
+            address: "10.0.0.2".into(),
+            launcher: vec!["ssh".into(), "-o".into(), "BatchMode=yes".into(), "w2".into()],
+        };
+        let program = vec!["/opt/job".to_string(), "it's".to_string()];
+        let (command, secret_on_input) = command_on(&host, &program, &[("EMBER_CLUSTER_PROCESS", "1".into())]);
+        assert!(secret_on_input);
+        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(&args[..3], ["-o", "BatchMode=yes", "w2"]);
+        assert_eq!(
+            args[3],
+            "read -r EMBER_CLUSTER_SECRET && export EMBER_CLUSTER_SECRET && exec env EMBER_CLUSTER_PROCESS='1' '/opt/job' 'it'\\''s'"
+        );
+        let netns = Host {
+            address: "10.0.0.3".into(),
+            launcher: vec!["ip".into(), "netns".into(), "exec".into(), "b".into()],
+        };
+        let (command, secret_on_input) = command_on(&netns, &program, &[]);
+        assert!(!secret_on_input);
+        assert_eq!(command.get_program(), "ip");
+        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args, ["netns", "exec", "b", "/opt/job", "it's"]);
     }
 }
