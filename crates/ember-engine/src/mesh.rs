@@ -11,10 +11,13 @@
 //! With a cluster secret, the index is proven instead of only sent (see [`crate::auth`],
 //! channel `mesh`): a connection that fails the proof is closed and logged with its remote
 //! address, and the mesh goes on waiting for the real peer; a process whose own proof is
-//! refused stops with an error naming the peer that refused it.
+//! refused stops with an error naming the peer that refused it. Each accepted connection's
+//! proof is checked on a thread of its own, so a stranger that connects and stays silent holds
+//! up neither the real peers nor the deadline.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
 use crate::auth::{self, AuthError, ClusterSecret};
@@ -53,6 +56,8 @@ pub(crate) fn connect(
         .set_nonblocking(true)
         .map_err(|e| MeshError::Failed(format!("process {me} cannot poll its listener: {e}")))?;
     let mut streams: Vec<Option<TcpStream>> = (0..addresses.len()).map(|_| None).collect();
+    // Connections whose proofs were checked on their own threads.
+    let (checked_tx, checked): (Sender<(TcpStream, u64, std::net::SocketAddr)>, Receiver<_>) = channel();
     loop {
         for (peer, address) in addresses.iter().enumerate().take(me) {
             if streams[peer].is_none() {
@@ -64,16 +69,14 @@ pub(crate) fn connect(
             }
         }
         loop {
-            match try_accept(&listener, me, addresses.len(), secret)? {
+            match try_accept(&listener, me, secret, &checked_tx)? {
                 Accepted::Nothing => break,
-                Accepted::Refused => {}
-                Accepted::Peer(stream, peer) => {
-                    if streams[peer].is_some() {
-                        return Err(MeshError::Failed(format!("process {peer} connected to process {me} twice")));
-                    }
-                    streams[peer] = Some(stream);
-                }
+                Accepted::Checking => {}
+                Accepted::Peer(stream, peer, from) => add_peer(&mut streams, me, stream, peer, from)?,
             }
+        }
+        while let Ok((stream, peer, from)) = checked.try_recv() {
+            add_peer(&mut streams, me, stream, peer, from)?;
         }
         let missing: Vec<usize> = (0..addresses.len()).filter(|p| *p != me && streams[*p].is_none()).collect();
         if missing.is_empty() {
@@ -132,15 +135,47 @@ fn try_connect(address: &str, me: usize, deadline: Instant, secret: Option<&Clus
 enum Accepted {
     /// No connection is pending.
     Nothing,
-    /// A connection that failed the cluster secret's proof, closed and logged.
-    Refused,
-    /// A peer and its index.
-    Peer(TcpStream, usize),
+    /// A connection whose proof a thread of its own is checking (its peer comes through the
+    /// channel if it passes; it is closed and logged if not).
+    Checking,
+    /// A peer, its index and address.
+    Peer(TcpStream, u64, std::net::SocketAddr),
 }
 
-/// Accepts one pending connection from a higher-indexed process and reads (or, with a secret,
-/// checks the proof of) its index.
-fn try_accept(listener: &TcpListener, me: usize, processes: usize, secret: Option<&ClusterSecret>) -> Result<Accepted, MeshError> {
+/// Records the connection of process `peer`, which must be a higher-indexed one not yet
+/// connected.
+fn add_peer(
+    streams: &mut [Option<TcpStream>],
+    me: usize,
+    stream: TcpStream,
+    peer: u64,
+    from: std::net::SocketAddr,
+) -> Result<(), MeshError> {
+    let processes = streams.len();
+    if peer <= me as u64 || peer >= processes as u64 {
+        return Err(MeshError::Failed(format!(
+            "a connection from {from} says it is process {peer}, but only processes {} to {} connect to process {me}",
+            me + 1,
+            processes - 1
+        )));
+    }
+    let slot = &mut streams[peer as usize];
+    if slot.is_some() {
+        return Err(MeshError::Failed(format!("process {peer} connected to process {me} twice")));
+    }
+    *slot = Some(stream);
+    Ok(())
+}
+
+/// Accepts one pending connection from a higher-indexed process and reads its index, or with
+/// a secret starts checking its proof on a thread of its own (the peer then comes through
+/// `checked`).
+fn try_accept(
+    listener: &TcpListener,
+    me: usize,
+    secret: Option<&ClusterSecret>,
+    checked: &Sender<(TcpStream, u64, std::net::SocketAddr)>,
+) -> Result<Accepted, MeshError> {
     let (mut stream, from) = match listener.accept() {
         Ok(accepted) => accepted,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => return Ok(Accepted::Nothing),
@@ -148,17 +183,25 @@ fn try_accept(listener: &TcpListener, me: usize, processes: usize, secret: Optio
     };
     let set_up = stream.set_nonblocking(false).and_then(|()| stream.set_nodelay(true));
     let peer = match secret {
-        Some(secret) => match set_up
-            .map_err(AuthError::Io)
-            .and_then(|()| auth::accept(&mut stream, secret, "mesh", HANDSHAKE))
-        {
-            Ok(peer) => peer,
-            Err(e) => {
-                tracing::warn!(remote = %from, process = me, problem = %e, "Refused a data connection that did not prove the cluster secret.");
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                return Ok(Accepted::Refused);
-            }
-        },
+        Some(secret) => {
+            let (secret, checked) = (secret.clone(), checked.clone());
+            let check = move || match set_up
+                .map_err(AuthError::Io)
+                .and_then(|()| auth::accept(&mut stream, &secret, "mesh", HANDSHAKE))
+            {
+                // The mesh may be done (or gone) meanwhile: then nobody wants the peer.
+                Ok(peer) => drop(checked.send((stream, peer, from))),
+                Err(e) => {
+                    tracing::warn!(remote = %from, process = me, problem = %e, "Refused a data connection that did not prove the cluster secret.");
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                }
+            };
+            std::thread::Builder::new()
+                .name("ember-mesh-auth".into())
+                .spawn(check)
+                .map_err(|e| MeshError::Failed(format!("process {me} cannot start a thread to check a connection: {e}")))?;
+            return Ok(Accepted::Checking);
+        }
         None => {
             let mut index = [0u8; 8];
             set_up
@@ -168,14 +211,7 @@ fn try_accept(listener: &TcpListener, me: usize, processes: usize, secret: Optio
             u64::from_be_bytes(index)
         }
     };
-    if peer <= me as u64 || peer >= processes as u64 {
-        return Err(MeshError::Failed(format!(
-            "a connection from {from} says it is process {peer}, but only processes {} to {} connect to process {me}",
-            me + 1,
-            processes - 1
-        )));
-    }
-    Ok(Accepted::Peer(stream, peer as usize))
+    Ok(Accepted::Peer(stream, peer, from))
 }
 
 #[cfg(test)]
@@ -286,6 +322,28 @@ mod tests {
         let one = connect(&addresses, 1, deadline, &|| None, Some(&secret("the cluster's own secret"))).unwrap();
         assert_eq!(one.iter().flatten().count(), 1);
         assert_eq!(zero.join().unwrap().unwrap().iter().flatten().count(), 1);
+    }
+
+    #[test]
+    fn silent_strangers_hold_up_neither_the_peers_nor_the_deadline() {
+        let addresses = free_addresses(2);
+        // Shorter than one stranger's handshake timeout: checked one after another, three
+        // silent strangers would take 15 s.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let first = addresses.clone();
+        let zero = std::thread::spawn(move || connect(&first, 0, deadline, &|| None, Some(&secret("the cluster's own secret"))));
+        let mut strangers = Vec::new();
+        while strangers.len() < 3 {
+            assert!(Instant::now() < deadline, "process 0 never listened");
+            match TcpStream::connect(&addresses[0]) {
+                Ok(stream) => strangers.push(stream),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        let one = connect(&addresses, 1, deadline, &|| None, Some(&secret("the cluster's own secret"))).unwrap();
+        assert_eq!(one.iter().flatten().count(), 1);
+        assert_eq!(zero.join().unwrap().unwrap().iter().flatten().count(), 1);
+        drop(strangers);
     }
 
     #[test]
