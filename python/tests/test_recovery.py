@@ -1,7 +1,8 @@
 """getOrCreate after kill -9: a stateful word count over a file stream, killed 10 times at
 random moments while files arrive and restarted each time, counts every word exactly once:
 no batch's totals count a word more often than it was written, the last one exactly as
-often, and every batch since the first has its saveAsTextFiles directory."""
+often, and every batch since the first has its saveAsTextFiles directory. The same with the checkpoint on
+moto's S3 server (s3://, which ./test.sh starts and points AWS_ENDPOINT_URL at)."""
 
 import collections
 import os
@@ -10,6 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+
+import pytest
 
 from conftest import HERE
 
@@ -48,11 +52,26 @@ def states(out):
     return dict(sorted(found.items()))
 
 
-def test_get_or_create_after_kill_nine_loses_and_repeats_nothing(tmp_path):
+def has_checkpoint(checkpoint):
+    """Whether a committed checkpoint (a manifest) is in `checkpoint`, local or on S3."""
+    if not checkpoint.startswith("s3://"):
+        return any(n.endswith(".manifest") for n in os.listdir(checkpoint))
+    bucket, prefix = checkpoint[len("s3://"):].split("/", 1)
+    # moto answers unsigned requests.
+    url = "%s/%s?list-type=2&prefix=%s/" % (os.environ["AWS_ENDPOINT_URL"], bucket, prefix)
+    with urllib.request.urlopen(url, timeout=10) as listing:
+        return b".manifest</Key>" in listing.read()
+
+
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_get_or_create_after_kill_nine_loses_and_repeats_nothing(tmp_path, storage):
     seed = int(os.environ.get("EMBER_CRASH_SEED", time.time_ns()))
     print("seed", seed)
     rng = random.Random(seed)
     checkpoint, source, out = (str(tmp_path / d) for d in ("checkpoint", "in", "out"))
+    if storage == "s3":
+        assert "AWS_ENDPOINT_URL" in os.environ, "the S3 tests need ./test.sh's S3 server (AWS_ENDPOINT_URL)"
+        checkpoint = "s3://%s/py-recovery-%d-%d" % (os.environ.get("EMBER_TEST_S3_BUCKET", "ember-test"), os.getpid(), time.time_ns())
     os.makedirs(source)
     os.makedirs(out)
     files = [" ".join("w%d" % ((i * 7 + j) % 13) for j in range(6)) + "\n" for i in range(40)]
@@ -74,7 +93,7 @@ def test_get_or_create_after_kill_nine_loses_and_repeats_nothing(tmp_path):
     # that arrive after it (textFileStream's newFilesOnly), as in PySpark.
     child = start(checkpoint, source, out)
     deadline = time.monotonic() + 20
-    while not any(n.endswith(".manifest") for n in os.listdir(checkpoint)):
+    while not has_checkpoint(checkpoint):
         assert time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.02)
     child.kill()

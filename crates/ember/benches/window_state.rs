@@ -204,7 +204,10 @@ fn checkpointing(keys: u64, updates: u64, batches: u64, every: u64) {
         let out = job(&ssc);
         run_timed(ssc, out, batches, batches as usize - 1)
     };
-    let base = std::env::var("EMBER_BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+    let base = std::env::var("EMBER_BENCH_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| std::env::temp_dir().display().to_string());
     let dir = format!("{base}/ember-bench-checkpoint-{}", std::process::id());
     let location = ember::storage::Location::parse(&dir).unwrap();
     let on = {

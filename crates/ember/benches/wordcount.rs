@@ -165,7 +165,10 @@ impl Receiver<u64> for Flood {
 /// counting them, 3 s), the log under `EMBER_BENCH_DIR` (a path or an `s3://` URL; by default
 /// the temporary directory).
 fn wal(block: usize, on: bool) {
-    let base = std::env::var("EMBER_BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+    let base = std::env::var("EMBER_BENCH_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| std::env::temp_dir().display().to_string());
     let dir = format!("{base}/ember-bench-wal-{}", std::process::id());
     let location = ember::storage::Location::parse(&dir).unwrap();
     let ssc = StreamingContext::builder(milliseconds(100)).write_ahead_log(on).build().unwrap();

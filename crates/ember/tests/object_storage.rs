@@ -374,3 +374,163 @@ fn text_and_object_files_on_s3_are_committed_by_success_and_a_rerun_replaces_the
         .to_string();
     assert!(error.contains(&format!("{out}/objects-3000/_SUCCESS is missing")), "{error}");
 }
+
+/// Forwards connections from a port of its own to the S3 server until told to go down: then it
+/// closes every connection and stops listening, as a server that went away.
+struct Outage {
+    address: String,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Outage {
+    fn new() -> Outage {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let target = std::env::var("AWS_ENDPOINT_URL")
+            .unwrap()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::clone(&down);
+        std::thread::spawn(move || {
+            let mut open: Vec<TcpStream> = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = TcpStream::connect(&target) else { continue };
+                        for (mut from, mut to) in [
+                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                            (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                        ] {
+                            std::thread::spawn(move || {
+                                let mut buf = [0u8; 16 * 1024];
+                                while let Ok(n) = from.read(&mut buf) {
+                                    if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
+                        open.extend([client, server]);
+                    }
+                    Err(_) => std::thread::sleep(StdDuration::from_millis(5)),
+                }
+            }
+            // Gone: every connection cut, nothing listening.
+            for stream in open {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        Outage { address, down }
+    }
+}
+
+const OUTAGE_BATCHES: u64 = 60;
+
+/// The outage test's job: running totals over a replayable input, 100 ms batches, checkpointed
+/// every batch to `EMBER_S3_OUTAGE_CHILD`; prints `EMBER-FAILED` and the error when the job
+/// fails, else the last batch's totals once the input is counted.
+#[test]
+fn s3_outage_child() {
+    let Ok(checkpoint) = std::env::var("EMBER_S3_OUTAGE_CHILD") else {
+        return;
+    };
+    let totals: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let seen = Arc::clone(&totals);
+    let ssc = StreamingContext::get_or_create(&checkpoint, || {
+        let ssc = StreamingContext::builder(milliseconds(100)).build()?;
+        let input = (0..OUTAGE_BATCHES)
+            .map(|i| Some(vec![format!("w{}", i % 7), format!("w{}", i % 3)]))
+            .collect();
+        ssc.replay_stream(input, 1)
+            .map(|w: String| (w, 1u64))
+            .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.iter().sum::<u64>() + s.unwrap_or(0)))
+            .checkpoint(milliseconds(100))?
+            .foreach_rdd(move |b, _| *seen.lock().unwrap() = b.collect().into_iter().collect())?;
+        Ok(ssc)
+    })
+    .unwrap_or_else(|e| {
+        println!("EMBER-FAILED: {e}");
+        std::process::exit(3)
+    });
+    ssc.start().unwrap();
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    while totals.lock().unwrap().values().sum::<u64>() < 2 * OUTAGE_BATCHES {
+        if let Err(e) = ssc.await_termination_or_timeout(milliseconds(20)) {
+            println!("EMBER-FAILED: {e}");
+            std::process::exit(3);
+        }
+        assert!(Instant::now() < deadline, "the job did not count its input");
+    }
+    ssc.stop(true).unwrap();
+    // A failure can come while the stop it asked for drains the last batches.
+    if let Some(failure) = ssc.failures().first() {
+        println!("EMBER-FAILED: {failure}");
+        std::process::exit(3);
+    }
+    println!("EMBER-TOTALS: {:?}", totals.lock().unwrap());
+}
+
+#[test]
+fn a_server_that_goes_away_is_retried_then_the_job_fails_naming_the_url_and_nothing_committed_is_lost() {
+    if std::env::var("EMBER_S3_OUTAGE_CHILD").is_ok() {
+        return;
+    }
+    let url = s3_dir("outage");
+    let dir = location(&url);
+    let outage = Outage::new();
+    const SECRET: &str = "ember-outage-secret-7f3a";
+    let child = |endpoint: &str| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "s3_outage_child", "--nocapture", "--test-threads=1"])
+            .env("EMBER_S3_OUTAGE_CHILD", &url)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("EMBER_S3_RETRY_TIMEOUT_S", "2")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let running = child(&format!("http://{}", outage.address));
+    wait_until("a checkpoint is committed through the forwarder", || manifests(&dir).len() >= 2);
+    outage.down.store(true, Ordering::SeqCst);
+    let went_away = Instant::now();
+    let committed = manifests(&dir);
+    let output = running.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(3), "{stdout}\n{stderr}");
+    // Retried for a bounded time: the retry timeout, plus a request's own timeouts.
+    assert!(
+        went_away.elapsed() < StdDuration::from_secs(60),
+        "failed only after {:?}",
+        went_away.elapsed()
+    );
+    assert!(
+        stdout.contains("EMBER-FAILED") && stdout.contains(&url),
+        "the failure names the URL: {stdout}"
+    );
+    assert!(
+        !stdout.contains(SECRET) && !stderr.contains(SECRET),
+        "the secret key leaked:\n{stdout}\n{stderr}"
+    );
+    // What was committed before the outage is all there, and the job resumes from it (on the
+    // server directly) to count every word once.
+    let after = manifests(&dir);
+    assert!(after.last() >= committed.last(), "{committed:?} then {after:?}");
+    let output = child(&std::env::var("AWS_ENDPOINT_URL").unwrap()).wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..OUTAGE_BATCHES {
+        *expected.entry(format!("w{}", i % 7)).or_default() += 1;
+        *expected.entry(format!("w{}", i % 3)).or_default() += 1;
+    }
+    assert!(stdout.contains(&format!("EMBER-TOTALS: {expected:?}")), "{stdout}");
+}
