@@ -206,15 +206,9 @@ fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, ta
     let (input, expected) = input_dir(&root, table);
     let checkpoint = root.join("checkpoint");
     let output = output.map_or_else(|| root.join("output").display().to_string(), str::to_owned);
+    let (input_url, checkpoint_url) = (input.display().to_string(), checkpoint.display().to_string());
+    kill(&input_url, &checkpoint_url, &output, table, kills, &mut random);
     if table == "windowed" {
-        kill(
-            &input.display().to_string(),
-            &checkpoint.display().to_string(),
-            &output,
-            table,
-            kills,
-            &mut random,
-        );
         // The watermark the killed runs left in the commit log, for the last run to start from.
         let last_commit = std::fs::read_dir(checkpoint.join("commits"))
             .map(|entries| entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok()).max())
@@ -226,24 +220,8 @@ fn kill_and_finish(name: &str, seed: u64, kills: usize, output: Option<&str>, ta
                 .unwrap()
         });
         std::fs::write(root.join("watermark-before-finish"), watermark.to_string()).unwrap();
-    } else {
-        kill(
-            &input.display().to_string(),
-            &checkpoint.display().to_string(),
-            &output,
-            table,
-            kills,
-            &mut random,
-        );
     }
-    finish(
-        &input.display().to_string(),
-        &checkpoint.display().to_string(),
-        &output,
-        table,
-        seed,
-        &mut random,
-    );
+    finish(&input_url, &checkpoint_url, &output, table, seed, &mut random);
     (root, expected)
 }
 
