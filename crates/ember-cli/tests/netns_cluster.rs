@@ -76,7 +76,11 @@ fn netns_child() {
     .unwrap();
     ssc.start().unwrap();
     if process != 0 {
-        ssc.await_termination().unwrap();
+        // A lost peer ends this process with an error: the supervisor restarts the cluster.
+        if let Err(e) = ssc.await_termination() {
+            eprintln!("EMBER-FAILED: {e}");
+            std::process::exit(3);
+        }
         return;
     }
     let deadline = Instant::now() + std::time::Duration::from_secs(180);
@@ -209,6 +213,7 @@ fn children(parent: u32) -> Vec<u32> {
 struct Run {
     dir: std::path::PathBuf,
     supervisor: Child,
+    checkpoint: String,
     /// What the supervisor wrote to stderr so far (read all along: a full pipe would stop it).
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     out: String,
@@ -264,6 +269,7 @@ fn start(hosts: &Hosts, name: &str, extra: &[&str]) -> Run {
     Run {
         dir,
         supervisor,
+        checkpoint,
         stderr,
         out,
         finish,
@@ -354,6 +360,17 @@ fn a_three_host_cluster_killed_ten_times_counts_every_word_once() {
     };
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(300);
+    // The first kill comes after the first checkpoint: a cluster killed again and again before
+    // it ever checkpoints (the whole test suite slows its start) only starts afresh each time.
+    let checkpoint = Location::parse(&run.checkpoint).unwrap();
+    while !checkpoint.list().unwrap().iter().any(|e| e.name.ends_with(".manifest")) {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint within 5 minutes:\n{}",
+            run.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     while kills < 10 {
         std::thread::sleep(Duration::from_millis(300 + next() % 1200));
         if let Some(status) = run.supervisor.try_wait().unwrap() {
