@@ -249,7 +249,6 @@ impl Location {
     /// [`io::ErrorKind::NotFound`].
     pub fn read_prefix(&self, name: &str, length: u64) -> io::Result<Vec<u8>> {
         check_name(name)?;
-        let missing = || named(&self.join(name), "cannot read", io::ErrorKind::NotFound.into());
         match &self.kind {
             Kind::Local(path) => {
                 use std::io::Read;
@@ -261,7 +260,9 @@ impl Location {
                 Ok(bytes)
             }
             #[cfg(feature = "s3")]
-            Kind::Objects(prefix) => prefix.get(name, Some(length))?.ok_or_else(missing),
+            Kind::Objects(prefix) => prefix
+                .get(name, Some(length))?
+                .ok_or_else(|| named(&self.join(name), "cannot read", io::ErrorKind::NotFound.into())),
         }
     }
 
