@@ -834,7 +834,6 @@ impl StreamingContext {
     /// (`hdfs://` is not supported yet); [`Error::Io`] when the directory cannot be created or
     /// the bucket does not answer.
     pub fn checkpoint(&self, directory: impl AsRef<std::path::Path>) -> Result<()> {
-        self.inner.plan.check_open("set the checkpoint directory")?;
         self.checkpoint_at(checkpoint_path(directory.as_ref())?)
     }
 
