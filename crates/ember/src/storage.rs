@@ -373,7 +373,7 @@ impl Location {
                 ),
             )
         };
-        let names = match &self.kind {
+        let mut names: Vec<String> = match &self.kind {
             Kind::Local(_) => {
                 let listing = self.list()?;
                 if !listing.iter().any(|e| e.name == SUCCESS) {
@@ -387,7 +387,6 @@ impl Location {
                 objects::committed_parts(&commit).map_err(|e| invalid(format!("{}: {e}", self.show(SUCCESS))))?
             }
         };
-        let mut names: Vec<String> = names;
         // `part-99999` before `part-100000`: Spark's five digits grow past 99,999 partitions.
         names.sort_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
         names
@@ -467,14 +466,17 @@ mod local {
             .map_or(0, |d| d.as_nanos() as u64)
     }
 
+    /// The entries of `dir`; none when it does not exist.
+    fn entries(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
+        match fs::read_dir(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            entries => entries?.collect(),
+        }
+    }
+
     pub(super) fn list(dir: &Path) -> io::Result<Vec<Entry>> {
-        let entries = match fs::read_dir(dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            entries => entries?,
-        };
         let mut listing = Vec::new();
-        for entry in entries {
-            let entry = entry?;
+        for entry in entries(dir)? {
             // A file can vanish between listing and stat (a rename in progress); it shows up
             // under its new name.
             let Ok(meta) = fs::metadata(entry.path()) else { continue };
@@ -491,18 +493,11 @@ mod local {
     }
 
     pub(super) fn list_dirs(dir: &Path) -> io::Result<Vec<String>> {
-        let entries = match fs::read_dir(dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            entries => entries?,
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                names.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-        Ok(names)
+        Ok(entries(dir)?
+            .into_iter()
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect())
     }
 
     pub(super) fn write_directory(

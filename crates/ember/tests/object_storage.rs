@@ -1,11 +1,11 @@
 //! Everything ember keeps in a directory, on a real S3-protocol server (moto, which `test.sh`
 //! and `.ci/run` start on 127.0.0.1 and point `AWS_ENDPOINT_URL` at): checkpoints and
-//! `get_or_create`, the receivers' write-ahead log, a file stream over a prefix with its replay
-//! log, and text and object files committed by their `_SUCCESS` object. Each test works under a
+//! `get_or_create`, a file stream over a prefix with its replay log, and text and object files
+//! committed by their `_SUCCESS` object (the write-ahead log on S3: `write_ahead_log.rs`). Each test works under a
 //! fresh prefix of the test bucket.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -165,116 +165,6 @@ fn urls_that_cannot_work_are_refused_saying_why_without_echoing_credentials() {
     let error = ssc.checkpoint("s3://no-such-ember-bucket/ckpt").unwrap_err().to_string();
     assert!(error.contains("s3://no-such-ember-bucket/ckpt"), "{error}");
     assert!(!error.contains(&std::env::var("AWS_SECRET_ACCESS_KEY").unwrap()), "{error}");
-}
-
-/// Stores the blocks the test pushes, each with one `store_many`.
-#[derive(Clone, Default)]
-struct Feed {
-    blocks: Arc<Mutex<VecDeque<Vec<u64>>>>,
-    stored: Arc<AtomicU64>,
-}
-
-impl Receiver<u64> for Feed {
-    fn on_start(&mut self, ctx: &ReceiverContext<u64>) {
-        while !ctx.is_stopped() {
-            let next = self.blocks.lock().unwrap().pop_front();
-            match next {
-                Some(block) => {
-                    let n = block.len() as u64;
-                    ctx.store_many(block);
-                    self.stored.fetch_add(n, Ordering::SeqCst);
-                }
-                None => std::thread::sleep(StdDuration::from_millis(1)),
-            }
-        }
-    }
-}
-
-impl Feed {
-    /// Pushes `block` and waits until `store_many` returned for it (it is in the log then).
-    fn store(&self, block: Vec<u64>) {
-        let target = self.stored.load(Ordering::SeqCst) + block.len() as u64;
-        self.blocks.lock().unwrap().push_back(block);
-        wait_until("the receiver stored the block", || self.stored.load(Ordering::SeqCst) >= target);
-    }
-}
-
-type Totals = Arc<Mutex<Vec<(u64, BTreeMap<u64, u64>)>>>;
-
-/// Running counts of `x % 5` over what `feed` stores, with the write-ahead log.
-fn logged_job(clock: &ManualClock, feed: &Feed) -> ember::Result<(StreamingContext, Totals)> {
-    let ssc = StreamingContext::builder(seconds(1))
-        .manual_clock(clock)
-        .write_ahead_log(true)
-        .build()?;
-    let totals: Totals = Arc::default();
-    let seen = Arc::clone(&totals);
-    ssc.receiver_stream(feed.clone())
-        .map(|x| (x % 5, 1u64))
-        .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| Some(vs.iter().sum::<u64>() + s.unwrap_or(0)))
-        .checkpoint(seconds(2))?
-        .foreach_rdd(move |b, t| seen.lock().unwrap().push((t.milliseconds(), b.collect().into_iter().collect())))?;
-    Ok((ssc, totals))
-}
-
-#[test]
-fn the_write_ahead_log_on_s3_brings_back_what_was_stored_after_the_checkpoint() {
-    let url = s3_dir("wal");
-    let dir = location(&url);
-    let (feed, clock) = (Feed::default(), ManualClock::new());
-    let ssc = StreamingContext::get_or_create(&url, || Ok(logged_job(&clock, &feed)?.0)).unwrap();
-    ssc.start().unwrap();
-    for i in 1..=4u64 {
-        feed.store((0..i * 10).collect());
-        clock.set_ms(i * 1000);
-        assert!(ssc.await_batch(Time::from_millis(i * 1000), seconds(30)).unwrap());
-        if i == 2 {
-            wait_until("checkpoint 2000 is committed", || manifests(&dir).contains(&2000));
-        }
-    }
-    ssc.stop(false).unwrap();
-    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
-    // The log is objects, one per synced group of frames, under the receiver's name.
-    let log = dir.join("receivers").list_dirs().unwrap();
-    assert_eq!(log.len(), 1, "{log:?}");
-    assert!(!dir.join("receivers").join(&log[0]).list().unwrap().is_empty());
-    // As if the process had died before committing 4 s.
-    for time in manifests(&dir).into_iter().filter(|t| *t > 2000) {
-        dir.delete(&format!("checkpoint-{time}.manifest")).unwrap();
-    }
-
-    let (feed, clock) = (Feed::default(), ManualClock::new());
-    let totals: Mutex<Option<Totals>> = Mutex::new(None);
-    let ssc = StreamingContext::get_or_create(&url, || {
-        let (ssc, t) = logged_job(&clock, &feed)?;
-        *totals.lock().unwrap() = Some(t);
-        Ok(ssc)
-    })
-    .unwrap();
-    ssc.start().unwrap();
-    clock.set_ms(5000);
-    assert!(ssc.await_batch(Time::from_millis(5000), seconds(30)).unwrap());
-    feed.store((0..50).collect());
-    clock.set_ms(6000);
-    assert!(ssc.await_batch(Time::from_millis(6000), seconds(30)).unwrap());
-    ssc.stop(false).unwrap();
-    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
-    let totals = totals.lock().unwrap().take().unwrap();
-    let last = totals
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|(t, _)| *t == 6000)
-        .expect("no output for batch 6")
-        .1
-        .clone();
-    let mut expected = BTreeMap::new();
-    for n in [10u64, 20, 30, 40, 50] {
-        for x in 0..n {
-            *expected.entry(x % 5).or_insert(0) += 1;
-        }
-    }
-    assert_eq!(last, expected, "every stored record counted once");
 }
 
 type Lines = Arc<Mutex<Vec<(u64, String)>>>;

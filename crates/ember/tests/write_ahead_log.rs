@@ -1,14 +1,15 @@
 //! The receivers' write-ahead log: records a receiver stored after the last committed
-//! checkpoint come back after a recovery, each in the batch it had before; without a
-//! checkpoint directory the log is refused.
+//! checkpoint come back after a recovery, each in the batch it had before, with the checkpoint
+//! directory on local disk and on moto's S3 server (`s3://`, where the log is one object per
+//! synced block); without a checkpoint directory the log is refused.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use ember::prelude::*;
+use ember::storage::Location;
 use ember::testing::TempDir;
 
 /// Stores the blocks the test pushes, each with one `store_many`, and counts what it stored.
@@ -70,13 +71,13 @@ fn advance(ssc: &StreamingContext, clock: &ManualClock, ms: u64) {
     assert!(ssc.await_batch(Time::from_millis(ms), seconds(30)).unwrap());
 }
 
-/// Runs batches 1..4 (a block each), stops, and makes the checkpoint of 2 s the last committed
-/// one (as if the process had died before committing 4 s); then recovers and stores one more
-/// block. Returns the counts after batch 6.
-fn stop_and_recover(wal: bool) -> BTreeMap<u64, u64> {
-    let dir = TempDir::new("wal").unwrap();
+/// Runs batches 1..4 (a block each) checkpointed in `dir` (a path or an `s3://` URL), stops, and
+/// makes the checkpoint of 2 s the last committed one (as if the process had died before
+/// committing 4 s); then recovers and stores one more block. Returns the counts after batch 6.
+fn stop_and_recover(dir: &str, wal: bool) -> BTreeMap<u64, u64> {
+    let location = Location::parse(dir).unwrap();
     let (feed, clock) = (Feed::default(), ManualClock::new());
-    let ssc = StreamingContext::get_or_create(dir.path(), || Ok(job(&clock, &feed, wal)?.0)).unwrap();
+    let ssc = StreamingContext::get_or_create(dir, || Ok(job(&clock, &feed, wal)?.0)).unwrap();
     ssc.start().unwrap();
     for i in 1..=4u64 {
         feed.store((0..i * 10).collect());
@@ -84,7 +85,7 @@ fn stop_and_recover(wal: bool) -> BTreeMap<u64, u64> {
         if i == 2 {
             // The writer commits the newest ready checkpoint: let it commit this one.
             let deadline = Instant::now() + StdDuration::from_secs(30);
-            while !dir.path().join("checkpoint-2000.manifest").exists() {
+            while location.get("checkpoint-2000.manifest").unwrap().is_none() {
                 assert!(Instant::now() < deadline, "checkpoint 2000 was not committed");
                 std::thread::sleep(StdDuration::from_millis(5));
             }
@@ -92,11 +93,11 @@ fn stop_and_recover(wal: bool) -> BTreeMap<u64, u64> {
     }
     ssc.stop(false).unwrap();
     assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
-    drop_checkpoints_after(dir.path(), 2000);
+    drop_checkpoints_after(&location, 2000);
 
     let (feed, clock) = (Feed::default(), ManualClock::new());
     let totals: Mutex<Option<Totals>> = Mutex::new(None);
-    let ssc = StreamingContext::get_or_create(dir.path(), || {
+    let ssc = StreamingContext::get_or_create(dir, || {
         let (ssc, t) = job(&clock, &feed, wal)?;
         *totals.lock().unwrap() = Some(t);
         Ok(ssc)
@@ -116,30 +117,47 @@ fn stop_and_recover(wal: bool) -> BTreeMap<u64, u64> {
 
 /// Removes the committed checkpoints after `time` (their manifests), as a crash before they
 /// were committed would have left the directory.
-fn drop_checkpoints_after(dir: &Path, time: u64) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if let Some(t) = name.strip_prefix("checkpoint-").and_then(|n| n.strip_suffix(".manifest"))
+fn drop_checkpoints_after(dir: &Location, time: u64) {
+    for entry in dir.list().unwrap() {
+        if let Some(t) = entry.name.strip_prefix("checkpoint-").and_then(|n| n.strip_suffix(".manifest"))
             && t.parse::<u64>().unwrap() > time
         {
-            std::fs::remove_file(dir.join(&name)).unwrap();
+            dir.delete(&entry.name).unwrap();
         }
     }
 }
 
-#[test]
-fn records_stored_after_the_checkpoint_come_back_after_a_recovery() {
-    // Everything stored: blocks of 10, 20, 30, 40 and 50 records, counted by x % 5.
+/// Everything `stop_and_recover` stores: blocks of 10, 20, 30, 40 and 50 records, counted by
+/// x % 5.
+fn all_stored() -> BTreeMap<u64, u64> {
     let mut expected = BTreeMap::new();
     for n in [10u64, 20, 30, 40, 50] {
         for x in 0..n {
             *expected.entry(x % 5).or_insert(0) += 1;
         }
     }
-    assert_eq!(stop_and_recover(true), expected);
+    expected
+}
+
+#[test]
+fn records_stored_after_the_checkpoint_come_back_after_a_recovery() {
+    let dir = TempDir::new("wal").unwrap();
+    assert_eq!(stop_and_recover(dir.path().to_str().unwrap(), true), all_stored());
     // Without the log, the blocks of batches 3 and 4 are lost, as in Spark.
-    let without = stop_and_recover(false);
+    let dir = TempDir::new("wal").unwrap();
+    let without = stop_and_recover(dir.path().to_str().unwrap(), false);
     assert_eq!(without.values().sum::<u64>(), 10 + 20 + 50, "{without:?}");
+}
+
+#[test]
+fn the_write_ahead_log_on_s3_brings_back_what_was_stored_after_the_checkpoint() {
+    let url = ember::testing::s3_test_dir("wal");
+    assert_eq!(stop_and_recover(&url, true), all_stored(), "every stored record counted once");
+    // The log is objects, one per synced group of frames, under the receiver's name.
+    let receivers = Location::parse(&url).unwrap().join("receivers");
+    let logs = receivers.list_dirs().unwrap();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(!receivers.join(&logs[0]).list().unwrap().is_empty());
 }
 
 #[test]
