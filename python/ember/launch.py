@@ -7,7 +7,8 @@ Starts N processes of the program on this machine, each told its place through
 ``EMBER_CLUSTER_PROCESS``, ``EMBER_CLUSTER_ADDRESSES`` and ``EMBER_CLUSTER_CONTROL`` (free
 loopback ports), and ``EMBER_CLUSTER_SECRET``, a fresh random secret (or the one already in the
 environment) that every connection between the processes must prove, so that no other process
-can join the cluster or stop it; ``StreamingContext`` reads them. Every process builds the same plan; receivers,
+can join the cluster or stop it; ``StreamingContext`` reads them. With ``--tls`` every process
+also gets ``EMBER_CLUSTER_TLS=1``: TLS on every connection between them. Every process builds the same plan; receivers,
 ``pprint`` and ``foreachRDD`` run on process 0, keyed work is spread over all of them. The
 processes share the terminal. When one exits with an error, the others are stopped; the exit
 status is the first failure's (0 when all succeed)."""
@@ -39,6 +40,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m ember.launch", description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--processes", type=int, default=2, help="processes to start [2]")
     parser.add_argument("--host", default="127.0.0.1", help="the address the processes listen on [127.0.0.1]")
+    parser.add_argument("--tls", action="store_true", help="TLS on every connection between the processes")
     parser.add_argument("program", help="the Python program")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     options = parser.parse_args(argv)
@@ -56,6 +58,8 @@ def main(argv=None):
             EMBER_CLUSTER_ADDRESSES=addresses,
             EMBER_CLUSTER_CONTROL="%s:%d" % (options.host, ports[-1]),
         )
+        if options.tls:
+            env["EMBER_CLUSTER_TLS"] = "1"
         children.append(subprocess.Popen([sys.executable, options.program, *options.args], env=env))
     status = 0
     try:

@@ -17,21 +17,56 @@ def totals(output):
     return lines[0]
 
 
-def test_a_cluster_of_two_python_processes_counts_what_one_process_counts(tmp_path):
+def alone_and_on_two_processes(tmp_path, *launch_options):
+    """Runs the program on one process and under ``ember.launch -n 2``; returns both runs and
+    the two output directories."""
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
     alone = subprocess.run([sys.executable, PROGRAM, str(one)], capture_output=True, text=True, timeout=120)
     assert alone.returncode == 0, alone.stderr
     cluster = subprocess.run(
-        [sys.executable, "-m", "ember.launch", "-n", "2", PROGRAM, str(two)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "ember.launch", "-n", "2", *launch_options, PROGRAM, str(two)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert cluster.returncode == 0, cluster.stdout + cluster.stderr
     assert totals(cluster.stdout) == totals(alone.stdout)
+    return alone, one, two
+
+
+def test_a_cluster_of_two_python_processes_counts_what_one_process_counts(tmp_path):
+    alone, one, two = alone_and_on_two_processes(tmp_path)
     counted = ast.literal_eval(totals(alone.stdout)[len("TOTALS "):])
     assert sum(n for _, n in counted) == 20 * 8, counted
     assert len(os.listdir(one)) == 1
     assert len(os.listdir(two)) == 2, "the keyed work ran in %d process(es), not 2" % len(os.listdir(two))
+
+
+def test_a_cluster_over_tls_counts_the_same(tmp_path):
+    """``python -m ember.launch --tls``: the same totals with TLS on every connection between
+    the two interpreters."""
+    _, _, two = alone_and_on_two_processes(tmp_path, "--tls")
+    assert len(os.listdir(two)) == 2
+
+
+def test_tls_without_a_secret_is_a_clear_error(tmp_path):
+    """TLS needs the cluster secret: a process given ``EMBER_CLUSTER_TLS=1`` and no secret
+    fails at start with a Python exception saying so, not a hang."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_CLUSTER_SECRET")}
+    env.update(
+        EMBER_CLUSTER_TLS="1",
+        EMBER_CLUSTER_PROCESS="0",
+        EMBER_CLUSTER_ADDRESSES="127.0.0.1:1,127.0.0.1:2",
+        EMBER_CLUSTER_CONTROL="127.0.0.1:3",
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    run = subprocess.run([sys.executable, PROGRAM, str(out)], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "TLS" in run.stderr and "secret" in run.stderr, run.stderr
+    assert "panicked" not in run.stderr, run.stderr
 
 
 def test_launch_gives_every_process_one_fresh_secret(tmp_path):

@@ -16,7 +16,8 @@
 //! `EMBER_CLUSTER_PROCESS` (its index), `EMBER_CLUSTER_ADDRESSES` (every process's `host:port`),
 //! `EMBER_CLUSTER_CONTROL` (process 0's control plane) and `EMBER_CLUSTER_SECRET` (the one in the
 //! supervisor's environment, else a fresh random secret for this run, that every connection
-//! between the processes must prove; never printed). A Rust program reads them with `StreamingContextBuilder::from_args` (or
+//! between the processes must prove; never printed), and with `--tls` `EMBER_CLUSTER_TLS=1`
+//! (TLS on those connections). A Rust program reads them with `StreamingContextBuilder::from_args` (or
 //! `cluster_from_env`), a Python program with `StreamingContext`. The job resumes from its last
 //! committed checkpoint on each restart because it is written with `get_or_create`.
 //!
@@ -76,6 +77,10 @@ pub struct ClusterArgs {
     /// and that many are started, resuming from the job's last checkpoint. Not a failure.
     #[arg(long)]
     scale_file: Option<std::path::PathBuf>,
+    /// TLS on every connection between the processes (`EMBER_CLUSTER_TLS=1` in each one's
+    /// environment; a Rust program needs the `tls` feature of the `ember` crate).
+    #[arg(long)]
+    tls: bool,
     /// The program and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     program: Vec<String>,
@@ -340,11 +345,14 @@ pub fn run(args: &ClusterArgs, presses: &Arc<AtomicUsize>) -> anyhow::Result<()>
         let mut processes = Vec::with_capacity(n);
         for index in 0..n {
             let host = host_of(index);
-            let env = [
+            let mut env = vec![
                 ("EMBER_CLUSTER_PROCESS", index.to_string()),
                 ("EMBER_CLUSTER_ADDRESSES", addresses.join(",")),
                 ("EMBER_CLUSTER_CONTROL", control.clone()),
             ];
+            if args.tls {
+                env.push((ember::transport::TLS_ENV, "1".to_owned()));
+            }
             let (mut command, secret_on_input) = command_on(host, &args.program, &env);
             if !secret_on_input {
                 command.env("EMBER_CLUSTER_SECRET", &secret);

@@ -147,6 +147,7 @@ fn supervised_child() {
     let Ok(dir) = std::env::var("EMBER_SUPERVISED_CHILD") else { return };
     let dir = std::path::PathBuf::from(dir);
     let process: usize = std::env::var("EMBER_CLUSTER_PROCESS").unwrap().parse().unwrap();
+    println!("tls {}", std::env::var("EMBER_CLUSTER_TLS").unwrap_or_default());
     let ssc = StreamingContext::builder(milliseconds(100))
         .cluster_from_env()
         .unwrap()
@@ -198,11 +199,33 @@ fn a_real_cluster_job_is_brought_back_after_a_process_dies() {
     if std::env::var("EMBER_SUPERVISED_CHILD").is_ok() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("ember-supervised-{}", std::process::id()));
+    run_the_supervised_job("plain", &[]);
+}
+
+/// The same job with `--tls`: every process has `EMBER_CLUSTER_TLS=1` and the job gives the
+/// same sums across the restart (what TLS hides on the wire: `ember`'s `cluster_tls.rs`).
+#[test]
+fn a_real_cluster_job_runs_over_tls_across_a_restart() {
+    if std::env::var("EMBER_SUPERVISED_CHILD").is_ok() {
+        return;
+    }
+    let stdout = run_the_supervised_job("tls", &["--tls"]);
+    for process in 0..2 {
+        let prefix = format!("[p{process}] ");
+        assert!(stdout.lines().any(|l| l.starts_with(&prefix) && l.ends_with("tls 1")), "{stdout}");
+    }
+}
+
+/// Runs `supervised_child` under `ember cluster` with `args`, checks the sums and returns
+/// what the processes printed.
+fn run_the_supervised_job(name: &str, args: &[&str]) -> String {
+    let dir = std::env::temp_dir().join(format!("ember-supervised-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(["cluster", "-n", "2", "--restart-delay-ms", "100", "--"])
+        .args(["cluster", "-n", "2", "--restart-delay-ms", "100"])
+        .args(args)
+        .arg("--")
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "supervised_child", "--nocapture", "--test-threads=1"])
         .env("EMBER_SUPERVISED_CHILD", &dir)
@@ -224,6 +247,7 @@ fn a_real_cluster_job_is_brought_back_after_a_process_dies() {
         .collect();
     assert_eq!(sums.lines().collect::<Vec<_>>(), expected, "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+    stdout
 }
 
 /// `--scale-file`: writing another count stops the processes and starts that many, each with

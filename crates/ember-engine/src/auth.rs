@@ -13,6 +13,9 @@
 //!    `HMAC-SHA256(secret, "ember/1/" + channel + "/server" + a + c + index)`, which the
 //!    connecting side checks in turn.
 //!
+//! Over TLS both proofs also cover a value exported from the TLS session's keys (see
+//! [`crate::tls`]), so a proof made inside one session cannot be passed on into another.
+//!
 //! The challenges make every proof single-use (a recorded handshake cannot be replayed), the
 //! channel name keeps a proof for one kind of connection from opening the other, and the
 //! secret itself never crosses the wire. A connection that fails is closed; the accepting
@@ -108,7 +111,7 @@ impl ClusterSecret {
             .map_err(|e| format!("{SECRET_FILE_ENV} ({}): {e}", path.to_string_lossy()))
     }
 
-    fn tag(&self, channel: &str, side: &str, a: &[u8], c: &[u8], index: u64) -> Hmac<Sha256> {
+    fn tag(&self, channel: &str, side: &str, a: &[u8], c: &[u8], index: u64, binding: Option<[u8; 32]>) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
         mac.update(b"ember/1/");
         mac.update(channel.as_bytes());
@@ -117,7 +120,34 @@ impl ClusterSecret {
         mac.update(a);
         mac.update(c);
         mac.update(&index.to_be_bytes());
+        if let Some(binding) = binding {
+            mac.update(b"/tls");
+            mac.update(&binding);
+        }
         mac
+    }
+}
+
+/// A connection the handshake runs on.
+pub trait Handshake: Read + Write {
+    /// Sets the read and write timeouts.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error.
+    fn set_timeouts(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// The value of the secure channel underneath that the proofs are bound to (see
+    /// [`crate::tls`]); `None` for a plain connection.
+    fn binding(&self) -> Option<[u8; 32]> {
+        None
+    }
+}
+
+impl Handshake for TcpStream {
+    fn set_timeouts(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(timeout)?;
+        self.set_write_timeout(timeout)
     }
 }
 
@@ -130,6 +160,8 @@ pub enum AuthError {
     WrongProof,
     /// The accepting side closed the connection after this side's proof: it refused it.
     Refused,
+    /// The TLS handshake before it failed (the I/O or TLS error).
+    Tls(io::Error),
 }
 
 impl fmt::Display for AuthError {
@@ -137,6 +169,11 @@ impl fmt::Display for AuthError {
         match self {
             AuthError::Io(e) => write!(f, "the authentication handshake failed: {e}"),
             AuthError::WrongProof => f.write_str("its proof of the cluster secret is wrong (a different secret, or none)"),
+            AuthError::Tls(e) => write!(
+                f,
+                "the TLS handshake failed: {e} (every process of a cluster must agree on {})",
+                crate::transport::TLS_ENV
+            ),
             AuthError::Refused => {
                 f.write_str("it refused this process's proof of the cluster secret (the processes were given different secrets)")
             }
@@ -157,9 +194,9 @@ fn random_challenge() -> io::Result<[u8; CHALLENGE]> {
 ///
 /// [`AuthError::WrongProof`] for a peer without the secret, [`AuthError::Io`] for one that
 /// broke off or sent something else.
-pub fn accept(stream: &mut TcpStream, secret: &ClusterSecret, channel: &str, timeout: Duration) -> Result<u64, AuthError> {
-    stream.set_read_timeout(Some(timeout)).map_err(AuthError::Io)?;
-    stream.set_write_timeout(Some(timeout)).map_err(AuthError::Io)?;
+pub fn accept(stream: &mut impl Handshake, secret: &ClusterSecret, channel: &str, timeout: Duration) -> Result<u64, AuthError> {
+    stream.set_timeouts(Some(timeout)).map_err(AuthError::Io)?;
+    let binding = stream.binding();
     let a = random_challenge().map_err(AuthError::Io)?;
     let mut hello = Vec::with_capacity(MAGIC.len() + 1 + CHALLENGE);
     hello.extend_from_slice(MAGIC);
@@ -172,10 +209,10 @@ pub fn accept(stream: &mut TcpStream, secret: &ClusterSecret, channel: &str, tim
     let (index, proof) = rest.split_at(8);
     let index = u64::from_be_bytes(index.try_into().expect("8 bytes"));
     secret
-        .tag(channel, "client", &a, c, index)
+        .tag(channel, "client", &a, c, index, binding)
         .verify_slice(proof)
         .map_err(|_| AuthError::WrongProof)?;
-    let reply = secret.tag(channel, "server", &a, c, index).finalize().into_bytes();
+    let reply = secret.tag(channel, "server", &a, c, index, binding).finalize().into_bytes();
     stream.write_all(&reply).map_err(AuthError::Io)?;
     Ok(index)
 }
@@ -186,9 +223,9 @@ pub fn accept(stream: &mut TcpStream, secret: &ClusterSecret, channel: &str, tim
 ///
 /// [`AuthError::Refused`] when the accepting side turned this side's proof down,
 /// [`AuthError::WrongProof`] when its own proof is wrong, [`AuthError::Io`] otherwise.
-pub fn connect(stream: &mut TcpStream, secret: &ClusterSecret, channel: &str, index: u64, timeout: Duration) -> Result<(), AuthError> {
-    stream.set_read_timeout(Some(timeout)).map_err(AuthError::Io)?;
-    stream.set_write_timeout(Some(timeout)).map_err(AuthError::Io)?;
+pub fn connect(stream: &mut impl Handshake, secret: &ClusterSecret, channel: &str, index: u64, timeout: Duration) -> Result<(), AuthError> {
+    stream.set_timeouts(Some(timeout)).map_err(AuthError::Io)?;
+    let binding = stream.binding();
     let mut hello = [0u8; MAGIC.len() + 1 + CHALLENGE];
     stream.read_exact(&mut hello).map_err(AuthError::Io)?;
     if &hello[..MAGIC.len()] != MAGIC || hello[MAGIC.len()] != VERSION {
@@ -202,7 +239,7 @@ pub fn connect(stream: &mut TcpStream, secret: &ClusterSecret, channel: &str, in
     let mut answer = Vec::with_capacity(CHALLENGE + 8 + TAG);
     answer.extend_from_slice(&c);
     answer.extend_from_slice(&index.to_be_bytes());
-    answer.extend_from_slice(&secret.tag(channel, "client", a, &c, index).finalize().into_bytes());
+    answer.extend_from_slice(&secret.tag(channel, "client", a, &c, index, binding).finalize().into_bytes());
     stream.write_all(&answer).map_err(AuthError::Io)?;
     let mut reply = [0u8; TAG];
     match stream.read_exact(&mut reply) {
@@ -211,7 +248,7 @@ pub fn connect(stream: &mut TcpStream, secret: &ClusterSecret, channel: &str, in
         Err(e) => return Err(AuthError::Io(e)),
     }
     secret
-        .tag(channel, "server", a, &c, index)
+        .tag(channel, "server", a, &c, index, binding)
         .verify_slice(&reply)
         .map_err(|_| AuthError::WrongProof)
 }
@@ -252,6 +289,58 @@ mod tests {
         let (accepted, connected) = handshake(secret("a shared secret!"), secret("a shared secret!"), ("mesh", "mesh"));
         assert_eq!(accepted.unwrap(), 3);
         connected.unwrap();
+    }
+
+    /// A connection whose secure channel exports `binding` (TLS's, in real use).
+    struct Bound(TcpStream, [u8; 32]);
+
+    impl Read for Bound {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.0.read(out)
+        }
+    }
+
+    impl Write for Bound {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.0.write(data)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    impl Handshake for Bound {
+        fn set_timeouts(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+            self.0.set_timeouts(timeout)
+        }
+
+        fn binding(&self) -> Option<[u8; 32]> {
+            Some(self.1)
+        }
+    }
+
+    /// Proofs made inside one secure channel do not hold in another: a machine in the middle
+    /// with a channel to each side cannot relay them, even with the same secret on both ends.
+    #[test]
+    fn proofs_bound_to_one_channel_fail_in_another() {
+        let handshake = |server: [u8; 32], client: [u8; 32]| {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let address = listener.local_addr().unwrap();
+            let acceptor = std::thread::spawn(move || {
+                let mut stream = Bound(listener.accept().unwrap().0, server);
+                accept(&mut stream, &secret("a shared secret!"), "mesh", TIMEOUT)
+            });
+            let mut stream = Bound(TcpStream::connect(address).unwrap(), client);
+            let connected = connect(&mut stream, &secret("a shared secret!"), "mesh", 3, TIMEOUT);
+            drop(stream);
+            (acceptor.join().unwrap(), connected)
+        };
+        let (accepted, connected) = handshake([7; 32], [7; 32]);
+        assert_eq!(accepted.unwrap(), 3);
+        connected.unwrap();
+        let (accepted, _) = handshake([7; 32], [8; 32]);
+        assert!(matches!(accepted, Err(AuthError::WrongProof)), "{accepted:?}");
     }
 
     #[test]

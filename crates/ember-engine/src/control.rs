@@ -53,7 +53,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{self, AuthError, ClusterSecret};
+use crate::auth::{AuthError, ClusterSecret};
+use crate::transport::{self, Link, Tls};
 
 /// How long a follower waits between attempts to reach process 0.
 const CONNECT_RETRY: Duration = Duration::from_millis(100);
@@ -98,6 +99,8 @@ pub struct ControlConfig {
     /// The cluster's secret: every control connection must prove it (see [`crate::auth`]);
     /// `None` admits any connection that speaks the protocol.
     pub secret: Option<ClusterSecret>,
+    /// TLS on every control connection (it needs a secret; see [`crate::transport::Tls`]).
+    pub tls: Option<Tls>,
 }
 
 impl ControlConfig {
@@ -114,6 +117,7 @@ impl ControlConfig {
             heartbeat: Duration::from_millis(250),
             peer_timeout: Duration::from_secs(3),
             secret: None,
+            tls: None,
         }
     }
 
@@ -126,6 +130,11 @@ impl ControlConfig {
                 "process index {} is out of range for a cluster of {} processes",
                 self.process, self.processes
             )));
+        }
+        if self.tls.is_some() && self.secret.is_none() {
+            return Err(ControlError::Config(
+                "TLS needs a cluster secret: the secret proves who is on the other side of each connection".into(),
+            ));
         }
         if self.heartbeat.is_zero() {
             return Err(ControlError::Config("the heartbeat interval must be positive".into()));
@@ -461,7 +470,7 @@ fn stop_level(graceful: bool) -> u8 {
 /// This process's TCP connections and the threads reading them. Dropping it shuts every
 /// connection down and joins the readers, so no reader outlives it, even on an error path.
 struct Links {
-    streams: BTreeMap<usize, TcpStream>,
+    streams: BTreeMap<usize, Link>,
     readers: Vec<JoinHandle<()>>,
     closing: Arc<AtomicBool>,
     events: Sender<Event>,
@@ -485,11 +494,12 @@ impl Links {
     }
 
     /// Adopts a connected stream and starts its reader thread; returns its connection id.
-    fn add(&mut self, stream: TcpStream) -> io::Result<usize> {
-        stream.set_nonblocking(false)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(self.read_tick))?;
-        stream.set_write_timeout(Some(self.write_timeout))?;
+    fn add(&mut self, stream: Link) -> io::Result<usize> {
+        let socket = stream.socket();
+        socket.set_nonblocking(false)?;
+        socket.set_nodelay(true)?;
+        socket.set_read_timeout(Some(self.read_tick))?;
+        socket.set_write_timeout(Some(self.write_timeout))?;
         let reading = stream.try_clone()?;
         let conn = self.next_conn;
         let events = self.events.clone();
@@ -537,7 +547,7 @@ impl Drop for Links {
 
 /// The body of a reader thread: turns lines into [`Event::Received`] until the connection ends,
 /// then sends one [`Event::Closed`]. Exits early once `closing` is set.
-fn read_messages(conn: usize, stream: TcpStream, events: Sender<Event>, closing: Arc<AtomicBool>) {
+fn read_messages(conn: usize, stream: Link, events: Sender<Event>, closing: Arc<AtomicBool>) {
     let mut reader = BufReader::new(stream);
     // Kept across read timeouts: `read_until` keeps what it consumed before a timeout.
     let mut line = Vec::new();
@@ -808,7 +818,7 @@ fn join_as_coordinator(
     let mut addresses: HashMap<usize, SocketAddr> = HashMap::new();
     // With a secret: connections that proved it (checked on threads of their own, so that a
     // silent stranger does not hold up the others), and the process each proved it as.
-    let (proven_tx, proven) = mpsc::channel::<(TcpStream, SocketAddr, u64)>();
+    let (proven_tx, proven) = mpsc::channel::<(Link, SocketAddr, u64)>();
     let mut claims: HashMap<usize, u64> = HashMap::new();
     // conn → the process it said it is, for every conn that said hello.
     let mut hellos: HashMap<usize, usize> = HashMap::new();
@@ -837,25 +847,20 @@ fn join_as_coordinator(
             match listener.accept() {
                 Ok((stream, address)) => match &config.secret {
                     None => {
-                        if let Some(conn) = adopt(&mut links, stream, address) {
+                        if let Some(conn) = adopt(&mut links, Link::Plain(stream), address) {
                             addresses.insert(conn, address);
                         }
                     }
                     Some(secret) => {
-                        let (secret, proven_tx) = (secret.clone(), proven_tx.clone());
+                        let (secret, tls, proven_tx) = (secret.clone(), config.tls.clone(), proven_tx.clone());
                         let checking = thread::Builder::new().name("ember-control-auth".into()).spawn(move || {
-                            let mut stream = stream;
-                            let checked = stream
-                                .set_nonblocking(false)
-                                .map_err(AuthError::Io)
-                                .and_then(|()| auth::accept(&mut stream, &secret, "control", AUTH_TIMEOUT));
-                            match checked {
-                                Ok(process) => {
-                                    let _ = proven_tx.send((stream, address, process));
+                            match transport::accept(stream, &secret, tls.as_ref(), "control", AUTH_TIMEOUT) {
+                                Ok((link, process)) => {
+                                    let _ = proven_tx.send((link, address, process));
                                 }
+                                // Dropping the connection closed it.
                                 Err(e) => {
                                     tracing::warn!(remote = %address, problem = %e, "Refused a control connection that did not prove the cluster secret.");
-                                    let _ = stream.shutdown(Shutdown::Both);
                                 }
                             }
                         });
@@ -1045,7 +1050,7 @@ fn join_as_coordinator(
 }
 
 /// Adopts an accepted control connection; `None` (logged) when it cannot be set up.
-fn adopt(links: &mut Links, stream: TcpStream, address: SocketAddr) -> Option<usize> {
+fn adopt(links: &mut Links, stream: Link, address: SocketAddr) -> Option<usize> {
     match links.add(stream) {
         Ok(conn) => {
             tracing::debug!(address = %address, "A process connected to the control plane.");
@@ -1062,16 +1067,36 @@ fn adopt(links: &mut Links, stream: TcpStream, address: SocketAddr) -> Option<us
 fn join_as_follower(config: &ControlConfig, shared: Arc<Shared>) -> Result<(u64, (Sender<Event>, JoinHandle<()>)), ControlError> {
     let started = Instant::now();
     let deadline = started + config.start_timeout;
-    let mut stream = connect(config, started, deadline)?;
-    if let Some(secret) = &config.secret {
-        auth::connect(&mut stream, secret, "control", config.process as u64, AUTH_TIMEOUT).map_err(|e| match e {
-            AuthError::Io(e) => io_error("could not prove the cluster secret to process 0", e),
-            refused => ControlError::Protocol(format!(
-                "process {} cannot join the cluster: process 0 at {}: {refused}",
-                config.process, config.coordinator
-            )),
-        })?;
-    }
+    let stream = connect(config, started, deadline)?;
+    let stream = match &config.secret {
+        Some(secret) => transport::connect(stream, secret, config.tls.as_ref(), "control", config.process as u64, AUTH_TIMEOUT).map_err(
+            |e| match e {
+                // Process 0 speaks first; silence or a close before it did is what a process 0
+                // waiting for a TLS handshake does (it gives up after the same timeout).
+                AuthError::Io(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    io_error(
+                        format!(
+                            "process 0 did not start the authentication handshake within {} s (is {} set on it and not on this process?)",
+                            AUTH_TIMEOUT.as_secs(),
+                            transport::TLS_ENV
+                        ),
+                        e,
+                    )
+                }
+                AuthError::Io(e) => io_error("could not prove the cluster secret to process 0", e),
+                refused => ControlError::Protocol(format!(
+                    "process {} cannot join the cluster: process 0 at {}: {refused}",
+                    config.process, config.coordinator
+                )),
+            },
+        )?,
+        None => Link::Plain(stream),
+    };
     let (events_tx, events) = mpsc::channel();
     let mut links = Links::new(events_tx.clone(), config);
     let conn = links
@@ -1642,6 +1667,91 @@ mod tests {
         assert!(matches!(&results[0], Err(ControlError::StartTimeout { missing, .. }) if missing == &[1]));
     }
 
+    #[cfg(feature = "tls")]
+    fn tls() -> Tls {
+        Tls::generate().expect("TLS settings")
+    }
+
+    /// With TLS, strangers speaking the plain protocol are turned away, the real processes
+    /// join, and messages (a stop from process 2) reach every process.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn with_tls_strangers_are_refused_and_messages_flow() {
+        let _guard = shared_test();
+        let address = free_address();
+        let mut configs: Vec<_> = (0..3).map(|p| config(p, 3, &address)).collect();
+        for c in &mut configs {
+            c.secret = Some(secret("the cluster's own secret"));
+            c.tls = Some(tls());
+        }
+        let zero = configs.remove(0);
+        let coordinator = thread::spawn(move || ControlPlane::join(zero, || ZERO));
+        let hello = format!(r#"{{"type":"hello","process":1,"processes":3,"fingerprint":{PLAN}}}"#);
+        for line in [hello.as_str(), r#"{"type":"stop","graceful":false}"#, "garbage"] {
+            let mut stranger = raw_follower(&address, line);
+            let mut rest = Vec::new();
+            let _ = stranger.read_to_end(&mut rest);
+            // At most a TLS alert: never a message.
+            assert!(rest.len() <= 42 && !rest.contains(&b'{'), "a stranger was told {rest:?}");
+        }
+        let mut planes = vec![coordinator];
+        planes.extend(configs.into_iter().map(|c| thread::spawn(move || ControlPlane::join(c, || ZERO))));
+        let planes: Vec<ControlPlane> = planes
+            .into_iter()
+            .map(|t| t.join().expect("join thread").expect("a real process joins"))
+            .collect();
+        assert!(planes.iter().all(|p| p.zero_ms() == ZERO && p.stop_requested().is_none()));
+        planes[2].request_stop(true);
+        assert!(wait_for(Duration::from_secs(5), || planes
+            .iter()
+            .all(|p| p.stop_requested() == Some(true))));
+        assert!(planes.iter().all(|p| p.failure().is_none()));
+    }
+
+    /// Processes that disagree on TLS fail to start, each saying so.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn processes_that_disagree_on_tls_fail_saying_so() {
+        let _guard = shared_test();
+        for tls_on_coordinator in [true, false] {
+            let address = free_address();
+            let mut configs: Vec<_> = (0..2).map(|p| config(p, 2, &address)).collect();
+            for c in &mut configs {
+                c.secret = Some(secret("the cluster's own secret"));
+                c.start_timeout = Duration::from_secs(7);
+            }
+            configs[if tls_on_coordinator { 0 } else { 1 }].tls = Some(tls());
+            let results = join_all(configs);
+            let error = match &results[1] {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("process 1 joined a cluster that disagrees on TLS"),
+            };
+            assert!(
+                error.contains(transport::TLS_ENV),
+                "TLS on process 0: {tls_on_coordinator}: {error}"
+            );
+            assert!(results[0].is_err());
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn without_the_tls_feature_asking_for_tls_says_so() {
+        let error = Tls::generate().unwrap_err();
+        assert!(error.contains("built without it") && error.contains("tls"), "{error}");
+    }
+
+    #[test]
+    fn tls_without_a_secret_is_refused() {
+        let mut config = config(0, 2, "127.0.0.1:1");
+        let Ok(tls) = Tls::generate() else { return };
+        config.tls = Some(tls);
+        match ControlPlane::join(config, || ZERO) {
+            Err(ControlError::Config(message)) => assert!(message.contains("secret"), "{message}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
     #[test]
     fn a_plane_can_be_polled_from_any_thread() {
         fn shareable<T: Send + Sync>() {}
@@ -1944,7 +2054,7 @@ mod tests {
         let (peer, _) = listener.accept().expect("accept");
         let (events_tx, events) = mpsc::channel();
         let mut links = Links::new(events_tx, &config(0, 2, "127.0.0.1:0"));
-        let conn = links.add(ours).expect("adopt");
+        let conn = links.add(Link::Plain(ours)).expect("adopt");
         (links, conn, events, peer)
     }
 

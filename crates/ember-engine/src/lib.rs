@@ -18,6 +18,9 @@ pub mod runtime;
 pub mod scheduler;
 pub mod snapshot;
 pub mod state;
+#[cfg(feature = "tls")]
+pub mod tls;
+pub mod transport;
 
 pub use clock::{Clock, ManualClock};
 pub use msg::{Data, FailureCause, JobFailure, Key, Msg, Part, PartId};

@@ -13,14 +13,16 @@
 //! address, and the mesh goes on waiting for the real peer; a process whose own proof is
 //! refused stops with an error naming the peer that refused it. Each accepted connection's
 //! proof is checked on a thread of its own, so a stranger that connects and stays silent holds
-//! up neither the real peers nor the deadline.
+//! up neither the real peers nor the deadline. With TLS ([`crate::transport::Tls`]) every
+//! connection starts with a TLS handshake, and the proof runs inside it.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
-use crate::auth::{self, AuthError, ClusterSecret};
+use crate::auth::{AuthError, ClusterSecret};
+use crate::transport::{self, Link, Tls};
 
 /// How long a single connection attempt may take.
 const ATTEMPT: Duration = Duration::from_millis(500);
@@ -49,19 +51,25 @@ pub(crate) fn connect(
     deadline: Instant,
     lost: &dyn Fn() -> Option<String>,
     secret: Option<&ClusterSecret>,
-) -> Result<Vec<Option<TcpStream>>, MeshError> {
+    tls: Option<&Tls>,
+) -> Result<Vec<Option<Link>>, MeshError> {
+    if tls.is_some() && secret.is_none() {
+        return Err(MeshError::Failed(format!(
+            "process {me}: TLS needs a cluster secret (it proves who is on the other side)"
+        )));
+    }
     let listener = TcpListener::bind(&addresses[me])
         .map_err(|e| MeshError::Failed(format!("process {me} cannot listen on {}: {e}", addresses[me])))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| MeshError::Failed(format!("process {me} cannot poll its listener: {e}")))?;
-    let mut streams: Vec<Option<TcpStream>> = (0..addresses.len()).map(|_| None).collect();
+    let mut streams: Vec<Option<Link>> = (0..addresses.len()).map(|_| None).collect();
     // Connections whose proofs were checked on their own threads.
-    let (checked_tx, checked): (Sender<(TcpStream, u64, std::net::SocketAddr)>, Receiver<_>) = channel();
+    let (checked_tx, checked): (Sender<(Link, u64, std::net::SocketAddr)>, Receiver<_>) = channel();
     loop {
         for (peer, address) in addresses.iter().enumerate().take(me) {
             if streams[peer].is_none() {
-                streams[peer] = try_connect(address, me, deadline, secret).map_err(|e| {
+                streams[peer] = try_connect(address, me, deadline, secret, tls).map_err(|e| {
                     MeshError::Failed(format!(
                         "process {peer} at {address} refused the data connection of process {me}: {e}"
                     ))
@@ -69,7 +77,7 @@ pub(crate) fn connect(
             }
         }
         loop {
-            match try_accept(&listener, me, secret, &checked_tx)? {
+            match try_accept(&listener, me, secret, tls, &checked_tx)? {
                 Accepted::Nothing => break,
                 Accepted::Checking => {}
                 Accepted::Peer(stream, peer, from) => add_peer(&mut streams, me, stream, peer, from)?,
@@ -92,6 +100,7 @@ pub(crate) fn connect(
     }
     for stream in streams.iter().flatten() {
         // Timely's network threads block on their sockets.
+        let stream = stream.socket();
         stream
             .set_read_timeout(None)
             .and_then(|()| stream.set_write_timeout(None))
@@ -102,8 +111,15 @@ pub(crate) fn connect(
 }
 
 /// One attempt to connect to a lower-indexed process and send it our index (prove it, with a
-/// secret); `Ok(None)` to try again later, an error when the peer refused our proof.
-fn try_connect(address: &str, me: usize, deadline: Instant, secret: Option<&ClusterSecret>) -> Result<Option<TcpStream>, AuthError> {
+/// secret); `Ok(None)` to try again later, an error when the peer refused our proof or did
+/// not speak TLS.
+fn try_connect(
+    address: &str,
+    me: usize,
+    deadline: Instant,
+    secret: Option<&ClusterSecret>,
+    tls: Option<&Tls>,
+) -> Result<Option<Link>, AuthError> {
     let timeout = deadline
         .saturating_duration_since(Instant::now())
         .clamp(Duration::from_millis(1), ATTEMPT);
@@ -113,18 +129,21 @@ fn try_connect(address: &str, me: usize, deadline: Instant, secret: Option<&Clus
             if stream.set_nodelay(true).is_err() {
                 continue;
             }
-            let sent = match secret {
-                Some(secret) => match auth::connect(&mut stream, secret, "mesh", me as u64, HANDSHAKE) {
-                    Ok(()) => Ok(()),
-                    Err(AuthError::Io(e)) => Err(e),
+            match secret {
+                Some(secret) => match transport::connect(stream, secret, tls, "mesh", me as u64, HANDSHAKE) {
+                    Ok(link) => return Ok(Some(link)),
+                    Err(AuthError::Io(_)) => {}
+                    Err(AuthError::Tls(e)) if e.kind() != io::ErrorKind::InvalidData => {}
                     Err(refused) => return Err(refused),
                 },
-                None => stream
-                    .set_write_timeout(Some(HANDSHAKE))
-                    .and_then(|()| stream.write_all(&(me as u64).to_be_bytes())),
-            };
-            if sent.is_ok() {
-                return Ok(Some(stream));
+                None => {
+                    let sent = stream
+                        .set_write_timeout(Some(HANDSHAKE))
+                        .and_then(|()| stream.write_all(&(me as u64).to_be_bytes()));
+                    if sent.is_ok() {
+                        return Ok(Some(Link::Plain(stream)));
+                    }
+                }
             }
         }
     }
@@ -139,18 +158,12 @@ enum Accepted {
     /// channel if it passes; it is closed and logged if not).
     Checking,
     /// A peer, its index and address.
-    Peer(TcpStream, u64, std::net::SocketAddr),
+    Peer(Link, u64, std::net::SocketAddr),
 }
 
 /// Records the connection of process `peer`, which must be a higher-indexed one not yet
 /// connected.
-fn add_peer(
-    streams: &mut [Option<TcpStream>],
-    me: usize,
-    stream: TcpStream,
-    peer: u64,
-    from: std::net::SocketAddr,
-) -> Result<(), MeshError> {
+fn add_peer(streams: &mut [Option<Link>], me: usize, stream: Link, peer: u64, from: std::net::SocketAddr) -> Result<(), MeshError> {
     let processes = streams.len();
     if peer <= me as u64 || peer >= processes as u64 {
         return Err(MeshError::Failed(format!(
@@ -174,7 +187,8 @@ fn try_accept(
     listener: &TcpListener,
     me: usize,
     secret: Option<&ClusterSecret>,
-    checked: &Sender<(TcpStream, u64, std::net::SocketAddr)>,
+    tls: Option<&Tls>,
+    checked: &Sender<(Link, u64, std::net::SocketAddr)>,
 ) -> Result<Accepted, MeshError> {
     let (mut stream, from) = match listener.accept() {
         Ok(accepted) => accepted,
@@ -184,16 +198,16 @@ fn try_accept(
     let set_up = stream.set_nonblocking(false).and_then(|()| stream.set_nodelay(true));
     let peer = match secret {
         Some(secret) => {
-            let (secret, checked) = (secret.clone(), checked.clone());
+            let (secret, tls, checked) = (secret.clone(), tls.cloned(), checked.clone());
             let check = move || match set_up
                 .map_err(AuthError::Io)
-                .and_then(|()| auth::accept(&mut stream, &secret, "mesh", HANDSHAKE))
+                .and_then(|()| transport::accept(stream, &secret, tls.as_ref(), "mesh", HANDSHAKE))
             {
                 // The mesh may be done (or gone) meanwhile: then nobody wants the peer.
-                Ok(peer) => drop(checked.send((stream, peer, from))),
+                Ok((link, peer)) => drop(checked.send((link, peer, from))),
+                // Dropping the connection closes it.
                 Err(e) => {
                     tracing::warn!(remote = %from, process = me, problem = %e, "Refused a data connection that did not prove the cluster secret.");
-                    let _ = stream.shutdown(std::net::Shutdown::Both);
                 }
             };
             std::thread::Builder::new()
@@ -211,12 +225,13 @@ fn try_accept(
             u64::from_be_bytes(index)
         }
     };
-    Ok(Accepted::Peer(stream, peer, from))
+    Ok(Accepted::Peer(Link::Plain(stream), peer, from))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth;
 
     fn free_addresses(n: usize) -> Vec<String> {
         let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
@@ -230,7 +245,7 @@ mod tests {
         let handles: Vec<_> = (0..3)
             .map(|me| {
                 let addresses = addresses.clone();
-                std::thread::spawn(move || connect(&addresses, me, deadline, &|| None, None))
+                std::thread::spawn(move || connect(&addresses, me, deadline, &|| None, None, None))
             })
             .collect();
         for (me, handle) in handles.into_iter().enumerate() {
@@ -246,7 +261,7 @@ mod tests {
     fn a_missing_peer_times_out_naming_it() {
         let addresses = free_addresses(2);
         let started = Instant::now();
-        let error = connect(&addresses, 0, Instant::now() + Duration::from_millis(200), &|| None, None).unwrap_err();
+        let error = connect(&addresses, 0, Instant::now() + Duration::from_millis(200), &|| None, None, None).unwrap_err();
         assert_eq!(error, MeshError::Timeout(vec![1]));
         assert!(started.elapsed() < Duration::from_secs(5));
     }
@@ -260,6 +275,7 @@ mod tests {
             1,
             Instant::now() + Duration::from_secs(60),
             &|| Some("lost process 0".into()),
+            None,
             None,
         )
         .unwrap_err();
@@ -283,7 +299,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        let error = connect(&addresses, 0, Instant::now() + Duration::from_secs(5), &|| None, None).unwrap_err();
+        let error = connect(&addresses, 0, Instant::now() + Duration::from_secs(5), &|| None, None, None).unwrap_err();
         stranger.join().unwrap();
         assert!(matches!(&error, MeshError::Failed(m) if m.contains("process 7")), "{error:?}");
     }
@@ -299,7 +315,7 @@ mod tests {
         let addresses = free_addresses(2);
         let deadline = Instant::now() + Duration::from_secs(20);
         let first = addresses.clone();
-        let zero = std::thread::spawn(move || connect(&first, 0, deadline, &|| None, Some(&secret("the cluster's own secret"))));
+        let zero = std::thread::spawn(move || connect(&first, 0, deadline, &|| None, Some(&secret("the cluster's own secret")), None));
         // While process 0 waits for process 1: garbage, a bare index, another secret.
         let mut sent = 0;
         while sent < 3 {
@@ -319,7 +335,7 @@ mod tests {
             drop(stream);
             sent += 1;
         }
-        let one = connect(&addresses, 1, deadline, &|| None, Some(&secret("the cluster's own secret"))).unwrap();
+        let one = connect(&addresses, 1, deadline, &|| None, Some(&secret("the cluster's own secret")), None).unwrap();
         assert_eq!(one.iter().flatten().count(), 1);
         assert_eq!(zero.join().unwrap().unwrap().iter().flatten().count(), 1);
     }
@@ -331,7 +347,7 @@ mod tests {
         // silent strangers would take 15 s.
         let deadline = Instant::now() + Duration::from_secs(3);
         let first = addresses.clone();
-        let zero = std::thread::spawn(move || connect(&first, 0, deadline, &|| None, Some(&secret("the cluster's own secret"))));
+        let zero = std::thread::spawn(move || connect(&first, 0, deadline, &|| None, Some(&secret("the cluster's own secret")), None));
         let mut strangers = Vec::new();
         while strangers.len() < 3 {
             assert!(Instant::now() < deadline, "process 0 never listened");
@@ -340,7 +356,7 @@ mod tests {
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
-        let one = connect(&addresses, 1, deadline, &|| None, Some(&secret("the cluster's own secret"))).unwrap();
+        let one = connect(&addresses, 1, deadline, &|| None, Some(&secret("the cluster's own secret")), None).unwrap();
         assert_eq!(one.iter().flatten().count(), 1);
         assert_eq!(zero.join().unwrap().unwrap().iter().flatten().count(), 1);
         drop(strangers);
@@ -352,13 +368,85 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         let first = addresses.clone();
         let soon = Instant::now() + Duration::from_secs(2);
-        let zero = std::thread::spawn(move || connect(&first, 0, soon, &|| None, Some(&secret("the cluster's own secret"))));
-        let error = connect(&addresses, 1, deadline, &|| None, Some(&secret("a secret of its own!!"))).unwrap_err();
+        let zero = std::thread::spawn(move || connect(&first, 0, soon, &|| None, Some(&secret("the cluster's own secret")), None));
+        let error = connect(&addresses, 1, deadline, &|| None, Some(&secret("a secret of its own!!")), None).unwrap_err();
         assert!(
             matches!(&error, MeshError::Failed(m) if m.contains("process 0") && m.contains("refused") && m.contains("secret")),
             "{error:?}"
         );
         // Process 0 keeps waiting for the real process 1, then times out naming it.
+        assert_eq!(zero.join().unwrap().unwrap_err(), MeshError::Timeout(vec![1]));
+    }
+
+    /// With TLS the processes connect, and what one writes the other reads.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn with_tls_three_processes_connect_and_talk() {
+        let addresses = free_addresses(3);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let handles: Vec<_> = (0..3)
+            .map(|me| {
+                let addresses = addresses.clone();
+                std::thread::spawn(move || {
+                    let tls = Tls::generate().unwrap();
+                    connect(
+                        &addresses,
+                        me,
+                        deadline,
+                        &|| None,
+                        Some(&secret("the cluster's own secret")),
+                        Some(&tls),
+                    )
+                })
+            })
+            .collect();
+        let mut meshes: Vec<Vec<Option<Link>>> = handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
+        for (me, mesh) in meshes.iter().enumerate() {
+            for (peer, link) in mesh.iter().enumerate() {
+                assert_eq!(link.as_ref().map(Link::binding).is_some_and(|b| b.is_some()), peer != me);
+            }
+        }
+        let note = |from: usize, to: usize| format!("from {from} to {to}");
+        for (from, mesh) in meshes.iter_mut().enumerate() {
+            for (to, link) in mesh.iter_mut().enumerate() {
+                if let Some(link) = link {
+                    link.write_all(note(from, to).as_bytes()).unwrap();
+                }
+            }
+        }
+        for (to, mesh) in meshes.iter_mut().enumerate() {
+            for (from, link) in mesh.iter_mut().enumerate() {
+                if let Some(link) = link {
+                    let mut got = vec![0u8; note(from, to).len()];
+                    link.read_exact(&mut got).unwrap();
+                    assert_eq!(got, note(from, to).as_bytes());
+                }
+            }
+        }
+    }
+
+    /// A process with TLS meeting one without fails at once naming TLS.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_process_with_tls_cannot_join_one_without_and_says_why() {
+        let addresses = free_addresses(2);
+        let first = addresses.clone();
+        let soon = Instant::now() + Duration::from_secs(3);
+        let zero = std::thread::spawn(move || connect(&first, 0, soon, &|| None, Some(&secret("the cluster's own secret")), None));
+        let tls = Tls::generate().unwrap();
+        let error = connect(
+            &addresses,
+            1,
+            Instant::now() + Duration::from_secs(20),
+            &|| None,
+            Some(&secret("the cluster's own secret")),
+            Some(&tls),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&error, MeshError::Failed(m) if m.contains("TLS") && m.contains(crate::transport::TLS_ENV)),
+            "{error:?}"
+        );
         assert_eq!(zero.join().unwrap().unwrap_err(), MeshError::Timeout(vec![1]));
     }
 }

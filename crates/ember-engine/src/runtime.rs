@@ -36,6 +36,9 @@ pub struct ClusterConfig {
     /// The cluster's secret: every control and data connection between its processes must
     /// prove it (see [`crate::auth`]). `None` admits any process that speaks the protocol.
     pub secret: Option<crate::auth::ClusterSecret>,
+    /// TLS on every connection between the processes (it needs `secret`; see
+    /// [`crate::transport::Tls`]).
+    pub tls: Option<crate::transport::Tls>,
 }
 
 impl ClusterConfig {
@@ -48,6 +51,7 @@ impl ClusterConfig {
             control_address: None,
             start_timeout: Duration::from_secs(60),
             secret: None,
+            tls: None,
         }
     }
 
@@ -829,6 +833,7 @@ impl Runtime {
                 control.addresses = cluster.addresses.clone();
                 control.resume_ms = config.resume.map(|r| r.after_ms);
                 control.secret = cluster.secret.clone();
+                control.tls = cluster.tls.clone();
                 let plane = ControlPlane::join(control, choose_zero).map_err(LaunchError::Control)?;
                 let zero = plane.zero_ms();
                 (Some(Arc::new(plane)), zero)
@@ -1075,20 +1080,27 @@ fn connect_cluster(
     use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
     let deadline = launched + cluster.start_timeout;
     let lost = || control.failure().map(|e| e.to_string());
-    let sockets =
-        crate::mesh::connect(&cluster.addresses, cluster.process, deadline, &lost, cluster.secret.as_ref()).map_err(|e| match e {
-            crate::mesh::MeshError::Lost(_) => LaunchError::Control(
-                control
-                    .failure()
-                    .unwrap_or_else(|| ControlError::Protocol("a process was lost".into())),
-            ),
-            crate::mesh::MeshError::Timeout(missing) => LaunchError::Control(ControlError::StartTimeout {
-                addresses: missing.iter().filter_map(|p| cluster.addresses.get(*p).cloned()).collect(),
-                missing,
-                waited: launched.elapsed(),
-            }),
-            crate::mesh::MeshError::Failed(message) => LaunchError::Timely(message),
-        })?;
+    let sockets = crate::mesh::connect(
+        &cluster.addresses,
+        cluster.process,
+        deadline,
+        &lost,
+        cluster.secret.as_ref(),
+        cluster.tls.as_ref(),
+    )
+    .map_err(|e| match e {
+        crate::mesh::MeshError::Lost(_) => LaunchError::Control(
+            control
+                .failure()
+                .unwrap_or_else(|| ControlError::Protocol("a process was lost".into())),
+        ),
+        crate::mesh::MeshError::Timeout(missing) => LaunchError::Control(ControlError::StartTimeout {
+            addresses: missing.iter().filter_map(|p| cluster.addresses.get(*p).cloned()).collect(),
+            missing,
+            waited: launched.elapsed(),
+        }),
+        crate::mesh::MeshError::Failed(message) => LaunchError::Timely(message),
+    })?;
     let hooks = timely::communication::Hooks::default();
     let process_allocators = ProcessBuilder::new_typed_vector(workers, hooks.refill.clone(), hooks.spill.clone());
     let (builders, guard) = initialize_networking_from_sockets(process_allocators, sockets, cluster.process, workers, hooks)

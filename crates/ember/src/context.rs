@@ -57,6 +57,8 @@ struct Settings {
     cluster_start_timeout: std::time::Duration,
     /// The cluster's secret, when set on the builder (else from the environment at start).
     cluster_secret: Option<ember_engine::auth::ClusterSecret>,
+    /// TLS between the processes, when set on the builder (else from the environment at start).
+    cluster_tls: Option<bool>,
     /// How long a graceful stop may wait; `None` = ten batch intervals.
     graceful_stop_timeout: Option<std::time::Duration>,
     /// Where the web UI listens (host, port), if it does.
@@ -432,6 +434,17 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// TLS 1.3 on every control and data connection between the processes of the cluster
+    /// (needs the `tls` feature of this crate, which the `ember` command and the Python package
+    /// have, and a cluster secret). Each process makes a certificate of its own when it
+    /// starts; the cluster secret's proofs are bound to each TLS session, so there is no
+    /// certificate authority to set up. Without this call, `start` turns TLS on when
+    /// `EMBER_CLUSTER_TLS` is `1`. Every process must agree.
+    pub fn cluster_tls(mut self, on: bool) -> Self {
+        self.settings.cluster_tls = Some(on);
+        self
+    }
+
     /// How long the processes of a cluster wait for each other at start (default 60 s); then
     /// `start` fails naming the processes that did not come.
     pub fn cluster_start_timeout(mut self, timeout: Duration) -> Self {
@@ -770,6 +783,7 @@ impl StreamingContext {
                 control_address: None,
                 cluster_start_timeout: std::time::Duration::from_secs(60),
                 cluster_secret: None,
+                cluster_tls: None,
                 graceful_stop_timeout: None,
                 ui: None,
                 receivers: ReceiverSettings::default(),
@@ -947,6 +961,33 @@ impl StreamingContext {
         crate::dstream::transform_all(streams, f)
     }
 
+    /// This process's TLS settings when the cluster asks for TLS (the builder's
+    /// [`StreamingContextBuilder::cluster_tls`], else `EMBER_CLUSTER_TLS`); `None` without a
+    /// cluster of several processes or without TLS.
+    fn cluster_tls(&self, has_secret: bool) -> std::result::Result<Option<ember_engine::transport::Tls>, String> {
+        let Some(cluster) = &self.inner.settings.cluster else {
+            return Ok(None);
+        };
+        if cluster.addresses.len() < 2 {
+            return Ok(None);
+        }
+        let wanted = match self.inner.settings.cluster_tls {
+            Some(on) => on,
+            None => ember_engine::transport::tls_from_env()?,
+        };
+        if !wanted {
+            return Ok(None);
+        }
+        if !has_secret {
+            return Err(format!(
+                "TLS between the processes needs a cluster secret (EMBER_CLUSTER_SECRET or EMBER_CLUSTER_SECRET_FILE): \
+                 it proves who is on the other side of each connection ({} is on)",
+                ember_engine::transport::TLS_ENV
+            ));
+        }
+        ember_engine::transport::Tls::generate().map(Some)
+    }
+
     /// Starts the computation: launches the workers and receivers. Batches are generated at
     /// every multiple of the batch interval after the current time.
     ///
@@ -984,6 +1025,16 @@ impl StreamingContext {
             },
             (_, secret) => secret.clone(),
         };
+        let tls = match self.cluster_tls(secret.is_some()) {
+            Ok(tls) => tls,
+            Err(message) => {
+                self.inner.stop(false)?;
+                return Err(Error::InvalidArgument {
+                    operation: "StreamingContext::start",
+                    message,
+                });
+            }
+        };
         if let Some(cluster) = &self.inner.settings.cluster
             && cluster.addresses.len() > 1
             && secret.is_none()
@@ -1014,6 +1065,7 @@ impl StreamingContext {
             cluster.control_address = settings.control_address.clone();
             cluster.start_timeout = settings.cluster_start_timeout;
             cluster.secret = secret.clone();
+            cluster.tls = tls.clone();
             cluster
         });
         // What every process of a cluster must agree on besides the plan itself.

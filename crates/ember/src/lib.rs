@@ -49,7 +49,7 @@ pub use display::SparkDisplay;
 pub use dstream::{
     DStream, KeyGroupLogic, KeyGroups, MapWithStateDStream, ObjectFormat, Routed, State, StateSpec, batch_file_name, format_batch,
 };
-pub use ember_engine::{Clock, Data, Key, ManualClock, auth, keys};
+pub use ember_engine::{Clock, Data, Key, ManualClock, auth, keys, transport};
 pub use error::{Error, Result};
 pub use listener::{BatchInfo, ListenerId, OutputOperationInfo, StatsReportListener, StreamingListener, StreamingStarted};
 pub use plan::{OperatorId, Partitioning};
