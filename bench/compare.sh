@@ -26,9 +26,9 @@
 #    the venv's python), compiles bench/spark/SocketWordCount.java and SocketStatefulCount.java
 #    against those jars with javac, and builds ember (`ember` for the generator, the
 #    `bench_wordcount` example, whose JOB argument selects the workload) in release. ember's
-#    side of every workload is that example (crates/ember/examples/bench_wordcount.rs), which
-#    installs mimalloc as its global allocator; the `ember` binary, which only generates the
-#    input here, and a user's program keep the system allocator.
+#    side of every workload is that example (crates/ember/examples/bench_wordcount.rs); like
+#    every program on ember (the `ember` binary and a user's program too) it runs on mimalloc,
+#    the `ember` crate's default `mimalloc` feature.
 # 2. Starts `ember gen socket --kind KIND` unpaced once, to learn the words per line and the
 #    most lines per second one client can get from it.
 # 3. For each system, searches the highest sustainable rate: every trial starts a fresh

@@ -14,12 +14,6 @@ mod value;
 
 use pyo3::prelude::*;
 
-/// The allocator of the extension's Rust code (Python's objects keep Python's allocator). The
-/// engine allocates and frees each batch's buffers; with glibc's allocator those came and went
-/// as memory mapped and unmapped from the kernel every batch.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The extension module.
 #[pymodule]
 fn _ember(m: &Bound<'_, PyModule>) -> PyResult<()> {

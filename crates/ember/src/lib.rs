@@ -42,6 +42,14 @@ pub mod testing;
 mod time;
 pub mod ui;
 
+/// mimalloc is the global allocator of every program on ember unless it turns the default
+/// `mimalloc` feature off (`default-features = false`, for a program that sets its own): the
+/// engine allocates and frees every batch's buffers, and a word count a `String` per word,
+/// where glibc's allocator is slower (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub use batch::{Batch, Numeric, StatCounter};
 pub use context::{DEFAULT_MAX_FAILED_RESTARTS, DEFAULT_MAX_LINE_BYTES, DEFAULT_RECEIVER_BUFFER_BYTES};
 pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
