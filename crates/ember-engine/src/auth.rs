@@ -169,11 +169,7 @@ impl fmt::Display for AuthError {
         match self {
             AuthError::Io(e) => write!(f, "the authentication handshake failed: {e}"),
             AuthError::WrongProof => f.write_str("its proof of the cluster secret is wrong (a different secret, or none)"),
-            AuthError::Tls(e) => write!(
-                f,
-                "the TLS handshake failed: {e} (every process of a cluster must agree on {})",
-                crate::transport::TLS_ENV
-            ),
+            AuthError::Tls(e) => write!(f, "the TLS handshake failed: {e}"),
             AuthError::Refused => {
                 f.write_str("it refused this process's proof of the cluster secret (the processes were given different secrets)")
             }

@@ -1090,8 +1090,10 @@ fn join_as_follower(config: &ControlConfig, shared: Arc<Shared>) -> Result<(u64,
                 }
                 AuthError::Io(e) => io_error("could not prove the cluster secret to process 0", e),
                 refused => ControlError::Protocol(format!(
-                    "process {} cannot join the cluster: process 0 at {}: {refused}",
-                    config.process, config.coordinator
+                    "process {} cannot join the cluster: process 0 at {}: {}",
+                    config.process,
+                    config.coordinator,
+                    transport::explain(&refused)
                 )),
             },
         )?,

@@ -71,7 +71,8 @@ pub(crate) fn connect(
             if streams[peer].is_none() {
                 streams[peer] = try_connect(address, me, deadline, secret, tls).map_err(|e| {
                     MeshError::Failed(format!(
-                        "process {peer} at {address} refused the data connection of process {me}: {e}"
+                        "process {peer} at {address} refused the data connection of process {me}: {}",
+                        transport::explain(&e)
                     ))
                 })?;
             }

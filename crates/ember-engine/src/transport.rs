@@ -209,6 +209,15 @@ impl timely::communication::allocator::zero_copy::stream::Stream for Link {
     }
 }
 
+/// What went wrong in a handshake, for a process that could not connect: with a TLS failure,
+/// the likeliest reason too.
+pub(crate) fn explain(error: &AuthError) -> String {
+    match error {
+        AuthError::Tls(_) => format!("{error} (every process of a cluster must agree on {TLS_ENV})"),
+        _ => error.to_string(),
+    }
+}
+
 /// The accepting side of a connection between processes: the TLS handshake when `tls` is set,
 /// then the proof of `secret` on `channel` (see [`crate::auth`]). Returns the connection and
 /// the process index its other side proved.
