@@ -1413,6 +1413,33 @@ impl StreamingContext {
         Some(failure.into())
     }
 
+    /// A source stream whose workers are given stored items (built by `build`) and decode
+    /// each into records with `step`, inside the source's consumer when it takes chains (see
+    /// [`DStream::decoded_source`]). `records` counts the records of a partition of items,
+    /// for listeners.
+    pub(crate) fn decoded_source<S: Data, T: Data, B, St>(
+        &self,
+        name: &str,
+        build: B,
+        records: impl Fn(&[S]) -> usize + Clone + Send + Sync + 'static,
+        step: St,
+    ) -> DStream<T>
+    where
+        B: for<'s> Fn(&mut Compiler<'s>, &str) -> EStream<'s, S> + Send + Sync + 'static,
+        St: Fn(S, &mut dyn FnMut(T)) + Send + Sync + 'static,
+    {
+        let spec = NodeSpec::new(name, self.inner.settings.batch_interval, Vec::new()).partitioning(Partitioning::Source);
+        DStream::decoded_source(
+            &self.inner.plan,
+            spec,
+            move |c, label| {
+                let stream = build(c, label);
+                ember_engine::ops::count_input_by(c, stream, label, records.clone())
+            },
+            step,
+        )
+    }
+
     /// A source stream built from a per-worker generator.
     pub(crate) fn source<T: Data, B>(&self, name: &str, build: B) -> DStream<T>
     where

@@ -8,7 +8,7 @@ mod stateless;
 
 pub use batch::{BatchInfo, PerBatch};
 pub use output::{OutputPlacement, output};
-pub use source::{SourceBatch, batch_source, count_input};
+pub use source::{SourceBatch, batch_source, count_input, count_input_by};
 pub use stateless::{PerPart, catch_user};
 
 /// The batch time of a received message. ember sends every message at exactly one batch

@@ -112,6 +112,17 @@ where
 /// Passes `stream` through unchanged, reporting how many records each batch of input `source`
 /// brought on this worker (no-op without an event sink).
 pub fn count_input<'s, T: Data>(compiler: &mut Compiler<'s>, stream: EStream<'s, T>, source: &str) -> EStream<'s, T> {
+    count_input_by(compiler, stream, source, <[T]>::len)
+}
+
+/// [`count_input`] for a stream whose elements hold several records each (a text receiver's
+/// blocks of lines): `records` counts those of a partition.
+pub fn count_input_by<'s, T: Data>(
+    compiler: &mut Compiler<'s>,
+    stream: EStream<'s, T>,
+    source: &str,
+    records: impl Fn(&[T]) -> usize + 'static,
+) -> EStream<'s, T> {
     let Some(sink) = compiler.env.shared.events().cloned() else {
         return stream;
     };
@@ -123,7 +134,7 @@ pub fn count_input<'s, T: Data>(compiler: &mut Compiler<'s>, stream: EStream<'s,
                 let records: usize = data
                     .iter()
                     .map(|msg| match msg {
-                        Msg::Part(part) => part.data.len(),
+                        Msg::Part(part) => records(&part.data),
                         _ => 0,
                     })
                     .sum();

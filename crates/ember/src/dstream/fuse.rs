@@ -170,43 +170,66 @@ impl<T: Data> Upstream<T> {
 }
 
 impl<T: Data> Chain<T> for Upstream<T> {
-    fn build<'s>(&self, c: &mut Compiler<'s>, fusion: &mut Fusion, mut tail: Tail<T>) -> EStream<'s, Fused> {
+    fn build<'s>(&self, c: &mut Compiler<'s>, fusion: &mut Fusion, tail: Tail<T>) -> EStream<'s, Fused> {
         if let Some(chain) = self.fused_chain() {
             return chain.build(c, fusion, tail);
         }
-        // The head: the computed stream, with the whole chain in one operator.
-        let names: Rc<[String]> = fusion.names.iter().cloned().collect();
-        let current = Rc::clone(&fusion.current);
-        let operator = names.iter().rev().cloned().collect::<Vec<_>>().join(" > ");
-        self.node.stream(c).per_part_or_fail(&operator, move |time, p: Part<T>| {
-            let mut data = p.data;
-            let result = catch_unwind(AssertUnwindSafe(|| tail(&mut |sink: &mut Sink<'_, T>| sink(&mut data))));
-            match result {
-                Ok(fused) => Ok(Part {
-                    id: p.id,
-                    data: vec![fused],
-                }),
-                Err(payload) => Err(JobFailure::new(
-                    // Every index is a name's; the consumer's (0) is the fallback.
-                    names.get(current.get()).or(names.first()).cloned().unwrap_or_default(),
-                    time,
-                    FailureCause::Panic(ember_engine::msg::panic_message(payload.as_ref())),
-                )),
-            }
-        })
+        head(self.node.stream(c), fusion, tail)
     }
+}
+
+/// The head of a chain that is a computed stream built by the chain itself rather than read
+/// from a plan node: a source whose node is also a stage (see [`crate::DStream::decoded_source`]),
+/// whose stored items are decoded inside the chain.
+pub(crate) struct Computed<T> {
+    build: Arc<dyn for<'s> Fn(&mut Compiler<'s>) -> EStream<'s, T> + Send + Sync>,
+}
+
+impl<T> Computed<T> {
+    pub(crate) fn new(build: impl for<'s> Fn(&mut Compiler<'s>) -> EStream<'s, T> + Send + Sync + 'static) -> Self {
+        Computed { build: Arc::new(build) }
+    }
+}
+
+impl<T: Data> Chain<T> for Computed<T> {
+    fn build<'s>(&self, c: &mut Compiler<'s>, fusion: &mut Fusion, tail: Tail<T>) -> EStream<'s, Fused> {
+        head((self.build)(c), fusion, tail)
+    }
+}
+
+/// The head of a chain: `stream`, with the whole chain (`tail`) in one operator.
+fn head<'s, T: Data>(stream: EStream<'s, T>, fusion: &mut Fusion, mut tail: Tail<T>) -> EStream<'s, Fused> {
+    let names: Rc<[String]> = fusion.names.iter().cloned().collect();
+    let current = Rc::clone(&fusion.current);
+    let operator = names.iter().rev().cloned().collect::<Vec<_>>().join(" > ");
+    stream.per_part_or_fail(&operator, move |time, p: Part<T>| {
+        let mut data = p.data;
+        let result = catch_unwind(AssertUnwindSafe(|| tail(&mut |sink: &mut Sink<'_, T>| sink(&mut data))));
+        match result {
+            Ok(fused) => Ok(Part {
+                id: p.id,
+                data: vec![fused],
+            }),
+            Err(payload) => Err(JobFailure::new(
+                // Every index is a name's; the consumer's (0) is the fallback.
+                names.get(current.get()).or(names.first()).cloned().unwrap_or_default(),
+                time,
+                FailureCause::Panic(ember_engine::msg::panic_message(payload.as_ref())),
+            )),
+        }
+    })
 }
 
 /// A narrow operation as a stage of a chain: `step` pushes the outputs of one input element.
 pub(crate) struct Stage<T, U, S> {
-    upstream: Upstream<T>,
+    upstream: Arc<dyn Chain<T>>,
     meta: Arc<NodeMeta>,
     step: Arc<S>,
     _elements: std::marker::PhantomData<fn(T) -> U>,
 }
 
 impl<T, U, S> Stage<T, U, S> {
-    pub(crate) fn new(upstream: Upstream<T>, meta: Arc<NodeMeta>, step: S) -> Self {
+    pub(crate) fn new(upstream: Arc<dyn Chain<T>>, meta: Arc<NodeMeta>, step: S) -> Self {
         Stage {
             upstream,
             meta,

@@ -8,7 +8,7 @@ use ember_engine::{Compiler, Data, EStream, PartId};
 
 use crate::plan::{Handle, NodeSpec, OperatorId, Partitioning, Plan};
 use crate::time::Duration;
-use fuse::{Chain, Stage, Upstream};
+use fuse::{Chain, Computed, Stage, Upstream};
 
 pub(crate) mod combine;
 pub(crate) mod fuse;
@@ -127,10 +127,38 @@ impl<T: Data> DStream<T> {
     {
         let spec = NodeSpec::new(kind, self.slide, vec![self.index]).stage().fuses_parent();
         let meta = Arc::clone(&spec.meta);
-        let chain: Arc<dyn Chain<U>> = Arc::new(Stage::new(self.upstream(), Arc::clone(&meta), step));
+        let chain: Arc<dyn Chain<U>> = Arc::new(Stage::new(Arc::new(self.upstream()), Arc::clone(&meta), step));
+        DStream::stage_node(&self.plan, spec, chain)
+    }
+
+    /// A source whose node is also a stage: `items` builds the stream of what is stored (with
+    /// no plan node of its own) and `step` pushes the records of one stored item. When the
+    /// source's only consumer takes chains, the items are decoded inside that consumer, a chunk
+    /// of records at a time, so a batch's records are never all held at once (a text receiver's
+    /// lines: each is split and counted while its bytes are still in the cache, and freed).
+    pub(crate) fn decoded_source<S: Data, St>(
+        plan: &Arc<Plan>,
+        spec: NodeSpec,
+        items: impl for<'s> Fn(&mut Compiler<'s>, &str) -> EStream<'s, S> + Send + Sync + 'static,
+        step: St,
+    ) -> DStream<T>
+    where
+        St: Fn(S, &mut dyn FnMut(T)) + Send + Sync + 'static,
+    {
+        let spec = spec.stage();
+        let meta = Arc::clone(&spec.meta);
+        let label_of = Arc::clone(&meta);
+        let items: Arc<dyn Chain<S>> = Arc::new(Computed::new(move |c: &mut Compiler<'_>| items(c, &label_of.label())));
+        let chain: Arc<dyn Chain<T>> = Arc::new(Stage::new(items, meta, step));
+        DStream::stage_node(plan, spec, chain)
+    }
+
+    /// The node of a stage whose work is `chain`.
+    fn stage_node(plan: &Arc<Plan>, spec: NodeSpec, chain: Arc<dyn Chain<T>>) -> DStream<T> {
+        let meta = Arc::clone(&spec.meta);
         let own = Arc::clone(&chain);
         DStream::node_with_chain(
-            &self.plan,
+            plan,
             spec,
             Arc::new(move |c: &mut Compiler<'_>, index: u64, label: &str| {
                 // A fused stage is built by its consumer.

@@ -285,9 +285,19 @@ pub fn decode_block<T>(
     block: &LineBlock,
     decode: &dyn Fn(&[u8]) -> Decoded<T>,
     out: &mut Vec<T>,
-    mut bad: impl FnMut(LinePosition, BadKind, String),
+    bad: impl FnMut(LinePosition, BadKind, String),
 ) {
     out.reserve(block.lines as usize);
+    decode_block_each(block, decode, &mut |record| out.push(record), bad);
+}
+
+/// [`decode_block`] handing each record to `out` as it is decoded.
+pub fn decode_block_each<T>(
+    block: &LineBlock,
+    decode: &dyn Fn(&[u8]) -> Decoded<T>,
+    out: &mut dyn FnMut(T),
+    mut bad: impl FnMut(LinePosition, BadKind, String),
+) {
     let bytes = &block.bytes[..];
     let mut start = 0;
     let mut line = block.first_line;
@@ -299,9 +309,9 @@ pub fn decode_block<T>(
             offset: block.offset + start as u64,
         };
         match decode(text) {
-            Decoded::Record(record) => out.push(record),
+            Decoded::Record(record) => out(record),
             Decoded::Repaired(record, warning) => {
-                out.push(record);
+                out(record);
                 bad(position(), BadKind::Repaired, warning);
             }
             Decoded::Rejected(message) => bad(position(), BadKind::Rejected, message),

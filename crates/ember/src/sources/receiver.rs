@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ember_engine::ops::{SourceBatch, batch_source};
-use ember_engine::{Data, EStream, Msg, RunShared};
+use ember_engine::{Compiler, Data, EStream, Msg, RunShared};
 
 use crate::context::{ContextInner, ReceiverHost, ReceiverSettings, StreamingContext, lock};
 use crate::dstream::{DStream, spread};
@@ -103,6 +103,9 @@ pub(crate) struct Weight {
 
 /// Weighs stored items.
 pub(crate) type Weigh<T> = fn(&[T]) -> Weight;
+
+/// Builds, on one worker, the stream of the items a receiver stored (gets the source's label).
+type BuildItems<S> = Arc<dyn for<'s> Fn(&mut Compiler<'s>, &str) -> EStream<'s, S> + Send + Sync>;
 
 /// A user's receiver stores records: each counts once, and its inline size in bytes (what it
 /// owns on the heap is not seen).
@@ -786,23 +789,47 @@ impl StreamingContext {
     }
 
     pub(crate) fn receiver_stream_named<T: Data>(&self, name: String, label: &str, receiver: Box<dyn Receiver<T>>) -> DStream<T> {
-        self.receiver_stream_decoded(name, label, receiver, weigh_records::<T>, |stream| stream)
+        let (runner, items) = self.receiver_items(name, receiver, weigh_records::<T>);
+        let stream = self.source(label, move |c, label| items(c, label));
+        // Nodes are never removed, so the index stays the stream's.
+        let _ = runner.node.set(stream.index);
+        stream
     }
 
-    /// A receiver's stream, where the receiver stores items weighed by `weigh` and each
-    /// worker turns the items it is given into the stream's records with `decode` (text
-    /// receivers store line blocks and the workers split and decode them in parallel).
-    pub(crate) fn receiver_stream_decoded<S: Data, T: Data, D>(
+    /// A receiver's stream, where the receiver stores items weighed by `weigh` and the workers
+    /// turn the items they are given into the stream's records with `step` (text receivers
+    /// store line blocks and the workers split and decode them in parallel, inside the
+    /// stream's consumer when it takes chains: see [`DStream::decoded_source`]).
+    pub(crate) fn receiver_stream_decoded<S: Data, T: Data, St>(
         &self,
         name: String,
         label: &str,
         receiver: Box<dyn Receiver<S>>,
         weigh: Weigh<S>,
-        decode: D,
+        step: St,
     ) -> DStream<T>
     where
-        D: for<'s> Fn(EStream<'s, S>) -> EStream<'s, T> + Send + Sync + 'static,
+        St: Fn(S, &mut dyn FnMut(T)) + Send + Sync + 'static,
     {
+        let (runner, items) = self.receiver_items(name, receiver, weigh);
+        let stream = self.decoded_source(
+            label,
+            move |c, label| items(c, label),
+            move |items: &[S]| weigh(items).records,
+            step,
+        );
+        let _ = runner.node.set(stream.index);
+        stream
+    }
+
+    /// Registers `receiver` and returns it with what builds, on each worker, the stream of the
+    /// items it stored (given to the workers in turn).
+    fn receiver_items<S: Data>(
+        &self,
+        name: String,
+        receiver: Box<dyn Receiver<S>>,
+        weigh: Weigh<S>,
+    ) -> (Arc<ReceiverRunner<S>>, BuildItems<S>) {
         let inner = self.inner();
         let core = Arc::new(Core {
             name,
@@ -837,7 +864,7 @@ impl StreamingContext {
         let backpressure = inner.receiver_settings().backpressure;
         let interval_ms = self.batch_interval().as_millis();
         let ctx = Arc::downgrade(inner);
-        let stream = self.source(label, move |c, label| {
+        let items: BuildItems<S> = Arc::new(move |c: &mut Compiler<'_>, label: &str| {
             let core = (c.env.index == owner).then(|| Arc::clone(&core));
             let ctx = ctx.clone();
             let mut rates = backpressure.then(|| BatchRates::new(interval_ms));
@@ -855,11 +882,9 @@ impl StreamingContext {
                 }
                 partition_msgs(blocks)
             });
-            decode(spread(c, stream))
+            spread(c, stream)
         });
-        // Nodes are never removed, so the index stays the stream's.
-        let _ = runner.node.set(stream.index);
-        stream
+        (runner, items)
     }
 }
 

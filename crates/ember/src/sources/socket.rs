@@ -28,13 +28,14 @@ use std::net::TcpStream;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ember_engine::ops::PerPart;
-use ember_engine::{Data, EStream, Part};
+use ember_engine::Data;
 
 use crate::context::{ContextInner, StreamingContext};
 use crate::dstream::DStream;
 use crate::error::Error;
-use crate::sources::lines::{BadKind, BadRecords, Decoded, LineBlock, LineFramer, LinePosition, LongLinePolicy, decode_block, decode_text};
+use crate::sources::lines::{
+    BadKind, BadRecords, Decoded, LineBlock, LineFramer, LinePosition, LongLinePolicy, decode_block_each, decode_text,
+};
 use crate::sources::receiver::Weight;
 use crate::sources::{Receiver, ReceiverContext};
 
@@ -218,40 +219,31 @@ impl SocketReceiver {
 }
 
 /// Splits and decodes the line blocks each worker is given, in parallel: the second half of
-/// a text receiver. Bad lines are counted and warned about through `bad`; a rejected line is
-/// also reported to `await_termination` (the first ten of a source).
-fn decode_lines<'s, T: Data>(
-    stream: EStream<'s, LineBlock>,
-    label: &str,
+/// a text receiver, run inside the stream's consumer when it takes chains. Bad lines are
+/// counted and warned about through `bad`; a rejected line is also reported to
+/// `await_termination` (the first ten of a source).
+fn decode_lines<T: Data>(
     source: &str,
     decoder: &Decoder<T>,
     bad: &Arc<BadRecords>,
     ctx: &Weak<ContextInner>,
-) -> EStream<'s, T> {
+) -> impl Fn(LineBlock, &mut dyn FnMut(T)) + Send + Sync + 'static {
     let (decoder, bad, ctx) = (Arc::clone(decoder), Arc::clone(bad), ctx.clone());
     let source = source.to_owned();
-    stream.per_part(label, move |part: Part<LineBlock>| {
-        let lines = part.data.iter().map(|b| b.lines as usize).sum();
-        let mut records = Vec::with_capacity(lines);
-        for block in &part.data {
-            decode_block(block, &*decoder, &mut records, |position, kind, message| {
-                let one_by_one = bad.record(kind, &position, &message);
-                if kind == BadKind::Rejected
-                    && one_by_one
-                    && let Some(ctx) = ctx.upgrade()
-                {
-                    ctx.report_source_error(Error::Source {
-                        source_name: source.clone(),
-                        message: format!("{position}: {message}; the line was skipped"),
-                    });
-                }
-            });
-        }
-        Part {
-            id: part.id,
-            data: records,
-        }
-    })
+    move |block: LineBlock, out: &mut dyn FnMut(T)| {
+        decode_block_each(&block, &*decoder, out, |position, kind, message| {
+            let one_by_one = bad.record(kind, &position, &message);
+            if kind == BadKind::Rejected
+                && one_by_one
+                && let Some(ctx) = ctx.upgrade()
+            {
+                ctx.report_source_error(Error::Source {
+                    source_name: source.clone(),
+                    message: format!("{position}: {message}; the line was skipped"),
+                });
+            }
+        });
+    }
 }
 
 impl StreamingContext {
@@ -333,9 +325,8 @@ impl StreamingContext {
         let label = "socket_text_stream";
         // Errors name the stream (`socket_stream(host:port)`), as the receiver's own do.
         let source = name.clone();
-        self.receiver_stream_decoded(name, label, Box::new(receiver), weigh_lines, move |stream| {
-            decode_lines(stream, label, &source, &decoder, &bad, &ctx)
-        })
+        let step = decode_lines(&source, &decoder, &bad, &ctx);
+        self.receiver_stream_decoded(name, label, Box::new(receiver), weigh_lines, step)
     }
 }
 
