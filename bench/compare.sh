@@ -15,6 +15,7 @@
 #   BENCH_WORKLOAD=files bench/compare.sh     # workload 5: word count over a directory that
 #                                             # `ember gen files` moves new files into
 #   BENCH_WORKLOAD=startup bench/compare.sh   # workload 6: launch to first batch, peak RSS
+#   BENCH_SYSTEMS="ember ember-cli spark" bench/compare.sh # also the README's `ember wordcount`
 #   BENCH_SYSTEMS="ember spark pyspark" bench/compare.sh   # PySpark DStreams as a third system
 #                                             # (wordcount, files and startup)
 #   BENCH_SYSTEMS="spark pyspark ember-python ember-python2" bench/compare.sh
@@ -87,7 +88,10 @@
 #                           1,000,000 keys from the first batch at any rate; 0: keys join the
 #                           state as they arrive, and at low rates a trial sees only part of
 #                           them [1; needs BENCH_KIND=vocab1m]
-#   BENCH_SYSTEMS           systems to run, in order, from ember, spark (Spark Streaming,
+#   BENCH_SYSTEMS           systems to run, in order, from ember, ember-cli (the README's main
+#                           job, `ember wordcount --host --port --report`, whose per-batch
+#                           lines come from its streaming listener: input lines times the
+#                           words per line; wordcount only), spark (Spark Streaming,
 #                           Java) and pyspark (PySpark DStreams: bench/spark/
 #                           socket_word_count.py, the same Spark settings as the Java job;
 #                           wordcount, files and startup only), ember-python (that same
@@ -226,6 +230,9 @@ read -r -a SYSTEM_LIST <<<"$SYSTEMS"
 for s in "${SYSTEM_LIST[@]}"; do
     case $s in
     ember | spark) ;;
+    ember-cli)
+        [[ $WORKLOAD == wordcount ]] || usage_error "ember-cli runs the word count only (BENCH_WORKLOAD wordcount), not $WORKLOAD"
+        ;;
     pyspark | ember-python | ember-python2 | ember-python2-py)
         [[ $WORKLOAD == wordcount || $WORKLOAD == files || $WORKLOAD == startup ]] ||
             usage_error "$s runs the word count only (BENCH_WORKLOAD wordcount, files or startup), not $WORKLOAD"
@@ -234,7 +241,7 @@ for s in "${SYSTEM_LIST[@]}"; do
         [[ $WORKLOAD == wordcount || $WORKLOAD == files ]] ||
             usage_error "$s runs the word count only (BENCH_WORKLOAD wordcount or files), not $WORKLOAD"
         ;;
-    *) usage_error "unknown system '$s' in BENCH_SYSTEMS (ember, spark, pyspark, ember-python, ember-python2, ember-python2-py, spark-sql, ember-sql, ember-sql-py)" ;;
+    *) usage_error "unknown system '$s' in BENCH_SYSTEMS (ember, ember-cli, spark, pyspark, ember-python, ember-python2, ember-python2-py, spark-sql, ember-sql, ember-sql-py)" ;;
     esac
 done
 WARMUP=${BENCH_WARMUP_BATCHES:-$DEFAULT_WARMUP}
@@ -278,7 +285,7 @@ positive_int BENCH_MEASURE_BATCHES "$MEASURE"
 
 # Seconds a trial may take before its first batch line: process start, and for Spark the JVM,
 # the SparkContext and the receiver (PySpark: also the Python driver and workers).
-declare -A STARTUP_S=([ember]=15 [spark]=60 [pyspark]=90 [ember-python]=20 [ember-python2]=30 [ember-python2-py]=30
+declare -A STARTUP_S=([ember]=15 [ember-cli]=15 [spark]=60 [pyspark]=90 [ember-python]=20 [ember-python2]=30 [ember-python2-py]=30
     [spark-sql]=90 [ember-sql]=15 [ember-sql-py]=20)
 # What a trial usually costs beyond its batches, for planning the time budget.
 declare -A OVERHEAD_S=([ember]=4 [spark]=14 [pyspark]=18 [ember-python]=5 [ember-python2]=6 [ember-python2-py]=6
@@ -598,6 +605,11 @@ start_job() {
         "$EMBER_JOB" "$host" "$port" "$batches" "$INTERVAL_MS" "$EMBER_WORKERS" "$job" "$((WINDOW_S * 1000))" \
             "$ember_checkpoint" "$INITIAL_FILE" >"$log.out" 2>>"$log.err" &
         ;;
+    ember-cli)
+        # It runs for its batches' time from its start, so it is given two more than judged.
+        "$EMBER" wordcount --host 127.0.0.1 --port "$GEN_PORT" --batches "$((batches + 2))" --interval-ms "$INTERVAL_MS" \
+            --workers "$EMBER_WORKERS" --report >"$log.out" 2>>"$log.err" &
+        ;;
     spark)
         if [[ $WORKLOAD == wordcount || $WORKLOAD == files || $WORKLOAD == startup ]]; then
             java "${JAVA_MODULE_OPTS[@]}" "-Xmx$SPARK_HEAP" "${EXTRA_JAVA_OPTS[@]}" -cp "$SPARK_CP" \
@@ -748,7 +760,8 @@ run_trial() {
     ((OTHERS > MAX_OTHERS)) && MAX_OTHERS=$OTHERS
     VERDICT=$("$PY" "$BENCH/verdict.py" "$log.out" --offered-words-per-s "$(words_of "$offered")" \
         --interval-ms "$INTERVAL_MS" --warmup "$WARMUP" --measure "$MEASURE" --recv-fraction "$RECV_FRACTION" \
-        --proc-quantile "$PROC_QUANTILE" --growth-ms "$GROWTH_MS" --settled-ms "$SETTLED_MS")
+        --proc-quantile "$PROC_QUANTILE" --growth-ms "$GROWTH_MS" --settled-ms "$SETTLED_MS" \
+        --words-per-record "$WORDS_PER_LINE")
     printf '%s\t%s\t%s\t%s\t%s\n' "$system" "$offered" "$(words_of "$offered")" "$OTHERS" "$VERDICT" >>"$RUN_DIR/trials.tsv"
     local per_file=""
     [[ -z $writer_pid ]] || per_file=", $LINES_PER_FILE lines a file"
@@ -832,6 +845,7 @@ search() {
 label() {
     case $1 in
     ember) echo "ember $EMBER_COMMIT, $EMBER_WORKERS workers" ;;
+    ember-cli) echo "the README's main job, ember wordcount $EMBER_COMMIT, $EMBER_WORKERS workers" ;;
     spark) echo "$SPARK_LABEL, $SPARK_MASTER" ;;
     pyspark) echo "$PYSPARK_LABEL, $SPARK_MASTER" ;;
     ember-python) echo "PySpark program on ember $EMBER_COMMIT, 1 process, $EMBER_PYTHON_MASTER" ;;
@@ -844,14 +858,14 @@ label() {
 }
 short_name() {
     case $1 in
-    ember) echo ember ;; spark) echo Spark ;; pyspark) echo PySpark ;;
+    ember) echo ember ;; ember-cli) echo "ember-wordcount" ;; spark) echo Spark ;; pyspark) echo PySpark ;;
     ember-python) echo "ember-Python(1 process)" ;; ember-python2) echo "ember-Python(2 processes)" ;;
     ember-python2-py) echo "ember-Python(2 processes, no native functions)" ;;
     spark-sql) echo "Spark-SS" ;; ember-sql) echo "ember-SS" ;; ember-sql-py) echo "ember-SS-Python" ;;
     esac
 }
 # The pairs of systems a ratio is given for, when both ran: faster system first.
-RATIO_PAIRS=("ember spark" "ember pyspark" "spark pyspark" "ember-python spark" "ember-python2 spark"
+RATIO_PAIRS=("ember spark" "ember-cli spark" "ember ember-cli" "ember pyspark" "spark pyspark" "ember-python spark" "ember-python2 spark"
     "ember-python pyspark" "ember-python2 pyspark" "ember-python2 ember-python" "ember ember-python"
     "ember-python2-py spark" "ember-python2 ember-python2-py" "ember-sql spark-sql" "ember-sql-py spark-sql"
     "ember-sql ember-sql-py" "ember-sql spark")

@@ -6,7 +6,9 @@ Reads the per-batch lines that both systems' jobs print,
     BATCH time_ms=T keys=K words=W [sum=S] [records=N] proc_ms=P sched_ms=S total_ms=D
 
 (words is the batch's input words: counted by the word count, derived from the per-batch sums
-of counts by the window and state jobs; other fields are informative)
+of counts by the window and state jobs; a line without words but with records, the input lines
+a streaming listener saw (`ember wordcount --report`), has records times --words-per-record;
+other fields are informative)
 
 skips the warm-up batches, takes the next MEASURE batches and prints one line of key=value
 pairs, the first being verdict=ok or verdict=fail. A rate is sustainable when all of these
@@ -66,6 +68,7 @@ def main():
     ap.add_argument("--growth-ms", type=float, default=250.0)
     ap.add_argument("--settled-ms", type=float, help="default: two intervals")
     ap.add_argument("--settled-batches", type=int, help="default: 3, or the batches of 3 s when shorter")
+    ap.add_argument("--words-per-record", type=float, help="words of a line that gives records but no words")
     args = ap.parse_args()
     if args.settled_ms is None:
         args.settled_ms = 2 * args.interval_ms
@@ -76,7 +79,10 @@ def main():
     with open(args.log, encoding="utf-8", errors="replace") as f:
         for line in f:
             if line.startswith("BATCH "):
-                batches.append({k: int(v) for k, v in FIELD.findall(line)})
+                batch = {k: int(v) for k, v in FIELD.findall(line)}
+                if "words" not in batch and "records" in batch and args.words_per_record:
+                    batch["words"] = round(batch["records"] * args.words_per_record)
+                batches.append(batch)
     measured = batches[args.warmup : args.warmup + args.measure]
 
     out = {"batches": len(batches), "n": len(measured)}

@@ -25,6 +25,7 @@ use std::time::{Duration as StdDuration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use ember::prelude::*;
+use ember::{BatchInfo, StreamingListener};
 
 /// Runs ember's built-in jobs and its data generator.
 #[derive(Debug, Parser)]
@@ -77,6 +78,11 @@ struct WordcountArgs {
     /// The address the web UI listens on (0.0.0.0 for every network; default this machine only).
     #[arg(long, requires = "ui_port", default_value = "127.0.0.1")]
     ui_host: String,
+    /// Also print a line per completed batch on stdout, from the streaming listener:
+    /// `BATCH time_ms=T records=N proc_ms=P sched_ms=S total_ms=D` (input lines, and Spark's
+    /// processing, scheduling and total delays), as bench/compare.sh reads it.
+    #[arg(long)]
+    report: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +187,29 @@ struct Status {
     delay_ms: AtomicU64,
 }
 
+/// Keeps the live status up to date and, with `report`, prints each completed batch's line.
+struct BatchWatch {
+    status: Arc<Status>,
+    report: bool,
+}
+
+impl StreamingListener for BatchWatch {
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        let (records, time_ms) = (batch.num_records(), batch.batch_time.milliseconds());
+        let total = batch.total_delay().unwrap_or(0);
+        self.status.batches.fetch_add(1, Ordering::Relaxed);
+        self.status.records.store(records, Ordering::Relaxed);
+        self.status.delay_ms.store(total, Ordering::Relaxed);
+        if self.report {
+            println!(
+                "BATCH time_ms={time_ms} records={records} proc_ms={} sched_ms={} total_ms={total}",
+                batch.processing_delay().unwrap_or(0),
+                batch.scheduling_delay().unwrap_or(0),
+            );
+        }
+    }
+}
+
 fn wordcount(args: &WordcountArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let (host, port) = match args.port {
@@ -208,19 +237,15 @@ fn wordcount(args: &WordcountArgs) -> anyhow::Result<()> {
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b);
     counts.print()?;
-    // A one-line live status on a terminal; none when the output goes elsewhere.
+    // A one-line live status on a terminal (none when the output goes elsewhere) and the batch
+    // report come from a listener, so that the job is the same with them as without.
     let status = Arc::new(Status::default());
     let live = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-    if live {
-        let seen = Arc::clone(&status);
-        lines.count().foreach_rdd(move |batch, time| {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            seen.batches.fetch_add(1, Ordering::Relaxed);
-            seen.records.store(batch.iter().sum(), Ordering::Relaxed);
-            seen.delay_ms.store(now_ms.saturating_sub(time.milliseconds()), Ordering::Relaxed);
-        })?;
+    if live || args.report {
+        ssc.add_streaming_listener(BatchWatch {
+            status: Arc::clone(&status),
+            report: args.report,
+        });
     }
     ssc.start()?;
     if let Some(address) = ssc.ui_address() {
