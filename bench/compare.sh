@@ -288,10 +288,10 @@ positive_int BENCH_MEASURE_BATCHES "$MEASURE"
 declare -A STARTUP_S=([ember]=15 [ember-cli]=15 [spark]=60 [pyspark]=90 [ember-python]=20 [ember-python2]=30 [ember-python2-py]=30
     [spark-sql]=90 [ember-sql]=15 [ember-sql-py]=20)
 # What a trial usually costs beyond its batches, for planning the time budget.
-declare -A OVERHEAD_S=([ember]=4 [spark]=14 [pyspark]=18 [ember-python]=5 [ember-python2]=6 [ember-python2-py]=6
+declare -A OVERHEAD_S=([ember]=4 [ember-cli]=4 [spark]=14 [pyspark]=18 [ember-python]=5 [ember-python2]=6 [ember-python2-py]=6
     [spark-sql]=18 [ember-sql]=4 [ember-sql-py]=5)
 # Each system's share of the search's time (Spark's trials take longer: JVM start).
-declare -A WEIGHT=([ember]=2 [spark]=3 [pyspark]=3 [ember-python]=2 [ember-python2]=2 [ember-python2-py]=2
+declare -A WEIGHT=([ember]=2 [ember-cli]=2 [spark]=3 [pyspark]=3 [ember-python]=2 [ember-python2]=2 [ember-python2-py]=2
     [spark-sql]=3 [ember-sql]=2 [ember-sql-py]=2)
 
 RUN_DIR="$WORK/run-$(date +%Y%m%d-%H%M%S)"
