@@ -133,6 +133,59 @@ fn wordcount_reads_an_existing_server_with_host_and_port() {
 }
 
 #[test]
+fn wordcount_report_prints_a_line_per_batch_from_the_listener() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        // Three lines a write: the receiver stores them as one block, which counts as three.
+        for _ in 0..10 {
+            conn.write_all("apple banana apple\n".repeat(3).as_bytes()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    });
+    let (code, stdout, stderr) = ember(&[
+        "wordcount",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--batches",
+        "6",
+        "--interval-ms",
+        "250",
+        "--report",
+    ]);
+    server.join().unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let field = |line: &str, name: &str| -> u64 {
+        let value = line.split(' ').find_map(|f| f.strip_prefix(name)?.strip_prefix('='));
+        value.unwrap_or_else(|| panic!("no {name} in {line}")).parse().unwrap()
+    };
+    let batches: Vec<&str> = stdout.lines().filter(|l| l.starts_with("BATCH ")).collect();
+    assert!(batches.len() >= 5, "expected a line per batch:\n{stdout}");
+    // Each batch once, in order, 250 ms apart; its total delay is scheduling plus processing.
+    let times: Vec<u64> = batches.iter().map(|l| field(l, "time_ms")).collect();
+    assert!(times.windows(2).all(|w| w[1] == w[0] + 250), "{times:?}");
+    for line in &batches {
+        assert_eq!(field(line, "total_ms"), field(line, "sched_ms") + field(line, "proc_ms"), "{line}");
+    }
+    // Every line the server sent is counted once as an input record, and the printed counts
+    // agree with them (two keys: `print` shows every pair).
+    assert_eq!(batches.iter().map(|l| field(l, "records")).sum::<u64>(), 30, "{stdout}");
+    let counted = |word: &str| -> u64 {
+        let prefix = format!("({word},");
+        stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix)?.strip_suffix(')')?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!((counted("apple"), counted("banana")), (60, 30), "{stdout}");
+}
+
+#[test]
 fn wordcount_serves_the_web_ui_with_ui_port() {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
