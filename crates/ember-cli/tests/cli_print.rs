@@ -96,33 +96,34 @@ fn a_failing_job_exits_1_with_the_reason() {
     assert!(stderr.contains("/nonexistent/lines.txt"), "{stderr}");
 }
 
-#[test]
-fn wordcount_reads_an_existing_server_with_host_and_port() {
+/// Runs `ember wordcount --host 127.0.0.1 --port P --interval-ms 250` with `more` arguments
+/// against a server on P that writes `writes` to its first client, each at once and `pause`
+/// apart, then keeps the connection open for 2 s: exit code, stdout, stderr.
+fn wordcount_against(writes: Vec<String>, pause: std::time::Duration, more: &[&str]) -> (Option<i32>, String, String) {
     use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
-        for _ in 0..50 {
-            if conn.write_all(b"apple banana apple\n").is_err() {
+        for write in writes {
+            if conn.write_all(write.as_bytes()).is_err() {
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(pause);
         }
         std::thread::sleep(std::time::Duration::from_secs(2));
     });
-    let (code, stdout, stderr) = ember(&[
-        "wordcount",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--batches",
-        "4",
-        "--interval-ms",
-        "250",
-    ]);
+    let mut args = vec!["wordcount", "--host", "127.0.0.1", "--port", &port, "--interval-ms", "250"];
+    args.extend_from_slice(more);
+    let out = ember(&args);
     server.join().unwrap();
+    out
+}
+
+#[test]
+fn wordcount_reads_an_existing_server_with_host_and_port() {
+    let writes = vec!["apple banana apple\n".to_owned(); 50];
+    let (code, stdout, stderr) = wordcount_against(writes, std::time::Duration::from_millis(10), &["--batches", "4"]);
     assert_eq!(code, Some(0), "{stderr}");
     let pairs: Vec<&str> = stdout.lines().filter(|l| l.starts_with('(')).collect();
     assert!(pairs.iter().any(|p| p.starts_with("(apple,")), "{stdout}");
@@ -134,31 +135,10 @@ fn wordcount_reads_an_existing_server_with_host_and_port() {
 
 #[test]
 fn wordcount_report_prints_a_line_per_batch_from_the_listener() {
-    use std::io::Write;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        // Three lines a write: the receiver stores them as one block, which counts as three.
-        for _ in 0..10 {
-            conn.write_all("apple banana apple\n".repeat(3).as_bytes()).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(30));
-        }
-        std::thread::sleep(std::time::Duration::from_secs(3));
-    });
-    let (code, stdout, stderr) = ember(&[
-        "wordcount",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--batches",
-        "6",
-        "--interval-ms",
-        "250",
-        "--report",
-    ]);
-    server.join().unwrap();
+    // Three lines a write: the receiver stores them as one block, which counts as three.
+    let writes = vec!["apple banana apple\n".repeat(3); 10];
+    let more = ["--batches", "6", "--report"];
+    let (code, stdout, stderr) = wordcount_against(writes, std::time::Duration::from_millis(30), &more);
     assert_eq!(code, Some(0), "{stderr}");
     let field = |line: &str, name: &str| -> u64 {
         let value = line.split(' ').find_map(|f| f.strip_prefix(name)?.strip_prefix('='));
