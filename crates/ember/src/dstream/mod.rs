@@ -135,7 +135,8 @@ impl<T: Data> DStream<T> {
     /// no plan node of its own) and `step` pushes the records of one stored item. When the
     /// source's only consumer takes chains, the items are decoded inside that consumer, a chunk
     /// of records at a time, so a batch's records are never all held at once (a text receiver's
-    /// lines: each is split and counted while its bytes are still in the cache, and freed).
+    /// lines: each chunk is split and counted, and freed, before the next is decoded; the peak
+    /// memory this saves is BENCHMARKS.md's row 36).
     pub(crate) fn decoded_source<S: Data, St>(
         plan: &Arc<Plan>,
         spec: NodeSpec,
